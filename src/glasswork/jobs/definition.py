@@ -1,0 +1,248 @@
+"""Job definitions: ``define_job``, ``define_periodic_job``, retry policies and unique keys."""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from .errors import ConfigurationError, InvalidJobPayloadError
+
+if TYPE_CHECKING:
+    from .execution import JobContext
+
+P = TypeVar("P")
+
+Handler = Callable[..., Any]
+UniqueOption = Callable[[Any], Any] | Mapping[str, Callable[[Any], Any]] | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often a failing job runs and how long it waits between runs.
+
+    ``max_attempts`` counts runs, the first included (3 means two retries). Delays grow
+    exponentially from ``backoff`` seconds, capped at ``max_backoff``; ``jitter`` spreads
+    them over the upper half of each step so retries of a burst do not arrive together.
+    """
+
+    max_attempts: int = 3
+    backoff: float = 10.0
+    max_backoff: float = 900.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigurationError(
+                f"retry max_attempts must be at least 1, got {self.max_attempts}"
+            )
+        if self.backoff < 0 or self.max_backoff < 0:
+            raise ConfigurationError("retry backoff and max_backoff cannot be negative")
+
+    def delay_for(self, attempt: int) -> float:
+        """Seconds to wait before the run after failed run number ``attempt`` (1-based)."""
+        step = min(self.max_backoff, self.backoff * 2.0 ** min(attempt - 1, 32))
+        if self.jitter:
+            return step / 2 + random.random() * step / 2
+        return step
+
+    @classmethod
+    def from_option(
+        cls, option: RetryPolicy | Mapping[str, Any] | bool | None
+    ) -> RetryPolicy | None:
+        """Read ``define_job(retry=...)``: None/True → defaults, False → no retries."""
+        if option is None or option is True:
+            return cls()
+        if option is False:
+            return None
+        if isinstance(option, RetryPolicy):
+            return option
+        if isinstance(option, Mapping):
+            allowed = {f.name for f in fields(cls)}
+            unknown = set(option) - allowed
+            if unknown:
+                raise ConfigurationError(
+                    f"unknown retry setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+                )
+            return cls(**option)
+        raise ConfigurationError(
+            f"retry must be a mapping, RetryPolicy, True or False, not {option!r}"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class JobDefinition(Generic[P]):
+    """A registered job: made by :func:`define_job` or :func:`define_periodic_job`."""
+
+    name: str
+    handler: Handler
+    queue: str | None = None
+    schema: Any = None
+    retry: RetryPolicy | None = RetryPolicy()
+    unique_key: Callable[[P], Any] | None = None
+    group_id: str | Callable[[P], Any] | None = None
+    periodic: bool = False
+    schedule: str | None = None
+
+    def __post_init__(self) -> None:
+        adapter = TypeAdapter(self.schema) if self.schema is not None else None
+        object.__setattr__(self, "_adapter", adapter)
+        object.__setattr__(self, "is_async", _is_async(self.handler))
+        object.__setattr__(self, "_call", _adapt_arity(self.name, self.handler))
+
+    # Derived in __post_init__.
+    _adapter: TypeAdapter[Any] | None = field(init=False, repr=False, default=None)
+    is_async: bool = field(init=False, default=False)
+    _call: Callable[[Any, JobContext], Any] = field(init=False, repr=False, default=None)  # type: ignore[assignment]
+
+    def validate(self, payload: Any) -> P:
+        """Validate ``payload`` against the schema; raises :class:`InvalidJobPayloadError`."""
+        if self._adapter is None:
+            return payload  # type: ignore[no-any-return]
+        try:
+            return self._adapter.validate_python(payload)  # type: ignore[no-any-return]
+        except ValidationError as exc:
+            raise InvalidJobPayloadError(
+                self.name, [dict(e) for e in exc.errors(include_url=False)]
+            ) from None
+
+    def to_wire(self, value: P) -> Any:
+        """The JSON form of a validated payload, as it travels in the message."""
+        try:
+            if self._adapter is not None:
+                return self._adapter.dump_python(value, mode="json")
+            return to_jsonable_python(value)
+        except PydanticSerializationError as exc:
+            raise InvalidJobPayloadError(
+                self.name, [], f"payload is not JSON-serializable: {exc}"
+            ) from None
+
+    def unique_key_for(self, value: P) -> str | None:
+        """The unique key of a validated payload, or None for jobs without one."""
+        if self.unique_key is None:
+            return None
+        key = self.unique_key(value)
+        return None if key is None else str(key)
+
+    def group_id_for(self, value: P) -> str | None:
+        """The FIFO message group of a validated payload (None: the driver's default)."""
+        if self.group_id is None or isinstance(self.group_id, str):
+            return self.group_id
+        group = self.group_id(value)
+        return None if group is None else str(group)
+
+    def run(self, value: P, ctx: JobContext) -> Any:
+        """Call the handler; returns its result (an awaitable for async handlers)."""
+        return self._call(value, ctx)
+
+    def __repr__(self) -> str:
+        kind = "periodic job" if self.periodic else "job"
+        return f"<{kind} {self.name!r} queue={self.queue!r}>"
+
+
+def define_job(
+    *,
+    name: str,
+    handler: Handler,
+    queue: str | None = None,
+    schema: Any = None,
+    unique: UniqueOption = None,
+    retry: RetryPolicy | Mapping[str, Any] | bool | None = None,
+    group_id: str | Callable[[Any], Any] | None = None,
+) -> JobDefinition[Any]:
+    """Turn a plain function into a job.
+
+    ``handler(payload, ctx)`` may be sync or ``async def``; it receives the payload validated
+    by ``schema`` (a pydantic model class or any type pydantic's ``TypeAdapter`` accepts).
+    ``unique`` is ``{"key": fn}`` or ``fn``: payload → key; a second pending job with the same
+    key is refused (and on FIFO queues it becomes the deduplication id). ``retry`` is
+    ``{"max_attempts": N, "backoff": s, "max_backoff": s, "jitter": bool}``, a
+    :class:`RetryPolicy`, or ``False`` to discard the job after its first failure.
+    ``group_id`` sets the FIFO message group (a string or payload → string).
+
+    >>> ping = define_job(name="ping", handler=lambda payload, ctx: None)
+    """
+    return JobDefinition(
+        name=_check_name(name),
+        handler=_check_handler(name, handler),
+        queue=queue,
+        schema=schema,
+        retry=RetryPolicy.from_option(retry),
+        unique_key=_unique_key_fn(name, unique),
+        group_id=group_id,
+    )
+
+
+def define_periodic_job(
+    *,
+    name: str,
+    handler: Handler,
+    schedule: str | None = None,
+    retry: RetryPolicy | Mapping[str, Any] | bool | None = None,
+    schema: Any = None,
+) -> JobDefinition[Any]:
+    """A job run on a schedule: by an EventBridge rule whose input is ``{"jobName": name}``,
+    or by the long-running worker (``--periodic``) from ``schedule``, a cron expression
+    (``"0 3 * * *"``, ``"cron(0 3 * * ? *)"``) or ``"rate(5 minutes)"``.
+    """
+    return JobDefinition(
+        name=_check_name(name),
+        handler=_check_handler(name, handler),
+        queue=None,
+        schema=schema,
+        retry=RetryPolicy.from_option(retry),
+        periodic=True,
+        schedule=schedule,
+    )
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigurationError(f"a job needs a non-empty string name, got {name!r}")
+    return name
+
+
+def _check_handler(name: str, handler: Handler) -> Handler:
+    if not callable(handler):
+        raise ConfigurationError(f"job {name!r}: handler must be callable, got {handler!r}")
+    return handler
+
+
+def _unique_key_fn(name: str, unique: UniqueOption) -> Callable[[Any], Any] | None:
+    if unique is None:
+        return None
+    if isinstance(unique, Mapping):
+        key = unique.get("key")
+        if not callable(key) or set(unique) - {"key"}:
+            raise ConfigurationError(
+                f"job {name!r}: unique must be {{'key': fn}} or a function, got {unique!r}"
+            )
+        return key
+    if callable(unique):
+        return unique
+    raise ConfigurationError(f"job {name!r}: unique must be {{'key': fn}} or a function")
+
+
+def _is_async(handler: Handler) -> bool:
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - async __call__ on callable objects
+    )
+
+
+def _adapt_arity(name: str, handler: Handler) -> Callable[[Any, JobContext], Any]:
+    """Let handlers take ``(payload, ctx)`` or just ``(payload)``."""
+    try:
+        params = inspect.signature(handler).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: assume (payload, ctx)
+        return handler
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind is p.VAR_POSITIONAL for p in params) or len(positional) >= 2:
+        return handler
+    if len(positional) == 1:
+        return lambda value, _ctx: handler(value)
+    raise ConfigurationError(f"job {name!r}: handler must accept (payload, ctx) or (payload)")

@@ -1,0 +1,111 @@
+"""The driver contract: what carries job messages between producers and workers.
+
+A driver subclasses :class:`QueueDriver`. Producers need only :meth:`~QueueDriver.enqueue`
+and :meth:`~QueueDriver.enqueue_in` (``enqueue_at`` and ``enqueue_many`` have defaults built
+on them). Long-running workers also need :meth:`~QueueDriver.receive`,
+:meth:`~QueueDriver.ack` and :meth:`~QueueDriver.nack`; :meth:`~QueueDriver.dead_letter`
+gives permanent failures somewhere to go.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ..message import JobMessage
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """What an enqueue produced: the driver's message id, the job id, the queue and, for
+    delayed jobs, when the job becomes due (None means now)."""
+
+    message_id: str
+    job_id: str
+    queue: str
+    scheduled_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class ReceivedMessage:
+    """One delivery handed to a worker by :meth:`QueueDriver.receive`.
+
+    ``body`` is the raw wire text (it may be malformed: the worker decides); ``attempt`` is
+    the 1-based delivery count; ``receipt`` is the driver's handle for ack/nack.
+    """
+
+    body: str
+    receipt: Any
+    attempt: int
+    queue: str
+    message_id: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class QueueDriver(ABC):
+    """Base class of every driver. Subclass it to carry jobs over another backend.
+
+    Example (a producer-only driver)::
+
+        class RedisQueueDriver(QueueDriver):
+            name = "redis"
+
+            def enqueue(self, message):
+                return self.enqueue_in(message, 0)
+
+            def enqueue_in(self, message, delay_seconds):
+                body = message.encode()   # checks the 256 KiB limit
+                ...                       # push body, due at now + delay_seconds
+                return EnqueueResult(message_id, message.job_id, message.queue, due_at)
+    """
+
+    name: str = "custom"
+
+    @abstractmethod
+    def enqueue(self, message: JobMessage) -> EnqueueResult:
+        """Send ``message`` to run now."""
+
+    @abstractmethod
+    def enqueue_in(self, message: JobMessage, delay_seconds: float) -> EnqueueResult:
+        """Send ``message`` to run after ``delay_seconds``."""
+
+    def enqueue_at(self, message: JobMessage, run_at: datetime) -> EnqueueResult:
+        """Send ``message`` to run at ``run_at`` (an aware datetime; past means now)."""
+        delay = (run_at - datetime.now(UTC)).total_seconds()
+        if delay <= 0:
+            return self.enqueue(message)
+        return self.enqueue_in(message, delay)
+
+    def enqueue_many(
+        self, messages: Sequence[JobMessage], delay_seconds: float = 0.0
+    ) -> list[EnqueueResult]:
+        """Send several messages; drivers with a batch API override this."""
+        if delay_seconds > 0:
+            return [self.enqueue_in(m, delay_seconds) for m in messages]
+        return [self.enqueue(m) for m in messages]
+
+    # -- consuming: needed by long-running workers -------------------------------------
+
+    def receive(
+        self, queues: Sequence[str] | None = None, max_messages: int = 10, wait_seconds: float = 0.0
+    ) -> list[ReceivedMessage]:
+        """Claim up to ``max_messages`` due messages from ``queues`` (None: all), waiting up to
+        ``wait_seconds`` for the first. A claimed message is invisible to other consumers
+        until acked, nacked, or its lease runs out."""
+        raise NotImplementedError(f"driver {self.name!r} cannot receive messages")
+
+    def ack(self, received: ReceivedMessage) -> None:
+        """The message is finished with (done, discarded or dead-lettered): remove it."""
+        raise NotImplementedError(f"driver {self.name!r} cannot acknowledge messages")
+
+    def nack(self, received: ReceivedMessage, delay_seconds: float = 0.0) -> None:
+        """Deliver the message again after ``delay_seconds``."""
+        raise NotImplementedError(f"driver {self.name!r} cannot release messages")
+
+    def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool:
+        """Keep a message that can never succeed, with the reason. Returns False when this
+        driver has nowhere to put it (the worker then logs the body at ERROR level)."""
+        return False

@@ -1,0 +1,48 @@
+"""Turn human delays ("30s", "10m", "1h30m", 90, timedelta) into seconds."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+Delay = str | int | float | timedelta
+
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+
+
+def parse_duration(value: Delay) -> float:
+    """Return ``value`` in seconds.
+
+    Accepts seconds as a number, a :class:`~datetime.timedelta`, or a string of
+    number-unit parts with units ``ms s m h d w``: ``"30s"``, ``"10m"``, ``"1h30m"``.
+
+    >>> parse_duration("1h30m")
+    5400.0
+    """
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):
+        raise TypeError("a delay must be a number of seconds, a duration string or a timedelta")
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        if text and _WHOLE.fullmatch(text):
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text))
+        else:
+            try:
+                seconds = float(text)
+            except ValueError:
+                raise ValueError(
+                    f"cannot read delay {value!r}: use e.g. '30s', '10m', '2h', '1d', '1h30m'"
+                ) from None
+    else:
+        raise TypeError(
+            f"a delay must be a number of seconds, a duration string or a timedelta, "
+            f"not {type(value).__name__}"
+        )
+    if seconds < 0 or seconds != seconds:
+        raise ValueError(f"a delay cannot be negative: {value!r}")
+    return seconds

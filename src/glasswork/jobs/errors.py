@@ -1,0 +1,104 @@
+"""The error classes of the jobs module.
+
+Errors raised by a handler decide what happens to the job:
+
+* any plain exception, or :class:`TransientJobError`: retried up to ``retry.max_attempts``,
+  then dead-lettered;
+* :class:`PermanentJobError` (and its subclasses :class:`InvalidJobPayloadError`,
+  :class:`UnknownJobError`, :class:`MalformedMessageError`): dead-lettered at once.
+
+Errors raised at enqueue time (:class:`InvalidJobPayloadError`, :class:`PayloadTooLargeError`,
+:class:`DuplicateJobError`) mean nothing was sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GlassworkError(Exception):
+    """Root of every error this library raises on purpose."""
+
+
+class ConfigurationError(GlassworkError, ValueError):
+    """The library was set up wrongly: a missing setting, a duplicate job name, a bad provider."""
+
+
+class JobError(GlassworkError):
+    """Base of the errors a job handler raises to choose its outcome."""
+
+
+class TransientJobError(JobError):
+    """A retriable failure: the job runs again until ``retry.max_attempts``.
+
+    ``retry_after`` (seconds) overrides the job's backoff for this retry, e.g. from a
+    ``Retry-After`` header.
+    """
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentJobError(JobError):
+    """The job can never succeed: it goes to the dead letter at once, without retries."""
+
+
+class InvalidJobPayloadError(PermanentJobError, ValueError):
+    """A payload does not match its job's schema.
+
+    At enqueue time nothing is sent; at run time the job is dead-lettered. ``errors`` holds
+    pydantic's error details.
+    """
+
+    def __init__(self, job_name: str, errors: list[dict[str, Any]], summary: str = "") -> None:
+        self.job_name = job_name
+        self.errors = errors
+        detail = summary or "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())) or '<payload>'}: {e.get('msg')}"
+            for e in errors
+        )
+        super().__init__(f"invalid payload for job {job_name!r}: {detail}")
+
+
+class UnknownJobError(PermanentJobError):
+    """A message names a job that this worker does not have registered."""
+
+    def __init__(self, job_name: str, known: list[str]) -> None:
+        self.job_name = job_name
+        shown = ", ".join(sorted(known)[:20]) or "none"
+        super().__init__(f"unknown job {job_name!r}; registered jobs: {shown}")
+
+
+class MalformedMessageError(PermanentJobError):
+    """A message body is not a valid Glasswork job envelope."""
+
+
+class EnqueueError(GlassworkError):
+    """Base of the errors that stop an enqueue: nothing was sent."""
+
+
+class PayloadTooLargeError(EnqueueError):
+    """The serialized message is over the queue's size limit (256 KiB for SQS)."""
+
+    def __init__(self, job_name: str, size: int, limit: int) -> None:
+        self.job_name = job_name
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"message for job {job_name!r} is {size:,} bytes, over the {limit:,}-byte limit; "
+            "store large data elsewhere (e.g. S3) and enqueue a reference to it"
+        )
+
+
+class DuplicateJobError(EnqueueError):
+    """A pending job already holds this job's unique key."""
+
+    def __init__(self, job_name: str, unique_key: str, existing_job_id: str | None = None) -> None:
+        self.job_name = job_name
+        self.unique_key = unique_key
+        self.existing_job_id = existing_job_id
+        held = f" (held by job {existing_job_id})" if existing_job_id else ""
+        super().__init__(
+            f"job {job_name!r} with unique key {unique_key!r} is already pending{held}"
+        )

@@ -1,0 +1,364 @@
+"""Run one received job and decide its outcome: the only place retry rules live.
+
+Every worker (Lambda, long-running, the mock driver's ``drain``) calls
+:meth:`Executor.execute` and only translates the :class:`Outcome` it returns:
+
+* :class:`Done`: the handler returned.
+* :class:`Retry`: a transient failure below ``retry.max_attempts``; run again after ``delay``.
+* :class:`DeadLetter`: a permanent failure, retries used up, an invalid payload, an unknown
+  job or a malformed body; keep the message in the dead letter.
+* :class:`Discard`: a failure of a job defined with ``retry=False``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .definition import JobDefinition
+from .errors import (
+    ConfigurationError,
+    InvalidJobPayloadError,
+    MalformedMessageError,
+    PermanentJobError,
+    TransientJobError,
+    UnknownJobError,
+)
+from .message import JobMessage
+
+if TYPE_CHECKING:
+    from ..modules import Module, Services
+
+logger = logging.getLogger("glasswork.jobs")
+
+# -- outcomes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What should happen to a message after a run. ``message`` is None for a body that could
+    not be decoded."""
+
+    message: JobMessage | None
+    kind: ClassVar[str] = "outcome"
+
+
+@dataclass(frozen=True, slots=True)
+class Done(Outcome):
+    """The handler returned: acknowledge the message."""
+
+    kind: ClassVar[str] = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class Retry(Outcome):
+    """Run the job again after ``delay`` seconds."""
+
+    kind: ClassVar[str] = "retry"
+
+    delay: float
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter(Outcome):
+    """Move the message to the dead letter, with ``reason``."""
+
+    kind: ClassVar[str] = "dead_letter"
+
+    reason: str
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class Discard(Outcome):
+    """Drop the message after a failure (the job has ``retry=False``)."""
+
+    kind: ClassVar[str] = "discarded"
+
+    reason: str
+    error: BaseException
+
+
+# -- context, hooks, registry ---------------------------------------------------------------
+
+
+class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
+    """``ctx.logger``: a standard logger that puts the job name and id on every line, in the
+    text and as ``extra`` fields (``job_name``, ``job_id``, ``attempt``) for JSON formatters."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = self.extra or {}
+        given = kwargs.get("extra")
+        kwargs["extra"] = {**extra, **given} if given else extra
+        return f"[{extra['job_name']} {extra['job_id']}] {msg}", kwargs
+
+
+@dataclass(slots=True)
+class JobContext:
+    """What a handler gets besides its payload.
+
+    ``services`` (the module's providers), ``logger``, ``job`` (the :class:`JobMessage`),
+    ``attempt`` (1 on the first run), ``max_attempts`` (None when retries are off) and
+    ``lambda_context`` (the AWS Lambda context when run by the Lambda worker).
+    """
+
+    services: Services
+    logger: JobLogger
+    job: JobMessage
+    attempt: int = 1
+    max_attempts: int | None = None
+    lambda_context: Any = None
+
+
+Hook = Callable[..., Any]
+HOOK_NAMES = ("on_job_start", "on_job_complete", "on_job_failed", "on_job_dead_letter")
+
+
+@dataclass(frozen=True, slots=True)
+class JobHooks:
+    """Lifecycle hooks, sync or async: ``on_job_start(job, ctx)``,
+    ``on_job_complete(job, ctx)``, ``on_job_failed(job, ctx, err)``,
+    ``on_job_dead_letter(job, ctx, err)``. A hook that raises is logged and changes nothing.
+    """
+
+    on_job_start: Hook | None = None
+    on_job_complete: Hook | None = None
+    on_job_failed: Hook | None = None
+    on_job_dead_letter: Hook | None = None
+
+    @classmethod
+    def from_option(cls, hooks: JobHooks | Mapping[str, Hook] | None) -> JobHooks:
+        """Accept a :class:`JobHooks`, a mapping of hook names, or None."""
+        if hooks is None:
+            return cls()
+        if isinstance(hooks, JobHooks):
+            return hooks
+        if isinstance(hooks, Mapping):
+            unknown = set(hooks) - set(HOOK_NAMES)
+            if unknown:
+                raise ConfigurationError(
+                    f"unknown hook(s) {sorted(unknown)}; hooks are {', '.join(HOOK_NAMES)}"
+                )
+            for name, fn in hooks.items():
+                if fn is not None and not callable(fn):
+                    raise ConfigurationError(f"hook {name!r} must be callable, got {fn!r}")
+            return cls(**hooks)
+        raise ConfigurationError(f"hooks must be a mapping or JobHooks, not {hooks!r}")
+
+    def names(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+
+class JobRegistry:
+    """Job definitions by name; refuses two different jobs with one name."""
+
+    def __init__(self, jobs: Iterable[JobDefinition[Any]]) -> None:
+        self._jobs: dict[str, JobDefinition[Any]] = {}
+        for job in jobs:
+            if not isinstance(job, JobDefinition):
+                raise ConfigurationError(
+                    f"jobs must be made with define_job or define_periodic_job, got {job!r}"
+                )
+            existing = self._jobs.get(job.name)
+            if existing is not None and existing is not job:
+                raise ConfigurationError(
+                    f"two different jobs are named {job.name!r}; job names must be unique "
+                    "across a module and everything it imports"
+                )
+            self._jobs[job.name] = job
+
+    @classmethod
+    def for_module(cls, module: Module) -> JobRegistry:
+        """Every job of ``module`` and of the modules it imports."""
+        return cls(job for m in module.walk() for job in m.jobs)
+
+    def get(self, name: str) -> JobDefinition[Any] | None:
+        return self._jobs.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._jobs)
+
+    def __iter__(self) -> Any:
+        return iter(self._jobs.values())
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._jobs
+
+
+# -- execution ------------------------------------------------------------------------------
+
+RunSync = Callable[..., Awaitable[Any]]
+
+
+class Executor:
+    """Runs messages against a registry with services and hooks, returning an :class:`Outcome`.
+
+    :meth:`execute` is a coroutine for workers with an event loop (pass ``run_sync`` to move
+    sync handlers off the loop); :meth:`execute_sync` runs the same code without one.
+    """
+
+    def __init__(
+        self,
+        registry: JobRegistry,
+        services: Services,
+        hooks: JobHooks | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.registry = registry
+        self.services = services
+        self.hooks = hooks or JobHooks()
+        self.log = log or logger
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def execute(
+        self,
+        body: str | bytes | JobMessage,
+        attempt: int = 1,
+        *,
+        lambda_context: Any = None,
+        run_sync: RunSync | None = None,
+    ) -> Outcome:
+        """Run one delivery of a message; never raises for anything the job does."""
+        if isinstance(body, JobMessage):
+            message = body
+        else:
+            try:
+                message = JobMessage.from_json(body)
+            except MalformedMessageError as exc:
+                self.log.error("dead-lettering a malformed message: %s; body: %.1000r", exc, body)
+                return DeadLetter(None, str(exc), exc)
+
+        definition = self.registry.get(message.job_name)
+        max_attempts = definition.retry.max_attempts if definition and definition.retry else None
+        ctx = JobContext(
+            services=self.services,
+            logger=JobLogger(
+                self.log,
+                {"job_name": message.job_name, "job_id": message.job_id, "attempt": attempt},
+            ),
+            job=message,
+            attempt=attempt,
+            max_attempts=max_attempts,
+            lambda_context=lambda_context,
+        )
+        if definition is None:
+            unknown = UnknownJobError(message.job_name, self.registry.names())
+            return await self._dead_letter(ctx, unknown, notify_failed=False)
+
+        try:
+            value = definition.validate(message.payload)
+        except InvalidJobPayloadError as exc:
+            return await self._dead_letter(ctx, exc)
+
+        await self._hook(self.hooks.on_job_start, ctx)
+        try:
+            if run_sync is None or definition.is_async:
+                result = definition.run(value, ctx)
+            else:
+                result = await run_sync(definition.run, value, ctx)
+            if inspect.isawaitable(result):
+                await self._await(result)
+        except Exception as exc:
+            return await self._failed(ctx, definition, exc)
+        await self._hook(self.hooks.on_job_complete, ctx)
+        ctx.logger.debug("done")
+        return Done(message)
+
+    def execute_sync(
+        self, body: str | bytes | JobMessage, attempt: int = 1, *, lambda_context: Any = None
+    ) -> Outcome:
+        """:meth:`execute` for callers without an event loop; async handlers and hooks run on
+        a private loop kept for the life of the executor (so Lambda reuses it)."""
+        if asyncio._get_running_loop() is not None:
+            # Called from async code (say, an async test): this thread's loop is busy.
+            with ThreadPoolExecutor(1) as pool:
+                coro = self.execute(body, attempt, lambda_context=lambda_context)
+                return pool.submit(asyncio.run, coro).result()
+        coro = self.execute(body, attempt, lambda_context=lambda_context)
+        try:
+            coro.send(None)
+        except StopIteration as finished:
+            return finished.value  # type: ignore[no-any-return]
+        coro.close()  # _await runs every awaitable to completion, so this cannot happen
+        raise RuntimeError("job execution suspended outside an event loop")
+
+    async def _await(self, awaitable: Awaitable[Any]) -> Any:
+        if asyncio._get_running_loop() is not None:
+            return await awaitable
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(_as_coroutine(awaitable))
+
+    async def _failed(
+        self, ctx: JobContext, definition: JobDefinition[Any], error: Exception
+    ) -> Outcome:
+        if isinstance(error, PermanentJobError):
+            return await self._dead_letter(ctx, error)
+        await self._hook(self.hooks.on_job_failed, ctx, error)
+        policy = definition.retry
+        if policy is None:
+            ctx.logger.warning("failed and discarded (retry=False): %r", error, exc_info=error)
+            return Discard(ctx.job, _describe(error), error)
+        if ctx.attempt >= policy.max_attempts:
+            reason = f"failed {ctx.attempt} of {policy.max_attempts} attempts: {_describe(error)}"
+            return await self._dead_letter(ctx, error, reason=reason, notify_failed=False)
+        retry_after = error.retry_after if isinstance(error, TransientJobError) else None
+        delay = retry_after if retry_after is not None else policy.delay_for(ctx.attempt)
+        ctx.logger.warning(
+            "attempt %d of %d failed, retrying in %.1fs: %r",
+            ctx.attempt,
+            policy.max_attempts,
+            delay,
+            error,
+        )
+        return Retry(ctx.job, delay, error)
+
+    async def _dead_letter(
+        self,
+        ctx: JobContext,
+        error: Exception,
+        *,
+        reason: str | None = None,
+        notify_failed: bool = True,
+    ) -> DeadLetter:
+        if notify_failed:
+            await self._hook(self.hooks.on_job_failed, ctx, error)
+        reason = reason or _describe(error)
+        # A traceback helps with unexpected errors, not with a deliberate PermanentJobError.
+        trace = None if isinstance(error, PermanentJobError) else error
+        ctx.logger.error("dead-lettered: %s", reason, exc_info=trace)
+        await self._hook(self.hooks.on_job_dead_letter, ctx, error)
+        return DeadLetter(ctx.job, reason, error)
+
+    async def _hook(self, hook: Hook | None, ctx: JobContext, *error: Exception) -> None:
+        if hook is None:
+            return
+        try:
+            result = hook(ctx.job, ctx, *error)
+            if inspect.isawaitable(result):
+                await self._await(result)
+        except Exception:
+            ctx.logger.exception("hook %s raised; the job's outcome is unchanged", _name(hook))
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

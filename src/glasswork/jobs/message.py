@@ -1,0 +1,115 @@
+"""JobMessage: the versioned JSON envelope every driver carries.
+
+Wire format, version 1 (UTF-8 JSON object; keys in camelCase so producers in any language,
+including the TypeScript Glasswork, can write it)::
+
+    {
+      "version": 1,                          # required, integer, this format
+      "jobName": "send-welcome-email",       # required, the registered job name
+      "jobId": "5f0c6c1e-...",               # required, unique per enqueue (dedupe key)
+      "payload": {"userId": "123"},          # any JSON value; absent means null
+      "queue": "emails",                     # optional, default "default"
+      "enqueuedAt": "2026-11-25T10:00:00Z",  # optional, ISO 8601 with offset
+      "uniqueKey": "123",                    # optional, the job's unique key
+      "groupId": "user-123"                  # optional, FIFO message group
+    }
+
+Unknown keys are ignored, so later minor additions stay readable by older workers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from .errors import MalformedMessageError, PayloadTooLargeError
+
+ENVELOPE_VERSION = 1
+#: SQS's limit for a message, and ours for every driver so jobs move between drivers freely.
+MAX_MESSAGE_BYTES = 262_144
+
+
+class JobMessage(BaseModel):
+    """One job on the wire: job name, job id, payload and metadata.
+
+    ``payload`` is the JSON form of the validated payload (a dict for a model schema).
+    """
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
+
+    version: int = ENVELOPE_VERSION
+    job_name: str = Field(alias="jobName", min_length=1)
+    job_id: str = Field(alias="jobId", min_length=1)
+    payload: Any = None
+    queue: str = "default"
+    enqueued_at: datetime | None = Field(default=None, alias="enqueuedAt")
+    unique_key: str | None = Field(default=None, alias="uniqueKey")
+    group_id: str | None = Field(default=None, alias="groupId")
+    # The checked wire text, kept so the service's size check and the driver's send
+    # serialize once; the model is frozen, so it cannot go stale.
+    _body: str | None = PrivateAttr(default=None)
+
+    @classmethod
+    def create(
+        cls,
+        job_name: str,
+        payload: Any,
+        *,
+        queue: str = "default",
+        unique_key: str | None = None,
+        group_id: str | None = None,
+        job_id: str | None = None,
+    ) -> JobMessage:
+        """Build a new message stamped with a fresh job id and the current time."""
+        # model_construct skips re-validating values this library produced itself.
+        return cls.model_construct(
+            version=ENVELOPE_VERSION,
+            job_name=job_name,
+            job_id=job_id or uuid.uuid4().hex,
+            payload=payload,
+            queue=queue,
+            enqueued_at=datetime.now(UTC),
+            unique_key=unique_key,
+            group_id=group_id,
+        )
+
+    @property
+    def name(self) -> str:
+        """The job name (alias of ``job_name``)."""
+        return self.job_name
+
+    def to_json(self) -> str:
+        """Serialize to the wire format (optional keys that are unset are left out)."""
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+    def encode(self, limit: int = MAX_MESSAGE_BYTES) -> str:
+        """Serialize and check the size limit; raises :class:`PayloadTooLargeError`."""
+        body = self._body
+        if body is None:
+            body = self._body = self.to_json()
+        # len() of an ASCII str is its UTF-8 size; only other text needs encoding to measure.
+        size = len(body) if body.isascii() else len(body.encode("utf-8"))
+        if size > limit:
+            raise PayloadTooLargeError(self.job_name, size, limit)
+        return body
+
+    @classmethod
+    def from_json(cls, body: str | bytes) -> JobMessage:
+        """Parse a wire body; raises :class:`MalformedMessageError` with the reason."""
+        try:
+            message = cls.model_validate_json(body)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '<body>'}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            )
+            raise MalformedMessageError(f"not a Glasswork job envelope: {problems}") from None
+        if message.version != ENVELOPE_VERSION:
+            raise MalformedMessageError(
+                f"unsupported envelope version {message.version} (this worker reads "
+                f"version {ENVELOPE_VERSION})"
+            )
+        return message
