@@ -76,6 +76,14 @@ class JobMessage(BaseModel):
             group_id=group_id,
         )
 
+    def __eq__(self, other: object) -> bool:
+        # Compare fields only: the cached wire text is not part of a message's identity.
+        if not isinstance(other, JobMessage):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
     @property
     def name(self) -> str:
         """The job name (alias of ``job_name``)."""
