@@ -33,6 +33,7 @@ from .message import JobMessage
 
 if TYPE_CHECKING:
     from ..modules import Module, Services
+    from .drivers.base import QueueDriver
 
 logger = logging.getLogger("glasswork.jobs")
 
@@ -350,6 +351,28 @@ class Executor:
                 await self._await(result)
         except Exception:
             ctx.logger.exception("hook %s raised; the job's outcome is unchanged", _name(hook))
+
+
+def send_to_dead_letter(
+    driver: QueueDriver | None, body: str, outcome: DeadLetter, queue: str, log: logging.Logger
+) -> bool:
+    """Hand a :class:`DeadLetter` outcome's message to ``driver.dead_letter``; shared by every
+    worker. True: it is dealt with (kept, or logged at ERROR when the driver has no dead
+    letter), so acknowledge it. False: the send failed, so keep the message for retry."""
+    target = outcome.message.queue if outcome.message is not None else queue
+    try:
+        kept = driver is not None and driver.dead_letter(body, outcome.reason, queue=target)
+    except Exception:
+        log.exception("dead-letter send failed; reporting the message for retry")
+        return False
+    if not kept:
+        log.error(
+            "no dead-letter queue configured; dropping message after logging it. "
+            "reason: %s; body: %s",
+            outcome.reason,
+            body,
+        )
+    return True
 
 
 def _describe(error: BaseException) -> str:

@@ -17,6 +17,7 @@ from .execution import (
     JobHooks,
     JobRegistry,
     Retry,
+    send_to_dead_letter,
 )
 from .message import JobMessage
 
@@ -158,22 +159,7 @@ class LambdaWorker:
     def _dead_letter(self, body: str, outcome: DeadLetter, queue: str) -> bool:
         """Hand the message to the driver's dead letter. False (report a batch failure, so
         nothing is lost) when the driver could not take it."""
-        target = outcome.message.queue if outcome.message is not None else queue
-        try:
-            kept = self.driver is not None and self.driver.dead_letter(
-                body, outcome.reason, queue=target
-            )
-        except Exception:
-            self.log.exception("dead-letter send failed; reporting the message for retry")
-            return False
-        if not kept:
-            self.log.error(
-                "no dead-letter queue configured; dropping message after logging it. "
-                "reason: %s; body: %s",
-                outcome.reason,
-                body,
-            )
-        return True
+        return send_to_dead_letter(self.driver, body, outcome, queue, self.log)
 
 
 def _queue_name(record: Mapping[str, Any]) -> str:

@@ -1,0 +1,347 @@
+"""Worker: the long-running loop, in-process (real processes are in tests/integration)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from glasswork import define_module
+from glasswork.jobs import (
+    JobMessage,
+    JobService,
+    MockQueueDriver,
+    PermanentJobError,
+    define_job,
+    define_periodic_job,
+)
+from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
+from glasswork.jobs.errors import ConfigurationError
+from glasswork.jobs.worker import Worker
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> Iterator[SQLiteQueueDriver]:
+    d = SQLiteQueueDriver(tmp_path / "jobs.db", visibility_timeout=5)
+    yield d
+    d.close()
+
+
+def module_of(*jobs: Any, providers: Any = ()) -> Any:
+    return define_module(name="test", jobs=list(jobs), providers=list(providers))
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def start_in_thread(worker: Worker) -> threading.Thread:
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_runs_sync_and_async_jobs_and_acks_them(driver: SQLiteQueueDriver) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def sync_handler(payload: Any, ctx: Any) -> None:
+        seen.append(("sync", payload))
+
+    async def async_handler(payload: Any) -> None:
+        await asyncio.sleep(0)
+        seen.append(("async", payload))
+
+    sync_job = define_job(name="sync", handler=sync_handler)
+    async_job = define_job(name="async", handler=async_handler)
+    service = JobService(driver)
+    service.enqueue_many(sync_job, range(5))
+    service.enqueue_many(async_job, range(5))
+    summary = Worker(module=module_of(sync_job, async_job), driver=driver).run_until_empty()
+    assert summary.done == 10
+    assert sorted(seen) == sorted(
+        [("sync", i) for i in range(5)] + [("async", i) for i in range(5)]
+    )
+    assert driver.stats() == {}
+
+
+def test_sync_handlers_run_in_threads_off_the_loop(driver: SQLiteQueueDriver) -> None:
+    threads: list[str] = []
+    job = define_job(
+        name="t", handler=lambda p, ctx: threads.append(threading.current_thread().name)
+    )
+    JobService(driver).enqueue(job, None)
+    Worker(module=module_of(job), driver=driver).run_until_empty()
+    assert threads[0].startswith("glasswork-job")
+
+
+def test_at_most_concurrency_jobs_in_flight(driver: SQLiteQueueDriver) -> None:
+    lock = threading.Lock()
+    now = peak = 0
+
+    def handler(payload: Any) -> None:
+        nonlocal now, peak
+        with lock:
+            now += 1
+            peak = max(peak, now)
+        time.sleep(0.02)
+        with lock:
+            now -= 1
+
+    job = define_job(name="slow", handler=handler)
+    JobService(driver).enqueue_many(job, range(30))
+    summary = Worker(module=module_of(job), driver=driver, concurrency=3).run_until_empty()
+    assert summary.done == 30
+    assert peak == 3
+
+
+def test_async_jobs_overlap_on_the_loop(driver: SQLiteQueueDriver) -> None:
+    async def handler(payload: Any) -> None:
+        await asyncio.sleep(0.2)
+
+    job = define_job(name="wait", handler=handler)
+    JobService(driver).enqueue_many(job, range(10))
+    started = time.monotonic()
+    Worker(module=module_of(job), driver=driver, concurrency=10).run_until_empty()
+    assert time.monotonic() - started < 1.5  # ten 0.2 s sleeps, not run one by one
+
+
+def test_transient_failures_retry_until_max_attempts_then_dead_letter(
+    driver: SQLiteQueueDriver,
+) -> None:
+    attempts: list[int] = []
+
+    def handler(payload: Any, ctx: Any) -> None:
+        attempts.append(ctx.attempt)
+        raise RuntimeError("flaky upstream")
+
+    job = define_job(
+        name="flaky", handler=handler, retry={"max_attempts": 3, "backoff": 0.01, "jitter": False}
+    )
+    JobService(driver).enqueue(job, None)
+    summary = Worker(module=module_of(job), driver=driver).run_until_empty(
+        include_delayed=True, timeout=20
+    )
+    assert attempts == [1, 2, 3]
+    assert (summary.retried, summary.dead_lettered) == (2, 1)
+    [dead] = driver.dead_letters()
+    assert dead.reason == "failed 3 of 3 attempts: RuntimeError: flaky upstream"
+    assert driver.pending_count() == 0
+
+
+def test_retry_then_success(driver: SQLiteQueueDriver) -> None:
+    def handler(payload: Any, ctx: Any) -> None:
+        if ctx.attempt == 1:
+            raise RuntimeError("first time fails")
+
+    job = define_job(name="second-time", handler=handler, retry={"backoff": 0.01})
+    JobService(driver).enqueue(job, None)
+    summary = Worker(module=module_of(job), driver=driver).run_until_empty(include_delayed=True)
+    assert (summary.retried, summary.done, summary.dead_lettered) == (1, 1, 0)
+
+
+def test_permanent_error_dead_letters_once_and_calls_hooks(driver: SQLiteQueueDriver) -> None:
+    calls: list[str] = []
+
+    def handler(payload: Any) -> None:
+        raise PermanentJobError(f"User not found: {payload['user_id']}")
+
+    job = define_job(name="welcome", handler=handler, queue="emails")
+    JobService(driver).enqueue(job, {"user_id": "404"})
+    hooks = {
+        "on_job_start": lambda job, ctx: calls.append("start"),
+        "on_job_dead_letter": lambda job, ctx, err: calls.append("dead"),
+    }
+    summary = Worker(module=module_of(job), driver=driver, hooks=hooks).run_until_empty()
+    assert summary.dead_lettered == 1
+    assert calls == ["start", "dead"]
+    [dead] = driver.dead_letters()
+    assert (dead.queue, dead.job_name) == ("emails", "welcome")
+    assert dead.reason == "PermanentJobError: User not found: 404"
+
+
+def test_malformed_rows_and_unknown_jobs_go_to_dead_letter_with_reason(
+    driver: SQLiteQueueDriver, tmp_path: Path
+) -> None:
+    driver.enqueue(JobMessage.create("nobody-registered-this", {}))
+    raw = driver._conn()
+    raw.execute(
+        "INSERT INTO glasswork_jobs (queue, body, visible_at, enqueued_at) "
+        "VALUES ('default', 'this is not json', 0, 0)"
+    )
+    job = define_job(name="known", handler=lambda p: None)
+    summary = Worker(module=module_of(job), driver=driver).run_until_empty()
+    assert summary.dead_lettered == 2
+    unknown, malformed = driver.dead_letters()
+    assert unknown.reason == (
+        "UnknownJobError: unknown job 'nobody-registered-this'; registered jobs: known"
+    )
+    assert malformed.reason.startswith("not a Glasswork job envelope: <body>: Invalid JSON")
+    assert malformed.body == "this is not json"
+    assert driver.pending_count() == 0
+
+
+def test_discarded_job_is_acked_without_dead_letter(driver: SQLiteQueueDriver) -> None:
+    job = define_job(name="best-effort", handler=lambda p: 1 / 0, retry=False)
+    JobService(driver).enqueue(job, None)
+    summary = Worker(module=module_of(job), driver=driver).run_until_empty()
+    assert summary.counts["discarded"] == 1
+    assert driver.dead_letters() == []
+    assert driver.pending_count() == 0
+
+
+class _NoDeadLetter(SQLiteQueueDriver):
+    def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool:
+        return False
+
+
+class _BrokenDeadLetter(SQLiteQueueDriver):
+    def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool:
+        raise OSError("disk full")
+
+
+def test_dead_letter_rules_match_the_lambda_worker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = define_job(name="doomed", handler=lambda p: (_ for _ in ()).throw(PermanentJobError("x")))
+    # No dead letter: logged at ERROR with the body, then acknowledged.
+    quiet = _NoDeadLetter(tmp_path / "a.db")
+    JobService(quiet).enqueue(job, {"k": "v"})
+    with caplog.at_level(logging.ERROR):
+        Worker(module=module_of(job), driver=quiet).run_until_empty()
+    assert "no dead-letter queue configured" in caplog.text
+    assert '"payload":{"k":"v"}' in caplog.text
+    assert quiet.pending_count() == 0
+    # The send fails: the message is kept (its lease runs out and it is delivered again).
+    broken = _BrokenDeadLetter(tmp_path / "b.db")
+    JobService(broken).enqueue(job, None)
+    Worker(module=module_of(job), driver=broken).run_until_empty()
+    assert broken.stats()["default"].in_flight == 1
+
+
+def test_works_with_any_driver_that_receives(caplog: pytest.LogCaptureFixture) -> None:
+    mock = MockQueueDriver()
+    job = define_job(name="ping", handler=lambda p: None)
+    JobService(mock).enqueue_many(job, range(3))
+    with caplog.at_level(logging.INFO, logger="glasswork.worker"):
+        summary = Worker(module=module_of(job), driver=mock).run_until_empty()
+    assert summary.done == 3
+    assert mock.pending == []
+    assert "start ping" in caplog.text
+    assert "end ping" in caplog.text and "done in" in caplog.text
+    assert "worker stopped: 3 jobs" in caplog.text
+
+
+def test_stop_finishes_in_flight_jobs(driver: SQLiteQueueDriver) -> None:
+    started, finished = threading.Event(), threading.Event()
+
+    def handler(payload: Any) -> None:
+        started.set()
+        time.sleep(0.3)
+        finished.set()
+
+    job = define_job(name="slow", handler=handler)
+    JobService(driver).enqueue(job, None)
+    worker = Worker(module=module_of(job), driver=driver, grace_period=10)
+    thread = start_in_thread(worker)
+    assert started.wait(10)
+    worker.stop()
+    thread.join(10)
+    assert finished.is_set()
+    assert worker.summary.done == 1
+    assert driver.pending_count() == 0
+
+
+def test_jobs_still_running_after_grace_period_are_released(driver: SQLiteQueueDriver) -> None:
+    started = threading.Event()
+
+    async def handler(payload: Any) -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    job = define_job(name="stuck", handler=handler)
+    JobService(driver).enqueue(job, None)
+    worker = Worker(module=module_of(job), driver=driver, grace_period=0.2)
+    thread = start_in_thread(worker)
+    assert started.wait(10)
+    worker.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert worker.summary.released == 1
+    stats = driver.stats()["default"]
+    assert (stats.ready, stats.in_flight) == (1, 0)  # released now, not after the lease
+
+
+def test_long_job_keeps_its_lease(tmp_path: Path) -> None:
+    driver = SQLiteQueueDriver(tmp_path / "jobs.db", visibility_timeout=0.3)
+    runs: list[int] = []
+
+    def handler(payload: Any) -> None:
+        runs.append(1)
+        time.sleep(1.0)
+
+    job = define_job(name="long", handler=handler)
+    JobService(driver).enqueue(job, None)
+    worker = Worker(module=module_of(job), driver=driver)
+    thread = start_in_thread(worker)
+    wait_until(lambda: bool(runs))
+    other = SQLiteQueueDriver(tmp_path / "jobs.db")
+    deadline = time.monotonic() + 0.9
+    while time.monotonic() < deadline:  # past three lease lengths, nobody else may claim it
+        assert other.receive() == []
+        time.sleep(0.05)
+    wait_until(lambda: worker.summary.done == 1)
+    worker.stop()
+    thread.join(10)
+    assert runs == [1]
+
+
+def test_periodic_jobs_fire_once_per_time_across_workers(driver: SQLiteQueueDriver) -> None:
+    runs: list[float] = []
+    tick = define_periodic_job(
+        name="tick", handler=lambda p: runs.append(time.time()), schedule="rate(1 second)"
+    )
+    module = module_of(tick)
+    workers = [Worker(module=module, driver=driver, periodic=True) for _ in range(2)]
+    threads = [start_in_thread(w) for w in workers]
+    time.sleep(2.2)
+    for w in workers:
+        w.stop()
+    for t in threads:
+        t.join(10)
+    fired = sum(w.summary.fired for w in workers)
+    assert 2 <= fired <= 3  # 2.2 s holds two or three second boundaries, each fired once
+    assert len(runs) <= fired
+
+
+def test_periodic_queue_is_added_to_the_queues_a_worker_reads(
+    driver: SQLiteQueueDriver,
+) -> None:
+    tick = define_periodic_job(name="tick", handler=lambda p: None, schedule="0 3 * * *")
+    worker = Worker(module=module_of(tick), driver=driver, queues=["emails"], periodic=True)
+    assert worker.queues == ["emails", "default"]
+    assert list(worker.schedules) == ["tick"]
+
+
+def test_bad_schedule_fails_at_startup_naming_the_job(driver: SQLiteQueueDriver) -> None:
+    tick = define_periodic_job(name="tick", handler=lambda p: None, schedule="every day")
+    with pytest.raises(ConfigurationError, match="periodic job 'tick'"):
+        Worker(module=module_of(tick), driver=driver, periodic=True)
+
+
+def test_run_until_empty_leaves_far_delayed_jobs(driver: SQLiteQueueDriver) -> None:
+    job = define_job(name="later", handler=lambda p: None)
+    JobService(driver).enqueue_in(job, None, "1h")
+    JobService(driver).enqueue(job, None)
+    summary = Worker(module=module_of(job), driver=driver).run_until_empty()
+    assert summary.done == 1
+    assert driver.stats()["default"].delayed == 1
