@@ -1,0 +1,1 @@
+"""Harnesses for the libraries Glasswork is compared with; each file also runs alone."""
