@@ -173,6 +173,8 @@ class Worker:
         self._dead: list[tuple[ReceivedMessage, DeadLetter]] = []
         self._oldest_settle = 0.0
         self._pool: ThreadPoolExecutor | None = None
+        self._thread_prefix = f"glasswork-job-{id(self):x}"
+        self._abandoned = 0
         self._io: ThreadPoolExecutor | None = None
 
     # -- public ------------------------------------------------------------------------------
@@ -214,11 +216,13 @@ class Worker:
         """The worker as a coroutine, for callers that own an event loop."""
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
-        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="glasswork-job")
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=self._thread_prefix)
         # Driver calls block (SQLite waits on locks, SQS on the network): one thread keeps
         # them off the loop and gives the driver one connection.
         self._io = ThreadPoolExecutor(1, thread_name_prefix="glasswork-driver")
         self.summary = WorkerSummary()
+        self._stopping = self._forced = False
+        self._abandoned = 0
         started = time.monotonic()
         signals = self._install_signals()
         periodic = (
@@ -254,7 +258,12 @@ class Worker:
     def abandoned_threads(self) -> int:
         """Sync handlers still running in threads after shutdown (their jobs were released);
         a process should exit rather than wait for them."""
-        return sum(t.name.startswith("glasswork-job") for t in threading.enumerate())
+        if not self._abandoned:
+            return 0
+        threads = [t for t in threading.enumerate() if t.name.startswith(self._thread_prefix)]
+        for thread in threads:
+            thread.join(0.05)  # idle pool threads exit at once; busy ones stay alive
+        return sum(t.is_alive() for t in threads)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -323,6 +332,7 @@ class Worker:
             if self._settle_pending():
                 await self._flush()
         left = list(self._running.items())
+        self._abandoned = len(left)
         for task, job in left:
             job.abandoned = True
             task.cancel()

@@ -1,0 +1,1 @@
+"""The Glasswork example app: a welcome-email job and a periodic cleanup job."""

@@ -1,0 +1,1 @@
+"""An app for tests that run ``glasswork worker`` as a real process (``fixtures_app.app``)."""

@@ -1,0 +1,202 @@
+"""The `glasswork` command and driver URLs (worker processes: tests/integration)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from glasswork.cli import main
+from glasswork.jobs import JobMessage, MockQueueDriver
+from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
+from glasswork.jobs.drivers.urls import driver_from_url
+from glasswork.jobs.errors import ConfigurationError
+
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+APP = "fixtures_app.app:AppModule"
+
+
+@pytest.fixture
+def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.delenv("GLASSWORK_APP", raising=False)
+    monkeypatch.setenv("GLASSWORK_TEST_RUNS", str(tmp_path / "runs.db"))
+    value = f"sqlite:///{tmp_path / 'jobs.db'}"
+    monkeypatch.setenv("GLASSWORK_DRIVER", value)
+    return value
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- driver URLs ------------------------------------------------------------------------------
+
+
+def test_sqlite_url_paths_and_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = driver_from_url("sqlite:///sub/jobs.db?visibility_timeout=2.5&max_lost_leases=3")
+    assert isinstance(relative, SQLiteQueueDriver)
+    assert (tmp_path / "sub" / "jobs.db").exists()
+    assert (relative.visibility_timeout, relative.max_lost_leases) == (2.5, 3)
+    absolute = driver_from_url(f"sqlite:///{tmp_path / 'abs.db'}")
+    assert isinstance(absolute, SQLiteQueueDriver)
+    assert absolute.path == tmp_path / "abs.db"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://localhost", "unknown driver URL"),
+        ("sqlite://jobs.db", "three slashes"),
+        ("sqlite:///jobs.db?lease=3", "unknown SQLite driver option 'lease'"),
+        ("sqlite:///jobs.db?visibility_timeout=soon", "not a valid float"),
+        ("sqs://?region=us-east-1", "names no queues"),
+        ("sqs://?queue.default=https://x&color=blue", "unknown SQS driver option 'color'"),
+    ],
+)
+def test_bad_driver_urls_say_what_is_wrong(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        driver_from_url(url)
+
+
+def test_sqs_url_builds_the_sqs_driver_lazily() -> None:
+    queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs"
+    driver = driver_from_url(f"sqs://eu-west-1?queue.default={queue}&queue.emails={queue}")
+    assert driver.name == "sqs"
+    assert "glasswork.jobs.drivers.sqs" in sys.modules
+
+
+def test_missing_sqs_driver_module_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "glasswork.jobs.drivers.sqs", None)
+    with pytest.raises(ConfigurationError, match=r"SQS driver .* is not available"):
+        driver_from_url("sqs://?region=us-east-1&queue.default=https://q")
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def test_jobs_lists_registered_jobs(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    code, out, _ = run(capsys, "jobs", "--app", APP)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["JOB", "QUEUE", "KIND", "RETRY"]
+    assert lines[1].split() == ["fail", "default", "job", "3", "attempts"]
+    assert "periodic (rate(1 second))" in lines[3]
+
+
+def test_commands_needing_the_app_say_how_to_give_it(
+    capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    code, _, err = run(capsys, "jobs")
+    assert code == 1
+    assert "--app package.module:AppModule or GLASSWORK_APP" in err
+    code, _, err = run(capsys, "jobs", "--app", "no_such_package.mod:App")
+    assert "cannot import 'no_such_package.mod'" in err
+    code, _, err = run(capsys, "jobs", "--app", "fixtures_app.app:Nope")
+    assert "has no attribute 'Nope'" in err
+    code, _, err = run(capsys, "jobs", "--app", "fixtures_app.app:record")
+    assert "not a module made by define_module" in err
+
+
+def test_enqueue_now_later_and_at(
+    capsys: pytest.CaptureFixture[str], url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GLASSWORK_APP", APP)
+    code, out, _ = run(capsys, "enqueue", "record", '{"key": "now"}')
+    assert code == 0
+    assert out.startswith("enqueued record job ")
+    assert "on queue default" in out
+    code, out, _ = run(capsys, "enqueue", "record", '{"key": "soon"}', "--in", "10m")
+    assert code == 0 and ", due " in out
+    at = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    code, out, _ = run(capsys, "enqueue", "record", '{"key": "later"}', "--at", at)
+    assert code == 0
+    stats = driver_from_url(url).stats()["default"]  # type: ignore[attr-defined]
+    assert (stats.ready, stats.delayed) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["enqueue", "nope", "{}"], "unknown job 'nope'; registered jobs: fail, record, tick"),
+        (["enqueue", "record", "{oops"], "the payload is not JSON"),
+        (["enqueue", "record", "{}", "--in", "soon"], "cannot read delay 'soon'"),
+        (["enqueue", "record", "{}", "--at", "2026-12-01T09:00"], "has no UTC offset"),
+        (["enqueue", "record", "{}", "--at", "tomorrow"], "not an ISO 8601 time"),
+    ],
+)
+def test_enqueue_errors(
+    capsys: pytest.CaptureFixture[str], url: str, argv: list[str], message: str
+) -> None:
+    code, _, err = run(capsys, *argv, "--app", APP)
+    assert code == 1
+    assert message in err
+
+
+def test_worker_until_empty_then_stats(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    for key in ("a", "b"):
+        assert run(capsys, "enqueue", "record", json.dumps({"key": key}), "--app", APP)[0] == 0
+    run(capsys, "enqueue", "fail", '{"key": "f"}', "--app", APP, "--in", "1h")
+    code, _, _ = run(capsys, "worker", APP, "--until-empty", "--concurrency", "2")
+    assert code == 0
+    code, out, _ = run(capsys, "stats")
+    header = ["QUEUE", "READY", "DELAYED", "IN", "FLIGHT", "DEAD"]
+    assert out.split() == [*header, "default", "0", "1", "0", "0"]
+    code, out, _ = run(capsys, "stats", "--json")
+    assert json.loads(out) == {"default": {"ready": 0, "delayed": 1, "in_flight": 0, "dead": 0}}
+
+
+def test_dlq_list_redrive_and_purge(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    driver = driver_from_url(url)
+    message = JobMessage.create("record", {"key": "x"})
+    driver.dead_letter(message.encode(), "PermanentJobError: gone", queue="default")
+    driver.dead_letter("{broken", "not a Glasswork job envelope", queue="default")
+    code, out, _ = run(capsys, "dlq", "list")
+    assert code == 0
+    assert "#1 " in out and "job=record" in out and "reason: PermanentJobError: gone" in out
+    [first, _] = json.loads(run(capsys, "dlq", "list", "--json")[1])
+    assert first["job_id"] == message.job_id
+    code, _, err = run(capsys, "dlq", "redrive")
+    assert code == 1 and "needs --id N" in err
+    assert run(capsys, "dlq", "redrive", "--id", "1")[1] == "redrove 1 dead letter(s)\n"
+    assert driver.stats()["default"].ready == 1  # type: ignore[attr-defined]
+    assert run(capsys, "dlq", "purge", "--all")[1] == "purged 1 dead letter(s)\n"
+    assert run(capsys, "dlq", "list")[1] == "no dead letters\n"
+
+
+def test_stats_shows_what_the_driver_counts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Counting(MockQueueDriver):
+        def stats(self) -> dict[str, dict[str, int]]:
+            return {"jobs": {"visible": 3, "in_flight": 1, "delayed": 0}}
+
+    monkeypatch.setattr("glasswork.cli.driver_from_url", lambda url: Counting())
+    code, out, _ = run(capsys, "stats")
+    assert code == 0
+    assert out.split() == ["QUEUE", "VISIBLE", "IN", "FLIGHT", "DELAYED", "jobs", "3", "1", "0"]
+
+
+def test_commands_a_driver_cannot_do_are_clear_errors(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("glasswork.cli.driver_from_url", lambda url: MockQueueDriver())
+    code, _, err = run(capsys, "stats")
+    assert code == 1
+    assert "the mock driver cannot report queue stats; the SQLite driver can" in err
+    code, _, err = run(capsys, "dlq", "redrive", "--all")
+    assert "the mock driver cannot redrive dead letters" in err
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys)
+    assert code == 2
+    assert "worker" in out and "enqueue" in out and "dlq" in out
