@@ -13,6 +13,7 @@ import pytest
 
 from glasswork.jobs import (
     ConfigurationError,
+    EnqueueError,
     JobMessage,
     JobService,
     ReceivedMessage,
@@ -86,6 +87,14 @@ def test_unknown_queue_is_a_configuration_error_naming_the_configured_queues(aws
     driver = make_driver(aws, {"default": aws.create_queue("jobs")})
     with pytest.raises(ConfigurationError, match=r"unknown queue 'emails'.*'default'"):
         JobService(driver).enqueue(email, {})
+
+
+def test_a_refused_send_is_an_enqueue_error_naming_job_and_queue(aws: Aws) -> None:
+    url = aws.create_queue("jobs")
+    aws.sqs.delete_queue(QueueUrl=url)
+    driver = make_driver(aws, {"default": url})
+    with pytest.raises(EnqueueError, match=r"job 'ping' .* queue 'default'.*NonExistentQueue"):
+        JobService(driver).enqueue(ping, {})
 
 
 def test_queue_urls_are_checked_at_construction() -> None:
@@ -395,7 +404,12 @@ def test_dead_letter_uses_the_configured_dlq(aws: Aws) -> None:
 def test_dead_letter_without_any_dlq_returns_false(aws: Aws) -> None:
     driver = make_driver(aws, {"default": aws.create_queue("jobs")})
     assert driver.dead_letter("body", "reason", queue="default") is False
-    assert driver.dead_letter("body", "reason", queue="not-configured") is False
+
+
+def test_dead_letter_for_an_unknown_queue_raises_so_the_message_stays_queued(aws: Aws) -> None:
+    driver = make_driver(aws, {"default": aws.create_queue("jobs")})
+    with pytest.raises(ConfigurationError, match="unknown queue 'elsewhere'"):
+        driver.dead_letter("body", "reason", queue="elsewhere")
 
 
 def test_dead_letter_to_a_fifo_dlq(aws: Aws) -> None:

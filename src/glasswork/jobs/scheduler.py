@@ -344,7 +344,15 @@ class Scheduler:
             )
             return False
         # Sent: if we die before this delete, the item is sent again after the claim expires.
-        self.table.delete(pk, sk)
+        try:
+            self.table.delete(pk, sk)
+        except Exception:
+            logger.warning(
+                "sent scheduled job %s but could not delete it; it will be sent again after "
+                "its claim expires",
+                sk,
+                exc_info=True,
+            )
         return True
 
 

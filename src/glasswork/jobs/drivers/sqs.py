@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import ConfigurationError, EnqueueError, MalformedMessageError
 from ..message import MAX_MESSAGE_BYTES, JobMessage
@@ -273,14 +273,12 @@ class SQSQueueDriver(QueueDriver):
             ]
             try:
                 response = self.client.send_message_batch(QueueUrl=url, Entries=entries)
-            except ClientError as exc:
-                # A whole-request failure (throttling is retried by botocore first).
-                error = exc.response.get("Error", {})
+            except (ClientError, BotoCoreError) as exc:
+                # A whole-request failure (botocore has already retried throttling and
+                # connection errors): every entry of it failed.
+                code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
                 response = {
-                    "Failed": [
-                        {"Id": e["Id"], "Code": error.get("Code", "?"), "Message": str(exc)}
-                        for e in entries
-                    ]
+                    "Failed": [{"Id": e["Id"], "Code": code, "Message": str(exc)} for e in entries]
                 }
             scheduled_at = _scheduled_at(delay_seconds)
             for ok in response.get("Successful", []):
@@ -327,7 +325,7 @@ class SQSQueueDriver(QueueDriver):
             response = self.client.send_message(
                 QueueUrl=url, **self._send_params(message, delay_seconds)
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise EnqueueError(
                 f"SQS did not take job {message.job_name!r} (id {message.job_id}) for queue "
                 f"{message.queue!r} ({url}): {exc}"
@@ -465,14 +463,13 @@ class SQSQueueDriver(QueueDriver):
     def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool:
         """Send ``body`` to the dead-letter queue of ``queue``, with ``reason`` and the source
         queue as message attributes. The DLQ is ``dead_letter_queues[queue]`` or else the
-        ``deadLetterTargetArn`` of the queue's redrive policy. Returns False when the queue
-        has neither (or is unknown to this driver)."""
-        name = queue or "default"
-        try:
-            name = self.queue_name(name)
-        except ConfigurationError:
-            logger.error("dead letter for unknown queue %r: no dead-letter queue to use", queue)
-            return False
+        ``deadLetterTargetArn`` of the queue's redrive policy; returns False when the queue
+        has neither.
+
+        A queue this driver does not know raises :class:`ConfigurationError` rather than
+        return False: the worker then leaves the message on its queue, where the queue's
+        redrive policy still catches it, instead of dropping it."""
+        name = self.queue_name(queue or "default")
         dlq = self.dead_letter_queue_url(name)
         if dlq is None:
             return False
