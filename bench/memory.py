@@ -155,6 +155,8 @@ def measure(pending: int, contenders: list[str]) -> list[Row]:
                 notes=notes,
             )
         )
+    for r in rows:
+        r["pending"] = pending
     return rows
 
 

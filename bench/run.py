@@ -269,39 +269,38 @@ def summary(rows: list[Row]) -> list[str]:
         "-",
         None,
     )
+    cpu = find(rows, sqs, "Glasswork SQSQueueDriver", "client CPU per job")
+    add(
+        "SQS enqueue_many: client CPU per job (moto's time excluded)",
+        cpu,
+        missing,
+        "-",
+        None,
+        "µs",
+        None,
+        "",
+        "-",
+        None,
+    )
 
     # Memory.
     mem = "memory"
-    for r in rows:
-        if r["benchmark"] == mem and r["status"] == "ok":
-            add(f"{r['library']}: {r['metric']}", r, "", "-", None, r["unit"], None, "", "-", None)
-    if not any(r["benchmark"] == mem for r in rows):
+    for metric in ("peak RSS while draining", "RSS growth over imports"):
+        ours = find(rows, mem, "Glasswork Worker (SQLite)", metric)
+        theirs = find(rows, mem, "Huey SqliteHuey", metric)
+        pending = (ours or theirs or {}).get("pending", 100_000)
         add(
-            "Worker peak RSS, 100,000 pending jobs",
-            None,
-            "not measured",
-            "-",
-            None,
-            "",
-            None,
-            "",
+            f"Worker with {pending:,} pending SQLite jobs: {metric} (lower is better)",
+            ours,
+            lib_status(rows, mem, "Glasswork Worker (SQLite)"),
+            "Huey SqliteHuey" if theirs else f"Huey ({lib_status(rows, mem, 'Huey SqliteHuey')})",
+            theirs,
+            "MiB",
+            theirs["value"] / ours["value"] if ours and theirs else None,
+            "{:.2f}x (peer ÷ ours)",
             "-",
             None,
         )
-    for r in rows:
-        if r["benchmark"] == mem and r["status"] != "ok":
-            add(
-                r["library"],
-                None,
-                f"{r['status']}: {r['notes']}",
-                "-",
-                None,
-                "",
-                None,
-                "",
-                "-",
-                None,
-            )
     return lines
 
 

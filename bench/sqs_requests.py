@@ -162,7 +162,7 @@ def main(argv: list[str]) -> int:
     if why:
         emit([skipped(BENCH, LABEL, why, status="missing")], args.json)
         return 0
-    n = args.n or (500 if args.quick else 5000)
+    n = args.n or (500 if args.quick else 3000)
     single_n = max(50, n // 10)
     repeats = 2 if args.quick else 3
     try:
