@@ -152,6 +152,15 @@ def test_delay_over_15_minutes_goes_to_the_scheduler_table_not_sqs(aws: Aws) -> 
     assert in_result.message_id.startswith("scheduled:")
 
 
+def test_a_missing_scheduler_table_is_an_enqueue_error_naming_it(aws: Aws) -> None:
+    driver = make_driver(aws, {"default": aws.create_queue("jobs")}, scheduler_table="nope")
+    with pytest.raises(EnqueueError, match=r"job 'ping'.*scheduler table 'nope'"):
+        JobService(driver).enqueue_in(ping, {}, "1h")
+    with pytest.raises(EnqueueBatchError) as caught:
+        JobService(driver).enqueue_many(ping, [{}, {}], delay="1h")
+    assert [f.code for f in caught.value.failed] == ["ResourceNotFoundException"] * 2
+
+
 def test_enqueue_at_in_the_past_sends_now(aws: Aws) -> None:
     url = aws.create_queue("jobs")
     driver = make_driver(aws, {"default": url})
@@ -218,6 +227,28 @@ def test_batch_enqueue_of_25_jobs_takes_3_requests(aws: Aws) -> None:
     assert len({r.message_id for r in results}) == 25
     received = aws.drain(url, wait=1, expected=25)
     assert sorted(json.loads(m["Body"])["payload"]["n"] for m in received) == list(range(25))
+
+
+def test_batch_requests_stay_under_the_sqs_request_size_limit(aws: Aws) -> None:
+    url = aws.create_queue("jobs")
+    driver = make_driver(aws, {"default": url})
+    requests = RequestCounter(driver.client)
+
+    JobService(driver).enqueue_many(ping, [{"text": "x" * 100_000} for _ in range(5)])
+
+    # 5 bodies of ~100 KB: at most two fit in one 256 KiB request.
+    assert requests.calls == ["SendMessageBatch"] * 3
+    assert len(aws.drain(url, wait=1, expected=5)) == 5
+
+
+def test_batch_with_an_unknown_queue_sends_nothing(aws: Aws) -> None:
+    url = aws.create_queue("jobs")
+    driver = make_driver(aws, {"default": url})
+    service = JobService(driver)
+    messages = [service.build_message(ping, {}), service.build_message(email, {})]
+    with pytest.raises(ConfigurationError, match="unknown queue 'emails'"):
+        driver.enqueue_many(messages)
+    assert aws.drain(url) == []
 
 
 def test_batch_enqueue_on_fifo_and_with_delay(aws: Aws) -> None:

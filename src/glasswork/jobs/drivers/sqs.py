@@ -238,14 +238,28 @@ class SQSQueueDriver(QueueDriver):
         SQS cannot delay go to the scheduler table one by one."""
         results: list[EnqueueResult | None] = [None] * len(messages)
         batched: dict[str, list[int]] = {}
-        due = time.time() + delay_seconds
+        scheduled: list[int] = []
+        # Resolve every queue first, so a bad one fails the call before anything is sent.
         for index, message in enumerate(messages):
             if delay_seconds > 0 and not self.accepts_delay(message.queue, delay_seconds):
-                results[index] = self._schedule(message, due)
+                scheduled.append(index)
             else:
                 batched.setdefault(self.queue_url(message.queue), []).append(index)
 
         failed: list[FailedEnqueue] = []
+        due = time.time() + delay_seconds
+        for index in scheduled:
+            message = messages[index]
+            try:
+                results[index] = self._schedule(message, due)
+            except EnqueueError as exc:
+                cause = exc.__cause__
+                code = (
+                    _error_code(cause) if isinstance(cause, ClientError) else type(cause).__name__
+                )
+                failed.append(
+                    FailedEnqueue(message.job_id, message.job_name, message.queue, code, str(exc))
+                )
         attempts = 1 + max(0, self.batch_retries)
         for url, indexes in batched.items():
             for chunk in _chunks(indexes, [messages[i].encode() for i in indexes]):
@@ -348,7 +362,14 @@ class SQSQueueDriver(QueueDriver):
                 "SQSQueueDriver(scheduler_table='<DynamoDB table>') and run the scheduler "
                 "(glasswork.jobs.create_scheduler_handler)"
             )
-        key = self.table.put(message, due)
+        try:
+            key = self.table.put(message, due)
+        except (ClientError, BotoCoreError) as exc:
+            raise EnqueueError(
+                f"could not store job {message.job_name!r} (id {message.job_id}), due "
+                f"{datetime.fromtimestamp(due, UTC).isoformat()}, in the scheduler table "
+                f"{self.scheduler_table!r}: {exc}"
+            ) from exc
         return EnqueueResult(
             f"scheduled:{key}", message.job_id, message.queue, datetime.fromtimestamp(due, UTC)
         )
@@ -580,6 +601,7 @@ def _scheduled_at(delay_seconds: float) -> datetime | None:
 
 
 def _error_code(exc: ClientError) -> str:
+    """The AWS error code of a ClientError (e.g. ``InvalidParameterValue``)."""
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
