@@ -10,12 +10,13 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -40,32 +41,40 @@ def moto_endpoint() -> Iterator[str]:
     """Start ``python -m moto.server`` on 127.0.0.1 and yield its URL."""
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _request(f"{endpoint}/moto-api/")
-                break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if process.poll() is not None:
-                    stderr = process.stderr.read().decode() if process.stderr else ""
-                    pytest.fail(f"moto server exited with {process.returncode}: {stderr}")
-                if time.monotonic() > deadline:
-                    pytest.fail("moto server did not answer within 30 s")
-                time.sleep(0.05)
-        yield endpoint
-    finally:
-        process.terminate()
+    # The server logs every request: to a file, since a pipe nobody drains fills up and
+    # blocks it.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            _wait_until_up(endpoint, process, log)
+            yield endpoint
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_up(endpoint: str, process: subprocess.Popen, log: IO[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _request(f"{endpoint}/moto-api/")
+            return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            if process.poll() is not None:
+                log.seek(0)
+                output = log.read().decode(errors="replace")[-4000:]
+                pytest.fail(f"moto server exited with {process.returncode}: {output}")
+            if time.monotonic() > deadline:
+                pytest.fail("moto server did not answer within 30 s")
+            time.sleep(0.05)
 
 
 @pytest.fixture
@@ -75,7 +84,6 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Aws:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     session = boto3.session.Session(region_name=REGION)
     return Aws(
