@@ -212,7 +212,7 @@ def test_malformed_rows_and_unknown_jobs_are_dead_lettered_with_the_reason(
     assert "jobName: Field required" in reasons['{"version": 1, "payload": {}}']
     unknown = next(d for d in dead if d.job_name == "no-such-job")
     assert unknown.reason.startswith("UnknownJobError: unknown job 'no-such-job'")
-    assert driver.pending_count() == 0
+    wait_until(lambda: driver.pending_count() == 0, what="the dead-lettered rows to be acked")
 
 
 def test_failing_job_retries_until_max_attempts_then_dead_letters(setup: Setup) -> None:
@@ -241,7 +241,9 @@ def test_delayed_jobs_wait_and_unique_keys_hold_while_pending(setup: Setup) -> N
     setup.start_worker()
     [run] = wait_until(lambda: setup.finished().get("later"), what="the delayed job")
     assert run["started"] >= enqueued + 1.0
-    jobs.enqueue(record, {"key": "again", "unique": "u"})  # the key is free once done
+    # The key is free once the job is acked (just after its handler returns).
+    wait_until(lambda: setup.driver().pending_count() == 0, what="the ack")
+    jobs.enqueue(record, {"key": "again", "unique": "u"})
     wait_until(lambda: setup.finished().get("again"), what="the second unique job")
 
 
