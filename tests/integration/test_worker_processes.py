@@ -137,23 +137,43 @@ def test_worker_process_runs_enqueued_jobs_and_logs_them(setup: Setup) -> None:
 
 
 def test_sigkill_mid_job_a_second_worker_finishes_every_job_once(setup: Setup) -> None:
-    setup.jobs().enqueue_many(record, [{"key": f"job-{i}", "sleep": 0.3} for i in range(10)])
+    # Both workers run from the start, so the survivor could steal the victim's jobs early
+    # if leases did not hold; it may only take them once the victim's lease runs out.
     first = setup.start_worker("--concurrency", "3", name="first")
-    wait_until(lambda: setup.runs(), what="the first worker to start a job")
+    second = setup.start_worker("--concurrency", "3", name="second")
+    setup.jobs().enqueue_many(record, [{"key": f"job-{i}", "sleep": 0.3} for i in range(12)])
+    wait_until(
+        lambda: any(r["pid"] == first.pid and r["finished"] is None for r in setup.runs()),
+        what="the first worker to be running a job",
+    )
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     killed_at = {first.pid: time.time()}
-    interrupted = [r["key"] for r in setup.runs() if r["finished"] is None]
+    interrupted = [
+        r["key"] for r in setup.runs() if r["pid"] == first.pid and r["finished"] is None
+    ]
     assert interrupted, "the kill should land while a job runs"
 
-    setup.start_worker("--concurrency", "3", name="second")
-    wait_until(lambda: len(setup.finished()) == 10, what="every job to finish")
+    wait_until(lambda: len(setup.finished()) == 12, what="every job to finish")
     finished = setup.finished()
     assert all(len(runs) == 1 for runs in finished.values())  # none lost, none finished twice
-    for key in interrupted:  # the killed runs were picked up by the second worker
-        assert finished[key][0]["attempt"] == 2
+    for key in interrupted:  # the survivor ran the killed worker's jobs again
+        [rerun] = finished[key]
+        assert (rerun["pid"], rerun["attempt"]) == (second.pid, 2)
     assert_no_overlap(setup.runs(), killed_at)
     wait_until(lambda: setup.driver().pending_count() == 0, what="the queue to empty")
+
+
+def test_job_longer_than_its_lease_runs_once_while_its_worker_lives(setup: Setup) -> None:
+    workers = [setup.start_worker(name=f"w{i}") for i in range(2)]
+    setup.jobs().enqueue(record, {"key": "long", "sleep": 2.0})  # twice the 1 s lease
+    [run] = wait_until(lambda: setup.finished().get("long"), what="the long job")
+    time.sleep(0.3)  # a stolen lease would show as a second run by now
+    assert [r["key"] for r in setup.runs()] == ["long"]
+    assert run["attempt"] == 1
+    for w in workers:
+        w.send_signal(signal.SIGTERM)
+        assert w.wait(15) == 0
 
 
 def test_sigterm_lets_in_flight_jobs_finish(setup: Setup) -> None:

@@ -221,7 +221,6 @@ class Worker:
         # them off the loop and gives the driver one connection.
         self._io = ThreadPoolExecutor(1, thread_name_prefix="glasswork-driver")
         self.summary = WorkerSummary()
-        self._stopping = self._forced = False
         self._abandoned = 0
         started = time.monotonic()
         signals = self._install_signals()
@@ -249,6 +248,7 @@ class Worker:
             for sig in signals:
                 self._loop.remove_signal_handler(sig)
             self.summary.elapsed = time.monotonic() - started
+            self._stopping = self._forced = False  # the worker may be run again
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._io.shutdown(wait=True)
             self.log.info("worker stopped: %s", self.summary)
@@ -276,16 +276,21 @@ class Worker:
         next_heartbeat = time.monotonic() + self._heartbeat_every()
         failures = 0
         while not self._stopping:
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 self.log.warning("stopping: the run's time limit was reached")
                 break
+            if now >= next_heartbeat:
+                await self._heartbeat()
+                next_heartbeat = now + self._heartbeat_every()
             free = self.concurrency - len(self._running)
             if free >= low_water:
                 await self._flush()
                 wait = 0.0 if self._running or until_empty else self.wait_seconds
-                asked = min(free, self.batch_size)
                 try:
-                    batch = await self._call(self.driver.receive, self.queues, asked, wait)
+                    batch = await self._call(
+                        self.driver.receive, self.queues, min(free, self.batch_size), wait
+                    )
                     failures = 0
                 except Exception:
                     failures += 1
@@ -298,20 +303,18 @@ class Worker:
                     break
                 for received in batch:
                     self._start(received)
-                if len(batch) == asked:
-                    continue
-                if not batch and not self._running:
+                if batch:
+                    continue  # there may be more: receive again while slots are free
+                if not self._running:
                     if until_empty and await self._drained(include_delayed):
                         break
                     if wait == 0:
                         await self._wake(self.poll_interval)
                     continue
             await self._wake(self.poll_interval)
-            now = time.monotonic()
-            if now >= next_heartbeat:
-                await self._heartbeat()
-                next_heartbeat = now + self._heartbeat_every()
-            if self._settle_pending() and now - self._oldest_settle >= self.poll_interval:
+            if self._settle_pending() and (
+                time.monotonic() - self._oldest_settle >= self.poll_interval
+            ):
                 await self._flush()
 
     async def _finish_in_flight(self) -> None:
@@ -567,10 +570,8 @@ class Worker:
                 continue
             upcoming[name] = self.schedules[name].next_after(fire_at)
             try:
-                if claim is not None and not await self._call(claim, name, fire_at):
+                if not await asyncio.to_thread(self._fire, claim, name, fire_at):
                     continue  # another worker fired this one
-                message = JobMessage.create(name, None, queue=self.periodic_queue)
-                await self._call(self.driver.enqueue, message)
             except Exception:
                 self.log.exception("could not fire periodic job %s due at %s", name, fire_at)
                 continue
@@ -581,6 +582,13 @@ class Worker:
                 fire_at.isoformat(),
                 upcoming[name].isoformat(),
             )
+
+    def _fire(self, claim: Callable[[str, datetime], bool] | None, name: str, at: datetime) -> bool:
+        # Runs on its own thread: the driver thread may be blocked in a long poll.
+        if claim is not None and not claim(name, at):
+            return False
+        self.driver.enqueue(JobMessage.create(name, None, queue=self.periodic_queue))
+        return True
 
     # -- logging -----------------------------------------------------------------------------
 
