@@ -212,7 +212,10 @@ class _BrokenDeadLetter(SQLiteQueueDriver):
 def test_dead_letter_rules_match_the_lambda_worker(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    job = define_job(name="doomed", handler=lambda p: (_ for _ in ()).throw(PermanentJobError("x")))
+    def doomed(payload: Any) -> None:
+        raise PermanentJobError("never works")
+
+    job = define_job(name="doomed", handler=doomed)
     # No dead letter: logged at ERROR with the body, then acknowledged.
     quiet = _NoDeadLetter(tmp_path / "a.db")
     JobService(quiet).enqueue(job, {"k": "v"})
@@ -279,6 +282,47 @@ def test_jobs_still_running_after_grace_period_are_released(driver: SQLiteQueueD
     assert worker.summary.released == 1
     stats = driver.stats()["default"]
     assert (stats.ready, stats.in_flight) == (1, 0)  # released now, not after the lease
+
+
+def test_slow_jobs_are_not_hoarded_by_one_worker(driver: SQLiteQueueDriver) -> None:
+    def handler(payload: Any) -> None:
+        time.sleep(0.3)
+
+    job = define_job(name="slow", handler=handler)
+    JobService(driver).enqueue_many(job, range(4))
+    workers = [Worker(module=module_of(job), driver=driver, concurrency=2) for _ in range(2)]
+    threads = [start_in_thread(w) for w in workers]
+    wait_until(lambda: sum(w.summary.done for w in workers) == 4)
+    for w in workers:
+        w.stop()
+    for t in threads:
+        t.join(10)
+    assert [w.summary.done for w in workers] == [2, 2]
+
+
+def test_shutdown_releases_prefetched_messages_too(driver: SQLiteQueueDriver) -> None:
+    runs = 0
+
+    async def handler(payload: Any) -> None:
+        nonlocal runs
+        runs += 1
+        if runs > 3:  # fast jobs first, so the worker starts holding extra messages
+            await asyncio.sleep(30)
+
+    job = define_job(name="mixed", handler=handler)
+    JobService(driver).enqueue_many(job, range(10))
+    worker = Worker(
+        module=module_of(job), driver=driver, concurrency=1, batch_size=4, grace_period=0.1
+    )
+    thread = start_in_thread(worker)
+    wait_until(lambda: runs == 4)
+    time.sleep(0.2)
+    worker.stop()
+    thread.join(10)
+    assert worker.summary.done == 3
+    assert worker.summary.released >= 2  # the running job and at least one held message
+    stats = driver.stats()["default"]
+    assert (stats.ready, stats.in_flight) == (7, 0)
 
 
 def test_long_job_keeps_its_lease(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import logging
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +47,8 @@ T = TypeVar("T")
 
 #: Outcome kinds as counted in :class:`WorkerSummary`, plus ``released`` (handed back unrun
 #: or unfinished at shutdown) and ``errors`` (the worker itself failed to run the job).
+#: Jobs that take less than this on average (seconds) let the worker hold extra messages.
+PREFETCH_MAX_JOB_SECONDS = 0.05
 SUMMARY_KINDS = ("done", "retry", "dead_letter", "discarded", "released", "errors")
 
 
@@ -89,7 +91,7 @@ class WorkerSummary:
 @dataclass(slots=True)
 class _Running:
     received: ReceivedMessage
-    started: float
+    leased_at: float  # when it was received: its lease runs from then
     abandoned: bool = False
 
 
@@ -168,6 +170,8 @@ class Worker:
         self._forced = False
         self._changed: asyncio.Event | None = None
         self._running: dict[asyncio.Task[None], _Running] = {}
+        self._buffer: deque[tuple[ReceivedMessage, float]] = deque()
+        self._job_seconds: float | None = None  # moving average of job run time
         self._acks: list[ReceivedMessage] = []
         self._nacks: list[tuple[ReceivedMessage, float]] = []
         self._dead: list[tuple[ReceivedMessage, DeadLetter]] = []
@@ -270,8 +274,8 @@ class Worker:
     async def _serve(
         self, until_empty: bool, include_delayed: bool, deadline: float | None
     ) -> None:
-        # Receive only when at least half a batch of slots is free, so claims and acks go to
-        # the driver in batches rather than one job at a time.
+        # Receive only when at least half a batch is wanted, so claims and acks go to the
+        # driver in batches rather than one job at a time.
         low_water = max(1, min(self.batch_size, self.concurrency) // 2)
         next_heartbeat = time.monotonic() + self._heartbeat_every()
         failures = 0
@@ -283,14 +287,14 @@ class Worker:
             if now >= next_heartbeat:
                 await self._heartbeat()
                 next_heartbeat = now + self._heartbeat_every()
-            free = self.concurrency - len(self._running)
-            if free >= low_water:
-                await self._flush()
-                wait = 0.0 if self._running or until_empty else self.wait_seconds
+            wanted = (
+                self.concurrency + self._prefetch_limit() - len(self._running) - len(self._buffer)
+            )
+            if wanted >= low_water:
+                idle = not self._running and not self._buffer
+                wait = self.wait_seconds if idle and not until_empty else 0.0
                 try:
-                    batch = await self._call(
-                        self.driver.receive, self.queues, min(free, self.batch_size), wait
-                    )
+                    batch = await self._receive(min(wanted, self.batch_size), wait)
                     failures = 0
                 except Exception:
                     failures += 1
@@ -301,11 +305,12 @@ class Worker:
                 if self._stop_requested():  # a signal arrived while we waited
                     await self._release(batch, "received during shutdown")
                     break
-                for received in batch:
-                    self._start(received)
+                received_at = time.monotonic()
+                self._buffer.extend((received, received_at) for received in batch)
+                self._fill()
                 if batch:
                     continue  # there may be more: receive again while slots are free
-                if not self._running:
+                if idle:
                     if until_empty and await self._drained(include_delayed):
                         break
                     if wait == 0:
@@ -317,8 +322,25 @@ class Worker:
             ):
                 await self._flush()
 
+    def _prefetch_limit(self) -> int:
+        """Messages to hold beyond ``concurrency`` so a freed slot starts its next job at
+        once. Only for short jobs: held messages of slow jobs would starve other workers."""
+        fast = self._job_seconds is not None and self._job_seconds < PREFETCH_MAX_JOB_SECONDS
+        return self.batch_size // 2 if fast else 0
+
+    def _fill(self) -> None:
+        """Start buffered messages while slots are free."""
+        while self._buffer and len(self._running) < self.concurrency and not self._stopping:
+            received, received_at = self._buffer.popleft()
+            task = asyncio.create_task(self._run_one(received))
+            self._running[task] = _Running(received, received_at)
+
     async def _finish_in_flight(self) -> None:
         """Give in-flight jobs the grace period, then release whatever is still running."""
+        if self._buffer:
+            held = [received for received, _ in self._buffer]
+            self._buffer.clear()
+            await self._release(held, "received but not started before shutdown")
         if self._running:
             self.log.info(
                 "stopping: waiting up to %.0fs for %d in-flight job(s)",
@@ -345,10 +367,6 @@ class Worker:
         if left:
             await self._release([job.received for _, job in left], "still running at shutdown")
 
-    def _start(self, received: ReceivedMessage) -> None:
-        task = asyncio.create_task(self._run_one(received))
-        self._running[task] = _Running(received, time.monotonic())
-
     async def _run_one(self, received: ReceivedMessage) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -369,6 +387,7 @@ class Worker:
             # path: leave the lease to run out so the job is delivered again.
             self.log.exception("could not run message %s", received.message_id)
         job = self._running.pop(task, None)
+        self._fill()
         self._notify()
         if job is None or job.abandoned:
             return  # released at shutdown: whoever gets it next settles it
@@ -377,8 +396,11 @@ class Worker:
             return
         self._settle(received, outcome)
         self.summary.counts[outcome.kind] += 1
+        seconds = time.perf_counter() - started
+        average = self._job_seconds
+        self._job_seconds = seconds if average is None else 0.8 * average + 0.2 * seconds
         if loud:
-            self._log_outcome(received, outcome, time.perf_counter() - started)
+            self._log_outcome(received, outcome, seconds)
 
     def _run_sync(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         assert self._loop is not None
@@ -397,14 +419,41 @@ class Worker:
     def _settle_pending(self) -> bool:
         return bool(self._acks or self._nacks or self._dead)
 
+    def _take_settlements(
+        self,
+    ) -> tuple[
+        list[ReceivedMessage],
+        list[tuple[ReceivedMessage, float]],
+        list[tuple[ReceivedMessage, DeadLetter]],
+    ]:
+        taken = (self._acks, self._nacks, self._dead)
+        self._acks, self._nacks, self._dead = [], [], []
+        return taken
+
     async def _flush(self) -> None:
         """Hand finished jobs to the driver: dead letters, acks and nacks, batched."""
-        if not self._settle_pending():
-            return
-        acks, nacks, dead = self._acks, self._nacks, self._dead
-        self._acks, self._nacks, self._dead = [], [], []
+        if self._settle_pending():
+            await self._call(self._settle_logged, *self._take_settlements())
+
+    async def _receive(self, max_messages: int, wait: float) -> list[ReceivedMessage]:
+        """Settle finished jobs, then receive: one trip to the driver thread for both."""
+        settlements = self._take_settlements() if self._settle_pending() else None
+
+        def settle_and_receive() -> list[ReceivedMessage]:
+            if settlements is not None:
+                self._settle_logged(*settlements)
+            return self.driver.receive(self.queues, max_messages, wait)
+
+        return await self._call(settle_and_receive)
+
+    def _settle_logged(
+        self,
+        acks: list[ReceivedMessage],
+        nacks: list[tuple[ReceivedMessage, float]],
+        dead: list[tuple[ReceivedMessage, DeadLetter]],
+    ) -> None:
         try:
-            await self._call(self._settle_sync, acks, nacks, dead)
+            self._settle_sync(acks, nacks, dead)
         except Exception:
             self.log.exception(
                 "could not settle %d finished job(s) with the driver; they will be delivered "
@@ -459,7 +508,8 @@ class Worker:
         if self._lease is None or self._extend is None:
             return
         cutoff = time.monotonic() - self._lease / 3
-        long_running = [j.received for j in self._running.values() if j.started <= cutoff]
+        long_running = [j.received for j in self._running.values() if j.leased_at <= cutoff]
+        long_running += [received for received, at in self._buffer if at <= cutoff]
         if not long_running:
             return
         try:

@@ -25,6 +25,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -183,7 +184,7 @@ class SQLiteQueueDriver(QueueDriver):
         self.synchronous = synchronous.upper()
         self.poll_interval = poll_interval
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: weakref.WeakSet[_Owned] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._rotation = 0
         self._conn()  # create the file and schema now, so errors show at construction
@@ -194,16 +195,14 @@ class SQLiteQueueDriver(QueueDriver):
     # -- connections ---------------------------------------------------------------------
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        owned: _Owned | None = getattr(self._local, "owned", None)
         # A connection must not cross fork(): the child opens its own.
-        if conn is not None and self._local.pid == os.getpid():
-            return conn
-        conn = self._connect()
-        self._local.conn = conn
-        self._local.pid = os.getpid()
+        if owned is not None and owned.pid == os.getpid():
+            return owned.conn
+        owned = self._local.owned = _Owned(self._connect())
         with self._lock:
-            self._connections.append(conn)
-        return conn
+            self._connections.add(owned)
+        return owned.conn
 
     def _connect(self) -> sqlite3.Connection:
         if self.path.parent != Path():
@@ -261,10 +260,9 @@ class SQLiteQueueDriver(QueueDriver):
     def close(self) -> None:
         """Close every connection this driver opened (in all threads)."""
         with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            with contextlib.suppress(sqlite3.ProgrammingError):  # closed by its thread
-                conn.close()
+            owned, self._connections = list(self._connections), weakref.WeakSet()
+        for o in owned:
+            o.close()
         self._local = threading.local()
 
     # -- producing -------------------------------------------------------------------------
@@ -558,6 +556,26 @@ class SQLiteQueueDriver(QueueDriver):
                 conn.execute("DELETE FROM glasswork_dead_letters WHERE id = ?", (i,)).rowcount
                 for i in ids
             )
+
+
+class _Owned:
+    """One thread's connection. It lives in that thread's ``threading.local``, so it is
+    closed when the thread ends (a worker's driver thread, say) rather than leaking."""
+
+    __slots__ = ("__weakref__", "conn", "pid")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        # Closing a connection inherited over fork() could disturb the parent's locks.
+        if self.pid == os.getpid():
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.close()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _identify(body: str) -> tuple[str | None, str | None, str | None]:
