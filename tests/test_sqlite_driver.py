@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +24,7 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def driver(db: Path) -> SQLiteQueueDriver:
+def driver(db: Path) -> Iterator[SQLiteQueueDriver]:
     d = SQLiteQueueDriver(db, visibility_timeout=5)
     yield d
     d.close()
@@ -40,6 +42,16 @@ def test_file_uses_wal_and_survives_reopening(db: Path) -> None:
     [got] = second.receive()
     assert JobMessage.from_json(got.body).payload == {"n": 1}
     assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_threads_connection_closes_when_the_thread_ends(driver: SQLiteQueueDriver) -> None:
+    threads = [threading.Thread(target=driver.enqueue, args=(msg(),)) for _ in range(20)]
+    for t in threads:
+        t.start()
+        t.join()
+    gc.collect()
+    assert len(driver._connections) == 1  # only this thread's
+    assert driver.pending_count() == 20
 
 
 def test_memory_database_is_refused_with_a_reason() -> None:
