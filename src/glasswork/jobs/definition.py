@@ -105,7 +105,8 @@ class JobDefinition(Generic[P]):
         if self._adapter is None:
             return payload  # type: ignore[no-any-return]
         try:
-            return self._adapter.validate_python(payload)  # type: ignore[no-any-return]
+            # The adapter's validator itself: what validate_python calls, minus a frame.
+            return self._adapter.validator.validate_python(payload)  # type: ignore[no-any-return]
         except ValidationError as exc:
             raise InvalidJobPayloadError(
                 self.name, [dict(e) for e in exc.errors(include_url=False)]

@@ -262,18 +262,24 @@ class Executor:
         except InvalidJobPayloadError as exc:
             return await self._dead_letter(ctx, exc)
 
-        await self._hook(self.hooks.on_job_start, ctx)
+        # The `is not None` tests below skip a coroutine per unused hook and per sync
+        # handler's None result: this is the per-message hot path of every worker.
+        hooks = self.hooks
+        if hooks.on_job_start is not None:
+            await self._hook(hooks.on_job_start, ctx)
         try:
             if run_sync is None or definition.is_async:
                 result = definition.run(value, ctx)
             else:
                 result = await run_sync(definition.run, value, ctx)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 await self._await(result)
         except Exception as exc:
             return await self._failed(ctx, definition, exc)
-        await self._hook(self.hooks.on_job_complete, ctx)
-        ctx.logger.debug("done")
+        if hooks.on_job_complete is not None:
+            await self._hook(hooks.on_job_complete, ctx)
+        if self.log.isEnabledFor(logging.DEBUG):
+            ctx.logger.debug("done")
         return Done(message)
 
     def execute_sync(

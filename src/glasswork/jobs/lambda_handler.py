@@ -104,11 +104,12 @@ class LambdaWorker:
                 body, outcome, _queue_name(record)
             ):
                 failures.append({"itemIdentifier": message_id})
-        self.log.info(
-            "batch of %d: %s",
-            len(event["Records"]),
-            ", ".join(f"{k}={v}" for k, v in sorted(tally.items())) or "empty",
-        )
+        if self.log.isEnabledFor(logging.INFO):  # the summary is built only to be logged
+            self.log.info(
+                "batch of %d: %s",
+                len(event["Records"]),
+                ", ".join(f"{k}={v}" for k, v in sorted(tally.items())) or "empty",
+            )
         return {"batchItemFailures": failures}
 
     def handle_periodic(
