@@ -11,7 +11,11 @@ DEMO = Path(__file__).resolve().parents[1] / "examples" / "app" / "demo.py"
 
 def test_demo_enqueues_drains_and_reports_on_a_fresh_sqlite_file(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(DEMO)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        [sys.executable, str(DEMO), str(tmp_path / "demo.db")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout

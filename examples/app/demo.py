@@ -1,9 +1,9 @@
 """Run the example app end to end on SQLite, no server needed:
 
-    pip install -e . && python examples/app/demo.py
+    pip install -e . && python examples/app/demo.py [path/to/jobs.db]
 
-Enqueues a few jobs into a fresh SQLite file, runs a worker until the queue is drained,
-and prints what happened.
+Enqueues a few jobs into a fresh SQLite file (a new temporary one unless a path is given),
+runs a worker until the queue is drained, and prints what happened.
 """
 
 from __future__ import annotations
@@ -24,7 +24,13 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="  %(levelname)-7s %(name)s: %(message)s", stream=sys.stdout
     )
-    db = Path(tempfile.mkdtemp(prefix="glasswork-demo-")) / "jobs.db"
+    if len(sys.argv) > 1:
+        db = Path(sys.argv[1])
+        if db.exists():
+            print(f"{db} exists; the demo needs a new file (it counts every job in it)")
+            return 2
+    else:
+        db = Path(tempfile.mkdtemp(prefix="glasswork-demo-")) / "jobs.db"
     driver = SQLiteQueueDriver(db)
     jobs = JobService(driver)
 
@@ -53,6 +59,8 @@ def main() -> int:
     print(f"   summary: {summary}")
     print(f"   queues now: {driver.stats()}")
     ok = summary.done == 4 and summary.dead_lettered == 1 and driver.pending_count() == 0
+    print(f"   look inside: glasswork stats --driver sqlite:///{db}")
+    print(f"                glasswork dlq list --driver sqlite:///{db}")
     print("OK" if ok else "UNEXPECTED RESULT")
     return 0 if ok else 1
 

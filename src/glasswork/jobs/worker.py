@@ -67,18 +67,22 @@ class WorkerSummary:
 
     @property
     def done(self) -> int:
+        """Jobs that finished."""
         return self.counts["done"]
 
     @property
     def dead_lettered(self) -> int:
+        """Jobs sent to the dead letter."""
         return self.counts["dead_letter"]
 
     @property
     def retried(self) -> int:
+        """Failed runs that will be retried."""
         return self.counts["retry"]
 
     @property
     def released(self) -> int:
+        """Jobs handed back unfinished at shutdown."""
         return self.counts["released"]
 
     def __str__(self) -> str:
@@ -163,6 +167,9 @@ class Worker:
         self._extend: Callable[[Sequence[ReceivedMessage], float], int] | None = getattr(
             driver, "extend_leases", None
         )
+        self._pending_count: Callable[[Sequence[str] | None], int] | None = getattr(
+            driver, "pending_count", None
+        )
         lease = getattr(driver, "visibility_timeout", None)
         self._lease = float(lease) if isinstance(lease, int | float) and self._extend else None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -218,6 +225,11 @@ class Worker:
         timeout: float | None = None,
     ) -> WorkerSummary:
         """The worker as a coroutine, for callers that own an event loop."""
+        if until_empty and include_delayed and self._pending_count is None:
+            raise ConfigurationError(
+                f"driver {self.driver.name!r} cannot count pending jobs, so the worker cannot "
+                "wait for delayed ones; use run_until_empty(include_delayed=False)"
+            )
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=self._thread_prefix)
@@ -531,15 +543,8 @@ class Worker:
         await self._flush()
         if not include_delayed:
             return True
-        pending_count: Callable[[Sequence[str] | None], int] | None = getattr(
-            self.driver, "pending_count", None
-        )
-        if pending_count is None:
-            raise ConfigurationError(
-                f"driver {self.driver.name!r} cannot count pending jobs; "
-                "use run_until_empty(include_delayed=False)"
-            )
-        if await self._call(pending_count, self.queues) == 0:
+        assert self._pending_count is not None  # checked when the run started
+        if await self._call(self._pending_count, self.queues) == 0:
             return True
         await self._wake(self.poll_interval)
         return False
