@@ -47,9 +47,9 @@ T = TypeVar("T")
 
 #: Outcome kinds as counted in :class:`WorkerSummary`, plus ``released`` (handed back unrun
 #: or unfinished at shutdown) and ``errors`` (the worker itself failed to run the job).
+SUMMARY_KINDS = ("done", "retry", "dead_letter", "discarded", "released", "errors")
 #: Jobs that take less than this on average (seconds) let the worker hold extra messages.
 PREFETCH_MAX_JOB_SECONDS = 0.05
-SUMMARY_KINDS = ("done", "retry", "dead_letter", "discarded", "released", "errors")
 
 
 @dataclass(slots=True)
@@ -464,32 +464,28 @@ class Worker:
         nacks: list[tuple[ReceivedMessage, float]],
         dead: list[tuple[ReceivedMessage, DeadLetter]],
     ) -> None:
+        """Dead letters, then acks, then nacks; on the driver thread. A failure is logged: the
+        jobs concerned run again when their leases run out."""
         try:
-            self._settle_sync(acks, nacks, dead)
+            for received, outcome in dead:
+                # False: the dead-letter send failed, so the job is kept (not acked).
+                if send_to_dead_letter(
+                    self.driver, received.body, outcome, received.queue, self.log
+                ):
+                    acks.append(received)
+            if self._ack_many is not None:
+                self._ack_many(acks)
+            else:
+                for received in acks:
+                    self.driver.ack(received)
+            for received, delay in nacks:
+                self.driver.nack(received, delay)
         except Exception:
             self.log.exception(
                 "could not settle %d finished job(s) with the driver; they will be delivered "
                 "again when their leases run out",
                 len(acks) + len(nacks) + len(dead),
             )
-
-    def _settle_sync(
-        self,
-        acks: list[ReceivedMessage],
-        nacks: list[tuple[ReceivedMessage, float]],
-        dead: list[tuple[ReceivedMessage, DeadLetter]],
-    ) -> None:
-        for received, outcome in dead:
-            # False: the dead-letter send failed; the lease runs out and the job runs again.
-            if send_to_dead_letter(self.driver, received.body, outcome, received.queue, self.log):
-                acks.append(received)
-        if self._ack_many is not None:
-            self._ack_many(acks)
-        else:
-            for received in acks:
-                self.driver.ack(received)
-        for received, delay in nacks:
-            self.driver.nack(received, delay)
 
     async def _release(self, messages: Sequence[ReceivedMessage], why: str) -> None:
         if not messages:
