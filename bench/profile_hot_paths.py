@@ -127,9 +127,10 @@ def profile_embedded_pyspy(spy: str, n: int) -> dict[str, Any] | None:
     for line in lines:
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
-        # The drain: the event loop's thread inside drain(), and every helper thread
-        # (job pool, driver I/O), which exist only while the worker runs.
-        if frames[0].endswith("MainThread") and not any(f.startswith("drain (") for f in frames):
+        # The drain: the event loop's thread inside drain(), and the worker's own threads
+        # (job pool, driver I/O), which exist only while it runs.
+        thread = frames[0].partition(": ")[2]
+        if not thread.startswith("glasswork-") and not any(f.startswith("drain (") for f in frames):
             continue
         total += int(count)
         own[_spy_name(frames[-1])] += int(count)

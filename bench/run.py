@@ -355,18 +355,60 @@ def profile_section(profiles: list[dict[str, Any]]) -> list[str]:
     for prof in profiles:
         lines.append(f"### {prof['title']}")
         lines.append("")
-        lines.append(
-            f"{prof['calls_per_message']:.0f} Python function calls per message; "
-            f"{prof['us_per_message']:.1f} µs per message under cProfile. "
-            "Top functions by own time:"
-        )
-        lines.append("")
-        lines.append("| Own time % | Calls/message | Function |")
-        lines.append("| --- | --- | --- |")
-        for f in prof["top"]:
-            lines.append(f"| {f['share']:.1f} | {f['calls_per_message']:.2f} | `{f['name']}` |")
+        if "samples" in prof:
+            lines.append(
+                f"{prof['samples']:,} py-spy samples of whichever thread held the GIL while "
+                "the worker drained the queue. Top functions by own samples:"
+            )
+            lines.append("")
+            lines.append("| Own samples % | Function |")
+            lines.append("| --- | --- |")
+            for f in prof["top"]:
+                lines.append(f"| {f['share']:.1f} | `{f['name']}` |")
+        else:
+            lines.append(
+                f"{prof['calls_per_message']:.0f} Python function calls per message; "
+                f"{prof['us_per_message']:.1f} µs per message under cProfile. "
+                "Top functions by own time:"
+            )
+            lines.append("")
+            lines.append("| Own time % | Calls/message | Function |")
+            lines.append("| --- | --- | --- |")
+            for f in prof["top"]:
+                calls = f["calls_per_message"]
+                lines.append(f"| {f['share']:.1f} | {calls:.2f} | `{f['name']}` |")
         lines.append("")
     return lines
+
+
+HOT_PATH_FILES = [
+    "src/glasswork/jobs/execution.py",
+    "src/glasswork/jobs/message.py",
+    "src/glasswork/jobs/definition.py",
+    "src/glasswork/jobs/lambda_handler.py",
+    "src/glasswork/jobs/worker.py",
+    "src/glasswork/jobs/drivers/sqlite.py",
+]
+
+
+def hot_path_commits() -> list[str]:
+    proc = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(REPO_DIR),
+            "log",
+            "--format=%h %s",
+            f"{BASELINE_REV}..HEAD",
+            "--",
+            *HOT_PATH_FILES,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    commits = [f"- `{line[:7]}` {line[8:]}" for line in proc.stdout.splitlines()]
+    return commits or ["- (none found: is this a shallow clone?)"]
 
 
 def write_report(
@@ -413,7 +455,10 @@ def write_report(
         "## Before and after the hot-path work",
         "",
         f'"Before" is `src/` at commit `{BASELINE_REV}` (before the hot-path work), unpacked '
-        "with `git archive` and measured in this same run beside the current tree.",
+        "with `git archive` and measured in this same run beside the current tree. The "
+        "commits in between that touch the hot paths:",
+        "",
+        *hot_path_commits(),
         "",
         *before_after(rows),
         "",
@@ -421,7 +466,7 @@ def write_report(
         "",
         *all_rows_table(rows),
         "",
-        "## Profiles (cProfile)",
+        "## Profiles",
         "",
         *profile_section(profiles),
     ]
