@@ -179,13 +179,23 @@ def summary(rows: list[Row]) -> list[str]:
     lam = "lambda dispatch"
     ours = find(rows, lam, "Glasswork bootstrap_worker", "µs per message")
     missing = lib_status(rows, lam, "Glasswork bootstrap_worker")
+    add(
+        "Lambda dispatch, µs per message (lower is better)",
+        ours,
+        missing,
+        "-",
+        None,
+        "µs",
+        None,
+        "",
+        "≤ 25 µs",
+        ours["value"] <= 25 if ours else None,
+    )
     for peer in ("Powertools BatchProcessor", "Powertools BatchProcessor(model=)"):
         theirs = find(rows, lam, peer, "µs per message")
         ratio = theirs["value"] / ours["value"] if ours and theirs else None
         first = peer == "Powertools BatchProcessor"
-        met = None
-        if ours and first:
-            met = ours["value"] <= 25 and ratio is not None and ratio >= 3
+        met = ratio >= 3 if first and ratio is not None else None
         add(
             "Lambda dispatch, µs per message (lower is better)",
             ours,
@@ -195,7 +205,7 @@ def summary(rows: list[Row]) -> list[str]:
             "µs",
             ratio,
             "{:.2f}x (peer ÷ ours)",
-            "≤ 25 µs and ≥ 3x lower than Powertools" if first else "-",
+            "≥ 3x lower than Powertools" if first else "-",
             met,
         )
     floor = find(rows, lam, "floor (bare pydantic loop)", "µs per message")
@@ -219,13 +229,24 @@ def summary(rows: list[Row]) -> list[str]:
     for ours_label in ("Glasswork Worker (SQLite)", "Glasswork Worker (SQLite), enqueue_many"):
         ours = find(rows, emb, ours_label, "jobs/s end to end")
         missing = lib_status(rows, emb, ours_label)
+        if ours_label == "Glasswork Worker (SQLite)":
+            add(
+                f"{ours_label}: jobs/s end to end (higher is better)",
+                ours,
+                missing,
+                "-",
+                None,
+                "jobs/s",
+                None,
+                "",
+                "≥ 5,000 jobs/s",
+                ours["value"] >= 5000 if ours else None,
+            )
         for peer in ("Huey SqliteHuey", "RQ SimpleWorker (Redis)", "Dramatiq Worker (Redis)"):
             theirs = find(rows, emb, peer, "jobs/s end to end")
             ratio = ours["value"] / theirs["value"] if ours and theirs else None
             headline = ours_label == "Glasswork Worker (SQLite)" and peer == "Huey SqliteHuey"
-            met = None
-            if headline and ours:
-                met = ours["value"] >= 5000 and ratio is not None and ratio >= 2
+            met = ratio >= 2 if headline and ratio is not None else None
             peer_cell = peer if theirs else f"{peer} ({lib_status(rows, emb, peer)})"
             add(
                 f"{ours_label}: jobs/s end to end (higher is better)",
@@ -236,7 +257,7 @@ def summary(rows: list[Row]) -> list[str]:
                 "jobs/s",
                 ratio,
                 "{:.2f}x (ours ÷ peer)",
-                "≥ 5,000 jobs/s and ≥ 2x SqliteHuey" if headline else "-",
+                "≥ 2x SqliteHuey" if headline else "-",
                 met,
             )
 
@@ -302,6 +323,31 @@ def summary(rows: list[Row]) -> list[str]:
             None,
         )
     return lines
+
+
+def target_notes(rows: list[Row]) -> list[str]:
+    """What the measured numbers say about targets a reader might misjudge (computed here)."""
+    lam = "lambda dispatch"
+    ours = find(rows, lam, "Glasswork bootstrap_worker", "µs per message")
+    peer = find(rows, lam, "Powertools BatchProcessor", "µs per message")
+    floor = find(rows, lam, "floor (bare pydantic loop)", "µs per message")
+    if not (ours and peer and floor):
+        return []
+    third = peer["value"] / 3
+    return [
+        f"Lambda dispatch in this run: Powertools spends {fmt(peer['value'])} µs per message, "
+        f"of which {fmt(floor['value'])} µs is the pydantic parse and validation that every "
+        f'contender does (the floor row). "3x lower than Powertools" would be '
+        f"{fmt(third)} µs per message, which is "
+        + (
+            "below that floor: no handler that validates the payload can reach it. "
+            if third < floor["value"]
+            else "above that floor. "
+        )
+        + f"Glasswork spends {fmt(ours['value'] - floor['value'])} µs above the floor, "
+        f"Powertools {fmt(peer['value'] - floor['value'])} µs.",
+        "",
+    ]
 
 
 def all_rows_table(rows: list[Row]) -> list[str]:
@@ -452,6 +498,7 @@ def write_report(
         "",
         *summary(rows),
         "",
+        *target_notes(rows),
         "## Before and after the hot-path work",
         "",
         f'"Before" is `src/` at commit `{BASELINE_REV}` (before the hot-path work), unpacked '
