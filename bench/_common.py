@@ -149,7 +149,7 @@ def redis_server() -> Iterator[str]:
     binary = shutil.which("redis-server")
     if binary is None:
         if _redis_answers(6379):
-            yield "redis://127.0.0.1:6379/0"
+            yield "redis://127.0.0.1:6379/15"  # a database of its own: the runs flush it
             return
         raise RuntimeError(
             "no redis-server binary (Debian: apt-get install redis-server) and nothing "
