@@ -178,12 +178,17 @@ def redis_server() -> Iterator[str]:
             raise RuntimeError(f"redis-server did not start on 127.0.0.1:{port}")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def stop_process(proc: subprocess.Popen[Any]) -> None:
+    """Stop a server the benchmark started: politely, then firmly after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def _redis_answers(port: int) -> bool:

@@ -20,7 +20,16 @@ import urllib.request
 from collections import Counter
 from typing import Any
 
-from _common import Row, best_and_median, emit, free_port, parser, row, skipped
+from _common import (
+    Row,
+    best_and_median,
+    emit,
+    free_port,
+    parser,
+    row,
+    skipped,
+    stop_process,
+)
 from workload import PAYLOAD, Payload, noop
 
 BENCH = "sqs enqueue_many"
@@ -173,11 +182,7 @@ def main(argv: list[str]) -> int:
     try:
         rows = measure(endpoint, n, single_n, repeats)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     emit(rows, args.json)
     return 0
 
