@@ -222,6 +222,24 @@ class Executor:
         self.log = log or logger
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @classmethod
+    def for_module(
+        cls,
+        module: Module,
+        hooks: JobHooks | Mapping[str, Hook] | None = None,
+        log: logging.Logger | None = None,
+    ) -> Executor:
+        """The executor of ``module``'s jobs and services (and those of its imports);
+        duplicate job names raise :class:`ConfigurationError` here."""
+        from ..modules import Services
+
+        return cls(
+            JobRegistry.for_module(module),
+            Services.for_module(module),
+            JobHooks.from_option(hooks),
+            log,
+        )
+
     async def execute(
         self,
         body: str | bytes | JobMessage,

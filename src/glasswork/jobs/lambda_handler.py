@@ -15,7 +15,6 @@ from .execution import (
     Executor,
     Hook,
     JobHooks,
-    JobRegistry,
     Retry,
     send_to_dead_letter,
 )
@@ -47,18 +46,16 @@ class LambdaWorker:
         hooks: JobHooks | Mapping[str, Hook] | None = None,
         log: logging.Logger | None = None,
     ) -> None:
-        from ..modules import Module, Services
+        from ..modules import Module
 
         if not isinstance(module, Module):
             raise TypeError(f"module must come from define_module, got {module!r}")
         self.module = module
         self.driver = driver
-        self.registry = JobRegistry.for_module(module)
-        self.services = Services.for_module(module)
         self.log = log or logger
-        self.executor = Executor(
-            self.registry, self.services, JobHooks.from_option(hooks), self.log
-        )
+        self.executor = Executor.for_module(module, hooks, self.log)
+        self.registry = self.executor.registry
+        self.services = self.executor.services
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         if not isinstance(event, Mapping):

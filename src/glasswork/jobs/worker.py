@@ -31,7 +31,6 @@ from .execution import (
     Executor,
     Hook,
     JobHooks,
-    JobRegistry,
     Outcome,
     Retry,
     send_to_dead_letter,
@@ -133,7 +132,7 @@ class Worker:
         log: logging.Logger | None = None,
         install_signal_handlers: bool = True,
     ) -> None:
-        from ..modules import Module, Services
+        from ..modules import Module
 
         if not isinstance(module, Module):
             raise ConfigurationError(f"module must come from define_module, got {module!r}")
@@ -144,10 +143,11 @@ class Worker:
         self.module = module
         self.driver = driver
         self.concurrency = concurrency
-        self.registry = JobRegistry.for_module(module)
-        self.services = Services.for_module(module)
+        # Job lines stay on the executor's own "glasswork.jobs" logger; ``log`` is the worker's.
+        self.executor = Executor.for_module(module, hooks)
+        self.registry = self.executor.registry
+        self.services = self.executor.services
         self.log = log or logger
-        self.executor = Executor(self.registry, self.services, JobHooks.from_option(hooks))
         self.periodic = periodic
         self.periodic_queue = periodic_queue
         self.queues = list(queues) if queues else None
