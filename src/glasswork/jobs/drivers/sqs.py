@@ -212,17 +212,17 @@ class SQSQueueDriver(QueueDriver):
         return self._send(message, 0)
 
     def enqueue_in(self, message: JobMessage, delay_seconds: float) -> EnqueueResult:
-        if delay_seconds <= 0:
-            return self._send(message, 0)
-        if self.accepts_delay(message.queue, delay_seconds):
-            return self._send(message, delay_seconds)
-        return self._schedule(message, time.time() + delay_seconds)
+        return self._route(message, delay_seconds, time.time() + delay_seconds)
 
     def enqueue_at(self, message: JobMessage, run_at: datetime) -> EnqueueResult:
         if run_at.tzinfo is None:
             raise ValueError(f"enqueue_at needs an aware datetime, got naive {run_at}")
         due = run_at.timestamp()
-        delay = due - time.time()
+        return self._route(message, due - time.time(), due)
+
+    def _route(self, message: JobMessage, delay: float, due: float) -> EnqueueResult:
+        """Send now, with SQS's own delay, or through the scheduler table, as ``delay``
+        (seconds from now; ``due`` is the same moment as an epoch time) allows."""
         if delay <= 0:
             return self._send(message, 0)
         if self.accepts_delay(message.queue, delay):
