@@ -179,7 +179,7 @@ def test_stats_shows_what_the_driver_counts(
         def stats(self) -> dict[str, dict[str, int]]:
             return {"jobs": {"visible": 3, "in_flight": 1, "delayed": 0}}
 
-    monkeypatch.setattr("glasswork.cli.driver_from_url", lambda url: Counting())
+    monkeypatch.setattr("glasswork.cli._common.driver_from_url", lambda url: Counting())
     code, out, _ = run(capsys, "stats")
     assert code == 0
     assert out.split() == ["QUEUE", "VISIBLE", "IN", "FLIGHT", "DELAYED", "jobs", "3", "1", "0"]
@@ -188,7 +188,7 @@ def test_stats_shows_what_the_driver_counts(
 def test_commands_a_driver_cannot_do_are_clear_errors(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("glasswork.cli.driver_from_url", lambda url: MockQueueDriver())
+    monkeypatch.setattr("glasswork.cli._common.driver_from_url", lambda url: MockQueueDriver())
     code, _, err = run(capsys, "stats")
     assert code == 1
     assert "the mock driver cannot report queue stats; the SQLite driver can" in err

@@ -4,6 +4,8 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from glasswork import Services, define_module
 from glasswork.jobs import (
     DeadLetter,
@@ -98,14 +100,113 @@ def test_malformed_body_outcome_has_no_message():
     assert isinstance(outcome, DeadLetter) and outcome.message is None
 
 
-def test_keyboard_interrupt_is_not_swallowed():
-    def stop(payload, ctx):
-        raise KeyboardInterrupt
+@pytest.mark.parametrize(
+    "error", [KeyboardInterrupt(), SystemExit(3), GeneratorExit(), asyncio.CancelledError()]
+)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_base_exceptions_from_a_handler_are_that_jobs_transient_failure(kind, error):
+    def sync_handler(payload, ctx):
+        raise error
 
-    executor = executor_for(define_job(name="k", handler=stop))
-    try:
-        executor.execute_sync(JobMessage.create("k", None), 1)
-    except KeyboardInterrupt:
-        pass
-    else:
-        raise AssertionError("KeyboardInterrupt was swallowed")
+    async def async_handler(payload, ctx):
+        raise error
+
+    failed = []
+    executor = executor_for(
+        define_job(
+            name="k",
+            handler=sync_handler if kind == "sync" else async_handler,
+            retry={"max_attempts": 2},
+        ),
+        hooks={"on_job_failed": lambda job, ctx, err: failed.append(err)},
+    )
+    retry = executor.execute_sync(JobMessage.create("k", None), 1)
+    assert isinstance(retry, Retry) and retry.error is error
+    assert failed == [error]
+    dead = executor.execute_sync(JobMessage.create("k", None), 2)
+    assert isinstance(dead, DeadLetter) and type(error).__name__ in dead.reason
+
+    async def on_a_loop():
+        return await executor.execute(JobMessage.create("k", None), 1)
+
+    assert isinstance(asyncio.run(on_a_loop()), Retry)
+
+
+def test_private_loop_survives_a_handler_raising_system_exit():
+    async def exits(payload, ctx):
+        raise SystemExit(1)
+
+    ran = []
+
+    async def fine(payload, ctx):
+        ran.append(True)
+
+    executor = executor_for(
+        define_job(name="x", handler=exits), define_job(name="ok", handler=fine)
+    )
+    assert isinstance(executor.execute_sync(JobMessage.create("x", None)), Retry)
+    assert isinstance(executor.execute_sync(JobMessage.create("ok", None)), Done)
+    assert ran == [True]
+
+
+def test_cancelling_the_callers_task_is_not_swallowed():
+    started = asyncio.Event()
+
+    async def hangs(payload, ctx):
+        started.set()
+        await asyncio.sleep(30)
+
+    executor = executor_for(define_job(name="h", handler=hangs))
+
+    async def main():
+        task = asyncio.create_task(executor.execute(JobMessage.create("h", None)))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_steps_wrap_every_run_outermost_first_and_see_the_outcome():
+    seen = []
+
+    def step(name):
+        async def around(run, call_next):
+            seen.append(f"{name} before {run.message.job_name} attempt {run.attempt}")
+            outcome = await call_next()
+            seen.append(f"{name} after {outcome.kind}")
+            return outcome
+
+        return around
+
+    module = define_module(name="m", jobs=[define_job(name="j", handler=lambda p: None)])
+    executor = Executor.for_module(module, steps=[step("outer"), step("inner")])
+    assert isinstance(executor.execute_sync(JobMessage.create("j", None), 2), Done)
+    assert seen == [
+        "outer before j attempt 2",
+        "inner before j attempt 2",
+        "inner after done",
+        "outer after done",
+    ]
+
+
+def test_a_step_can_answer_without_running_the_handler_or_fail_the_run():
+    ran = []
+    job = define_job(name="j", handler=lambda p: ran.append(p), retry={"max_attempts": 3})
+
+    async def skip(run, call_next):
+        return Done(run.message)
+
+    async def refuse(run, call_next):
+        return await run.fail(TransientJobError("not now"))
+
+    module = define_module(name="m", jobs=[job])
+    assert isinstance(
+        Executor.for_module(module, steps=[skip]).execute_sync(JobMessage.create("j", 1)), Done
+    )
+    assert ran == []
+    outcome = Executor.for_module(module, steps=[refuse]).execute_sync(JobMessage.create("j", 1))
+    assert isinstance(outcome, Retry) and str(outcome.error) == "not now"
+    unknown = Executor.for_module(module, steps=[refuse]).execute_sync(JobMessage.create("nope", 1))
+    assert isinstance(unknown, DeadLetter)

@@ -18,6 +18,7 @@ from .errors import (
     GlassworkError,
     InvalidJobPayloadError,
     JobError,
+    JobTimeoutError,
     MalformedMessageError,
     PayloadTooLargeError,
     PermanentJobError,
@@ -32,12 +33,15 @@ from .execution import (
     JobContext,
     JobHooks,
     JobRegistry,
+    JobRun,
     Outcome,
     Retry,
+    RunStep,
 )
 from .lambda_handler import LambdaWorker, bootstrap_worker
 from .message import MAX_MESSAGE_BYTES, JobMessage
 from .service import JobService
+from .timeouts import JobTimeout
 
 # Names whose modules import boto3 or other optional packages: loaded on first use.
 _LAZY = {
@@ -81,7 +85,10 @@ __all__ = [
     "JobHooks",
     "JobMessage",
     "JobRegistry",
+    "JobRun",
     "JobService",
+    "JobTimeout",
+    "JobTimeoutError",
     "LambdaWorker",
     "MalformedMessageError",
     "MockQueueDriver",
@@ -92,6 +99,7 @@ __all__ = [
     "ReceivedMessage",
     "Retry",
     "RetryPolicy",
+    "RunStep",
     "TransientJobError",
     "UnknownJobError",
     "bootstrap_worker",

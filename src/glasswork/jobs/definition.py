@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from .durations import Delay, parse_duration
 from .errors import ConfigurationError, InvalidJobPayloadError
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class JobDefinition(Generic[P]):
     group_id: str | Callable[[P], Any] | None = None
     periodic: bool = False
     schedule: str | None = None
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         adapter = TypeAdapter(self.schema) if self.schema is not None else None
@@ -155,6 +157,7 @@ def define_job(
     unique: UniqueOption = None,
     retry: RetryPolicy | Mapping[str, Any] | bool | None = None,
     group_id: str | Callable[[Any], Any] | None = None,
+    timeout: Delay | None = None,
 ) -> JobDefinition[Any]:
     """Turn a plain function into a job.
 
@@ -164,7 +167,10 @@ def define_job(
     key is refused (and on FIFO queues it becomes the deduplication id). ``retry`` is
     ``{"max_attempts": N, "backoff": s, "max_backoff": s, "jitter": bool}``, a
     :class:`RetryPolicy`, or ``False`` to discard the job after its first failure.
-    ``group_id`` sets the FIFO message group (a string or payload → string).
+    ``group_id`` sets the FIFO message group (a string or payload → string). ``timeout``
+    (seconds, ``"30s"`` or a timedelta) bounds one run: past it the run fails with
+    :class:`JobTimeoutError` (transient; async handlers are cancelled, a sync handler's thread
+    is abandoned by the long-running worker).
 
     >>> ping = define_job(name="ping", handler=lambda payload, ctx: None)
     """
@@ -176,6 +182,7 @@ def define_job(
         retry=RetryPolicy.from_option(retry),
         unique_key=_unique_key_fn(name, unique),
         group_id=group_id,
+        timeout=_check_timeout(name, timeout),
     )
 
 
@@ -186,6 +193,7 @@ def define_periodic_job(
     schedule: str | None = None,
     retry: RetryPolicy | Mapping[str, Any] | bool | None = None,
     schema: Any = None,
+    timeout: Delay | None = None,
 ) -> JobDefinition[Any]:
     """A job run on a schedule: by an EventBridge rule whose input is ``{"jobName": name}``,
     or by the long-running worker (``--periodic``) from ``schedule``, a cron expression
@@ -199,6 +207,7 @@ def define_periodic_job(
         retry=RetryPolicy.from_option(retry),
         periodic=True,
         schedule=schedule,
+        timeout=_check_timeout(name, timeout),
     )
 
 
@@ -206,6 +215,18 @@ def _check_name(name: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise ConfigurationError(f"a job needs a non-empty string name, got {name!r}")
     return name
+
+
+def _check_timeout(name: str, timeout: Delay | None) -> float | None:
+    if timeout is None:
+        return None
+    try:
+        seconds = parse_duration(timeout)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"job {name!r}: timeout: {exc}") from None
+    if not 0 < seconds < float("inf"):
+        raise ConfigurationError(f"job {name!r}: timeout must be positive, got {timeout!r}")
+    return seconds
 
 
 def _check_handler(name: str, handler: Handler) -> Handler:

@@ -2,8 +2,9 @@
 
 Errors raised by a handler decide what happens to the job:
 
-* any plain exception, or :class:`TransientJobError`: retried up to ``retry.max_attempts``,
-  then dead-lettered;
+* any exception (``BaseException`` included: a handler's ``SystemExit`` fails that job,
+  not the worker), :class:`TransientJobError` or :class:`JobTimeoutError`: retried up to
+  ``retry.max_attempts``, then dead-lettered;
 * :class:`PermanentJobError` (and its subclasses :class:`InvalidJobPayloadError`,
   :class:`UnknownJobError`, :class:`MalformedMessageError`): dead-lettered at once.
 
@@ -38,6 +39,16 @@ class TransientJobError(JobError):
     def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class JobTimeoutError(TransientJobError):
+    """A run took longer than its job's ``timeout``: a transient failure, retried up to
+    ``retry.max_attempts`` and then dead-lettered."""
+
+    def __init__(self, job_name: str, seconds: float) -> None:
+        super().__init__(f"job {job_name!r} did not finish within its {seconds:g}s timeout")
+        self.job_name = job_name
+        self.seconds = seconds
 
 
 class PermanentJobError(JobError):

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .definition import JobDefinition
 from .errors import (
@@ -200,6 +200,54 @@ class JobRegistry:
 # -- execution ------------------------------------------------------------------------------
 
 RunSync = Callable[..., Awaitable[Any]]
+CallNext = Callable[[], Awaitable["Outcome"]]
+
+
+class JobRun:
+    """One delivery on its way through the around-run steps (see :class:`RunStep`).
+
+    ``message``, ``definition`` (None for a job this worker does not know) and ``ctx`` (the
+    handler's :class:`JobContext`). :meth:`fail` turns an error into the outcome the job's
+    retry rules give, so a step that stops a run (a timeout, say) never decides retries itself.
+    """
+
+    __slots__ = ("_executor", "ctx", "definition", "message")
+
+    def __init__(
+        self,
+        message: JobMessage,
+        definition: JobDefinition[Any] | None,
+        ctx: JobContext,
+        executor: Executor,
+    ) -> None:
+        self.message = message
+        self.definition = definition
+        self.ctx = ctx
+        self._executor = executor
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first delivery."""
+        return self.ctx.attempt
+
+    async def fail(self, error: BaseException) -> Outcome:
+        """The outcome of this run failing with ``error`` (hooks called, as for any failure)."""
+        if self.definition is None:
+            return await self._executor._dead_letter(self.ctx, error, notify_failed=False)
+        return await self._executor._failed(self.ctx, self.definition, error)
+
+
+class RunStep(Protocol):
+    """A step around every run: ``await call_next()`` runs the rest of the chain (the
+    handler last) and returns its :class:`Outcome`; a step may act before and after, or
+    return an outcome of its own without calling on (say, a completed idempotency key).
+
+    Steps are how timeouts, tracing, metrics and idempotency wrap a run without the workers
+    knowing about them. ``call_next`` never raises for what the job does; a step that stops a
+    run early turns its reason into an outcome with :meth:`JobRun.fail`.
+    """
+
+    async def __call__(self, run: JobRun, call_next: CallNext) -> Outcome: ...
 
 
 class Executor:
@@ -207,6 +255,7 @@ class Executor:
 
     :meth:`execute` is a coroutine for workers with an event loop (pass ``run_sync`` to move
     sync handlers off the loop); :meth:`execute_sync` runs the same code without one.
+    ``steps`` wrap every run, outermost first (see :class:`RunStep`).
     """
 
     def __init__(
@@ -215,11 +264,13 @@ class Executor:
         services: Services,
         hooks: JobHooks | None = None,
         log: logging.Logger | None = None,
+        steps: Sequence[RunStep] = (),
     ) -> None:
         self.registry = registry
         self.services = services
         self.hooks = hooks or JobHooks()
         self.log = log or logger
+        self.steps: tuple[RunStep, ...] = tuple(steps)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
@@ -228,6 +279,7 @@ class Executor:
         module: Module,
         hooks: JobHooks | Mapping[str, Hook] | None = None,
         log: logging.Logger | None = None,
+        steps: Sequence[RunStep] = (),
     ) -> Executor:
         """The executor of ``module``'s jobs and services (and those of its imports);
         duplicate job names raise :class:`ConfigurationError` here."""
@@ -238,6 +290,7 @@ class Executor:
             Services.for_module(module),
             JobHooks.from_option(hooks),
             log,
+            steps,
         )
 
     async def execute(
@@ -248,7 +301,9 @@ class Executor:
         lambda_context: Any = None,
         run_sync: RunSync | None = None,
     ) -> Outcome:
-        """Run one delivery of a message; never raises for anything the job does."""
+        """Run one delivery of a message; never raises for anything the job does (a
+        ``BaseException`` from the handler included), only for a cancellation of the
+        caller's own task."""
         if isinstance(body, JobMessage):
             message = body
         else:
@@ -271,12 +326,26 @@ class Executor:
             max_attempts=max_attempts,
             lambda_context=lambda_context,
         )
+        if not self.steps:  # the hot path: no chain to build
+            return await self._run(ctx, definition, run_sync)
+        run = JobRun(message, definition, ctx, self)
+        return await self._call_step(0, run, run_sync)
+
+    def _call_step(self, index: int, run: JobRun, run_sync: RunSync | None) -> Awaitable[Outcome]:
+        if index == len(self.steps):
+            return self._run(run.ctx, run.definition, run_sync)
+        return self.steps[index](run, lambda: self._call_step(index + 1, run, run_sync))
+
+    async def _run(
+        self, ctx: JobContext, definition: JobDefinition[Any] | None, run_sync: RunSync | None
+    ) -> Outcome:
+        """Validate, call the hooks and the handler, and classify what happened."""
         if definition is None:
-            unknown = UnknownJobError(message.job_name, self.registry.names())
+            unknown = UnknownJobError(ctx.job.job_name, self.registry.names())
             return await self._dead_letter(ctx, unknown, notify_failed=False)
 
         try:
-            value = definition.validate(message.payload)
+            value = definition.validate(ctx.job.payload)
         except InvalidJobPayloadError as exc:
             return await self._dead_letter(ctx, exc)
 
@@ -292,13 +361,18 @@ class Executor:
                 result = await run_sync(definition.run, value, ctx)
             if result is not None and inspect.isawaitable(result):
                 await self._await(result)
-        except Exception as exc:
+        except BaseException as exc:
+            # SystemExit, KeyboardInterrupt, GeneratorExit or a CancelledError the handler
+            # raised itself are this job's failure; only a cancellation of our own task (a
+            # timeout step, a worker shutting down) passes through.
+            if _cancelled_from_outside(exc):
+                raise
             return await self._failed(ctx, definition, exc)
         if hooks.on_job_complete is not None:
             await self._hook(hooks.on_job_complete, ctx)
         if self.log.isEnabledFor(logging.DEBUG):
             ctx.logger.debug("done")
-        return Done(message)
+        return Done(ctx.job)
 
     def execute_sync(
         self, body: str | bytes | JobMessage, attempt: int = 1, *, lambda_context: Any = None
@@ -318,15 +392,30 @@ class Executor:
         coro.close()  # _await runs every awaitable to completion, so this cannot happen
         raise RuntimeError("job execution suspended outside an event loop")
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The private event loop async handlers run on when no loop is running (made on
+        first use and kept, so a Lambda container reuses it between invocations)."""
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
     async def _await(self, awaitable: Awaitable[Any]) -> Any:
         if asyncio._get_running_loop() is not None:
             return await awaitable
-        if self._loop is None or self._loop.is_closed():
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(_as_coroutine(awaitable))
+        loop = self.loop
+        try:
+            return loop.run_until_complete(_as_coroutine(awaitable))
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # SystemExit/KeyboardInterrupt leave the loop mid-iteration, with a stale
+                # stop callback queued: start the next run on a fresh loop.
+                self._loop = None
+                loop.close()
+            raise
 
     async def _failed(
-        self, ctx: JobContext, definition: JobDefinition[Any], error: Exception
+        self, ctx: JobContext, definition: JobDefinition[Any], error: BaseException
     ) -> Outcome:
         if isinstance(error, PermanentJobError):
             return await self._dead_letter(ctx, error)
@@ -352,7 +441,7 @@ class Executor:
     async def _dead_letter(
         self,
         ctx: JobContext,
-        error: Exception,
+        error: BaseException,
         *,
         reason: str | None = None,
         notify_failed: bool = True,
@@ -366,15 +455,26 @@ class Executor:
         await self._hook(self.hooks.on_job_dead_letter, ctx, error)
         return DeadLetter(ctx.job, reason, error)
 
-    async def _hook(self, hook: Hook | None, ctx: JobContext, *error: Exception) -> None:
+    async def _hook(self, hook: Hook | None, ctx: JobContext, *error: BaseException) -> None:
         if hook is None:
             return
         try:
             result = hook(ctx.job, ctx, *error)
             if inspect.isawaitable(result):
                 await self._await(result)
-        except Exception:
+        except BaseException as exc:
+            if _cancelled_from_outside(exc):
+                raise
             ctx.logger.exception("hook %s raised; the job's outcome is unchanged", _name(hook))
+
+
+def _cancelled_from_outside(error: BaseException) -> bool:
+    """Whether ``error`` is a cancellation of the running task (by a timeout or a worker),
+    as opposed to a CancelledError that job code raised on its own."""
+    if not isinstance(error, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task() if asyncio._get_running_loop() is not None else None
+    return task is not None and task.cancelling() > 0
 
 
 def send_to_dead_letter(

@@ -30,20 +30,31 @@ class JobService:
         self.driver = driver
         self.default_queue = default_queue
 
-    def enqueue(self, job: JobDefinition[Any], payload: Any = None) -> EnqueueResult:
-        """Enqueue ``job`` to run as soon as a worker is free."""
-        return self.driver.enqueue(self.build_message(job, payload))
+    def enqueue(
+        self, job: JobDefinition[Any], payload: Any = None, *, connection: Any = None
+    ) -> EnqueueResult:
+        """Enqueue ``job`` to run as soon as a worker is free.
 
-    def enqueue_in(self, job: JobDefinition[Any], payload: Any, delay: Delay) -> EnqueueResult:
+        ``connection``: write through your own database connection, inside your open
+        transaction, so the job exists if and only if that transaction commits (drivers on
+        a database, such as PostgreSQL; others raise :class:`ConfigurationError`)."""
+        return self._driver(connection).enqueue(self.build_message(job, payload))
+
+    def enqueue_in(
+        self, job: JobDefinition[Any], payload: Any, delay: Delay, *, connection: Any = None
+    ) -> EnqueueResult:
         """Enqueue ``job`` to run after ``delay``: ``"30s"``, ``"10m"``, ``"1h30m"``, seconds
         or a timedelta."""
         seconds = parse_duration(delay)
         message = self.build_message(job, payload)
+        driver = self._driver(connection)
         if seconds == 0:
-            return self.driver.enqueue(message)
-        return self.driver.enqueue_in(message, seconds)
+            return driver.enqueue(message)
+        return driver.enqueue_in(message, seconds)
 
-    def enqueue_at(self, job: JobDefinition[Any], payload: Any, when: datetime) -> EnqueueResult:
+    def enqueue_at(
+        self, job: JobDefinition[Any], payload: Any, when: datetime, *, connection: Any = None
+    ) -> EnqueueResult:
         """Enqueue ``job`` to run at ``when``, an aware datetime (a time in the past: now)."""
         if not isinstance(when, datetime):
             raise TypeError(f"enqueue_at needs a datetime, got {type(when).__name__}")
@@ -52,10 +63,15 @@ class JobService:
                 f"enqueue_at needs an aware datetime, got naive {when.isoformat()}; "
                 "use e.g. datetime.now(UTC) + timedelta(hours=1)"
             )
-        return self.driver.enqueue_at(self.build_message(job, payload), when)
+        return self._driver(connection).enqueue_at(self.build_message(job, payload), when)
 
     def enqueue_many(
-        self, job: JobDefinition[Any], payloads: Iterable[Any], *, delay: Delay | None = None
+        self,
+        job: JobDefinition[Any],
+        payloads: Iterable[Any],
+        *,
+        delay: Delay | None = None,
+        connection: Any = None,
     ) -> list[EnqueueResult]:
         """Enqueue one job per payload, in batches where the driver has them. Every payload is
         validated first: if one is invalid, nothing is sent."""
@@ -63,7 +79,10 @@ class JobService:
         messages = [self.build_message(job, p) for p in payloads]
         if not messages:
             return []
-        return self.driver.enqueue_many(messages, seconds)
+        return self._driver(connection).enqueue_many(messages, seconds)
+
+    def _driver(self, connection: Any) -> QueueDriver:
+        return self.driver if connection is None else self.driver.bind(connection)
 
     def build_message(self, job: JobDefinition[Any], payload: Any) -> JobMessage:
         """Validate ``payload`` and build the message, checking the size limit."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..errors import ConfigurationError
 from ..message import JobMessage
 
 
@@ -43,6 +44,38 @@ class ReceivedMessage:
     queue: str
     message_id: str
     attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Counts for one queue, the same for every driver: ``ready`` (due now, including
+    expired leases), ``delayed`` (waiting for their time), ``in_flight`` (held by a worker)
+    and ``dead`` (in the dead letter). Drivers that only estimate (SQS) give approximations."""
+
+    queue: str
+    ready: int = 0
+    delayed: int = 0
+    in_flight: int = 0
+    dead: int = 0
+
+    @property
+    def pending(self) -> int:
+        """Jobs not finished yet: ready, delayed or in flight."""
+        return self.ready + self.delayed + self.in_flight
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """One dead letter: the driver's ``id`` for it (what ``redrive``/``purge_dead_letters``
+    take), the original body, the reason and when it failed (None when unknown)."""
+
+    id: str
+    queue: str | None
+    job_name: str | None
+    job_id: str | None
+    body: str
+    reason: str
+    failed_at: datetime | None
 
 
 class QueueDriver(ABC):
@@ -109,3 +142,14 @@ class QueueDriver(ABC):
         """Keep a message that can never succeed, with the reason. Returns False when this
         driver has nowhere to put it (the worker then logs the body at ERROR level)."""
         return False
+
+    # -- transactions --------------------------------------------------------------------
+
+    def bind(self, connection: Any) -> QueueDriver:
+        """This driver writing through the caller's own database ``connection``, so an
+        enqueue commits or rolls back with the caller's transaction
+        (``JobService.enqueue(..., connection=conn)``). Drivers on a database override it."""
+        raise ConfigurationError(
+            f"the {self.name} driver cannot enqueue inside your transaction (connection=...); "
+            "drivers on a database you share with your app can"
+        )

@@ -28,14 +28,13 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError, DuplicateJobError
 from ..message import JobMessage
-from .base import EnqueueResult, QueueDriver, ReceivedMessage
+from .base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
 
 SCHEMA_VERSION = 1
 
@@ -100,36 +99,6 @@ WITH RECURSIVE q(name) AS (
 )
 SELECT name FROM q WHERE name IS NOT NULL
 """
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStats:
-    """Counts for one queue: ``ready`` (due now, including expired leases), ``delayed``
-    (waiting for their time), ``in_flight`` (held by a worker), ``dead`` (dead letters)."""
-
-    queue: str
-    ready: int = 0
-    delayed: int = 0
-    in_flight: int = 0
-    dead: int = 0
-
-    @property
-    def pending(self) -> int:
-        """Jobs not finished yet: ready, delayed or in flight."""
-        return self.ready + self.delayed + self.in_flight
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterRecord:
-    """One row of the dead-letter table: the original body, why, and when."""
-
-    id: int
-    queue: str | None
-    job_name: str | None
-    job_id: str | None
-    body: str
-    reason: str
-    failed_at: datetime
 
 
 class SQLiteQueueDriver(QueueDriver):
@@ -510,11 +479,11 @@ class SQLiteQueueDriver(QueueDriver):
         sql += " ORDER BY id LIMIT ?"
         params.append(limit)
         return [
-            DeadLetterRecord(i, q, n, j, b, r, datetime.fromtimestamp(t, UTC))
+            DeadLetterRecord(str(i), q, n, j, b, r, datetime.fromtimestamp(t, UTC))
             for i, q, n, j, b, r, t in self._conn().execute(sql, params)
         ]
 
-    def redrive(self, ids: Sequence[int] | None = None, *, queue: str | None = None) -> int:
+    def redrive(self, ids: Sequence[int | str] | None = None, *, queue: str | None = None) -> int:
         """Move dead letters back onto their queues to run again now, with a fresh attempt
         count: the given ``ids``, or all (of ``queue``, when given). A job whose unique key is
         held by a pending job stays in the dead letter. Returns how many moved."""
@@ -525,7 +494,7 @@ class SQLiteQueueDriver(QueueDriver):
             if not ids:
                 return 0
             clauses.append(f"id IN ({','.join('?' * len(ids))})")
-            params.extend(ids)
+            params.extend(_row_ids(ids))
         if queue is not None:
             clauses.append("queue = ?")
             params.append(queue)
@@ -547,14 +516,14 @@ class SQLiteQueueDriver(QueueDriver):
                 moved += 1
         return moved
 
-    def purge_dead_letters(self, ids: Sequence[int] | None = None) -> int:
+    def purge_dead_letters(self, ids: Sequence[int | str] | None = None) -> int:
         """Delete dead letters (the given ``ids``, or all). Returns how many."""
         with self._transaction() as conn:
             if ids is None:
                 return conn.execute("DELETE FROM glasswork_dead_letters").rowcount
             return sum(
                 conn.execute("DELETE FROM glasswork_dead_letters WHERE id = ?", (i,)).rowcount
-                for i in ids
+                for i in _row_ids(ids)
             )
 
 
@@ -576,6 +545,14 @@ class _Owned:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _row_ids(ids: Sequence[int | str]) -> list[int]:
+    """Dead-letter ids as rows: the ints of :attr:`DeadLetterRecord.id` strings."""
+    try:
+        return [int(i) for i in ids]
+    except ValueError:
+        raise ConfigurationError(f"SQLite dead-letter ids are numbers, got {list(ids)}") from None
 
 
 def _identify(body: str) -> tuple[str | None, str | None, str | None]:

@@ -1,0 +1,54 @@
+"""The ``glasswork`` command: run workers, enqueue jobs, inspect queues and dead letters.
+
+The app is a ``module.path:ModuleName`` import path: the ``worker`` command takes it as its
+first argument; ``enqueue`` and ``jobs`` take ``--app`` or the ``GLASSWORK_APP`` environment
+variable. The driver is ``--driver URL`` or ``GLASSWORK_DRIVER`` (default
+``sqlite:///glasswork.db``; see :mod:`glasswork.jobs.drivers.urls`). The working directory
+is importable, as with ``python -m``.
+
+Each command lives in its own module here and adds itself to the parser with ``register``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..jobs.drivers.urls import DEFAULT_URL
+from ..jobs.errors import GlassworkError
+from . import dlq, enqueue, inspect, worker
+from ._common import CommandError, load_app
+
+__all__ = ["CommandError", "load_app", "main"]
+
+COMMANDS = (worker, enqueue, inspect, dlq)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``glasswork`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args))
+    except (CommandError, GlassworkError, ValueError) as exc:
+        print(f"glasswork {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``glasswork`` argument parser, with every command's subparser."""
+    parser = argparse.ArgumentParser(
+        prog="glasswork",
+        description="Glasswork background jobs: workers, enqueueing, queue inspection.",
+        epilog=f"Driver URLs: {DEFAULT_URL} (default), sqlite:////abs/path.db, "
+        "sqs://?region=us-east-1&queue.default=<queue url>. Environment: GLASSWORK_APP, "
+        "GLASSWORK_DRIVER.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(commands)
+    return parser

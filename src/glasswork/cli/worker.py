@@ -1,0 +1,68 @@
+"""``glasswork worker``: run jobs until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from ._common import CommandError, add_command, load_app, open_driver, positive_int
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def register(commands: Any) -> None:
+    worker = add_command(
+        commands, "worker", "Run jobs until stopped (SIGTERM/SIGINT stop gracefully)."
+    )
+    worker.add_argument("app", help="the app module, e.g. myapp.worker:AppModule")
+    worker.add_argument("--concurrency", type=positive_int, default=10, help="default: 10")
+    worker.add_argument("--queues", help="comma-separated queues to read (default: all)")
+    worker.add_argument(
+        "--periodic", action="store_true", help="also fire periodic jobs on their schedule"
+    )
+    worker.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds in-flight jobs get to finish at shutdown (default: 30)",
+    )
+    worker.add_argument(
+        "--until-empty", action="store_true", help="exit once no job is ready or running"
+    )
+    worker.add_argument("--log-level", default="INFO", help="default: INFO")
+    worker.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..jobs.worker import Worker
+
+    level = logging.getLevelName(args.log_level.upper())
+    if not isinstance(level, int):
+        raise CommandError(f"unknown log level {args.log_level!r}; use DEBUG, INFO, WARNING")
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+    module = load_app(args.app)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    worker = Worker(
+        module=module,
+        driver=open_driver(args),
+        concurrency=args.concurrency,
+        queues=queues,
+        periodic=args.periodic,
+        grace_period=args.grace,
+    )
+    if args.until_empty:
+        worker.run_until_empty()
+    else:
+        worker.run()
+    if worker.abandoned_threads:
+        # Their jobs were released; waiting for the threads would only delay the exit.
+        logging.getLogger("glasswork.worker").warning(
+            "exiting with %d handler thread(s) still running", worker.abandoned_threads
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
+    return 0
