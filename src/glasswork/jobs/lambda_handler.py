@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .drivers.base import QueueDriver, ReceivedMessage
@@ -16,9 +16,11 @@ from .execution import (
     Hook,
     JobHooks,
     Retry,
+    RunStep,
     send_to_dead_letter,
 )
 from .message import JobMessage
+from .steps import worker_steps
 
 if TYPE_CHECKING:
     from ..modules import Module
@@ -45,6 +47,7 @@ class LambdaWorker:
         driver: QueueDriver | None = None,
         hooks: JobHooks | Mapping[str, Hook] | None = None,
         log: logging.Logger | None = None,
+        steps: Sequence[RunStep] = (),
     ) -> None:
         from ..modules import Module
 
@@ -54,6 +57,7 @@ class LambdaWorker:
         self.driver = driver
         self.log = log or logger
         self.executor = Executor.for_module(module, hooks, self.log)
+        self.executor.steps = tuple(worker_steps(self.executor.registry, driver, steps))
         self.registry = self.executor.registry
         self.services = self.executor.services
 
@@ -170,13 +174,15 @@ def bootstrap_worker(
     driver: QueueDriver | None = None,
     hooks: JobHooks | Mapping[str, Hook] | None = None,
     logger: logging.Logger | None = None,
+    steps: Sequence[RunStep] = (),
 ) -> LambdaWorker:
     """Make the AWS Lambda handler for ``module``'s jobs (and every module it imports).
 
     ``driver`` gives permanent failures a dead letter (e.g. the SQS driver's DLQ) and retries
     their backoff; ``hooks`` maps ``on_job_start``/``on_job_complete``/``on_job_failed``/
-    ``on_job_dead_letter`` to functions. Duplicate job names raise here, at bootstrap.
+    ``on_job_dead_letter`` to functions. ``steps`` wrap every run (see
+    :class:`~glasswork.jobs.RunStep`). Duplicate job names raise here, at bootstrap.
 
     >>> handler = bootstrap_worker(module=WorkerModule)   # doctest: +SKIP
     """
-    return LambdaWorker(module, driver, hooks, logger)
+    return LambdaWorker(module, driver, hooks, logger, steps)

@@ -33,9 +33,11 @@ from .execution import (
     JobHooks,
     Outcome,
     Retry,
+    RunStep,
     send_to_dead_letter,
 )
 from .message import JobMessage
+from .steps import worker_steps
 
 if TYPE_CHECKING:
     from ..modules import Module
@@ -109,7 +111,8 @@ class Worker:
       time once across all workers; otherwise run one worker with ``periodic=True``);
     * ``grace_period``: seconds to let in-flight jobs finish after SIGTERM/SIGINT (or
       :meth:`stop`); jobs still running then are released to run again elsewhere;
-    * ``batch_size``: messages per receive; ``wait_seconds``: long-poll time when idle.
+    * ``batch_size``: messages per receive; ``wait_seconds``: long-poll time when idle;
+    * ``steps``: around-run steps wrapping every job (see :class:`~glasswork.jobs.RunStep`).
 
     Drivers may offer ``ack_many``/``nack_many`` (settled in batches) and ``extend_leases``
     with a ``visibility_timeout`` (leases of long jobs are kept alive); the SQLite driver has all.
@@ -131,6 +134,7 @@ class Worker:
         poll_interval: float = 0.05,
         log: logging.Logger | None = None,
         install_signal_handlers: bool = True,
+        steps: Sequence[RunStep] = (),
     ) -> None:
         from ..modules import Module
 
@@ -145,6 +149,7 @@ class Worker:
         self.concurrency = concurrency
         # Job lines stay on the executor's own "glasswork.jobs" logger; ``log`` is the worker's.
         self.executor = Executor.for_module(module, hooks)
+        self.executor.steps = tuple(worker_steps(self.executor.registry, driver, steps))
         self.registry = self.executor.registry
         self.services = self.executor.services
         self.log = log or logger

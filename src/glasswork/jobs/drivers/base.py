@@ -13,10 +13,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from ..message import JobMessage
+
+if TYPE_CHECKING:
+    from ..execution import RunStep
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,11 @@ class QueueDriver(ABC):
         """Keep a message that can never succeed, with the reason. Returns False when this
         driver has nowhere to put it (the worker then logs the body at ERROR level)."""
         return False
+
+    def run_steps(self) -> Sequence[RunStep]:
+        """Around-run steps every worker on this driver must add to each run (say, releasing
+        a unique key the driver holds once the job is finished). None by default."""
+        return ()
 
     # -- transactions --------------------------------------------------------------------
 
