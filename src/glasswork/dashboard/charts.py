@@ -138,8 +138,8 @@ class DepthChart:
 
 
 class DepthSampler:
-    """Pending jobs (ready + delayed + in flight) per queue, sampled at most every
-    ``every`` seconds and kept for ``keep`` seconds. Shared by every request (thread-safe)."""
+    """Pending jobs (ready + delayed + in flight) per queue, a point at most every ``every``
+    seconds, kept for ``keep`` seconds. Shared by every request (thread-safe)."""
 
     COLORS = 6
 
@@ -151,10 +151,13 @@ class DepthSampler:
 
     def add(self, stats: Iterable[QueueStats], now: float | None = None) -> None:
         now = time.time() if now is None else now
+        sample = (now, {s.queue: s.pending for s in stats})
         with self._lock:
-            if self._samples and now - self._samples[-1][0] < self.every:
-                return
-            self._samples.append((now, {s.queue: s.pending for s in stats}))
+            # Points stay ``every`` apart, but the last one is always the latest reading.
+            if len(self._samples) >= 2 and now - self._samples[-2][0] < self.every:
+                self._samples[-1] = sample
+            else:
+                self._samples.append(sample)
             while self._samples and self._samples[0][0] < now - self.keep:
                 self._samples.popleft()
 
