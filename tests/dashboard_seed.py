@@ -15,7 +15,6 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 from fixtures_app.shop import ShopModule, charge_card, resize_image, send_receipt  # noqa: E402
-
 from glasswork.jobs import JobService, Worker  # noqa: E402
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
 from glasswork.jobs.inspection import OutcomeCount  # noqa: E402

@@ -17,13 +17,13 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("httpx2")
 
-from dashboard_seed import MALFORMED_BODY, XSS_NOTE, Seeded, seed  # noqa: E402
-from fixtures_app.shop import ShopModule  # noqa: E402
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from glasswork.dashboard import create_app  # noqa: E402
-from glasswork.jobs import MockQueueDriver  # noqa: E402
-from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
+from dashboard_seed import MALFORMED_BODY, Seeded, seed
+from fixtures_app.shop import ShopModule
+from glasswork.dashboard import create_app
+from glasswork.jobs import MockQueueDriver
+from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 
 BASE = "http://127.0.0.1:8765"
 TOKEN = "test-token-0123456789"
@@ -112,9 +112,7 @@ def test_pages_carry_no_inline_script_and_a_strict_policy(client: TestClient) ->
 
 def test_jobs_page_lists_settings_and_next_fire_times(client: TestClient) -> None:
     page = client.get("/jobs").text
-    row = {
-        name: body for name, body in re.findall(r'<tr data-job="([^"]+)">(.*?)</tr>', page, re.S)
-    }
+    row = dict(re.findall(r'<tr data-job="([^"]+)">(.*?)</tr>', page, re.S))
     assert sorted(row) == [
         "charge-card", "heartbeat", "nightly-report", "resize-image", "send-receipt", "sync-crm"
     ]  # fmt: skip

@@ -56,7 +56,6 @@ except ImportError:  # pragma: no cover - depends on the installation
     _require(False, "Playwright is not installed (pip install -e '.[dev]')")
 
 from dashboard_seed import APP, MALFORMED_BODY, XSS_NOTE, seed  # noqa: E402
-
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
 
 
