@@ -19,7 +19,7 @@ pytest.importorskip("httpx2")
 
 from starlette.testclient import TestClient
 
-from dashboard_seed import MALFORMED_BODY, Seeded, seed
+from dashboard_support import MALFORMED_BODY, Seeded, seed
 from fixtures_app.shop import ShopModule
 from glasswork.dashboard import create_app
 from glasswork.jobs import MockQueueDriver

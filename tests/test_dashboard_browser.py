@@ -14,12 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,7 +49,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the installation
     _require(False, "Playwright is not installed (pip install -e '.[dev]')")
 
-from dashboard_seed import APP, MALFORMED_BODY, XSS_NOTE, seed  # noqa: E402
+from dashboard_support import MALFORMED_BODY, XSS_NOTE, seed, serve_dashboard  # noqa: E402
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
 
 
@@ -63,12 +57,6 @@ from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
 class Dashboard:
     url: str
     driver: SQLiteQueueDriver
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -103,47 +91,13 @@ def start_dashboard(
     tmp_path: Path, *extra: str, earlier_history: bool = False
 ) -> Iterator[Dashboard]:
     """Seed a SQLite file and serve it with ``glasswork dashboard`` in its own process."""
-    db = tmp_path / "jobs.db"
-    # On a thread: Playwright's sync API keeps an event loop running on this one.
+    # Seeding runs a worker, on a thread: Playwright's sync API keeps a loop on this one.
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(seed, db, earlier_history=earlier_history).result()
-    port = _free_port()
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
-    )
-    env.pop("GLASSWORK_DASHBOARD_AUTH", None)
-    log = (tmp_path / "dashboard.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "glasswork.cli", "dashboard", "--driver", "sqlite:///jobs.db",
-         "--app", APP, "--port", str(port), "--refresh", "1", *extra],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(url, process, tmp_path / "dashboard.log")
-        driver = SQLiteQueueDriver(db)
+        pool.submit(seed, tmp_path / "jobs.db", earlier_history=earlier_history).result()
+    with serve_dashboard(tmp_path, "--refresh", "1", *extra) as url:
+        driver = SQLiteQueueDriver(tmp_path / "jobs.db")
         yield Dashboard(url, driver)
         driver.close()
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/static/dashboard.css", timeout=2).read()
-            return
-        except (urllib.error.URLError, OSError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the dashboard did not start: {log.read_text()[-3000:]}")
-            time.sleep(0.1)
 
 
 @pytest.fixture

@@ -1,11 +1,23 @@
-"""Fill a SQLite file the way a real app would, for the dashboard tests and the README
-screenshot: the shop app's jobs enqueued and run by a real Worker (done, retried and
-dead-lettered runs, recorded by its outcome log), dead letters whose payload and reason
-carry HTML, a malformed body, and jobs left waiting."""
+"""What the dashboard tests share.
+
+* :func:`seed` fills a SQLite file the way a real app would: the shop app's jobs enqueued
+  and run by a real Worker (done, retried and dead-lettered runs, recorded by its outcome
+  log), dead letters whose payload and reason carry HTML, a malformed body, jobs waiting.
+* :func:`serve_dashboard` runs ``glasswork dashboard`` in its own process on a free
+  loopback port over that file.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,3 +81,54 @@ def _earlier_hour() -> list[OutcomeCount]:
         if ago % 11 == 0:
             counts.append(OutcomeCount(minute, "payments", "charge-card", "dead_letter", 1))
     return counts
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_dashboard(
+    workdir: Path, *options: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """``glasswork dashboard`` over ``workdir/jobs.db`` (the shop app) on a free loopback
+    port; yields its URL. Its output goes to ``workdir/dashboard.log``."""
+    port = free_port()
+    environ = dict(os.environ if env is None else env)
+    environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), environ.get("PYTHONPATH", "")])
+    command = [sys.executable, "-m", "glasswork.cli", "dashboard", "--driver", "sqlite:///jobs.db"]
+    command += ["--app", APP, "--port", str(port), *options]
+    log_path = workdir / "dashboard.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=environ, cwd=workdir
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_until_up(url, process, log_path)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/static/dashboard.css", timeout=2).read()
+            return
+        except urllib.error.HTTPError:
+            return  # it answers (401 when it asks for credentials)
+        except (urllib.error.URLError, OSError):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the dashboard did not start: {log.read_text()[-3000:]}"
+                ) from None
+            time.sleep(0.1)

@@ -1,0 +1,142 @@
+"""Outcome log overhead: what the dashboard's per-minute outcome counts cost the worker.
+
+The ``OutcomeLog`` step (glasswork/jobs/outcome_log.py) wraps every run when the driver can
+store outcomes, as SQLite's can. Two measurements, each with the log on and off, interleaved
+repetition by repetition; headline is the best repetition, the median beside it, and the
+ratios compare bests of the same run:
+
+* *µs per run*: ``Executor.execute_sync`` of one no-op job M times, with no steps (the
+  worker's fast path) and with only the log: the step's own cost, little disturbed by the
+  machine's other work.
+* *jobs/s drain*: N no-op jobs drained from a fresh SQLite file by the Worker as
+  ``worker_steps`` builds it (log on), and with the log removed from its chain (off).
+
+Run: ``python bench/outcome_log.py [--quick] [--n N] [--repeats R] [--json PATH]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import best_and_median, emit, parser, row
+from workload import PAYLOAD, Payload, noop
+
+BENCHMARK = "outcome log overhead"
+
+
+def drain_once(n: int, workdir: Path, *, log_on: bool) -> float:
+    """Seconds to drain ``n`` enqueued jobs with the outcome log on or off."""
+    from glasswork import define_module
+    from glasswork.jobs import JobService, SQLiteQueueDriver, Worker, define_job
+    from glasswork.jobs.outcome_log import OutcomeLog
+
+    job = define_job(name="bench-noop", handler=noop, schema=Payload)
+    module = define_module("bench", jobs=[job])
+    driver = SQLiteQueueDriver(str(workdir / "jobs.db"))
+    JobService(driver).enqueue_many(job, [PAYLOAD] * n)
+    worker = Worker(module=module, driver=driver, install_signal_handlers=False)
+    steps = worker.executor.steps
+    if not any(isinstance(s, OutcomeLog) for s in steps):
+        raise RuntimeError("the worker has no outcome log: nothing to measure")
+    if not log_on:
+        worker.executor.steps = tuple(s for s in steps if not isinstance(s, OutcomeLog))
+    start = time.perf_counter()
+    ran = worker.run_until_empty().jobs
+    seconds = time.perf_counter() - start
+    for step in steps:
+        if isinstance(step, OutcomeLog):
+            step.flush()
+    driver.close()
+    if ran != n:
+        raise RuntimeError(f"ran {ran} of {n} jobs")
+    return seconds
+
+
+def run_cost(m: int, *, log_on: bool, workdir: Path) -> float:
+    """µs per ``execute_sync`` of a no-op job, with the outcome log as the only step or none."""
+    from glasswork import define_module
+    from glasswork.jobs import Executor, JobMessage, SQLiteQueueDriver, define_job
+    from glasswork.jobs.outcome_log import OutcomeLog
+
+    job = define_job(name="bench-noop", handler=noop, schema=Payload)
+    driver = SQLiteQueueDriver(str(workdir / "jobs.db"))
+    log = OutcomeLog(driver, flush_every=3600)  # flushed once, after the timing
+    steps = [log] if log_on else []
+    executor = Executor.for_module(define_module("bench", jobs=[job]), steps=steps)
+    body = JobMessage.create("bench-noop", PAYLOAD).encode()
+    for _ in range(200):
+        executor.execute_sync(body)
+    start = time.perf_counter()
+    for _ in range(m):
+        executor.execute_sync(body)
+    seconds = time.perf_counter() - start
+    log.flush()
+    driver.close()
+    return seconds / m * 1e6
+
+
+def measure_runs(m: int, repeats: int) -> list[dict[str, Any]]:
+    costs: dict[bool, list[float]] = {True: [], False: []}
+    with tempfile.TemporaryDirectory(prefix="bench-outcomes-") as tmp:
+        for _ in range(repeats):
+            for log_on in (False, True):
+                costs[log_on].append(run_cost(m, log_on=log_on, workdir=Path(tmp)))
+    rows = []
+    best: dict[bool, float] = {}
+    for log_on, label in ((False, "Executor, no steps"), (True, "Executor, outcome log")):
+        best[log_on], median = best_and_median(costs[log_on], higher_is_better=False)
+        rows.append(
+            row(BENCHMARK, label, "µs per run", best[log_on], "µs", median=median,
+                runs=repeats, notes=f"execute_sync of a no-op job, M={m:,}")
+        )  # fmt: skip
+    rows.append(
+        row(BENCHMARK, "outcome log", "µs added per run", best[True] - best[False], "µs",
+            runs=repeats, notes="difference of the bests")
+    )  # fmt: skip
+    return rows
+
+
+def measure(n: int, repeats: int) -> list[dict[str, Any]]:
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(repeats):
+        for log_on in (False, True):
+            with tempfile.TemporaryDirectory(prefix="bench-outcomes-") as tmp:
+                rates[log_on].append(n / drain_once(n, Path(tmp), log_on=log_on))
+    rows = []
+    best: dict[bool, float] = {}
+    for log_on, label in (
+        (False, "Worker (SQLite), outcome log off"),
+        (True, "Worker (SQLite), outcome log on"),
+    ):
+        best[log_on], median = best_and_median(rates[log_on], higher_is_better=True)
+        rows.append(
+            row(BENCHMARK, label, "jobs/s drain", best[log_on], "jobs/s", median=median,
+                runs=repeats, notes=f"N={n:,} no-op jobs, concurrency 10")
+        )  # fmt: skip
+    rows.append(
+        row(BENCHMARK, "on ÷ off", "throughput ratio", best[True] / best[False], "x",
+            runs=repeats, notes="1.0 means free; same run, interleaved")
+    )  # fmt: skip
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=None, help="jobs per run")
+    p.add_argument("--repeats", type=int, default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    n = args.n or (2000 if args.quick else 20000)
+    repeats = args.repeats or (2 if args.quick else 5)
+    m = 5000 if args.quick else 50000
+    emit(measure_runs(m, repeats) + measure(n, repeats), args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
