@@ -80,20 +80,35 @@ def run_cost(m: int, *, log_on: bool, workdir: Path) -> float:
     return seconds / m * 1e6
 
 
-def measure_runs(m: int, repeats: int) -> list[dict[str, Any]]:
-    costs: dict[bool, list[float]] = {True: [], False: []}
-    with tempfile.TemporaryDirectory(prefix="bench-outcomes-") as tmp:
-        for _ in range(repeats):
-            for log_on in (False, True):
-                costs[log_on].append(run_cost(m, log_on=log_on, workdir=Path(tmp)))
-    rows = []
-    best: dict[bool, float] = {}
-    for log_on, label in ((False, "Executor, no steps"), (True, "Executor, outcome log")):
-        best[log_on], median = best_and_median(costs[log_on], higher_is_better=False)
+def interleaved(repeats: int, measure_one: Any) -> dict[bool, list[float]]:
+    """``measure_one(log_on)`` for off then on, ``repeats`` times."""
+    samples: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(repeats):
+        for log_on in (False, True):
+            samples[log_on].append(measure_one(log_on))
+    return samples
+
+
+def pair_rows(
+    samples: dict[bool, list[float]], labels: tuple[str, str], metric: str, unit: str, notes: str
+) -> tuple[list[dict[str, Any]], dict[bool, float]]:
+    """One row per setting (off, on) and the two bests."""
+    rows, best = [], {}
+    for log_on, label in zip((False, True), labels, strict=True):
+        best[log_on], median = best_and_median(samples[log_on], higher_is_better=unit != "µs")
         rows.append(
-            row(BENCHMARK, label, "µs per run", best[log_on], "µs", median=median,
-                runs=repeats, notes=f"execute_sync of a no-op job, M={m:,}")
+            row(BENCHMARK, label, metric, best[log_on], unit, median=median,
+                runs=len(samples[log_on]), notes=notes)
         )  # fmt: skip
+    return rows, best
+
+
+def measure_runs(m: int, repeats: int) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="bench-outcomes-") as tmp:
+        costs = interleaved(repeats, lambda on: run_cost(m, log_on=on, workdir=Path(tmp)))
+    labels = ("Executor, no steps", "Executor, outcome log")
+    notes = f"execute_sync of a no-op job, M={m:,}"
+    rows, best = pair_rows(costs, labels, "µs per run", "µs", notes)
     rows.append(
         row(BENCHMARK, "outcome log", "µs added per run", best[True] - best[False], "µs",
             runs=repeats, notes="difference of the bests")
@@ -102,22 +117,13 @@ def measure_runs(m: int, repeats: int) -> list[dict[str, Any]]:
 
 
 def measure(n: int, repeats: int) -> list[dict[str, Any]]:
-    rates: dict[bool, list[float]] = {True: [], False: []}
-    for _ in range(repeats):
-        for log_on in (False, True):
-            with tempfile.TemporaryDirectory(prefix="bench-outcomes-") as tmp:
-                rates[log_on].append(n / drain_once(n, Path(tmp), log_on=log_on))
-    rows = []
-    best: dict[bool, float] = {}
-    for log_on, label in (
-        (False, "Worker (SQLite), outcome log off"),
-        (True, "Worker (SQLite), outcome log on"),
-    ):
-        best[log_on], median = best_and_median(rates[log_on], higher_is_better=True)
-        rows.append(
-            row(BENCHMARK, label, "jobs/s drain", best[log_on], "jobs/s", median=median,
-                runs=repeats, notes=f"N={n:,} no-op jobs, concurrency 10")
-        )  # fmt: skip
+    def rate(log_on: bool) -> float:
+        with tempfile.TemporaryDirectory(prefix="bench-outcomes-") as tmp:
+            return n / drain_once(n, Path(tmp), log_on=log_on)
+
+    labels = ("Worker (SQLite), outcome log off", "Worker (SQLite), outcome log on")
+    notes = f"N={n:,} no-op jobs, concurrency 10"
+    rows, best = pair_rows(interleaved(repeats, rate), labels, "jobs/s drain", "jobs/s", notes)
     rows.append(
         row(BENCHMARK, "on ÷ off", "throughput ratio", best[True] / best[False], "x",
             runs=repeats, notes="1.0 means free; same run, interleaved")

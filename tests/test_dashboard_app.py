@@ -97,6 +97,8 @@ def test_dead_letter_list_and_detail_escape_what_jobs_put_in_them(
     raw = client.get(f"/dead-letters/{malformed}").text
     assert "not a readable job message" in raw and "&lt;script&gt;window.__xss=3" in raw
     assert client.get("/dead-letters/999999").status_code == 404
+    missing = client.get("/dead-letters/a/b%3Cscript%3E")  # ids may hold a "/" (SQS)
+    assert missing.status_code == 404 and "No dead letter #a/b&lt;script&gt;" in missing.text
 
 
 def test_pages_carry_no_inline_script_and_a_strict_policy(client: TestClient) -> None:

@@ -70,6 +70,8 @@ def test_workers_on_a_driver_that_stores_outcomes_get_the_log_outermost(
     assert isinstance(chain[0], OutcomeLog) and chain[1] is mine
     assert chain[0].store is driver
     assert worker_steps([], None, []) == []
+    driver.records_outcomes = False  # opted out: nothing added, nothing to pay per run
+    assert worker_steps([], driver, []) == []
 
 
 def test_a_worker_run_records_every_outcome_kind(driver: SQLiteQueueDriver) -> None:

@@ -74,7 +74,8 @@ def create_app(
         Route("/dead-letters/confirm", pages.confirm, name="confirm"),
         Route("/dead-letters/redrive", pages.redrive, methods=["POST"], name="redrive"),
         Route("/dead-letters/purge", pages.purge, methods=["POST"], name="purge"),
-        Route("/dead-letters/{record_id}", pages.dead_letter, name="dead_letter"),
+        # ":path": a driver's ids may hold a "/" (the id is all the path has left).
+        Route("/dead-letters/{record_id:path}", pages.dead_letter, name="dead_letter"),
         Route("/jobs", pages.jobs, name="jobs"),
         Route("/lookup", pages.lookup, name="lookup"),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

@@ -4,7 +4,8 @@ in what order (outermost first).
 Order, and why:
 
 0. :class:`~glasswork.jobs.outcome_log.OutcomeLog`, when the driver can store outcome counts
-   (``record_outcomes``, as SQLite's can), outermost, so it counts what the worker does;
+   (``record_outcomes``, as SQLite's can; ``driver.records_outcomes = False`` opts out),
+   outermost, so it counts what the worker does;
 1. the worker's own ``steps`` (user steps) see the final outcome of everything below;
 2. the driver's steps (:meth:`~glasswork.jobs.QueueDriver.run_steps`) settle what the
    driver holds for a finished job;
@@ -36,7 +37,7 @@ def worker_steps(
     default job timeout (None: only jobs with their own ``timeout`` are bounded). A step
     with nothing to do is left out: an empty chain costs nothing per run."""
     chain: list[RunStep] = []
-    if driver is not None and callable(getattr(driver, "record_outcomes", None)):
+    if _stores_outcomes(driver):
         from .outcome_log import OutcomeLog
 
         chain.append(OutcomeLog(driver))  # type: ignore[arg-type]
@@ -46,3 +47,9 @@ def worker_steps(
     if default_timeout is not None or any(job.timeout is not None for job in jobs):
         chain.append(JobTimeout(default_timeout))
     return chain
+
+
+def _stores_outcomes(driver: QueueDriver | None) -> bool:
+    return callable(getattr(driver, "record_outcomes", None)) and bool(
+        getattr(driver, "records_outcomes", True)
+    )

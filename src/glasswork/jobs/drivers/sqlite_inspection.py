@@ -46,6 +46,9 @@ class SQLiteInspection:
 
     #: Seconds of outcome history kept.
     outcome_retention: float = 86400.0
+    #: Whether workers on this driver record outcome counts (set False before building a
+    #: worker to leave the outcome log out of its chain; the dashboard then has no chart).
+    records_outcomes: bool = True
 
     if TYPE_CHECKING:  # the driver's
 
