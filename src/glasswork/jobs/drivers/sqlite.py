@@ -7,8 +7,7 @@ Schema (version 2, ``PRAGMA user_version``; older files are upgraded when opened
     glasswork_dead_letters(id INTEGER PRIMARY KEY, queue, job_name, job_id, body, reason,
                            failed_at)
     glasswork_periodic(job_name PRIMARY KEY, last_fire)   # which periodic fires happened
-    glasswork_outcomes(minute, queue, job_name, outcome, count)   # version 2: see
-                                                                  # sqlite_inspection.py
+    glasswork_outcomes(minute, queue, job_name, outcome, count)   # v2: sqlite_inspection.py
 
 A job row lives from enqueue until ack. ``visible_at`` is when it may next be claimed: its due
 time while it waits, the end of its lease while a worker holds it. Claiming bumps
