@@ -1,10 +1,11 @@
 """The ``glasswork`` command: run workers, enqueue jobs, inspect queues and dead letters.
 
 The app is a ``module.path:ModuleName`` import path: the ``worker`` command takes it as its
-first argument; ``enqueue`` and ``jobs`` take ``--app`` or the ``GLASSWORK_APP`` environment
-variable. The driver is ``--driver URL`` or ``GLASSWORK_DRIVER`` (default
-``sqlite:///glasswork.db``; see :mod:`glasswork.jobs.drivers.urls`). The working directory
-is importable, as with ``python -m``.
+first argument; ``enqueue``, ``jobs`` and ``dashboard`` take ``--app`` or the
+``GLASSWORK_APP`` environment variable. The driver is ``--driver URL`` or
+``GLASSWORK_DRIVER`` (default ``sqlite:///glasswork.db``; see
+:mod:`glasswork.jobs.drivers.urls`). The working directory is importable, as with
+``python -m``.
 
 Each command lives in its own module here and adds itself to the parser with ``register``.
 """
@@ -17,12 +18,12 @@ from collections.abc import Sequence
 
 from ..jobs.drivers.urls import DEFAULT_URL
 from ..jobs.errors import GlassworkError
-from . import dlq, enqueue, inspect, worker
+from . import dashboard, dlq, enqueue, inspect, worker
 from ._common import CommandError, load_app
 
 __all__ = ["CommandError", "load_app", "main"]
 
-COMMANDS = (worker, enqueue, inspect, dlq)
+COMMANDS = (worker, enqueue, inspect, dlq, dashboard)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,6 +38,7 @@ from .execution import (
     Retry,
     RunStep,
 )
+from .inspection import FoundJob, OutcomeCount
 from .lambda_handler import LambdaWorker, bootstrap_worker
 from .message import MAX_MESSAGE_BYTES, JobMessage
 from .service import JobService
@@ -49,6 +50,7 @@ _LAZY = {
     "create_scheduler_handler": ".scheduler",
     "run_scheduler": ".scheduler",
     "SQLiteQueueDriver": ".drivers.sqlite",
+    "OutcomeLog": ".outcome_log",
     "Worker": ".worker",
 }
 
@@ -77,6 +79,7 @@ __all__ = [
     "EnqueueResult",
     "EnqueuedJob",
     "Executor",
+    "FoundJob",
     "GlassworkError",
     "InvalidJobPayloadError",
     "JobContext",
@@ -93,6 +96,8 @@ __all__ = [
     "MalformedMessageError",
     "MockQueueDriver",
     "Outcome",
+    "OutcomeCount",
+    "OutcomeLog",
     "PayloadTooLargeError",
     "PermanentJobError",
     "QueueDriver",

@@ -3,6 +3,9 @@ in what order (outermost first).
 
 Order, and why:
 
+0. :class:`~glasswork.jobs.outcome_log.OutcomeLog`, when the driver can store outcome counts
+   (``record_outcomes``, as SQLite's can; ``driver.records_outcomes = False`` opts out),
+   outermost, so it counts what the worker does;
 1. the worker's own ``steps`` (user steps) see the final outcome of everything below;
 2. the driver's steps (:meth:`~glasswork.jobs.QueueDriver.run_steps`) settle what the
    driver holds for a finished job;
@@ -33,9 +36,20 @@ def worker_steps(
     """The chain for a worker running ``jobs`` on ``driver``, with the user's ``steps`` and a
     default job timeout (None: only jobs with their own ``timeout`` are bounded). A step
     with nothing to do is left out: an empty chain costs nothing per run."""
-    chain: list[RunStep] = list(steps)
+    chain: list[RunStep] = []
+    if _stores_outcomes(driver):
+        from .outcome_log import OutcomeLog
+
+        chain.append(OutcomeLog(driver))  # type: ignore[arg-type]
+    chain.extend(steps)
     if driver is not None:
         chain.extend(driver.run_steps())
     if default_timeout is not None or any(job.timeout is not None for job in jobs):
         chain.append(JobTimeout(default_timeout))
     return chain
+
+
+def _stores_outcomes(driver: QueueDriver | None) -> bool:
+    return callable(getattr(driver, "record_outcomes", None)) and bool(
+        getattr(driver, "records_outcomes", True)
+    )

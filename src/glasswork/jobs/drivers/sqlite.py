@@ -1,12 +1,13 @@
 """SQLiteQueueDriver: a durable queue in one SQLite file, shared safely by several processes.
 
-Schema (version 1, ``PRAGMA user_version``)::
+Schema (version 2, ``PRAGMA user_version``; older files are upgraded when opened)::
 
     glasswork_jobs(id INTEGER PRIMARY KEY, queue, job_name, job_id, unique_key, body,
                    attempts, leased, lost, visible_at, enqueued_at)
     glasswork_dead_letters(id INTEGER PRIMARY KEY, queue, job_name, job_id, body, reason,
                            failed_at)
     glasswork_periodic(job_name PRIMARY KEY, last_fire)   # which periodic fires happened
+    glasswork_outcomes(minute, queue, job_name, outcome, count)   # v2: sqlite_inspection.py
 
 A job row lives from enqueue until ack. ``visible_at`` is when it may next be claimed: its due
 time while it waits, the end of its lease while a worker holds it. Claiming bumps
@@ -35,8 +36,7 @@ from typing import Any
 from ..errors import ConfigurationError, DuplicateJobError
 from ..message import JobMessage
 from .base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
-
-SCHEMA_VERSION = 1
+from .sqlite_inspection import OUTCOMES_SCHEMA, SQLiteInspection
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS glasswork_jobs (
@@ -72,6 +72,10 @@ CREATE TABLE IF NOT EXISTS glasswork_periodic (
 );
 """
 
+# Script i takes a file from schema version i to i + 1 (a new file runs them all).
+_MIGRATIONS = (_SCHEMA, OUTCOMES_SCHEMA)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
 _INSERT = (
     "INSERT INTO glasswork_jobs (queue, job_name, job_id, unique_key, body, visible_at, "
     "enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -101,7 +105,7 @@ SELECT name FROM q WHERE name IS NOT NULL
 """
 
 
-class SQLiteQueueDriver(QueueDriver):
+class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
     """A durable queue in a SQLite file: no server, delays of any length, safe across processes.
 
     >>> driver = SQLiteQueueDriver("jobs.db", visibility_timeout=30)   # doctest: +SKIP
@@ -186,16 +190,11 @@ class SQLiteQueueDriver(QueueDriver):
             self._retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            # Another process may be creating the schema too: decide under the write lock.
+        if version < SCHEMA_VERSION:
+            # Another process may be creating or upgrading the schema too: decide under the
+            # write lock.
             with self._transaction(conn):
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version == 0:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                    version = SCHEMA_VERSION
+                version = _migrate(conn)
         if version != SCHEMA_VERSION:
             conn.close()
             raise ConfigurationError(
@@ -525,6 +524,20 @@ class SQLiteQueueDriver(QueueDriver):
                 conn.execute("DELETE FROM glasswork_dead_letters WHERE id = ?", (i,)).rowcount
                 for i in _row_ids(ids)
             )
+
+
+def _migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to :data:`SCHEMA_VERSION` (inside the caller's transaction);
+    returns the version the file now has (a newer one is left alone)."""
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version >= SCHEMA_VERSION:
+        return version
+    for script in _MIGRATIONS[version:]:
+        for statement in script.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return SCHEMA_VERSION
 
 
 class _Owned:

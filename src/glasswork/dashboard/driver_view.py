@@ -1,0 +1,119 @@
+"""The dashboard's view of a driver: each feature is a capability the driver may lack.
+
+Only the driver-agnostic methods are used (``stats``, ``dead_letters``, ``redrive``,
+``purge_dead_letters``, and the optional ``outcome_history`` and ``find_job`` of
+:mod:`glasswork.jobs.inspection`), found by duck typing, so any driver that grows one gets
+the page that uses it. A missing capability raises :class:`Unsupported`, which pages show
+as "the <driver> driver cannot ...".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..jobs.drivers.base import DeadLetterRecord, QueueDriver, QueueStats
+from ..jobs.inspection import FoundJob, OutcomeCount
+from .security import Redactor
+
+#: Dead letters read at most, for the list and to find one by id.
+DEAD_LETTER_LIMIT = 1000
+
+
+class Unsupported(Exception):
+    """The driver lacks a capability; the message says which, for the page."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a job lookup found, and where it could look (``scope``)."""
+
+    found: list[FoundJob]
+    scope: str
+
+
+class DriverView:
+    """Capability-checked calls on ``driver``; their errors are shown through ``redact``."""
+
+    def __init__(self, driver: QueueDriver, redact: Redactor) -> None:
+        self.driver = driver
+        self.redact = redact
+
+    @property
+    def name(self) -> str:
+        return self.driver.name
+
+    def can(self, method: str) -> bool:
+        return callable(getattr(self.driver, method, None))
+
+    def _method(self, method: str, what: str) -> Any:
+        if not self.can(method):
+            raise Unsupported(f"the {self.name} driver cannot {what}")
+        return getattr(self.driver, method)
+
+    def error_text(self, error: BaseException) -> str:
+        """An error as the page shows it: its type and message, secrets masked."""
+        if isinstance(error, Unsupported):
+            return str(error)
+        return self.redact(f"{type(error).__name__}: {error}")
+
+    # -- reading -------------------------------------------------------------------------
+
+    def stats(self) -> list[QueueStats]:
+        """Per queue counts, sorted by queue."""
+        raw = self._method("stats", "report queue counts")()
+        return [_as_stats(queue, value) for queue, value in sorted(raw.items())]
+
+    def dead_letters(
+        self, queue: str | None = None, limit: int = DEAD_LETTER_LIMIT
+    ) -> list[DeadLetterRecord]:
+        read = self._method("dead_letters", "list dead letters")
+        records: list[DeadLetterRecord] = read(queue=queue, limit=limit)
+        return records
+
+    def dead_letter(self, record_id: str) -> DeadLetterRecord | None:
+        """One dead letter by its id (among the first :data:`DEAD_LETTER_LIMIT`)."""
+        return next((r for r in self.dead_letters() if r.id == record_id), None)
+
+    def outcome_history(self, since: datetime) -> list[OutcomeCount]:
+        read = self._method("outcome_history", "record job outcomes per minute")
+        counts: list[OutcomeCount] = read(since)
+        return counts
+
+    def find_job(self, job_id: str) -> Lookup:
+        """Pending and dead copies of ``job_id`` where the driver can look them up; a driver
+        that can only list dead letters is searched there."""
+        if self.can("find_job"):
+            return Lookup(self.driver.find_job(job_id), "pending jobs and dead letters")  # type: ignore[attr-defined]
+        if self.can("dead_letters"):
+            found = [
+                FoundJob(job_id, "dead", r.queue, r.job_name, r.body, dead_letter=r)
+                for r in self.dead_letters()
+                if r.job_id == job_id
+            ]
+            return Lookup(
+                found,
+                f"dead letters only (the {self.name} driver cannot look up pending jobs)",
+            )
+        raise Unsupported(f"the {self.name} driver cannot look up jobs")
+
+    # -- acting --------------------------------------------------------------------------
+
+    def redrive(self, ids: Sequence[str]) -> int:
+        moved: int = self._method("redrive", "redrive dead letters")(list(ids))
+        return moved
+
+    def purge(self, ids: Sequence[str]) -> int:
+        purged: int = self._method("purge_dead_letters", "purge dead letters")(list(ids))
+        return purged
+
+
+def _as_stats(queue: str, value: Any) -> QueueStats:
+    if isinstance(value, QueueStats):
+        return value
+    if isinstance(value, Mapping):  # drivers that still report plain counts (SQS: visible)
+        counts = {k: int(value.get(k) or 0) for k in ("delayed", "in_flight", "dead")}
+        return QueueStats(queue, ready=int(value.get("ready", value.get("visible")) or 0), **counts)
+    raise TypeError(f"stats() of queue {queue!r} is {type(value).__name__}, not QueueStats")

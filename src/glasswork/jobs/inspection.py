@@ -1,0 +1,70 @@
+"""What a driver may offer beyond the core contract, for dashboards and operators: outcome
+history (how many runs were done, retried, dead-lettered or discarded per minute) and job
+lookup by id. Both are optional capabilities, found by duck typing: a driver offers them by
+having the methods of :class:`OutcomeStore` or :class:`JobFinder`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from .drivers.base import DeadLetterRecord
+
+#: Outcome kinds as recorded (the ``kind`` of :class:`~glasswork.jobs.Outcome`).
+OUTCOME_KINDS = ("done", "retry", "dead_letter", "discarded")
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeCount:
+    """``count`` runs of ``job_name`` on ``queue`` ended with ``outcome`` (one of
+    :data:`OUTCOME_KINDS`) in the minute starting at ``minute`` (UTC)."""
+
+    minute: datetime
+    queue: str
+    job_name: str
+    outcome: str
+    count: int
+
+
+@runtime_checkable
+class OutcomeStore(Protocol):
+    """A driver that keeps outcome counts: workers on it record them (see
+    :class:`~glasswork.jobs.outcome_log.OutcomeLog`), dashboards chart them."""
+
+    def record_outcomes(self, counts: Sequence[OutcomeCount]) -> None:
+        """Add ``counts`` to what is stored (counts of the same key add up)."""
+        ...
+
+    def outcome_history(self, since: datetime) -> list[OutcomeCount]:
+        """Stored counts of the minutes from ``since`` on, oldest first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FoundJob:
+    """A job found by id. ``state`` is ``ready``, ``delayed``, ``in_flight`` or ``dead``;
+    ``due_at`` is when a pending job runs (for one in flight, when its lease ends);
+    ``dead_letter`` is set for a dead job."""
+
+    job_id: str
+    state: str
+    queue: str | None
+    job_name: str | None
+    body: str
+    attempts: int | None = None
+    due_at: datetime | None = None
+    enqueued_at: datetime | None = None
+    dead_letter: DeadLetterRecord | None = None
+
+
+@runtime_checkable
+class JobFinder(Protocol):
+    """A driver that can look a job up by its id."""
+
+    def find_job(self, job_id: str) -> list[FoundJob]:
+        """Every pending or dead-lettered copy of job ``job_id`` the driver holds (finished
+        jobs are not kept)."""
+        ...

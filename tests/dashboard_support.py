@@ -1,0 +1,134 @@
+"""What the dashboard tests share.
+
+* :func:`seed` fills a SQLite file the way a real app would: the shop app's jobs enqueued
+  and run by a real Worker (done, retried and dead-lettered runs, recorded by its outcome
+  log), dead letters whose payload and reason carry HTML, a malformed body, jobs waiting.
+* :func:`serve_dashboard` runs ``glasswork dashboard`` in its own process on a free
+  loopback port over that file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+from fixtures_app.shop import ShopModule, charge_card, resize_image, send_receipt  # noqa: E402
+from glasswork.jobs import JobService, Worker  # noqa: E402
+from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
+from glasswork.jobs.inspection import OutcomeCount  # noqa: E402
+from glasswork.jobs.outcome_log import OutcomeLog  # noqa: E402
+
+APP = "fixtures_app.shop:ShopModule"
+XSS_NOTE = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
+MALFORMED_BODY = "<script>window.__xss=3</script> not a job message"
+
+
+@dataclass(frozen=True)
+class Seeded:
+    declined_job_id: str  # dead-lettered charge-card, XSS in payload and reason
+    waiting_job_id: str  # send-receipt delayed by an hour
+
+
+def seed(path: Path, *, earlier_history: bool = False) -> Seeded:
+    """Run the shop's jobs into ``path``. ``earlier_history`` also records outcome counts for
+    the previous hour's minutes (a worker cannot run in the past), so a screenshot shows a
+    full chart."""
+    driver = SQLiteQueueDriver(path)
+    jobs = JobService(driver)
+    for order in range(6):
+        jobs.enqueue(send_receipt, {"order_id": order, "fail_times": order % 3})
+    declined = jobs.enqueue(charge_card, {"decline": True, "note": XSS_NOTE})
+    jobs.enqueue(charge_card, {"decline": True, "note": "insufficient funds"})
+    jobs.enqueue(charge_card, {"amount": 12})
+    jobs.enqueue(resize_image, {"image": "cat.png"})
+    worker = Worker(module=ShopModule, driver=driver, install_signal_handlers=False)
+    worker.run_until_empty(include_delayed=True, timeout=60)
+    for step in worker.executor.steps:
+        if isinstance(step, OutcomeLog):
+            step.flush()
+    driver.dead_letter(MALFORMED_BODY, "MalformedMessageError: <b>not JSON</b>", queue="default")
+    waiting = jobs.enqueue_in(send_receipt, {"order_id": 100}, 3600)
+    jobs.enqueue_in(resize_image, {"image": "dog.png"}, 600)
+    if earlier_history:
+        driver.record_outcomes(_earlier_hour())
+    driver.close()
+    return Seeded(declined.job_id, waiting.job_id)
+
+
+def _earlier_hour() -> list[OutcomeCount]:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    counts = []
+    for ago in range(1, 60):
+        minute = now - timedelta(minutes=ago)
+        wave = 8 + (ago * 7) % 13
+        counts.append(OutcomeCount(minute, "emails", "send-receipt", "done", wave))
+        if ago % 4 == 0:
+            counts.append(OutcomeCount(minute, "emails", "send-receipt", "retry", ago % 5 + 1))
+        if ago % 11 == 0:
+            counts.append(OutcomeCount(minute, "payments", "charge-card", "dead_letter", 1))
+    return counts
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_dashboard(
+    workdir: Path, *options: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """``glasswork dashboard`` over ``workdir/jobs.db`` (the shop app) on a free loopback
+    port; yields its URL. Its output goes to ``workdir/dashboard.log``."""
+    port = free_port()
+    environ = dict(os.environ if env is None else env)
+    environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), environ.get("PYTHONPATH", "")])
+    command = [sys.executable, "-m", "glasswork.cli", "dashboard", "--driver", "sqlite:///jobs.db"]
+    command += ["--app", APP, "--port", str(port), *options]
+    log_path = workdir / "dashboard.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=environ, cwd=workdir
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_until_up(url, process, log_path)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/static/dashboard.css", timeout=2).read()
+            return
+        except urllib.error.HTTPError:
+            return  # it answers (401 when it asks for credentials)
+        except (urllib.error.URLError, OSError):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the dashboard did not start: {log.read_text()[-3000:]}"
+                ) from None
+            time.sleep(0.1)

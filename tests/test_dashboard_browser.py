@@ -1,0 +1,257 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against a real
+``glasswork dashboard`` process on a free loopback port, over a SQLite file filled by a
+real worker (tests/dashboard_seed.py).
+
+Every test saves a screenshot under its tmp dir. The README's picture of the queues page is
+this module's :func:`screenshot_queues`: ``GLASSWORK_README_SCREENSHOT=docs/images/
+dashboard-queues.png pytest tests/test_dashboard_browser.py -k screenshot`` writes it.
+
+Without /usr/bin/chromium or Playwright the tests are skipped, except under CI (``CI`` set),
+where .ci/run installs both and a skip would hide a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TESTS = Path(__file__).resolve().parent
+SCREENSHOT_ENV = "GLASSWORK_README_SCREENSHOT"
+
+
+def _require(condition: bool, why: str) -> None:
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{why} (CI installs it: see .ci/run)")
+    pytest.skip(why)
+
+
+_require(os.access(CHROMIUM, os.X_OK), f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+try:
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the installation
+    _require(False, "Playwright is not installed (pip install -e '.[dev]')")
+
+from dashboard_support import MALFORMED_BODY, XSS_NOTE, seed, serve_dashboard  # noqa: E402
+from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
+
+
+@dataclass
+class Dashboard:
+    url: str
+    driver: SQLiteQueueDriver
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def console_errors() -> list[str]:
+    """Errors the page logged (a test expecting some clears them)."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, tmp_path: Path, console_errors: list[str]) -> Iterator[Page]:
+    # A fresh context per test: its own profile (cookies, cache, storage), nothing shared.
+    context = browser.new_context(viewport={"width": 1180, "height": 900})
+    opened = context.new_page()
+    opened.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+    opened.on("pageerror", lambda e: console_errors.append(str(e)))
+    yield opened
+    opened.screenshot(path=str(tmp_path / "last-page.png"), full_page=True)
+    context.close()
+    # A CSP violation or a script error would show here.
+    assert console_errors == []
+
+
+def start_dashboard(
+    tmp_path: Path, *extra: str, earlier_history: bool = False
+) -> Iterator[Dashboard]:
+    """Seed a SQLite file and serve it with ``glasswork dashboard`` in its own process."""
+    # Seeding runs a worker, on a thread: Playwright's sync API keeps a loop on this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(seed, tmp_path / "jobs.db", earlier_history=earlier_history).result()
+    with serve_dashboard(tmp_path, "--refresh", "1", *extra) as url:
+        driver = SQLiteQueueDriver(tmp_path / "jobs.db")
+        yield Dashboard(url, driver)
+        driver.close()
+
+
+@pytest.fixture
+def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
+    yield from start_dashboard(tmp_path)
+
+
+def count(page: Page, queue: str, column: str) -> int:
+    return int(page.inner_text(f'tr[data-queue="{queue}"] td.{column}').strip())
+
+
+def screenshot_queues(page: Page, dashboard: Dashboard, path: Path) -> None:
+    """The README's picture: the queues page, its depth chart sampled while jobs arrive."""
+    from glasswork.jobs import JobMessage
+
+    page.goto(dashboard.url + "/")
+    for burst in (4, 9, 6, 12):
+        for _ in range(burst):
+            dashboard.driver.enqueue(JobMessage.create("send-receipt", {}, queue="emails"))
+        dashboard.driver.enqueue(JobMessage.create("resize-image", {}, queue="media"))
+        page.wait_for_timeout(1100)  # one live refresh (--refresh 1) samples the depths
+    expect(page.locator("#depth-chart polyline")).to_have_count(4)
+    page.screenshot(path=str(path), full_page=True)
+
+
+# -- the tests --------------------------------------------------------------------------------
+
+
+def test_pages_load_and_show_what_the_driver_holds(
+    page: Page, dashboard: Dashboard, tmp_path: Path
+) -> None:
+    page.goto(dashboard.url + "/")
+    stats = dashboard.driver.stats()
+    for queue, s in stats.items():
+        assert count(page, queue, "ready") == s.ready
+        assert count(page, queue, "delayed") == s.delayed
+        assert count(page, queue, "dead") == s.dead
+    assert page.inner_text('[data-outcome="done"]') == "8"
+    assert page.locator("#outcome-chart rect.retry").count() >= 1
+    page.screenshot(path=str(tmp_path / "queues.png"), full_page=True)
+
+    page.click("text=Jobs")
+    assert page.locator("tr[data-job]").count() == 6
+    assert page.locator('tr[data-job="heartbeat"] time').count() == 3
+
+    page.fill('header input[name="job_id"]', dashboard_waiting_id(dashboard))
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.locator('tr[data-state="delayed"]').count() == 1
+    page.screenshot(path=str(tmp_path / "lookup.png"), full_page=True)
+
+
+def dashboard_waiting_id(dashboard: Dashboard) -> str:
+    conn = dashboard.driver._conn()
+    row = conn.execute("SELECT job_id FROM glasswork_jobs WHERE queue = 'emails'").fetchone()
+    return str(row[0])
+
+
+def test_counts_refresh_live_without_reloading(page: Page, dashboard: Dashboard) -> None:
+    from glasswork.jobs import JobMessage
+
+    page.goto(dashboard.url + "/")
+    before = count(page, "media", "ready")
+    page.evaluate("window.__sameDocument = true")
+    dashboard.driver.enqueue(JobMessage.create("resize-image", {"image": "x"}, queue="media"))
+    expect(page.locator('tr[data-queue="media"] td.ready')).to_have_text(
+        str(before + 1), timeout=10000
+    )
+    assert page.evaluate("window.__sameDocument") is True  # updated in place, not reloaded
+
+
+def test_redrive_one_dead_letter_by_clicking(
+    page: Page, dashboard: Dashboard, tmp_path: Path
+) -> None:
+    driver = dashboard.driver
+    target = next(r for r in driver.dead_letters() if "insufficient funds" in r.body)
+    ready_before = driver.stats()["payments"].ready
+    page.goto(dashboard.url + "/")
+    assert count(page, "payments", "ready") == ready_before
+
+    page.click("text=Dead letters")
+    page.check(f'tr[data-id="{target.id}"] input[name="id"]')
+    page.click("text=Redrive selected")
+    assert page.inner_text("h1") == "Redrive 1 dead letter?"
+    page.screenshot(path=str(tmp_path / "confirm.png"), full_page=True)
+    page.click("#confirm-button")
+
+    page.wait_for_selector(".flash")
+    assert "Redrove 1 of 1" in page.inner_text(".flash")
+    assert page.locator(f'tr[data-id="{target.id}"]').count() == 0  # left the list
+    assert page.locator("tr[data-id]").count() == 2
+    page.screenshot(path=str(tmp_path / "after-redrive.png"), full_page=True)
+    page.click("text=Queues")
+    assert count(page, "payments", "ready") == ready_before + 1  # the queue depth rose
+    assert target.id not in [r.id for r in driver.dead_letters()]
+
+
+def test_payloads_and_reasons_with_html_are_inert_text(
+    page: Page, dashboard: Dashboard, tmp_path: Path
+) -> None:
+    driver = dashboard.driver
+    declined = next(r for r in driver.dead_letters() if "__xss=1" in r.body)
+    malformed = next(r for r in driver.dead_letters() if r.body == MALFORMED_BODY)
+    page.goto(dashboard.url + "/dead-letters")
+    assert XSS_NOTE in page.inner_text(f'tr[data-id="{declined.id}"] td.reason')
+    page.goto(f"{dashboard.url}/dead-letters/{declined.id}")
+    assert XSS_NOTE.replace('"', '\\"') in page.inner_text("#payload")
+    assert page.locator("main img, main script").count() == 0
+    page.goto(f"{dashboard.url}/dead-letters/{malformed.id}")
+    assert page.inner_text("#payload") == MALFORMED_BODY
+    assert "<b>not JSON</b>" in page.inner_text("pre.reason")
+    page.screenshot(path=str(tmp_path / "xss.png"), full_page=True)
+    assert page.evaluate("window.__xss") is None  # no script ran, no onerror fired
+
+
+def test_a_post_without_the_token_is_refused(
+    page: Page, dashboard: Dashboard, console_errors: list[str]
+) -> None:
+    driver = dashboard.driver
+    ids = [r.id for r in driver.dead_letters()]
+    page.goto(dashboard.url + "/")
+    for action in ("redrive", "purge"):
+        answer = page.request.post(f"{dashboard.url}/dead-letters/{action}", form={"id": ids[0]})
+        assert answer.status == 403
+        assert "security token" in answer.text()
+    # A page of another origin posting a form, as a CSRF attack would: refused too.
+    page.goto("about:blank")
+    page.set_content(
+        f'<form method="post" action="{dashboard.url}/dead-letters/purge">'
+        f'<input name="id" value="{ids[0]}"><input name="csrf_token" value="guess"></form>'
+    )
+    with page.expect_navigation():
+        page.evaluate("document.forms[0].submit()")
+    assert "Refused" in page.inner_text("h1")
+    assert [r.id for r in driver.dead_letters()] == ids
+    assert console_errors == [
+        "Failed to load resource: the server responded with a status of 403 (Forbidden)"
+    ]
+    console_errors.clear()
+
+
+def test_read_only_dashboard_shows_no_actions(page: Page, tmp_path: Path) -> None:
+    for dashboard in start_dashboard(tmp_path, "--read-only"):
+        page.goto(dashboard.url + "/dead-letters")
+        assert page.locator('input[type="checkbox"]').count() == 0
+        assert page.locator("text=Redrive selected").count() == 0
+        assert page.inner_text(".badge") == "read-only"
+
+
+def test_screenshot_of_the_queues_page(page: Page, tmp_path: Path) -> None:
+    for dashboard in start_dashboard(tmp_path, earlier_history=True):
+        shot = tmp_path / "dashboard-queues.png"
+        screenshot_queues(page, dashboard, shot)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+        target = os.environ.get(SCREENSHOT_ENV)
+        if target:
+            shutil.copyfile(shot, target)

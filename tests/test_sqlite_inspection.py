@@ -1,0 +1,148 @@
+"""The SQLite driver's outcome history, job lookup and schema upgrade (version 1 → 2)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from glasswork.jobs import JobMessage
+from glasswork.jobs.drivers.sqlite import SCHEMA_VERSION, SQLiteQueueDriver
+from glasswork.jobs.errors import ConfigurationError
+from glasswork.jobs.inspection import JobFinder, OutcomeCount, OutcomeStore
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> Iterator[SQLiteQueueDriver]:
+    d = SQLiteQueueDriver(tmp_path / "jobs.db", visibility_timeout=30)
+    yield d
+    d.close()
+
+
+def minute(offset: int = 0) -> datetime:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    return now + timedelta(minutes=offset)
+
+
+def test_driver_offers_both_inspection_capabilities(driver: SQLiteQueueDriver) -> None:
+    assert isinstance(driver, OutcomeStore)
+    assert isinstance(driver, JobFinder)
+
+
+def test_recorded_counts_of_one_key_add_up(driver: SQLiteQueueDriver) -> None:
+    driver.record_outcomes([OutcomeCount(minute(-1), "q", "a", "done", 2)])
+    driver.record_outcomes(
+        [
+            OutcomeCount(minute(-1), "q", "a", "done", 3),
+            OutcomeCount(minute(), "q", "a", "retry", 1),
+        ]
+    )
+    assert driver.outcome_history(minute(-5)) == [
+        OutcomeCount(minute(-1), "q", "a", "done", 5),
+        OutcomeCount(minute(), "q", "a", "retry", 1),
+    ]
+    assert driver.outcome_history(minute()) == [OutcomeCount(minute(), "q", "a", "retry", 1)]
+
+
+def test_counts_past_the_retention_are_dropped(driver: SQLiteQueueDriver) -> None:
+    driver.outcome_retention = 3600
+    driver.record_outcomes(
+        [
+            OutcomeCount(minute(-120), "q", "a", "done", 1),
+            OutcomeCount(minute(-10), "q", "a", "done", 1),
+        ]
+    )
+    assert [c.minute for c in driver.outcome_history(minute(-1000))] == [minute(-10)]
+
+
+def test_find_job_tells_ready_delayed_in_flight_and_dead(driver: SQLiteQueueDriver) -> None:
+    ready = JobMessage.create("a", {"n": 1}, queue="q")
+    delayed = JobMessage.create("b", None, queue="q")
+    running = JobMessage.create("c", None, queue="r")
+    driver.enqueue(ready)
+    driver.enqueue_in(delayed, 3600)
+    driver.enqueue(running)
+    [claimed] = driver.receive(["r"])
+    driver.dead_letter(ready.encode(), "boom", queue="q")  # a second copy, dead
+
+    found = driver.find_job(ready.job_id)
+    assert [(f.state, f.job_name, f.queue) for f in found] == [
+        ("ready", "a", "q"),
+        ("dead", "a", "q"),
+    ]
+    assert found[0].attempts == 0 and found[0].body == ready.encode()
+    assert found[1].dead_letter is not None and found[1].dead_letter.reason == "boom"
+    [later] = driver.find_job(delayed.job_id)
+    assert later.state == "delayed" and later.due_at is not None
+    assert later.due_at > datetime.now(UTC) + timedelta(minutes=59)
+    [held] = driver.find_job(running.job_id)
+    assert (held.state, held.attempts) == ("in_flight", claimed.attempt)
+    assert driver.find_job("no-such-id") == []
+
+
+def _make_version_1(path: Path) -> None:
+    """A file as glasswork with schema version 1 left it: no outcome table."""
+    d = SQLiteQueueDriver(path)
+    d.enqueue(JobMessage.create("kept", {"n": 1}, queue="q"))
+    d.dead_letter("{}", "old failure", queue="q")
+    d.close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE glasswork_outcomes")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+
+def test_a_version_1_file_is_upgraded_and_keeps_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _make_version_1(path)
+    driver = SQLiteQueueDriver(path)
+    try:
+        assert driver.stats()["q"].ready == 1 and driver.stats()["q"].dead == 1
+        driver.record_outcomes([OutcomeCount(minute(), "q", "kept", "done", 1)])
+        assert len(driver.outcome_history(minute(-1))) == 1
+    finally:
+        driver.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    conn.close()
+
+
+def test_threads_upgrading_one_file_at_once_all_succeed(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _make_version_1(path)
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            SQLiteQueueDriver(path).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    conn = sqlite3.connect(path)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "glasswork_outcomes" in tables
+    conn.close()
+
+
+def test_a_file_from_a_newer_glasswork_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    SQLiteQueueDriver(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ConfigurationError, match="schema version 3"):
+        SQLiteQueueDriver(path)
