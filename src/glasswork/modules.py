@@ -65,5 +65,3 @@ def define_module(
         jobs=tuple(jobs),
         imports=tuple(imports),
     )
-
-

@@ -129,7 +129,7 @@ class JobDefinition(Generic[P]):
         This is also the explicit way to enqueue a plain dict on a typed job:
         ``jobs.enqueue(job, job.validate({"user_id": "123"}))``."""
         if self._adapter is None:
-            return payload  # type: ignore[no-any-return]
+            return payload  # type: ignore[return-value]
         try:
             # The adapter's validator itself: what validate_python calls, minus a frame.
             return self._adapter.validator.validate_python(payload)  # type: ignore[no-any-return]

@@ -9,6 +9,7 @@ datetime.datetime(2026, 1, 1, 0, 5, tzinfo=datetime.timezone.utc)
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -170,10 +171,8 @@ def validate_schedule(expression: str) -> None:
     Without croniter installed, cron expressions get the checks that need no croniter (field
     count, AWS's ``?`` rule, day-of-week numbers); the worker checks the rest when it
     starts, so Lambda-only apps need no croniter."""
-    try:
+    with contextlib.suppress(_CroniterMissing):
         parse_schedule(expression)
-    except _CroniterMissing:
-        pass
 
 
 def _check_cron(original: str, fields: str) -> None:

@@ -171,7 +171,9 @@ class JobService(EnqueueBase):
             return self.enqueue_at(job, payload, at, connection=connection)
         return self.enqueue_in(job, payload, delay or 0, connection=connection)
 
-    def build_message(self, job: JobDefinition[Any], payload: object, limit: int | None = None) -> JobMessage:
+    def build_message(
+        self, job: JobDefinition[Any], payload: object, limit: int | None = None
+    ) -> JobMessage:
         """Validate ``payload`` and build its message, checked against the driver's size limit
         (or ``limit`` bytes)."""
         if limit is None:
