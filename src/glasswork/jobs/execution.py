@@ -35,7 +35,6 @@ from .message import JobMessage
 if TYPE_CHECKING:
     from ..modules import Module
     from ..services import Services
-    from .drivers.base import QueueDriver
 
 logger = logging.getLogger("glasswork.jobs")
 
@@ -449,8 +448,18 @@ def _cancelled_from_outside(error: BaseException) -> bool:
     return task is not None and task.cancelling() > 0
 
 
+class DeadLetterTarget(Protocol):
+    """What :func:`send_to_dead_letter` needs of a driver (``QueueDriver.dead_letter``)."""
+
+    def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool: ...
+
+
 def send_to_dead_letter(
-    driver: QueueDriver | None, body: str, outcome: DeadLetter, queue: str, log: logging.Logger
+    driver: DeadLetterTarget | None,
+    body: str,
+    outcome: DeadLetter,
+    queue: str,
+    log: logging.Logger,
 ) -> bool:
     """Hand a :class:`DeadLetter` outcome's message to ``driver.dead_letter``; shared by every
     worker. True: it is dealt with (kept, or logged at ERROR when the driver has no dead
