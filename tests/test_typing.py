@@ -14,6 +14,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent / "typing"
 APP = HERE / "app.py"
+README = HERE.parents[1] / "README.md"
 
 
 def expected_lines() -> set[int]:
@@ -82,3 +83,38 @@ def test_pyright_strict() -> None:
     ]
     assert not unexpected, "\n".join(unexpected)
     assert expected_lines() - found == set(), "lines pyright accepted but should refuse"
+
+
+def test_readme_code_is_type_correct(tmp_path: Path) -> None:
+    """README's Python blocks, as one file (tests/test_readme.py runs them): no error under
+    mypy --strict or pyright's standard mode (its strict mode wants the hook lambdas typed)."""
+    pytest.importorskip("pyright", reason="pyright is in the dev extra")
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    script = tmp_path / "readme_app.py"
+    script.write_text("\n".join(blocks))
+    (tmp_path / "pyrightconfig.json").write_text('{"typeCheckingMode": "standard"}')
+    mypy = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(HERE / "mypy.ini"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(script),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert mypy.returncode == 0, mypy.stdout
+    pyright = subprocess.run(
+        [sys.executable, "-m", "pyright", "--pythonpath", sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert pyright.returncode == 0, pyright.stdout
