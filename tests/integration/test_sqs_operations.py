@@ -348,3 +348,31 @@ def test_without_unique_table_the_driver_warns_once(
     JobService(driver).enqueue(signup, Signup(user_id="u1"))  # SQS keeps no keys
     warnings = [r for r in caplog.records if "unique_table" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_discarded_jobs_and_the_long_running_worker_release_keys_too(
+    unique: tuple[SQSQueueDriver, str],
+) -> None:
+    from glasswork.jobs import Worker
+
+    driver, url = unique
+
+    def fail(payload: Signup) -> None:
+        raise RuntimeError("no retries for this one")
+
+    once = define_job(
+        name="once", schema=Signup, unique=lambda p: p.user_id, retry=False, handler=fail
+    )
+    service = JobService(driver)
+    service.enqueue(once, Signup(user_id="d1"))
+    service.enqueue(signup, Signup(user_id="w1"))
+    worker = Worker(
+        module=define_module(name="app", jobs=[once, signup]),
+        driver=driver,
+        install_signal_handlers=False,
+        wait_seconds=0,
+    )
+    summary = worker.run_until_empty(timeout=30)
+    assert (summary.counts["discarded"], summary.done) == (1, 1)
+    service.enqueue(once, Signup(user_id="d1"))  # discarded: released
+    service.enqueue(signup, Signup(user_id="w1"))  # done, on the long-running worker: released
