@@ -355,7 +355,7 @@ def test_discarded_jobs_and_the_long_running_worker_release_keys_too(
 ) -> None:
     from glasswork.jobs import Worker
 
-    driver, url = unique
+    driver, _ = unique
 
     def fail(payload: Signup) -> None:
         raise RuntimeError("no retries for this one")
