@@ -485,13 +485,8 @@ class SQSQueueDriver(QueueDriver):
                 QueueUrl=url, **self._send_params(message, delay_seconds)
             )
         except (ClientError, BotoCoreError) as exc:
-            raise EnqueueError(
-                f"SQS did not take job {message.job_name!r} (id {message.job_id}) for queue "
-                f"{message.queue!r} ({url}): {exc}"
-            ) from exc
-        return EnqueueResult(
-            response["MessageId"], message.job_id, message.queue, _scheduled_at(delay_seconds)
-        )
+            raise send_error(message, url, exc) from exc
+        return sent(message, response, delay_seconds)
 
     def _schedule(self, message: JobMessage, due: float) -> EnqueueResult:
         self.queue_url(message.queue)  # an unknown queue fails now, not at dispatch
@@ -813,6 +808,21 @@ def _chunks(indexes: list[int], bodies: list[str], limit: int) -> Iterable[list[
         size += length
     if chunk:
         yield chunk
+
+
+def send_error(message: JobMessage, url: str, exc: Exception) -> EnqueueError:
+    """The error for a ``SendMessage`` SQS refused (or that never reached it)."""
+    return EnqueueError(
+        f"SQS did not take job {message.job_name!r} (id {message.job_id}) for queue "
+        f"{message.queue!r} ({url}): {exc}"
+    )
+
+
+def sent(message: JobMessage, response: Mapping[str, Any], delay_seconds: float) -> EnqueueResult:
+    """The result of a ``SendMessage`` SQS took."""
+    return EnqueueResult(
+        response["MessageId"], message.job_id, message.queue, _scheduled_at(delay_seconds)
+    )
 
 
 def _scheduled_at(delay_seconds: float) -> datetime | None:

@@ -22,10 +22,16 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import EnqueueError
 from ..message import JobMessage
 from .base import EnqueueResult
-from .sqs import BatchSend, EnqueueBatchError, FailedEnqueue, SQSQueueDriver, _scheduled_at
+from .sqs import (
+    BatchSend,
+    EnqueueBatchError,
+    FailedEnqueue,
+    SQSQueueDriver,
+    send_error,
+    sent,
+)
 from .sqs_unique import is_condition_failure
 
 #: Connections per client: enough for a web app's concurrent requests to enqueue at once.
@@ -127,13 +133,8 @@ class AsyncSQSEnqueuer:
                 QueueUrl=url, **self.driver._send_params(message, delay_seconds)
             )
         except (ClientError, BotoCoreError) as exc:
-            raise EnqueueError(
-                f"SQS did not take job {message.job_name!r} (id {message.job_id}) for queue "
-                f"{message.queue!r} ({url}): {exc}"
-            ) from exc
-        return EnqueueResult(
-            response["MessageId"], message.job_id, message.queue, _scheduled_at(delay_seconds)
-        )
+            raise send_error(message, url, exc) from exc
+        return sent(message, response, delay_seconds)
 
     async def enqueue_many(
         self, messages: Sequence[JobMessage], delay_seconds: float = 0.0
