@@ -376,3 +376,24 @@ def test_discarded_jobs_and_the_long_running_worker_release_keys_too(
     assert (summary.counts["discarded"], summary.done) == (1, 1)
     service.enqueue(once, Signup(user_id="d1"))  # discarded: released
     service.enqueue(signup, Signup(user_id="w1"))  # done, on the long-running worker: released
+
+
+def test_long_delayed_unique_jobs_are_dispatched_by_the_scheduler(aws: Aws) -> None:
+    from glasswork.jobs import create_scheduler_handler
+
+    create_scheduler_table("scheduled-jobs", client=aws.dynamodb)
+    url = aws.create_queue("jobs")
+    driver = driver_for(
+        aws, {"default": url}, unique_table="scheduled-jobs", scheduler_table="scheduled-jobs"
+    )
+    result = JobService(driver).enqueue_in(signup, Signup(user_id="later"), "20m")
+    assert result.scheduled_at is not None
+    with pytest.raises(DuplicateJobError):
+        JobService(driver).enqueue(signup, Signup(user_id="later"))
+    due = result.scheduled_at.timestamp()
+    handler = create_scheduler_handler(
+        table_name="scheduled-jobs", driver=driver, client=aws.dynamodb, clock=lambda: due + 1
+    )
+    assert handler({}, None)["dispatched"] == 1  # the job takes its own key again
+    [sent] = aws.drain(url, wait=1, expected=1)
+    assert json.loads(sent["Body"])["jobId"] == result.job_id

@@ -10,7 +10,8 @@ unique key first writes one item, only if no live item holds the key::
     job_name    S, unique_key S  (for people reading the table)
     expires_at  N  when the key lapses by itself: due time + ``unique_ttl``
 
-A second enqueue with the key then raises :class:`~glasswork.jobs.DuplicateJobError`. The
+A second enqueue with the key then raises :class:`~glasswork.jobs.DuplicateJobError` (the
+job holding it may take it again: the scheduler sending a long-delayed job, a redrive). The
 key is released by :class:`ReleaseUniqueKeys`, an around-run step every worker on the driver
 runs (``QueueDriver.run_steps``), once the job is done, dead-lettered or discarded (not
 when it will be retried), by a delete conditional on the holder's job id. A key whose
@@ -80,8 +81,13 @@ class UniqueKeys:
                 "unique_key": {"S": message.unique_key[:1024]},
                 "expires_at": {"N": str(int(expires) + 1)},
             },
-            "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now",
-            "ExpressionAttributeValues": {":now": {"N": str(int(now))}},
+            # The job itself may take its key again: the scheduler sends a long-delayed job
+            # through the driver, and a redrive sends a dead letter back.
+            "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now OR job_id = :job",
+            "ExpressionAttributeValues": {
+                ":now": {"N": str(int(now))},
+                ":job": {"S": message.job_id},
+            },
         }
 
     def release_request(self, message: JobMessage) -> dict[str, Any]:
