@@ -148,3 +148,16 @@ def test_drivers_have_readable_reprs(tmp_path: Path) -> None:
     assert repr(sqs) == "SQSQueueDriver(region='eu-west-1', queues=['default', 'emails'])"
     assert repr(MockQueueDriver()) == "MockQueueDriver(pending=0, dead_letters=0)"
     assert repr(SQLiteQueueDriver(tmp_path / "j.db")).startswith("SQLiteQueueDriver(")
+
+
+def test_schedules_are_checked_when_defined_even_without_croniter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from glasswork.jobs import ConfigurationError, define_periodic_job
+
+    monkeypatch.setitem(sys.modules, "croniter", None)  # as on a Lambda without the cron extra
+    job = define_periodic_job(name="nightly", handler=lambda: None, schedule="cron(0 3 * * ? *)")
+    assert job.schedule == "cron(0 3 * * ? *)"
+    for bad in ("every 5 minutes", "cron(0 3 * * * *)", "rate(1 minutes)", "rate(2 hour)"):
+        with pytest.raises(ConfigurationError, match="periodic job 'nightly'"):
+            define_periodic_job(name="nightly", handler=lambda: None, schedule=bad)
