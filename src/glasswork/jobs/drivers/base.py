@@ -111,7 +111,7 @@ class QueueDriver(ABC):
                 return self.enqueue_in(message, 0)
 
             def enqueue_in(self, message, delay_seconds):
-                body = message.encode()   # checks the 256 KiB limit
+                body = message.encode()   # the text, checked against message_limit()
                 ...                       # push body, due at now + delay_seconds
                 return EnqueueResult(message_id, message.job_id, message.queue, due_at)
     """

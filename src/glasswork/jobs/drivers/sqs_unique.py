@@ -18,6 +18,10 @@ when it will be retried), by a delete conditional on the holder's job id. A key 
 release never happens (a job lost with its queue, say) lapses at ``expires_at``: the
 condition treats an expired item as free, and the table's TTL removes it later.
 
+One window stays: when the Lambda worker cannot send a dead letter it reports the record
+for retry, with the key already released, so a duplicate could be enqueued before SQS
+delivers it again.
+
 The schema is the scheduler table's (``pk``/``sk`` strings, TTL on ``expires_at``), so that
 table may serve; its scheduler never reads ``unique#`` items.
 """
