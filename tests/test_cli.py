@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from glasswork.cli import main
-from glasswork.jobs import JobMessage, MockQueueDriver
+from glasswork.jobs import JobMessage, MockQueueDriver, QueueStats
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.drivers.urls import driver_from_url
 from glasswork.jobs.errors import ConfigurationError
@@ -161,28 +161,47 @@ def test_dlq_list_redrive_and_purge(capsys: pytest.CaptureFixture[str], url: str
     driver.dead_letter("{broken", "not a Glasswork job envelope", queue="default")
     code, out, _ = run(capsys, "dlq", "list")
     assert code == 0
-    assert "#1 " in out and "job=record" in out and "reason: PermanentJobError: gone" in out
-    [first, _] = json.loads(run(capsys, "dlq", "list", "--json")[1])
-    assert first["job_id"] == message.job_id
-    code, _, err = run(capsys, "dlq", "redrive")
-    assert code == 1 and "needs --id N" in err
+    header, first, second = out.splitlines()
+    assert header.split() == ["ID", "QUEUE", "JOB", "JOB", "ID", "AGE", "REASON"]
+    assert first.split()[:4] == ["1", "default", "record", message.job_id]
+    assert first.endswith("PermanentJobError: gone")
+    assert second.split()[:4] == ["2", "default", "?", "?"]
+    [record, _] = json.loads(run(capsys, "dlq", "list", "--json")[1])
+    assert record["job_id"] == message.job_id and record["reason"] == "PermanentJobError: gone"
+    with pytest.raises(SystemExit, match="2"):
+        main(["dlq", "redrive"])
+    assert "one of the arguments --id --all is required" in capsys.readouterr().err
     assert run(capsys, "dlq", "redrive", "--id", "1")[1] == "redrove 1 dead letter(s)\n"
     assert driver.stats()["default"].ready == 1  # type: ignore[attr-defined]
-    assert run(capsys, "dlq", "purge", "--all")[1] == "purged 1 dead letter(s)\n"
+    assert run(capsys, "dlq", "purge", "--all", "--yes")[1] == "purged 1 dead letter(s)\n"
     assert run(capsys, "dlq", "list")[1] == "no dead letters\n"
 
 
-def test_stats_shows_what_the_driver_counts(
+def test_stats_prints_one_schema_for_every_driver(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class Counting(MockQueueDriver):
-        def stats(self) -> dict[str, dict[str, int]]:
-            return {"jobs": {"visible": 3, "in_flight": 1, "delayed": 0}}
+        def stats(self) -> dict[str, QueueStats]:
+            return {"jobs": QueueStats("jobs", ready=3, in_flight=1, dead=2)}
 
     monkeypatch.setattr("glasswork.cli._common.driver_from_url", lambda url: Counting())
     code, out, _ = run(capsys, "stats")
     assert code == 0
-    assert out.split() == ["QUEUE", "VISIBLE", "IN", "FLIGHT", "DELAYED", "jobs", "3", "1", "0"]
+    assert out.split() == [
+        "QUEUE",
+        "READY",
+        "DELAYED",
+        "IN",
+        "FLIGHT",
+        "DEAD",
+        "jobs",
+        "3",
+        "0",
+        "1",
+        "2",
+    ]
+    code, out, _ = run(capsys, "stats", "--json")
+    assert json.loads(out) == {"jobs": {"ready": 3, "delayed": 0, "in_flight": 1, "dead": 2}}
 
 
 def test_commands_a_driver_cannot_do_are_clear_errors(

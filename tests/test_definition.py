@@ -82,7 +82,7 @@ def test_backoff_grows_exponentially_is_capped_and_jittered():
     assert len(delays) > 1
 
 
-def test_handlers_may_take_payload_only_and_async_is_detected():
+def test_handlers_may_take_payload_only_or_nothing_and_async_is_detected():
     async def handler(payload, ctx):
         return payload
 
@@ -90,8 +90,16 @@ def test_handlers_may_take_payload_only_and_async_is_detected():
     assert one_arg.run(21, None) == 42
     assert define_job(name="async", handler=handler).is_async
     assert not one_arg.is_async
-    with pytest.raises(ConfigurationError, match=r"\(payload, ctx\)"):
-        define_job(name="none", handler=lambda: None)
+    calls = []
+    no_args = define_job(name="none", handler=lambda: calls.append("ran"))  # the seeds' style
+    no_args.run({"ok": True}, None)
+    assert calls == ["ran"]
+
+    def needs_keyword(*, flag):
+        pass
+
+    with pytest.raises(ConfigurationError, match=r"\(payload, ctx\), \(payload\) or nothing"):
+        define_job(name="kw", handler=needs_keyword)
 
 
 @pytest.mark.parametrize("name", ["", "   ", None])

@@ -20,4 +20,5 @@ def test_readme_python_blocks_run_as_one_file(tmp_path):
     assert "DrainResult(deliveries=2, retried=0, dead_lettered=1)" in done.stdout
     assert "('welcome', '123@example.com')" in done.stdout
     assert "PermanentJobError: User not found: missing" in done.stdout
-    assert "Welcome email sent" in done.stderr  # ctx.logger lines reach logging
+    assert "Welcome email sent user_id='123'" in done.stderr  # ctx.logger lines reach logging
+    assert "Logging error" not in done.stderr

@@ -381,10 +381,9 @@ def test_periodic_queue_is_added_to_the_queues_a_worker_reads(
     assert list(worker.schedules) == ["tick"]
 
 
-def test_bad_schedule_fails_at_startup_naming_the_job(driver: SQLiteQueueDriver) -> None:
-    tick = define_periodic_job(name="tick", handler=lambda p: None, schedule="every day")
+def test_bad_schedule_fails_when_defined_naming_the_job(driver: SQLiteQueueDriver) -> None:
     with pytest.raises(ConfigurationError, match="periodic job 'tick'"):
-        Worker(module=module_of(tick), driver=driver, periodic=True)
+        define_periodic_job(name="tick", handler=lambda p: None, schedule="every day")
 
 
 def test_run_until_empty_leaves_far_delayed_jobs(driver: SQLiteQueueDriver) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # make `app` importable
 
-from app.jobs import cleanup_stale_sessions, send_welcome_email
+from app.jobs import WelcomeEmail, cleanup_stale_sessions, send_welcome_email
 from app.module import AppModule
 from glasswork.jobs import DuplicateJobError, JobService, SQLiteQueueDriver, Worker
 
@@ -36,13 +36,13 @@ def main() -> int:
 
     print(f"1. Enqueueing into {db}")
     for user_id in ("1", "2", "404"):
-        result = jobs.enqueue(send_welcome_email, {"user_id": user_id})
+        result = jobs.enqueue(send_welcome_email, WelcomeEmail(user_id=user_id))
         print(f"   send-welcome-email user {user_id}: message {result.message_id}")
     try:
-        jobs.enqueue(send_welcome_email, {"user_id": "1"})
+        jobs.enqueue(send_welcome_email, WelcomeEmail(user_id="1"))
     except DuplicateJobError as exc:
         print(f"   refused a second email for user 1: {exc}")
-    jobs.enqueue_in(send_welcome_email, {"user_id": "3"}, "1s")
+    jobs.enqueue_in(send_welcome_email, WelcomeEmail(user_id="3"), "1s")
     print("   send-welcome-email user 3, in 1 second")
     jobs.enqueue(cleanup_stale_sessions, None)
     print("   cleanup-stale-sessions, now (it also runs daily with `worker --periodic`)")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from glasswork.jobs import ConfigurationError, JobMessage, JobService, define_job
+from glasswork.jobs import ConfigurationError, JobMessage, JobService, QueueStats, define_job
 from glasswork.jobs.drivers.sqs import SQSQueueDriver
 from glasswork.jobs.scheduler import (
     TABLE_SHARDS,
@@ -179,7 +179,7 @@ def test_scheduler_sends_jobs_due_within_the_lookahead_with_the_remaining_delay(
 
     assert make_handler(aws, driver, clock)({}, None)["dispatched"] == 1
     assert table.count() == 0
-    assert driver.stats()["default"] == {"visible": 0, "in_flight": 0, "delayed": 1}
+    assert driver.stats()["default"] == QueueStats("default", ready=0, delayed=1, in_flight=0)
 
 
 def test_fifo_jobs_are_sent_only_once_due(aws: Aws, table: Any) -> None:

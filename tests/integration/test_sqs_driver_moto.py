@@ -16,6 +16,7 @@ from glasswork.jobs import (
     EnqueueError,
     JobMessage,
     JobService,
+    QueueStats,
     ReceivedMessage,
     define_job,
 )
@@ -111,7 +112,7 @@ def test_delay_up_to_15_minutes_uses_sqs_delay_seconds(aws: Aws) -> None:
 
     long = service.enqueue_in(ping, {"n": "15m"}, "15m")
     assert long.scheduled_at is not None
-    assert driver.stats()["default"] == {"visible": 0, "in_flight": 0, "delayed": 1}
+    assert driver.stats()["default"] == QueueStats("default", ready=0, delayed=1, in_flight=0)
 
     started = time.monotonic()
     short = service.enqueue_in(ping, {"n": "1s"}, 1)
@@ -142,7 +143,7 @@ def test_delay_over_15_minutes_goes_to_the_scheduler_table_not_sqs(aws: Aws) -> 
     at = datetime.now(UTC) + timedelta(days=3)
     at_result = service.enqueue_at(ping, {"n": 2}, at)
 
-    assert driver.stats()["default"] == {"visible": 0, "in_flight": 0, "delayed": 0}
+    assert driver.stats()["default"] == QueueStats("default", ready=0, delayed=0, in_flight=0)
     table = ScheduledJobsTable("scheduled-jobs", client=aws.dynamodb)
     assert table.count() == 2
     assert in_result.scheduled_at is not None
@@ -222,30 +223,38 @@ def test_batch_enqueue_of_25_jobs_takes_3_requests(aws: Aws) -> None:
 
     results = JobService(driver).enqueue_many(ping, [{"n": i} for i in range(25)])
 
-    assert requests.calls == ["SendMessageBatch"] * 3
+    # The queue's MaximumMessageSize is read once, on first use.
+    assert requests.calls == ["GetQueueAttributes"] + ["SendMessageBatch"] * 3
     assert len(results) == 25
     assert len({r.message_id for r in results}) == 25
     received = aws.drain(url, wait=1, expected=25)
     assert sorted(json.loads(m["Body"])["payload"]["n"] for m in received) == list(range(25))
 
 
-def test_batch_requests_stay_under_the_sqs_request_size_limit(aws: Aws) -> None:
+def test_batch_requests_stay_under_the_queues_size_limit(aws: Aws) -> None:
     url = aws.create_queue("jobs")
+    aws.sqs.set_queue_attributes(QueueUrl=url, Attributes={"MaximumMessageSize": "262144"})
     driver = make_driver(aws, {"default": url})
     requests = RequestCounter(driver.client)
 
     JobService(driver).enqueue_many(ping, [{"text": "x" * 100_000} for _ in range(5)])
 
     # 5 bodies of ~100 KB: at most two fit in one 256 KiB request.
-    assert requests.calls == ["SendMessageBatch"] * 3
+    assert requests.calls == ["GetQueueAttributes"] + ["SendMessageBatch"] * 3
     assert len(aws.drain(url, wait=1, expected=5)) == 5
+
+    big = aws.create_queue("big")  # a new queue's limit: 1 MiB
+    driver = make_driver(aws, {"default": big})
+    requests = RequestCounter(driver.client)
+    JobService(driver).enqueue_many(ping, [{"text": "x" * 100_000} for _ in range(5)])
+    assert requests.calls == ["GetQueueAttributes", "SendMessageBatch"]
 
 
 def test_batch_with_an_unknown_queue_sends_nothing(aws: Aws) -> None:
     url = aws.create_queue("jobs")
     driver = make_driver(aws, {"default": url})
     service = JobService(driver)
-    messages = [service.build_message(ping, {}), service.build_message(email, {})]
+    messages = [service.build_message(ping, {}), JobMessage.create("email", {}, queue="emails")]
     with pytest.raises(ConfigurationError, match="unknown queue 'emails'"):
         driver.enqueue_many(messages)
     assert aws.drain(url) == []
@@ -258,7 +267,7 @@ def test_batch_enqueue_on_fifo_and_with_delay(aws: Aws) -> None:
 
     driver = make_driver(aws, {"default": standard})
     JobService(driver).enqueue_many(ping, [{}, {}], delay="10m")
-    assert driver.stats()["default"]["delayed"] == 2
+    assert driver.stats()["default"].delayed == 2
 
 
 class FlakyBatchDriver(SQSQueueDriver):
@@ -293,7 +302,8 @@ def test_batch_retries_entries_sqs_rejected(aws: Aws) -> None:
     results = JobService(driver).enqueue_many(ping, [{"n": i} for i in range(5)])
 
     assert len(results) == 5
-    assert requests.calls == ["SendMessageBatch", "SendMessageBatch"]  # one retry of one entry
+    # One retry of one entry (after reading the queue's MaximumMessageSize once).
+    assert requests.calls == ["GetQueueAttributes", "SendMessageBatch", "SendMessageBatch"]
     assert len(aws.drain(url, wait=1, expected=5)) == 5
 
 
@@ -337,7 +347,7 @@ def test_nack_redelivers_after_the_delay_with_a_higher_attempt(aws: Aws) -> None
 
     driver.nack(second, 600)
     assert driver.receive(wait_seconds=0) == []
-    assert driver.stats()["default"]["in_flight"] == 1
+    assert driver.stats()["default"].in_flight == 1
 
 
 def test_nack_and_ack_work_from_the_lambda_queue_arn(aws: Aws) -> None:
@@ -369,7 +379,7 @@ def test_nack_and_ack_work_from_the_lambda_queue_arn(aws: Aws) -> None:
             },
         )
     )
-    assert driver.stats()["default"] == {"visible": 0, "in_flight": 0, "delayed": 0}
+    assert driver.stats()["default"] == QueueStats("default", ready=0, delayed=0, in_flight=0)
 
 
 def test_ack_many_deletes_in_batches(aws: Aws) -> None:
@@ -384,7 +394,7 @@ def test_ack_many_deletes_in_batches(aws: Aws) -> None:
     driver.ack_many(received)
 
     assert requests.calls == ["DeleteMessageBatch", "DeleteMessageBatch"]
-    assert driver.stats()["default"] == {"visible": 0, "in_flight": 0, "delayed": 0}
+    assert driver.stats()["default"] == QueueStats("default", ready=0, delayed=0, in_flight=0)
 
 
 def test_receive_takes_from_every_configured_queue(aws: Aws) -> None:
@@ -413,7 +423,8 @@ def test_dead_letter_finds_the_dlq_from_the_redrive_policy_once(aws: Aws) -> Non
     assert driver.dead_letter('{"not": "a job"}', "PermanentJobError: nope", queue="default")
     assert driver.dead_letter("second", "again", queue="jobs")  # the physical name works too
 
-    assert requests.count("GetQueueAttributes") == 1
+    # Once each: the queue's redrive policy, the DLQ's MaximumMessageSize.
+    assert requests.count("GetQueueAttributes") == 2
     first, second = aws.drain(dlq, wait=1, expected=2)
     assert first["Body"] == '{"not": "a job"}'
     assert first["MessageAttributes"]["GlassworkReason"]["StringValue"] == (

@@ -13,6 +13,7 @@ from glasswork.jobs import (
     JobContext,
     JobService,
     PermanentJobError,
+    QueueStats,
     ReceivedMessage,
     TransientJobError,
     bootstrap_worker,
@@ -109,7 +110,7 @@ def test_enqueue_to_sqs_runs_in_the_lambda_handler_and_is_acked(aws: Aws) -> Non
     assert count == 3
     assert response == {"batchItemFailures": []}
     assert sorted(handler.services.mailer.sent) == [("u1", 1), ("u2", 1), ("u3", 1)]
-    assert driver.stats()["default"] == {"visible": 0, "in_flight": 0, "delayed": 0}
+    assert driver.stats()["default"] == QueueStats("default", ready=0, delayed=0, in_flight=0)
     assert aws.drain(dlq) == []
 
 
@@ -127,7 +128,7 @@ def test_transient_failures_retry_until_max_attempts_then_land_in_the_dlq(aws: A
     assert [len(r["batchItemFailures"]) for _, r in responses] == [1, 1, 0]
     assert handler.services.mailer.sent == [("u1", 1), ("u1", 2), ("u1", 3)]
     assert dead == [result.job_id]
-    assert driver.stats()["default"] == {"visible": 0, "in_flight": 0, "delayed": 0}
+    assert driver.stats()["default"] == QueueStats("default", 0, 0, 0, dead=1)  # dead: DLQ depth
 
     [message] = aws.drain(dlq, wait=1)
     assert json.loads(message["Body"])["jobId"] == result.job_id
@@ -152,7 +153,7 @@ def test_retry_backoff_holds_the_message_back(aws: Aws) -> None:
 
     # The visibility was set to the 600 s backoff: nothing to receive, one in flight.
     assert driver.receive(wait_seconds=0) == []
-    assert driver.stats()["default"]["in_flight"] == 1
+    assert driver.stats()["default"].in_flight == 1
 
 
 def test_permanent_failure_goes_to_the_dlq_at_once(aws: Aws) -> None:
@@ -166,7 +167,7 @@ def test_permanent_failure_goes_to_the_dlq_at_once(aws: Aws) -> None:
     assert message["MessageAttributes"]["GlassworkReason"]["StringValue"] == (
         "PermanentJobError: user ghost does not exist"
     )
-    assert driver.stats()["default"] == {"visible": 0, "in_flight": 0, "delayed": 0}
+    assert driver.stats()["default"] == QueueStats("default", ready=0, delayed=0, in_flight=0)
 
 
 def test_a_malformed_body_reaches_the_dlq_of_the_queue_named_in_the_arn(aws: Aws) -> None:

@@ -14,7 +14,8 @@ jobs = JobService(make_driver())
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     user_id = (event.get("pathParameters") or {}).get("user_id", "")
-    now = jobs.enqueue(send_welcome, {"user_id": user_id})
+    # Request input, validated against the job's schema here: the explicit untyped path.
+    now = jobs.enqueue_raw(send_welcome, {"user_id": user_id})
     # Over 15 minutes: stored in the scheduler table, sent to SQS when due.
-    jobs.enqueue_in(send_reminder, {"user_id": user_id}, "3d")
+    jobs.enqueue_raw(send_reminder, {"user_id": user_id}, delay="3d")
     return {"statusCode": 202, "body": json.dumps({"jobId": now.job_id})}

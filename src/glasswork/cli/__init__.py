@@ -13,9 +13,11 @@ Each command lives in its own module here and adds itself to the parser with ``r
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..jobs.drivers.urls import DEFAULT_URL
 from ..jobs.errors import GlassworkError
 from . import dashboard, dlq, enqueue, inspect, worker
@@ -34,7 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.run(args))
+        code = int(args.run(args))
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`glasswork dlq list | head`): stop quietly, as `cat` does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (CommandError, GlassworkError, ValueError) as exc:
         print(f"glasswork {args.command}: error: {exc}", file=sys.stderr)
         return 1
@@ -49,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sqs://?region=us-east-1&queue.default=<queue url>. Environment: GLASSWORK_APP, "
         "GLASSWORK_DRIVER.",
     )
+    parser.add_argument("--version", action="version", version=f"glasswork {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(commands)

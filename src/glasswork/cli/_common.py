@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..jobs.drivers.urls import DEFAULT_URL, driver_from_url
@@ -22,9 +22,19 @@ class CommandError(Exception):
 
 
 def add_command(
-    commands: Any, name: str, help: str, *, driver: bool = True, **kwargs: Any
+    commands: Any,
+    name: str,
+    help: str,
+    *,
+    driver: bool = True,
+    examples: Sequence[str] = (),
+    **kwargs: Any,
 ) -> argparse.ArgumentParser:
-    """A subcommand, with the ``--driver`` option unless ``driver=False``."""
+    """A subcommand, with the ``--driver`` option unless ``driver=False``, and its
+    ``examples`` (command lines) at the end of its ``--help``."""
+    if examples:
+        kwargs["epilog"] = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+        kwargs["formatter_class"] = argparse.RawDescriptionHelpFormatter
     sub: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help, **kwargs)
     if driver:
         sub.add_argument(
@@ -50,12 +60,15 @@ def open_driver(args: argparse.Namespace) -> QueueDriver:
 
 
 def load_app(path: str) -> Module:
-    """Import ``package.module:ModuleName`` and return the module object it names."""
+    """Import ``package.module:ModuleName`` and return the module object it names; with
+    ``package.module`` alone, the module object defined there (see :func:`find_app`)."""
     from ..modules import Module
 
-    module_path, _, attribute = path.partition(":")
-    if not module_path or not attribute:
-        raise CommandError(f"the app must look like package.module:AppModule, got {path!r}")
+    module_path, colon, attribute = path.partition(":")
+    if not module_path or (colon and not attribute):
+        raise CommandError(
+            f"the app must look like package.module:AppModule or package.module, got {path!r}"
+        )
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -67,6 +80,8 @@ def load_app(path: str) -> Module:
                 "run from the directory that contains it or put it on PYTHONPATH"
             ) from None
         raise
+    if not attribute:
+        return find_app(module_path, imported)
     target: Any = imported
     for name in attribute.split("."):
         try:
@@ -76,6 +91,80 @@ def load_app(path: str) -> Module:
     if not isinstance(target, Module):
         raise CommandError(f"{path} is {type(target).__name__}, not a module made by define_module")
     return target
+
+
+def find_app(module_path: str, imported: Any) -> Module:
+    """The module object (from ``define_module``) of an imported Python module: the only one
+    there, or the only one no other one there imports (the app that imports the rest)."""
+    from ..modules import Module
+
+    found = {id(v): (k, v) for k, v in vars(imported).items() if isinstance(v, Module)}
+    imported_by_others = {
+        id(m) for _, module in found.values() for m in module.walk() if m is not module
+    }
+    roots = [(k, v) for key, (k, v) in found.items() if key not in imported_by_others]
+    if len(roots) == 1:
+        return roots[0][1]
+    if not roots:
+        raise CommandError(
+            f"{module_path!r} defines no module made by define_module; name one: "
+            f"{module_path}:AppModule"
+        )
+    names = ", ".join(sorted(k for k, _ in roots))
+    raise CommandError(
+        f"{module_path!r} has several modules ({names}); name one: {module_path}:{roots[0][0]}"
+    )
+
+
+def check_queue(driver: QueueDriver, queue: str | None) -> None:
+    """A :class:`CommandError` for a queue ``driver`` does not know: the SQS driver's
+    configured queues, or the queues a driver's ``stats()`` shows (those with jobs or dead
+    letters)."""
+    if queue is None:
+        return
+    resolve = getattr(driver, "queue_name", None)
+    if resolve is not None:
+        resolve(queue)  # ConfigurationError naming the configured queues
+        return
+    stats = getattr(driver, "stats", None)
+    if stats is not None:
+        known = sorted(stats())
+        if queue not in known:
+            raise CommandError(
+                f"unknown queue {queue!r}: no jobs or dead letters on it; queues: "
+                f"{', '.join(known) or 'none yet'}"
+            )
+
+
+def warn_unknown_queues(module: Module, driver: QueueDriver, queues: Sequence[str] | None) -> None:
+    """For ``worker --queues``: an error for a queue the driver does not know (SQS), a
+    warning for one that no registered job uses (it may be a typo)."""
+    from ..jobs.execution import JobRegistry
+
+    if not queues:
+        return
+    resolve = getattr(driver, "queue_name", None)
+    used = {job.queue or "default" for job in JobRegistry.for_module(module)}
+    for queue in queues:
+        if resolve is not None:
+            resolve(queue)
+        if queue not in used:
+            print(
+                f"glasswork worker: warning: no job of {module.name!r} uses queue {queue!r} "
+                f"(jobs use: {', '.join(sorted(used)) or 'none'}); reading it anyway",
+                file=sys.stderr,
+            )
+
+
+def age(when: datetime | None) -> str:
+    """How long ago ``when`` was: ``42s``, ``5m``, ``3h``, ``2d``; ``?`` when unknown."""
+    if when is None:
+        return "?"
+    seconds = max(0, int((datetime.now(UTC) - when).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def need_app(args: argparse.Namespace) -> str:

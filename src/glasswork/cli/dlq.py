@@ -1,58 +1,173 @@
-"""``glasswork dlq``: list, redrive or purge dead letters."""
+"""``glasswork dlq``: list, redrive or purge dead letters (SQLite and SQS drivers).
+
+``list`` leaves dead letters in place (on SQS it peeks: receives with a short visibility
+timeout and releases at once). Unknown ids and unknown queues are errors, and nothing is
+changed then.
+"""
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import sys
 from typing import Any
 
-from ._common import CommandError, add_command, capability, open_driver, positive_int
+from ._common import (
+    CommandError,
+    add_command,
+    age,
+    capability,
+    check_queue,
+    open_driver,
+    positive_int,
+    print_table,
+)
+
+SQS = (
+    "--driver 'sqs://us-east-1?queue.default=https://sqs.us-east-1.amazonaws.com/123456789012/jobs'"
+)
+#: More than any dead-letter table a person would go through by id.
+_ALL = 1_000_000
 
 
 def register(commands: Any) -> None:
-    dlq = add_command(commands, "dlq", "List, redrive or purge dead letters.")
-    dlq.add_argument("action", choices=["list", "redrive", "purge"])
-    dlq.add_argument("--id", dest="ids", action="append", help="a dead letter id")
-    dlq.add_argument("--all", action="store_true", help="redrive or purge every dead letter")
-    dlq.add_argument("--queue", help="only this queue's dead letters")
-    dlq.add_argument("--limit", type=positive_int, default=100, help="list at most this many")
-    dlq.add_argument("--json", action="store_true", help="print JSON (list)")
-    dlq.set_defaults(run=run)
+    dlq = add_command(
+        commands,
+        "dlq",
+        "List, redrive or purge dead letters.",
+        driver=False,
+        examples=["glasswork dlq list", "glasswork dlq redrive --all", f"glasswork dlq list {SQS}"],
+    )
+    actions = dlq.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    listing = add_command(
+        actions,
+        "list",
+        "Show dead letters: id, queue, job, job id, age and reason (left in place).",
+        examples=[
+            "glasswork dlq list --queue emails --limit 20",
+            "glasswork dlq list --json | jq '.[].reason'",
+            f"glasswork dlq list {SQS}",
+        ],
+    )
+    listing.add_argument("--queue", help="only this queue's dead letters")
+    listing.add_argument("--limit", type=positive_int, default=100, help="at most this many")
+    listing.add_argument("--json", action="store_true", help="print JSON, bodies included")
+    listing.set_defaults(run=run_list)
+
+    redrive = add_command(
+        actions,
+        "redrive",
+        "Send dead letters back to their queues to run again (SQS: StartMessageMoveTask "
+        "where the DLQ supports it, else in batches).",
+        examples=[
+            "glasswork dlq redrive --id 7 --id 9",
+            "glasswork dlq redrive --all --queue emails",
+            f"glasswork dlq redrive --all {SQS}",
+        ],
+    )
+    _add_selection(redrive)
+    redrive.set_defaults(run=run_redrive)
+
+    purge = add_command(
+        actions,
+        "purge",
+        "Delete dead letters for good, after asking (--yes does not ask).",
+        examples=[
+            "glasswork dlq purge --id 7",
+            "glasswork dlq purge --all --queue emails --yes",
+            f"glasswork dlq purge --all --yes {SQS}",
+        ],
+    )
+    _add_selection(purge)
+    purge.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    purge.set_defaults(run=run_purge)
 
 
-def run(args: argparse.Namespace) -> int:
+def _add_selection(sub: argparse.ArgumentParser) -> None:
+    which = sub.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", dest="ids", action="append", help="a dead letter id (repeatable)")
+    which.add_argument("--all", action="store_true", help="every dead letter (of --queue)")
+    sub.add_argument("--queue", help="only this queue's dead letters")
+
+
+def run_list(args: argparse.Namespace) -> int:
     driver = open_driver(args)
-    if args.action == "list":
-        records = capability(driver, "dead_letters", "list dead letters")(
-            queue=args.queue, limit=args.limit
-        )
-        if args.json:
-            print(json.dumps([_dead_dict(r) for r in records], indent=2))
-        elif not records:
-            print("no dead letters")
-        else:
-            for r in records:
-                failed = r.failed_at.isoformat(timespec="seconds") if r.failed_at else "?"
-                print(
-                    f"#{r.id} {failed} queue={r.queue} job={r.job_name} id={r.job_id}\n"
-                    f"    reason: {r.reason}\n    body: {r.body[:300]}"
-                )
-        return 0
-    if not args.ids and not args.all:
-        raise CommandError(f"dlq {args.action} needs --id N (repeatable) or --all")
-    ids = None if args.all else args.ids
-    if args.action == "redrive":
-        moved = capability(driver, "redrive", "redrive dead letters")(ids, queue=args.queue)
-        print(f"redrove {moved} dead letter(s)")
+    dead_letters = capability(driver, "dead_letters", "list dead letters")
+    check_queue(driver, args.queue)
+    records = dead_letters(queue=args.queue, limit=args.limit)
+    if args.json:
+        print(json.dumps([_as_dict(r) for r in records], indent=2))
+    elif not records:
+        print("no dead letters")
     else:
-        if args.queue:
-            raise CommandError("dlq purge takes --id or --all, not --queue")
-        purged = capability(driver, "purge_dead_letters", "purge dead letters")(ids)
-        print(f"purged {purged} dead letter(s)")
+        rows = [
+            (r.id, r.queue or "-", r.job_name or "?", r.job_id or "?", age(r.failed_at), _short(r))
+            for r in records
+        ]
+        print_table(("ID", "QUEUE", "JOB", "JOB ID", "AGE", "REASON"), rows)
     return 0
 
 
-def _dead_dict(record: Any) -> dict[str, Any]:
+def run_redrive(args: argparse.Namespace) -> int:
+    driver = open_driver(args)
+    redrive = capability(driver, "redrive", "redrive dead letters")
+    ids = _selected(driver, args)
+    moved = redrive(ids, queue=args.queue)
+    print(f"redrove {moved} dead letter(s)")
+    return 0
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    driver = open_driver(args)
+    purge = capability(driver, "purge_dead_letters", "purge dead letters")
+    ids = _selected(driver, args)
+    by_queue = "queue" in inspect.signature(purge).parameters
+    if args.queue and ids is None and not by_queue:
+        # This driver purges by id: a queue's dead letters are the ids it lists.
+        ids = [r.id for r in driver.dead_letters(queue=args.queue, limit=_ALL)]  # type: ignore[attr-defined]
+    what = f"dead letters {', '.join(ids)}" if ids is not None else "every dead letter"
+    where = f" of queue {args.queue!r}" if args.queue else ""
+    if not args.yes and not _confirm(f"Purge {what}{where} for good? [y/N] "):
+        raise CommandError("nothing purged (answer y, or pass --yes)")
+    purged = purge(ids, queue=args.queue) if by_queue else purge(ids)
+    print(f"purged {purged} dead letter(s)")
+    return 0
+
+
+def _selected(driver: Any, args: argparse.Namespace) -> list[str] | None:
+    """The ids to act on (None: all), after checking the queue and that every id exists."""
+    check_queue(driver, args.queue)
+    if args.all:
+        return None
+    ids = [str(i) for i in args.ids]
+    known = {r.id for r in driver.dead_letters(queue=args.queue, limit=_ALL)}
+    missing = [i for i in ids if i not in known]
+    if missing:
+        where = f" of queue {args.queue!r}" if args.queue else ""
+        raise CommandError(
+            f"unknown dead letter id(s) {', '.join(missing)}{where}; "
+            "`glasswork dlq list` shows the ids"
+        )
+    return ids
+
+
+def _confirm(question: str) -> bool:
+    print(question, end="", file=sys.stderr, flush=True)
+    try:
+        answer = input()
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _short(record: Any, width: int = 80) -> str:
+    reason = " ".join(str(record.reason).split())
+    return reason if len(reason) <= width else reason[: width - 1] + "…"
+
+
+def _as_dict(record: Any) -> dict[str, Any]:
     return {
         "id": record.id,
         "queue": record.queue,
@@ -60,5 +175,6 @@ def _dead_dict(record: Any) -> dict[str, Any]:
         "job_id": record.job_id,
         "reason": record.reason,
         "failed_at": record.failed_at.isoformat() if record.failed_at else None,
+        "age": age(record.failed_at),
         "body": record.body,
     }

@@ -18,7 +18,15 @@ from ._common import (
 
 
 def register(commands: Any) -> None:
-    enqueue = add_command(commands, "enqueue", "Validate a payload and enqueue a job.")
+    enqueue = add_command(
+        commands,
+        "enqueue",
+        "Validate a payload and enqueue a job.",
+        examples=[
+            'glasswork enqueue send-welcome-email \'{"user_id": "1"}\' --app myapp:AppModule',
+            "glasswork enqueue daily-cleanup --in 10m --app myapp",
+        ],
+    )
     enqueue.add_argument("job", help="the registered job name")
     enqueue.add_argument("payload", nargs="?", default="null", help="the payload as JSON")
     add_app_option(enqueue)
@@ -43,12 +51,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(f"the payload is not JSON ({exc}): {args.payload!r}") from None
     service = JobService(open_driver(args))
-    if args.delay:
-        result = service.enqueue_in(job, payload, args.delay)
-    elif args.at:
-        result = service.enqueue_at(job, payload, parse_time(args.at))
-    else:
-        result = service.enqueue(job, payload)
+    at = parse_time(args.at) if args.at else None
+    result = service.enqueue_raw(job, payload, delay=args.delay, at=at)
     due = f", due {result.scheduled_at.isoformat()}" if result.scheduled_at else ""
     print(
         f"enqueued {job.name} job {result.job_id} as message {result.message_id} "

@@ -1,12 +1,15 @@
-"""``glasswork jobs`` and ``glasswork stats``: what the app registers, what the queues hold."""
+"""``glasswork jobs`` and ``glasswork stats``: what the app registers, what the queues hold.
+
+``stats`` prints one schema for every driver: ready, delayed, in flight, dead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
 from typing import Any
 
+from ..jobs.drivers.base import QueueStats
 from ._common import (
     add_app_option,
     add_command,
@@ -17,14 +20,35 @@ from ._common import (
     print_table,
 )
 
+#: The columns of ``stats``, in order: the fields of :class:`QueueStats`.
+COLUMNS = ("ready", "delayed", "in_flight", "dead")
+
 
 def register(commands: Any) -> None:
-    jobs = add_command(commands, "jobs", "List the app's registered jobs.", driver=False)
+    jobs = add_command(
+        commands,
+        "jobs",
+        "List the app's registered jobs.",
+        driver=False,
+        examples=[
+            "glasswork jobs --app myapp.worker:AppModule",
+            "GLASSWORK_APP=myapp glasswork jobs",
+        ],
+    )
     add_app_option(jobs)
     jobs.set_defaults(run=run_jobs)
 
     stats = add_command(
-        commands, "stats", "Show ready, delayed, in-flight and dead jobs per queue."
+        commands,
+        "stats",
+        "Show ready, delayed, in-flight and dead jobs per queue (the same columns for every "
+        "driver; SQS's counts are approximate, dead is the DLQ's depth).",
+        examples=[
+            "glasswork stats",
+            "glasswork stats --json",
+            "glasswork stats --driver 'sqs://us-east-1?queue.default=https://sqs.us-east-1"
+            ".amazonaws.com/123456789012/jobs'",
+        ],
     )
     stats.add_argument("--json", action="store_true", help="print JSON")
     stats.set_defaults(run=run_stats)
@@ -51,24 +75,17 @@ def run_jobs(args: argparse.Namespace) -> int:
 
 def run_stats(args: argparse.Namespace) -> int:
     driver = open_driver(args)
-    stats = {
-        queue: _counts(value)
-        for queue, value in capability(driver, "stats", "report queue stats")().items()
-    }
+    stats: dict[str, QueueStats] = capability(driver, "stats", "report queue stats")()
     if args.json:
-        print(json.dumps(stats, indent=2))
+        print(json.dumps({q: _counts(s) for q, s in stats.items()}, indent=2))
         return 0
     if not stats:
         print("no jobs and no dead letters")
         return 0
-    # Drivers count different things (SQS: visible, in_flight, delayed): show what they give.
-    columns = list(dict.fromkeys(k for counts in stats.values() for k in counts))
-    rows = [(q, *(counts.get(c, "") for c in columns)) for q, counts in stats.items()]
-    print_table(("QUEUE", *(c.replace("_", " ").upper() for c in columns)), rows)
+    rows = [(q, *_counts(s).values()) for q, s in stats.items()]
+    print_table(("QUEUE", *(c.replace("_", " ").upper() for c in COLUMNS)), rows)
     return 0
 
 
-def _counts(stats: Any) -> dict[str, int]:
-    if isinstance(stats, Mapping):
-        return dict(stats)
-    return {k: getattr(stats, k) for k in ("ready", "delayed", "in_flight", "dead")}
+def _counts(stats: QueueStats) -> dict[str, int]:
+    return {c: getattr(stats, c) for c in COLUMNS}

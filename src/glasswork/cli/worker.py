@@ -8,16 +8,32 @@ import os
 import sys
 from typing import Any
 
-from ._common import CommandError, add_command, load_app, open_driver, positive_int
+from ._common import (
+    CommandError,
+    add_command,
+    load_app,
+    open_driver,
+    positive_int,
+    warn_unknown_queues,
+)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def register(commands: Any) -> None:
     worker = add_command(
-        commands, "worker", "Run jobs until stopped (SIGTERM/SIGINT stop gracefully)."
+        commands,
+        "worker",
+        "Run jobs until stopped (SIGTERM/SIGINT stop gracefully).",
+        examples=[
+            "glasswork worker myapp.worker:AppModule --concurrency 8",
+            "glasswork worker myapp.worker --driver sqlite:///jobs.db --periodic",
+            "glasswork worker myapp.worker --queues emails,default --until-empty",
+        ],
     )
-    worker.add_argument("app", help="the app module, e.g. myapp.worker:AppModule")
+    worker.add_argument(
+        "app", help="the app: myapp.worker:AppModule, or myapp.worker when it has one module"
+    )
     worker.add_argument("--concurrency", type=positive_int, default=10, help="default: 10")
     worker.add_argument("--queues", help="comma-separated queues to read (default: all)")
     worker.add_argument(
@@ -45,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
     module = load_app(args.app)
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    driver = open_driver(args)
+    warn_unknown_queues(module, driver, queues)
     worker = Worker(
         module=module,
-        driver=open_driver(args),
+        driver=driver,
         concurrency=args.concurrency,
         queues=queues,
         periodic=args.periodic,

@@ -5,10 +5,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .async_service import AsyncJobService
+from .context import JobContext, JobLogger
 from .definition import JobDefinition, RetryPolicy, define_job, define_periodic_job
-from .drivers.base import EnqueueResult, QueueDriver, ReceivedMessage
+from .drivers.base import (
+    AsyncEnqueuer,
+    DeadLetterRecord,
+    EnqueueResult,
+    QueueDriver,
+    QueueStats,
+    ReceivedMessage,
+)
 from .drivers.mock import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
 from .durations import parse_duration
 from .errors import (
@@ -30,7 +39,6 @@ from .execution import (
     Discard,
     Done,
     Executor,
-    JobContext,
     JobHooks,
     JobRegistry,
     JobRun,
@@ -43,6 +51,13 @@ from .lambda_handler import LambdaWorker, bootstrap_worker
 from .message import MAX_MESSAGE_BYTES, JobMessage
 from .service import JobService
 from .timeouts import JobTimeout
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from .drivers.sqlite import SQLiteQueueDriver
+    from .drivers.sqs import SQSQueueDriver
+    from .outcome_log import OutcomeLog
+    from .scheduler import create_scheduler_handler, run_scheduler
+    from .worker import Worker
 
 # Names whose modules import boto3 or other optional packages: loaded on first use.
 _LAZY = {
@@ -68,9 +83,12 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "AsyncEnqueuer",
+    "AsyncJobService",
     "ConfigurationError",
     "DeadLetter",
     "DeadLetterEntry",
+    "DeadLetterRecord",
     "Discard",
     "Done",
     "DrainResult",
@@ -86,6 +104,7 @@ __all__ = [
     "JobDefinition",
     "JobError",
     "JobHooks",
+    "JobLogger",
     "JobMessage",
     "JobRegistry",
     "JobRun",
@@ -101,14 +120,20 @@ __all__ = [
     "PayloadTooLargeError",
     "PermanentJobError",
     "QueueDriver",
+    "QueueStats",
     "ReceivedMessage",
     "Retry",
     "RetryPolicy",
     "RunStep",
+    "SQLiteQueueDriver",
+    "SQSQueueDriver",
     "TransientJobError",
     "UnknownJobError",
+    "Worker",
     "bootstrap_worker",
+    "create_scheduler_handler",
     "define_job",
     "define_periodic_job",
     "parse_duration",
+    "run_scheduler",
 ]

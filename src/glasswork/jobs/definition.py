@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import inspect
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from types import UnionType
+from typing import Any, Generic, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from .context import JobContext
 from .durations import Delay, parse_duration
 from .errors import ConfigurationError, InvalidJobPayloadError
 
-if TYPE_CHECKING:
-    from .execution import JobContext
-
 P = TypeVar("P")
 
-Handler = Callable[..., Any]
-UniqueOption = Callable[[Any], Any] | Mapping[str, Callable[[Any], Any]] | None
+#: What a handler returns: nothing, or an awaitable of nothing (``async def``).
+HandlerResult = None | Awaitable[None]
+#: A handler of payload type ``P``: ``(payload, ctx)``, ``(payload)`` or ``()``.
+Handler = (
+    Callable[[P, JobContext], HandlerResult]
+    | Callable[[P], HandlerResult]
+    | Callable[[], HandlerResult]
+)
+#: ``unique=``: payload -> key, or ``{"key": payload -> key}``.
+UniqueOption = Callable[[P], object] | Mapping[str, Callable[[P], object]] | None
+#: ``group_id=``: a FIFO message group, or payload -> group.
+GroupOption = str | Callable[[P], object] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +62,7 @@ class RetryPolicy:
         return step
 
     @classmethod
-    def from_option(
-        cls, option: RetryPolicy | Mapping[str, Any] | bool | None
-    ) -> RetryPolicy | None:
+    def from_option(cls, option: RetryOption) -> RetryPolicy | None:
         """Read ``define_job(retry=...)``: None/True → defaults, False → no retries."""
         if option is None or option is True:
             return cls()
@@ -76,23 +83,36 @@ class RetryPolicy:
         )
 
 
+#: ``retry=``: a mapping of :class:`RetryPolicy` settings, a policy, True (defaults) or False.
+RetryOption = RetryPolicy | Mapping[str, Any] | bool | None
+
+
 @dataclass(frozen=True, eq=False)
 class JobDefinition(Generic[P]):
-    """A registered job: made by :func:`define_job` or :func:`define_periodic_job`."""
+    """A registered job: made by :func:`define_job` or :func:`define_periodic_job`.
+
+    ``P`` is the payload type its schema validates to (a model class gives its instances):
+    ``JobService.enqueue(job, payload)`` takes a ``P``, and :meth:`validate` turns any
+    JSON-like value (a dict from a request body, say) into one.
+    """
 
     name: str
-    handler: Handler
+    handler: Callable[..., Any]
     queue: str | None = None
     schema: Any = None
     retry: RetryPolicy | None = RetryPolicy()
-    unique_key: Callable[[P], Any] | None = None
-    group_id: str | Callable[[P], Any] | None = None
+    unique_key: Callable[[P], object] | None = None
+    group_id: GroupOption[P] = None
     periodic: bool = False
     schedule: str | None = None
     timeout: float | None = None
 
     def __post_init__(self) -> None:
-        adapter = TypeAdapter(self.schema) if self.schema is not None else None
+        adapter: TypeAdapter[Any] | None
+        if self.schema is None or isinstance(self.schema, TypeAdapter):
+            adapter = self.schema
+        else:
+            adapter = TypeAdapter(self.schema)
         object.__setattr__(self, "_adapter", adapter)
         object.__setattr__(self, "is_async", _is_async(self.handler))
         object.__setattr__(self, "_call", _adapt_arity(self.name, self.handler))
@@ -102,10 +122,14 @@ class JobDefinition(Generic[P]):
     is_async: bool = field(init=False, default=False)
     _call: Callable[[Any, JobContext], Any] = field(init=False, repr=False, default=None)  # type: ignore[assignment]
 
-    def validate(self, payload: Any) -> P:
-        """Validate ``payload`` against the schema; raises :class:`InvalidJobPayloadError`."""
+    def validate(self, payload: object) -> P:
+        """Validate ``payload`` against the schema, returning the payload type (a model
+        instance for a model schema); raises :class:`InvalidJobPayloadError`.
+
+        This is also the explicit way to enqueue a plain dict on a typed job:
+        ``jobs.enqueue(job, job.validate({"user_id": "123"}))``."""
         if self._adapter is None:
-            return payload  # type: ignore[no-any-return]
+            return payload  # type: ignore[return-value]
         try:
             # The adapter's validator itself: what validate_python calls, minus a frame.
             return self._adapter.validator.validate_python(payload)  # type: ignore[no-any-return]
@@ -148,31 +172,71 @@ class JobDefinition(Generic[P]):
         return f"<{kind} {self.name!r} queue={self.queue!r}>"
 
 
+@overload
 def define_job(
     *,
     name: str,
-    handler: Handler,
+    handler: Handler[P],
+    schema: type[P] | TypeAdapter[P],
     queue: str | None = None,
+    unique: UniqueOption[P] = None,
+    retry: RetryOption = None,
+    group_id: GroupOption[P] = None,
+    timeout: Delay | None = None,
+) -> JobDefinition[P]: ...
+@overload
+def define_job(
+    *,
+    name: str,
+    handler: Handler[Any],
+    schema: None = None,
+    queue: str | None = None,
+    unique: UniqueOption[Any] = None,
+    retry: RetryOption = None,
+    group_id: GroupOption[Any] = None,
+    timeout: Delay | None = None,
+) -> JobDefinition[Any]: ...
+@overload
+def define_job(
+    *,
+    name: str,
+    handler: Handler[Any],
+    schema: UnionType,
+    queue: str | None = None,
+    unique: UniqueOption[Any] = None,
+    retry: RetryOption = None,
+    group_id: GroupOption[Any] = None,
+    timeout: Delay | None = None,
+) -> JobDefinition[Any]: ...
+def define_job(
+    *,
+    name: str,
+    handler: Handler[Any],
     schema: Any = None,
-    unique: UniqueOption = None,
-    retry: RetryPolicy | Mapping[str, Any] | bool | None = None,
-    group_id: str | Callable[[Any], Any] | None = None,
+    queue: str | None = None,
+    unique: UniqueOption[Any] = None,
+    retry: RetryOption = None,
+    group_id: GroupOption[Any] = None,
     timeout: Delay | None = None,
 ) -> JobDefinition[Any]:
     """Turn a plain function into a job.
 
-    ``handler(payload, ctx)`` may be sync or ``async def``; it receives the payload validated
-    by ``schema`` (a pydantic model class or any type pydantic's ``TypeAdapter`` accepts).
-    ``unique`` is ``{"key": fn}`` or ``fn``: payload → key; a second pending job with the same
-    key is refused (and on FIFO queues it becomes the deduplication id). ``retry`` is
-    ``{"max_attempts": N, "backoff": s, "max_backoff": s, "jitter": bool}``, a
-    :class:`RetryPolicy`, or ``False`` to discard the job after its first failure.
-    ``group_id`` sets the FIFO message group (a string or payload → string). ``timeout``
-    (seconds, ``"30s"`` or a timedelta) bounds one run: past it the run fails with
-    :class:`JobTimeoutError` (transient; async handlers are cancelled, a sync handler's thread
-    is abandoned by the long-running worker).
+    ``handler(payload, ctx)`` (or ``handler(payload)``, or ``handler()``) may be sync or
+    ``async def``; it receives the payload validated by ``schema``: a pydantic model, a
+    ``TypedDict``, a dataclass, or any type pydantic's ``TypeAdapter`` accepts (pass a
+    ``TypeAdapter`` for forms such as ``Annotated[...]``, so type checkers know the type).
+    The job is a ``JobDefinition[P]`` for a schema of type ``P``, and type checkers check the
+    handler, and every enqueue, against ``P``.
 
-    >>> ping = define_job(name="ping", handler=lambda payload, ctx: None)
+    ``unique`` is ``{"key": fn}`` or ``fn``: payload → key; a second pending job with the same
+    key is refused. ``retry`` is ``{"max_attempts": N, "backoff": s, "max_backoff": s,
+    "jitter": bool}``, a :class:`RetryPolicy`, or ``False`` to discard the job after its
+    first failure. ``group_id`` sets the FIFO message group (a string or payload → string).
+    ``timeout`` (seconds, ``"30s"`` or a timedelta) bounds one run: past it the run fails
+    with :class:`JobTimeoutError` (transient; async handlers are cancelled, a sync handler's
+    thread is abandoned by the long-running worker).
+
+    >>> ping = define_job(name="ping", handler=lambda: None)
     """
     return JobDefinition(
         name=_check_name(name),
@@ -186,18 +250,40 @@ def define_job(
     )
 
 
+@overload
 def define_periodic_job(
     *,
     name: str,
-    handler: Handler,
+    handler: Handler[P],
+    schema: type[P] | TypeAdapter[P],
     schedule: str | None = None,
-    retry: RetryPolicy | Mapping[str, Any] | bool | None = None,
+    retry: RetryOption = None,
+    timeout: Delay | None = None,
+) -> JobDefinition[P]: ...
+@overload
+def define_periodic_job(
+    *,
+    name: str,
+    handler: Handler[Any],
+    schema: None = None,
+    schedule: str | None = None,
+    retry: RetryOption = None,
+    timeout: Delay | None = None,
+) -> JobDefinition[Any]: ...
+def define_periodic_job(
+    *,
+    name: str,
+    handler: Handler[Any],
     schema: Any = None,
+    schedule: str | None = None,
+    retry: RetryOption = None,
     timeout: Delay | None = None,
 ) -> JobDefinition[Any]:
     """A job run on a schedule: by an EventBridge rule whose input is ``{"jobName": name}``,
     or by the long-running worker (``--periodic``) from ``schedule``, a cron expression
-    (``"0 3 * * *"``, ``"cron(0 3 * * ? *)"``) or ``"rate(5 minutes)"``.
+    (``"0 3 * * *"``, ``"cron(0 3 * * ? *)"``) or ``"rate(5 minutes)"``. A schedule that
+    cannot be read (or that EventBridge would refuse) raises :class:`ConfigurationError`
+    here, when the job is defined.
     """
     return JobDefinition(
         name=_check_name(name),
@@ -206,7 +292,7 @@ def define_periodic_job(
         schema=schema,
         retry=RetryPolicy.from_option(retry),
         periodic=True,
-        schedule=schedule,
+        schedule=_check_schedule(name, schedule),
         timeout=_check_timeout(name, timeout),
     )
 
@@ -229,13 +315,25 @@ def _check_timeout(name: str, timeout: Delay | None) -> float | None:
     return seconds
 
 
-def _check_handler(name: str, handler: Handler) -> Handler:
+def _check_schedule(name: str, schedule: str | None) -> str | None:
+    if schedule is None:
+        return None
+    from .schedules import validate_schedule
+
+    try:
+        validate_schedule(schedule)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"periodic job {name!r}: {exc}") from None
+    return schedule
+
+
+def _check_handler(name: str, handler: Handler[Any]) -> Callable[..., Any]:
     if not callable(handler):
         raise ConfigurationError(f"job {name!r}: handler must be callable, got {handler!r}")
     return handler
 
 
-def _unique_key_fn(name: str, unique: UniqueOption) -> Callable[[Any], Any] | None:
+def _unique_key_fn(name: str, unique: UniqueOption[Any]) -> Callable[[Any], object] | None:
     if unique is None:
         return None
     if isinstance(unique, Mapping):
@@ -250,14 +348,14 @@ def _unique_key_fn(name: str, unique: UniqueOption) -> Callable[[Any], Any] | No
     raise ConfigurationError(f"job {name!r}: unique must be {{'key': fn}} or a function")
 
 
-def _is_async(handler: Handler) -> bool:
+def _is_async(handler: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None)  # noqa: B004 - async __call__ on callable objects
     )
 
 
-def _adapt_arity(name: str, handler: Handler) -> Callable[[Any, JobContext], Any]:
-    """Let handlers take ``(payload, ctx)`` or just ``(payload)``."""
+def _adapt_arity(name: str, handler: Callable[..., Any]) -> Callable[[Any, JobContext], Any]:
+    """Let handlers take ``(payload, ctx)``, ``(payload)`` or nothing."""
     try:
         params = inspect.signature(handler).parameters.values()
     except (TypeError, ValueError):  # builtins without a signature: assume (payload, ctx)
@@ -267,4 +365,8 @@ def _adapt_arity(name: str, handler: Handler) -> Callable[[Any, JobContext], Any
         return handler
     if len(positional) == 1:
         return lambda value, _ctx: handler(value)
-    raise ConfigurationError(f"job {name!r}: handler must accept (payload, ctx) or (payload)")
+    if any(p.default is p.empty and p.kind is p.KEYWORD_ONLY for p in params):
+        raise ConfigurationError(
+            f"job {name!r}: handler must accept (payload, ctx), (payload) or nothing"
+        )
+    return lambda _value, _ctx: handler()

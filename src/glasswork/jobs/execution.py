@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from .context import JobContext, JobLogger
 from .definition import JobDefinition
 from .errors import (
     ConfigurationError,
@@ -32,8 +33,8 @@ from .errors import (
 from .message import JobMessage
 
 if TYPE_CHECKING:
-    from ..modules import Module, Services
-    from .drivers.base import QueueDriver
+    from ..modules import Module
+    from ..services import Services
 
 logger = logging.getLogger("glasswork.jobs")
 
@@ -87,36 +88,6 @@ class Discard(Outcome):
 
 
 # -- context, hooks, registry ---------------------------------------------------------------
-
-
-class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
-    """``ctx.logger``: a standard logger that puts the job name and id on every line, in the
-    text and as ``extra`` fields (``job_name``, ``job_id``, ``attempt``) for JSON formatters."""
-
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        extra = self.extra or {}
-        given = kwargs.get("extra")
-        kwargs["extra"] = {**extra, **given} if given else extra
-        return f"[{extra['job_name']} {extra['job_id']}] {msg}", kwargs
-
-
-@dataclass(slots=True)
-class JobContext:
-    """What a handler gets besides its payload.
-
-    ``services`` (the module's providers), ``logger``, ``job`` (the :class:`JobMessage`),
-    ``attempt`` (1 on the first run), ``max_attempts`` (None when retries are off) and
-    ``lambda_context`` (the AWS Lambda context when run by the Lambda worker).
-    """
-
-    services: Services
-    logger: JobLogger
-    job: JobMessage
-    attempt: int = 1
-    max_attempts: int | None = None
-    lambda_context: Any = None
 
 
 Hook = Callable[..., Any]
@@ -283,7 +254,7 @@ class Executor:
     ) -> Executor:
         """The executor of ``module``'s jobs and services (and those of its imports);
         duplicate job names raise :class:`ConfigurationError` here."""
-        from ..modules import Services
+        from ..services import Services
 
         return cls(
             JobRegistry.for_module(module),
@@ -477,8 +448,18 @@ def _cancelled_from_outside(error: BaseException) -> bool:
     return task is not None and task.cancelling() > 0
 
 
+class DeadLetterTarget(Protocol):
+    """What :func:`send_to_dead_letter` needs of a driver (``QueueDriver.dead_letter``)."""
+
+    def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool: ...
+
+
 def send_to_dead_letter(
-    driver: QueueDriver | None, body: str, outcome: DeadLetter, queue: str, log: logging.Logger
+    driver: DeadLetterTarget | None,
+    body: str,
+    outcome: DeadLetter,
+    queue: str,
+    log: logging.Logger,
 ) -> bool:
     """Hand a :class:`DeadLetter` outcome's message to ``driver.dead_letter``; shared by every
     worker. True: it is dealt with (kept, or logged at ERROR when the driver has no dead

@@ -28,7 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import MalformedMessageError, PayloadTooLargeError
 
 ENVELOPE_VERSION = 1
-#: SQS's limit for a message, and ours for every driver so jobs move between drivers freely.
+#: The default size limit of a message: SQS's long-standing 256 KiB, so jobs move between
+#: drivers freely. Drivers may allow more (``QueueDriver.message_limit``): SQS queues take
+#: up to their ``MaximumMessageSize``, 1 MiB (1,048,576 bytes) at most.
 MAX_MESSAGE_BYTES = 262_144
 
 
@@ -96,12 +98,20 @@ class JobMessage(BaseModel):
         """Serialize to the wire format (optional keys that are unset are left out)."""
         return self.model_dump_json(by_alias=True, exclude_none=True)
 
-    def encode(self, limit: int = MAX_MESSAGE_BYTES) -> str:
-        """Serialize and check the size limit; raises :class:`PayloadTooLargeError`."""
+    def encode(self, limit: int | None = None) -> str:
+        """Serialize and check the size limit; raises :class:`PayloadTooLargeError`.
+
+        ``limit`` is the driver's (see ``QueueDriver.message_limit``). Without one, a message
+        already checked (by :class:`~glasswork.jobs.JobService`, against its driver's limit)
+        returns its text as it is, and an unchecked one is held to 262,144 bytes."""
         body: str | None = getattr(self, "_body", None)
         if body is None:
             body = self.to_json()
             object.__setattr__(self, "_body", body)
+        elif limit is None:
+            return body
+        if limit is None:
+            limit = MAX_MESSAGE_BYTES
         # len() of an ASCII str is its UTF-8 size; only other text needs encoding to measure.
         size = len(body) if body.isascii() else len(body.encode("utf-8"))
         if size > limit:

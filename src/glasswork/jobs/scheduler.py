@@ -305,11 +305,10 @@ class Scheduler:
         return run
 
     def _can_delay(self, queue: str, delay: float) -> bool:
-        from .drivers.sqs import SQSQueueDriver
-
-        if isinstance(self.driver, SQSQueueDriver):
+        accepts_delay = getattr(self.driver, "accepts_delay", None)  # the SQS driver's
+        if accepts_delay is not None:
             try:
-                return self.driver.accepts_delay(queue, delay)
+                return bool(accepts_delay(queue, delay))
             except ConfigurationError:
                 return True  # let the send fail and record why
         return True

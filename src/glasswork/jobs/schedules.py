@@ -9,6 +9,7 @@ datetime.datetime(2026, 1, 1, 0, 5, tzinfo=datetime.timezone.utc)
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -98,6 +99,14 @@ def _parse_rate(text: str) -> RateSchedule:
     value = int(match.group(1))
     if value < 1:
         raise ConfigurationError(f"schedule {text!r}: the rate must be at least 1")
+    plural = match.group(2).lower().endswith("s")
+    if plural != (value > 1):
+        # EventBridge refuses "rate(1 minutes)" and "rate(5 minute)".
+        fixed = f"rate({value} {unit}{'s' if value > 1 else ''})"
+        raise ConfigurationError(
+            f"schedule {text!r}: EventBridge needs the singular unit for 1 and the plural "
+            f"otherwise: {fixed!r}"
+        )
     return RateSchedule(text, value * _RATE_UNITS[unit])
 
 
@@ -152,11 +161,25 @@ def _aws_day_of_week(text: str, field: str) -> str:
     return ",".join(parts)
 
 
+class _CroniterMissing(ConfigurationError):
+    """A cron expression passed every check that needs no croniter."""
+
+
+def validate_schedule(expression: str) -> None:
+    """Check ``expression`` as :func:`parse_schedule` does, when a periodic job is defined.
+
+    Without croniter installed, cron expressions get the checks that need no croniter (field
+    count, AWS's ``?`` rule, day-of-week numbers); the worker checks the rest when it
+    starts, so Lambda-only apps need no croniter."""
+    with contextlib.suppress(_CroniterMissing):
+        parse_schedule(expression)
+
+
 def _check_cron(original: str, fields: str) -> None:
     try:
         from croniter import croniter
     except ImportError:  # pragma: no cover - depends on the installation
-        raise ConfigurationError(
+        raise _CroniterMissing(
             f"schedule {original!r} is a cron expression, which needs croniter: "
             "pip install 'glasswork[cron]'"
         ) from None

@@ -1,74 +1,145 @@
-"""JobService: validate a payload, build its message, hand it to the driver."""
+"""JobService: validate a payload, build its message, hand it to the driver.
+
+:class:`JobService` is for sync code; :class:`~glasswork.jobs.AsyncJobService`
+(:mod:`glasswork.jobs.async_service`) has the same methods as coroutines. What they share,
+checking a payload and building its message, is :class:`EnqueueBase`.
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from .definition import JobDefinition
 from .drivers.base import EnqueueResult, QueueDriver
 from .durations import Delay, parse_duration
+from .errors import ConfigurationError
 from .message import JobMessage
 
+P = TypeVar("P")
 
-class JobService:
-    """Enqueue jobs now, after a delay, or at a time.
+#: The producing methods a driver may have; ``async def`` ones need AsyncJobService.
+PRODUCING_METHODS = ("enqueue", "enqueue_in", "enqueue_at", "enqueue_many")
 
-    >>> service = JobService(MockQueueDriver())                     # doctest: +SKIP
-    >>> service.enqueue(send_welcome_email, {"user_id": "123"})      # doctest: +SKIP
-    >>> service.enqueue_in(send_welcome_email, {"user_id": "123"}, "10m")  # doctest: +SKIP
 
-    Payloads are validated before anything is sent (:class:`InvalidJobPayloadError`), the
-    message is checked against the 256 KiB limit (:class:`PayloadTooLargeError`), and drivers
-    that keep unique keys refuse a duplicate (:class:`DuplicateJobError`).
-    """
+class EnqueueBase:
+    """What both services do before a driver sees a job: check the payload against the job's
+    schema, build the message, and check it against the driver's size limit."""
 
-    def __init__(self, driver: QueueDriver, default_queue: str = "default") -> None:
-        if not isinstance(driver, QueueDriver):
-            raise TypeError(f"driver must be a QueueDriver, got {type(driver).__name__}")
-        self.driver = driver
+    def __init__(self, driver: object, *, default_queue: str = "default") -> None:
+        if not isinstance(default_queue, str) or not default_queue:
+            raise ConfigurationError(
+                f"default_queue must be a non-empty queue name, got {default_queue!r}"
+            )
         self.default_queue = default_queue
 
+    def queue_of(self, job: JobDefinition[Any]) -> str:
+        """The queue ``job`` goes to: its own ``queue``, else the service's default."""
+        if not isinstance(job, JobDefinition):
+            raise TypeError(f"expected a job made by define_job, got {job!r}")
+        return job.queue or self.default_queue
+
+    def build_message(self, job: JobDefinition[Any], payload: object, limit: int) -> JobMessage:
+        """Validate ``payload`` and build the message, checking it against ``limit`` bytes
+        (:class:`PayloadTooLargeError`) before any driver sees it."""
+        value = job.validate(payload)
+        message = JobMessage.create(
+            job.name,
+            job.to_wire(value),
+            queue=self.queue_of(job),
+            unique_key=job.unique_key_for(value),
+            group_id=job.group_id_for(value),
+        )
+        message.encode(limit)
+        return message
+
+
+def check_when(when: datetime) -> datetime:
+    """``enqueue_at``'s time: an aware datetime (naive ones are ambiguous)."""
+    if not isinstance(when, datetime):
+        raise TypeError(f"enqueue_at needs a datetime, got {type(when).__name__}")
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(
+            f"enqueue_at needs an aware datetime, got naive {when.isoformat()}; "
+            "use e.g. datetime.now(UTC) + timedelta(hours=1)"
+        )
+    return when
+
+
+def check_raw_timing(delay: Delay | None, at: datetime | None) -> None:
+    if delay is not None and at is not None:
+        raise TypeError("enqueue_raw takes delay= or at=, not both")
+
+
+class JobService(EnqueueBase):
+    """Enqueue jobs now, after a delay, or at a time.
+
+    >>> service = JobService(MockQueueDriver())                                # doctest: +SKIP
+    >>> service.enqueue(send_welcome_email, WelcomeEmail(user_id="123"))        # doctest: +SKIP
+    >>> service.enqueue_in(send_welcome_email, WelcomeEmail(user_id="1"), "10m")  # doctest: +SKIP
+    >>> service.enqueue_raw(send_welcome_email, {"user_id": "123"})             # doctest: +SKIP
+
+    Payloads are typed by the job's schema (a model instance for a model schema, the
+    ``TypedDict`` for a ``TypedDict`` schema); :meth:`enqueue_raw` takes plain JSON-like
+    values. Every payload is validated before anything is sent
+    (:class:`InvalidJobPayloadError`), the message is checked against the driver's size
+    limit (:class:`PayloadTooLargeError`), and drivers that keep unique keys refuse a
+    duplicate (:class:`DuplicateJobError`). Options are keyword-only.
+
+    A driver whose methods are ``async def`` is refused here: use
+    :class:`~glasswork.jobs.AsyncJobService`, which awaits them.
+    """
+
+    def __init__(self, driver: QueueDriver, *, default_queue: str = "default") -> None:
+        if not isinstance(driver, QueueDriver):
+            raise TypeError(f"driver must be a QueueDriver, got {type(driver).__name__}")
+        coroutines = [m for m in PRODUCING_METHODS if _is_coroutine(getattr(driver, m, None))]
+        if coroutines:
+            raise ConfigurationError(
+                f"{type(driver).__name__}.{coroutines[0]} is async def, and JobService calls "
+                "drivers synchronously (its coroutines would never run, and every job would be "
+                "lost): use AsyncJobService(driver), which awaits them"
+            )
+        super().__init__(driver, default_queue=default_queue)
+        self.driver = driver
+
     def enqueue(
-        self, job: JobDefinition[Any], payload: Any = None, *, connection: Any = None
+        self, job: JobDefinition[P], payload: P, *, connection: Any = None
     ) -> EnqueueResult:
         """Enqueue ``job`` to run as soon as a worker is free.
 
         ``connection``: write through your own database connection, inside your open
         transaction, so the job exists if and only if that transaction commits (drivers on
         a database, such as PostgreSQL; others raise :class:`ConfigurationError`)."""
-        return self._driver(connection).enqueue(self.build_message(job, payload))
+        driver = self._driver(connection)
+        return driver.enqueue(self._message(driver, job, payload))
 
     def enqueue_in(
-        self, job: JobDefinition[Any], payload: Any, delay: Delay, *, connection: Any = None
+        self, job: JobDefinition[P], payload: P, delay: Delay, *, connection: Any = None
     ) -> EnqueueResult:
         """Enqueue ``job`` to run after ``delay``: ``"30s"``, ``"10m"``, ``"1h30m"``, seconds
         or a timedelta."""
         seconds = parse_duration(delay)
-        message = self.build_message(job, payload)
         driver = self._driver(connection)
+        message = self._message(driver, job, payload)
         if seconds == 0:
             return driver.enqueue(message)
         return driver.enqueue_in(message, seconds)
 
     def enqueue_at(
-        self, job: JobDefinition[Any], payload: Any, when: datetime, *, connection: Any = None
+        self, job: JobDefinition[P], payload: P, when: datetime, *, connection: Any = None
     ) -> EnqueueResult:
         """Enqueue ``job`` to run at ``when``, an aware datetime (a time in the past: now)."""
-        if not isinstance(when, datetime):
-            raise TypeError(f"enqueue_at needs a datetime, got {type(when).__name__}")
-        if when.tzinfo is None or when.utcoffset() is None:
-            raise ValueError(
-                f"enqueue_at needs an aware datetime, got naive {when.isoformat()}; "
-                "use e.g. datetime.now(UTC) + timedelta(hours=1)"
-            )
-        return self._driver(connection).enqueue_at(self.build_message(job, payload), when)
+        check_when(when)
+        driver = self._driver(connection)
+        return driver.enqueue_at(self._message(driver, job, payload), when)
 
     def enqueue_many(
         self,
-        job: JobDefinition[Any],
-        payloads: Iterable[Any],
+        job: JobDefinition[P],
+        payloads: Iterable[P],
         *,
         delay: Delay | None = None,
         connection: Any = None,
@@ -76,25 +147,45 @@ class JobService:
         """Enqueue one job per payload, in batches where the driver has them. Every payload is
         validated first: if one is invalid, nothing is sent."""
         seconds = parse_duration(delay) if delay is not None else 0.0
-        messages = [self.build_message(job, p) for p in payloads]
+        driver = self._driver(connection)
+        messages = [self._message(driver, job, p) for p in payloads]
         if not messages:
             return []
-        return self._driver(connection).enqueue_many(messages, seconds)
+        return driver.enqueue_many(messages, seconds)
+
+    def enqueue_raw(
+        self,
+        job: JobDefinition[Any],
+        payload: object,
+        *,
+        delay: Delay | None = None,
+        at: datetime | None = None,
+        connection: Any = None,
+    ) -> EnqueueResult:
+        """Enqueue a plain JSON-like ``payload`` (say, a dict from a request body), validated
+        against the job's schema as any payload is: the explicit untyped path, for when the
+        payload is not (yet) the schema's type. ``delay`` or ``at`` as for
+        :meth:`enqueue_in` / :meth:`enqueue_at`."""
+        check_raw_timing(delay, at)
+        if at is not None:
+            return self.enqueue_at(job, payload, at, connection=connection)
+        return self.enqueue_in(job, payload, delay or 0, connection=connection)
+
+    def build_message(
+        self, job: JobDefinition[Any], payload: object, limit: int | None = None
+    ) -> JobMessage:
+        """Validate ``payload`` and build its message, checked against the driver's size limit
+        (or ``limit`` bytes)."""
+        if limit is None:
+            limit = self.driver.message_limit(self.queue_of(job))
+        return super().build_message(job, payload, limit)
+
+    def _message(self, driver: QueueDriver, job: JobDefinition[Any], payload: object) -> JobMessage:
+        return super().build_message(job, payload, driver.message_limit(self.queue_of(job)))
 
     def _driver(self, connection: Any) -> QueueDriver:
         return self.driver if connection is None else self.driver.bind(connection)
 
-    def build_message(self, job: JobDefinition[Any], payload: Any) -> JobMessage:
-        """Validate ``payload`` and build the message, checking the size limit."""
-        if not isinstance(job, JobDefinition):
-            raise TypeError(f"expected a job made by define_job, got {job!r}")
-        value = job.validate(payload)
-        message = JobMessage.create(
-            job.name,
-            job.to_wire(value),
-            queue=job.queue or self.default_queue,
-            unique_key=job.unique_key_for(value),
-            group_id=job.group_id_for(value),
-        )
-        message.encode()  # raises PayloadTooLargeError before any driver sees it
-        return message
+
+def _is_coroutine(method: object) -> bool:
+    return method is not None and inspect.iscoroutinefunction(method)

@@ -13,10 +13,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigurationError
-from ..message import JobMessage
+from ..message import MAX_MESSAGE_BYTES, JobMessage
 
 if TYPE_CHECKING:
     from ..execution import RunStep
@@ -81,6 +81,24 @@ class DeadLetterRecord:
     failed_at: datetime | None
 
 
+class AsyncEnqueuer(Protocol):
+    """A driver's producing side as coroutines, what :class:`~glasswork.jobs.AsyncJobService`
+    awaits: from the driver's own async I/O (:meth:`QueueDriver.async_enqueuer`), from a
+    driver whose methods are ``async def``, or a bounded thread pool around a sync driver."""
+
+    #: How enqueues run: ``"native"`` (async I/O on the event loop) or ``"threads"``.
+    mode: str
+
+    async def enqueue(self, message: JobMessage) -> EnqueueResult: ...
+    async def enqueue_in(self, message: JobMessage, delay_seconds: float) -> EnqueueResult: ...
+    async def enqueue_at(self, message: JobMessage, run_at: datetime) -> EnqueueResult: ...
+    async def enqueue_many(
+        self, messages: Sequence[JobMessage], delay_seconds: float = 0.0
+    ) -> list[EnqueueResult]: ...
+    async def message_limit(self, queue: str) -> int: ...
+    async def aclose(self) -> None: ...
+
+
 class QueueDriver(ABC):
     """Base class of every driver. Subclass it to carry jobs over another backend.
 
@@ -93,12 +111,32 @@ class QueueDriver(ABC):
                 return self.enqueue_in(message, 0)
 
             def enqueue_in(self, message, delay_seconds):
-                body = message.encode()   # checks the 256 KiB limit
+                body = message.encode()   # the text, checked against message_limit()
                 ...                       # push body, due at now + delay_seconds
                 return EnqueueResult(message_id, message.job_id, message.queue, due_at)
     """
 
     name: str = "custom"
+    #: The largest message (bytes of wire text) this driver takes, unless
+    #: :meth:`message_limit` says otherwise per queue. Set it on an instance to change it.
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def message_limit(self, queue: str) -> int:
+        """The size limit of a message for ``queue``, which :class:`~glasswork.jobs.JobService`
+        checks before anything is sent (:class:`~glasswork.jobs.PayloadTooLargeError`).
+        262,144 bytes unless :attr:`max_message_bytes` is set; the SQS driver reads each
+        queue's ``MaximumMessageSize``."""
+        return self.max_message_bytes
+
+    def async_enqueuer(self) -> AsyncEnqueuer | None:
+        """This driver's producing side on native async I/O, for
+        :class:`~glasswork.jobs.AsyncJobService`; None (the default) means the service runs
+        the sync methods in a bounded thread pool. The SQS driver returns one when
+        aiobotocore is installed (``pip install 'glasswork[async]'``)."""
+        return None
 
     @abstractmethod
     def enqueue(self, message: JobMessage) -> EnqueueResult:

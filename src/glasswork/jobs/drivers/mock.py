@@ -95,6 +95,11 @@ class MockQueueDriver(QueueDriver):
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
 
+    def __repr__(self) -> str:
+        return (
+            f"MockQueueDriver(pending={len(self._pending)}, dead_letters={len(self.dead_letters)})"
+        )
+
     @property
     def jobs(self) -> list[JobMessage]:
         """Every message enqueued so far, in order."""

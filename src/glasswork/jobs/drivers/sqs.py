@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,10 +28,36 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import ConfigurationError, EnqueueError, MalformedMessageError
 from ..message import MAX_MESSAGE_BYTES, JobMessage
-from .base import EnqueueResult, QueueDriver, ReceivedMessage
+from .base import (
+    AsyncEnqueuer,
+    DeadLetterRecord,
+    EnqueueResult,
+    QueueDriver,
+    QueueStats,
+    ReceivedMessage,
+)
+from .sqs_dead_letters import (
+    REASON_ATTRIBUTE,
+    SOURCE_QUEUE_ATTRIBUTE,
+    SQSDeadLetters,
+    dead_letter_attributes,
+)
+from .sqs_fifo import deduplication_id, fifo_id
+from .sqs_unique import ReleaseUniqueKeys, UniqueKeys
 
 if TYPE_CHECKING:
+    from ..execution import RunStep
     from ..scheduler import ScheduledJobsTable
+
+__all__ = [
+    "REASON_ATTRIBUTE",
+    "SOURCE_QUEUE_ATTRIBUTE",
+    "EnqueueBatchError",
+    "FailedEnqueue",
+    "SQSQueueDriver",
+    "deduplication_id",
+    "fifo_id",
+]
 
 logger = logging.getLogger("glasswork.jobs")
 
@@ -42,14 +67,7 @@ MAX_SQS_DELAY_SECONDS = 900
 MAX_VISIBILITY_SECONDS = 43_200
 #: Entries per SendMessageBatch / DeleteMessageBatch request.
 SQS_BATCH_SIZE = 10
-#: Message attributes set on dead-letter sends.
-REASON_ATTRIBUTE = "GlassworkReason"
-SOURCE_QUEUE_ATTRIBUTE = "GlassworkSourceQueue"
 
-# FIFO group and deduplication ids: 1-128 printable ASCII characters, no spaces.
-_FIFO_ID = re.compile(r"[!-~]{1,128}")
-# Characters SQS accepts in message attribute values (the XML 1.0 character set).
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 
 
@@ -95,8 +113,14 @@ class SQSQueueDriver(QueueDriver):
     :mod:`glasswork.jobs.scheduler`). ``dead_letter_queues`` maps queue names to DLQ URLs;
     a queue without one uses the DLQ of its redrive policy, looked up once.
 
-    ``client`` / ``dynamodb_client`` take ready boto3 clients (otherwise they are made on
-    first use from ``region`` and ``endpoint_url``).
+    ``unique_table`` (a DynamoDB table with the scheduler table's schema; that table may
+    serve) makes unique keys hold on every queue: a second enqueue of a pending key raises
+    :class:`~glasswork.jobs.DuplicateJobError`, and the key is released when the job finishes
+    or after ``unique_ttl`` past its due time (see :mod:`glasswork.jobs.drivers.sqs_unique`).
+
+    Each queue's size limit is its ``MaximumMessageSize``, read once per queue (262,144
+    bytes when it cannot be read). ``client`` / ``dynamodb_client`` take ready boto3 clients
+    (otherwise they are made on first use from ``region`` and ``endpoint_url``).
     """
 
     name = "sqs"
@@ -113,6 +137,8 @@ class SQSQueueDriver(QueueDriver):
         dynamodb_client: Any = None,
         scheduler_retention: timedelta = timedelta(days=7),
         batch_retries: int = 2,
+        unique_table: str | None = None,
+        unique_ttl: timedelta = timedelta(days=1),
     ) -> None:
         if not isinstance(queues, Mapping) or not queues:
             raise ConfigurationError(
@@ -145,6 +171,24 @@ class SQSQueueDriver(QueueDriver):
         self._discovered_dlq: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self._next_queue = 0
+        self._limits: dict[str, int] = {}  # queue URL -> MaximumMessageSize
+        self.unique_table = unique_table
+        self.unique_keys = (
+            UniqueKeys(unique_table, lambda: self.dynamodb, unique_ttl) if unique_table else None
+        )
+        self._warned_unique = False
+        self.dead_letter_admin = SQSDeadLetters(self)
+
+    def __repr__(self) -> str:
+        extras = "".join(
+            f", {k}={v!r}"
+            for k, v in (
+                ("scheduler_table", self.scheduler_table),
+                ("unique_table", self.unique_table),
+            )
+            if v
+        )
+        return f"SQSQueueDriver(region={self.region!r}, queues={sorted(self.queues)!r}{extras})"
 
     # -- configuration -----------------------------------------------------------------
 
@@ -156,6 +200,45 @@ class SQSQueueDriver(QueueDriver):
                 "sqs", region_name=self.region, endpoint_url=self.endpoint_url, config=_BOTO_CONFIG
             )
         return self._client
+
+    @property
+    def dynamodb(self) -> Any:
+        """The boto3 DynamoDB client (made on first use), for the scheduler and unique-key
+        tables."""
+        if self._dynamodb_client is None:
+            self._dynamodb_client = boto3.client(
+                "dynamodb",
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                config=_BOTO_CONFIG,
+            )
+        return self._dynamodb_client
+
+    def message_limit(self, queue: str) -> int:
+        """The queue's ``MaximumMessageSize`` (read once; 262,144 when it cannot be read)."""
+        return self.limit_of_url(self.queue_url(queue))
+
+    def limit_of_url(self, url: str) -> int:
+        """The ``MaximumMessageSize`` of the queue at ``url`` (read once)."""
+        limit = self._limits.get(url)
+        if limit is None:
+            try:
+                response = self.client.get_queue_attributes(
+                    QueueUrl=url, AttributeNames=["MaximumMessageSize"]
+                )
+            except (ClientError, BotoCoreError) as exc:
+                response = {}
+                logger.info("cannot read MaximumMessageSize of %s (%s): using 262,144", url, exc)
+            limit = self.remember_limit(url, response)
+        return limit
+
+    def remember_limit(self, url: str, response: Mapping[str, Any]) -> int:
+        """Keep the limit a ``GetQueueAttributes`` response gives (the async path reads it
+        too); the default 262,144 when the response has none."""
+        value = response.get("Attributes", {}).get("MaximumMessageSize")
+        limit = int(value) if value else MAX_MESSAGE_BYTES
+        self._limits[url] = limit
+        return limit
 
     @property
     def table(self) -> ScheduledJobsTable:
@@ -172,7 +255,7 @@ class SQSQueueDriver(QueueDriver):
 
             self._table = ScheduledJobsTable(
                 self.scheduler_table,
-                client=self._dynamodb_client,
+                client=self.dynamodb,
                 region=self.region,
                 endpoint_url=self.endpoint_url,
                 retention=self.scheduler_retention,
@@ -209,7 +292,7 @@ class SQSQueueDriver(QueueDriver):
     # -- producing ---------------------------------------------------------------------
 
     def enqueue(self, message: JobMessage) -> EnqueueResult:
-        return self._send(message, 0)
+        return self._route(message, 0, time.time())
 
     def enqueue_in(self, message: JobMessage, delay_seconds: float) -> EnqueueResult:
         return self._route(message, delay_seconds, time.time() + delay_seconds)
@@ -221,13 +304,58 @@ class SQSQueueDriver(QueueDriver):
         return self._route(message, due - time.time(), due)
 
     def _route(self, message: JobMessage, delay: float, due: float) -> EnqueueResult:
-        """Send now, with SQS's own delay, or through the scheduler table, as ``delay``
-        (seconds from now; ``due`` is the same moment as an epoch time) allows."""
-        if delay <= 0:
-            return self._send(message, 0)
-        if self.accepts_delay(message.queue, delay):
-            return self._send(message, delay)
-        return self._schedule(message, due)
+        """Take the unique key, then send now, with SQS's own delay, or through the
+        scheduler table, as ``delay`` (seconds from now; ``due`` is the same moment as an
+        epoch time) allows. A failed send gives the key back."""
+        taken = self._claim([message], delay)
+        try:
+            if delay <= 0:
+                return self._send(message, 0)
+            if self.accepts_delay(message.queue, delay):
+                return self._send(message, delay)
+            return self._schedule(message, due)
+        except BaseException:
+            self._unclaim(taken)
+            raise
+
+    def _claim(self, messages: Sequence[JobMessage], delay: float) -> list[JobMessage]:
+        """Take the unique keys of ``messages`` (with ``unique_table``); see
+        :mod:`glasswork.jobs.drivers.sqs_unique`."""
+        if self.unique_keys is None:
+            self.warn_unique_ignored(messages)
+            return []
+        return self.unique_keys.claim(list(messages), delay)
+
+    def _unclaim(self, taken: list[JobMessage]) -> None:
+        if taken and self.unique_keys is not None:
+            try:
+                self.unique_keys.release(taken)
+            except Exception:
+                logger.warning("could not give back %d unique key(s)", len(taken), exc_info=True)
+
+    def warn_unique_ignored(self, messages: Sequence[JobMessage]) -> None:
+        """Say once that unique keys are not enforced without ``unique_table``."""
+        if self._warned_unique or all(m.unique_key is None for m in messages):
+            return
+        self._warned_unique = True
+        logger.warning(
+            "job %r has a unique key, which SQS does not enforce (standard queues ignore it; "
+            "FIFO queues drop a repeat within 5 minutes, silently): set "
+            "SQSQueueDriver(unique_table=...) for DuplicateJobError",
+            next(m.job_name for m in messages if m.unique_key is not None),
+        )
+
+    def run_steps(self) -> Sequence[RunStep]:
+        """With ``unique_table``: release a finished job's unique key."""
+        return [ReleaseUniqueKeys(self.unique_keys)] if self.unique_keys is not None else []
+
+    def async_enqueuer(self) -> AsyncEnqueuer | None:
+        """Enqueues on aiobotocore (``pip install 'glasswork[async]'``), None without it."""
+        try:
+            from .sqs_async import AsyncSQSEnqueuer
+        except ImportError:
+            return None
+        return AsyncSQSEnqueuer(self)
 
     def enqueue_many(
         self, messages: Sequence[JobMessage], delay_seconds: float = 0.0
@@ -237,18 +365,59 @@ class SQSQueueDriver(QueueDriver):
         times; any still failing raise :class:`EnqueueBatchError` listing them. Messages
         SQS cannot delay go to the scheduler table one by one."""
         results: list[EnqueueResult | None] = [None] * len(messages)
+        batched, scheduled = self.plan_batch(messages, delay_seconds)
+        taken = self._claim(messages, delay_seconds)
+        try:
+            failed = self._enqueue_planned(messages, delay_seconds, batched, scheduled, results)
+        except BaseException:
+            self._unclaim(taken)
+            raise
+        sent = [r for r in results if r is not None]
+        if failed:
+            failed_ids = {f.job_id for f in failed}
+            self._unclaim([m for m in taken if m.job_id in failed_ids])
+            raise EnqueueBatchError(failed, sent, 1 + max(0, self.batch_retries))
+        return sent
+
+    def plan_batch(
+        self, messages: Sequence[JobMessage], delay_seconds: float
+    ) -> tuple[dict[str, list[int]], list[int]]:
+        """Which messages go in ``SendMessageBatch`` requests (queue URL → indexes) and
+        which to the scheduler table. Every queue is resolved here, so a bad one fails the
+        call before anything is sent."""
         batched: dict[str, list[int]] = {}
         scheduled: list[int] = []
-        # Resolve every queue first, so a bad one fails the call before anything is sent.
         for index, message in enumerate(messages):
             if delay_seconds > 0 and not self.accepts_delay(message.queue, delay_seconds):
                 scheduled.append(index)
             else:
                 batched.setdefault(self.queue_url(message.queue), []).append(index)
+        return batched, scheduled
 
+    def _enqueue_planned(
+        self,
+        messages: Sequence[JobMessage],
+        delay_seconds: float,
+        batched: dict[str, list[int]],
+        scheduled: list[int],
+        results: list[EnqueueResult | None],
+    ) -> list[FailedEnqueue]:
+        failed = self.schedule_many(messages, scheduled, time.time() + delay_seconds, results)
+        for url, indexes in batched.items():
+            for chunk in self.chunks(url, messages, indexes):
+                failed.extend(self._send_chunk(url, messages, chunk, delay_seconds, results))
+        return failed
+
+    def schedule_many(
+        self,
+        messages: Sequence[JobMessage],
+        indexes: list[int],
+        due: float,
+        results: list[EnqueueResult | None],
+    ) -> list[FailedEnqueue]:
+        """Write ``messages[indexes]`` to the scheduler table one by one; returns the failures."""
         failed: list[FailedEnqueue] = []
-        due = time.time() + delay_seconds
-        for index in scheduled:
+        for index in indexes:
             message = messages[index]
             try:
                 results[index] = self._schedule(message, due)
@@ -260,14 +429,15 @@ class SQSQueueDriver(QueueDriver):
                 failed.append(
                     FailedEnqueue(message.job_id, message.job_name, message.queue, code, str(exc))
                 )
-        attempts = 1 + max(0, self.batch_retries)
-        for url, indexes in batched.items():
-            for chunk in _chunks(indexes, [messages[i].encode() for i in indexes]):
-                failed.extend(self._send_chunk(url, messages, chunk, delay_seconds, results))
-        sent = [r for r in results if r is not None]
-        if failed:
-            raise EnqueueBatchError(failed, sent, attempts)
-        return sent
+        return failed
+
+    def chunks(
+        self, url: str, messages: Sequence[JobMessage], indexes: list[int]
+    ) -> Iterable[list[int]]:
+        """``indexes`` split into ``SendMessageBatch`` requests: at most 10 entries, and
+        bodies within the queue's size limit in total."""
+        limit = self.limit_of_url(url)
+        return _chunks(indexes, [messages[i].encode() for i in indexes], limit)
 
     def _send_chunk(
         self,
@@ -277,46 +447,18 @@ class SQSQueueDriver(QueueDriver):
         delay_seconds: float,
         results: list[EnqueueResult | None],
     ) -> list[FailedEnqueue]:
-        pending = chunk
-        errors: dict[int, tuple[str, str]] = {}
-        for attempt in range(1 + max(0, self.batch_retries)):
+        batch = BatchSend(self, url, messages, chunk, delay_seconds, results)
+        for attempt in range(batch.attempts):
             if attempt:
-                time.sleep(min(1.0, 0.05 * 2**attempt))  # a little room for throttling
-            entries = [
-                self._batch_entry(str(i), messages[i], delay_seconds, attempt) for i in pending
-            ]
+                time.sleep(batch.pause(attempt))
+            entries = batch.entries(attempt)
             try:
                 response = self.client.send_message_batch(QueueUrl=url, Entries=entries)
             except (ClientError, BotoCoreError) as exc:
-                # A whole-request failure (botocore has already retried throttling and
-                # connection errors): every entry of it failed.
-                code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-                response = {
-                    "Failed": [{"Id": e["Id"], "Code": code, "Message": str(exc)} for e in entries]
-                }
-            scheduled_at = _scheduled_at(delay_seconds)
-            for ok in response.get("Successful", []):
-                i = int(ok["Id"])
-                m = messages[i]
-                results[i] = EnqueueResult(ok["MessageId"], m.job_id, m.queue, scheduled_at)
-                errors.pop(i, None)
-            pending = []
-            for bad in response.get("Failed", []):
-                i = int(bad["Id"])
-                errors[i] = (bad.get("Code", "?"), bad.get("Message", ""))
-                pending.append(i)
-            if not pending:
+                response = batch.failed_request(exc, entries)
+            if batch.settle(response):
                 break
-            logger.warning(
-                "SQS rejected %d of %d batch entries for %s; retrying them",
-                len(pending),
-                len(entries),
-                url,
-            )
-        return [
-            FailedEnqueue(messages[i].job_id, messages[i].job_name, messages[i].queue, *errors[i])
-            for i in pending
-        ]
+        return batch.failures()
 
     def _batch_entry(
         self, entry_id: str, message: JobMessage, delay_seconds: float, attempt: int
@@ -325,10 +467,13 @@ class SQSQueueDriver(QueueDriver):
         return {"Id": entry_id, **self._send_params(message, delay_seconds)}
 
     def _send_params(self, message: JobMessage, delay_seconds: float) -> dict[str, Any]:
-        params: dict[str, Any] = {"MessageBody": message.encode()}
+        """``SendMessage`` parameters (less the queue URL); shared with the async path."""
+        params: dict[str, Any] = {"MessageBody": message.encode(self.message_limit(message.queue))}
         if self.is_fifo(message.queue):
             params["MessageGroupId"] = fifo_id(message.group_id or message.job_name)
-            params["MessageDeduplicationId"] = deduplication_id(message)
+            params["MessageDeduplicationId"] = deduplication_id(
+                message, by_unique_key=self.unique_keys is None
+            )
         elif delay_seconds > 0:
             params["DelaySeconds"] = min(MAX_SQS_DELAY_SECONDS, math.ceil(delay_seconds))
         return params
@@ -340,13 +485,8 @@ class SQSQueueDriver(QueueDriver):
                 QueueUrl=url, **self._send_params(message, delay_seconds)
             )
         except (ClientError, BotoCoreError) as exc:
-            raise EnqueueError(
-                f"SQS did not take job {message.job_name!r} (id {message.job_id}) for queue "
-                f"{message.queue!r} ({url}): {exc}"
-            ) from exc
-        return EnqueueResult(
-            response["MessageId"], message.job_id, message.queue, _scheduled_at(delay_seconds)
-        )
+            raise send_error(message, url, exc) from exc
+        return sent(message, response, delay_seconds)
 
     def _schedule(self, message: JobMessage, due: float) -> EnqueueResult:
         self.queue_url(message.queue)  # an unknown queue fails now, not at dispatch
@@ -497,7 +637,7 @@ class SQSQueueDriver(QueueDriver):
         params: dict[str, Any] = {
             "QueueUrl": dlq,
             "MessageBody": body,
-            "MessageAttributes": _dead_letter_attributes(body, reason, name),
+            "MessageAttributes": dead_letter_attributes(body, reason, name, self.limit_of_url(dlq)),
         }
         if dlq.endswith(".fifo"):
             digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
@@ -532,10 +672,12 @@ class SQSQueueDriver(QueueDriver):
         base = url.rstrip("/").rsplit("/", 2)[0]
         return f"{base}/{account}/{dlq_name}"
 
-    # -- monitoring --------------------------------------------------------------------
+    # -- monitoring and dead letters -------------------------------------------------------
 
-    def stats(self, queues: Sequence[str] | None = None) -> dict[str, dict[str, int]]:
-        """Approximate message counts per queue: ``visible``, ``in_flight``, ``delayed``."""
+    def stats(self, queues: Sequence[str] | None = None) -> dict[str, QueueStats]:
+        """Approximate counts per queue (SQS's own): ``ready`` (visible), ``delayed``,
+        ``in_flight`` (received, not yet deleted) and ``dead`` (the DLQ's depth; a DLQ
+        shared by several queues counts for each)."""
         names = [self.queue_name(q) for q in queues] if queues is not None else list(self.queues)
         counts = {}
         for name in names:
@@ -547,31 +689,104 @@ class SQSQueueDriver(QueueDriver):
                     "ApproximateNumberOfMessagesDelayed",
                 ],
             ).get("Attributes", {})
-            counts[name] = {
-                "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
-                "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
-                "delayed": int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
-            }
+            dlq = self.dead_letter_queue_url(name)
+            counts[name] = QueueStats(
+                name,
+                ready=int(attributes.get("ApproximateNumberOfMessages", 0)),
+                delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+                in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+                dead=self.dead_letter_admin.depth(dlq) if dlq else 0,
+            )
         return counts
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetterRecord]:
+        """Up to ``limit`` dead letters of ``queue``'s DLQ (None: every queue's), oldest
+        first, peeked and left in place (see :mod:`glasswork.jobs.drivers.sqs_dead_letters`)."""
+        return self.dead_letter_admin.records(queue, limit)
+
+    def redrive(self, ids: Sequence[str] | None = None, *, queue: str | None = None) -> int:
+        """Move dead letters (``ids`` as :meth:`dead_letters` gives them, or all) back to
+        their queues: SQS's ``StartMessageMoveTask`` where it can, else in batches."""
+        return self.dead_letter_admin.redrive(ids, queue=queue)
+
+    def purge_dead_letters(
+        self, ids: Sequence[str] | None = None, *, queue: str | None = None
+    ) -> int:
+        """Delete dead letters (``ids``, or all; of ``queue``'s DLQ, or every queue's)."""
+        return self.dead_letter_admin.purge(ids, queue=queue)
+
+
+class BatchSend:
+    """One ``SendMessageBatch`` chunk and its retries of the entries SQS rejects; the sync
+    driver and the async path each make the requests."""
+
+    def __init__(
+        self,
+        driver: SQSQueueDriver,
+        url: str,
+        messages: Sequence[JobMessage],
+        chunk: list[int],
+        delay_seconds: float,
+        results: list[EnqueueResult | None],
+    ) -> None:
+        self.driver = driver
+        self.url = url
+        self.messages = messages
+        self.pending = chunk
+        self.delay_seconds = delay_seconds
+        self.results = results
+        self.errors: dict[int, tuple[str, str]] = {}
+        self.attempts = 1 + max(0, driver.batch_retries)
+
+    @staticmethod
+    def pause(attempt: int) -> float:
+        return min(1.0, 0.05 * 2.0**attempt)  # a little room for throttling
+
+    def entries(self, attempt: int) -> list[dict[str, Any]]:
+        return [
+            self.driver._batch_entry(str(i), self.messages[i], self.delay_seconds, attempt)
+            for i in self.pending
+        ]
+
+    @staticmethod
+    def failed_request(exc: Exception, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        """A whole-request failure (botocore has already retried throttling and connection
+        errors): every entry of it failed."""
+        code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+        return {"Failed": [{"Id": e["Id"], "Code": code, "Message": str(exc)} for e in entries]}
+
+    def settle(self, response: Mapping[str, Any]) -> bool:
+        """Record a response; True when nothing is left to retry."""
+        scheduled_at = _scheduled_at(self.delay_seconds)
+        for ok in response.get("Successful", []):
+            i = int(ok["Id"])
+            m = self.messages[i]
+            self.results[i] = EnqueueResult(ok["MessageId"], m.job_id, m.queue, scheduled_at)
+            self.errors.pop(i, None)
+        tried = len(self.pending)
+        self.pending = []
+        for bad in response.get("Failed", []):
+            i = int(bad["Id"])
+            self.errors[i] = (bad.get("Code", "?"), bad.get("Message", ""))
+            self.pending.append(i)
+        if self.pending:
+            logger.warning(
+                "SQS rejected %d of %d batch entries for %s; retrying them",
+                len(self.pending),
+                tried,
+                self.url,
+            )
+        return not self.pending
+
+    def failures(self) -> list[FailedEnqueue]:
+        return [
+            FailedEnqueue(m.job_id, m.job_name, m.queue, *self.errors[i])
+            for i in self.pending
+            for m in (self.messages[i],)
+        ]
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def fifo_id(value: str) -> str:
-    """``value`` as a FIFO group or deduplication id: kept when SQS accepts it (1-128
-    printable ASCII characters), else its SHA-256, so equal values still map together."""
-    if _FIFO_ID.fullmatch(value):
-        return value
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
-def deduplication_id(message: JobMessage) -> str:
-    """The FIFO deduplication id: ``<job name>:<unique key>`` for jobs with a unique key (so
-    SQS drops a repeat within its 5-minute window), else the job id."""
-    if message.unique_key is not None:
-        return fifo_id(f"{message.job_name}:{message.unique_key}")
-    return fifo_id(message.job_id)
 
 
 def _check_url(setting: str, url: object) -> None:
@@ -579,19 +794,35 @@ def _check_url(setting: str, url: object) -> None:
         raise ConfigurationError(f"{setting} must be an SQS queue URL (https://...), got {url!r}")
 
 
-def _chunks(indexes: list[int], bodies: list[str]) -> Iterable[list[int]]:
-    """Split into SendMessageBatch requests: at most 10 entries and 256 KiB of bodies."""
+def _chunks(indexes: list[int], bodies: list[str], limit: int) -> Iterable[list[int]]:
+    """Split into SendMessageBatch requests: at most 10 entries and ``limit`` bytes of
+    bodies."""
     chunk: list[int] = []
     size = 0
     for index, body in zip(indexes, bodies, strict=True):
         length = len(body.encode("utf-8"))
-        if chunk and (len(chunk) == SQS_BATCH_SIZE or size + length > MAX_MESSAGE_BYTES):
+        if chunk and (len(chunk) == SQS_BATCH_SIZE or size + length > limit):
             yield chunk
             chunk, size = [], 0
         chunk.append(index)
         size += length
     if chunk:
         yield chunk
+
+
+def send_error(message: JobMessage, url: str, exc: Exception) -> EnqueueError:
+    """The error for a ``SendMessage`` SQS refused (or that never reached it)."""
+    return EnqueueError(
+        f"SQS did not take job {message.job_name!r} (id {message.job_id}) for queue "
+        f"{message.queue!r} ({url}): {exc}"
+    )
+
+
+def sent(message: JobMessage, response: Mapping[str, Any], delay_seconds: float) -> EnqueueResult:
+    """The result of a ``SendMessage`` SQS took."""
+    return EnqueueResult(
+        response["MessageId"], message.job_id, message.queue, _scheduled_at(delay_seconds)
+    )
 
 
 def _scheduled_at(delay_seconds: float) -> datetime | None:
@@ -611,13 +842,3 @@ def _group_of(body: str) -> str | None:
     except MalformedMessageError:
         return None
     return message.group_id or message.job_name
-
-
-def _dead_letter_attributes(body: str, reason: str, queue: str) -> dict[str, Any]:
-    # The reason rides along as an attribute, within what the message's size leaves.
-    room = MAX_MESSAGE_BYTES - len(body.encode("utf-8")) - 256
-    text = _NOT_XML.sub("?", reason)[: max(0, min(4096, room))] or "unknown"
-    return {
-        REASON_ATTRIBUTE: {"DataType": "String", "StringValue": text},
-        SOURCE_QUEUE_ATTRIBUTE: {"DataType": "String", "StringValue": queue},
-    }

@@ -1,0 +1,131 @@
+"""AsyncJobService: :class:`~glasswork.jobs.JobService`'s methods as coroutines, for asyncio
+apps (FastAPI, Starlette, aiohttp), never blocking the event loop.
+
+How each driver runs (:mod:`glasswork.jobs.drivers.aio`):
+
+* ``SQSQueueDriver``: native async I/O through aiobotocore when it is installed
+  (``pip install 'glasswork[async]'``); without it, a bounded thread pool.
+* ``SQLiteQueueDriver``, ``MockQueueDriver`` and other sync drivers: a bounded thread pool
+  (``max_threads``, default 8). SQLite writes are short local transactions; the pool keeps
+  lock waits off the loop.
+* A driver whose ``enqueue``/``enqueue_in`` are ``async def``: awaited natively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .definition import JobDefinition
+from .drivers.aio import async_enqueuer
+from .drivers.base import EnqueueResult, QueueDriver
+from .durations import Delay, parse_duration
+from .message import JobMessage
+from .service import EnqueueBase, check_raw_timing, check_when
+
+P = TypeVar("P")
+
+
+class AsyncJobService(EnqueueBase):
+    """Enqueue jobs from coroutines: the methods of :class:`~glasswork.jobs.JobService`,
+    awaited.
+
+    >>> jobs = AsyncJobService(SQSQueueDriver(region=..., queues={...}))     # doctest: +SKIP
+    >>> await jobs.enqueue(send_welcome_email, WelcomeEmail(user_id="123"))  # doctest: +SKIP
+    >>> await jobs.aclose()          # or: async with AsyncJobService(...) as jobs  # doctest: +SKIP
+
+    It takes the same drivers as ``JobService`` (and drivers whose methods are
+    ``async def``). :attr:`mode` tells how enqueues run: ``"native"`` (async I/O on the
+    loop) or ``"threads"`` (the driver's sync methods on a pool of at most ``max_threads``
+    threads). :meth:`aclose` releases the HTTP client or the threads.
+    """
+
+    def __init__(
+        self,
+        driver: QueueDriver | Any,
+        *,
+        default_queue: str = "default",
+        max_threads: int = 8,
+    ) -> None:
+        missing = [m for m in ("enqueue", "enqueue_in") if not callable(getattr(driver, m, None))]
+        if missing:
+            raise TypeError(
+                f"driver must be a QueueDriver or have async enqueue/enqueue_in methods; "
+                f"{type(driver).__name__} has no {missing[0]}"
+            )
+        super().__init__(driver, default_queue=default_queue)
+        self.driver = driver
+        self.enqueuer = async_enqueuer(driver, max_threads)
+
+    def __repr__(self) -> str:
+        return f"AsyncJobService({self.driver!r}, mode={self.mode!r})"
+
+    @property
+    def mode(self) -> str:
+        """``"native"`` or ``"threads"``: how this service runs its driver."""
+        return self.enqueuer.mode
+
+    async def enqueue(self, job: JobDefinition[P], payload: P) -> EnqueueResult:
+        """Enqueue ``job`` to run as soon as a worker is free."""
+        return await self.enqueuer.enqueue(await self._message(job, payload))
+
+    async def enqueue_in(self, job: JobDefinition[P], payload: P, delay: Delay) -> EnqueueResult:
+        """Enqueue ``job`` to run after ``delay`` (``"10m"``, seconds or a timedelta)."""
+        seconds = parse_duration(delay)
+        message = await self._message(job, payload)
+        if seconds == 0:
+            return await self.enqueuer.enqueue(message)
+        return await self.enqueuer.enqueue_in(message, seconds)
+
+    async def enqueue_at(self, job: JobDefinition[P], payload: P, when: datetime) -> EnqueueResult:
+        """Enqueue ``job`` to run at ``when``, an aware datetime."""
+        check_when(when)
+        return await self.enqueuer.enqueue_at(await self._message(job, payload), when)
+
+    async def enqueue_many(
+        self, job: JobDefinition[P], payloads: Iterable[P], *, delay: Delay | None = None
+    ) -> list[EnqueueResult]:
+        """Enqueue one job per payload, in batches where the driver has them; every payload
+        is validated first."""
+        seconds = parse_duration(delay) if delay is not None else 0.0
+        limit = await self.enqueuer.message_limit(self.queue_of(job))
+        messages = [self.build_message(job, p, limit) for p in payloads]
+        if not messages:
+            return []
+        return await self.enqueuer.enqueue_many(messages, seconds)
+
+    async def enqueue_raw(
+        self,
+        job: JobDefinition[Any],
+        payload: object,
+        *,
+        delay: Delay | None = None,
+        at: datetime | None = None,
+    ) -> EnqueueResult:
+        """Enqueue a plain JSON-like ``payload``, validated against the job's schema (see
+        :meth:`JobService.enqueue_raw <glasswork.jobs.JobService.enqueue_raw>`)."""
+        check_raw_timing(delay, at)
+        if at is not None:
+            return await self.enqueue_at(job, payload, at)
+        return await self.enqueue_in(job, payload, delay or 0)
+
+    async def aclose(self) -> None:
+        """Close what the service opened (the aiobotocore client, the thread pool)."""
+        await self.enqueuer.aclose()
+
+    async def __aenter__(self) -> AsyncJobService:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _message(self, job: JobDefinition[Any], payload: object) -> JobMessage:
+        limit = await self.enqueuer.message_limit(self.queue_of(job))
+        return self.build_message(job, payload, limit)

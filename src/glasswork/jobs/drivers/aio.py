@@ -1,0 +1,125 @@
+"""How :class:`~glasswork.jobs.AsyncJobService` runs a driver without blocking the event loop.
+
+* A driver with native async I/O hands over its own :class:`AsyncEnqueuer`
+  (:meth:`QueueDriver.async_enqueuer`; the SQS driver does, on aiobotocore).
+* A driver whose producing methods are ``async def`` (a custom driver ported as the seeds
+  write it) is awaited as it is: :class:`CoroutineDriver`.
+* Any other driver runs in a bounded thread pool: :class:`ThreadedDriver`. Each enqueue
+  holds one thread while the driver works; the loop only awaits its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from ..message import MAX_MESSAGE_BYTES, JobMessage
+from .base import AsyncEnqueuer, EnqueueResult
+
+T = TypeVar("T")
+
+
+def async_enqueuer(driver: Any, max_threads: int) -> AsyncEnqueuer:
+    """The way to run ``driver`` from a coroutine (see the module docstring)."""
+    if inspect.iscoroutinefunction(getattr(driver, "enqueue", None)):
+        return CoroutineDriver(driver)
+    native = getattr(driver, "async_enqueuer", None)
+    enqueuer = native() if callable(native) else None
+    if enqueuer is not None:
+        return enqueuer  # type: ignore[no-any-return]
+    return ThreadedDriver(driver, max_threads)
+
+
+class ThreadedDriver:
+    """A sync driver's methods on a thread pool of at most ``max_threads`` threads."""
+
+    mode = "threads"
+
+    def __init__(self, driver: Any, max_threads: int) -> None:
+        if max_threads < 1:
+            raise ValueError(f"max_threads must be at least 1, got {max_threads}")
+        self.driver = driver
+        self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="glasswork-enqueue")
+
+    def __repr__(self) -> str:
+        return f"ThreadedDriver({self.driver!r}, max_threads={self._pool._max_workers})"
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def enqueue(self, message: JobMessage) -> EnqueueResult:
+        return await self._run(self.driver.enqueue, message)
+
+    async def enqueue_in(self, message: JobMessage, delay_seconds: float) -> EnqueueResult:
+        return await self._run(self.driver.enqueue_in, message, delay_seconds)
+
+    async def enqueue_at(self, message: JobMessage, run_at: datetime) -> EnqueueResult:
+        return await self._run(self.driver.enqueue_at, message, run_at)
+
+    async def enqueue_many(
+        self, messages: Sequence[JobMessage], delay_seconds: float = 0.0
+    ) -> list[EnqueueResult]:
+        return await self._run(self.driver.enqueue_many, messages, delay_seconds)
+
+    async def message_limit(self, queue: str) -> int:
+        return await self._run(self.driver.message_limit, queue)
+
+    async def aclose(self) -> None:
+        self._pool.shutdown(wait=False)
+
+
+class CoroutineDriver:
+    """A driver whose ``enqueue``/``enqueue_in`` are ``async def``: awaited on the loop.
+    ``enqueue_at`` and ``enqueue_many`` fall back on those two when the driver has no async
+    version of its own."""
+
+    mode = "native"
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+
+    def __repr__(self) -> str:
+        return f"CoroutineDriver({self.driver!r})"
+
+    async def enqueue(self, message: JobMessage) -> EnqueueResult:
+        result: EnqueueResult = await self.driver.enqueue(message)
+        return result
+
+    async def enqueue_in(self, message: JobMessage, delay_seconds: float) -> EnqueueResult:
+        result: EnqueueResult = await self.driver.enqueue_in(message, delay_seconds)
+        return result
+
+    async def enqueue_at(self, message: JobMessage, run_at: datetime) -> EnqueueResult:
+        own = getattr(self.driver, "enqueue_at", None)
+        if inspect.iscoroutinefunction(own):
+            result: EnqueueResult = await own(message, run_at)
+            return result
+        delay = (run_at - datetime.now(UTC)).total_seconds()
+        return await (self.enqueue_in(message, delay) if delay > 0 else self.enqueue(message))
+
+    async def enqueue_many(
+        self, messages: Sequence[JobMessage], delay_seconds: float = 0.0
+    ) -> list[EnqueueResult]:
+        own = getattr(self.driver, "enqueue_many", None)
+        if inspect.iscoroutinefunction(own):
+            results: list[EnqueueResult] = await own(messages, delay_seconds)
+            return results
+        if delay_seconds > 0:
+            return [await self.enqueue_in(m, delay_seconds) for m in messages]
+        return [await self.enqueue(m) for m in messages]
+
+    async def message_limit(self, queue: str) -> int:
+        limit = getattr(self.driver, "message_limit", None)
+        if limit is None:
+            return MAX_MESSAGE_BYTES
+        value = limit(queue)
+        return int(await value) if inspect.isawaitable(value) else int(value)
+
+    async def aclose(self) -> None:
+        close = getattr(self.driver, "aclose", None)
+        if close is not None:
+            await close()

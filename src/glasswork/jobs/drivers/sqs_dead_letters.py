@@ -1,0 +1,401 @@
+"""Dead letters on SQS: what the driver adds to a dead letter, and listing, redriving and
+purging the DLQs of :class:`~glasswork.jobs.SQSQueueDriver`'s queues.
+
+* **Listing** peeks: messages are received with a short visibility timeout and released at
+  once (``ChangeMessageVisibility`` to 0), so nothing is consumed. A DLQ message's ``id`` is
+  its SQS ``MessageId``, stable across receives.
+* **Redrive** of a whole DLQ that serves one queue uses SQS's own ``StartMessageMoveTask``
+  (asynchronous, on SQS's side) where the DLQ supports it; otherwise, and for ``ids``,
+  messages are received, sent back to their queue and deleted from the DLQ, 10 a request.
+  With unique keys (``unique_table``) every redriven job takes its key again, and one whose
+  key is held by a pending job stays in the DLQ, as on SQLite.
+* **Purge** of a whole DLQ is ``PurgeQueue``; for ``ids`` (or when SQS refuses a purge that
+  soon after the last) messages are received and deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..errors import DuplicateJobError, GlassworkError
+from .base import DeadLetterRecord
+from .sqs_fifo import fifo_id
+from .sqs_unique import UniqueKeys
+
+logger = logging.getLogger("glasswork.jobs")
+
+#: Message attributes set on dead-letter sends.
+REASON_ATTRIBUTE = "GlassworkReason"
+SOURCE_QUEUE_ATTRIBUTE = "GlassworkSourceQueue"
+#: The longest reason kept as an attribute (the full one is in the worker's log).
+MAX_REASON_CHARS = 4096
+#: Seconds a listed (peeked) message stays hidden before it is released; also the time a
+#: redrive or purge has to act on what it received.
+PEEK_SECONDS = 30
+
+# Characters SQS accepts in message attribute values (the XML 1.0 character set).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_BATCH = 10
+_NO_RETRIES = Config(retries={"mode": "standard", "max_attempts": 1})
+
+
+class UnknownDeadLetterError(GlassworkError, LookupError):
+    """Dead-letter ids that are not in the DLQs looked at; nothing was changed."""
+
+
+def dead_letter_attributes(body: str, reason: str, queue: str, limit: int) -> dict[str, Any]:
+    """The attributes of a dead-letter send, within the DLQ's size ``limit`` (SQS counts a
+    message's attributes, names, types and values, against it): the source queue, then
+    the reason, trimmed to what the body leaves. A message at the limit gets none, so it can
+    always be dead-lettered."""
+    room = limit - len(body.encode("utf-8"))
+    text = _NOT_XML.sub("?", reason)[:MAX_REASON_CHARS] or "unknown"
+    attributes: dict[str, Any] = {}
+    for name, value in ((SOURCE_QUEUE_ATTRIBUTE, queue), (REASON_ATTRIBUTE, text)):
+        fits = room - len(name) - len("String")
+        kept = value.encode("utf-8")[: max(0, fits)].decode("utf-8", "ignore")
+        if kept:
+            attributes[name] = {"DataType": "String", "StringValue": kept}
+            room -= len(name) + len("String") + len(kept.encode("utf-8"))
+    return attributes
+
+
+@dataclass(slots=True)
+class _Held:
+    """A DLQ message received (and hidden) by a peek."""
+
+    dlq: str
+    message: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.message["MessageId"])
+
+    @property
+    def receipt(self) -> str:
+        return str(self.message["ReceiptHandle"])
+
+    @property
+    def body(self) -> str:
+        return str(self.message.get("Body", ""))
+
+    def attribute(self, name: str) -> str | None:
+        value = self.message.get("MessageAttributes", {}).get(name, {}).get("StringValue")
+        return value if isinstance(value, str) else None
+
+
+class _Driver(Protocol):
+    """What these operations use of :class:`~glasswork.jobs.SQSQueueDriver`."""
+
+    queues: dict[str, str]
+    unique_table: str | None
+    unique_keys: UniqueKeys | None
+
+    @property
+    def client(self) -> Any: ...
+    def queue_name(self, queue: str) -> str: ...
+    def dead_letter_queue_url(self, queue: str) -> str | None: ...
+
+
+class SQSDeadLetters:
+    """The DLQ operations of one :class:`~glasswork.jobs.SQSQueueDriver`."""
+
+    def __init__(self, driver: _Driver, wait_seconds: int = 1) -> None:
+        self.driver = driver
+        self.wait_seconds = wait_seconds
+
+    # -- the operations -----------------------------------------------------------------------
+
+    def records(self, queue: str | None = None, limit: int = 100) -> list[DeadLetterRecord]:
+        """Up to ``limit`` dead letters (of ``queue``'s DLQ, or of every queue's), oldest
+        first, left in place."""
+        records: list[DeadLetterRecord] = []
+        for dlq, sources in self._dlqs(queue).items():
+            held = self._peek(dlq, limit - len(records))
+            self._release(dlq, held)
+            records.extend(self._record(h, sources) for h in held)
+            if len(records) >= limit:
+                break
+        return sorted(records, key=lambda r: r.failed_at or datetime.min.replace(tzinfo=UTC))
+
+    def redrive(self, ids: Sequence[str] | None = None, *, queue: str | None = None) -> int:
+        """Move dead letters (``ids``, or all; of ``queue``'s DLQ or every queue's) back to
+        their queues. Returns how many moved, or for an SQS move task how many it took on."""
+        moved = 0
+        for dlq, sources, held in self._select(ids, queue):
+            if held is None:  # the whole DLQ: let SQS move it, where it can
+                started = self._move_task(dlq, sources)
+                if started is not None:
+                    moved += started
+                    continue
+                held = self._peek(dlq, None)
+            moved += self._send_back(dlq, sources, held)
+        return moved
+
+    def purge(self, ids: Sequence[str] | None = None, *, queue: str | None = None) -> int:
+        """Delete dead letters (``ids``, or all; of ``queue``'s DLQ or every queue's). Returns
+        how many (approximately, for a whole-DLQ ``PurgeQueue``)."""
+        purged = 0
+        for dlq, _sources, held in self._select(ids, queue):
+            if held is None:
+                depth = self.depth(dlq)
+                try:
+                    self.driver.client.purge_queue(QueueUrl=dlq)
+                    purged += depth
+                    continue
+                except ClientError as exc:  # e.g. PurgeQueueInProgress: one a minute
+                    logger.info("PurgeQueue refused (%s); deleting message by message", exc)
+                held = self._peek(dlq, None)
+            purged += self._delete(dlq, held)
+        return purged
+
+    def depth(self, dlq: str) -> int:
+        """Messages in a DLQ (visible and in flight), approximately."""
+        attributes = self.driver.client.get_queue_attributes(
+            QueueUrl=dlq,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        ).get("Attributes", {})
+        return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
+            attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
+        )
+
+    # -- which DLQs, which messages -----------------------------------------------------------
+
+    def _dlqs(self, queue: str | None) -> dict[str, list[str]]:
+        """DLQ URL → the configured queues it serves (of ``queue`` only, when given)."""
+        names = [self.driver.queue_name(queue)] if queue is not None else list(self.driver.queues)
+        found: dict[str, list[str]] = {}
+        for name in names:
+            dlq = self.driver.dead_letter_queue_url(name)
+            if dlq is not None:
+                found.setdefault(dlq, []).append(name)
+        return found
+
+    def _select(
+        self, ids: Sequence[str] | None, queue: str | None
+    ) -> Iterator[tuple[str, list[str], list[_Held] | None]]:
+        """Each DLQ with its source queues and the messages to act on: None for all of it
+        (the DLQ serves exactly the queues asked for), else the held messages. Unknown
+        ``ids`` raise :class:`UnknownDeadLetterError` before anything changes."""
+        dlqs = self._dlqs(queue)
+        if ids is None:
+            for dlq, sources in dlqs.items():
+                shared = queue is not None and set(self._dlqs(None)[dlq]) != set(sources)
+                yield dlq, sources, (self._peek_of(dlq, sources) if shared else None)
+            return
+        wanted = set(ids)
+        chosen: dict[str, list[_Held]] = {}
+        for dlq, sources in dlqs.items():
+            held = self._peek(dlq, None)
+            keep = [h for h in held if h.id in wanted and self._source(h, sources) in sources]
+            self._release(dlq, [h for h in held if h not in keep])
+            chosen[dlq] = keep
+        missing = wanted - {h.id for held in chosen.values() for h in held}
+        if missing:
+            for dlq, held in chosen.items():
+                self._release(dlq, held)
+            where = f"queue {queue!r}" if queue else "any queue"
+            raise UnknownDeadLetterError(
+                f"no dead letter with id {', '.join(sorted(missing))} in the DLQ of {where} "
+                "(ids are SQS message ids, as `glasswork dlq list` shows them)"
+            )
+        for dlq, held in chosen.items():
+            yield dlq, dlqs[dlq], held
+
+    def _peek_of(self, dlq: str, sources: list[str]) -> list[_Held]:
+        held = self._peek(dlq, None)
+        keep = [h for h in held if self._source(h, sources) in sources]
+        self._release(dlq, [h for h in held if h not in keep])
+        return keep
+
+    def _peek(self, dlq: str, limit: int | None) -> list[_Held]:
+        """Receive up to ``limit`` (None: all) messages of ``dlq``, hidden for
+        :data:`PEEK_SECONDS`, until a receive comes back empty."""
+        held: list[_Held] = []
+        while limit is None or len(held) < limit:
+            want = _BATCH if limit is None else min(_BATCH, limit - len(held))
+            response = self.driver.client.receive_message(
+                QueueUrl=dlq,
+                MaxNumberOfMessages=want,
+                VisibilityTimeout=PEEK_SECONDS,
+                WaitTimeSeconds=self.wait_seconds,
+                MessageSystemAttributeNames=["SentTimestamp", "DeadLetterQueueSourceArn"],
+                MessageAttributeNames=["All"],
+            )
+            batch = response.get("Messages", [])
+            if not batch:
+                break
+            held.extend(_Held(dlq, m) for m in batch)
+        return held
+
+    def _source(self, held: _Held, sources: list[str]) -> str:
+        """The configured queue a dead letter came from."""
+        for candidate in (
+            held.attribute(SOURCE_QUEUE_ATTRIBUTE),
+            held.message.get("Attributes", {}).get("DeadLetterQueueSourceArn"),
+        ):
+            if candidate:
+                try:
+                    return self.driver.queue_name(candidate)
+                except GlassworkError:
+                    pass
+        return sources[0]
+
+    def _record(self, held: _Held, sources: list[str]) -> DeadLetterRecord:
+        job_name, job_id = _identify(held.body)
+        sent = held.message.get("Attributes", {}).get("SentTimestamp")
+        return DeadLetterRecord(
+            id=held.id,
+            queue=self._source(held, sources),
+            job_name=job_name,
+            job_id=job_id,
+            body=held.body,
+            reason=held.attribute(REASON_ATTRIBUTE)
+            or "no reason recorded (moved by the queue's redrive policy)",
+            failed_at=datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None,
+        )
+
+    # -- acting -------------------------------------------------------------------------------
+
+    def _move_task(self, dlq: str, sources: list[str]) -> int | None:
+        """Start SQS's own move of the whole DLQ to its one source queue; None when that is
+        not possible here (several sources, unique keys to take again, or SQS refuses)."""
+        if len(sources) != 1 or self.driver.unique_table:
+            return None
+        depth = self.depth(dlq)
+        try:
+            client = _admin_client(self.driver.client)
+            client.start_message_move_task(
+                SourceArn=self._arn(dlq), DestinationArn=self._arn(self.driver.queues[sources[0]])
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.info("StartMessageMoveTask unavailable for %s (%s); moving in batches", dlq, exc)
+            return None
+        return depth
+
+    def _arn(self, url: str) -> str:
+        attributes = self.driver.client.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["QueueArn"]
+        )
+        return str(attributes["Attributes"]["QueueArn"])
+
+    def _send_back(self, dlq: str, sources: list[str], held: list[_Held]) -> int:
+        """Send held messages back to their queues, then delete them from the DLQ."""
+        by_queue: dict[str, list[_Held]] = {}
+        for h in held:
+            by_queue.setdefault(self._source(h, sources), []).append(h)
+        sent: list[_Held] = []
+        for queue, items in by_queue.items():
+            items = self._take_unique_keys(dlq, items)
+            url = self.driver.queues[queue]
+            for start in range(0, len(items), _BATCH):
+                chunk = items[start : start + _BATCH]
+                entries = [{"Id": str(i), **_resend_params(url, h)} for i, h in enumerate(chunk)]
+                response = self.driver.client.send_message_batch(QueueUrl=url, Entries=entries)
+                ok = {int(e["Id"]) for e in response.get("Successful", [])}
+                sent.extend(h for i, h in enumerate(chunk) if i in ok)
+                if len(ok) < len(chunk):
+                    logger.warning(
+                        "SQS did not take %d redriven message(s) for %s; they stay in the DLQ: %s",
+                        len(chunk) - len(ok),
+                        url,
+                        response.get("Failed"),
+                    )
+                    self._release(dlq, [h for i, h in enumerate(chunk) if i not in ok])
+        return self._delete(dlq, sent)
+
+    def _take_unique_keys(self, dlq: str, held: list[_Held]) -> list[_Held]:
+        keys = self.driver.unique_keys
+        if keys is None:
+            return held
+        from ..message import JobMessage
+
+        free: list[_Held] = []
+        for h in held:
+            try:
+                keys.claim([JobMessage.from_json(h.body)], 0.0)
+            except DuplicateJobError as exc:
+                logger.warning("dead letter %s stays in the DLQ: %s", h.id, exc)
+                self._release(dlq, [h])
+                continue
+            except GlassworkError:
+                pass  # a malformed body has no key to take
+            free.append(h)
+        return free
+
+    def _delete(self, dlq: str, held: list[_Held]) -> int:
+        deleted = 0
+        for start in range(0, len(held), _BATCH):
+            chunk = held[start : start + _BATCH]
+            response = self.driver.client.delete_message_batch(
+                QueueUrl=dlq,
+                Entries=[{"Id": str(i), "ReceiptHandle": h.receipt} for i, h in enumerate(chunk)],
+            )
+            deleted += len(response.get("Successful", []))
+        return deleted
+
+    def _release(self, dlq: str, held: list[_Held]) -> None:
+        """Make peeked messages visible again at once."""
+        for start in range(0, len(held), _BATCH):
+            chunk = held[start : start + _BATCH]
+            self.driver.client.change_message_visibility_batch(
+                QueueUrl=dlq,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": h.receipt, "VisibilityTimeout": 0}
+                    for i, h in enumerate(chunk)
+                ],
+            )
+
+
+def _resend_params(url: str, held: _Held) -> dict[str, Any]:
+    params: dict[str, Any] = {"MessageBody": held.body}
+    if url.endswith(".fifo"):
+        group = _group(held.body) or "redrive"
+        params["MessageGroupId"] = fifo_id(group)
+        # A fresh id: a redrive within 5 minutes of the first send must not be dropped.
+        params["MessageDeduplicationId"] = hashlib.sha256(f"redrive:{held.id}".encode()).hexdigest()
+    return params
+
+
+def _admin_client(client: Any) -> Any:
+    """An SQS client like ``client`` that does not retry: an endpoint without
+    StartMessageMoveTask answers 500, which must not cost five attempts."""
+    return boto3.client(
+        "sqs",
+        region_name=client.meta.region_name,
+        endpoint_url=client.meta.endpoint_url,
+        config=_NO_RETRIES,
+    )
+
+
+def _identify(body: str) -> tuple[str | None, str | None]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    name, job_id = data.get("jobName"), data.get("jobId")
+    return (name if isinstance(name, str) else None, job_id if isinstance(job_id, str) else None)
+
+
+def _group(body: str) -> str | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    group = data.get("groupId") or data.get("jobName")
+    return group if isinstance(group, str) else None

@@ -1,0 +1,163 @@
+"""What a porter from the TypeScript seeds tries first: imports from the package root, the
+seeds' logging style, typed service lookups, readable drivers, a light import."""
+
+from __future__ import annotations
+
+import ast
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import glasswork
+import glasswork.jobs
+from glasswork import Services, define_module
+from glasswork.jobs import JobService, MockQueueDriver, define_job
+
+SRC = Path(glasswork.__file__).resolve().parent
+
+
+def test_the_workers_page_imports_work_from_the_package_root() -> None:
+    from glasswork import (  # noqa: F401 - the seeds' Workers page, line by line
+        EnqueueResult,
+        JobMessage,
+        JobService,
+        MockQueueDriver,
+        PermanentJobError,
+        QueueDriver,
+        TransientJobError,
+        bootstrap_worker,
+    )
+
+    assert set(glasswork.jobs.__all__) <= set(glasswork.__all__)
+    for name in glasswork.__all__:
+        assert getattr(glasswork, name) is not None
+
+
+def test_lazy_names_are_listed_and_visible_to_type_checkers() -> None:
+    lazy = set(glasswork.jobs._LAZY)
+    assert lazy <= set(glasswork.jobs.__all__)
+    for path in (SRC / "__init__.py", SRC / "jobs" / "__init__.py"):
+        tree = ast.parse(path.read_text())
+        checked = {
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+            for stmt in node.body
+            if isinstance(stmt, ast.ImportFrom)
+            for alias in stmt.names
+        }
+        assert lazy <= checked, path
+
+
+def test_import_glasswork_stays_light() -> None:
+    code = (
+        "import sys, glasswork; "
+        "print(sorted(m for m in ('boto3', 'aiobotocore', 'croniter') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    """Modules of the package that ``path`` imports at module level, TYPE_CHECKING included
+    (imports inside functions are deliberate lazy loads and are left out)."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    body = list(tree.body)
+    while body:
+        node = body.pop()
+        if isinstance(node, ast.If):
+            body.extend(node.body)
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            base = package.split(".")
+            if node.level > 1:
+                base = base[: -(node.level - 1)]
+            target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            if node.module is None:
+                found.update(f"{target}.{a.name}" for a in node.names)
+            else:
+                found.add(target)
+    return found
+
+
+def test_no_import_cycles_between_modules() -> None:
+    modules: dict[str, Path] = {}
+    for path in SRC.rglob("*.py"):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        graph[name] = {m for m in _imports(path, package) if m in modules and m != name}
+    # Packages re-export their modules by design; a cycle through an __init__ is not one.
+    inits = {n for n, p in modules.items() if p.name == "__init__.py"}
+
+    def visit(node: str, stack: list[str]) -> None:
+        if node in stack:
+            cycle = [*stack[stack.index(node) :], node]
+            pytest.fail(f"import cycle: {' -> '.join(cycle)}")
+        for nxt in graph[node] - inits:
+            visit(nxt, [*stack, node])
+
+    for name in modules:
+        if name not in inits:
+            visit(name, [])
+
+
+def test_seeds_style_structured_logging_keeps_the_line(caplog: pytest.LogCaptureFixture) -> None:
+    def handler(payload: object, ctx: glasswork.JobContext) -> None:
+        ctx.logger.info({"user_id": "u1", "name": "clash"}, "Welcome email sent")
+        ctx.logger.error({"err": "boom"}, "Job failed: %s", "details")
+
+    job = define_job(name="welcome", handler=handler)
+    driver = MockQueueDriver()
+    JobService(driver).enqueue(job, None)
+    with caplog.at_level(logging.INFO, logger="glasswork.jobs"):
+        driver.drain(define_module(name="app", jobs=[job]))
+    sent = next(r for r in caplog.records if "Welcome email sent" in r.getMessage())
+    assert sent.user_id == "u1"  # type: ignore[attr-defined]
+    assert sent.name_ == "clash"  # type: ignore[attr-defined] - 'name' is the logger's own
+    assert sent.job_name == "welcome"  # type: ignore[attr-defined]
+    assert "user_id='u1'" in sent.getMessage()
+    failed = next(r for r in caplog.records if "Job failed" in r.getMessage())
+    assert "Job failed: details" in failed.getMessage() and failed.err == "boom"  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if "Logging error" in r.getMessage()]
+
+
+class Clock:
+    pass
+
+
+def test_services_get_by_class() -> None:
+    services = Services.for_module(define_module(name="m", providers=[Clock]))
+    clock: Clock = services.get(Clock)
+    assert isinstance(clock, Clock) and services.get("clock") is clock
+
+
+def test_drivers_have_readable_reprs(tmp_path: Path) -> None:
+    from glasswork.jobs import SQLiteQueueDriver, SQSQueueDriver
+
+    sqs = SQSQueueDriver(
+        region="eu-west-1",
+        queues={"default": "https://sqs.eu-west-1.amazonaws.com/1/jobs", "emails": "https://x/e"},
+    )
+    assert repr(sqs) == "SQSQueueDriver(region='eu-west-1', queues=['default', 'emails'])"
+    assert repr(MockQueueDriver()) == "MockQueueDriver(pending=0, dead_letters=0)"
+    assert repr(SQLiteQueueDriver(tmp_path / "j.db")).startswith("SQLiteQueueDriver(")
+
+
+def test_schedules_are_checked_when_defined_even_without_croniter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from glasswork.jobs import ConfigurationError, define_periodic_job
+
+    monkeypatch.setitem(sys.modules, "croniter", None)  # as on a Lambda without the cron extra
+    job = define_periodic_job(name="nightly", handler=lambda: None, schedule="cron(0 3 * * ? *)")
+    assert job.schedule == "cron(0 3 * * ? *)"
+    for bad in ("every 5 minutes", "cron(0 3 * * * *)", "rate(1 minutes)", "rate(2 hour)"):
+        with pytest.raises(ConfigurationError, match="periodic job 'nightly'"):
+            define_periodic_job(name="nightly", handler=lambda: None, schedule=bad)

@@ -1,0 +1,150 @@
+"""A small user app, type-checked by tests/test_typing.py (never run).
+
+Every line marked ``# expect-error`` must be an error under both mypy --strict and pyright;
+every other line must pass both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypedDict
+
+from pydantic import BaseModel, TypeAdapter
+
+from glasswork import (
+    AsyncJobService,
+    JobContext,
+    JobDefinition,
+    JobService,
+    MockQueueDriver,
+    SQLiteQueueDriver,
+    SQSQueueDriver,
+    Worker,
+    create_scheduler_handler,
+    define_job,
+    define_module,
+    define_periodic_job,
+    run_scheduler,
+)
+from glasswork.jobs import SQSQueueDriver as JobsSQSQueueDriver
+
+
+class Welcome(BaseModel):
+    user_id: str
+
+
+class UserService:
+    def find(self, user_id: str) -> str | None:
+        return user_id
+
+
+def send_welcome(payload: Welcome, ctx: JobContext) -> None:
+    users = ctx.services.get(UserService)
+    name: str | None = users.find(payload.user_id)
+    wrong: int = ctx.services.get(UserService)  # expect-error
+    ctx.logger.info({"user_id": payload.user_id, "name": name, "wrong": wrong}, "sent")
+
+
+async def send_welcome_async(payload: Welcome, ctx: JobContext) -> None:
+    ctx.logger.info("sent %s", payload.user_id)
+
+
+def takes_int(payload: int, ctx: JobContext) -> None:
+    pass
+
+
+def returns_value(payload: Welcome) -> int:
+    return 1
+
+
+welcome = define_job(
+    name="welcome", schema=Welcome, handler=send_welcome, unique={"key": lambda p: p.user_id}
+)
+welcome_checked: JobDefinition[Welcome] = welcome
+welcome_async = define_job(name="welcome-async", schema=Welcome, handler=send_welcome_async)
+one_arg = define_job(name="one-arg", schema=Welcome, handler=lambda p: print(p.user_id))
+no_args = define_job(name="no-args", schema=Welcome, handler=lambda: None)
+grouped = define_job(
+    name="grouped", schema=Welcome, handler=send_welcome, group_id=lambda p: p.user_id
+)
+bad_handler = define_job(name="bad", schema=Welcome, handler=takes_int)  # expect-error
+bad_key = define_job(name="k", schema=Welcome, handler=print, unique=lambda p: p.x)  # expect-error
+bad_return = define_job(name="bad-return", schema=Welcome, handler=returns_value)  # expect-error
+wrong_type: JobDefinition[int] = welcome  # expect-error
+
+
+class Order(TypedDict):
+    order_id: str
+    amount: int
+
+
+def charge(payload: Order) -> None:
+    print(payload["amount"] + 1)
+
+
+charge_job = define_job(name="charge", schema=Order, handler=charge)
+
+
+@dataclass
+class Point:
+    x: int
+    y: int
+
+
+point_job = define_job(name="point", schema=Point, handler=lambda p: print(p.x + p.y))
+numbers_job = define_job(
+    name="numbers", schema=TypeAdapter(list[int]), handler=lambda p: print(sum(p))
+)
+untyped_job = define_job(name="ping", handler=lambda payload, ctx: None)
+bare_job = define_job(name="bare", handler=lambda: None)
+cleanup = define_periodic_job(name="cleanup", handler=lambda: None, schedule="rate(1 day)")
+
+jobs = JobService(MockQueueDriver(), default_queue="web")
+jobs.enqueue(welcome, Welcome(user_id="1"))
+jobs.enqueue(welcome, {"user_id": "1"})  # expect-error
+jobs.enqueue(welcome, {"user_id": 123})  # expect-error
+jobs.enqueue(welcome, 42)  # expect-error
+jobs.enqueue_in(welcome, Welcome(user_id="1"), "10m")
+jobs.enqueue_in(welcome, {"user_id": "1"}, "10m")  # expect-error
+jobs.enqueue_at(welcome, Welcome(user_id="1"), datetime.now(UTC))
+jobs.enqueue_at(welcome, "1", datetime.now(UTC))  # expect-error
+jobs.enqueue_many(welcome, [Welcome(user_id="1"), Welcome(user_id="2")])
+jobs.enqueue_many(welcome, [{"user_id": "1"}])  # expect-error
+jobs.enqueue_raw(welcome, {"user_id": "1"}, delay="5m")
+jobs.enqueue(welcome, welcome.validate({"user_id": "1"}))
+jobs.enqueue(charge_job, Order(order_id="o1", amount=5))
+order: Order = {"order_id": "o2", "amount": 7}
+jobs.enqueue(charge_job, order)
+jobs.enqueue(charge_job, Order(order_id="o1", amount="5"))  # expect-error
+jobs.enqueue(charge_job, {"order_id": "o1", "amount": "5"})  # expect-error
+jobs.enqueue(charge_job, {"order_id": "o1"})  # expect-error
+jobs.enqueue(point_job, Point(1, 2))
+jobs.enqueue(point_job, {"x": 1, "y": 2})  # expect-error
+jobs.enqueue(numbers_job, [1, 2, 3])
+jobs.enqueue(numbers_job, ["1"])  # expect-error
+jobs.enqueue(untyped_job, {"anything": True})
+jobs.enqueue(cleanup, None)
+JobService(MockQueueDriver(), {"defaultQueue": "default"})  # expect-error
+
+AppModule = define_module(
+    name="app", providers=[UserService], jobs=[welcome, welcome_async, charge_job, cleanup]
+)
+sqs = SQSQueueDriver(region="us-east-1", queues={"default": "https://sqs.example/1/jobs"})
+same_class: type[SQSQueueDriver] = JobsSQSQueueDriver
+worker: Worker = Worker(module=AppModule, driver=SQLiteQueueDriver("jobs.db"))
+scheduler = create_scheduler_handler(table_name="scheduled-jobs", driver=sqs)
+counts: dict[str, int] = scheduler(None, None)
+not_any_sqs: int = SQSQueueDriver  # expect-error
+not_any_sqlite: int = SQLiteQueueDriver  # expect-error
+not_any_worker: int = Worker  # expect-error
+not_any_run: int = run_scheduler  # expect-error
+
+
+async def welcome_route(user_id: str) -> str:
+    async with AsyncJobService(sqs) as async_jobs:
+        result = await async_jobs.enqueue(welcome, Welcome(user_id=user_id))
+        await async_jobs.enqueue_in(welcome, Welcome(user_id=user_id), 30)
+        await async_jobs.enqueue_raw(welcome, {"user_id": user_id})
+        await async_jobs.enqueue(welcome, {"user_id": user_id})  # expect-error
+        return result.job_id
