@@ -18,6 +18,7 @@ from .errors import (
     GlassworkError,
     InvalidJobPayloadError,
     JobError,
+    JobInProgressError,
     JobTimeoutError,
     MalformedMessageError,
     PayloadTooLargeError,
@@ -38,9 +39,13 @@ from .execution import (
     Retry,
     RunStep,
 )
+from .idempotency import Idempotency, IdempotencyStore, MemoryIdempotencyStore
+from .idempotency.step import Duplicate
 from .lambda_handler import LambdaWorker, bootstrap_worker
 from .message import MAX_MESSAGE_BYTES, JobMessage
+from .metrics import EMFMetrics, JobMetrics, MetricsSink
 from .service import JobService
+from .telemetry import Tracing, set_tracing
 from .timeouts import JobTimeout
 
 # Names whose modules import boto3 or other optional packages: loaded on first use.
@@ -50,6 +55,10 @@ _LAZY = {
     "run_scheduler": ".scheduler",
     "SQLiteQueueDriver": ".drivers.sqlite",
     "Worker": ".worker",
+    "SQLiteIdempotencyStore": ".idempotency.sqlite",
+    "DynamoDBIdempotencyStore": ".idempotency.dynamodb",
+    "create_idempotency_table": ".idempotency.dynamodb",
+    "PrometheusMetrics": ".metrics.prometheus",
 }
 
 
@@ -72,18 +81,24 @@ __all__ = [
     "Discard",
     "Done",
     "DrainResult",
+    "Duplicate",
     "DuplicateJobError",
+    "EMFMetrics",
     "EnqueueError",
     "EnqueueResult",
     "EnqueuedJob",
     "Executor",
     "GlassworkError",
+    "Idempotency",
+    "IdempotencyStore",
     "InvalidJobPayloadError",
     "JobContext",
     "JobDefinition",
     "JobError",
     "JobHooks",
+    "JobInProgressError",
     "JobMessage",
+    "JobMetrics",
     "JobRegistry",
     "JobRun",
     "JobService",
@@ -91,6 +106,8 @@ __all__ = [
     "JobTimeoutError",
     "LambdaWorker",
     "MalformedMessageError",
+    "MemoryIdempotencyStore",
+    "MetricsSink",
     "MockQueueDriver",
     "Outcome",
     "PayloadTooLargeError",
@@ -100,10 +117,12 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "RunStep",
+    "Tracing",
     "TransientJobError",
     "UnknownJobError",
     "bootstrap_worker",
     "define_job",
     "define_periodic_job",
     "parse_duration",
+    "set_tracing",
 ]

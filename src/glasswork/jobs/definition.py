@@ -13,6 +13,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from .durations import Delay, parse_duration
 from .errors import ConfigurationError, InvalidJobPayloadError
+from .idempotency.options import Idempotency
 
 if TYPE_CHECKING:
     from .execution import JobContext
@@ -90,6 +91,7 @@ class JobDefinition(Generic[P]):
     periodic: bool = False
     schedule: str | None = None
     timeout: float | None = None
+    idempotency: Idempotency | None = None
 
     def __post_init__(self) -> None:
         adapter = TypeAdapter(self.schema) if self.schema is not None else None
@@ -158,6 +160,7 @@ def define_job(
     retry: RetryPolicy | Mapping[str, Any] | bool | None = None,
     group_id: str | Callable[[Any], Any] | None = None,
     timeout: Delay | None = None,
+    idempotent: bool | Idempotency = False,
 ) -> JobDefinition[Any]:
     """Turn a plain function into a job.
 
@@ -170,7 +173,9 @@ def define_job(
     ``group_id`` sets the FIFO message group (a string or payload → string). ``timeout``
     (seconds, ``"30s"`` or a timedelta) bounds one run: past it the run fails with
     :class:`JobTimeoutError` (transient; async handlers are cancelled, a sync handler's thread
-    is abandoned by the long-running worker).
+    is abandoned by the long-running worker). ``idempotent=True`` runs the handler at most
+    once per job id however often the message is delivered; ``Idempotency(store=, key=,
+    expires=)`` picks the store, keys on the payload and sets how long a key is kept.
 
     >>> ping = define_job(name="ping", handler=lambda payload, ctx: None)
     """
@@ -183,6 +188,7 @@ def define_job(
         unique_key=_unique_key_fn(name, unique),
         group_id=group_id,
         timeout=_check_timeout(name, timeout),
+        idempotency=Idempotency.from_option(idempotent),
     )
 
 
@@ -194,10 +200,12 @@ def define_periodic_job(
     retry: RetryPolicy | Mapping[str, Any] | bool | None = None,
     schema: Any = None,
     timeout: Delay | None = None,
+    idempotent: bool | Idempotency = False,
 ) -> JobDefinition[Any]:
     """A job run on a schedule: by an EventBridge rule whose input is ``{"jobName": name}``,
     or by the long-running worker (``--periodic``) from ``schedule``, a cron expression
-    (``"0 3 * * *"``, ``"cron(0 3 * * ? *)"``) or ``"rate(5 minutes)"``.
+    (``"0 3 * * *"``, ``"cron(0 3 * * ? *)"``) or ``"rate(5 minutes)"``. With
+    ``idempotent=True`` an EventBridge event delivered twice (same event id) runs once.
     """
     return JobDefinition(
         name=_check_name(name),
@@ -208,6 +216,7 @@ def define_periodic_job(
         periodic=True,
         schedule=schedule,
         timeout=_check_timeout(name, timeout),
+        idempotency=Idempotency.from_option(idempotent),
     )
 
 

@@ -17,7 +17,8 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .definition import JobDefinition
@@ -102,13 +103,19 @@ class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
         return f"[{extra['job_name']} {extra['job_id']}] {msg}", kwargs
 
 
+#: The ``attributes`` of a delivery the queue says nothing about.
+NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
+
+
 @dataclass(slots=True)
 class JobContext:
     """What a handler gets besides its payload.
 
     ``services`` (the module's providers), ``logger``, ``job`` (the :class:`JobMessage`),
-    ``attempt`` (1 on the first run), ``max_attempts`` (None when retries are off) and
-    ``lambda_context`` (the AWS Lambda context when run by the Lambda worker).
+    ``attempt`` (1 on the first run), ``max_attempts`` (None when retries are off),
+    ``lambda_context`` (the AWS Lambda context when run by the Lambda worker) and
+    ``attributes`` (what the queue says of this delivery, e.g. SQS's ``SentTimestamp`` and
+    ``AWSTraceHeader``; empty when it says nothing).
     """
 
     services: Services
@@ -117,6 +124,7 @@ class JobContext:
     attempt: int = 1
     max_attempts: int | None = None
     lambda_context: Any = None
+    attributes: Mapping[str, Any] = field(default_factory=lambda: NO_ATTRIBUTES)
 
 
 Hook = Callable[..., Any]
@@ -300,10 +308,11 @@ class Executor:
         *,
         lambda_context: Any = None,
         run_sync: RunSync | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> Outcome:
         """Run one delivery of a message; never raises for anything the job does (a
         ``BaseException`` from the handler included), only for a cancellation of the
-        caller's own task."""
+        caller's own task. ``attributes``: the delivery's, as :class:`JobContext` has them."""
         if isinstance(body, JobMessage):
             message = body
         else:
@@ -325,6 +334,7 @@ class Executor:
             attempt=attempt,
             max_attempts=max_attempts,
             lambda_context=lambda_context,
+            attributes=attributes or NO_ATTRIBUTES,
         )
         if not self.steps:  # the hot path: no chain to build
             return await self._run(ctx, definition, run_sync)
@@ -375,16 +385,23 @@ class Executor:
         return Done(ctx.job)
 
     def execute_sync(
-        self, body: str | bytes | JobMessage, attempt: int = 1, *, lambda_context: Any = None
+        self,
+        body: str | bytes | JobMessage,
+        attempt: int = 1,
+        *,
+        lambda_context: Any = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> Outcome:
         """:meth:`execute` for callers without an event loop; async handlers and hooks run on
         a private loop kept for the life of the executor (so Lambda reuses it)."""
         if asyncio._get_running_loop() is not None:
             # Called from async code (say, an async test): this thread's loop is busy.
             with ThreadPoolExecutor(1) as pool:
-                coro = self.execute(body, attempt, lambda_context=lambda_context)
+                coro = self.execute(
+                    body, attempt, lambda_context=lambda_context, attributes=attributes
+                )
                 return pool.submit(asyncio.run, coro).result()
-        coro = self.execute(body, attempt, lambda_context=lambda_context)
+        coro = self.execute(body, attempt, lambda_context=lambda_context, attributes=attributes)
         try:
             coro.send(None)
         except StopIteration as finished:

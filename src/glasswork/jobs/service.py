@@ -10,6 +10,7 @@ from .definition import JobDefinition
 from .drivers.base import EnqueueResult, QueueDriver
 from .durations import Delay, parse_duration
 from .message import JobMessage
+from .telemetry import traced_send
 
 
 class JobService:
@@ -21,7 +22,9 @@ class JobService:
 
     Payloads are validated before anything is sent (:class:`InvalidJobPayloadError`), the
     message is checked against the 256 KiB limit (:class:`PayloadTooLargeError`), and drivers
-    that keep unique keys refuse a duplicate (:class:`DuplicateJobError`).
+    that keep unique keys refuse a duplicate (:class:`DuplicateJobError`). While tracing is on
+    (:mod:`glasswork.jobs.telemetry`), each call sends inside an OpenTelemetry PRODUCER span
+    whose context travels with the message.
     """
 
     def __init__(self, driver: QueueDriver, default_queue: str = "default") -> None:
@@ -38,7 +41,7 @@ class JobService:
         ``connection``: write through your own database connection, inside your open
         transaction, so the job exists if and only if that transaction commits (drivers on
         a database, such as PostgreSQL; others raise :class:`ConfigurationError`)."""
-        return self._driver(connection).enqueue(self.build_message(job, payload))
+        return traced_send(self._driver(connection).enqueue, self.build_message(job, payload))
 
     def enqueue_in(
         self, job: JobDefinition[Any], payload: Any, delay: Delay, *, connection: Any = None
@@ -49,8 +52,8 @@ class JobService:
         message = self.build_message(job, payload)
         driver = self._driver(connection)
         if seconds == 0:
-            return driver.enqueue(message)
-        return driver.enqueue_in(message, seconds)
+            return traced_send(driver.enqueue, message)
+        return traced_send(driver.enqueue_in, message, seconds)
 
     def enqueue_at(
         self, job: JobDefinition[Any], payload: Any, when: datetime, *, connection: Any = None
@@ -63,7 +66,9 @@ class JobService:
                 f"enqueue_at needs an aware datetime, got naive {when.isoformat()}; "
                 "use e.g. datetime.now(UTC) + timedelta(hours=1)"
             )
-        return self._driver(connection).enqueue_at(self.build_message(job, payload), when)
+        return traced_send(
+            self._driver(connection).enqueue_at, self.build_message(job, payload), when
+        )
 
     def enqueue_many(
         self,
@@ -79,7 +84,7 @@ class JobService:
         messages = [self.build_message(job, p) for p in payloads]
         if not messages:
             return []
-        return self._driver(connection).enqueue_many(messages, seconds)
+        return traced_send(self._driver(connection).enqueue_many, messages, seconds)
 
     def _driver(self, connection: Any) -> QueueDriver:
         return self.driver if connection is None else self.driver.bind(connection)

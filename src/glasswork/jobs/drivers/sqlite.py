@@ -30,11 +30,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, DuplicateJobError
 from ..message import JobMessage
 from .base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
+
+if TYPE_CHECKING:
+    from ..idempotency.sqlite import SQLiteIdempotencyStore
 
 SCHEMA_VERSION = 1
 
@@ -425,6 +428,12 @@ class SQLiteQueueDriver(QueueDriver):
             "failed_at) VALUES (?, ?, ?, ?, ?, ?)",
             (queue, job_name, job_id, body, reason, now),
         )
+
+    def idempotency_store(self) -> SQLiteIdempotencyStore:
+        """Idempotency keys in this queue's file (table ``glasswork_idempotency``)."""
+        from ..idempotency.sqlite import SQLiteIdempotencyStore
+
+        return SQLiteIdempotencyStore(self.path, busy_timeout=self.busy_timeout)
 
     def claim_periodic(self, job_name: str, fire_at: datetime) -> bool:
         """Claim the firing of periodic job ``job_name`` due at ``fire_at``: True for exactly

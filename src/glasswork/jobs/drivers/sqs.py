@@ -29,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import ConfigurationError, EnqueueError, MalformedMessageError
 from ..message import MAX_MESSAGE_BYTES, JobMessage
+from ..telemetry import sqs_message_attributes
 from .base import EnqueueResult, QueueDriver, ReceivedMessage
 
 if TYPE_CHECKING:
@@ -326,6 +327,8 @@ class SQSQueueDriver(QueueDriver):
 
     def _send_params(self, message: JobMessage, delay_seconds: float) -> dict[str, Any]:
         params: dict[str, Any] = {"MessageBody": message.encode()}
+        if message.trace and (attributes := sqs_message_attributes(message)):
+            params["MessageAttributes"] = attributes  # the trace context, for any consumer
         if self.is_fifo(message.queue):
             params["MessageGroupId"] = fifo_id(message.group_id or message.job_name)
             params["MessageDeduplicationId"] = deduplication_id(message)

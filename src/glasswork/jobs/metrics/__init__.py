@@ -1,0 +1,42 @@
+"""Job metrics: outcome counts and run durations per job, queue depth per queue.
+
+* :class:`EMFMetrics`: CloudWatch Embedded Metric Format lines, for the Lambda worker
+  (``bootstrap_worker(metrics=EMFMetrics(...))``);
+* :class:`PrometheusMetrics`: Prometheus series, for the long-running worker
+  (``Worker(metrics_port=9100)``, ``glasswork worker --metrics-port 9100``), served with a
+  ``/healthz`` liveness endpoint by :class:`MetricsServer`;
+* :class:`MetricsSink`: the interface of both, for your own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .emf import EMFMetrics
+from .sink import JobMetrics, MetricsOption, MetricsSink, flush_metrics, metric_sinks
+
+# These import prometheus-client (an optional extra) when first used.
+_LAZY = {"PrometheusMetrics": ".prometheus", "MetricsServer": ".server"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "EMFMetrics",
+    "JobMetrics",
+    "MetricsOption",
+    "MetricsServer",
+    "MetricsSink",
+    "PrometheusMetrics",
+    "flush_metrics",
+    "metric_sinks",
+]
