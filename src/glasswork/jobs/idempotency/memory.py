@@ -55,8 +55,10 @@ class MemoryIdempotencyStore(IdempotencyStore):
         with self._lock:
             self._records.clear()
 
-    def __len__(self) -> int:
-        return len(self._records)
+    def records(self) -> list[IdempotencyRecord]:
+        """Every record held (lapsed ones included, until purged)."""
+        with self._lock:
+            return list(self._records.values())
 
     def _purge(self, now: float) -> None:
         # At most once a minute, so a long-lived process does not keep every key forever.

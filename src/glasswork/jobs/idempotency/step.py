@@ -147,7 +147,7 @@ def idempotency_step(
             continue
         if option.store is None and fallback is None and driver is not None:
             fallback = driver.idempotency_store()
-        job_store = option.store or fallback
+        job_store = option.store if option.store is not None else fallback
         if job_store is None:
             raise ConfigurationError(
                 f"job {job.name!r} is idempotent but has no idempotency store: pass "
