@@ -32,7 +32,9 @@ def spans(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
 
 def only(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
     found = spans(exporter, name)
-    assert len(found) == 1, f"expected one {name!r} span, got {[s.name for s in exporter.get_finished_spans()]}"
+    assert len(found) == 1, (
+        f"expected one {name!r} span, got {[s.name for s in exporter.get_finished_spans()]}"
+    )
     return found[0]
 
 

@@ -39,7 +39,7 @@ from glasswork.jobs.testing import eventbridge_event, sqs_record
 from glasswork.jobs.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from idempotency_support import (  # noqa: E402
+from idempotency_support import (
     check_claim_complete_release,
     check_lapsed_records_count_as_absent,
     check_one_of_many_concurrent_claims_wins,
@@ -343,9 +343,11 @@ def test_sqlite_workers_keep_keys_in_the_queue_file(tmp_path: Path) -> None:
     summary = worker.run_until_empty(timeout=20)
     assert (summary.done, summary.counts["duplicate"]) == (1, 1)
     assert len(runs.calls) == 1
-    row = sqlite3.connect(tmp_path / "jobs.db").execute(
-        "SELECT key, status FROM glasswork_idempotency"
-    ).fetchall()
+    row = (
+        sqlite3.connect(tmp_path / "jobs.db")
+        .execute("SELECT key, status FROM glasswork_idempotency")
+        .fetchall()
+    )
     assert row == [(f"j#{message.job_id}", "completed")]
 
 
@@ -415,7 +417,9 @@ def test_a_run_released_at_shutdown_frees_its_key(tmp_path: Path) -> None:
     worker.stop()
     thread.join(10)
     assert worker.summary.released == 1
-    keys = sqlite3.connect(tmp_path / "jobs.db").execute(
-        "SELECT COUNT(*) FROM glasswork_idempotency"
-    ).fetchone()
+    keys = (
+        sqlite3.connect(tmp_path / "jobs.db")
+        .execute("SELECT COUNT(*) FROM glasswork_idempotency")
+        .fetchone()
+    )
     assert keys == (0,)  # the next worker runs it at once, not after the claim lapses

@@ -77,7 +77,11 @@ EMF_SCHEMA: dict[str, Any] = {
                                     "additionalProperties": False,
                                     "required": ["Name"],
                                     "properties": {
-                                        "Name": {"type": "string", "minLength": 1, "maxLength": 1024},
+                                        "Name": {
+                                            "type": "string",
+                                            "minLength": 1,
+                                            "maxLength": 1024,
+                                        },
                                         "Unit": {"enum": UNITS},
                                         "StorageResolution": {"enum": [1, 60]},
                                     },
@@ -283,14 +287,21 @@ def test_prometheus_counts_outcomes_durations_and_timeouts(tmp_path: Path) -> No
     worker.run_until_empty(timeout=20)
 
     found = samples(metrics.registry)
-    assert found[("glasswork_jobs_total", (("job", "ok"), ("outcome", "done"), ("queue", "work")))] == 3
+    assert (
+        found[("glasswork_jobs_total", (("job", "ok"), ("outcome", "done"), ("queue", "work")))]
+        == 3
+    )
     refused = (("job", "refused"), ("outcome", "dead_letter"), ("queue", "work"))
     assert found[("glasswork_jobs_total", refused)] == 1
     hung = (("job", "hangs"), ("outcome", "discarded"), ("queue", "default"))
     assert found[("glasswork_jobs_total", hung)] == 1
     assert found[("glasswork_job_timeouts_total", (("job", "hangs"), ("queue", "default")))] == 1
     assert found[("glasswork_job_duration_seconds_count", (("job", "ok"), ("queue", "work")))] == 3
-    assert 0.05 <= found[("glasswork_job_duration_seconds_sum", (("job", "hangs"), ("queue", "default")))] < 5
+    assert (
+        0.05
+        <= found[("glasswork_job_duration_seconds_sum", (("job", "hangs"), ("queue", "default")))]
+        < 5
+    )
 
 
 def test_prometheus_reports_queue_depth_from_the_driver(tmp_path: Path) -> None:

@@ -17,11 +17,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from glasswork import define_module
 from glasswork.jobs import (
+    DuplicateJobError,
     JobMessage,
     JobService,
     MockQueueDriver,
     PayloadTooLargeError,
-    DuplicateJobError,
     bootstrap_worker,
     define_job,
     set_tracing,
@@ -33,7 +33,7 @@ from glasswork.jobs.testing import sqs_record
 from glasswork.jobs.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from otel_support import assert_child_of, attrs, only, span_exporter, spans  # noqa: E402
+from otel_support import assert_child_of, attrs, only, span_exporter, spans
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -184,7 +184,9 @@ def test_a_traceparent_wins_over_the_xray_header(exporter) -> None:
     JobService(driver).enqueue(ping)
     [message] = driver.jobs
     record = sqs_record(message)
-    record["attributes"]["AWSTraceHeader"] = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    record["attributes"]["AWSTraceHeader"] = (
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    )
     bootstrap_worker(module=App)({"Records": [record]}, None)
     run = only(exporter, "process ping")
     assert_child_of(run, only(exporter, "send emails"))
@@ -248,8 +250,7 @@ def test_sqs_attributes_carry_the_context_unless_they_would_break_the_size_limit
     trace_context = {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "tracestate": "k=v"}
     small = JobMessage.create("ping", {"n": 1}).model_copy(update={"trace": trace_context})
     assert sqs_message_attributes(small) == {
-        name: {"DataType": "String", "StringValue": value}
-        for name, value in trace_context.items()
+        name: {"DataType": "String", "StringValue": value} for name, value in trace_context.items()
     }
     body = JobMessage.create("ping", "").encode()
     full = JobMessage.create("ping", "x" * (MAX_MESSAGE_BYTES - len(body) - 150))
@@ -334,4 +335,6 @@ def test_with_the_api_installed_tracing_is_on_by_itself() -> None:
     result = _run_isolated("", {"GLASSWORK_TRACING": ""})
     assert result["tracing"] is True
     assert "opentelemetry.trace" in result["loaded"]
-    assert not [m for m in result["loaded"] if m.startswith(("prometheus_client", "opentelemetry.sdk"))]
+    assert not [
+        m for m in result["loaded"] if m.startswith(("prometheus_client", "opentelemetry.sdk"))
+    ]

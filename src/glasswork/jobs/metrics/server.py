@@ -18,6 +18,7 @@ from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from ..errors import ConfigurationError
 from .prometheus import PrometheusMetrics
 
 if TYPE_CHECKING:
@@ -31,7 +32,8 @@ StartResponse = Callable[..., Any]
 
 class MetricsServer:
     """Serve ``metrics`` (a :class:`PrometheusMetrics`) and the liveness of a worker's loop
-    on ``host:port``. :meth:`start` binds (an address in use raises ``OSError`` at once);
+    on ``host:port``. :meth:`start` binds (an address in use raises
+    :class:`ConfigurationError` at once);
     :meth:`close` stops serving."""
 
     def __init__(
@@ -81,9 +83,15 @@ class MetricsServer:
                 return self._healthz(start_response)
             return prometheus(environ, start_response)  # type: ignore[no-any-return]
 
-        self._server = make_server(
-            self.host, self.port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
-        )
+        try:
+            self._server = make_server(
+                self.host, self.port, app, _ThreadingServer, handler_class=_QuietHandler
+            )
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot serve metrics on {self.host}:{self.port}: {exc.strerror or exc}; "
+                "choose another port (--metrics-port) or stop what holds it"
+            ) from exc
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="glasswork-metrics", daemon=True
         )
