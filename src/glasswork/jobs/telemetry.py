@@ -50,6 +50,7 @@ RETRY_DELAY = "glasswork.job.retry_delay"
 
 _UNRESOLVED: Any = object()
 _tracer: Any = _UNRESOLVED  # the producer's tracer; None while tracing is off
+_provider: Any = None  # set_tracing's tracer provider (None: the global one)
 # SQS message attribute names: letters, digits, "-", "_", "."; not starting with AWS./Amazon.
 _ATTRIBUTE_NAME = re.compile(r"(?!(?i:aws\.|amazon\.))[A-Za-z0-9_.-]{1,256}")
 _MAX_ATTRIBUTES = 10
@@ -58,14 +59,16 @@ _MAX_ATTRIBUTES = 10
 # -- switching it on and off -----------------------------------------------------------------
 
 
-def set_tracing(enabled: bool | None) -> None:
+def set_tracing(enabled: bool | None, *, tracer_provider: Any = None) -> None:
     """Turn tracing on or off for this process (None: decide again from ``GLASSWORK_TRACING``
     and whether ``opentelemetry-api`` is installed). Affects services from now on and
-    workers bootstrapped from now on."""
-    global _tracer
+    workers bootstrapped from now on. ``tracer_provider``: where their spans go instead of
+    the global provider."""
+    global _tracer, _provider
     _tracer = _UNRESOLVED
+    _provider = tracer_provider
     if enabled is not None:
-        _tracer = _make_tracer() if enabled else None
+        _tracer = _make_tracer(tracer_provider) if enabled else None
         if enabled and _tracer is None:
             raise ConfigurationError(
                 "tracing needs opentelemetry-api: pip install 'glasswork[otel]'"
@@ -253,7 +256,7 @@ def consumer_step(driver: QueueDriver | None) -> Tracing | None:
     """The tracing step for a worker on ``driver``, or None while tracing is off."""
     if _resolve() is None:
         return None
-    return Tracing(system=_system(driver))
+    return Tracing(_provider, system=_system(driver))
 
 
 def _record_outcome(span: Any, outcome: Outcome) -> None:

@@ -433,7 +433,9 @@ class SQLiteQueueDriver(QueueDriver):
         """Idempotency keys in this queue's file (table ``glasswork_idempotency``)."""
         from ..idempotency.sqlite import SQLiteIdempotencyStore
 
-        return SQLiteIdempotencyStore(self.path, busy_timeout=self.busy_timeout)
+        return SQLiteIdempotencyStore(
+            self.path, busy_timeout=self.busy_timeout, synchronous=self.synchronous
+        )
 
     def claim_periodic(self, job_name: str, fire_at: datetime) -> bool:
         """Claim the firing of periodic job ``job_name`` due at ``fire_at``: True for exactly

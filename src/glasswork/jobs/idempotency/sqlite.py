@@ -43,18 +43,31 @@ class SQLiteIdempotencyStore(IdempotencyStore):
 
     >>> store = SQLiteIdempotencyStore("jobs.db")   # doctest: +SKIP
 
-    ``SQLiteQueueDriver`` workers use one on the queue's file by default.
+    ``SQLiteQueueDriver`` workers use one on the queue's file by default, with the driver's
+    ``busy_timeout`` and ``synchronous``: ``"NORMAL"`` survives a process crash (WAL);
+    ``"FULL"`` also power loss, at an fsync per write.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 30.0,
+        synchronous: str = "NORMAL",
+    ) -> None:
         text = os.fspath(path)
         if text == ":memory:" or text.startswith("file::memory:"):
             raise ConfigurationError(
                 "SQLiteIdempotencyStore needs a file every worker opens; for one process use "
                 "MemoryIdempotencyStore"
             )
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ConfigurationError(
+                f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}"
+            )
         self.path = Path(text)
         self.busy_timeout = busy_timeout
+        self.synchronous = synchronous.upper()
         self._local = threading.local()
         self._next_purge = 0.0
         self._conn()  # create the table now, so a bad path fails at bootstrap
@@ -78,6 +91,7 @@ class SQLiteIdempotencyStore(IdempotencyStore):
             # process switching it at the same moment holds the lock this needs.
             with contextlib.suppress(sqlite3.OperationalError):
                 conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute(_SCHEMA)
         self._local.conn = (os.getpid(), conn)
         return conn

@@ -47,6 +47,9 @@ JOB_DIMENSION = "JobName"
 MAX_VALUES = 100
 #: CloudWatch allows 30 dimensions per metric; the job name takes one.
 MAX_DIMENSIONS = 29
+#: Runs of one job held before a flush is forced, so memory stays bounded where nobody
+#: flushes (a long-running worker; the Lambda worker flushes every invocation).
+MAX_HELD = 1000
 
 
 @dataclass(slots=True)
@@ -64,6 +67,7 @@ class EMFMetrics:
     ``{"service": $POWERTOOLS_SERVICE_NAME}`` when that is set, so the job metrics sit
     beside those of Powertools' ``Metrics`` (which flushes its own lines; the two never
     share a buffer). ``write`` takes each line (default: stdout, which Lambda logs).
+    Nobody flushing (a long-running worker) still writes once a job has 1,000 runs held.
 
     >>> handler = bootstrap_worker(module=AppModule, metrics=EMFMetrics(namespace="Shop"))
     ... # doctest: +SKIP
@@ -97,6 +101,9 @@ class EMFMetrics:
             if timed_out(outcome):
                 counts[TIMED_OUT_METRIC] = counts.get(TIMED_OUT_METRIC, 0) + 1
             job.durations.append(round(seconds * 1000, 3))
+            full = len(job.durations) >= MAX_HELD
+        if full:
+            self.flush()
 
     def flush(self) -> None:
         """Write what was counted since the last flush: one line per job name (and one more
