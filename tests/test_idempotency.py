@@ -423,3 +423,33 @@ def test_a_run_released_at_shutdown_frees_its_key(tmp_path: Path) -> None:
         .fetchone()
     )
     assert keys == (0,)  # the next worker runs it at once, not after the claim lapses
+
+
+def test_a_key_function_that_raises_fails_the_run_not_the_batch() -> None:
+    def bad_key(payload: Any) -> str:
+        raise KeyError("order_id")
+
+    job = define_job(name="j", handler=Runs(), idempotent=Idempotency(key=bad_key))
+    handler = lambda_handler(job)
+    record = sqs_record(JobMessage.create("j", {}))
+    response = handler({"Records": [record, sqs_record(JobMessage.create("j", {}))]}, None)
+    assert len(response["batchItemFailures"]) == 2  # each retried, the batch handled
+    outcome = handler.executor.execute_sync(JobMessage.create("j", {}), 3)
+    assert isinstance(outcome, DeadLetter) and isinstance(outcome.error, KeyError)
+
+
+def test_the_worker_summary_counts_duplicates(tmp_path: Path) -> None:
+    job = define_job(name="j", handler=Runs(), idempotent=True)
+    driver = SQLiteQueueDriver(tmp_path / "jobs.db")
+    message = JobMessage.create("j", None)
+    driver.enqueue(message)
+    driver.enqueue(message)
+    worker = Worker(
+        module=define_module("w", jobs=[job]),
+        driver=driver,
+        concurrency=1,
+        install_signal_handlers=False,
+    )
+    summary = worker.run_until_empty(timeout=20)
+    assert summary.jobs == 2
+    assert "done=1" in str(summary) and "duplicate=1" in str(summary)

@@ -338,3 +338,33 @@ def test_with_the_api_installed_tracing_is_on_by_itself() -> None:
     assert not [
         m for m in result["loaded"] if m.startswith(("prometheus_client", "opentelemetry.sdk"))
     ]
+
+
+class BrokenPropagator:
+    """A propagator that fails on every call, as a misconfigured one might."""
+
+    fields: set[str] = {"x-broken"}
+
+    def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+        raise RuntimeError("propagator bug")
+
+    def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+        raise RuntimeError("propagator bug")
+
+
+def test_a_broken_propagator_neither_stops_an_enqueue_nor_a_run(exporter, caplog) -> None:
+    from opentelemetry import propagate
+
+    driver = MockQueueDriver()
+    JobService(driver).enqueue(ping)  # sent with a context, before the breakage
+    original = propagate.get_global_textmap()
+    propagate.set_global_textmap(BrokenPropagator())  # type: ignore[arg-type]
+    try:
+        JobService(driver).enqueue(ping, {"n": 2})
+        result = driver.drain(App)
+    finally:
+        propagate.set_global_textmap(original)
+    assert (result.deliveries, result.retried, result.dead_lettered) == (2, 0, 0)
+    assert driver.jobs[1].trace is None
+    assert "a propagator failed" in caplog.text
+    assert "could not start the span of a run; running untraced" in caplog.text

@@ -15,6 +15,7 @@ off; without the API nothing here imports it, and enqueues and runs cost what th
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .execution import CallNext, JobRun, Outcome
 
 R = TypeVar("R")
+logger = logging.getLogger("glasswork.jobs")
 
 #: The instrumentation scope of Glasswork's spans.
 SCOPE = "glasswork.jobs"
@@ -124,16 +126,17 @@ def traced_send(
     tracer = _tracer if _tracer is not _UNRESOLVED else _resolve()
     if tracer is None:
         return send(message, *args)
-    return _send_in_span(tracer, send, message, args)
+    messages: list[JobMessage] = [message] if isinstance(message, JobMessage) else list(message)
+    if not messages:
+        return send(message, *args)
+    return _send_in_span(tracer, send, messages, not isinstance(message, JobMessage), args)
 
 
 def _send_in_span(
-    tracer: Any, send: Callable[..., R], message: JobMessage | Sequence[JobMessage], args: Any
+    tracer: Any, send: Callable[..., R], messages: list[JobMessage], batch: bool, args: Any
 ) -> R:
     from opentelemetry import context, propagate, trace
 
-    batch = not isinstance(message, JobMessage)
-    messages: list[JobMessage] = [message] if isinstance(message, JobMessage) else list(message)
     first = messages[0]
     attributes: dict[str, Any] = {
         SYSTEM: _system(getattr(send, "__self__", None)),
@@ -146,13 +149,21 @@ def _send_in_span(
         attributes[BATCH_COUNT] = len(messages)
     else:
         attributes[JOB_ID] = first.job_id
-    span = tracer.start_span(
-        f"send {first.queue}", kind=trace.SpanKind.PRODUCER, attributes=attributes
-    )
-    token = context.attach(trace.set_span_in_context(span))
+    try:
+        span = tracer.start_span(
+            f"send {first.queue}", kind=trace.SpanKind.PRODUCER, attributes=attributes
+        )
+        token = context.attach(trace.set_span_in_context(span))
+    except Exception:  # tracing must never stop a job from being sent
+        logger.warning("could not start the enqueue's span; sending untraced", exc_info=True)
+        return send(messages if batch else first, *args)
     try:
         carrier: dict[str, str] = {}
-        propagate.inject(carrier)
+        try:
+            propagate.inject(carrier)
+        except Exception:
+            logger.warning("a propagator failed; sending without trace context", exc_info=True)
+            carrier = {}
         if carrier:
             messages = [m.model_copy(update={"trace": carrier}) for m in messages]
             for m in messages:
@@ -214,31 +225,12 @@ class Tracing:
         self.system = system
 
     async def __call__(self, run: JobRun, call_next: CallNext) -> Outcome:
-        trace = self._trace
-        message = run.message
-        carrier = message.trace
-        parent = self._propagate.extract(carrier) if carrier else None
-        links = None
-        if not carrier or "traceparent" not in carrier:
-            header = run.ctx.attributes.get("AWSTraceHeader")
-            link = xray_link(header) if header else None
-            links = [link] if link is not None else None
-        span = self._tracer.start_span(
-            f"process {message.job_name}",
-            context=parent,
-            kind=trace.SpanKind.CONSUMER,
-            attributes={
-                SYSTEM: self.system,
-                DESTINATION: message.queue,
-                OPERATION_TYPE: "process",
-                OPERATION_NAME: "process",
-                JOB_NAME: message.job_name,
-                JOB_ID: message.job_id,
-                ATTEMPT: run.attempt,
-            },
-            links=links,
-        )
-        token = self._context.attach(trace.set_span_in_context(span))
+        try:
+            span = self._start(run)
+            token = self._context.attach(self._trace.set_span_in_context(span))
+        except Exception:  # a broken propagator, say: the job runs untraced, not at all
+            logger.warning("could not start the span of a run; running untraced", exc_info=True)
+            return await call_next()
         try:
             outcome = await call_next()
             if span.is_recording():
@@ -250,6 +242,31 @@ class Tracing:
         finally:
             self._context.detach(token)
             span.end()
+
+    def _start(self, run: JobRun) -> Any:
+        message = run.message
+        carrier = message.trace
+        parent = self._propagate.extract(carrier) if carrier else None
+        links = None
+        if not carrier or "traceparent" not in carrier:
+            header = run.ctx.attributes.get("AWSTraceHeader")
+            link = xray_link(header) if isinstance(header, str) else None
+            links = [link] if link is not None else None
+        return self._tracer.start_span(
+            f"process {message.job_name}",
+            context=parent,
+            kind=self._trace.SpanKind.CONSUMER,
+            attributes={
+                SYSTEM: self.system,
+                DESTINATION: message.queue,
+                OPERATION_TYPE: "process",
+                OPERATION_NAME: "process",
+                JOB_NAME: message.job_name,
+                JOB_ID: message.job_id,
+                ATTEMPT: run.attempt,
+            },
+            links=links,
+        )
 
 
 def consumer_step(driver: QueueDriver | None) -> Tracing | None:

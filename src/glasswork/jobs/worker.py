@@ -51,7 +51,7 @@ T = TypeVar("T")
 
 #: Outcome kinds as counted in :class:`WorkerSummary`, plus ``released`` (handed back unrun
 #: or unfinished at shutdown) and ``errors`` (the worker itself failed to run the job).
-SUMMARY_KINDS = ("done", "retry", "dead_letter", "discarded", "released", "errors")
+SUMMARY_KINDS = ("done", "retry", "dead_letter", "discarded", "duplicate", "released", "errors")
 #: Jobs that take less than this on average (seconds) let the worker hold extra messages.
 PREFETCH_MAX_JOB_SECONDS = 0.05
 
@@ -67,7 +67,10 @@ class WorkerSummary:
     @property
     def jobs(self) -> int:
         """Deliveries that ran to an outcome (released ones are not counted)."""
-        return sum(self.counts[k] for k in ("done", "retry", "dead_letter", "discarded", "errors"))
+        return sum(
+            self.counts[k]
+            for k in ("done", "retry", "dead_letter", "discarded", "duplicate", "errors")
+        )
 
     @property
     def done(self) -> int:

@@ -72,7 +72,10 @@ class IdempotencyStep:
         if entry is None:
             return await call_next()
         option, store = entry
-        key = self._key(run, option)
+        try:
+            key = self._key(run, option)
+        except Exception as exc:  # the job's key function failed: the job's failure
+            return await run.fail(exc)
         if key is None:
             return await call_next()
         token = uuid.uuid4().hex
