@@ -71,19 +71,33 @@ def test_a_running_worker_serves_its_counts_to_prometheus(setup: Setup) -> None:
         labels = frozenset({"queue": "default", "state": state}.items())
         return metrics.get(("glasswork_queue_messages", labels))
 
+    def settled() -> bool:
+        runs = setup.finished()
+        attempts = sorted(len(runs.get(f"fail-{i}", [])) for i in range(2))
+        done = all(f"job-{i}" in runs for i in range(20))
+        driver = setup.driver()
+        return (
+            done
+            and attempts == [3, 3]
+            and driver.pending_count() == 0
+            and (driver.stats()["default"].dead == 2)
+        )
+
+    # Wait on the queue itself, so the first scrape already sees it settled (the worker
+    # reads queue depth at most every 5 s).
+    wait_until(settled, what="every job to run and the failures to be dead-lettered")
+
     def counted() -> dict | None:
         metrics = scrape(port)
         finished = jobs_total(metrics, "record", "done") == 20
         finished = finished and jobs_total(metrics, "fail", "dead_letter") == 2
-        # Depth is read from the driver at most every 5 s: it catches up within that.
-        settled = depth(metrics, "dead") == 2 and depth(metrics, "ready") == 0
-        return metrics if finished and settled else None
+        return metrics if finished and depth(metrics, "dead") == 2 else None
 
     metrics = wait_until(counted, what="the scrape to show every job")
     assert jobs_total(metrics, "fail", "retry") == 4  # 3 attempts each
     count = frozenset({"job": "record", "queue": "default"}.items())
     assert metrics[("glasswork_job_duration_seconds_count", count)] == 20
-    assert depth(metrics, "in_flight") == 0
+    assert (depth(metrics, "ready"), depth(metrics, "in_flight")) == (0, 0)
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
         assert (response.status, response.read()) == (200, b"ok\n")
