@@ -341,7 +341,8 @@ def test_sqlite_workers_keep_keys_in_the_queue_file(tmp_path: Path) -> None:
         install_signal_handlers=False,
     )
     summary = worker.run_until_empty(timeout=20)
-    assert (summary.done, summary.counts["duplicate"]) == (1, 1)
+    assert (summary.jobs, summary.done, summary.counts["duplicate"]) == (2, 1, 1)
+    assert "done=1" in str(summary) and "duplicate=1" in str(summary)
     assert len(runs.calls) == 1
     row = (
         sqlite3.connect(tmp_path / "jobs.db")
@@ -436,20 +437,3 @@ def test_a_key_function_that_raises_fails_the_run_not_the_batch() -> None:
     assert len(response["batchItemFailures"]) == 2  # each retried, the batch handled
     outcome = handler.executor.execute_sync(JobMessage.create("j", {}), 3)
     assert isinstance(outcome, DeadLetter) and isinstance(outcome.error, KeyError)
-
-
-def test_the_worker_summary_counts_duplicates(tmp_path: Path) -> None:
-    job = define_job(name="j", handler=Runs(), idempotent=True)
-    driver = SQLiteQueueDriver(tmp_path / "jobs.db")
-    message = JobMessage.create("j", None)
-    driver.enqueue(message)
-    driver.enqueue(message)
-    worker = Worker(
-        module=define_module("w", jobs=[job]),
-        driver=driver,
-        concurrency=1,
-        install_signal_handlers=False,
-    )
-    summary = worker.run_until_empty(timeout=20)
-    assert summary.jobs == 2
-    assert "done=1" in str(summary) and "duplicate=1" in str(summary)

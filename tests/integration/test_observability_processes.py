@@ -10,8 +10,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,20 +19,15 @@ from fixtures_app.once import record_once
 
 from . import test_worker_processes
 from .test_worker_processes import COMMAND, TESTS, Setup, wait_until
+from .test_worker_processes import setup as setup  # the same fixture: a SQLite file, 1 s leases
 
 APP = "fixtures_app.once:OnceModule"  # the fixture app and an idempotent job
 
 
-@pytest.fixture
-def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
-    monkeypatch.setattr(test_worker_processes, "APP", APP)  # what Setup.start_worker runs
-    db = tmp_path / "jobs.db"
-    s = Setup(tmp_path, db, tmp_path / "runs.db", f"sqlite:///{db}?visibility_timeout=1")
-    yield s
-    for proc in s.procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+@pytest.fixture(autouse=True)
+def observed_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers started by ``Setup.start_worker`` run the app with the idempotent job."""
+    monkeypatch.setattr(test_worker_processes, "APP", APP)
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._lazy import load_lazily
 from .definition import JobDefinition, RetryPolicy, define_job, define_periodic_job
 from .drivers.base import EnqueueResult, QueueDriver, ReceivedMessage
 from .drivers.mock import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
@@ -63,14 +64,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'glasswork.jobs' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    return load_lazily(__name__, _LAZY, name)
 
 
 __all__ = [

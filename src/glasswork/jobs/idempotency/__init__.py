@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._lazy import load_lazily
 from .memory import MemoryIdempotencyStore
 from .options import DEFAULT_EXPIRES, Idempotency, idempotency_key
 from .store import COMPLETED, IN_PROGRESS, IdempotencyRecord, IdempotencyStore
@@ -27,14 +28,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    return load_lazily(__name__, _LAZY, name)
 
 
 __all__ = [

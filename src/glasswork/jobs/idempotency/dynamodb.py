@@ -12,15 +12,13 @@ import math
 import time
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from ..dynamodb_tables import dynamodb_client, ensure_table
 from .store import COMPLETED, IN_PROGRESS, IdempotencyRecord, IdempotencyStore
 
 #: The table's TTL attribute.
 TTL_ATTRIBUTE = "ttl"
-_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
@@ -49,7 +47,7 @@ class DynamoDBIdempotencyStore(IdempotencyStore):
     def client(self) -> Any:
         """The boto3 DynamoDB client (made on first use)."""
         if self._client is None:
-            self._client = _client(self.region, self.endpoint_url)
+            self._client = dynamodb_client(self.region, self.endpoint_url)
         return self._client
 
     def claim(self, key: str, token: str, until: float) -> IdempotencyRecord | None:
@@ -129,35 +127,8 @@ def create_idempotency_table(
 ) -> str:
     """Create the idempotency table (on-demand billing, TTL on ``ttl``) if it does not
     exist; returns its ARN. The same schema in CloudFormation is in ``docs/sqs.md``."""
-    client = client or _client(region, endpoint_url)
-    try:
-        description = client.create_table(
-            TableName=table_name,
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )["TableDescription"]
-    except ClientError as exc:
-        if _code(exc) != "ResourceInUseException":
-            raise
-        description = client.describe_table(TableName=table_name)["Table"]
-    if wait:
-        client.get_waiter("table_exists").wait(
-            TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-        )
-    ttl = client.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
-    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-        client.update_time_to_live(
-            TableName=table_name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
-        )
-    return str(description["TableArn"])
-
-
-def _client(region: str | None, endpoint_url: str | None) -> Any:
-    return boto3.client(
-        "dynamodb", region_name=region, endpoint_url=endpoint_url, config=_BOTO_CONFIG
-    )
+    client = client or dynamodb_client(region, endpoint_url)
+    return ensure_table(client, table_name, ("id",), TTL_ATTRIBUTE, wait=wait)
 
 
 def _record(key: str, item: dict[str, Any]) -> IdempotencyRecord:

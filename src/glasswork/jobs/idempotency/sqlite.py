@@ -7,14 +7,12 @@ WHERE expires_at <= now``, so two processes never both claim a live key.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import threading
 import time
-from pathlib import Path
 
-from ..errors import ConfigurationError
+from ..drivers.sqlite import check_synchronous, file_path, open_file
 from .store import COMPLETED, IN_PROGRESS, IdempotencyRecord, IdempotencyStore
 
 _SCHEMA = """
@@ -55,19 +53,9 @@ class SQLiteIdempotencyStore(IdempotencyStore):
         busy_timeout: float = 30.0,
         synchronous: str = "NORMAL",
     ) -> None:
-        text = os.fspath(path)
-        if text == ":memory:" or text.startswith("file::memory:"):
-            raise ConfigurationError(
-                "SQLiteIdempotencyStore needs a file every worker opens; for one process use "
-                "MemoryIdempotencyStore"
-            )
-        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ConfigurationError(
-                f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}"
-            )
-        self.path = Path(text)
+        self.path = file_path(path, "SQLiteIdempotencyStore")
         self.busy_timeout = busy_timeout
-        self.synchronous = synchronous.upper()
+        self.synchronous = check_synchronous(synchronous)
         self._local = threading.local()
         self._next_purge = 0.0
         self._conn()  # create the table now, so a bad path fails at bootstrap
@@ -80,18 +68,7 @@ class SQLiteIdempotencyStore(IdempotencyStore):
         held: tuple[int, sqlite3.Connection] | None = getattr(self._local, "conn", None)
         if held is not None and held[0] == os.getpid():
             return held[1]
-        if self.path.parent != Path():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            # A file of its own; the queue's file is WAL already. Best effort: another
-            # process switching it at the same moment holds the lock this needs.
-            with contextlib.suppress(sqlite3.OperationalError):
-                conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn = open_file(self.path, self.busy_timeout, self.synchronous)
         conn.execute(_SCHEMA)
         self._local.conn = (os.getpid(), conn)
         return conn

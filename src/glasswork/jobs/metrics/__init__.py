@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._lazy import load_lazily
 from .emf import EMFMetrics
 from .sink import JobMetrics, MetricsOption, MetricsSink, flush_metrics, metric_sinks
 
@@ -20,14 +21,7 @@ _LAZY = {"PrometheusMetrics": ".prometheus", "MetricsServer": ".server"}
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    return load_lazily(__name__, _LAZY, name)
 
 
 __all__ = [
