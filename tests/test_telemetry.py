@@ -368,3 +368,43 @@ def test_a_broken_propagator_neither_stops_an_enqueue_nor_a_run(exporter, caplog
     assert driver.jobs[1].trace is None
     assert "a propagator failed" in caplog.text
     assert "could not start the span of a run; running untraced" in caplog.text
+
+
+def test_before_an_sdk_is_configured_no_span_is_made_and_after_it_spans_flow() -> None:
+    script = textwrap.dedent(
+        """
+        import json
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+        from glasswork import define_module
+        from glasswork.jobs import JobService, MockQueueDriver, bootstrap_worker, define_job
+
+        job = define_job(name="j", handler=lambda p, ctx: None)
+        driver = MockQueueDriver()
+        handler = bootstrap_worker(module=define_module("app", jobs=[job]), driver=driver)
+        JobService(driver).enqueue(job)
+        driver.drain(handler)
+        before = driver.jobs[0].trace
+
+        # The application configures its SDK only now, after building service and worker.
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        JobService(driver).enqueue(job)
+        driver.drain(handler)
+        spans = [s.name for s in exporter.get_finished_spans()]
+        print(json.dumps({"before": before, "spans": spans}))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GLASSWORK_TRACING"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"before": None, "spans": ["send default", "process j"]}

@@ -124,7 +124,7 @@ def traced_send(
     """``send(message, *args)`` (a driver's ``enqueue*``) inside a PRODUCER span, the span's
     context written into the message(s) first. Without tracing, just the call."""
     tracer = _tracer if _tracer is not _UNRESOLVED else _resolve()
-    if tracer is None:
+    if tracer is None or (_provider is None and _no_sdk()):
         return send(message, *args)
     messages: list[JobMessage] = [message] if isinstance(message, JobMessage) else list(message)
     if not messages:
@@ -208,7 +208,7 @@ class Tracing:
     to trace with a ``tracer_provider`` other than the global one. ``system`` is the
     ``messaging.system`` attribute (``aws_sqs``, ``sqlite``, ...)."""
 
-    __slots__ = ("_context", "_propagate", "_trace", "_tracer", "system")
+    __slots__ = ("_context", "_global", "_propagate", "_trace", "_tracer", "system")
 
     def __init__(self, tracer_provider: Any = None, *, system: str = "aws_sqs") -> None:
         tracer = _make_tracer(tracer_provider)
@@ -219,12 +219,15 @@ class Tracing:
         from opentelemetry import context, propagate, trace
 
         self._tracer = tracer
+        self._global = tracer_provider is None
         self._context = context
         self._propagate = propagate
         self._trace = trace
         self.system = system
 
     async def __call__(self, run: JobRun, call_next: CallNext) -> Outcome:
+        if self._global and _no_sdk():
+            return await call_next()
         try:
             span = self._start(run)
             token = self._context.attach(self._trace.set_span_in_context(span))
@@ -267,6 +270,20 @@ class Tracing:
             },
             links=links,
         )
+
+
+def _no_sdk() -> bool:
+    """Whether no SDK is configured yet (the global provider is still OpenTelemetry's
+    proxy): every span would be a no-op, so none is made. Checked per call, since an
+    application may configure its SDK after building services and workers."""
+    from opentelemetry import trace
+
+    # The API's own global, read directly: get_tracer_provider() spends a microsecond
+    # looking up an environment variable on every call while nothing is set. (Making our
+    # tracer already called it once, which loads a provider named in the environment.)
+    if getattr(trace, "_TRACER_PROVIDER", False) is None:
+        return True
+    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 def consumer_step(driver: QueueDriver | None) -> Tracing | None:
