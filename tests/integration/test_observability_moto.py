@@ -239,3 +239,25 @@ def _pending(aws: Aws, url: str) -> int:
     return int(attributes["ApproximateNumberOfMessages"]) + int(
         attributes["ApproximateNumberOfMessagesNotVisible"]
     )
+
+
+def test_prometheus_reads_queue_depth_from_sqs(aws: Aws) -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from glasswork.jobs.metrics import PrometheusMetrics
+
+    driver = sqs_driver(aws, aws.create_queue("depth"))
+    ping = define_job(name="ping", handler=lambda payload, ctx: None)
+    JobService(driver).enqueue_many(ping, [1, 2, 3])
+    JobService(driver).enqueue_in(ping, 4, "5m")
+    metrics = PrometheusMetrics(stats_interval=0)
+    metrics.watch(driver)
+    text = generate_latest(metrics.registry).decode()
+    depth = {
+        s.labels["state"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "glasswork_queue_messages" and s.labels["queue"] == "default"
+    }
+    assert depth == {"ready": 3, "delayed": 1, "in_flight": 0}  # SQS keeps no dead count
