@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -78,7 +78,7 @@ class IdempotencyStep:
             return await run.fail(exc)
         if key is None:
             return await call_next()
-        token = uuid.uuid4().hex
+        token = os.urandom(12).hex()  # names this run's claim
         try:
             held = await _call(store, store.claim, key, token, time.time() + self._claim(run))
         except Exception as exc:
