@@ -1,6 +1,6 @@
 """Outcome log overhead: what the dashboard's per-minute outcome counts cost the worker.
 
-The ``OutcomeLog`` step (glasswork/jobs/outcome_log.py) wraps every run when the driver can
+The ``OutcomeLog`` sink (glasswork/jobs/outcome_log.py), in the metrics step, counts every run when the driver can
 store outcomes, as SQLite's can. Two measurements, each with the log on and off, interleaved
 repetition by repetition; headline is the best repetition, the median beside it, and the
 ratios compare bests of the same run:
@@ -39,18 +39,13 @@ def drain_once(n: int, workdir: Path, *, log_on: bool) -> float:
     module = define_module("bench", jobs=[job])
     driver = SQLiteQueueDriver(str(workdir / "jobs.db"))
     JobService(driver).enqueue_many(job, [PAYLOAD] * n)
+    driver.records_outcomes = log_on  # off: the documented opt-out, no sink and no step
     worker = Worker(module=module, driver=driver, install_signal_handlers=False)
-    steps = worker.executor.steps
-    if not any(isinstance(s, OutcomeLog) for s in steps):
-        raise RuntimeError("the worker has no outcome log: nothing to measure")
-    if not log_on:
-        worker.executor.steps = tuple(s for s in steps if not isinstance(s, OutcomeLog))
+    if log_on != any(isinstance(s, OutcomeLog) for s in worker.metrics):
+        raise RuntimeError("the worker's outcome log is not as asked: nothing to measure")
     start = time.perf_counter()
-    ran = worker.run_until_empty().jobs
+    ran = worker.run_until_empty().jobs  # flushes the log as it stops
     seconds = time.perf_counter() - start
-    for step in steps:
-        if isinstance(step, OutcomeLog):
-            step.flush()
     driver.close()
     if ran != n:
         raise RuntimeError(f"ran {ran} of {n} jobs")
@@ -60,13 +55,13 @@ def drain_once(n: int, workdir: Path, *, log_on: bool) -> float:
 def run_cost(m: int, *, log_on: bool, workdir: Path) -> float:
     """µs per ``execute_sync`` of a no-op job, with the outcome log as the only step or none."""
     from glasswork import define_module
-    from glasswork.jobs import Executor, JobMessage, SQLiteQueueDriver, define_job
+    from glasswork.jobs import Executor, JobMessage, JobMetrics, SQLiteQueueDriver, define_job
     from glasswork.jobs.outcome_log import OutcomeLog
 
     job = define_job(name="bench-noop", handler=noop, schema=Payload)
     driver = SQLiteQueueDriver(str(workdir / "jobs.db"))
     log = OutcomeLog(driver, flush_every=3600)  # flushed once, after the timing
-    steps = [log] if log_on else []
+    steps = [JobMetrics([log])] if log_on else []
     executor = Executor.for_module(define_module("bench", jobs=[job]), steps=steps)
     body = JobMessage.create("bench-noop", PAYLOAD).encode()
     for _ in range(200):

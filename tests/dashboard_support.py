@@ -57,9 +57,9 @@ def seed(path: Path, *, earlier_history: bool = False) -> Seeded:
     jobs.enqueue(resize_image, {"image": "cat.png"})
     worker = Worker(module=ShopModule, driver=driver, install_signal_handlers=False)
     worker.run_until_empty(include_delayed=True, timeout=60)
-    for step in worker.executor.steps:
-        if isinstance(step, OutcomeLog):
-            step.flush()
+    for sink in worker.metrics:
+        if isinstance(sink, OutcomeLog):
+            sink.flush()
     driver.dead_letter(MALFORMED_BODY, "MalformedMessageError: <b>not JSON</b>", queue="default")
     waiting = jobs.enqueue_in(send_receipt, {"order_id": 100}, 3600)
     jobs.enqueue_in(resize_image, {"image": "dog.png"}, 600)

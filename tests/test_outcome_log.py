@@ -1,4 +1,4 @@
-"""OutcomeLog: the step that counts outcomes per minute and flushes them to the driver."""
+"""OutcomeLog: the metrics sink that counts outcomes per minute and flushes them to the driver."""
 
 from __future__ import annotations
 
@@ -18,13 +18,17 @@ import pytest
 from glasswork import define_module
 from glasswork.jobs import (
     Done,
+    EMFMetrics,
     Executor,
+    JobMetrics,
     JobService,
+    MockQueueDriver,
     PermanentJobError,
     TransientJobError,
     define_job,
 )
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
+from glasswork.jobs.metrics import metric_sinks
 from glasswork.jobs.outcome_log import OutcomeLog
 from glasswork.jobs.steps import worker_steps
 from glasswork.jobs.worker import Worker
@@ -62,16 +66,21 @@ def history(driver: SQLiteQueueDriver) -> dict[tuple[str, str, str], int]:
     return totals
 
 
-def test_workers_on_a_driver_that_stores_outcomes_get_the_log_outermost(
+def test_workers_on_a_driver_that_stores_outcomes_get_the_log_as_a_metrics_sink(
     driver: SQLiteQueueDriver,
 ) -> None:
-    mine = object()
-    chain = worker_steps([], driver, [mine])  # type: ignore[list-item]
-    assert isinstance(chain[0], OutcomeLog) and chain[1] is mine
-    assert chain[0].store is driver
-    assert worker_steps([], None, []) == []
+    mine = EMFMetrics()
+    sinks = metric_sinks([mine], driver=driver)
+    assert sinks[0] is mine and isinstance(sinks[1], OutcomeLog)
+    assert sinks[1].store is driver
+    assert metric_sinks(None, driver=MockQueueDriver()) == ()
+    chain = worker_steps([], driver, metrics=sinks)
+    assert isinstance(chain[0], JobMetrics) and chain[0].sinks == sinks
+    worker = Worker(module=App, driver=driver, install_signal_handlers=False)
+    assert any(isinstance(s, OutcomeLog) for s in worker.metrics)
     driver.records_outcomes = False  # opted out: nothing added, nothing to pay per run
-    assert worker_steps([], driver, []) == []
+    assert metric_sinks(None, driver=driver) == ()
+    assert worker_steps([], driver, metrics=metric_sinks(None, driver=driver)) == []
 
 
 def test_a_worker_run_records_every_outcome_kind(driver: SQLiteQueueDriver) -> None:
@@ -83,9 +92,7 @@ def test_a_worker_run_records_every_outcome_kind(driver: SQLiteQueueDriver) -> N
     jobs.enqueue(dropped, {})
     worker = Worker(module=App, driver=driver, install_signal_handlers=False)
     summary = worker.run_until_empty(include_delayed=True, timeout=30)
-    log = worker.executor.steps[0]
-    assert isinstance(log, OutcomeLog)
-    log.flush()
+    assert any(isinstance(s, OutcomeLog) for s in worker.metrics)  # flushed as it stopped
     assert history(driver) == {
         ("work", "flaky", "done"): 2,
         ("work", "flaky", "retry"): 2,
@@ -97,7 +104,7 @@ def test_a_worker_run_records_every_outcome_kind(driver: SQLiteQueueDriver) -> N
 
 def test_counts_reach_the_driver_without_an_explicit_flush(driver: SQLiteQueueDriver) -> None:
     log = OutcomeLog(driver, flush_every=0.05)
-    executor = Executor.for_module(App, steps=[log])
+    executor = Executor.for_module(App, steps=[JobMetrics([log])])
     outcome = asyncio.run(executor.execute(_body(), 1))
     assert isinstance(outcome, Done)
     deadline = time.monotonic() + 5
@@ -111,7 +118,7 @@ def test_counts_survive_a_store_that_refuses_them_and_are_written_later(
     driver: SQLiteQueueDriver, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     log = OutcomeLog(driver, flush_every=3600)
-    executor = Executor.for_module(App, steps=[log])
+    executor = Executor.for_module(App, steps=[JobMetrics([log])])
     blocker = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: writes fail
     for _ in range(3):
@@ -132,7 +139,7 @@ def test_counts_survive_a_store_that_refuses_them_and_are_written_later(
 
 def test_the_flushing_thread_ends_when_idle_and_restarts(driver: SQLiteQueueDriver) -> None:
     log = OutcomeLog(driver, flush_every=0.02)
-    executor = Executor.for_module(App, steps=[log])
+    executor = Executor.for_module(App, steps=[JobMetrics([log])])
     executor.execute_sync(_body(), 1)
     thread = log._thread
     assert thread is not None
@@ -158,13 +165,13 @@ def _body() -> str:
 def test_counts_are_flushed_when_the_process_exits(tmp_path: Path) -> None:
     script = f"""
 from glasswork import define_module
-from glasswork.jobs import Executor, JobMessage, define_job
+from glasswork.jobs import Executor, JobMessage, JobMetrics, define_job
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.outcome_log import OutcomeLog
 
 job = define_job(name="flaky", handler=lambda p, ctx: None, queue="work")
 log = OutcomeLog(SQLiteQueueDriver({str(tmp_path / "jobs.db")!r}), flush_every=3600)
-executor = Executor.for_module(define_module(name="m", jobs=[job]), steps=[log])
+executor = Executor.for_module(define_module(name="m", jobs=[job]), steps=[JobMetrics([log])])
 for _ in range(4):
     executor.execute_sync(JobMessage.create("flaky", None, queue="work").encode(), 1)
 """

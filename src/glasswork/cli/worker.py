@@ -48,6 +48,15 @@ def register(commands: Any) -> None:
     worker.add_argument(
         "--until-empty", action="store_true", help="exit once no job is ready or running"
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus /metrics and a /healthz liveness check on this port "
+        "(needs prometheus-client: pip install 'glasswork[prometheus]')",
+    )
+    worker.add_argument(
+        "--metrics-host", default="0.0.0.0", help="address for --metrics-port (default: 0.0.0.0)"
+    )
     worker.add_argument("--log-level", default="INFO", help="default: INFO")
     worker.set_defaults(run=run)
 
@@ -70,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         queues=queues,
         periodic=args.periodic,
         grace_period=args.grace,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
     if args.until_empty:
         worker.run_until_empty()

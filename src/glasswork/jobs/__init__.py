@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._lazy import load_lazily
 from .async_service import AsyncJobService
 from .context import JobContext, JobLogger
 from .definition import JobDefinition, RetryPolicy, define_job, define_periodic_job
@@ -27,6 +28,7 @@ from .errors import (
     GlassworkError,
     InvalidJobPayloadError,
     JobError,
+    JobInProgressError,
     JobTimeoutError,
     MalformedMessageError,
     PayloadTooLargeError,
@@ -46,15 +48,22 @@ from .execution import (
     Retry,
     RunStep,
 )
+from .idempotency import Idempotency, IdempotencyStore, MemoryIdempotencyStore
+from .idempotency.step import Duplicate
 from .inspection import FoundJob, OutcomeCount
 from .lambda_handler import LambdaWorker, bootstrap_worker
 from .message import MAX_MESSAGE_BYTES, JobMessage
+from .metrics import EMFMetrics, JobMetrics, MetricsSink
 from .service import JobService
+from .telemetry import Tracing, set_tracing
 from .timeouts import JobTimeout
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     from .drivers.sqlite import SQLiteQueueDriver
     from .drivers.sqs import SQSQueueDriver
+    from .idempotency.dynamodb import DynamoDBIdempotencyStore, create_idempotency_table
+    from .idempotency.sqlite import SQLiteIdempotencyStore
+    from .metrics.prometheus import PrometheusMetrics
     from .outcome_log import OutcomeLog
     from .scheduler import create_scheduler_handler, run_scheduler
     from .worker import Worker
@@ -67,18 +76,15 @@ _LAZY = {
     "SQLiteQueueDriver": ".drivers.sqlite",
     "OutcomeLog": ".outcome_log",
     "Worker": ".worker",
+    "SQLiteIdempotencyStore": ".idempotency.sqlite",
+    "DynamoDBIdempotencyStore": ".idempotency.dynamodb",
+    "create_idempotency_table": ".idempotency.dynamodb",
+    "PrometheusMetrics": ".metrics.prometheus",
 }
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'glasswork.jobs' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    return load_lazily(__name__, _LAZY, name)
 
 
 __all__ = [
@@ -92,20 +98,27 @@ __all__ = [
     "Discard",
     "Done",
     "DrainResult",
+    "Duplicate",
     "DuplicateJobError",
+    "DynamoDBIdempotencyStore",
+    "EMFMetrics",
     "EnqueueError",
     "EnqueueResult",
     "EnqueuedJob",
     "Executor",
     "FoundJob",
     "GlassworkError",
+    "Idempotency",
+    "IdempotencyStore",
     "InvalidJobPayloadError",
     "JobContext",
     "JobDefinition",
     "JobError",
     "JobHooks",
+    "JobInProgressError",
     "JobLogger",
     "JobMessage",
+    "JobMetrics",
     "JobRegistry",
     "JobRun",
     "JobService",
@@ -113,27 +126,34 @@ __all__ = [
     "JobTimeoutError",
     "LambdaWorker",
     "MalformedMessageError",
+    "MemoryIdempotencyStore",
+    "MetricsSink",
     "MockQueueDriver",
     "Outcome",
     "OutcomeCount",
     "OutcomeLog",
     "PayloadTooLargeError",
     "PermanentJobError",
+    "PrometheusMetrics",
     "QueueDriver",
     "QueueStats",
     "ReceivedMessage",
     "Retry",
     "RetryPolicy",
     "RunStep",
+    "SQLiteIdempotencyStore",
     "SQLiteQueueDriver",
     "SQSQueueDriver",
+    "Tracing",
     "TransientJobError",
     "UnknownJobError",
     "Worker",
     "bootstrap_worker",
+    "create_idempotency_table",
     "create_scheduler_handler",
     "define_job",
     "define_periodic_job",
     "parse_duration",
     "run_scheduler",
+    "set_tracing",
 ]

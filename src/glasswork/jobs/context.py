@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -47,14 +48,19 @@ def _field_name(key: object) -> str:
     return f"{name}_" if name in _RECORD_ATTRIBUTES else name
 
 
+#: The ``attributes`` of a delivery the queue says nothing about.
+NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
+
+
 @dataclass(slots=True)
 class JobContext:
     """What a handler gets besides its payload.
 
     ``services`` (the module's providers; ``services.get(UserService)`` is typed),
     ``logger``, ``job`` (the :class:`JobMessage`), ``attempt`` (1 on the first run),
-    ``max_attempts`` (None when retries are off) and ``lambda_context`` (the AWS Lambda
-    context when run by the Lambda worker).
+    ``max_attempts`` (None when retries are off), ``lambda_context`` (the AWS Lambda
+    context when run by the Lambda worker) and ``attributes`` (what the queue says of this
+    delivery, e.g. SQS's ``SentTimestamp`` and ``AWSTraceHeader``; empty when it says nothing).
     """
 
     services: Services
@@ -63,3 +69,4 @@ class JobContext:
     attempt: int = 1
     max_attempts: int | None = None
     lambda_context: Any = None
+    attributes: Mapping[str, Any] = field(default_factory=lambda: NO_ATTRIBUTES)

@@ -15,6 +15,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from .context import JobContext
 from .durations import Delay, parse_duration
 from .errors import ConfigurationError, InvalidJobPayloadError
+from .idempotency.options import Idempotency
 
 P = TypeVar("P")
 
@@ -106,6 +107,7 @@ class JobDefinition(Generic[P]):
     periodic: bool = False
     schedule: str | None = None
     timeout: float | None = None
+    idempotency: Idempotency | None = None
 
     def __post_init__(self) -> None:
         adapter: TypeAdapter[Any] | None
@@ -183,6 +185,7 @@ def define_job(
     retry: RetryOption = None,
     group_id: GroupOption[P] = None,
     timeout: Delay | None = None,
+    idempotent: bool | Idempotency = False,
 ) -> JobDefinition[P]: ...
 @overload
 def define_job(
@@ -195,6 +198,7 @@ def define_job(
     retry: RetryOption = None,
     group_id: GroupOption[Any] = None,
     timeout: Delay | None = None,
+    idempotent: bool | Idempotency = False,
 ) -> JobDefinition[Any]: ...
 @overload
 def define_job(
@@ -207,6 +211,7 @@ def define_job(
     retry: RetryOption = None,
     group_id: GroupOption[Any] = None,
     timeout: Delay | None = None,
+    idempotent: bool | Idempotency = False,
 ) -> JobDefinition[Any]: ...
 def define_job(
     *,
@@ -218,6 +223,7 @@ def define_job(
     retry: RetryOption = None,
     group_id: GroupOption[Any] = None,
     timeout: Delay | None = None,
+    idempotent: bool | Idempotency = False,
 ) -> JobDefinition[Any]:
     """Turn a plain function into a job.
 
@@ -234,7 +240,9 @@ def define_job(
     first failure. ``group_id`` sets the FIFO message group (a string or payload → string).
     ``timeout`` (seconds, ``"30s"`` or a timedelta) bounds one run: past it the run fails
     with :class:`JobTimeoutError` (transient; async handlers are cancelled, a sync handler's
-    thread is abandoned by the long-running worker).
+    thread is abandoned by the long-running worker). ``idempotent=True`` runs the handler at
+    most once per job id however often the message is delivered; ``Idempotency(store=,
+    key=, expires=)`` picks the store, keys on the payload and sets how long a key is kept.
 
     >>> ping = define_job(name="ping", handler=lambda: None)
     """
@@ -247,6 +255,7 @@ def define_job(
         unique_key=_unique_key_fn(name, unique),
         group_id=group_id,
         timeout=_check_timeout(name, timeout),
+        idempotency=Idempotency.from_option(idempotent),
     )
 
 
@@ -259,6 +268,7 @@ def define_periodic_job(
     schedule: str | None = None,
     retry: RetryOption = None,
     timeout: Delay | None = None,
+    idempotent: bool | Idempotency = False,
 ) -> JobDefinition[P]: ...
 @overload
 def define_periodic_job(
@@ -269,6 +279,7 @@ def define_periodic_job(
     schedule: str | None = None,
     retry: RetryOption = None,
     timeout: Delay | None = None,
+    idempotent: bool | Idempotency = False,
 ) -> JobDefinition[Any]: ...
 def define_periodic_job(
     *,
@@ -278,12 +289,14 @@ def define_periodic_job(
     schedule: str | None = None,
     retry: RetryOption = None,
     timeout: Delay | None = None,
+    idempotent: bool | Idempotency = False,
 ) -> JobDefinition[Any]:
     """A job run on a schedule: by an EventBridge rule whose input is ``{"jobName": name}``,
     or by the long-running worker (``--periodic``) from ``schedule``, a cron expression
     (``"0 3 * * *"``, ``"cron(0 3 * * ? *)"``) or ``"rate(5 minutes)"``. A schedule that
     cannot be read (or that EventBridge would refuse) raises :class:`ConfigurationError`
-    here, when the job is defined.
+    here, when the job is defined. With ``idempotent=True`` an EventBridge event delivered
+    twice (same event id) runs once.
     """
     return JobDefinition(
         name=_check_name(name),
@@ -294,6 +307,7 @@ def define_periodic_job(
         periodic=True,
         schedule=_check_schedule(name, schedule),
         timeout=_check_timeout(name, timeout),
+        idempotency=Idempotency.from_option(idempotent),
     )
 
 

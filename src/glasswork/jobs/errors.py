@@ -113,3 +113,17 @@ class DuplicateJobError(EnqueueError):
         super().__init__(
             f"job {job_name!r} with unique key {unique_key!r} is already pending{held}"
         )
+
+
+class JobInProgressError(TransientJobError):
+    """An idempotent job's key is held by a run still in progress elsewhere: this delivery
+    is retried later rather than run twice at once."""
+
+    def __init__(self, job_name: str, key: str, seconds_left: float) -> None:
+        super().__init__(
+            f"job {job_name!r} with idempotency key {key!r} is already running elsewhere "
+            f"(its claim lapses in {seconds_left:.1f}s); trying again later"
+        )
+        self.job_name = job_name
+        self.key = key
+        self.seconds_left = seconds_left

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from .context import JobContext, JobLogger
+from .context import NO_ATTRIBUTES, JobContext, JobLogger
 from .definition import JobDefinition
 from .errors import (
     ConfigurationError,
@@ -271,10 +271,11 @@ class Executor:
         *,
         lambda_context: Any = None,
         run_sync: RunSync | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> Outcome:
         """Run one delivery of a message; never raises for anything the job does (a
         ``BaseException`` from the handler included), only for a cancellation of the
-        caller's own task."""
+        caller's own task. ``attributes``: the delivery's, as :class:`JobContext` has them."""
         if isinstance(body, JobMessage):
             message = body
         else:
@@ -296,6 +297,7 @@ class Executor:
             attempt=attempt,
             max_attempts=max_attempts,
             lambda_context=lambda_context,
+            attributes=attributes or NO_ATTRIBUTES,
         )
         if not self.steps:  # the hot path: no chain to build
             return await self._run(ctx, definition, run_sync)
@@ -346,16 +348,23 @@ class Executor:
         return Done(ctx.job)
 
     def execute_sync(
-        self, body: str | bytes | JobMessage, attempt: int = 1, *, lambda_context: Any = None
+        self,
+        body: str | bytes | JobMessage,
+        attempt: int = 1,
+        *,
+        lambda_context: Any = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> Outcome:
         """:meth:`execute` for callers without an event loop; async handlers and hooks run on
         a private loop kept for the life of the executor (so Lambda reuses it)."""
         if asyncio._get_running_loop() is not None:
             # Called from async code (say, an async test): this thread's loop is busy.
             with ThreadPoolExecutor(1) as pool:
-                coro = self.execute(body, attempt, lambda_context=lambda_context)
+                coro = self.execute(
+                    body, attempt, lambda_context=lambda_context, attributes=attributes
+                )
                 return pool.submit(asyncio.run, coro).result()
-        coro = self.execute(body, attempt, lambda_context=lambda_context)
+        coro = self.execute(body, attempt, lambda_context=lambda_context, attributes=attributes)
         try:
             coro.send(None)
         except StopIteration as finished:

@@ -20,10 +20,12 @@ from .execution import (
     send_to_dead_letter,
 )
 from .message import JobMessage
+from .metrics.sink import MetricsOption, flush_metrics, metric_sinks
 from .steps import worker_steps
 
 if TYPE_CHECKING:
     from ..modules import Module
+    from .idempotency.store import IdempotencyStore
 
 logger = logging.getLogger("glasswork.jobs")
 
@@ -48,6 +50,8 @@ class LambdaWorker:
         hooks: JobHooks | Mapping[str, Hook] | None = None,
         log: logging.Logger | None = None,
         steps: Sequence[RunStep] = (),
+        metrics: MetricsOption = None,
+        idempotency_store: IdempotencyStore | None = None,
     ) -> None:
         from ..modules import Module
 
@@ -56,12 +60,27 @@ class LambdaWorker:
         self.module = module
         self.driver = driver
         self.log = log or logger
+        self.metrics = metric_sinks(metrics, driver=driver)
         self.executor = Executor.for_module(module, hooks, self.log)
-        self.executor.steps = tuple(worker_steps(self.executor.registry, driver, steps))
+        self.executor.steps = tuple(
+            worker_steps(
+                self.executor.registry,
+                driver,
+                steps,
+                metrics=self.metrics,
+                idempotency_store=idempotency_store,
+            )
+        )
         self.registry = self.executor.registry
         self.services = self.executor.services
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        try:
+            return self._dispatch(event, context)
+        finally:
+            flush_metrics(self.metrics)  # one EMF line per invocation's batch
+
+    def _dispatch(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         if not isinstance(event, Mapping):
             raise TypeError(f"expected an SQS or EventBridge event (a dict), got {type(event)}")
         if "Records" in event:
@@ -94,7 +113,9 @@ class LambdaWorker:
             attributes = record.get("attributes") or {}
             attempt = int(attributes.get("ApproximateReceiveCount", 1))
             body = record.get("body") or ""
-            outcome = self.executor.execute_sync(body, attempt, lambda_context=context)
+            outcome = self.executor.execute_sync(
+                body, attempt, lambda_context=context, attributes=attributes
+            )
             tally[outcome.kind] += 1
             if isinstance(outcome, Retry):
                 failures.append({"itemIdentifier": message_id})
@@ -175,14 +196,19 @@ def bootstrap_worker(
     hooks: JobHooks | Mapping[str, Hook] | None = None,
     logger: logging.Logger | None = None,
     steps: Sequence[RunStep] = (),
+    metrics: MetricsOption = None,
+    idempotency_store: IdempotencyStore | None = None,
 ) -> LambdaWorker:
     """Make the AWS Lambda handler for ``module``'s jobs (and every module it imports).
 
     ``driver`` gives permanent failures a dead letter (e.g. the SQS driver's DLQ) and retries
     their backoff; ``hooks`` maps ``on_job_start``/``on_job_complete``/``on_job_failed``/
     ``on_job_dead_letter`` to functions. ``steps`` wrap every run (see
-    :class:`~glasswork.jobs.RunStep`). Duplicate job names raise here, at bootstrap.
+    :class:`~glasswork.jobs.RunStep`). ``metrics`` (an :class:`~glasswork.jobs.EMFMetrics`,
+    or sinks) count every run, flushed once per invocation. ``idempotency_store`` keeps the
+    keys of ``idempotent`` jobs that name no store of their own. Duplicate job names and
+    idempotent jobs without a store raise here, at bootstrap.
 
     >>> handler = bootstrap_worker(module=WorkerModule)   # doctest: +SKIP
     """
-    return LambdaWorker(module, driver, hooks, logger, steps)
+    return LambdaWorker(module, driver, hooks, logger, steps, metrics, idempotency_store)

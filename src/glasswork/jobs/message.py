@@ -11,7 +11,8 @@ including the TypeScript Glasswork, can write it)::
       "queue": "emails",                     # optional, default "default"
       "enqueuedAt": "2026-11-25T10:00:00Z",  # optional, ISO 8601 with offset
       "uniqueKey": "123",                    # optional, the job's unique key
-      "groupId": "user-123"                  # optional, FIFO message group
+      "groupId": "user-123",                 # optional, FIFO message group
+      "trace": {"traceparent": "00-...-01"}  # optional, W3C trace context of the enqueue
     }
 
 Unknown keys are ignored, so later minor additions stay readable by older workers.
@@ -56,6 +57,8 @@ class JobMessage(BaseModel):
     enqueued_at: datetime | None = Field(default=None, alias="enqueuedAt")
     unique_key: str | None = Field(default=None, alias="uniqueKey")
     group_id: str | None = Field(default=None, alias="groupId")
+    #: The enqueue's trace context (W3C ``traceparent``/``tracestate``), set by tracing.
+    trace: dict[str, str] | None = None
 
     @classmethod
     def create(

@@ -1,12 +1,13 @@
-"""The outcome log: an around-run step that counts outcomes per minute for the dashboard.
+"""The outcome log: a metrics sink that counts outcomes per minute for the dashboard.
 
 Each run's outcome is tallied in memory per (minute, queue, job name, outcome); a background
 thread hands the tallies to the driver's :meth:`~glasswork.jobs.inspection.OutcomeStore.
-record_outcomes` every ``flush_every`` seconds, and once more when the process exits. A run
-costs a step in the chain and a dictionary increment (1 to 4 µs; ``bench/outcome_log.py``);
-the driver sees one small write per interval, off the worker's event loop.
+record_outcomes` every ``flush_every`` seconds, at the end of each Lambda invocation, and
+once more when the process exits. A run costs the metrics step and a dictionary increment
+(1 to 4 µs; ``bench/outcome_log.py``); the driver sees one small write per interval, off
+the worker's event loop.
 
-:func:`~glasswork.jobs.steps.worker_steps` adds it to every worker whose driver can store
+:func:`~glasswork.jobs.metrics.metric_sinks` adds it to every worker whose driver can store
 outcomes (the SQLite driver can). Counts of the last interval before a hard kill (SIGKILL,
 ``os._exit``) are lost: the log is for charts, not accounting.
 """
@@ -22,7 +23,7 @@ import weakref
 from collections import Counter
 from datetime import UTC, datetime
 
-from .execution import CallNext, JobRun, Outcome
+from .execution import JobRun, Outcome
 from .inspection import OutcomeCount, OutcomeStore
 
 logger = logging.getLogger("glasswork.jobs")
@@ -38,10 +39,10 @@ _live: weakref.WeakSet[OutcomeLog] = weakref.WeakSet()
 
 
 class OutcomeLog:
-    """Step that records each run's outcome kind into ``store`` (a driver with
+    """Metrics sink that records each run's outcome kind into ``store`` (a driver with
     ``record_outcomes``), in per-minute counts flushed every ``flush_every`` seconds.
 
-    >>> Worker(module=App, driver=driver, steps=[OutcomeLog(driver)])   # doctest: +SKIP
+    >>> Worker(module=App, driver=driver, metrics=[OutcomeLog(driver)])   # doctest: +SKIP
 
     (Workers add one by themselves when their driver can store outcomes.)
     """
@@ -61,14 +62,13 @@ class OutcomeLog:
     def __repr__(self) -> str:
         return f"OutcomeLog({self.store!r}, flush_every={self.flush_every:g})"
 
-    async def __call__(self, run: JobRun, call_next: CallNext) -> Outcome:
-        outcome = await call_next()
+    def record(self, run: JobRun, outcome: Outcome, seconds: float) -> None:
+        """Count ``outcome`` in the current minute."""
         key = (int(time.time()) // 60 * 60, run.message.queue, run.message.job_name, outcome.kind)
         with self._lock:
             self._counts[key] += 1
         if self._thread is None:
             self._start()
-        return outcome
 
     def pending(self) -> dict[Key, int]:
         """Counts not yet handed to the store."""

@@ -46,6 +46,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .drivers.base import QueueDriver
+from .dynamodb_tables import dynamodb_client, ensure_table
 from .errors import ConfigurationError
 from .message import JobMessage
 
@@ -483,34 +484,5 @@ def create_scheduler_table(
 ) -> str:
     """Create the scheduler table (on-demand billing, TTL on ``expires_at``) if it does not
     exist; returns its ARN. The same schema in CloudFormation is in ``docs/sqs.md``."""
-    client = client or boto3.client(
-        "dynamodb", region_name=region, endpoint_url=endpoint_url, config=_BOTO_CONFIG
-    )
-    try:
-        description = client.create_table(
-            TableName=table_name,
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )["TableDescription"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
-            raise
-        description = client.describe_table(TableName=table_name)["Table"]
-    if wait:
-        client.get_waiter("table_exists").wait(
-            TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-        )
-    ttl = client.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
-    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-        client.update_time_to_live(
-            TableName=table_name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
-        )
-    return str(description["TableArn"])
+    client = client or dynamodb_client(region, endpoint_url)
+    return ensure_table(client, table_name, ("pk", "sk"), TTL_ATTRIBUTE, wait=wait)

@@ -17,6 +17,7 @@ from .drivers.base import EnqueueResult, QueueDriver
 from .durations import Delay, parse_duration
 from .errors import ConfigurationError
 from .message import JobMessage
+from .telemetry import traced_send
 
 P = TypeVar("P")
 
@@ -86,7 +87,9 @@ class JobService(EnqueueBase):
     values. Every payload is validated before anything is sent
     (:class:`InvalidJobPayloadError`), the message is checked against the driver's size
     limit (:class:`PayloadTooLargeError`), and drivers that keep unique keys refuse a
-    duplicate (:class:`DuplicateJobError`). Options are keyword-only.
+    duplicate (:class:`DuplicateJobError`). Options are keyword-only. While tracing is on
+    (:mod:`glasswork.jobs.telemetry`), each call sends inside an OpenTelemetry PRODUCER span
+    whose context travels with the message.
 
     A driver whose methods are ``async def`` is refused here: use
     :class:`~glasswork.jobs.AsyncJobService`, which awaits them.
@@ -114,7 +117,7 @@ class JobService(EnqueueBase):
         transaction, so the job exists if and only if that transaction commits (drivers on
         a database, such as PostgreSQL; others raise :class:`ConfigurationError`)."""
         driver = self._driver(connection)
-        return driver.enqueue(self._message(driver, job, payload))
+        return traced_send(driver.enqueue, self._message(driver, job, payload))
 
     def enqueue_in(
         self, job: JobDefinition[P], payload: P, delay: Delay, *, connection: Any = None
@@ -125,8 +128,8 @@ class JobService(EnqueueBase):
         driver = self._driver(connection)
         message = self._message(driver, job, payload)
         if seconds == 0:
-            return driver.enqueue(message)
-        return driver.enqueue_in(message, seconds)
+            return traced_send(driver.enqueue, message)
+        return traced_send(driver.enqueue_in, message, seconds)
 
     def enqueue_at(
         self, job: JobDefinition[P], payload: P, when: datetime, *, connection: Any = None
@@ -134,7 +137,7 @@ class JobService(EnqueueBase):
         """Enqueue ``job`` to run at ``when``, an aware datetime (a time in the past: now)."""
         check_when(when)
         driver = self._driver(connection)
-        return driver.enqueue_at(self._message(driver, job, payload), when)
+        return traced_send(driver.enqueue_at, self._message(driver, job, payload), when)
 
     def enqueue_many(
         self,
@@ -151,7 +154,7 @@ class JobService(EnqueueBase):
         messages = [self._message(driver, job, p) for p in payloads]
         if not messages:
             return []
-        return driver.enqueue_many(messages, seconds)
+        return traced_send(driver.enqueue_many, messages, seconds)
 
     def enqueue_raw(
         self,

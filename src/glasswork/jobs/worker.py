@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import signal
@@ -37,10 +38,12 @@ from .execution import (
     send_to_dead_letter,
 )
 from .message import JobMessage
+from .metrics.sink import MetricsOption, flush_metrics, metric_sinks
 from .steps import worker_steps
 
 if TYPE_CHECKING:
     from ..modules import Module
+    from .idempotency.store import IdempotencyStore
     from .schedules import CronSchedule, RateSchedule
 
 logger = logging.getLogger("glasswork.worker")
@@ -48,7 +51,7 @@ T = TypeVar("T")
 
 #: Outcome kinds as counted in :class:`WorkerSummary`, plus ``released`` (handed back unrun
 #: or unfinished at shutdown) and ``errors`` (the worker itself failed to run the job).
-SUMMARY_KINDS = ("done", "retry", "dead_letter", "discarded", "released", "errors")
+SUMMARY_KINDS = ("done", "retry", "dead_letter", "discarded", "duplicate", "released", "errors")
 #: Jobs that take less than this on average (seconds) let the worker hold extra messages.
 PREFETCH_MAX_JOB_SECONDS = 0.05
 
@@ -64,7 +67,10 @@ class WorkerSummary:
     @property
     def jobs(self) -> int:
         """Deliveries that ran to an outcome (released ones are not counted)."""
-        return sum(self.counts[k] for k in ("done", "retry", "dead_letter", "discarded", "errors"))
+        return sum(
+            self.counts[k]
+            for k in ("done", "retry", "dead_letter", "discarded", "duplicate", "errors")
+        )
 
     @property
     def done(self) -> int:
@@ -112,7 +118,12 @@ class Worker:
     * ``grace_period``: seconds to let in-flight jobs finish after SIGTERM/SIGINT (or
       :meth:`stop`); jobs still running then are released to run again elsewhere;
     * ``batch_size``: messages per receive; ``wait_seconds``: long-poll time when idle;
-    * ``steps``: around-run steps wrapping every job (see :class:`~glasswork.jobs.RunStep`).
+    * ``steps``: around-run steps wrapping every job (see :class:`~glasswork.jobs.RunStep`);
+    * ``metrics``: sinks counting every run (see :mod:`glasswork.jobs.metrics`);
+      ``metrics_port`` serves them for Prometheus on ``metrics_host:metrics_port/metrics``,
+      with ``/healthz`` answering 200 while the worker's loop is alive;
+    * ``idempotency_store``: keys of ``idempotent`` jobs that name no store (default: the
+      driver's, e.g. the SQLite file).
 
     Drivers may offer ``ack_many``/``nack_many`` (settled in batches) and ``extend_leases``
     with a ``visibility_timeout`` (leases of long jobs are kept alive); the SQLite driver has all.
@@ -135,6 +146,10 @@ class Worker:
         log: logging.Logger | None = None,
         install_signal_handlers: bool = True,
         steps: Sequence[RunStep] = (),
+        metrics: MetricsOption = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "0.0.0.0",
+        idempotency_store: IdempotencyStore | None = None,
     ) -> None:
         from ..modules import Module
 
@@ -149,7 +164,23 @@ class Worker:
         self.concurrency = concurrency
         # Job lines stay on the executor's own "glasswork.jobs" logger; ``log`` is the worker's.
         self.executor = Executor.for_module(module, hooks)
-        self.executor.steps = tuple(worker_steps(self.executor.registry, driver, steps))
+        self.metrics = metric_sinks(metrics, prometheus=metrics_port is not None, driver=driver)
+        self.executor.steps = tuple(
+            worker_steps(
+                self.executor.registry,
+                driver,
+                steps,
+                metrics=self.metrics,
+                idempotency_store=idempotency_store,
+            )
+        )
+        self.metrics_server = None
+        if metrics_port is not None:
+            from .metrics.server import MetricsServer
+
+            self.metrics_server = MetricsServer.for_sinks(
+                self.metrics, metrics_port, metrics_host, driver
+            )
         self.registry = self.executor.registry
         self.services = self.executor.services
         self.log = log or logger
@@ -236,6 +267,8 @@ class Worker:
                 "wait for delayed ones; use run_until_empty(include_delayed=False)"
             )
         self._loop = asyncio.get_running_loop()
+        if self.metrics_server is not None:
+            self.metrics_server.start(self._loop)  # a port in use fails here, before any job
         self._changed = asyncio.Event()
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=self._thread_prefix)
         # Driver calls block (SQLite waits on locks, SQS on the network): one thread keeps
@@ -268,10 +301,13 @@ class Worker:
                 await asyncio.gather(periodic, return_exceptions=True)
             for sig in signals:
                 self._loop.remove_signal_handler(sig)
+            if self.metrics_server is not None:
+                self.metrics_server.close()
             self.summary.elapsed = time.monotonic() - started
             self._stopping = self._forced = False  # the worker may be run again
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._io.shutdown(wait=True)
+            flush_metrics(self.metrics)  # counts of the last moments, before the process ends
             self.log.info("worker stopped: %s", self.summary)
         return self.summary
 
@@ -397,7 +433,10 @@ class Worker:
         outcome: Outcome | None = None
         try:
             outcome = await self.executor.execute(
-                received.body, received.attempt, run_sync=self._run_sync
+                received.body,
+                received.attempt,
+                run_sync=self._run_sync,
+                attributes=received.attributes,
             )
         except Exception:
             # Executor.execute handles everything a job does, so this is a fault in the worker
@@ -421,7 +460,9 @@ class Worker:
 
     def _run_sync(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         assert self._loop is not None
-        return self._loop.run_in_executor(self._pool, fn, *args)
+        # In the job's context, so a sync handler sees what steps set (its trace span).
+        run = contextvars.copy_context().run
+        return self._loop.run_in_executor(self._pool, run, fn, *args)
 
     def _settle(self, received: ReceivedMessage, outcome: Outcome) -> None:
         if not self._settle_pending():

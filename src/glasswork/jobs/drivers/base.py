@@ -20,6 +20,7 @@ from ..message import MAX_MESSAGE_BYTES, JobMessage
 
 if TYPE_CHECKING:
     from ..execution import RunStep
+    from ..idempotency.store import IdempotencyStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +189,11 @@ class QueueDriver(ABC):
         """Around-run steps every worker on this driver must add to each run (say, releasing
         a unique key the driver holds once the job is finished). None by default."""
         return ()
+
+    def idempotency_store(self) -> IdempotencyStore | None:
+        """Where idempotent jobs keep their keys when neither the job nor the worker names a
+        store (drivers with storage of their own may offer one). None by default."""
+        return None
 
     # -- transactions --------------------------------------------------------------------
 

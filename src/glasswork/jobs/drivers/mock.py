@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DuplicateJobError
+from ..idempotency.memory import MemoryIdempotencyStore
 from ..message import JobMessage
 from ..testing import sqs_record
 from .base import EnqueueResult, QueueDriver, ReceivedMessage
@@ -94,6 +95,7 @@ class MockQueueDriver(QueueDriver):
         self._unique: dict[tuple[str, str], str] = {}
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
+        self._idempotency = MemoryIdempotencyStore()
 
     def __repr__(self) -> str:
         return (
@@ -112,12 +114,14 @@ class MockQueueDriver(QueueDriver):
             return [p.message for p in sorted(self._pending.values(), key=lambda p: p.order)]
 
     def clear(self) -> None:
-        """Forget everything: enqueued records, pending messages, dead letters, unique keys."""
+        """Forget everything: enqueued records, pending messages, dead letters, unique keys
+        and idempotency keys."""
         with self._lock:
             self.enqueued.clear()
             self.dead_letters.clear()
             self._pending.clear()
             self._unique.clear()
+            self._idempotency.clear()
 
     # -- producing ---------------------------------------------------------------------
 
@@ -214,6 +218,10 @@ class MockQueueDriver(QueueDriver):
         with self._lock:
             self.dead_letters.append(DeadLetterEntry(body, reason, queue))
         return True
+
+    def idempotency_store(self) -> MemoryIdempotencyStore:
+        """Idempotency keys in memory, kept with this driver (``clear()`` forgets them)."""
+        return self._idempotency
 
     def _lease(self, received: ReceivedMessage) -> _Pending | None:
         pending = self._pending.get(received.message_id)

@@ -31,12 +31,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, DuplicateJobError
 from ..message import JobMessage
 from .base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
 from .sqlite_inspection import OUTCOMES_SCHEMA, SQLiteInspection
+
+if TYPE_CHECKING:
+    from ..idempotency.sqlite import SQLiteIdempotencyStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS glasswork_jobs (
@@ -134,27 +137,17 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         synchronous: str = "NORMAL",
         poll_interval: float = 0.05,
     ) -> None:
-        text = os.fspath(path)
-        if text == ":memory:" or text.startswith("file::memory:"):
-            raise ConfigurationError(
-                "SQLiteQueueDriver needs a file (each thread and process opens it); "
-                "use a temporary file instead of ':memory:'"
-            )
+        self.path = file_path(path, "SQLiteQueueDriver")
         if visibility_timeout <= 0:
             raise ConfigurationError(
                 f"visibility_timeout must be positive seconds, got {visibility_timeout!r}"
             )
         if max_lost_leases < 1:
             raise ConfigurationError(f"max_lost_leases must be at least 1, got {max_lost_leases}")
-        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ConfigurationError(
-                f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}"
-            )
-        self.path = Path(text)
+        self.synchronous = check_synchronous(synchronous)
         self.visibility_timeout = float(visibility_timeout)
         self.max_lost_leases = max_lost_leases
         self.busy_timeout = float(busy_timeout)
-        self.synchronous = synchronous.upper()
         self.poll_interval = poll_interval
         self._local = threading.local()
         self._connections: weakref.WeakSet[_Owned] = weakref.WeakSet()
@@ -178,17 +171,7 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         return owned.conn
 
     def _connect(self) -> sqlite3.Connection:
-        if self.path.parent != Path():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a claim takes the
-        # write lock before reading and two processes cannot claim the same rows.
-        conn = sqlite3.connect(
-            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            self._retry_locked(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn = open_file(self.path, self.busy_timeout, self.synchronous)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version < SCHEMA_VERSION:
             # Another process may be creating or upgrading the schema too: decide under the
@@ -202,17 +185,6 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
                 f"glasswork reads version {SCHEMA_VERSION}"
             )
         return conn
-
-    def _retry_locked(self, fn: Any) -> Any:
-        # Switching to WAL needs an exclusive lock and does not wait on busy_timeout.
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
 
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
@@ -425,6 +397,14 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
             (queue, job_name, job_id, body, reason, now),
         )
 
+    def idempotency_store(self) -> SQLiteIdempotencyStore:
+        """Idempotency keys in this queue's file (table ``glasswork_idempotency``)."""
+        from ..idempotency.sqlite import SQLiteIdempotencyStore
+
+        return SQLiteIdempotencyStore(
+            self.path, busy_timeout=self.busy_timeout, synchronous=self.synchronous
+        )
+
     def claim_periodic(self, job_name: str, fire_at: datetime) -> bool:
         """Claim the firing of periodic job ``job_name`` due at ``fire_at``: True for exactly
         one caller across every worker sharing this file."""
@@ -538,6 +518,50 @@ def _migrate(conn: sqlite3.Connection) -> int:
                 conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return SCHEMA_VERSION
+
+
+def file_path(path: str | os.PathLike[str], owner: str) -> Path:
+    """``path`` as a file every thread and process can open (``:memory:`` cannot be)."""
+    text = os.fspath(path)
+    if text == ":memory:" or text.startswith("file::memory:"):
+        raise ConfigurationError(
+            f"{owner} needs a file (each thread and process opens it); use a temporary file "
+            "instead of ':memory:'"
+        )
+    return Path(text)
+
+
+def check_synchronous(value: str) -> str:
+    """A valid ``PRAGMA synchronous`` setting, upper-cased."""
+    if value.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ConfigurationError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {value!r}")
+    return value.upper()
+
+
+def open_file(path: Path, busy_timeout: float, synchronous: str) -> sqlite3.Connection:
+    """A connection as every Glasswork SQLite file is opened: in WAL mode, waiting up to
+    ``busy_timeout`` seconds for locks, with ``synchronous``, and in autocommit mode
+    (isolation_level=None: callers issue BEGIN IMMEDIATE themselves, so a claim takes the
+    write lock before reading and two processes cannot claim the same rows)."""
+    if path.parent != Path():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        # Switching to WAL needs an exclusive lock and does not wait on busy_timeout.
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    return conn
 
 
 class _Owned:

@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import ConfigurationError, EnqueueError, MalformedMessageError
 from ..message import MAX_MESSAGE_BYTES, JobMessage
+from ..telemetry import sqs_message_attributes
 from .base import (
     AsyncEnqueuer,
     DeadLetterRecord,
@@ -469,6 +470,10 @@ class SQSQueueDriver(QueueDriver):
     def _send_params(self, message: JobMessage, delay_seconds: float) -> dict[str, Any]:
         """``SendMessage`` parameters (less the queue URL); shared with the async path."""
         params: dict[str, Any] = {"MessageBody": message.encode(self.message_limit(message.queue))}
+        if message.trace and (
+            attributes := sqs_message_attributes(message, self.message_limit(message.queue))
+        ):
+            params["MessageAttributes"] = attributes  # the trace context, for any consumer
         if self.is_fifo(message.queue):
             params["MessageGroupId"] = fifo_id(message.group_id or message.job_name)
             params["MessageDeduplicationId"] = deduplication_id(

@@ -1,0 +1,49 @@
+"""Idempotent jobs: run a job's effect once, however often its message is delivered.
+
+``define_job(..., idempotent=True)`` keys runs on the job id;
+``idempotent=Idempotency(store=..., key=..., expires=...)`` picks the store, keys on the
+payload and sets how long a completed key is remembered. Stores: :class:`MemoryIdempotencyStore`,
+:class:`SQLiteIdempotencyStore`, :class:`DynamoDBIdempotencyStore` (boto3, loaded on use).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._lazy import load_lazily
+from .memory import MemoryIdempotencyStore
+from .options import DEFAULT_EXPIRES, Idempotency, idempotency_key
+from .store import COMPLETED, IN_PROGRESS, IdempotencyRecord, IdempotencyStore
+
+# The step imports the executor, which imports job definitions, which import this package:
+# it and the stores with heavier imports load on first use.
+_LAZY = {
+    "Duplicate": ".step",
+    "IdempotencyStep": ".step",
+    "idempotency_step": ".step",
+    "SQLiteIdempotencyStore": ".sqlite",
+    "DynamoDBIdempotencyStore": ".dynamodb",
+    "create_idempotency_table": ".dynamodb",
+}
+
+
+def __getattr__(name: str) -> Any:
+    return load_lazily(__name__, _LAZY, name)
+
+
+__all__ = [
+    "COMPLETED",
+    "DEFAULT_EXPIRES",
+    "IN_PROGRESS",
+    "Duplicate",
+    "DynamoDBIdempotencyStore",
+    "Idempotency",
+    "IdempotencyRecord",
+    "IdempotencyStep",
+    "IdempotencyStore",
+    "MemoryIdempotencyStore",
+    "SQLiteIdempotencyStore",
+    "create_idempotency_table",
+    "idempotency_key",
+    "idempotency_step",
+]

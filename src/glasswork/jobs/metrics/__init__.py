@@ -1,0 +1,36 @@
+"""Job metrics: outcome counts and run durations per job, queue depth per queue.
+
+* :class:`EMFMetrics`: CloudWatch Embedded Metric Format lines, for the Lambda worker
+  (``bootstrap_worker(metrics=EMFMetrics(...))``);
+* :class:`PrometheusMetrics`: Prometheus series, for the long-running worker
+  (``Worker(metrics_port=9100)``, ``glasswork worker --metrics-port 9100``), served with a
+  ``/healthz`` liveness endpoint by :class:`MetricsServer`;
+* :class:`MetricsSink`: the interface of both, for your own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._lazy import load_lazily
+from .emf import EMFMetrics
+from .sink import JobMetrics, MetricsOption, MetricsSink, flush_metrics, metric_sinks
+
+# These import prometheus-client (an optional extra) when first used.
+_LAZY = {"PrometheusMetrics": ".prometheus", "MetricsServer": ".server"}
+
+
+def __getattr__(name: str) -> Any:
+    return load_lazily(__name__, _LAZY, name)
+
+
+__all__ = [
+    "EMFMetrics",
+    "JobMetrics",
+    "MetricsOption",
+    "MetricsServer",
+    "MetricsSink",
+    "PrometheusMetrics",
+    "flush_metrics",
+    "metric_sinks",
+]
