@@ -1,8 +1,8 @@
 """Outcome log overhead: what the dashboard's per-minute outcome counts cost the worker.
 
-The ``OutcomeLog`` sink (glasswork/jobs/outcome_log.py), in the metrics step, counts every run when the driver can
-store outcomes, as SQLite's can. Two measurements, each with the log on and off, interleaved
-repetition by repetition; headline is the best repetition, the median beside it, and the
+The ``OutcomeLog`` sink (glasswork/jobs/outcome_log.py), fed by the metrics step, counts
+every run when the driver can store outcomes, as SQLite's can. Two measurements, each with
+the log on and off, interleaved repetition by repetition; headline is the best repetition, the median beside it, and the
 ratios compare bests of the same run:
 
 * *µs per run*: ``Executor.execute_sync`` of one no-op job M times, with no steps (the

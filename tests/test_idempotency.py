@@ -362,7 +362,7 @@ def test_a_dead_letter_frees_its_key_so_a_redrive_runs_it(tmp_path: Path) -> Non
 
     job = define_job(name="j", handler=fails_once, idempotent=True)
     driver = SQLiteQueueDriver(tmp_path / "jobs.db")
-    JobService(driver).enqueue(job)
+    JobService(driver).enqueue(job, None)
     module = define_module("w", jobs=[job])
     Worker(module=module, driver=driver, install_signal_handlers=False).run_until_empty()
     assert len(driver.dead_letters()) == 1
@@ -387,7 +387,7 @@ def test_a_timed_out_run_frees_its_key_for_the_retry(tmp_path: Path) -> None:
         retry={"backoff": 0, "jitter": False},
     )
     driver = SQLiteQueueDriver(tmp_path / "jobs.db")
-    JobService(driver).enqueue(job)
+    JobService(driver).enqueue(job, None)
     worker = Worker(
         module=define_module("w", jobs=[job]), driver=driver, install_signal_handlers=False
     )
@@ -405,7 +405,7 @@ def test_a_run_released_at_shutdown_frees_its_key(tmp_path: Path) -> None:
 
     job = define_job(name="j", handler=long, idempotent=True)
     driver = SQLiteQueueDriver(tmp_path / "jobs.db")
-    JobService(driver).enqueue(job)
+    JobService(driver).enqueue(job, None)
     worker = Worker(
         module=define_module("w", jobs=[job]),
         driver=driver,

@@ -275,8 +275,8 @@ def test_prometheus_counts_outcomes_durations_and_timeouts(tmp_path: Path) -> No
     driver = SQLiteQueueDriver(tmp_path / "jobs.db")
     service = JobService(driver)
     service.enqueue_many(ok_job, [1, 2, 3])
-    service.enqueue(refused_job)
-    service.enqueue(hanging)
+    service.enqueue(refused_job, None)
+    service.enqueue(hanging, None)
     metrics = PrometheusMetrics()
     worker = Worker(
         module=define_module("m", jobs=[ok_job, refused_job, hanging]),
@@ -342,7 +342,7 @@ def test_any_sink_gets_every_run_and_a_failing_sink_changes_nothing(caplog) -> N
     recorder = Recorder()
     driver = MockQueueDriver()
     JobService(driver).enqueue_many(ok_job, [1, 2])
-    JobService(driver).enqueue(refused_job)
+    JobService(driver).enqueue(refused_job, None)
     handler = bootstrap_worker(module=App, driver=driver, metrics=[Broken(), recorder])
     result = driver.drain(handler)
     assert (result.deliveries, result.dead_lettered) == (3, 1)

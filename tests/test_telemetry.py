@@ -83,7 +83,7 @@ def test_mock_drain_runs_each_job_in_a_consumer_span_under_its_enqueue(exporter)
 def test_an_enqueue_inside_a_request_continues_the_request_trace(exporter) -> None:
     driver = MockQueueDriver()
     with trace.get_tracer("test").start_as_current_span("POST /signup") as request:
-        JobService(driver).enqueue(ping)
+        JobService(driver).enqueue(ping, None)
     driver.drain(App)
     send = only(exporter, "send emails")
     assert send.parent is not None and send.parent.span_id == request.get_span_context().span_id
@@ -98,7 +98,7 @@ def test_a_retry_and_a_dead_letter_mark_the_span_as_an_error(exporter) -> None:
         name="flaky", handler=always_fails, retry={"max_attempts": 2, "backoff": 0, "jitter": False}
     )
     driver = MockQueueDriver()
-    JobService(driver).enqueue(flaky)
+    JobService(driver).enqueue(flaky, None)
     driver.drain(define_module("flaky", jobs=[flaky]))
 
     first, second = spans(exporter, "process flaky")
@@ -144,8 +144,8 @@ def test_sqlite_worker_runs_in_the_enqueue_trace_and_handlers_see_its_span(
     async_job = define_job(name="async-job", handler=async_handler)
     driver = SQLiteQueueDriver(tmp_path / "jobs.db")
     service = JobService(driver)
-    service.enqueue(sync_job)
-    service.enqueue(async_job)
+    service.enqueue(sync_job, None)
+    service.enqueue(async_job, None)
     worker = Worker(
         module=define_module("w", jobs=[sync_job, async_job]),
         driver=driver,
@@ -181,7 +181,7 @@ def test_a_lambda_record_with_an_xray_header_links_to_that_trace(exporter) -> No
 
 def test_a_traceparent_wins_over_the_xray_header(exporter) -> None:
     driver = MockQueueDriver()
-    JobService(driver).enqueue(ping)
+    JobService(driver).enqueue(ping, None)
     [message] = driver.jobs
     record = sqs_record(message)
     record["attributes"]["AWSTraceHeader"] = (
@@ -225,9 +225,9 @@ def test_a_malformed_trace_context_starts_a_new_trace(exporter) -> None:
 def test_a_refused_enqueue_marks_the_producer_span(exporter) -> None:
     unique = define_job(name="unique", handler=noop, unique=lambda p: "same")
     service = JobService(MockQueueDriver())
-    service.enqueue(unique)
+    service.enqueue(unique, None)
     with pytest.raises(DuplicateJobError):
-        service.enqueue(unique)
+        service.enqueue(unique, None)
     ok, refused = spans(exporter, "send default")
     assert ok.status.status_code is StatusCode.UNSET
     assert refused.status.status_code is StatusCode.ERROR
@@ -265,7 +265,7 @@ def test_tracing_off_sends_no_context_and_makes_no_spans(exporter) -> None:
     set_tracing(False)
     try:
         driver = MockQueueDriver()
-        JobService(driver).enqueue(ping)
+        JobService(driver).enqueue(ping, None)
         driver.drain(App)
         assert driver.jobs[0].trace is None
     finally:
@@ -356,7 +356,7 @@ def test_a_broken_propagator_neither_stops_an_enqueue_nor_a_run(exporter, caplog
     from opentelemetry import propagate
 
     driver = MockQueueDriver()
-    JobService(driver).enqueue(ping)  # sent with a context, before the breakage
+    JobService(driver).enqueue(ping, None)  # sent with a context, before the breakage
     original = propagate.get_global_textmap()
     propagate.set_global_textmap(BrokenPropagator())  # type: ignore[arg-type]
     try:
@@ -386,7 +386,7 @@ def test_before_an_sdk_is_configured_no_span_is_made_and_after_it_spans_flow() -
         job = define_job(name="j", handler=lambda p, ctx: None)
         driver = MockQueueDriver()
         handler = bootstrap_worker(module=define_module("app", jobs=[job]), driver=driver)
-        JobService(driver).enqueue(job)
+        JobService(driver).enqueue(job, None)
         driver.drain(handler)
         before = driver.jobs[0].trace
 
@@ -395,7 +395,7 @@ def test_before_an_sdk_is_configured_no_span_is_made_and_after_it_spans_flow() -
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
-        JobService(driver).enqueue(job)
+        JobService(driver).enqueue(job, None)
         driver.drain(handler)
         spans = [s.name for s in exporter.get_finished_spans()]
         print(json.dumps({"before": before, "spans": spans}))

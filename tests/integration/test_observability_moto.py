@@ -260,4 +260,4 @@ def test_prometheus_reads_queue_depth_from_sqs(aws: Aws) -> None:
         for s in family.samples
         if s.name == "glasswork_queue_messages" and s.labels["queue"] == "default"
     }
-    assert depth == {"ready": 3, "delayed": 1, "in_flight": 0}  # SQS keeps no dead count
+    assert depth == {"ready": 3, "delayed": 1, "in_flight": 0, "dead": 0}  # no DLQ: none dead

@@ -8,8 +8,9 @@ Order, and why:
    included, and is the current span for all of it (their logs and the handler's own spans
    land in the job's trace); its status is the run's final outcome;
 2. :class:`~glasswork.jobs.metrics.JobMetrics` (when the worker has ``metrics`` sinks, the
-   dashboard's :class:`~glasswork.jobs.OutcomeLog` among them), so the counts and durations are those of the final outcome too: a timeout, a duplicate
-   skipped by idempotency, whatever a user step decided;
+   dashboard's :class:`~glasswork.jobs.OutcomeLog` among them), so the counts and durations
+   are those of the final outcome too: a timeout, a duplicate skipped by idempotency,
+   whatever a user step decided;
 3. the worker's own ``steps`` (user steps) see the outcome of everything below;
 4. the driver's steps (:meth:`~glasswork.jobs.QueueDriver.run_steps`) settle what the
    driver holds for a finished job, a skipped duplicate included;

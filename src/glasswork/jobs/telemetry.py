@@ -166,8 +166,10 @@ def _send_in_span(
             carrier = {}
         if carrier:
             messages = [m.model_copy(update={"trace": carrier}) for m in messages]
+            limit_of = getattr(getattr(send, "__self__", None), "message_limit", None)
             for m in messages:
-                m.encode()  # the trace context counts toward the size limit too
+                # The trace context counts toward the size limit too: the driver's own.
+                m.encode(limit_of(m.queue) if callable(limit_of) else MAX_MESSAGE_BYTES)
         result = send(messages if batch else messages[0], *args)
         if not batch and span.is_recording():
             span.set_attribute(MESSAGE_ID, str(getattr(result, "message_id", "")))
