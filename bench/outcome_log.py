@@ -2,8 +2,8 @@
 
 The ``OutcomeLog`` sink (glasswork/jobs/outcome_log.py), fed by the metrics step, counts
 every run when the driver can store outcomes, as SQLite's can. Two measurements, each with
-the log on and off, interleaved repetition by repetition; headline is the best repetition, the median beside it, and the
-ratios compare bests of the same run:
+the log on and off, interleaved repetition by repetition; headline is the best repetition,
+the median beside it, and the ratios compare bests of the same run:
 
 * *µs per run*: ``Executor.execute_sync`` of one no-op job M times, with no steps (the
   worker's fast path) and with only the log: the step's own cost, little disturbed by the
