@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .context import JobContext, JobLogger
+from .decoding import BodyDecoder
 from .definition import JobDefinition
 from .errors import (
     ConfigurationError,
@@ -30,6 +32,7 @@ from .errors import (
     UnknownJobError,
 )
 from .message import JobMessage
+from .outcomes import DeadLetter, Discard, Done, Outcome, Retry
 
 if TYPE_CHECKING:
     from ..modules import Module, Services
@@ -37,87 +40,27 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("glasswork.jobs")
 
-# -- outcomes -------------------------------------------------------------------------------
+# Outcomes and the handler's context live in their own modules; they are part of this
+# module's interface (workers import them from here).
+__all__ = [
+    "CallNext",
+    "DeadLetter",
+    "Discard",
+    "Done",
+    "Executor",
+    "Hook",
+    "JobContext",
+    "JobHooks",
+    "JobLogger",
+    "JobRegistry",
+    "JobRun",
+    "Outcome",
+    "Retry",
+    "RunStep",
+    "send_to_dead_letter",
+]
 
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What should happen to a message after a run. ``message`` is None for a body that could
-    not be decoded."""
-
-    message: JobMessage | None
-    kind: ClassVar[str] = "outcome"
-
-
-@dataclass(frozen=True, slots=True)
-class Done(Outcome):
-    """The handler returned: acknowledge the message."""
-
-    kind: ClassVar[str] = "done"
-
-
-@dataclass(frozen=True, slots=True)
-class Retry(Outcome):
-    """Run the job again after ``delay`` seconds."""
-
-    kind: ClassVar[str] = "retry"
-
-    delay: float
-    error: BaseException
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter(Outcome):
-    """Move the message to the dead letter, with ``reason``."""
-
-    kind: ClassVar[str] = "dead_letter"
-
-    reason: str
-    error: BaseException
-
-
-@dataclass(frozen=True, slots=True)
-class Discard(Outcome):
-    """Drop the message after a failure (the job has ``retry=False``)."""
-
-    kind: ClassVar[str] = "discarded"
-
-    reason: str
-    error: BaseException
-
-
-# -- context, hooks, registry ---------------------------------------------------------------
-
-
-class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
-    """``ctx.logger``: a standard logger that puts the job name and id on every line, in the
-    text and as ``extra`` fields (``job_name``, ``job_id``, ``attempt``) for JSON formatters."""
-
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        extra = self.extra or {}
-        given = kwargs.get("extra")
-        kwargs["extra"] = {**extra, **given} if given else extra
-        return f"[{extra['job_name']} {extra['job_id']}] {msg}", kwargs
-
-
-@dataclass(slots=True)
-class JobContext:
-    """What a handler gets besides its payload.
-
-    ``services`` (the module's providers), ``logger``, ``job`` (the :class:`JobMessage`),
-    ``attempt`` (1 on the first run), ``max_attempts`` (None when retries are off) and
-    ``lambda_context`` (the AWS Lambda context when run by the Lambda worker).
-    """
-
-    services: Services
-    logger: JobLogger
-    job: JobMessage
-    attempt: int = 1
-    max_attempts: int | None = None
-    lambda_context: Any = None
-
+# -- hooks, registry ------------------------------------------------------------------------
 
 Hook = Callable[..., Any]
 HOOK_NAMES = ("on_job_start", "on_job_complete", "on_job_failed", "on_job_dead_letter")
@@ -201,6 +144,7 @@ class JobRegistry:
 
 RunSync = Callable[..., Awaitable[Any]]
 CallNext = Callable[[], Awaitable["Outcome"]]
+_UNVALIDATED: Any = object()
 
 
 class JobRun:
@@ -209,21 +153,31 @@ class JobRun:
     ``message``, ``definition`` (None for a job this worker does not know) and ``ctx`` (the
     handler's :class:`JobContext`). :meth:`fail` turns an error into the outcome the job's
     retry rules give, so a step that stops a run (a timeout, say) never decides retries itself.
+    :meth:`Executor.prepare` makes runs; :meth:`Executor.execute_run` runs them.
     """
 
-    __slots__ = ("_executor", "ctx", "definition", "message")
+    __slots__ = ("_executor", "_message", "_value", "ctx", "definition")
 
     def __init__(
         self,
-        message: JobMessage,
+        message: JobMessage | None,
         definition: JobDefinition[Any] | None,
         ctx: JobContext,
         executor: Executor,
     ) -> None:
-        self.message = message
+        self._message = message
         self.definition = definition
         self.ctx = ctx
         self._executor = executor
+        self._value = _UNVALIDATED
+
+    @property
+    def message(self) -> JobMessage:
+        """The job's message."""
+        message = self._message
+        if message is None:
+            message = self._message = self.ctx.job
+        return message
 
     @property
     def attempt(self) -> int:
@@ -255,7 +209,9 @@ class Executor:
 
     :meth:`execute` is a coroutine for workers with an event loop (pass ``run_sync`` to move
     sync handlers off the loop); :meth:`execute_sync` runs the same code without one.
-    ``steps`` wrap every run, outermost first (see :class:`RunStep`).
+    ``steps`` wrap every run, outermost first (see :class:`RunStep`). A worker that wants to
+    look at a delivery before running it (say, to check it has time for the job) calls
+    :meth:`prepare`, then :meth:`execute_run` or :meth:`execute_run_sync`.
     """
 
     def __init__(
@@ -272,6 +228,7 @@ class Executor:
         self.log = log or logger
         self.steps: tuple[RunStep, ...] = tuple(steps)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._decoder: BodyDecoder | None = None
 
     @classmethod
     def for_module(
@@ -304,50 +261,130 @@ class Executor:
         """Run one delivery of a message; never raises for anything the job does (a
         ``BaseException`` from the handler included), only for a cancellation of the
         caller's own task."""
-        if isinstance(body, JobMessage):
-            message = body
-        else:
+        run = self.prepare(body, attempt, lambda_context=lambda_context)
+        if isinstance(run, Outcome):
+            return run
+        return await self.execute_run(run, run_sync)
+
+    def execute_sync(
+        self, body: str | bytes | JobMessage, attempt: int = 1, *, lambda_context: Any = None
+    ) -> Outcome:
+        """:meth:`execute` for callers without an event loop. Sync handlers run on the
+        calling thread; async ones on a private loop kept for the life of the executor (so
+        Lambda reuses it), where steps such as the job timeout apply to them."""
+        run = self.prepare(body, attempt, lambda_context=lambda_context)
+        if isinstance(run, Outcome):
+            return run
+        if (
+            run.definition is not None and run.definition.is_async
+        ) or asyncio._get_running_loop() is not None:
+            return self.run_on_loop(self.execute_run(run))  # type: ignore[no-any-return]
+        return self.execute_run_sync(run)
+
+    def prepare(
+        self, body: str | bytes | JobMessage, attempt: int = 1, *, lambda_context: Any = None
+    ) -> JobRun | Outcome:
+        """Read one delivery: the :class:`JobRun` to execute, or the :class:`DeadLetter` of a
+        body that is not a job envelope (logged)."""
+        if not isinstance(body, JobMessage):
+            decoder = self._decoder
+            if decoder is None:
+                decoder = self._decoder = BodyDecoder(self.registry)
+            fields = decoder.decode(body)
+            if fields is not None:  # the common case: envelope and payload valid in one go
+                name = fields["job_name"]
+                definition = self.registry.get(name)
+                assert definition is not None
+                retry = definition.retry
+                ctx = JobContext.for_run(
+                    self.services,
+                    self.log,
+                    None,
+                    body,
+                    name,
+                    fields["job_id"],
+                    attempt,
+                    retry.max_attempts if retry is not None else None,
+                    lambda_context,
+                )
+                run = JobRun(None, definition, ctx, self)
+                run._value = fields["payload"]
+                return run
             try:
                 message = JobMessage.from_json(body)
             except MalformedMessageError as exc:
                 self.log.error("dead-lettering a malformed message: %s; body: %.1000r", exc, body)
                 return DeadLetter(None, str(exc), exc)
-
+        else:
+            message = body
         definition = self.registry.get(message.job_name)
         max_attempts = definition.retry.max_attempts if definition and definition.retry else None
-        ctx = JobContext(
-            services=self.services,
-            logger=JobLogger(
-                self.log,
-                {"job_name": message.job_name, "job_id": message.job_id, "attempt": attempt},
-            ),
-            job=message,
-            attempt=attempt,
-            max_attempts=max_attempts,
-            lambda_context=lambda_context,
+        ctx = JobContext.for_run(
+            self.services,
+            self.log,
+            message,
+            None,
+            message.job_name,
+            message.job_id,
+            attempt,
+            max_attempts,
+            lambda_context,
         )
+        return JobRun(message, definition, ctx, self)
+
+    def execute_run(self, run: JobRun, run_sync: RunSync | None = None) -> Awaitable[Outcome]:
+        """Run a prepared delivery through the steps and the handler (a coroutine)."""
         if not self.steps:  # the hot path: no chain to build
-            return await self._run(ctx, definition, run_sync)
-        run = JobRun(message, definition, ctx, self)
-        return await self._call_step(0, run, run_sync)
+            return self._run(run, run_sync)
+        return self._call_step(0, run, run_sync)
+
+    def execute_run_sync(self, run: JobRun) -> Outcome:
+        """:meth:`execute_run` on the calling thread, which must not be running an event
+        loop: sync handlers run here; async handlers and hooks on the private loop
+        (:attr:`loop`)."""
+        coro = self.execute_run(run)
+        try:
+            coro.send(None)  # type: ignore[attr-defined]
+        except StopIteration as finished:
+            return finished.value  # type: ignore[no-any-return]
+        coro.close()  # type: ignore[attr-defined]  # _await runs every awaitable to completion
+        raise RuntimeError("job execution suspended outside an event loop")
+
+    def run_on_loop(self, coro: Awaitable[Any]) -> Any:
+        """Run ``coro`` to completion on the private loop; from a thread whose own loop is
+        running (an async caller), on a fresh loop in a helper thread."""
+        if asyncio._get_running_loop() is not None:
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(asyncio.run, _as_coroutine(coro)).result()
+        loop = self.loop
+        try:
+            return loop.run_until_complete(coro)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # SystemExit/KeyboardInterrupt leave the loop mid-iteration, with a stale
+                # stop callback queued: start the next run on a fresh loop.
+                self._loop = None
+                loop.close()
+            raise
 
     def _call_step(self, index: int, run: JobRun, run_sync: RunSync | None) -> Awaitable[Outcome]:
         if index == len(self.steps):
-            return self._run(run.ctx, run.definition, run_sync)
+            return self._run(run, run_sync)
         return self.steps[index](run, lambda: self._call_step(index + 1, run, run_sync))
 
-    async def _run(
-        self, ctx: JobContext, definition: JobDefinition[Any] | None, run_sync: RunSync | None
-    ) -> Outcome:
+    async def _run(self, run: JobRun, run_sync: RunSync | None) -> Outcome:
         """Validate, call the hooks and the handler, and classify what happened."""
+        ctx, definition = run.ctx, run.definition
         if definition is None:
             unknown = UnknownJobError(ctx.job.job_name, self.registry.names())
             return await self._dead_letter(ctx, unknown, notify_failed=False)
 
-        try:
-            value = definition.validate(ctx.job.payload)
-        except InvalidJobPayloadError as exc:
-            return await self._dead_letter(ctx, exc)
+        value = run._value
+        if value is _UNVALIDATED:
+            try:
+                value = definition.validate(ctx.job.payload)
+            except InvalidJobPayloadError as exc:
+                return await self._dead_letter(ctx, exc)
 
         # The `is not None` tests below skip a coroutine per unused hook and per sync
         # handler's None result: this is the per-message hot path of every worker.
@@ -372,25 +409,7 @@ class Executor:
             await self._hook(hooks.on_job_complete, ctx)
         if self.log.isEnabledFor(logging.DEBUG):
             ctx.logger.debug("done")
-        return Done(ctx.job)
-
-    def execute_sync(
-        self, body: str | bytes | JobMessage, attempt: int = 1, *, lambda_context: Any = None
-    ) -> Outcome:
-        """:meth:`execute` for callers without an event loop; async handlers and hooks run on
-        a private loop kept for the life of the executor (so Lambda reuses it)."""
-        if asyncio._get_running_loop() is not None:
-            # Called from async code (say, an async test): this thread's loop is busy.
-            with ThreadPoolExecutor(1) as pool:
-                coro = self.execute(body, attempt, lambda_context=lambda_context)
-                return pool.submit(asyncio.run, coro).result()
-        coro = self.execute(body, attempt, lambda_context=lambda_context)
-        try:
-            coro.send(None)
-        except StopIteration as finished:
-            return finished.value  # type: ignore[no-any-return]
-        coro.close()  # _await runs every awaitable to completion, so this cannot happen
-        raise RuntimeError("job execution suspended outside an event loop")
+        return Done.of_context(ctx)  # type: ignore[no-any-return]
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -403,16 +422,7 @@ class Executor:
     async def _await(self, awaitable: Awaitable[Any]) -> Any:
         if asyncio._get_running_loop() is not None:
             return await awaitable
-        loop = self.loop
-        try:
-            return loop.run_until_complete(_as_coroutine(awaitable))
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                # SystemExit/KeyboardInterrupt leave the loop mid-iteration, with a stale
-                # stop callback queued: start the next run on a fresh loop.
-                self._loop = None
-                loop.close()
-            raise
+        return self.run_on_loop(_as_coroutine(awaitable))
 
     async def _failed(
         self, ctx: JobContext, definition: JobDefinition[Any], error: BaseException
