@@ -12,7 +12,9 @@ from .drivers.base import EnqueueResult, QueueDriver, ReceivedMessage
 from .drivers.mock import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
 from .durations import parse_duration
 from .errors import (
+    BatchRetryError,
     ConfigurationError,
+    DeadLetterUnavailableError,
     DuplicateJobError,
     EnqueueError,
     GlassworkError,
@@ -66,9 +68,11 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "BatchRetryError",
     "ConfigurationError",
     "DeadLetter",
     "DeadLetterEntry",
+    "DeadLetterUnavailableError",
     "Discard",
     "Done",
     "DrainResult",

@@ -48,6 +48,10 @@ class JobContext:
         "max_attempts",
         "services",
     )
+    _body: str | bytes | None
+    _job_id: str
+    _job_name: str
+    _log: logging.Logger
 
     def __init__(
         self,
@@ -61,6 +65,10 @@ class JobContext:
         self.services = services
         self._logger: JobLogger | None = logger
         self._job: JobMessage | None = job
+        self._log = logger.logger
+        self._body = None
+        self._job_name = job.job_name
+        self._job_id = job.job_id
         self.attempt = attempt
         self.max_attempts = max_attempts
         self.lambda_context = lambda_context

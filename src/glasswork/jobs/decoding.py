@@ -83,7 +83,7 @@ def _envelope_fields() -> dict[str, core_schema.TypedDictField]:
     """:class:`JobMessage`'s own field schemas and aliases, as typed-dict fields."""
     model = JobMessage.__pydantic_core_schema__
     while model["type"] != "model-fields":
-        model = model["schema"]  # type: ignore[typeddict-item]
+        model = model["schema"]
     return {
         name: core_schema.typed_dict_field(
             field["schema"], validation_alias=field.get("validation_alias", name)
@@ -104,6 +104,6 @@ def _payload_schema(
     if schema["type"] == "definitions":
         # Models shared by several jobs carry the same refs: keep each definition once.
         for definition in schema["definitions"]:
-            definitions.setdefault(definition["ref"], definition)  # type: ignore[typeddict-item]
+            definitions.setdefault(definition["ref"], definition)
         schema = schema["schema"]
     return schema

@@ -1,0 +1,270 @@
+"""Run the records of one SQS batch for the Lambda worker.
+
+* A batch of sync jobs runs in order on the calling thread, with no event loop: the
+  cheapest path, and the one most handlers take.
+* A batch with async jobs (or with ``sync_concurrency`` above 1) runs on one event loop:
+  async handlers concurrently, up to ``batch_concurrency`` records at a time; sync handlers
+  inline in order, or on a pool of ``sync_concurrency`` threads.
+* FIFO queues: the records of one ``MessageGroupId`` run one after another, in order;
+  different groups may run side by side. Once a record of a group is to be retried, for
+  whatever reason, the later records of that group are held back (reported too), so the
+  group's order holds; other groups go on.
+* Time: no record starts unless the invocation has time left for it (the job's ``timeout``
+  when set, else the longest record of the batch so far) plus ``deadline_margin`` to settle
+  the batch; async records still running at that point are cancelled. Both are reported
+  for retry; a finished record never is.
+
+Each outcome is handed to ``settle`` (the worker's dead-letter and retry-delay path), which
+returns why the record must be reported for retry, or None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .execution import Executor, JobRun, Outcome, RunSync
+
+Record = Mapping[str, Any]
+Settle = Callable[[Record, Outcome], "str | None"]
+
+# Why a record is reported for retry (besides what ``settle`` says).
+HELD_BACK = "held back behind an earlier record of its FIFO group"
+NO_TIME = "not started: too little time left in the invocation"
+CUT = "stopped at the invocation's deadline"
+
+
+class BatchResult:
+    """What a batch left to do: ``reported`` (record, why) pairs to retry, in record order
+    within each FIFO group; ``counts`` of outcome kinds (when asked for); the ``job_names``
+    seen (when asked for); the batch's ``deadline`` (``time.monotonic()``; None without a
+    Lambda context) and the time it had at the start (``seconds_left``)."""
+
+    __slots__ = ("counts", "deadline", "job_names", "reported", "seconds_left")
+
+    def __init__(self, deadline: float | None, count: bool, names: bool) -> None:
+        self.reported: list[tuple[Record, str]] = []
+        self.counts: Counter[str] | None = Counter() if count else None
+        self.job_names: set[str] | None = set() if names else None
+        self.deadline = deadline
+        self.seconds_left = None if deadline is None else deadline - time.monotonic()
+
+
+class BatchRunner:
+    """Runs batches through ``executor``; see the module docstring."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        settle: Settle,
+        *,
+        batch_concurrency: int | None = None,
+        sync_concurrency: int = 1,
+        deadline_margin: float = 0.5,
+        log: logging.Logger,
+    ) -> None:
+        self.executor = executor
+        self.settle = settle
+        self.batch_concurrency = batch_concurrency
+        self.sync_concurrency = sync_concurrency
+        self.deadline_margin = deadline_margin
+        self.log = log
+        self._longest = 0.0  # of the current batch; batches do not overlap
+        self._pool: ThreadPoolExecutor | None = None
+
+    def run(
+        self, records: Sequence[Any], context: Any, *, fifo: bool, job_names: bool = False
+    ) -> BatchResult:
+        """Run ``records`` (the ``Records`` of an SQS event) with the Lambda ``context``."""
+        result = BatchResult(
+            self._deadline(context), self.log.isEnabledFor(logging.INFO), job_names
+        )
+        self._longest = 0.0
+        prepare = self.executor.prepare
+        prepared: list[tuple[Record, JobRun | Outcome]] = []
+        concurrent = self.sync_concurrency > 1 or asyncio._get_running_loop() is not None
+        for record in records:
+            body, attempt = self._read(record)
+            run = prepare(body, attempt, lambda_context=context)
+            if not concurrent and type(run) is JobRun:
+                definition = run.definition
+                concurrent = definition is not None and definition.is_async
+            prepared.append((record, run))
+        if result.job_names is not None:
+            result.job_names.update(
+                run.definition.name
+                for _, run in prepared
+                if type(run) is JobRun and run.definition is not None
+            )
+        if concurrent:
+            self.executor.run_on_loop(self._run_concurrently(prepared, result, fifo))
+        else:
+            self._run_in_order(prepared, result, fifo)
+        return result
+
+    # -- in order, no event loop -------------------------------------------------------------
+
+    def _run_in_order(
+        self, prepared: list[tuple[Record, JobRun | Outcome]], result: BatchResult, fifo: bool
+    ) -> None:
+        execute, settle, counts = self.executor.execute_run_sync, self.settle, result.counts
+        deadline = result.deadline
+        held: set[Any] = set()
+        for record, run in prepared:
+            if fifo and held and _group(record) in held:
+                result.reported.append((record, HELD_BACK))
+                continue
+            outcome: Outcome
+            if type(run) is JobRun:
+                if deadline is None:
+                    outcome = execute(run)
+                elif self._no_time_for(run, deadline):
+                    self._report(record, NO_TIME, result, held if fifo else None)
+                    continue
+                else:
+                    started = time.monotonic()
+                    outcome = execute(run)
+                    self._longest = max(self._longest, time.monotonic() - started)
+            else:
+                outcome = run  # type: ignore[assignment]  # prepare() gave an outcome
+            if counts is not None:
+                counts[outcome.kind] += 1
+            if outcome.kind != "done":
+                why = settle(record, outcome)
+                if why is not None:
+                    self._report(record, why, result, held if fifo else None)
+
+    # -- on an event loop --------------------------------------------------------------------
+
+    async def _run_concurrently(
+        self, prepared: list[tuple[Record, JobRun | Outcome]], result: BatchResult, fifo: bool
+    ) -> None:
+        limit = self.batch_concurrency
+        gate = asyncio.Semaphore(limit) if limit is not None and limit < len(prepared) else None
+        run_sync = self._run_in_pool if self.sync_concurrency > 1 else None
+
+        async def one(record: Record, run: JobRun | Outcome) -> bool:
+            if gate is None:
+                return await self._one(record, run, result, run_sync)
+            async with gate:
+                return await self._one(record, run, result, run_sync)
+
+        async def group(items: list[tuple[Record, JobRun | Outcome]]) -> None:
+            for index, (record, run) in enumerate(items):
+                if await one(record, run):
+                    result.reported.extend((r, HELD_BACK) for r, _ in items[index + 1 :])
+                    return
+
+        tasks: Iterable[Awaitable[Any]]
+        if fifo:
+            groups: dict[Any, list[tuple[Record, JobRun | Outcome]]] = {}
+            for item in prepared:
+                groups.setdefault(_group(item[0]), []).append(item)
+            tasks = (group(items) for items in groups.values())
+        else:
+            tasks = (one(record, run) for record, run in prepared)
+        await asyncio.gather(*tasks)
+
+    async def _one(
+        self, record: Record, run: JobRun | Outcome, result: BatchResult, run_sync: RunSync | None
+    ) -> bool:
+        """Run one record; True when it is reported for retry."""
+        if isinstance(run, JobRun):
+            deadline = result.deadline
+            if deadline is None:
+                outcome = await self.executor.execute_run(run, run_sync)
+            elif self._no_time_for(run, deadline):
+                self._report(record, NO_TIME, result, None)
+                return True
+            else:
+                started = time.monotonic()
+                try:
+                    # The loop's clock is time.monotonic(), the deadline's clock.
+                    async with asyncio.timeout_at(deadline):
+                        outcome = await self.executor.execute_run(run, run_sync)
+                except TimeoutError:
+                    self._report(record, CUT, result, None)
+                    return True
+                self._longest = max(self._longest, time.monotonic() - started)
+        else:
+            outcome = run
+        if result.counts is not None:
+            result.counts[outcome.kind] += 1
+        if outcome.kind == "done":
+            return False
+        why = self.settle(record, outcome)
+        if why is None:
+            return False
+        self._report(record, why, result, None)
+        return True
+
+    def _run_in_pool(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self.sync_concurrency, thread_name_prefix="glasswork-lambda"
+            )
+        return asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _deadline(self, context: Any) -> float | None:
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        if remaining is None:
+            return None
+        return time.monotonic() + float(remaining()) / 1000 - self.deadline_margin
+
+    def _no_time_for(self, run: JobRun, deadline: float) -> bool:
+        definition = run.definition
+        needed = definition.timeout if definition is not None else None
+        return time.monotonic() + (needed or self._longest) >= deadline
+
+    @staticmethod
+    def _report(record: Record, why: str, result: BatchResult, held: set[Any] | None) -> None:
+        result.reported.append((record, why))
+        if held is not None:
+            held.add(_group(record))
+
+    def _read(self, record: Any) -> tuple[str, int]:
+        """A record's body and attempt number (its receive count)."""
+        try:
+            body = record["body"]
+            if type(body) is str:
+                return body, int(record["attributes"]["ApproximateReceiveCount"])
+        except (KeyError, TypeError, ValueError):
+            pass
+        return self._read_carefully(record)
+
+    def _read_carefully(self, record: Any) -> tuple[str, int]:
+        if not isinstance(record, Mapping):
+            self.log.error("an SQS record is not an object: %.200r", record)
+            return "", 1
+        body = record.get("body")
+        text = body if isinstance(body, str) else "" if body is None else str(body)
+        attributes = record.get("attributes")
+        count = (
+            attributes.get("ApproximateReceiveCount") if isinstance(attributes, Mapping) else None
+        )
+        try:
+            attempt = int(count)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            self.log.warning(
+                "record %s: ApproximateReceiveCount %r is not an integer; counting this "
+                "delivery as attempt 1",
+                record.get("messageId"),
+                count,
+            )
+            attempt = 1
+        return text, max(1, attempt)
+
+
+def _group(record: Any) -> Any:
+    """A FIFO record's MessageGroupId (None when missing: such records form one group)."""
+    try:
+        return record["attributes"]["MessageGroupId"]
+    except (KeyError, TypeError):
+        return None
