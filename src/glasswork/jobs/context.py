@@ -10,6 +10,10 @@ from .message import JobMessage
 
 if TYPE_CHECKING:
     from ..modules import Services
+    from .definition import JobDefinition
+
+#: The ``payload`` of ``JobContext._fields`` before the payload is validated.
+UNVALIDATED: Any = object()
 
 
 class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
@@ -29,8 +33,10 @@ class JobContext:
     """What a handler gets besides its payload.
 
     ``services`` (the module's providers), ``logger``, ``job`` (the :class:`JobMessage`),
-    ``attempt`` (1 on the first run), ``max_attempts`` (None when retries are off) and
-    ``lambda_context`` (the AWS Lambda context when run by the Lambda worker).
+    ``attempt`` (1 on the first run), ``max_attempts`` (None when retries are off),
+    ``lambda_context`` (the AWS Lambda context when run by the Lambda worker) and
+    ``definition`` (the job's :class:`~glasswork.jobs.JobDefinition`; None for a message
+    naming a job the worker does not know).
 
     Workers make contexts with :meth:`for_run`, which builds ``job`` and ``logger`` only
     when first read: most handlers never touch them, and a run costs less without.
@@ -38,19 +44,20 @@ class JobContext:
 
     __slots__ = (
         "_body",
+        "_fields",
         "_job",
-        "_job_id",
-        "_job_name",
         "_log",
         "_logger",
         "attempt",
+        "definition",
         "lambda_context",
         "max_attempts",
         "services",
     )
     _body: str | bytes | None
-    _job_id: str
-    _job_name: str
+    _job: JobMessage
+    _logger: JobLogger
+    _fields: dict[str, Any]  # job_name, job_id and payload (validated, or UNVALIDATED)
     _log: logging.Logger
 
     def __init__(
@@ -61,17 +68,18 @@ class JobContext:
         attempt: int = 1,
         max_attempts: int | None = None,
         lambda_context: Any = None,
+        definition: JobDefinition[Any] | None = None,
     ) -> None:
         self.services = services
-        self._logger: JobLogger | None = logger
-        self._job: JobMessage | None = job
+        self._logger = logger
+        self._job = job
         self._log = logger.logger
         self._body = None
-        self._job_name = job.job_name
-        self._job_id = job.job_id
+        self._fields = fields_of(job)
         self.attempt = attempt
         self.max_attempts = max_attempts
         self.lambda_context = lambda_context
+        self.definition = definition
 
     @classmethod
     def for_run(
@@ -80,46 +88,62 @@ class JobContext:
         log: logging.Logger,
         job: JobMessage | None,
         body: str | bytes | None,
-        job_name: str,
-        job_id: str,
+        fields: dict[str, Any],
         attempt: int,
         max_attempts: int | None,
         lambda_context: Any,
+        definition: JobDefinition[Any] | None,
     ) -> JobContext:
-        """The context of one run of ``job``, or of the message ``body`` (a valid envelope
-        naming ``job_name`` / ``job_id``), parsed into ``job`` on first read; ``logger``
+        """The context of one run of ``job``, or of the message ``body`` (parsed into
+        ``job`` on first read); ``fields`` holds its ``job_name``, ``job_id`` and
+        ``payload`` (validated, or :data:`UNVALIDATED`; see :func:`fields_of`); ``logger``
         writes to ``log``."""
-        ctx = cls.__new__(cls)
+        ctx = _new(cls)
         ctx.services = services
-        ctx._logger = None
-        ctx._job = job
+        if job is not None:  # else made on first read (an unset slot raises AttributeError)
+            ctx._job = job
         ctx._log = log
         ctx._body = body
-        ctx._job_name = job_name
-        ctx._job_id = job_id
+        ctx._fields = fields
         ctx.attempt = attempt
         ctx.max_attempts = max_attempts
         ctx.lambda_context = lambda_context
+        ctx.definition = definition
         return ctx
 
     @property
     def job(self) -> JobMessage:
         """The job's :class:`JobMessage`."""
-        job = self._job
-        if job is None:
+        try:
+            return self._job
+        except AttributeError:
             assert self._body is not None
             job = self._job = JobMessage.from_json(self._body)
-        return job
+            return job
 
     @property
     def logger(self) -> JobLogger:
         """A logger putting the job name and id on every line."""
-        logger = self._logger
-        if logger is None:
-            extra = {"job_name": self._job_name, "job_id": self._job_id, "attempt": self.attempt}
+        try:
+            return self._logger
+        except AttributeError:
+            fields = self._fields
+            extra = {
+                "job_name": fields["job_name"],
+                "job_id": fields["job_id"],
+                "attempt": self.attempt,
+            }
             logger = self._logger = JobLogger(self._log, extra)
-        return logger
+            return logger
 
     def __repr__(self) -> str:
         job = self.job
         return f"<JobContext {job.job_name} {job.job_id} attempt {self.attempt}>"
+
+
+_new = object.__new__
+
+
+def fields_of(job: JobMessage) -> dict[str, Any]:
+    """:meth:`JobContext.for_run`'s ``fields`` for a message whose payload is not validated."""
+    return {"job_name": job.job_name, "job_id": job.job_id, "payload": UNVALIDATED}

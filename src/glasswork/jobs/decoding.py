@@ -35,29 +35,33 @@ logger = logging.getLogger("glasswork.jobs")
 
 
 class BodyDecoder:
-    """``decode(body)`` → the envelope's fields (``job_name``, ``job_id``, ``payload``
-    validated by the job's schema, ``queue``, ...) for a body naming one of ``jobs``, or
-    None when the reference path must decide."""
+    """``validator.validate_json(body)`` → the envelope's fields (``job_name``, ``job_id``,
+    ``payload`` validated by the job's schema, ``queue``, ...) for a body naming one of
+    ``jobs``. A ``ValidationError``, or a ``version`` other than ``ENVELOPE_VERSION``, means
+    the reference path decides (see :meth:`decode`). ``jobs[name]`` is (the definition, its
+    ``retry.max_attempts`` or None)."""
 
-    __slots__ = ("_validator",)
+    __slots__ = ("jobs", "validator")
 
     def __init__(self, jobs: Iterable[JobDefinition[Any]]) -> None:
-        self._validator = _union_validator(list(jobs))
+        definitions = list(jobs)
+        self.jobs = {
+            job.name: (job, job.retry.max_attempts if job.retry is not None else None)
+            for job in definitions
+        }
+        self.validator = _union_validator(definitions)
 
     def decode(self, body: str | bytes) -> dict[str, Any] | None:
-        validator = self._validator
-        if validator is None:
-            return None
+        """The fields of ``body``, or None when the reference path must decide.
+        (:meth:`Executor.prepare <glasswork.jobs.Executor.prepare>` does the same inline.)"""
         try:
-            fields: dict[str, Any] = validator.validate_json(body)
+            fields: dict[str, Any] = self.validator.validate_json(body)
         except ValidationError:
             return None
         return fields if fields["version"] == ENVELOPE_VERSION else None
 
 
-def _union_validator(jobs: list[JobDefinition[Any]]) -> SchemaValidator | None:
-    if not jobs:
-        return None
+def _union_validator(jobs: list[JobDefinition[Any]]) -> SchemaValidator:
     envelope = _envelope_fields()
     definitions: dict[str, core_schema.CoreSchema] = {}
     choices: dict[str, core_schema.CoreSchema] = {}
@@ -68,15 +72,19 @@ def _union_validator(jobs: list[JobDefinition[Any]]) -> SchemaValidator | None:
         fields = dict(envelope)
         fields["payload"] = core_schema.typed_dict_field(payload)  # required: absent → slow
         choices[job.name] = core_schema.typed_dict_schema(fields, extra_behavior="ignore")
-    if not choices:
-        return None
-    union = core_schema.tagged_union_schema(choices, discriminator="jobName")
-    schema = core_schema.definitions_schema(union, list(definitions.values()))
-    try:
-        return SchemaValidator(schema)
-    except SchemaError:  # pragma: no cover - pydantic refused the combination; stay correct
-        logger.debug("one-pass decoding unavailable; using the two-step path", exc_info=True)
-        return None
+    if choices:
+        union = core_schema.tagged_union_schema(choices, discriminator="jobName")
+        try:
+            return SchemaValidator(
+                core_schema.definitions_schema(union, list(definitions.values()))
+            )
+        except SchemaError:  # pragma: no cover - pydantic refused the combination
+            logger.debug("one-pass decoding unavailable; using the two-step path", exc_info=True)
+    return _NOTHING  # every body takes the two-step path
+
+
+# Accepts nothing: an empty tagged union.
+_NOTHING = SchemaValidator(core_schema.tagged_union_schema({}, discriminator="jobName"))
 
 
 def _envelope_fields() -> dict[str, core_schema.TypedDictField]:

@@ -20,7 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .context import JobContext, JobLogger
+from pydantic import ValidationError
+
+from .context import UNVALIDATED, JobContext, JobLogger, fields_of
 from .decoding import BodyDecoder
 from .definition import JobDefinition
 from .errors import (
@@ -31,14 +33,15 @@ from .errors import (
     TransientJobError,
     UnknownJobError,
 )
-from .message import JobMessage
-from .outcomes import DeadLetter, Discard, Done, Outcome, Retry
+from .message import ENVELOPE_VERSION, JobMessage
+from .outcomes import DeadLetter, Discard, Done, Outcome, Retry, done_for
 
 if TYPE_CHECKING:
     from ..modules import Module, Services
     from .drivers.base import QueueDriver
 
 logger = logging.getLogger("glasswork.jobs")
+_new = object.__new__
 
 # Outcomes and the handler's context live in their own modules; they are part of this
 # module's interface (workers import them from here).
@@ -144,7 +147,6 @@ class JobRegistry:
 
 RunSync = Callable[..., Awaitable[Any]]
 CallNext = Callable[[], Awaitable["Outcome"]]
-_UNVALIDATED: Any = object()
 
 
 class JobRun:
@@ -153,10 +155,9 @@ class JobRun:
     ``message``, ``definition`` (None for a job this worker does not know) and ``ctx`` (the
     handler's :class:`JobContext`). :meth:`fail` turns an error into the outcome the job's
     retry rules give, so a step that stops a run (a timeout, say) never decides retries itself.
-    :meth:`Executor.prepare` makes runs; :meth:`Executor.execute_run` runs them.
     """
 
-    __slots__ = ("_executor", "_message", "_value", "ctx", "definition")
+    __slots__ = ("_executor", "_message", "ctx", "definition")
 
     def __init__(
         self,
@@ -169,7 +170,6 @@ class JobRun:
         self.definition = definition
         self.ctx = ctx
         self._executor = executor
-        self._value = _UNVALIDATED
 
     @property
     def message(self) -> JobMessage:
@@ -211,7 +211,7 @@ class Executor:
     sync handlers off the loop); :meth:`execute_sync` runs the same code without one.
     ``steps`` wrap every run, outermost first (see :class:`RunStep`). A worker that wants to
     look at a delivery before running it (say, to check it has time for the job) calls
-    :meth:`prepare`, then :meth:`execute_run` or :meth:`execute_run_sync`.
+    :meth:`prepare`, then :meth:`execute_prepared` or :meth:`execute_prepared_sync`.
     """
 
     def __init__(
@@ -226,9 +226,18 @@ class Executor:
         self.services = services
         self.hooks = hooks or JobHooks()
         self.log = log or logger
-        self.steps: tuple[RunStep, ...] = tuple(steps)
+        self.steps = tuple(steps)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._decoder: BodyDecoder | None = None
+
+    @property
+    def steps(self) -> tuple[RunStep, ...]:
+        """The around-run steps, outermost first."""
+        return self._steps
+
+    @steps.setter
+    def steps(self, steps: Sequence[RunStep]) -> None:
+        self._steps: tuple[RunStep, ...] = tuple(steps)
 
     @classmethod
     def for_module(
@@ -261,10 +270,10 @@ class Executor:
         """Run one delivery of a message; never raises for anything the job does (a
         ``BaseException`` from the handler included), only for a cancellation of the
         caller's own task."""
-        run = self.prepare(body, attempt, lambda_context=lambda_context)
-        if isinstance(run, Outcome):
-            return run
-        return await self.execute_run(run, run_sync)
+        ctx = self.prepare(body, attempt, lambda_context=lambda_context)
+        if isinstance(ctx, Outcome):
+            return ctx
+        return await self.execute_prepared(ctx, run_sync)
 
     def execute_sync(
         self, body: str | bytes | JobMessage, attempt: int = 1, *, lambda_context: Any = None
@@ -272,44 +281,43 @@ class Executor:
         """:meth:`execute` for callers without an event loop. Sync handlers run on the
         calling thread; async ones on a private loop kept for the life of the executor (so
         Lambda reuses it), where steps such as the job timeout apply to them."""
-        run = self.prepare(body, attempt, lambda_context=lambda_context)
-        if isinstance(run, Outcome):
-            return run
+        ctx = self.prepare(body, attempt, lambda_context=lambda_context)
+        if isinstance(ctx, Outcome):
+            return ctx
         if (
-            run.definition is not None and run.definition.is_async
+            ctx.definition is not None and ctx.definition.is_async
         ) or asyncio._get_running_loop() is not None:
-            return self.run_on_loop(self.execute_run(run))  # type: ignore[no-any-return]
-        return self.execute_run_sync(run)
+            return self.run_on_loop(self.execute_prepared(ctx))  # type: ignore[no-any-return]
+        return self.execute_prepared_sync(ctx)
 
     def prepare(
-        self, body: str | bytes | JobMessage, attempt: int = 1, *, lambda_context: Any = None
-    ) -> JobRun | Outcome:
-        """Read one delivery: the :class:`JobRun` to execute, or the :class:`DeadLetter` of a
-        body that is not a job envelope (logged)."""
-        if not isinstance(body, JobMessage):
+        self, body: str | bytes | JobMessage, attempt: int = 1, lambda_context: Any = None
+    ) -> JobContext | Outcome:
+        """Read one delivery: the :class:`JobContext` of its run (``ctx.definition`` is the
+        job, None for one this worker does not know), or the :class:`DeadLetter` of a body
+        that is not a job envelope (logged)."""
+        if type(body) is str or not isinstance(body, JobMessage):
             decoder = self._decoder
             if decoder is None:
                 decoder = self._decoder = BodyDecoder(self.registry)
-            fields = decoder.decode(body)
-            if fields is not None:  # the common case: envelope and payload valid in one go
-                name = fields["job_name"]
-                definition = self.registry.get(name)
-                assert definition is not None
-                retry = definition.retry
-                ctx = JobContext.for_run(
+            try:  # decoder.decode(body), inline: a call less per message
+                fields = decoder.validator.validate_json(body)
+            except ValidationError:
+                fields = None
+            if fields is not None and fields["version"] == ENVELOPE_VERSION:
+                # The common case: the envelope and the payload are valid, in one go.
+                known, max_attempts = decoder.jobs[fields["job_name"]]
+                return JobContext.for_run(
                     self.services,
                     self.log,
                     None,
                     body,
-                    name,
-                    fields["job_id"],
+                    fields,
                     attempt,
-                    retry.max_attempts if retry is not None else None,
+                    max_attempts,
                     lambda_context,
+                    known,
                 )
-                run = JobRun(None, definition, ctx, self)
-                run._value = fields["payload"]
-                return run
             try:
                 message = JobMessage.from_json(body)
             except MalformedMessageError as exc:
@@ -319,36 +327,56 @@ class Executor:
             message = body
         definition = self.registry.get(message.job_name)
         max_attempts = definition.retry.max_attempts if definition and definition.retry else None
-        ctx = JobContext.for_run(
+        return JobContext.for_run(
             self.services,
             self.log,
             message,
             None,
-            message.job_name,
-            message.job_id,
+            fields_of(message),
             attempt,
             max_attempts,
             lambda_context,
+            definition,
         )
-        return JobRun(message, definition, ctx, self)
 
-    def execute_run(self, run: JobRun, run_sync: RunSync | None = None) -> Awaitable[Outcome]:
+    def execute_prepared(
+        self, ctx: JobContext, run_sync: RunSync | None = None
+    ) -> Awaitable[Outcome]:
         """Run a prepared delivery through the steps and the handler (a coroutine)."""
-        if not self.steps:  # the hot path: no chain to build
-            return self._run(run, run_sync)
-        return self._call_step(0, run, run_sync)
+        if not self._steps:  # the hot path: no chain to build
+            return self._run(ctx, run_sync)
+        return self._call_step(0, JobRun(None, ctx.definition, ctx, self), run_sync)
 
-    def execute_run_sync(self, run: JobRun) -> Outcome:
-        """:meth:`execute_run` on the calling thread, which must not be running an event
-        loop: sync handlers run here; async handlers and hooks on the private loop
-        (:attr:`loop`)."""
-        coro = self.execute_run(run)
+    def execute_prepared_sync(self, ctx: JobContext, log_done: bool | None = None) -> Outcome:
+        """:meth:`execute_prepared` on the calling thread, which must not be running an
+        event loop: sync handlers run here; async handlers and hooks on the private loop
+        (:attr:`loop`). ``log_done`` says whether the DEBUG line of a finished job is
+        wanted (None: ask the logger; a worker running a batch asks once for all)."""
+        definition, value = ctx.definition, ctx._fields["payload"]
+        if self._steps or definition is None or definition.is_async or value is UNVALIDATED:
+            outcome: Outcome = _drive(self.execute_prepared(ctx))
+            return outcome
+        # The Lambda worker's hot path: _run's hooks, in the same order, and the same
+        # classification, without a coroutine per message. With no event loop running, a
+        # CancelledError here can only be the job's own: a failure, like any other.
+        hooks = self.hooks
+        if hooks.on_job_start is not None:
+            _drive(self._hook(hooks.on_job_start, ctx))
         try:
-            coro.send(None)  # type: ignore[attr-defined]
-        except StopIteration as finished:
-            return finished.value  # type: ignore[no-any-return]
-        coro.close()  # type: ignore[attr-defined]  # _await runs every awaitable to completion
-        raise RuntimeError("job execution suspended outside an event loop")
+            result = definition.run(value, ctx)
+            if result is not None and inspect.isawaitable(result):
+                self.run_on_loop(_as_coroutine(result))
+        except BaseException as exc:
+            failed: Outcome = _drive(self._failed(ctx, definition, exc))
+            return failed
+        if hooks.on_job_complete is not None:
+            _drive(self._hook(hooks.on_job_complete, ctx))
+        if log_done or (log_done is None and self.log.isEnabledFor(logging.DEBUG)):
+            ctx.logger.debug("done")
+        done = _new(Done)  # done_for(ctx), inline: once per message
+        done._message = None
+        done._ctx = ctx
+        return done
 
     def run_on_loop(self, coro: Awaitable[Any]) -> Any:
         """Run ``coro`` to completion on the private loop; from a thread whose own loop is
@@ -368,19 +396,19 @@ class Executor:
             raise
 
     def _call_step(self, index: int, run: JobRun, run_sync: RunSync | None) -> Awaitable[Outcome]:
-        if index == len(self.steps):
-            return self._run(run, run_sync)
+        if index == len(self._steps):
+            return self._run(run.ctx, run_sync)
         return self.steps[index](run, lambda: self._call_step(index + 1, run, run_sync))
 
-    async def _run(self, run: JobRun, run_sync: RunSync | None) -> Outcome:
+    async def _run(self, ctx: JobContext, run_sync: RunSync | None) -> Outcome:
         """Validate, call the hooks and the handler, and classify what happened."""
-        ctx, definition = run.ctx, run.definition
+        definition = ctx.definition
         if definition is None:
             unknown = UnknownJobError(ctx.job.job_name, self.registry.names())
             return await self._dead_letter(ctx, unknown, notify_failed=False)
 
-        value = run._value
-        if value is _UNVALIDATED:
+        value = ctx._fields["payload"]
+        if value is UNVALIDATED:
             try:
                 value = definition.validate(ctx.job.payload)
             except InvalidJobPayloadError as exc:
@@ -409,7 +437,7 @@ class Executor:
             await self._hook(hooks.on_job_complete, ctx)
         if self.log.isEnabledFor(logging.DEBUG):
             ctx.logger.debug("done")
-        return Done.of_context(ctx)  # type: ignore[no-any-return]
+        return done_for(ctx)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -485,6 +513,17 @@ def _cancelled_from_outside(error: BaseException) -> bool:
         return False
     task = asyncio.current_task() if asyncio._get_running_loop() is not None else None
     return task is not None and task.cancelling() > 0
+
+
+def _drive(coro: Awaitable[Any]) -> Any:
+    """Run a coroutine that never suspends (no event loop is running: every await inside
+    completes at once, see :meth:`Executor._await`) to its result."""
+    try:
+        coro.send(None)  # type: ignore[attr-defined]
+    except StopIteration as finished:
+        return finished.value
+    coro.close()  # type: ignore[attr-defined]
+    raise RuntimeError("job execution suspended outside an event loop")
 
 
 def send_to_dead_letter(

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .execution import Executor, JobRun, Outcome, RunSync
+from .execution import Done, Executor, JobContext, Outcome, RunSync
 
 Record = Mapping[str, Any]
 Settle = Callable[[Record, Outcome], "str | None"]
@@ -76,6 +76,8 @@ class BatchRunner:
         self.log = log
         self._longest = 0.0  # of the current batch; batches do not overlap
         self._pool: ThreadPoolExecutor | None = None
+        self._async_jobs = any(job.is_async for job in executor.registry)
+        self._prepare_body = executor.prepare
 
     def run(
         self, records: Sequence[Any], context: Any, *, fifo: bool, job_names: bool = False
@@ -85,56 +87,85 @@ class BatchRunner:
             self._deadline(context), self.log.isEnabledFor(logging.INFO), job_names
         )
         self._longest = 0.0
-        prepare = self.executor.prepare
-        prepared: list[tuple[Record, JobRun | Outcome]] = []
-        concurrent = self.sync_concurrency > 1 or asyncio._get_running_loop() is not None
-        for record in records:
-            body, attempt = self._read(record)
-            run = prepare(body, attempt, lambda_context=context)
-            if not concurrent and type(run) is JobRun:
-                definition = run.definition
-                concurrent = definition is not None and definition.is_async
-            prepared.append((record, run))
-        if result.job_names is not None:
-            result.job_names.update(
-                run.definition.name
-                for _, run in prepared
-                if type(run) is JobRun and run.definition is not None
-            )
-        if concurrent:
+        loop_running = asyncio._get_running_loop() is not None
+        if not self._async_jobs and self.sync_concurrency == 1 and not loop_running:
+            self._run_in_order(records, context, result, fifo)
+            return result
+        prepared = [(record, self._prepare(record, context)) for record in records]
+        if (
+            loop_running
+            or self.sync_concurrency > 1
+            or any(type(c) is JobContext and _is_async(c) for _, c in prepared)
+        ):
             self.executor.run_on_loop(self._run_concurrently(prepared, result, fifo))
         else:
-            self._run_in_order(prepared, result, fifo)
+            self._run_in_order(prepared, context, result, fifo, prepared=True)
         return result
+
+    def _prepare(self, record: Any, context: Any) -> JobContext | Outcome:
+        """The record's run (its context), or the outcome of a body that is no job."""
+        try:
+            body = record["body"]
+            if type(body) is str:
+                attempt = int(record["attributes"]["ApproximateReceiveCount"])
+            else:
+                body, attempt = self._read_carefully(record)
+        except (KeyError, TypeError, ValueError):
+            body, attempt = self._read_carefully(record)
+        return self.executor.prepare(body, attempt, lambda_context=context)
 
     # -- in order, no event loop -------------------------------------------------------------
 
     def _run_in_order(
-        self, prepared: list[tuple[Record, JobRun | Outcome]], result: BatchResult, fifo: bool
+        self,
+        items: Sequence[Any],
+        context: Any,
+        result: BatchResult,
+        fifo: bool,
+        prepared: bool = False,
     ) -> None:
-        execute, settle, counts = self.executor.execute_run_sync, self.settle, result.counts
-        deadline = result.deadline
+        """Run records one after another. ``items`` are the records, or with ``prepared``
+        (record, :meth:`_prepare`'s result) pairs. The per-message hot path of the worker:
+        the record is read here rather than in :meth:`_prepare`, a call less per message."""
+        execute, settle, counts = self.executor.execute_prepared_sync, self.settle, result.counts
+        prepare = self.executor.prepare
+        log_done = self.executor.log.isEnabledFor(logging.DEBUG)
+        deadline, names = result.deadline, result.job_names
         held: set[Any] = set()
-        for record, run in prepared:
+        for item in items:
+            if prepared:
+                record, ctx = item
+            else:
+                record = item
+                try:
+                    body = record["body"]
+                    if type(body) is not str:
+                        raise TypeError
+                    attempt = int(record["attributes"]["ApproximateReceiveCount"])
+                except (KeyError, TypeError, ValueError):
+                    body, attempt = self._read_carefully(record)
+                ctx = prepare(body, attempt, context)
             if fifo and held and _group(record) in held:
                 result.reported.append((record, HELD_BACK))
                 continue
             outcome: Outcome
-            if type(run) is JobRun:
+            if type(ctx) is JobContext:
+                if names is not None and ctx.definition is not None:
+                    names.add(ctx.definition.name)
                 if deadline is None:
-                    outcome = execute(run)
-                elif self._no_time_for(run, deadline):
+                    outcome = execute(ctx, log_done)
+                elif self._no_time_for(ctx, deadline):
                     self._report(record, NO_TIME, result, held if fifo else None)
                     continue
                 else:
                     started = time.monotonic()
-                    outcome = execute(run)
+                    outcome = execute(ctx, log_done)
                     self._longest = max(self._longest, time.monotonic() - started)
             else:
-                outcome = run  # type: ignore[assignment]  # prepare() gave an outcome
+                outcome = ctx  # prepare() gave an outcome
             if counts is not None:
                 counts[outcome.kind] += 1
-            if outcome.kind != "done":
+            if type(outcome) is not Done:
                 why = settle(record, outcome)
                 if why is not None:
                     self._report(record, why, result, held if fifo else None)
@@ -142,43 +173,49 @@ class BatchRunner:
     # -- on an event loop --------------------------------------------------------------------
 
     async def _run_concurrently(
-        self, prepared: list[tuple[Record, JobRun | Outcome]], result: BatchResult, fifo: bool
+        self, prepared: list[tuple[Record, JobContext | Outcome]], result: BatchResult, fifo: bool
     ) -> None:
         limit = self.batch_concurrency
         gate = asyncio.Semaphore(limit) if limit is not None and limit < len(prepared) else None
         run_sync = self._run_in_pool if self.sync_concurrency > 1 else None
 
-        async def one(record: Record, run: JobRun | Outcome) -> bool:
+        async def one(record: Record, ctx: JobContext | Outcome) -> bool:
             if gate is None:
-                return await self._one(record, run, result, run_sync)
+                return await self._one(record, ctx, result, run_sync)
             async with gate:
-                return await self._one(record, run, result, run_sync)
+                return await self._one(record, ctx, result, run_sync)
 
-        async def group(items: list[tuple[Record, JobRun | Outcome]]) -> None:
-            for index, (record, run) in enumerate(items):
-                if await one(record, run):
+        async def group(items: list[tuple[Record, JobContext | Outcome]]) -> None:
+            for index, (record, ctx) in enumerate(items):
+                if await one(record, ctx):
                     result.reported.extend((r, HELD_BACK) for r, _ in items[index + 1 :])
                     return
 
         tasks: Iterable[Awaitable[Any]]
         if fifo:
-            groups: dict[Any, list[tuple[Record, JobRun | Outcome]]] = {}
+            groups: dict[Any, list[tuple[Record, JobContext | Outcome]]] = {}
             for item in prepared:
                 groups.setdefault(_group(item[0]), []).append(item)
             tasks = (group(items) for items in groups.values())
         else:
-            tasks = (one(record, run) for record, run in prepared)
+            tasks = (one(record, ctx) for record, ctx in prepared)
         await asyncio.gather(*tasks)
 
     async def _one(
-        self, record: Record, run: JobRun | Outcome, result: BatchResult, run_sync: RunSync | None
+        self,
+        record: Record,
+        ctx: JobContext | Outcome,
+        result: BatchResult,
+        run_sync: RunSync | None,
     ) -> bool:
         """Run one record; True when it is reported for retry."""
-        if isinstance(run, JobRun):
+        if isinstance(ctx, JobContext):
+            if result.job_names is not None and ctx.definition is not None:
+                result.job_names.add(ctx.definition.name)
             deadline = result.deadline
             if deadline is None:
-                outcome = await self.executor.execute_run(run, run_sync)
-            elif self._no_time_for(run, deadline):
+                outcome = await self.executor.execute_prepared(ctx, run_sync)
+            elif self._no_time_for(ctx, deadline):
                 self._report(record, NO_TIME, result, None)
                 return True
             else:
@@ -186,13 +223,13 @@ class BatchRunner:
                 try:
                     # The loop's clock is time.monotonic(), the deadline's clock.
                     async with asyncio.timeout_at(deadline):
-                        outcome = await self.executor.execute_run(run, run_sync)
+                        outcome = await self.executor.execute_prepared(ctx, run_sync)
                 except TimeoutError:
                     self._report(record, CUT, result, None)
                     return True
                 self._longest = max(self._longest, time.monotonic() - started)
         else:
-            outcome = run
+            outcome = ctx
         if result.counts is not None:
             result.counts[outcome.kind] += 1
         if outcome.kind == "done":
@@ -218,8 +255,8 @@ class BatchRunner:
             return None
         return time.monotonic() + float(remaining()) / 1000 - self.deadline_margin
 
-    def _no_time_for(self, run: JobRun, deadline: float) -> bool:
-        definition = run.definition
+    def _no_time_for(self, ctx: JobContext, deadline: float) -> bool:
+        definition = ctx.definition
         needed = definition.timeout if definition is not None else None
         return time.monotonic() + (needed or self._longest) >= deadline
 
@@ -228,16 +265,6 @@ class BatchRunner:
         result.reported.append((record, why))
         if held is not None:
             held.add(_group(record))
-
-    def _read(self, record: Any) -> tuple[str, int]:
-        """A record's body and attempt number (its receive count)."""
-        try:
-            body = record["body"]
-            if type(body) is str:
-                return body, int(record["attributes"]["ApproximateReceiveCount"])
-        except (KeyError, TypeError, ValueError):
-            pass
-        return self._read_carefully(record)
 
     def _read_carefully(self, record: Any) -> tuple[str, int]:
         if not isinstance(record, Mapping):
@@ -260,6 +287,10 @@ class BatchRunner:
             )
             attempt = 1
         return text, max(1, attempt)
+
+
+def _is_async(ctx: JobContext) -> bool:
+    return ctx.definition is not None and ctx.definition.is_async
 
 
 def _group(record: Any) -> Any:

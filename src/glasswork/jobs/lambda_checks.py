@@ -58,22 +58,24 @@ class SetupChecks:
         self._told: set[str] = set()
         self._lock = threading.Lock()
 
-    def start(self, arn: str, context: Any) -> None:
-        """Begin the checks of queue ``arn`` if this is its first batch. Runs only inside
-        Lambda (see :func:`~glasswork.jobs.lambda_sqs.in_lambda`), whose context names the
-        function (``invoked_function_arn``)."""
+    def start(self, arn: str, context: Any) -> bool:
+        """Begin the checks of queue ``arn`` if this is its first batch; True when the
+        queue is checked (:meth:`finish` then wants the batch's job names). Checks run only
+        inside Lambda (see :func:`~glasswork.jobs.lambda_sqs.in_lambda`), whose context
+        names the function (``invoked_function_arn``)."""
         if arn in self._started:
-            return
+            return True
         function_arn = getattr(context, "invoked_function_arn", None)
         if not isinstance(function_arn, str) or not function_arn.startswith("arn:"):
-            return
+            return False
         if not in_lambda():
-            return
+            return False
         thread = threading.Thread(
             target=self._check_queue, args=(arn, function_arn), daemon=True, name="glasswork-checks"
         )
         self._started[arn] = thread
         thread.start()
+        return True
 
     def finish(self, arn: str, job_names: set[str], wait: float) -> None:
         """Wait up to ``wait`` seconds for the checks of ``arn``, then compare the jobs of

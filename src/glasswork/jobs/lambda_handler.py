@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("glasswork.jobs")
 
+# dict first: isinstance() matches it without the ABC machinery Mapping needs.
+_MAPPINGS = (dict, Mapping)
+
 #: How long the first batch waits for the setup checks when Lambda gives no deadline.
 CHECKS_WAIT_SECONDS = 5.0
 
@@ -92,7 +95,7 @@ class LambdaWorker:
         self.checks = SetupChecks(self.registry, self.queues, self.log) if check_setup else None
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-        if not isinstance(event, Mapping):
+        if not isinstance(event, _MAPPINGS):
             raise TypeError(f"expected an SQS or EventBridge event (a dict), got {type(event)}")
         if "Records" in event:
             return self.handle_sqs(event, context)
@@ -121,11 +124,13 @@ class LambdaWorker:
         if not records:
             return {"batchItemFailures": []}
         first = records[0]
-        arn = first.get("eventSourceARN") if isinstance(first, Mapping) else None
+        arn = first.get("eventSourceARN") if isinstance(first, _MAPPINGS) else None
         arn = arn if isinstance(arn, str) else ""
-        checks = self.checks if arn else None
-        if checks is not None:
-            checks.start(arn, context)
+        checks = (
+            self.checks
+            if arn and self.checks is not None and self.checks.start(arn, context)
+            else None
+        )
         result = self.runner.run(
             records, context, fifo=arn.endswith(".fifo"), job_names=checks is not None
         )
@@ -133,7 +138,8 @@ class LambdaWorker:
             deadline = result.deadline
             wait = CHECKS_WAIT_SECONDS if deadline is None else deadline - time.monotonic()
             checks.finish(arn, result.job_names, wait)
-        self._log_batch(len(records), result)
+        if result.reported or result.counts is not None:
+            self._log_batch(len(records), result)
         if not result.reported:
             return {"batchItemFailures": []}
         return self._respond(records, result, arn)

@@ -69,6 +69,17 @@ class Done(Outcome):
     kind: ClassVar[str] = "done"
 
 
+def done_for(ctx: JobContext) -> Done:
+    """``Done.of_context(ctx)``, in fewer steps: one of these is made per finished job."""
+    done = _new(Done)
+    done._message = None
+    done._ctx = ctx
+    return done
+
+
+_new = object.__new__
+
+
 class Retry(Outcome):
     """Run the job again after ``delay`` seconds."""
 
