@@ -269,7 +269,7 @@ class BatchRunner:
     def _read_carefully(self, record: Any) -> tuple[str, int]:
         if not isinstance(record, Mapping):
             self.log.error("an SQS record is not an object: %.200r", record)
-            return "", 1
+            return str(record), 1
         body = record.get("body")
         text = body if isinstance(body, str) else "" if body is None else str(body)
         attributes = record.get("attributes")

@@ -114,8 +114,7 @@ class SetupChecks:
         except ImportError:
             return  # no boto3: nothing else of this worker talks to AWS either
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-            if code in ("AccessDeniedException", "AccessDenied"):
+            if _denied(exc):
                 self._tell_once(
                     "mapping",
                     "not checking that the event source mapping of %s reports batch item "
@@ -188,6 +187,16 @@ class SetupChecks:
                 return
             self._told.add(topic)
         self.log.info(message, *args)
+
+
+def _denied(error: Exception) -> bool:
+    """Whether an AWS call failed for want of permission (AccessDeniedException, HTTP 403)."""
+    response = getattr(error, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = response.get("Error", {}).get("Code")
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("AccessDeniedException", "AccessDenied") or status == 403
 
 
 def _unqualified(function_arn: str) -> str:

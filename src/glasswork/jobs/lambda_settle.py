@@ -36,7 +36,7 @@ class Settler:
         self.queues = queues
         self.log = log
 
-    def __call__(self, record: Record, outcome: Outcome) -> str | None:
+    def __call__(self, record: Any, outcome: Outcome) -> str | None:
         if isinstance(outcome, Retry):
             self._delay_retry(record, outcome)
             return RETRY
@@ -77,9 +77,11 @@ class Settler:
                     exc,
                 )
 
-    def _dead_letter(self, record: Record, outcome: DeadLetter) -> bool:
+    def _dead_letter(self, record: Any, outcome: DeadLetter) -> bool:
+        if not isinstance(record, Mapping):  # not an SQS record at all: keep what it was
+            record = {"body": str(record)}
         body = record.get("body")
-        text = body if isinstance(body, str) else ""
+        text = body if isinstance(body, str) else "" if body is None else str(body)
         arn = record.get("eventSourceARN")
         if self.driver is not None or not isinstance(arn, str):
             why = self.keep(text, outcome, queue_name(record))
