@@ -263,7 +263,7 @@ def test_fifo_a_failed_dead_letter_send_holds_back_the_rest_of_its_group():
 # -- the invocation's deadline ------------------------------------------------------------
 
 
-def test_records_that_cannot_finish_in_the_time_left_are_not_started():
+def test_records_that_cannot_finish_in_the_time_left_are_not_started(caplog):
     def slow(payload: Item, ctx: JobContext):
         ctx.services.log.add(payload.n, "start")
         time.sleep(0.1)
@@ -271,7 +271,8 @@ def test_records_that_cannot_finish_in_the_time_left_are_not_started():
 
     handler = worker(define_job(name="work", schema=Item, handler=slow), deadline_margin=0.05)
     event = {"Records": [record(n) for n in range(10)]}
-    response = handler(event, FakeLambdaContext(remaining_ms=400))
+    with caplog.at_level(logging.WARNING, logger="glasswork.jobs"):
+        response = handler(event, FakeLambdaContext(remaining_ms=400))
 
     ran = handler.services.log.ran()
     assert 1 <= len(ran) < 10
@@ -279,6 +280,8 @@ def test_records_that_cannot_finish_in_the_time_left_are_not_started():
     assert all(end for _, end in map(handler.services.log.interval, ran))
     # Every record not run is reported, and never a finished one.
     assert failures(response) == [f"m-{n}" for n in range(len(ran), 10)]
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith(f"{10 - len(ran)} record(s) did not run to the end")
 
 
 def test_a_job_timeout_longer_than_the_time_left_is_not_started():

@@ -210,6 +210,22 @@ def test_without_a_dlq_a_failed_message_is_reported_and_stays_on_its_queue(in_la
     assert left_on(aws, url, messages) == [-1]
 
 
+def test_a_dlq_send_that_fails_keeps_the_message_on_its_queue(in_lambda, caplog):
+    aws = in_lambda
+    dlq = aws.create_queue("orders-dlq")
+    url = aws.create_queue("orders", dead_letter=dlq)
+    aws.sqs.delete_queue(QueueUrl=dlq)  # the policy now names a queue that is gone
+    send(aws, url, -1, 5)
+    messages = receive(aws, url, 2)
+
+    with caplog.at_level(logging.ERROR, logger="glasswork.jobs"):
+        response = run(make_worker(), aws, url, messages)
+
+    assert len(response["batchItemFailures"]) == 1
+    assert "the send to" in caplog.text and "orders-dlq failed" in caplog.text
+    assert left_on(aws, url, messages) == [-1]
+
+
 def test_the_redrive_policy_is_looked_up_once(in_lambda, monkeypatch):
     aws = in_lambda
     dlq = aws.create_queue("orders-dlq")
@@ -350,6 +366,19 @@ def test_a_mapping_with_report_batch_item_failures_gets_a_partial_response(in_la
     assert "ReportBatchItemFailures" not in caplog.text
 
 
+def test_check_setup_false_leaves_the_mapping_alone(in_lambda, caplog):
+    aws = in_lambda
+    url = aws.create_queue("orders", dead_letter=aws.create_queue("orders-dlq"))
+    create_function_and_mapping(aws, url, [])
+    send(aws, url, 0, 5)
+
+    with caplog.at_level(logging.INFO, logger="glasswork.jobs"):
+        response = run(make_worker(check_setup=False), aws, url, receive(aws, url, 2))
+
+    assert len(response["batchItemFailures"]) == 1  # trusted, as asked
+    assert "ReportBatchItemFailures" not in caplog.text
+
+
 def test_report_batch_item_failures_false_deletes_finished_records_then_raises(in_lambda):
     aws = in_lambda
     url = aws.create_queue("orders", dead_letter=aws.create_queue("orders-dlq"))
@@ -362,10 +391,10 @@ def test_report_batch_item_failures_false_deletes_finished_records_then_raises(i
     assert left_on(aws, url, messages) == [0]
 
 
-@pytest.fixture
-def refusing_lambda_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A second moto server that checks credentials (ours are unknown to it): every Lambda
-    call is refused with HTTP 403, as an execution role without the permission would be."""
+@pytest.fixture(scope="module")
+def refusing_aws() -> Iterator[str]:
+    """A second moto server that checks credentials (ours are unknown to it): every call
+    is refused with HTTP 403, as it would be for a role without the permission."""
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {"INITIAL_NO_AUTH_ACTION_COUNT": "0", "PATH": "/usr/bin:/bin"}
@@ -378,7 +407,6 @@ def refusing_lambda_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         )
         try:
             _wait_until_up(endpoint, process, log)
-            monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", endpoint)
             yield endpoint
         finally:
             process.terminate()
@@ -386,9 +414,10 @@ def refusing_lambda_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def test_a_mapping_check_that_is_not_permitted_names_the_permission_once(
-    in_lambda, refusing_lambda_api, caplog
+    in_lambda, refusing_aws, monkeypatch, caplog
 ):
     aws = in_lambda
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", refusing_aws)
     url = aws.create_queue("orders", dead_letter=aws.create_queue("orders-dlq"))
     handler = make_worker()
 
@@ -400,3 +429,37 @@ def test_a_mapping_check_that_is_not_permitted_names_the_permission_once(
 
     told = [r for r in caplog.records if "lambda:ListEventSourceMappings" in r.getMessage()]
     assert len(told) == 1 and told[0].levelno == logging.INFO
+
+
+def test_a_dlq_that_cannot_be_looked_up_keeps_the_message_on_its_queue(
+    in_lambda, refusing_aws, monkeypatch, caplog
+):
+    aws = in_lambda
+    url = aws.create_queue("orders", dead_letter=aws.create_queue("orders-dlq"))
+    send(aws, url, -1, 5)
+    messages = receive(aws, url, 2)
+    # The worker's own SQS calls (the redrive policy) are refused; Lambda's are not.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", refusing_aws)
+
+    with caplog.at_level(logging.ERROR, logger="glasswork.jobs"):
+        response = run(make_worker(check_setup=False), aws, url, messages)
+
+    doomed_id = next(m["MessageId"] for m in messages if order(m) == -1)
+    assert response == {"batchItemFailures": [{"itemIdentifier": doomed_id}]}
+    assert "the worker's role needs sqs:GetQueueAttributes" in caplog.text
+    assert left_on(aws, url, messages) == [-1]
+
+
+def test_without_boto3_a_dead_letter_is_reported_not_dropped(in_lambda, monkeypatch, caplog):
+    aws = in_lambda
+    url = aws.create_queue("orders", dead_letter=aws.create_queue("orders-dlq"))
+    send(aws, url, -1, 5)
+    messages = receive(aws, url, 2)
+    handler = make_worker()
+    monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 now raises ImportError
+
+    with caplog.at_level(logging.ERROR, logger="glasswork.jobs"):
+        response = run(handler, aws, url, messages)
+
+    assert len(response["batchItemFailures"]) == 1
+    assert "boto3 is not installed" in caplog.text
