@@ -73,7 +73,7 @@ class JobContext:
         self.services = services
         self._logger = logger
         self._job = job
-        self._log = logger.logger
+        self._log = getattr(logger, "logger", logger)  # type: ignore[arg-type]  # a Logger works too
         self._body = None
         self._fields = fields_of(job)
         self.attempt = attempt
@@ -144,6 +144,8 @@ class JobContext:
 _new = object.__new__
 
 
-def fields_of(job: JobMessage) -> dict[str, Any]:
+def fields_of(job: JobMessage | None) -> dict[str, Any]:
     """:meth:`JobContext.for_run`'s ``fields`` for a message whose payload is not validated."""
+    if job is None:  # a context made by hand, say in a test, without a message
+        return {"job_name": None, "job_id": None, "payload": UNVALIDATED}
     return {"job_name": job.job_name, "job_id": job.job_id, "payload": UNVALIDATED}
