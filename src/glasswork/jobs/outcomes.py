@@ -93,27 +93,27 @@ class Retry(Outcome):
         self.error = error
 
 
-class DeadLetter(Outcome):
+class _Failed(Outcome):
+    """An outcome that ends a job for good after ``error``, for ``reason``."""
+
+    __slots__ = ("error", "reason")
+    _fields = ("reason", "error")
+
+    def __init__(self, message: JobMessage | None, reason: str, error: BaseException) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.error = error
+
+
+class DeadLetter(_Failed):
     """Move the message to the dead letter, with ``reason``."""
 
-    __slots__ = ("error", "reason")
+    __slots__ = ()
     kind: ClassVar[str] = "dead_letter"
-    _fields = ("reason", "error")
-
-    def __init__(self, message: JobMessage | None, reason: str, error: BaseException) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.error = error
 
 
-class Discard(Outcome):
+class Discard(_Failed):
     """Drop the message after a failure (the job has ``retry=False``)."""
 
-    __slots__ = ("error", "reason")
+    __slots__ = ()
     kind: ClassVar[str] = "discarded"
-    _fields = ("reason", "error")
-
-    def __init__(self, message: JobMessage | None, reason: str, error: BaseException) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.error = error
