@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .message import JobMessage
@@ -16,9 +16,27 @@ if TYPE_CHECKING:
 UNVALIDATED: Any = object()
 
 
+# Attributes of every LogRecord: an ``extra`` key with one of these names makes logging raise.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
 class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
     """``ctx.logger``: a standard logger that puts the job name and id on every line, in the
-    text and as ``extra`` fields (``job_name``, ``job_id``, ``attempt``) for JSON formatters."""
+    text and as ``extra`` fields (``job_name``, ``job_id``, ``attempt``) for JSON formatters.
+
+    It also takes the seeds' structured style, a mapping first and the message second:
+    ``ctx.logger.info({"user_id": uid}, "Welcome email sent")`` logs "Welcome email sent"
+    with ``user_id`` as an ``extra`` field (and ``user_id=...`` at the end of the text).
+    """
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(msg, Mapping) and args and isinstance(args[0], str):
+            fields = {_field_name(k): v for k, v in msg.items()}
+            given = kwargs.get("extra")
+            kwargs["extra"] = {**fields, **given} if given else fields
+            shown = " ".join(f"{k}={v!r}" for k, v in msg.items())
+            msg, args = f"{args[0]} {shown}" if shown else args[0], args[1:]
+        super().log(level, msg, *args, **kwargs)
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
@@ -27,6 +45,11 @@ class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
         given = kwargs.get("extra")
         kwargs["extra"] = {**extra, **given} if given else extra
         return f"[{extra['job_name']} {extra['job_id']}] {msg}", kwargs
+
+
+def _field_name(key: object) -> str:
+    name = str(key)
+    return f"{name}_" if name in _RECORD_ATTRIBUTES else name
 
 
 class JobContext:
@@ -57,7 +80,7 @@ class JobContext:
     _body: str | bytes | None
     _job: JobMessage
     _logger: JobLogger
-    _fields: dict[str, Any]  # job_name, job_id and payload (validated, or UNVALIDATED)
+    _fields: dict[str, Any]  # job_name, job_id, queue, payload (validated, or UNVALIDATED)
     _log: logging.Logger
 
     def __init__(
@@ -95,7 +118,7 @@ class JobContext:
         definition: JobDefinition[Any] | None,
     ) -> JobContext:
         """The context of one run of ``job``, or of the message ``body`` (parsed into
-        ``job`` on first read); ``fields`` holds its ``job_name``, ``job_id`` and
+        ``job`` on first read); ``fields`` holds its ``job_name``, ``job_id``, ``queue`` and
         ``payload`` (validated, or :data:`UNVALIDATED`; see :func:`fields_of`); ``logger``
         writes to ``log``."""
         ctx = _new(cls)
@@ -147,5 +170,10 @@ _new = object.__new__
 def fields_of(job: JobMessage | None) -> dict[str, Any]:
     """:meth:`JobContext.for_run`'s ``fields`` for a message whose payload is not validated."""
     if job is None:  # a context made by hand, say in a test, without a message
-        return {"job_name": None, "job_id": None, "payload": UNVALIDATED}
-    return {"job_name": job.job_name, "job_id": job.job_id, "payload": UNVALIDATED}
+        return {"job_name": None, "job_id": None, "queue": None, "payload": UNVALIDATED}
+    return {
+        "job_name": job.job_name,
+        "job_id": job.job_id,
+        "queue": job.queue,
+        "payload": UNVALIDATED,
+    }

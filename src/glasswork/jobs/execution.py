@@ -184,6 +184,16 @@ class JobRun:
         """1 on the first delivery."""
         return self.ctx.attempt
 
+    @property
+    def job_name(self) -> str:
+        """The message's job name (without reading the whole message)."""
+        return str(self.ctx._fields["job_name"])
+
+    @property
+    def queue(self) -> str:
+        """The message's queue (without reading the whole message)."""
+        return str(self.ctx._fields["queue"])
+
     async def fail(self, error: BaseException) -> Outcome:
         """The outcome of this run failing with ``error`` (hooks called, as for any failure)."""
         if self.definition is None:
