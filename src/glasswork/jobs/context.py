@@ -61,8 +61,9 @@ class JobContext:
     ``definition`` (the job's :class:`~glasswork.jobs.JobDefinition`; None for a message
     naming a job the worker does not know).
 
-    Workers make contexts with :meth:`for_run`, which builds ``job`` and ``logger`` only
-    when first read: most handlers never touch them, and a run costs less without.
+    Workers get contexts from :meth:`Executor.prepare <glasswork.jobs.Executor.prepare>`,
+    which leaves ``job`` and ``logger`` to be made on first read: most handlers never touch
+    them, and a run costs less without.
     """
 
     __slots__ = (
@@ -104,36 +105,6 @@ class JobContext:
         self.lambda_context = lambda_context
         self.definition = definition
 
-    @classmethod
-    def for_run(
-        cls,
-        services: Services,
-        log: logging.Logger,
-        job: JobMessage | None,
-        body: str | bytes | None,
-        fields: dict[str, Any],
-        attempt: int,
-        max_attempts: int | None,
-        lambda_context: Any,
-        definition: JobDefinition[Any] | None,
-    ) -> JobContext:
-        """The context of one run of ``job``, or of the message ``body`` (parsed into
-        ``job`` on first read); ``fields`` holds its ``job_name``, ``job_id``, ``queue`` and
-        ``payload`` (validated, or :data:`UNVALIDATED`; see :func:`fields_of`); ``logger``
-        writes to ``log``."""
-        ctx = _new(cls)
-        ctx.services = services
-        if job is not None:  # else made on first read (an unset slot raises AttributeError)
-            ctx._job = job
-        ctx._log = log
-        ctx._body = body
-        ctx._fields = fields
-        ctx.attempt = attempt
-        ctx.max_attempts = max_attempts
-        ctx.lambda_context = lambda_context
-        ctx.definition = definition
-        return ctx
-
     @property
     def job(self) -> JobMessage:
         """The job's :class:`JobMessage`."""
@@ -164,11 +135,8 @@ class JobContext:
         return f"<JobContext {job.job_name} {job.job_id} attempt {self.attempt}>"
 
 
-_new = object.__new__
-
-
 def fields_of(job: JobMessage | None) -> dict[str, Any]:
-    """:meth:`JobContext.for_run`'s ``fields`` for a message whose payload is not validated."""
+    """``JobContext._fields`` for a message whose payload is not validated yet."""
     if job is None:  # a context made by hand, say in a test, without a message
         return {"job_name": None, "job_id": None, "queue": None, "payload": UNVALIDATED}
     return {

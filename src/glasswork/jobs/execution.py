@@ -306,6 +306,9 @@ class Executor:
         """Read one delivery: the :class:`JobContext` of its run (``ctx.definition`` is the
         job, None for one this worker does not know), or the :class:`DeadLetter` of a body
         that is not a job envelope (logged)."""
+        job: JobMessage | None = None
+        definition: JobDefinition[Any] | None
+        max_attempts: int | None
         if type(body) is str or not isinstance(body, JobMessage):
             decoder = self._decoder
             if decoder is None:
@@ -315,39 +318,38 @@ class Executor:
             except ValidationError:
                 fields = None
             if fields is not None and fields["version"] == ENVELOPE_VERSION:
-                # The common case: the envelope and the payload are valid, in one go.
-                known, max_attempts = decoder.jobs[fields["job_name"]]
-                return JobContext.for_run(
-                    self.services,
-                    self.log,
-                    None,
-                    body,
-                    fields,
-                    attempt,
-                    max_attempts,
-                    lambda_context,
-                    known,
-                )
-            try:
-                message = JobMessage.from_json(body)
-            except MalformedMessageError as exc:
-                self.log.error("dead-lettering a malformed message: %s; body: %.1000r", exc, body)
-                return DeadLetter(None, str(exc), exc)
+                # The common case: the envelope and the payload are valid, in one go; the
+                # message itself is parsed from the body only if someone asks for it.
+                definition, max_attempts = decoder.jobs[fields["job_name"]]
+            else:
+                try:
+                    job = JobMessage.from_json(body)
+                except MalformedMessageError as exc:
+                    self.log.error(
+                        "dead-lettering a malformed message: %s; body: %.1000r", exc, body
+                    )
+                    return DeadLetter(None, str(exc), exc)
         else:
-            message = body
-        definition = self.registry.get(message.job_name)
-        max_attempts = definition.retry.max_attempts if definition and definition.retry else None
-        return JobContext.for_run(
-            self.services,
-            self.log,
-            message,
-            None,
-            fields_of(message),
-            attempt,
-            max_attempts,
-            lambda_context,
-            definition,
-        )
+            job = body
+        if job is not None:
+            definition = self.registry.get(job.job_name)
+            retry = definition.retry if definition is not None else None
+            max_attempts = retry.max_attempts if retry is not None else None
+            fields = fields_of(job)
+        # A JobContext with `job` and `logger` made on first read (their slots left unset),
+        # built here rather than by a constructor: this runs once per message.
+        ctx = _new(JobContext)
+        ctx.services = self.services
+        ctx._log = self.log
+        ctx._body = None if job is not None else body  # type: ignore[assignment]
+        ctx._fields = fields
+        ctx.attempt = attempt
+        ctx.max_attempts = max_attempts
+        ctx.lambda_context = lambda_context
+        ctx.definition = definition
+        if job is not None:
+            ctx._job = job
+        return ctx
 
     def execute_prepared(
         self, ctx: JobContext, run_sync: RunSync | None = None
