@@ -16,7 +16,6 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,6 +32,7 @@ from .errors import (
     TransientJobError,
     UnknownJobError,
 )
+from .loops import PrivateLoop, as_coroutine
 from .message import ENVELOPE_VERSION, JobMessage
 from .outcomes import DeadLetter, Discard, Done, Outcome, Retry, done_for
 
@@ -237,7 +237,7 @@ class Executor:
         self.hooks = hooks or JobHooks()
         self.log = log or logger
         self.steps = tuple(steps)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._private = PrivateLoop()
         self._decoder: BodyDecoder | None = None
 
     @property
@@ -377,7 +377,7 @@ class Executor:
         try:
             result = definition.run(value, ctx)
             if result is not None and inspect.isawaitable(result):
-                self.run_on_loop(_as_coroutine(result))
+                self.run_on_loop(as_coroutine(result))
         except BaseException as exc:
             failed: Outcome = _drive(self._failed(ctx, definition, exc))
             return failed
@@ -391,21 +391,9 @@ class Executor:
         return done
 
     def run_on_loop(self, coro: Awaitable[Any]) -> Any:
-        """Run ``coro`` to completion on the private loop; from a thread whose own loop is
-        running (an async caller), on a fresh loop in a helper thread."""
-        if asyncio._get_running_loop() is not None:
-            with ThreadPoolExecutor(1) as pool:
-                return pool.submit(asyncio.run, _as_coroutine(coro)).result()
-        loop = self.loop
-        try:
-            return loop.run_until_complete(coro)
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                # SystemExit/KeyboardInterrupt leave the loop mid-iteration, with a stale
-                # stop callback queued: start the next run on a fresh loop.
-                self._loop = None
-                loop.close()
-            raise
+        """Run ``coro`` to completion on the executor's private loop (see
+        :class:`~glasswork.jobs.loops.PrivateLoop`)."""
+        return self._private.run(coro)
 
     def _call_step(self, index: int, run: JobRun, run_sync: RunSync | None) -> Awaitable[Outcome]:
         if index == len(self._steps):
@@ -455,14 +443,12 @@ class Executor:
     def loop(self) -> asyncio.AbstractEventLoop:
         """The private event loop async handlers run on when no loop is running (made on
         first use and kept, so a Lambda container reuses it between invocations)."""
-        if self._loop is None or self._loop.is_closed():
-            self._loop = asyncio.new_event_loop()
-        return self._loop
+        return self._private.loop
 
     async def _await(self, awaitable: Awaitable[Any]) -> Any:
         if asyncio._get_running_loop() is not None:
             return await awaitable
-        return self.run_on_loop(_as_coroutine(awaitable))
+        return self.run_on_loop(as_coroutine(awaitable))
 
     async def _failed(
         self, ctx: JobContext, definition: JobDefinition[Any], error: BaseException
@@ -566,7 +552,3 @@ def _describe(error: BaseException) -> str:
 
 def _name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
-
-
-async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
