@@ -371,6 +371,31 @@ def test_drain_treats_a_raised_batch_as_returned_to_the_queue():
     assert (result.deliveries, result.retried, result.dead_lettered) == (2, 1, 0)
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_fault_while_settling_a_record_reports_it_and_the_batch_goes_on(kind, caplog):
+    class Unanswerable:
+        def __bool__(self):
+            raise RuntimeError("driver bug")
+
+    class OddDriver(MockQueueDriver):
+        def dead_letter(self, body, reason, *, queue=None):
+            return Unanswerable()
+
+    def body(payload: Item, ctx: JobContext):
+        ctx.services.log.add(payload.n, "start")
+        if payload.n == 1:
+            raise PermanentJobError("no")
+
+    async def async_body(payload: Item, ctx: JobContext):
+        body(payload, ctx)
+
+    job = define_job(name="work", schema=Item, handler=body if kind == "sync" else async_body)
+    handler = worker(job, driver=OddDriver())
+    assert failures(handler({"Records": [record(1), record(2)]})) == ["m-1"]
+    assert sorted(handler.services.log.ran()) == [1, 2]
+    assert "could not settle message m-1" in caplog.text
+
+
 # -- malformed events and records ----------------------------------------------------------
 
 

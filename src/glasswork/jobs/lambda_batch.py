@@ -37,6 +37,7 @@ Settle = Callable[[Record, Outcome], "str | None"]
 HELD_BACK = "held back behind an earlier record of its FIFO group"
 NO_TIME = "not started: too little time left in the invocation"
 CUT = "stopped at the invocation's deadline"
+FAULT = "the worker could not settle it"
 
 
 class BatchResult:
@@ -127,7 +128,7 @@ class BatchRunner:
         (record, :meth:`_prepare`'s result) pairs. The worker's per-message hot path: it
         reads the record as :meth:`_prepare` does, inline, as a call less per message
         measured 3% of the whole (bench/lambda_dispatch.py)."""
-        execute, settle, counts = self.executor.execute_prepared_sync, self.settle, result.counts
+        execute, settle, counts = self.executor.execute_prepared_sync, self._settle, result.counts
         prepare = self.executor.prepare
         log_done = self.executor.log.isEnabledFor(logging.DEBUG)
         deadline, names = result.deadline, result.job_names
@@ -234,11 +235,18 @@ class BatchRunner:
             result.counts[outcome.kind] += 1
         if outcome.kind == "done":
             return False
-        why = self.settle(record, outcome)
+        why = self._settle(record, outcome)
         if why is None:
             return False
         self._report(record, why, result, None)
         return True
+
+    def _settle(self, record: Any, outcome: Outcome) -> str | None:
+        try:
+            return self.settle(record, outcome)
+        except Exception:  # a fault of the worker, not of the job: keep the record
+            self.log.exception("could not settle message %s; reporting it", _message_id(record))
+            return FAULT
 
     def _run_in_pool(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         if self._pool is None:
@@ -291,6 +299,10 @@ class BatchRunner:
 
 def _is_async(ctx: JobContext) -> bool:
     return ctx.definition is not None and ctx.definition.is_async
+
+
+def _message_id(record: Any) -> Any:
+    return record.get("messageId") if isinstance(record, Mapping) else None
 
 
 def _group(record: Any) -> Any:
