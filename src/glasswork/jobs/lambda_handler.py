@@ -156,26 +156,28 @@ class LambdaWorker:
                 f"({_tally(reasons)}); raising so Lambda returns the batch to the queue",
                 ids,
             )
-        why_not_partial = (
-            "report_batch_item_failures=False"
-            if not self.report_batch_item_failures
-            else "the event source mapping lacks ReportBatchItemFailures"
-            if self.checks is not None and self.checks.partial_responses_ignored(arn)
-            else "a record to retry has no messageId"
-            if len(ids) < len(retried)
-            else None
-        )
+        why_not_partial = self._why_not_partial(arn, all_named=len(ids) == len(retried))
         if why_not_partial is None:
             return {"batchItemFailures": [{"itemIdentifier": i} for i in ids]}
         reported = {id(r) for r, _ in result.reported}
         finished = [r for r in records if id(r) not in reported and isinstance(r, Mapping)]
-        self.settler.ack(finished)
+        self.settler.ack(finished)  # a failed delete is logged: that record runs again
         raise BatchRetryError(
             f"{len(result.reported)} of {len(records)} records are to be retried and a partial "
             f"batch response cannot carry them ({why_not_partial}); the {len(finished)} "
             "finished records were deleted first; raising so Lambda returns the rest",
             ids,
         )
+
+    def _why_not_partial(self, arn: str, *, all_named: bool) -> str | None:
+        """Why this batch's retries cannot go in a partial batch response (None: they can)."""
+        if not self.report_batch_item_failures:
+            return "report_batch_item_failures=False"
+        if self.checks is not None and self.checks.partial_responses_ignored(arn):
+            return "the event source mapping lacks ReportBatchItemFailures"
+        if not all_named:
+            return "a record to retry has no messageId"
+        return None
 
     def handle_periodic(
         self, job_name: str, payload: Any = None, context: Any = None, event_id: Any = None
