@@ -46,12 +46,24 @@ def noop(payload: Any, ctx: Any = None) -> None:
     return None
 
 
-def sqs_bench_event(n: int = 10, queue: str = "bench") -> dict[str, Any]:
-    """An SQS → Lambda event of ``n`` records, each a Glasswork envelope of :data:`PAYLOAD`."""
+#: How long the I/O-bound job waits: a typical downstream call (an HTTP API, a database).
+IO_SECONDS = 0.05
+
+
+async def simulated_io(payload: Any, ctx: Any = None) -> None:
+    """The I/O-bound job: awaits :data:`IO_SECONDS` as a call to another service would."""
+    import asyncio
+
+    await asyncio.sleep(IO_SECONDS)
+
+
+def sqs_bench_event(n: int = 10, queue: str = "bench", job: str = "bench-noop") -> dict[str, Any]:
+    """An SQS → Lambda event of ``n`` records, each a Glasswork envelope of :data:`PAYLOAD`
+    for the job named ``job``."""
     from glasswork.jobs import JobMessage
     from glasswork.jobs.testing import sqs_event
 
-    bodies = [JobMessage.create("bench-noop", PAYLOAD, queue=queue).encode() for _ in range(n)]
+    bodies = [JobMessage.create(job, PAYLOAD, queue=queue).encode() for _ in range(n)]
     return sqs_event(bodies, queue=queue)
 
 

@@ -210,3 +210,21 @@ def test_a_step_can_answer_without_running_the_handler_or_fail_the_run():
     assert isinstance(outcome, Retry) and str(outcome.error) == "not now"
     unknown = Executor.for_module(module, steps=[refuse]).execute_sync(JobMessage.create("nope", 1))
     assert isinstance(unknown, DeadLetter)
+
+
+@pytest.mark.parametrize("given", ["body", "message"])
+def test_a_step_reads_the_job_name_and_queue_of_a_run(given):
+    seen = []
+
+    async def step(run, call_next):
+        seen.append((run.job_name, run.queue, run.attempt))
+        outcome = await call_next()
+        seen.append(outcome.message.job_id == run.message.job_id)
+        return outcome
+
+    module = define_module(name="m", jobs=[define_job(name="a", handler=lambda p, c: None)])
+    executor = Executor.for_module(module, steps=[step])
+    message = JobMessage.create("a", None, queue="emails")
+    outcome = executor.execute_sync(message.encode() if given == "body" else message, 2)
+    assert isinstance(outcome, Done)
+    assert seen == [("a", "emails", 2), True]

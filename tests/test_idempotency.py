@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from glasswork import define_module
 from glasswork.jobs import (
+    BatchRetryError,
     DeadLetter,
     Done,
     Duplicate,
@@ -151,7 +152,8 @@ def test_a_run_already_in_progress_elsewhere_is_retried_not_run() -> None:
     assert isinstance(outcome, Retry) and isinstance(outcome.error, JobInProgressError)
     assert 2 < outcome.delay <= 3  # when that claim lapses, at the latest
     assert runs.calls == []
-    assert handler({"Records": [sqs_record(message)]}, None)["batchItemFailures"]
+    with pytest.raises(BatchRetryError):  # its only record: Lambda returns the batch
+        handler({"Records": [sqs_record(message)]}, None)
 
     store.complete(key, "other-worker", time.time() + 60)  # ...and it finished
     assert isinstance(handler.executor.execute_sync(message, 3), Duplicate)
@@ -433,7 +435,8 @@ def test_a_key_function_that_raises_fails_the_run_not_the_batch() -> None:
     job = define_job(name="j", handler=Runs(), idempotent=Idempotency(key=bad_key))
     handler = lambda_handler(job)
     record = sqs_record(JobMessage.create("j", {}))
-    response = handler({"Records": [record, sqs_record(JobMessage.create("j", {}))]}, None)
-    assert len(response["batchItemFailures"]) == 2  # each retried, the batch handled
+    with pytest.raises(BatchRetryError) as returned:
+        handler({"Records": [record, sqs_record(JobMessage.create("j", {}))]}, None)
+    assert len(returned.value.retried) == 2  # each retried, no crash of the batch
     outcome = handler.executor.execute_sync(JobMessage.create("j", {}), 3)
     assert isinstance(outcome, DeadLetter) and isinstance(outcome.error, KeyError)

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from glasswork import define_module
 from glasswork.jobs import (
+    BatchRetryError,
     ConfigurationError,
     JobContext,
     JobHooks,
@@ -98,16 +99,22 @@ def test_success_runs_handler_with_validated_payload_and_reports_no_failures():
 
 def test_transient_errors_are_reported_until_max_attempts_then_dead_lettered():
     def behaviour(payload, ctx):
-        raise RuntimeError("flaky downstream")
+        if payload.n == 1:
+            raise RuntimeError("flaky downstream")
 
     driver, log = MockQueueDriver(), HookLog()
     handler = build(
         make_handler(behaviour, retry={"max_attempts": 3}), driver=driver, hooks=log.hooks()
     )
-    body = message().encode()
+    body = message(1).encode()
     for attempt in (1, 2):
-        record = sqs_record(body, message_id="m-1", receive_count=attempt)
-        assert handler({"Records": [record]}) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+        event = {
+            "Records": [
+                sqs_record(body, message_id="m-1", receive_count=attempt),
+                sqs_record(message(2), message_id="ok"),
+            ]
+        }
+        assert handler(event) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
         assert driver.dead_letters == []
     final = sqs_record(body, message_id="m-1", receive_count=3)
     assert handler({"Records": [final]}) == {"batchItemFailures": []}
@@ -115,16 +122,30 @@ def test_transient_errors_are_reported_until_max_attempts_then_dead_lettered():
     assert dead.body == body
     assert dead.reason == "failed 3 of 3 attempts: RuntimeError: flaky downstream"
     assert dead.queue == "default"
-    assert log.kinds() == ["start", "failed"] * 3 + ["dead_letter"]
+    kinds = [e[0] for e in log.events if e[1] == json.loads(body)["jobId"]]
+    assert kinds == ["start", "failed"] * 3 + ["dead_letter"]
 
 
-def test_transient_job_error_retries_like_any_exception():
+def test_a_batch_whose_every_record_is_to_be_retried_raises_so_lambda_returns_it():
     def behaviour(payload, ctx):
         raise TransientJobError("rate limited")
 
     handler = build(make_handler(behaviour))
-    record = sqs_record(message(), message_id="m-9")
-    assert handler({"Records": [record]}) == {"batchItemFailures": [{"itemIdentifier": "m-9"}]}
+    event = {"Records": [sqs_record(message(n), message_id=f"m-{n}") for n in (1, 2)]}
+    with pytest.raises(BatchRetryError, match="all 2 records") as raised:
+        handler(event)
+    assert raised.value.retried == ["m-1", "m-2"]
+    assert [c[1] for c in handler.services.recorder.calls] == [1, 2]
+
+
+def test_transient_job_error_retries_like_any_exception():
+    def behaviour(payload, ctx):
+        if payload.n == 9:
+            raise TransientJobError("rate limited")
+
+    handler = build(make_handler(behaviour))
+    event = {"Records": [sqs_record(message(9), message_id="m-9"), sqs_record(message(1))]}
+    assert handler(event) == {"batchItemFailures": [{"itemIdentifier": "m-9"}]}
 
 
 def test_retry_delay_is_applied_through_the_driver():
@@ -143,9 +164,9 @@ def test_retry_delay_is_applied_through_the_driver():
         receive_count=received.attempt,
     )
     handler = build(make_handler(behaviour), driver=driver)
-    assert handler({"Records": [record]})["batchItemFailures"] == [
-        {"itemIdentifier": received.message_id}
-    ]
+    with pytest.raises(BatchRetryError) as raised:
+        handler({"Records": [record]})
+    assert raised.value.retried == [received.message_id]
     # The worker pushed the retry out by retry_after: nothing is due now.
     assert driver.receive() == []
     assert len(driver.pending) == 1
@@ -232,23 +253,46 @@ def test_dead_letter_send_failure_keeps_the_message_for_retry(caplog):
             raise ConnectionError("DLQ unreachable")
 
     def behaviour(payload, ctx):
-        raise PermanentJobError("bad")
+        if payload.n == 1:
+            raise PermanentJobError("bad")
 
     handler = build(make_handler(behaviour), driver=BrokenDLQ())
-    record = sqs_record(message(), message_id="m-2")
-    assert handler({"Records": [record]}) == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
-    assert "dead-letter send failed" in caplog.text
+    event = {"Records": [sqs_record(message(1), message_id="m-2"), sqs_record(message(2))]}
+    assert handler(event) == {"batchItemFailures": [{"itemIdentifier": "m-2"}]}
+    assert "the dead-letter send failed: ConnectionError: DLQ unreachable" in caplog.text
 
 
-def test_without_a_dead_letter_path_the_body_is_logged_at_error(caplog):
+def test_a_driver_without_a_dead_letter_keeps_the_message_on_its_queue(caplog):
+    class NoDLQ(MockQueueDriver):
+        def dead_letter(self, body, reason, *, queue=None):
+            return False
+
     def behaviour(payload, ctx):
-        raise PermanentJobError("bad")
+        if payload.n == 3:
+            raise PermanentJobError("bad")
+
+    handler = build(make_handler(behaviour), driver=NoDLQ())
+    m = message(3)
+    event = {"Records": [sqs_record(m, message_id="m-3"), sqs_record(message(4))]}
+    with caplog.at_level(logging.ERROR, logger="glasswork.jobs"):
+        assert handler(event) == {"batchItemFailures": [{"itemIdentifier": "m-3"}]}
+    assert "the mock driver has no dead letter for queue 'default'" in caplog.text
+    assert m.job_id in caplog.text and '"payload":{"n":3}' in caplog.text
+
+
+def test_without_a_driver_outside_lambda_a_dead_letter_is_reported_not_dropped(caplog, monkeypatch):
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+
+    def behaviour(payload, ctx):
+        if payload.n == 3:
+            raise PermanentJobError("bad")
 
     handler = build(make_handler(behaviour))  # no driver
     m = message(3)
+    event = {"Records": [sqs_record(m, message_id="m-3"), sqs_record(message(4))]}
     with caplog.at_level(logging.ERROR, logger="glasswork.jobs"):
-        assert handler(sqs_event([m])) == {"batchItemFailures": []}
-    assert "no dead-letter queue configured" in caplog.text
+        assert handler(event) == {"batchItemFailures": [{"itemIdentifier": "m-3"}]}
+    assert "outside Lambda the worker does not look up DLQs" in caplog.text
     assert m.job_id in caplog.text and '"payload":{"n":3}' in caplog.text
 
 
@@ -291,11 +335,12 @@ def test_hooks_that_raise_are_logged_and_never_lose_the_job(caplog):
     assert caplog.text.count("raised; the job's outcome is unchanged") == 2
 
     def fail(payload, ctx):
-        raise RuntimeError("x")
+        if payload.n == 1:
+            raise RuntimeError("x")
 
     failing = build(make_handler(fail), hooks=hooks)
-    record = sqs_record(message(1), message_id="m-1")
-    assert failing({"Records": [record]}) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    event = {"Records": [sqs_record(message(1), message_id="m-1"), sqs_record(message(2))]}
+    assert failing(event) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
 
 
 def test_async_handlers_and_async_hooks_run():

@@ -44,6 +44,22 @@ def test_worker_reports_batch_item_failures_and_runs_the_periodic_job(resources:
     assert events["DailyCleanup"]["Properties"]["Input"] == '{"jobName": "daily-cleanup"}'
 
 
+def test_worker_concurrency_is_bounded_and_the_poller_stays_within_it(resources: dict) -> None:
+    worker = resources["WorkerFunction"]["Properties"]
+    reserved = worker["ReservedConcurrentExecutions"]
+    poller = worker["Events"]["Jobs"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+    assert 2 <= poller <= reserved  # else Lambda throttles the batches the poller sends
+
+
+def test_worker_may_check_its_event_source_mapping(resources: dict) -> None:
+    statements = [
+        statement
+        for policy in resources["WorkerFunction"]["Properties"]["Policies"]
+        for statement in (policy.get("Statement", []) if isinstance(policy, dict) else [])
+    ]
+    assert any(s["Action"] == "lambda:ListEventSourceMappings" for s in statements)
+
+
 def test_queue_has_a_redrive_policy_to_the_dlq(resources: dict) -> None:
     policy = resources["JobQueue"]["Properties"]["RedrivePolicy"]
     assert policy["deadLetterTargetArn"] == {"GetAtt": "JobDeadLetterQueue.Arn"}

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from glasswork import define_module
 from glasswork.jobs import (
+    BatchRetryError,
     JobContext,
     JobService,
     PermanentJobError,
@@ -80,11 +81,17 @@ def lambda_event(driver: SQSQueueDriver, received: list[ReceivedMessage]) -> dic
 
 def run_worker_once(driver: SQSQueueDriver, handler: Any) -> tuple[int, dict[str, Any]]:
     """Receive a batch, hand it to the Lambda handler, ack what it did not report failed
-    (as Lambda's event source mapping does). Returns (batch size, handler response)."""
+    (as Lambda's event source mapping does; when the handler raises, Lambda deletes
+    nothing). Returns (batch size, handler response, as the ids Lambda returns)."""
     received = driver.receive(max_messages=10, wait_seconds=2)
     if not received:
         return 0, {"batchItemFailures": []}
-    response = handler(lambda_event(driver, received), None)
+    try:
+        response = handler(lambda_event(driver, received), None)
+    except BatchRetryError:
+        return len(received), {
+            "batchItemFailures": [{"itemIdentifier": r.message_id} for r in received]
+        }
     failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
     driver.ack_many([r for r in received if r.message_id not in failed])
     return len(received), response

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from glasswork import define_module
 from glasswork.cli import main
 from glasswork.jobs import (
+    BatchRetryError,
     DuplicateJobError,
     JobMessage,
     JobService,
@@ -267,7 +268,10 @@ def run_lambda(driver: SQSQueueDriver, url: str) -> dict[str, Any]:
     handler = bootstrap_worker(module=define_module(name="app", jobs=[signup]), driver=driver)
     received = driver.receive(wait_seconds=1)
     event = {"Records": [sqs_record(r.body, message_id=r.message_id) for r in received]}
-    response = handler(event, None)
+    try:
+        response = handler(event, None)
+    except BatchRetryError as returned:  # every record to retry: Lambda returns the batch
+        response = {"batchItemFailures": [{"itemIdentifier": i} for i in returned.retried]}
     failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
     for r in received:
         if r.message_id not in failed:

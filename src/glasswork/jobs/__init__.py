@@ -22,7 +22,9 @@ from .drivers.base import (
 from .drivers.mock import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
 from .durations import parse_duration
 from .errors import (
+    BatchRetryError,
     ConfigurationError,
+    DeadLetterUnavailableError,
     DuplicateJobError,
     EnqueueError,
     GlassworkError,
@@ -91,10 +93,12 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "AsyncEnqueuer",
     "AsyncJobService",
+    "BatchRetryError",
     "ConfigurationError",
     "DeadLetter",
     "DeadLetterEntry",
     "DeadLetterRecord",
+    "DeadLetterUnavailableError",
     "Discard",
     "Done",
     "DrainResult",

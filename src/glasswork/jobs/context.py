@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .message import JobMessage
+
 if TYPE_CHECKING:
     from ..services import Services
-    from .message import JobMessage
+
+#: The ``payload`` of ``JobContext._fields`` before the payload is validated.
+UNVALIDATED: Any = object()
+
+#: The ``attributes`` of a delivery the queue says nothing about.
+NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
+
 
 # Attributes of every LogRecord: an ``extra`` key with one of these names makes logging raise.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -48,25 +55,102 @@ def _field_name(key: object) -> str:
     return f"{name}_" if name in _RECORD_ATTRIBUTES else name
 
 
-#: The ``attributes`` of a delivery the queue says nothing about.
-NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(slots=True)
 class JobContext:
     """What a handler gets besides its payload.
 
     ``services`` (the module's providers; ``services.get(UserService)`` is typed),
     ``logger``, ``job`` (the :class:`JobMessage`), ``attempt`` (1 on the first run),
-    ``max_attempts`` (None when retries are off), ``lambda_context`` (the AWS Lambda
-    context when run by the Lambda worker) and ``attributes`` (what the queue says of this
-    delivery, e.g. SQS's ``SentTimestamp`` and ``AWSTraceHeader``; empty when it says nothing).
+    ``max_attempts`` (None when retries are off), ``lambda_context`` (the AWS Lambda context
+    when run by the Lambda worker), ``attributes`` (what the queue says of this delivery,
+    e.g. SQS's ``SentTimestamp`` and ``AWSTraceHeader``; empty when it says nothing) and
+    ``definition`` (the job's :class:`~glasswork.jobs.JobDefinition`; None for a message
+    naming a job the worker does not know; typed loosely here, since definitions name this
+    class in their handlers' type and the two modules must not import each other).
+
+    Workers get contexts from :meth:`Executor.prepare <glasswork.jobs.Executor.prepare>`,
+    which leaves ``job`` and ``logger`` to be made on first read: most handlers never touch
+    them, and a run costs less without.
     """
 
-    services: Services
-    logger: JobLogger
-    job: JobMessage
-    attempt: int = 1
-    max_attempts: int | None = None
-    lambda_context: Any = None
-    attributes: Mapping[str, Any] = field(default_factory=lambda: NO_ATTRIBUTES)
+    __slots__ = (
+        "_body",
+        "_fields",
+        "_job",
+        "_log",
+        "_logger",
+        "attempt",
+        "attributes",
+        "definition",
+        "lambda_context",
+        "max_attempts",
+        "services",
+    )
+    _body: str | bytes | None
+    _job: JobMessage
+    _logger: JobLogger
+    _fields: dict[str, Any]  # job_name, job_id, queue, payload (validated, or UNVALIDATED)
+    _log: logging.Logger
+
+    def __init__(
+        self,
+        services: Services,
+        logger: JobLogger,
+        job: JobMessage,
+        attempt: int = 1,
+        max_attempts: int | None = None,
+        lambda_context: Any = None,
+        definition: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.services = services
+        self._logger = logger
+        self._job = job
+        self._log = getattr(logger, "logger", logger)  # type: ignore[arg-type]  # a Logger works too
+        self._body = None
+        self._fields = fields_of(job)
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.lambda_context = lambda_context
+        self.definition = definition
+        self.attributes = attributes or NO_ATTRIBUTES
+
+    @property
+    def job(self) -> JobMessage:
+        """The job's :class:`JobMessage`."""
+        try:
+            return self._job
+        except AttributeError:
+            assert self._body is not None
+            job = self._job = JobMessage.from_json(self._body)
+            return job
+
+    @property
+    def logger(self) -> JobLogger:
+        """A logger putting the job name and id on every line."""
+        try:
+            return self._logger
+        except AttributeError:
+            fields = self._fields
+            extra = {
+                "job_name": fields["job_name"],
+                "job_id": fields["job_id"],
+                "attempt": self.attempt,
+            }
+            logger = self._logger = JobLogger(self._log, extra)
+            return logger
+
+    def __repr__(self) -> str:
+        job = self.job
+        return f"<JobContext {job.job_name} {job.job_id} attempt {self.attempt}>"
+
+
+def fields_of(job: JobMessage | None) -> dict[str, Any]:
+    """``JobContext._fields`` for a message whose payload is not validated yet."""
+    if job is None:  # a context made by hand, say in a test, without a message
+        return {"job_name": None, "job_id": None, "queue": None, "payload": UNVALIDATED}
+    return {
+        "job_name": job.job_name,
+        "job_id": job.job_id,
+        "queue": job.queue,
+        "payload": UNVALIDATED,
+    }

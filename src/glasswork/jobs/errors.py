@@ -127,3 +127,21 @@ class JobInProgressError(TransientJobError):
         self.job_name = job_name
         self.key = key
         self.seconds_left = seconds_left
+
+
+class BatchRetryError(GlassworkError):
+    """Raised by the Lambda worker so that Lambda returns a whole SQS batch to its queue:
+    every record of it is to be retried, or some are and a partial batch response cannot
+    carry them (``report_batch_item_failures=False``, an event source mapping without
+    ``ReportBatchItemFailures``, a record without a ``messageId``). Finished records were
+    deleted first. ``retried`` lists the message ids to retry."""
+
+    def __init__(self, message: str, retried: list[str]) -> None:
+        super().__init__(message)
+        self.retried = retried
+
+
+class DeadLetterUnavailableError(GlassworkError):
+    """A job failed for good and its dead letter could not be kept (no driver, no dead
+    letter for its queue, a failed send). Raised by the Lambda worker for EventBridge events,
+    so that Lambda's asynchronous retries and on-failure destination keep the event."""

@@ -16,11 +16,13 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .context import NO_ATTRIBUTES, JobContext, JobLogger
+from pydantic import ValidationError
+
+from .context import NO_ATTRIBUTES, UNVALIDATED, JobContext, JobLogger, fields_of
+from .decoding import BodyDecoder
 from .definition import JobDefinition
 from .errors import (
     ConfigurationError,
@@ -30,65 +32,38 @@ from .errors import (
     TransientJobError,
     UnknownJobError,
 )
-from .message import JobMessage
+from .loops import PrivateLoop, as_coroutine
+from .message import ENVELOPE_VERSION, JobMessage
+from .outcomes import DeadLetter, Discard, Done, Outcome, Retry, done_for
 
 if TYPE_CHECKING:
     from ..modules import Module
     from ..services import Services
 
 logger = logging.getLogger("glasswork.jobs")
+_new = object.__new__
 
-# -- outcomes -------------------------------------------------------------------------------
+# Outcomes and the handler's context live in their own modules; they are part of this
+# module's interface (workers import them from here).
+__all__ = [
+    "CallNext",
+    "DeadLetter",
+    "Discard",
+    "Done",
+    "Executor",
+    "Hook",
+    "JobContext",
+    "JobHooks",
+    "JobLogger",
+    "JobRegistry",
+    "JobRun",
+    "Outcome",
+    "Retry",
+    "RunStep",
+    "send_to_dead_letter",
+]
 
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What should happen to a message after a run. ``message`` is None for a body that could
-    not be decoded."""
-
-    message: JobMessage | None
-    kind: ClassVar[str] = "outcome"
-
-
-@dataclass(frozen=True, slots=True)
-class Done(Outcome):
-    """The handler returned: acknowledge the message."""
-
-    kind: ClassVar[str] = "done"
-
-
-@dataclass(frozen=True, slots=True)
-class Retry(Outcome):
-    """Run the job again after ``delay`` seconds."""
-
-    kind: ClassVar[str] = "retry"
-
-    delay: float
-    error: BaseException
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter(Outcome):
-    """Move the message to the dead letter, with ``reason``."""
-
-    kind: ClassVar[str] = "dead_letter"
-
-    reason: str
-    error: BaseException
-
-
-@dataclass(frozen=True, slots=True)
-class Discard(Outcome):
-    """Drop the message after a failure (the job has ``retry=False``)."""
-
-    kind: ClassVar[str] = "discarded"
-
-    reason: str
-    error: BaseException
-
-
-# -- context, hooks, registry ---------------------------------------------------------------
-
+# -- hooks, registry ------------------------------------------------------------------------
 
 Hook = Callable[..., Any]
 HOOK_NAMES = ("on_job_start", "on_job_complete", "on_job_failed", "on_job_dead_letter")
@@ -182,24 +157,42 @@ class JobRun:
     retry rules give, so a step that stops a run (a timeout, say) never decides retries itself.
     """
 
-    __slots__ = ("_executor", "ctx", "definition", "message")
+    __slots__ = ("_executor", "_message", "ctx", "definition")
 
     def __init__(
         self,
-        message: JobMessage,
+        message: JobMessage | None,
         definition: JobDefinition[Any] | None,
         ctx: JobContext,
         executor: Executor,
     ) -> None:
-        self.message = message
+        self._message = message
         self.definition = definition
         self.ctx = ctx
         self._executor = executor
 
     @property
+    def message(self) -> JobMessage:
+        """The job's message."""
+        message = self._message
+        if message is None:
+            message = self._message = self.ctx.job
+        return message
+
+    @property
     def attempt(self) -> int:
         """1 on the first delivery."""
         return self.ctx.attempt
+
+    @property
+    def job_name(self) -> str:
+        """The message's job name (without reading the whole message)."""
+        return str(self.ctx._fields["job_name"])
+
+    @property
+    def queue(self) -> str:
+        """The message's queue (without reading the whole message)."""
+        return str(self.ctx._fields["queue"])
 
     async def fail(self, error: BaseException) -> Outcome:
         """The outcome of this run failing with ``error`` (hooks called, as for any failure)."""
@@ -226,7 +219,9 @@ class Executor:
 
     :meth:`execute` is a coroutine for workers with an event loop (pass ``run_sync`` to move
     sync handlers off the loop); :meth:`execute_sync` runs the same code without one.
-    ``steps`` wrap every run, outermost first (see :class:`RunStep`).
+    ``steps`` wrap every run, outermost first (see :class:`RunStep`). A worker that wants to
+    look at a delivery before running it (say, to check it has time for the job) calls
+    :meth:`prepare`, then :meth:`execute_prepared` or :meth:`execute_prepared_sync`.
     """
 
     def __init__(
@@ -241,8 +236,18 @@ class Executor:
         self.services = services
         self.hooks = hooks or JobHooks()
         self.log = log or logger
-        self.steps: tuple[RunStep, ...] = tuple(steps)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.steps = tuple(steps)
+        self._private = PrivateLoop()
+        self._decoder: BodyDecoder | None = None
+
+    @property
+    def steps(self) -> tuple[RunStep, ...]:
+        """The around-run steps, outermost first."""
+        return self._steps
+
+    @steps.setter
+    def steps(self, steps: Sequence[RunStep]) -> None:
+        self._steps: tuple[RunStep, ...] = tuple(steps)
 
     @classmethod
     def for_module(
@@ -276,51 +281,151 @@ class Executor:
         """Run one delivery of a message; never raises for anything the job does (a
         ``BaseException`` from the handler included), only for a cancellation of the
         caller's own task. ``attributes``: the delivery's, as :class:`JobContext` has them."""
-        if isinstance(body, JobMessage):
-            message = body
-        else:
-            try:
-                message = JobMessage.from_json(body)
-            except MalformedMessageError as exc:
-                self.log.error("dead-lettering a malformed message: %s; body: %.1000r", exc, body)
-                return DeadLetter(None, str(exc), exc)
+        ctx = self.prepare(body, attempt, lambda_context, attributes)
+        if isinstance(ctx, Outcome):
+            return ctx
+        return await self.execute_prepared(ctx, run_sync)
 
-        definition = self.registry.get(message.job_name)
-        max_attempts = definition.retry.max_attempts if definition and definition.retry else None
-        ctx = JobContext(
-            services=self.services,
-            logger=JobLogger(
-                self.log,
-                {"job_name": message.job_name, "job_id": message.job_id, "attempt": attempt},
-            ),
-            job=message,
-            attempt=attempt,
-            max_attempts=max_attempts,
-            lambda_context=lambda_context,
-            attributes=attributes or NO_ATTRIBUTES,
-        )
-        if not self.steps:  # the hot path: no chain to build
-            return await self._run(ctx, definition, run_sync)
-        run = JobRun(message, definition, ctx, self)
-        return await self._call_step(0, run, run_sync)
+    def execute_sync(
+        self,
+        body: str | bytes | JobMessage,
+        attempt: int = 1,
+        *,
+        lambda_context: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """:meth:`execute` for callers without an event loop. Sync handlers run on the
+        calling thread; async ones on a private loop kept for the life of the executor (so
+        Lambda reuses it), where steps such as the job timeout apply to them."""
+        ctx = self.prepare(body, attempt, lambda_context, attributes)
+        if isinstance(ctx, Outcome):
+            return ctx
+        if (
+            ctx.definition is not None and ctx.definition.is_async
+        ) or asyncio._get_running_loop() is not None:
+            return self.run_on_loop(self.execute_prepared(ctx))  # type: ignore[no-any-return]
+        return self.execute_prepared_sync(ctx)
+
+    def prepare(
+        self,
+        body: str | bytes | JobMessage,
+        attempt: int = 1,
+        lambda_context: Any = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> JobContext | Outcome:
+        """Read one delivery: the :class:`JobContext` of its run (``ctx.definition`` is the
+        job, None for one this worker does not know), or the :class:`DeadLetter` of a body
+        that is not a job envelope (logged). ``attributes``: what the queue says of the
+        delivery (``ctx.attributes``)."""
+        job: JobMessage | None = None
+        definition: JobDefinition[Any] | None
+        max_attempts: int | None
+        if type(body) is str or not isinstance(body, JobMessage):
+            decoder = self._decoder
+            if decoder is None:
+                decoder = self._decoder = BodyDecoder(self.registry)
+            try:  # decoder.decode(body), inline: a call less per message
+                fields = decoder.validator.validate_json(body)
+            except ValidationError:
+                fields = None
+            if fields is not None and fields["version"] == ENVELOPE_VERSION:
+                # The common case: the envelope and the payload are valid, in one go; the
+                # message itself is parsed from the body only if someone asks for it.
+                definition, max_attempts = decoder.jobs[fields["job_name"]]
+            else:
+                try:
+                    job = JobMessage.from_json(body)
+                except MalformedMessageError as exc:
+                    self.log.error(
+                        "dead-lettering a malformed message: %s; body: %.1000r", exc, body
+                    )
+                    return DeadLetter(None, str(exc), exc)
+        else:
+            job = body
+        if job is not None:
+            definition = self.registry.get(job.job_name)
+            retry = definition.retry if definition is not None else None
+            max_attempts = retry.max_attempts if retry is not None else None
+            fields = fields_of(job)
+        # A JobContext with `job` and `logger` made on first read (their slots left unset),
+        # built here rather than by a constructor: this runs once per message.
+        ctx = _new(JobContext)
+        ctx.services = self.services
+        ctx._log = self.log
+        ctx._body = None if job is not None else body  # type: ignore[assignment]
+        ctx._fields = fields
+        ctx.attempt = attempt
+        ctx.max_attempts = max_attempts
+        ctx.lambda_context = lambda_context
+        ctx.attributes = attributes or NO_ATTRIBUTES
+        ctx.definition = definition
+        if job is not None:
+            ctx._job = job
+        return ctx
+
+    def execute_prepared(
+        self, ctx: JobContext, run_sync: RunSync | None = None
+    ) -> Awaitable[Outcome]:
+        """Run a prepared delivery through the steps and the handler (a coroutine)."""
+        if not self._steps:  # the hot path: no chain to build
+            return self._run(ctx, run_sync)
+        return self._call_step(0, JobRun(None, ctx.definition, ctx, self), run_sync)
+
+    def execute_prepared_sync(self, ctx: JobContext, log_done: bool | None = None) -> Outcome:
+        """:meth:`execute_prepared` on the calling thread, which must not be running an
+        event loop: sync handlers run here; async handlers and hooks on the private loop
+        (:attr:`loop`). ``log_done`` says whether the DEBUG line of a finished job is
+        wanted (None: ask the logger; a worker running a batch asks once for all)."""
+        definition: JobDefinition[Any] | None = ctx.definition
+        value = ctx._fields["payload"]
+        if self._steps or definition is None or definition.is_async or value is UNVALIDATED:
+            outcome: Outcome = _drive(self.execute_prepared(ctx))
+            return outcome
+        # The Lambda worker's hot path: _run's hooks, in the same order, and the same
+        # classification, without a coroutine per message. With no event loop running, a
+        # CancelledError here can only be the job's own: a failure, like any other.
+        hooks = self.hooks
+        if hooks.on_job_start is not None:
+            _drive(self._hook(hooks.on_job_start, ctx))
+        try:
+            result = definition.run(value, ctx)
+            if result is not None and inspect.isawaitable(result):
+                self.run_on_loop(as_coroutine(result))
+        except BaseException as exc:
+            failed: Outcome = _drive(self._failed(ctx, definition, exc))
+            return failed
+        if hooks.on_job_complete is not None:
+            _drive(self._hook(hooks.on_job_complete, ctx))
+        if log_done or (log_done is None and self.log.isEnabledFor(logging.DEBUG)):
+            ctx.logger.debug("done")
+        done = _new(Done)  # done_for(ctx), inline: once per message
+        done._message = None
+        done._ctx = ctx
+        return done
+
+    def run_on_loop(self, coro: Awaitable[Any]) -> Any:
+        """Run ``coro`` to completion on the executor's private loop (see
+        :class:`~glasswork.jobs.loops.PrivateLoop`)."""
+        return self._private.run(coro)
 
     def _call_step(self, index: int, run: JobRun, run_sync: RunSync | None) -> Awaitable[Outcome]:
-        if index == len(self.steps):
-            return self._run(run.ctx, run.definition, run_sync)
+        if index == len(self._steps):
+            return self._run(run.ctx, run_sync)
         return self.steps[index](run, lambda: self._call_step(index + 1, run, run_sync))
 
-    async def _run(
-        self, ctx: JobContext, definition: JobDefinition[Any] | None, run_sync: RunSync | None
-    ) -> Outcome:
+    async def _run(self, ctx: JobContext, run_sync: RunSync | None) -> Outcome:
         """Validate, call the hooks and the handler, and classify what happened."""
+        definition: JobDefinition[Any] | None = ctx.definition
         if definition is None:
             unknown = UnknownJobError(ctx.job.job_name, self.registry.names())
             return await self._dead_letter(ctx, unknown, notify_failed=False)
 
-        try:
-            value = definition.validate(ctx.job.payload)
-        except InvalidJobPayloadError as exc:
-            return await self._dead_letter(ctx, exc)
+        value = ctx._fields["payload"]
+        if value is UNVALIDATED:
+            try:
+                value = definition.validate(ctx.job.payload)
+            except InvalidJobPayloadError as exc:
+                return await self._dead_letter(ctx, exc)
 
         # The `is not None` tests below skip a coroutine per unused hook and per sync
         # handler's None result: this is the per-message hot path of every worker.
@@ -345,54 +450,18 @@ class Executor:
             await self._hook(hooks.on_job_complete, ctx)
         if self.log.isEnabledFor(logging.DEBUG):
             ctx.logger.debug("done")
-        return Done(ctx.job)
-
-    def execute_sync(
-        self,
-        body: str | bytes | JobMessage,
-        attempt: int = 1,
-        *,
-        lambda_context: Any = None,
-        attributes: Mapping[str, Any] | None = None,
-    ) -> Outcome:
-        """:meth:`execute` for callers without an event loop; async handlers and hooks run on
-        a private loop kept for the life of the executor (so Lambda reuses it)."""
-        if asyncio._get_running_loop() is not None:
-            # Called from async code (say, an async test): this thread's loop is busy.
-            with ThreadPoolExecutor(1) as pool:
-                coro = self.execute(
-                    body, attempt, lambda_context=lambda_context, attributes=attributes
-                )
-                return pool.submit(asyncio.run, coro).result()
-        coro = self.execute(body, attempt, lambda_context=lambda_context, attributes=attributes)
-        try:
-            coro.send(None)
-        except StopIteration as finished:
-            return finished.value  # type: ignore[no-any-return]
-        coro.close()  # _await runs every awaitable to completion, so this cannot happen
-        raise RuntimeError("job execution suspended outside an event loop")
+        return done_for(ctx)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The private event loop async handlers run on when no loop is running (made on
         first use and kept, so a Lambda container reuses it between invocations)."""
-        if self._loop is None or self._loop.is_closed():
-            self._loop = asyncio.new_event_loop()
-        return self._loop
+        return self._private.loop
 
     async def _await(self, awaitable: Awaitable[Any]) -> Any:
         if asyncio._get_running_loop() is not None:
             return await awaitable
-        loop = self.loop
-        try:
-            return loop.run_until_complete(_as_coroutine(awaitable))
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                # SystemExit/KeyboardInterrupt leave the loop mid-iteration, with a stale
-                # stop callback queued: start the next run on a fresh loop.
-                self._loop = None
-                loop.close()
-            raise
+        return self.run_on_loop(as_coroutine(awaitable))
 
     async def _failed(
         self, ctx: JobContext, definition: JobDefinition[Any], error: BaseException
@@ -457,6 +526,17 @@ def _cancelled_from_outside(error: BaseException) -> bool:
     return task is not None and task.cancelling() > 0
 
 
+def _drive(coro: Awaitable[Any]) -> Any:
+    """Run a coroutine that never suspends (no event loop is running: every await inside
+    completes at once, see :meth:`Executor._await`) to its result."""
+    try:
+        coro.send(None)  # type: ignore[attr-defined]
+    except StopIteration as finished:
+        return finished.value
+    coro.close()  # type: ignore[attr-defined]
+    raise RuntimeError("job execution suspended outside an event loop")
+
+
 class DeadLetterTarget(Protocol):
     """What :func:`send_to_dead_letter` needs of a driver (``QueueDriver.dead_letter``)."""
 
@@ -495,7 +575,3 @@ def _describe(error: BaseException) -> str:
 
 def _name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
-
-
-async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable

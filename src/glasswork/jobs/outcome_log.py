@@ -64,7 +64,7 @@ class OutcomeLog:
 
     def record(self, run: JobRun, outcome: Outcome, seconds: float) -> None:
         """Count ``outcome`` in the current minute."""
-        key = (int(time.time()) // 60 * 60, run.message.queue, run.message.job_name, outcome.kind)
+        key = (int(time.time()) // 60 * 60, run.queue, run.job_name, outcome.kind)
         with self._lock:
             self._counts[key] += 1
         if self._thread is None:

@@ -47,6 +47,6 @@ class JobTimeout:
         except TimeoutError:
             # Only our own deadline lands here: call_next turns whatever the job raised
             # (its own TimeoutError included) into an outcome.
-            error = JobTimeoutError(run.message.job_name, seconds)
+            error = JobTimeoutError(run.job_name, seconds)
             run.ctx.logger.warning("timed out after %gs; the run was cancelled", seconds)
             return await run.fail(error)

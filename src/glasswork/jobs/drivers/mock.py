@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DuplicateJobError
+from ..errors import BatchRetryError, DuplicateJobError
 from ..idempotency.memory import MemoryIdempotencyStore
 from ..message import JobMessage
 from ..testing import sqs_record
@@ -275,7 +275,10 @@ class MockQueueDriver(QueueDriver):
                     for r in batch
                 ]
             }
-            response = handler(event, None)
+            try:
+                response = handler(event, None)
+            except BatchRetryError as exc:  # Lambda returns the batch (finished ones deleted)
+                response = {"batchItemFailures": [{"itemIdentifier": i} for i in exc.retried]}
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
             for r in batch:
                 if r.message_id in failed:

@@ -21,7 +21,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ..errors import ConfigurationError, InvalidJobPayloadError, JobInProgressError
@@ -32,6 +31,7 @@ from .store import IdempotencyStore
 if TYPE_CHECKING:
     from ..definition import JobDefinition
     from ..drivers.base import QueueDriver
+    from ..message import JobMessage
 
 T = TypeVar("T")
 logger = logging.getLogger("glasswork.jobs")
@@ -43,13 +43,16 @@ DEFAULT_CLAIM_SECONDS = 900.0
 IN_PROGRESS_RETRY_SECONDS = 10.0
 
 
-@dataclass(frozen=True, slots=True)
 class Duplicate(Done):
     """The job's idempotency key was completed already: acknowledged without running."""
 
+    __slots__ = ("key",)
     kind: ClassVar[str] = "duplicate"
+    _fields = ("key",)
 
-    key: str
+    def __init__(self, message: JobMessage | None, key: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class IdempotencyStep:
@@ -68,7 +71,7 @@ class IdempotencyStep:
         self.default_timeout = default_timeout
 
     async def __call__(self, run: JobRun, call_next: CallNext) -> Outcome:
-        entry = self.jobs.get(run.message.job_name) if run.definition is not None else None
+        entry = self.jobs.get(run.job_name) if run.definition is not None else None
         if entry is None:
             return await call_next()
         option, store = entry

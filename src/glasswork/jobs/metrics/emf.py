@@ -91,11 +91,11 @@ class EMFMetrics:
         self._lock = threading.Lock()
 
     def record(self, run: JobRun, outcome: Outcome, seconds: float) -> None:
-        message = run.message
+        name = run.job_name
         with self._lock:
-            job = self._jobs.get(message.job_name)
+            job = self._jobs.get(name)
             if job is None:
-                job = self._jobs[message.job_name] = _JobCounts(message.queue)
+                job = self._jobs[name] = _JobCounts(run.queue)
             counts = job.counts
             counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
             if timed_out(outcome):

@@ -104,7 +104,7 @@ class PrometheusMetrics:
         self._watched: QueueDepth | None = None
 
     def record(self, run: JobRun, outcome: Outcome, seconds: float) -> None:
-        name, queue = run.message.job_name, run.message.queue
+        name, queue = run.job_name, run.queue
         self.jobs.labels(name, queue, outcome.kind).inc()
         self.duration.labels(name, queue).observe(seconds)
         if timed_out(outcome):
