@@ -17,12 +17,12 @@ from collections.abc import Sequence
 
 from ..jobs.drivers.urls import DEFAULT_URL
 from ..jobs.errors import GlassworkError
-from . import dlq, enqueue, inspect, worker
+from . import dlq, enqueue, inspect, migrate, worker
 from ._common import CommandError, load_app
 
 __all__ = ["CommandError", "load_app", "main"]
 
-COMMANDS = (worker, enqueue, inspect, dlq)
+COMMANDS = (worker, enqueue, inspect, dlq, migrate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="glasswork",
         description="Glasswork background jobs: workers, enqueueing, queue inspection.",
         epilog=f"Driver URLs: {DEFAULT_URL} (default), sqlite:////abs/path.db, "
+        "postgresql://user@host/dbname?schema=jobs, "
         "sqs://?region=us-east-1&queue.default=<queue url>. Environment: GLASSWORK_APP, "
         "GLASSWORK_DRIVER.",
     )

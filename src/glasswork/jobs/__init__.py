@@ -49,6 +49,7 @@ _LAZY = {
     "create_scheduler_handler": ".scheduler",
     "run_scheduler": ".scheduler",
     "SQLiteQueueDriver": ".drivers.sqlite",
+    "PostgresQueueDriver": ".drivers.postgres",
     "Worker": ".worker",
 }
 

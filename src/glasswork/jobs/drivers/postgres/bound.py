@@ -1,0 +1,71 @@
+"""Transactional enqueue: the driver writing through the caller's own psycopg connection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from ...errors import ConfigurationError
+from ...message import JobMessage
+from ..base import EnqueueResult, QueueDriver
+from .producing import insert_jobs
+
+if TYPE_CHECKING:
+    from .driver import PostgresQueueDriver
+
+
+class BoundPostgresDriver(QueueDriver):
+    """A :class:`PostgresQueueDriver` that enqueues with ``connection``, inside whatever
+    transaction it has open, and never commits: the jobs exist if and only if the caller's
+    transaction commits, and waiting workers are notified at that commit.
+
+    Made by ``driver.bind(conn)``, which ``JobService.enqueue(..., connection=conn)`` calls.
+    On an autocommit connection each enqueue commits at once (a batch in one transaction).
+    """
+
+    name = "postgresql"
+
+    def __init__(self, driver: PostgresQueueDriver, connection: Any) -> None:
+        if isinstance(connection, psycopg.AsyncConnection):
+            raise ConfigurationError(
+                "JobService enqueues synchronously: pass a psycopg.Connection, not an "
+                "AsyncConnection, as connection="
+            )
+        if not isinstance(connection, psycopg.Connection):
+            raise ConfigurationError(
+                f"connection= must be a psycopg 3 Connection, got {type(connection).__name__}; "
+                "with SQLAlchemy (psycopg dialect) pass "
+                "session.connection().connection.driver_connection"
+            )
+        self.driver = driver
+        self.connection: psycopg.Connection = connection
+
+    def __repr__(self) -> str:
+        return f"{self.driver!r}.bind({self.connection!r})"
+
+    def enqueue(self, message: JobMessage) -> EnqueueResult:
+        return self._insert([message])[0]
+
+    def enqueue_in(self, message: JobMessage, delay_seconds: float) -> EnqueueResult:
+        return self._insert([message], delay=delay_seconds)[0]
+
+    def enqueue_at(self, message: JobMessage, run_at: datetime) -> EnqueueResult:
+        return self._insert([message], at=run_at)[0]
+
+    def enqueue_many(
+        self, messages: Sequence[JobMessage], delay_seconds: float = 0.0
+    ) -> list[EnqueueResult]:
+        """All ``messages`` in one statement; on a duplicate unique key none is kept and the
+        caller's transaction stays usable."""
+        return self._insert(messages, delay=delay_seconds) if messages else []
+
+    def bind(self, connection: Any) -> QueueDriver:
+        return self.driver.bind(connection)
+
+    def _insert(
+        self, messages: Sequence[JobMessage], *, delay: float = 0.0, at: datetime | None = None
+    ) -> list[EnqueueResult]:
+        return insert_jobs(self.connection, self.driver.sql, messages, delay=delay, at=at)

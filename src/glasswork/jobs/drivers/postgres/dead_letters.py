@@ -1,0 +1,72 @@
+"""The dead-letter table: list, redrive and purge (each on a connection the driver lends)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC
+
+import psycopg
+
+from ...errors import ConfigurationError
+from ..base import DeadLetterRecord
+from ..sqlite import _identify
+from .statements import Statements
+
+
+def list_dead(
+    conn: psycopg.Connection, statements: Statements, queue: str | None, limit: int
+) -> list[DeadLetterRecord]:
+    """Dead letters, oldest first (``queue`` filters)."""
+    rows = conn.execute(
+        statements.dead_letters, {"ids": None, "queue": queue, "limit": limit}
+    ).fetchall()
+    return [
+        DeadLetterRecord(str(i), q, n, j, b, r, t.astimezone(UTC)) for i, q, n, j, b, r, t in rows
+    ]
+
+
+def redrive(
+    conn: psycopg.Connection,
+    statements: Statements,
+    ids: Sequence[int | str] | None,
+    queue: str | None,
+) -> int:
+    """Move dead letters back onto their queues, in one transaction; see
+    :meth:`PostgresQueueDriver.redrive`."""
+    moved = 0
+    with conn.transaction():
+        candidates = conn.execute(
+            statements.redrive_candidates, {"ids": row_ids(ids), "queue": queue}
+        ).fetchall()
+        for dead_id, dead_queue, body in candidates:
+            job_name, job_id, unique_key = _identify(body)
+            cursor = conn.execute(
+                statements.redrive_one,
+                {
+                    "id": dead_id,
+                    "queue": dead_queue or "default",
+                    "name": job_name,
+                    "job_id": job_id,
+                    "key": unique_key,
+                    "body": body,
+                },
+            )
+            moved += cursor.rowcount
+    return moved
+
+
+def purge(conn: psycopg.Connection, statements: Statements, ids: Sequence[int | str] | None) -> int:
+    """Delete dead letters (the given ``ids``, or all); returns how many."""
+    return conn.execute(statements.purge, {"ids": row_ids(ids)}).rowcount
+
+
+def row_ids(ids: Sequence[int | str] | None) -> list[int] | None:
+    """Dead-letter ids as numbers (:attr:`DeadLetterRecord.id` is a string); None: all."""
+    if ids is None:
+        return None
+    try:
+        return [int(i) for i in ids]
+    except ValueError:
+        raise ConfigurationError(
+            f"PostgreSQL dead-letter ids are numbers, got {list(ids)}"
+        ) from None
