@@ -29,6 +29,11 @@ def redacted(conninfo: str) -> str:
     return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
+def describe(error: BaseException) -> str:
+    """An error on one line (libpq's messages span several)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 class ConnectionLost(Exception):
     """The connection broke (or none could be had) while running ``what``."""
 
@@ -103,7 +108,7 @@ class Connections:
                 self.log.warning(
                     "lost the PostgreSQL connection while trying to %s (%s); trying again in %.2fs",
                     what,
-                    str(lost.error).strip() or type(lost.error).__name__,
+                    describe(lost.error),
                     delay,
                 )
                 self._discard_broken()

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import sql
 
+from .connections import describe
+
 Mark = tuple[int, int]
 
 logger = logging.getLogger("glasswork.postgres")
@@ -106,7 +108,7 @@ class Notifications:
                 self.log.warning(
                     "cannot listen for new jobs (%s); waiting receivers poll until it is "
                     "back; reconnecting in %.1fs",
-                    str(exc).strip() or type(exc).__name__,
+                    describe(exc),
                     delay,
                 )
                 time.sleep(delay)
