@@ -186,7 +186,7 @@ def restart_server() -> None:
     if command:
         subprocess.run(shlex.split(command), check=True, timeout=120)
         return
-    [version] = os.listdir("/etc/postgresql")
+    version = sorted(os.listdir("/etc/postgresql"))[-1]  # as .ci/run starts it
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
         check=True,
