@@ -369,6 +369,24 @@ def test_a_missed_notification_is_covered_by_the_slow_poll(schema: str) -> None:
         assert len(driver.receive(wait_seconds=30)) == 1
 
 
+def test_a_row_any_producer_inserts_wakes_a_waiting_receive(schema: str) -> None:
+    with make(schema, poll_interval=60) as driver:
+        driver.receive(wait_seconds=0.01)  # listening from here on
+
+        def insert_raw() -> None:
+            with connect(autocommit=True) as conn:
+                conn.execute(
+                    f'INSERT INTO "{schema}".glasswork_jobs (queue, body) VALUES (%s, %s)',
+                    ("default", msg(payload="raw").encode()),
+                )
+
+        threading.Timer(0.2, insert_raw).start()
+        started = time.monotonic()
+        [got] = driver.receive(wait_seconds=30)
+        assert JobMessage.from_json(got.body).payload == "raw"
+        assert time.monotonic() - started < 20  # the trigger's NOTIFY, not the poll
+
+
 def test_a_delayed_job_wakes_the_wait_when_it_comes_due(driver: PostgresQueueDriver) -> None:
     driver.enqueue_in(msg(), 0.3)
     driver.poll_interval = 60
@@ -414,6 +432,20 @@ def test_a_retried_enqueue_does_not_insert_twice(driver: PostgresQueueDriver) ->
     again = driver.enqueue(message)
     assert (again.message_id, calls) == (first.message_id, ["enqueue"])
     assert driver.pending_count() == 1
+
+
+def test_a_retried_periodic_claim_recognises_its_own_win(driver: PostgresQueueDriver) -> None:
+    run = driver._connections.run
+
+    def twice(what: str, work):  # type: ignore[no-untyped-def]
+        run(what, work)  # committed, but (as if) the answer was lost
+        return run(what, lambda conn, _: work(conn, True))
+
+    driver._connections.run = twice  # type: ignore[method-assign]
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    assert driver.claim_periodic("cleanup", at)
+    driver._connections.run = run  # type: ignore[method-assign]
+    assert not driver.claim_periodic("cleanup", at)
 
 
 def test_server_unreachable_at_construction_is_a_configuration_error() -> None:

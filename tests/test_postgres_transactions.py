@@ -140,6 +140,28 @@ def test_a_unique_key_race_between_transactions_admits_the_committed_one(
     assert driver.pending_count() == 1
 
 
+def test_a_rolled_back_holder_lets_the_waiting_transaction_in(
+    driver: PostgresQueueDriver,
+) -> None:
+    jobs = JobService(driver)
+    with connect() as first, connect() as second:
+        jobs.enqueue(welcome, {"user_id": "u"}, connection=first)
+        results: list[object] = []
+        thread = threading.Thread(
+            target=lambda: results.append(
+                jobs.enqueue(welcome, {"user_id": "u"}, connection=second)
+            )
+        )
+        thread.start()
+        thread.join(0.3)
+        assert thread.is_alive()
+        first.rollback()
+        thread.join(10)
+        second.commit()
+    assert len(results) == 1
+    assert user_ids(driver) == ["u"]
+
+
 def test_an_autocommit_connection_commits_each_enqueue(driver: PostgresQueueDriver) -> None:
     jobs = JobService(driver)
     with connect(autocommit=True) as conn:
