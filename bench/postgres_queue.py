@@ -368,7 +368,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--latency-jobs", type=int, default=None)
     args = p.parse_args(argv)
     n = args.n or (2000 if args.quick else 20000)
-    repeats = args.repeats or (1 if args.quick else 3)
+    # procrastinate drains 20,000 jobs in about five minutes here: two repetitions already
+    # make a full run of this script about 25 minutes.
+    repeats = args.repeats or (1 if args.quick else 2)
     latency_jobs = args.latency_jobs or (50 if args.quick else LATENCY_JOBS)
     kinds = os.environ.get("BENCH_CONTENDERS", ",".join(LABELS)).split(",")
     rows = measure(kinds, n, repeats, latency_jobs)
