@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import Row, best_and_median, emit, parser, row, skipped
+from _common import Row, best_and_median, emit, parser, row, skipped, throughput_rows
 from peers import procrastinate_pg
 from workload import PAYLOAD, Payload, noop
 
@@ -238,11 +238,11 @@ def server_info() -> tuple[str, str]:
     with psycopg.connect(DSN) as conn:
         version = conn.execute("SELECT version()").fetchone()[0]
         settings = conn.execute(
-            "SELECT name, setting, COALESCE(unit, '') FROM pg_settings WHERE name = ANY(%s) "
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s) "
             "ORDER BY name",
             (list(SETTINGS),),
         ).fetchall()
-    return version.split(" on ")[0], ", ".join(f"{n}={v}{u}" for n, v, u in settings)
+    return version.split(" on ")[0], ", ".join(f"{n}={v}" for n, v in settings)
 
 
 def measure(kinds: list[str], n: int, repeats: int, latency_jobs: int) -> list[Row]:
@@ -309,27 +309,7 @@ def _throughput_rows(kind: str, workers: int, runs: list[dict[str, float]], n: i
         if kind == "procrastinate"
         else f"enqueue() each; Worker(concurrency={CONCURRENCY}).run_until_empty() per process"
     )
-    out = []
-    for metric, key in (
-        ("jobs/s end to end", None),
-        ("jobs/s enqueue only", "enqueue_s"),
-        ("jobs/s drain only", "drain_s"),
-    ):
-        rates = [n / (r["enqueue_s"] + r["drain_s"]) if key is None else n / r[key] for r in runs]
-        best, median = best_and_median(rates, higher_is_better=True)
-        out.append(
-            row(
-                THROUGHPUT,
-                label,
-                metric,
-                best,
-                "jobs/s",
-                median=median,
-                runs=len(runs),
-                notes=notes,
-            )
-        )
-    return out
+    return [{**r, "benchmark": THROUGHPUT} for r in throughput_rows(label, runs, n, notes)]
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:

@@ -58,8 +58,8 @@ def test_the_driver_creates_its_tables_in_the_chosen_schema(schema: str) -> None
         assert [r[0] for r in versions] == list(range(1, SCHEMA_VERSION + 1))
 
 
-def test_a_schema_name_needing_quotes_works(schema: str) -> None:
-    odd = f'{schema} "odd" Name'
+def test_a_schema_name_needing_quotes_and_of_the_longest_length_works(schema: str) -> None:
+    odd = f'{schema} "odd" Name'.ljust(53, "x")  # the channel name is then 63 bytes
     try:
         with PostgresQueueDriver(DSN, schema=odd) as driver:
             driver.enqueue(JobMessage.create("ping", None, queue="q"))

@@ -115,50 +115,32 @@ def test_a_duplicate_leaves_the_callers_transaction_usable(
         assert check.execute(f"SELECT count(*) FROM {users_table(driver)}").fetchone() == (2,)
 
 
-def test_a_unique_key_race_between_transactions_admits_the_committed_one(
-    driver: PostgresQueueDriver,
+@pytest.mark.parametrize("first_ends_with", ["commit", "rollback"])
+def test_a_unique_key_race_between_transactions_waits_for_the_first(
+    driver: PostgresQueueDriver, first_ends_with: str
 ) -> None:
+    """The second enqueue waits for the first transaction: refused if it commits, admitted
+    if it rolls back."""
     jobs = JobService(driver)
+    outcome: list[str] = []
     with connect() as first, connect() as second:
         jobs.enqueue(welcome, {"user_id": "u"}, connection=first)
-        refused: list[BaseException] = []
 
-        def enqueue_second() -> None:  # waits on the first transaction's row
+        def enqueue_second() -> None:
             try:
                 jobs.enqueue(welcome, {"user_id": "u"}, connection=second)
-            except DuplicateJobError as exc:
-                refused.append(exc)
+                outcome.append("admitted")
+            except DuplicateJobError:
+                outcome.append("refused")
 
         thread = threading.Thread(target=enqueue_second)
         thread.start()
         thread.join(0.3)
-        assert thread.is_alive()  # blocked until the first transaction ends
-        first.commit()
+        assert thread.is_alive()  # blocked on the first transaction's row
+        getattr(first, first_ends_with)()
         thread.join(10)
         second.commit()
-    assert len(refused) == 1
-    assert driver.pending_count() == 1
-
-
-def test_a_rolled_back_holder_lets_the_waiting_transaction_in(
-    driver: PostgresQueueDriver,
-) -> None:
-    jobs = JobService(driver)
-    with connect() as first, connect() as second:
-        jobs.enqueue(welcome, {"user_id": "u"}, connection=first)
-        results: list[object] = []
-        thread = threading.Thread(
-            target=lambda: results.append(
-                jobs.enqueue(welcome, {"user_id": "u"}, connection=second)
-            )
-        )
-        thread.start()
-        thread.join(0.3)
-        assert thread.is_alive()
-        first.rollback()
-        thread.join(10)
-        second.commit()
-    assert len(results) == 1
+    assert outcome == ["refused" if first_ends_with == "commit" else "admitted"]
     assert user_ids(driver) == ["u"]
 
 

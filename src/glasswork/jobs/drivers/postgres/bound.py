@@ -11,19 +11,21 @@ import psycopg
 from ...errors import ConfigurationError
 from ...message import JobMessage
 from ..base import EnqueueResult, QueueDriver
-from .producing import insert_jobs
+from .producing import Producer, insert_jobs
 
 if TYPE_CHECKING:
     from .driver import PostgresQueueDriver
 
 
-class BoundPostgresDriver(QueueDriver):
+class BoundPostgresDriver(Producer):
     """A :class:`PostgresQueueDriver` that enqueues with ``connection``, inside whatever
     transaction it has open, and never commits: the jobs exist if and only if the caller's
     transaction commits, and waiting workers are notified at that commit.
 
     Made by ``driver.bind(conn)``, which ``JobService.enqueue(..., connection=conn)`` calls.
     On an autocommit connection each enqueue commits at once (a batch in one transaction).
+    A duplicate unique key leaves the caller's transaction usable, with nothing of the batch
+    kept.
     """
 
     name = "postgresql"
@@ -45,22 +47,6 @@ class BoundPostgresDriver(QueueDriver):
 
     def __repr__(self) -> str:
         return f"{self.driver!r}.bind({self.connection!r})"
-
-    def enqueue(self, message: JobMessage) -> EnqueueResult:
-        return self._insert([message])[0]
-
-    def enqueue_in(self, message: JobMessage, delay_seconds: float) -> EnqueueResult:
-        return self._insert([message], delay=delay_seconds)[0]
-
-    def enqueue_at(self, message: JobMessage, run_at: datetime) -> EnqueueResult:
-        return self._insert([message], at=run_at)[0]
-
-    def enqueue_many(
-        self, messages: Sequence[JobMessage], delay_seconds: float = 0.0
-    ) -> list[EnqueueResult]:
-        """All ``messages`` in one statement; on a duplicate unique key none is kept and the
-        caller's transaction stays usable."""
-        return self._insert(messages, delay=delay_seconds) if messages else []
 
     def bind(self, connection: Any) -> QueueDriver:
         return self.driver.bind(connection)

@@ -92,8 +92,9 @@ class Connections:
     def run(self, what: str, work: Callable[[psycopg.Connection, bool], T]) -> T:
         """``work(connection, retrying)`` on a pooled connection. When the connection breaks
         (or none can be had), wait with backoff and call it again on a new one with
-        ``retrying=True``; after ``reconnect_timeout`` seconds, raise the last error. Work
-        that is not idempotent uses ``retrying`` to find out whether it already happened."""
+        ``retrying=True``; after ``reconnect_timeout`` seconds (and at least one retry),
+        raise the last error. Work that is not idempotent uses ``retrying`` to find out
+        whether it already happened."""
         first_failure: float | None = None
         delay = 0.05
         while True:
@@ -125,7 +126,7 @@ class Connections:
 
     def _attempt(self, work: Callable[[psycopg.Connection, bool], T], *, retrying: bool) -> T:
         try:
-            with self.pool().connection(timeout=min(5.0, self.reconnect_timeout)) as conn:
+            with self.pool().connection(timeout=5.0) as conn:
                 try:
                     return work(conn, retrying)
                 except psycopg.OperationalError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -15,15 +16,15 @@ from ...errors import ConfigurationError
 from ...message import JobMessage
 from ..base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
 from ..sqlite import _identify
-from . import dead_letters, schema
+from . import claims, inspection, schema
 from .bound import BoundPostgresDriver
 from .connections import Connections, redacted
 from .notifications import Notifications
-from .producing import find_inserted, insert_jobs
+from .producing import Producer, find_inserted, insert_jobs
 from .statements import Statements
 
 
-class PostgresQueueDriver(QueueDriver):
+class PostgresQueueDriver(Producer):
     """A durable queue in PostgreSQL: any number of workers on any number of machines,
     delays of any length, and enqueues that commit with your own transaction.
 
@@ -76,7 +77,8 @@ class PostgresQueueDriver(QueueDriver):
         _check(
             reconnect_timeout >= 0, "reconnect_timeout must be 0 or more seconds", reconnect_timeout
         )
-        _check(bool(schema) and len(schema) <= 63, "schema must be 1 to 63 characters", schema)
+        # The NOTIFY channel, "glasswork:<schema>", must fit PostgreSQL's 63-byte names.
+        _check(0 < len(schema.encode()) <= 53, "schema must be 1 to 53 bytes long", schema)
         self.dsn = dsn
         self.schema = schema
         self.visibility_timeout = float(visibility_timeout)
@@ -91,6 +93,10 @@ class PostgresQueueDriver(QueueDriver):
         )
         self._notifications = Notifications(dsn, self.sql.channel)
         self._rotation = itertools.count()
+        # Close the pool and the listener when the driver is dropped (or at exit), on the
+        # thread dropping it: an unclosed pool left to the garbage collector may be collected
+        # on one of its own threads, which cannot stop themselves.
+        self._release = weakref.finalize(self, _release, self._notifications, self._connections)
         self._prepare_schema(migrate)
 
     def __repr__(self) -> str:
@@ -117,8 +123,7 @@ class PostgresQueueDriver(QueueDriver):
 
     def close(self) -> None:
         """Close this process's pool and stop listening."""
-        self._notifications.close()
-        self._connections.close()
+        self._release()
 
     def __enter__(self) -> PostgresQueueDriver:
         return self
@@ -132,22 +137,6 @@ class PostgresQueueDriver(QueueDriver):
         return BoundPostgresDriver(self, connection)
 
     # -- producing -------------------------------------------------------------------------
-
-    def enqueue(self, message: JobMessage) -> EnqueueResult:
-        return self._insert([message])[0]
-
-    def enqueue_in(self, message: JobMessage, delay_seconds: float) -> EnqueueResult:
-        return self._insert([message], delay=delay_seconds)[0]
-
-    def enqueue_at(self, message: JobMessage, run_at: datetime) -> EnqueueResult:
-        return self._insert([message], at=run_at)[0]
-
-    def enqueue_many(
-        self, messages: Sequence[JobMessage], delay_seconds: float = 0.0
-    ) -> list[EnqueueResult]:
-        """Insert every message in one statement: all are stored, or (on a duplicate unique
-        key) none."""
-        return self._insert(messages, delay=delay_seconds) if messages else []
 
     def _insert(
         self, messages: Sequence[JobMessage], *, delay: float = 0.0, at: datetime | None = None
@@ -189,44 +178,23 @@ class PostgresQueueDriver(QueueDriver):
     def _claim(
         self, queues: list[str] | None, limit: int, want_next_due: bool
     ) -> tuple[list[ReceivedMessage], float | None]:
-        params = {
-            "queues": queues,
-            "limit": limit,
-            "lease": self.visibility_timeout,
-            "rotation": next(self._rotation),
-        }
+        rotation = next(self._rotation)  # which queue goes first, so none starves
 
-        def claim(
-            conn: psycopg.Connection, retrying: bool
-        ) -> tuple[list[ReceivedMessage], float | None]:
-            statement = self.sql.claim_all if queues is None else self.sql.claim_listed
-            received = []
-            for row_id, queue, body, attempts, lost in conn.execute(statement, params):
-                if lost >= self.max_lost_leases:
-                    self._bury(conn, row_id, body, attempts, lost)
-                else:
-                    received.append(
-                        ReceivedMessage(body, (row_id, attempts), attempts, queue, str(row_id))
-                    )
+        def claim(conn: psycopg.Connection, _: bool) -> tuple[list[ReceivedMessage], float | None]:
+            received = claims.claim(
+                conn,
+                self.sql,
+                queues=queues,
+                limit=limit,
+                lease=self.visibility_timeout,
+                rotation=rotation,
+                max_lost_leases=self.max_lost_leases,
+            )
             if received or not want_next_due:
                 return received, None
-            due = self.sql.next_due_all if queues is None else self.sql.next_due_listed
-            row = conn.execute(due, {"queues": queues, "rotation": 0}).fetchone()
-            return [], None if row is None or row[0] is None else float(row[0])
+            return [], claims.next_due(conn, self.sql, queues)
 
-        received, next_due = self._connections.run("claim jobs", claim)
-        received.sort(key=lambda r: r.receipt[0])
-        return received, next_due
-
-    def _bury(
-        self, conn: psycopg.Connection, row_id: int, body: str, attempts: int, lost: int
-    ) -> None:
-        reason = (
-            f"delivered {attempts} times; {lost} times its lease "
-            f"({self.visibility_timeout:g}s) ran out before a worker finished it: the worker "
-            "died or stalled while running it"
-        )
-        conn.execute(self.sql.bury, {"id": row_id, "attempts": attempts, "reason": reason})
+        return self._connections.run("claim jobs", claim)
 
     def ack(self, received: ReceivedMessage) -> None:
         self.ack_many([received])
@@ -287,32 +255,20 @@ class PostgresQueueDriver(QueueDriver):
 
     def stats(self) -> dict[str, QueueStats]:
         """Counts per queue, sorted by queue name."""
-
-        def count(conn: psycopg.Connection, _: bool) -> dict[str, QueueStats]:
-            counts: dict[str, dict[str, int]] = {}
-            for queue, ready, delayed, in_flight in conn.execute(self.sql.stats):
-                counts[queue] = {"ready": ready, "delayed": delayed, "in_flight": in_flight}
-            for queue, dead in conn.execute(self.sql.dead_counts):
-                counts.setdefault(queue, {})["dead"] = dead
-            return {q: QueueStats(q, **counts[q]) for q in sorted(counts)}
-
-        return self._connections.run("count jobs", count)
+        return self._connections.run("count jobs", lambda conn, _: inspection.stats(conn, self.sql))
 
     def pending_count(self, queues: Sequence[str] | None = None) -> int:
         """Jobs not yet finished (ready, delayed or in flight) in ``queues`` (None: all)."""
-        params = {"queues": list(queues) if queues else None}
-        return int(
-            self._connections.run(
-                "count jobs",
-                lambda conn, _: conn.execute(self.sql.pending, params).fetchone()[0],  # type: ignore[index]
-            )
+        names = list(queues) if queues else None
+        return self._connections.run(
+            "count jobs", lambda conn, _: inspection.pending(conn, self.sql, names)
         )
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetterRecord]:
         """Dead letters, oldest first (``queue`` filters)."""
         return self._connections.run(
             "list dead letters",
-            lambda conn, _: dead_letters.list_dead(conn, self.sql, queue, limit),
+            lambda conn, _: inspection.list_dead(conn, self.sql, queue, limit),
         )
 
     def redrive(self, ids: Sequence[int | str] | None = None, *, queue: str | None = None) -> int:
@@ -320,14 +276,19 @@ class PostgresQueueDriver(QueueDriver):
         count: the given ``ids``, or all (of ``queue``, when given). A job whose unique key is
         held by a pending job stays in the dead letter. Returns how many moved."""
         return self._connections.run(
-            "redrive dead letters", lambda conn, _: dead_letters.redrive(conn, self.sql, ids, queue)
+            "redrive dead letters", lambda conn, _: inspection.redrive(conn, self.sql, ids, queue)
         )
 
     def purge_dead_letters(self, ids: Sequence[int | str] | None = None) -> int:
         """Delete dead letters (the given ``ids``, or all). Returns how many."""
         return self._connections.run(
-            "purge dead letters", lambda conn, _: dead_letters.purge(conn, self.sql, ids)
+            "purge dead letters", lambda conn, _: inspection.purge(conn, self.sql, ids)
         )
+
+
+def _release(notifications: Notifications, connections: Connections) -> None:
+    notifications.close()
+    connections.close()
 
 
 def _check(ok: bool, what: str, value: object) -> None:

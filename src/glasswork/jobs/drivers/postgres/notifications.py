@@ -101,7 +101,7 @@ class Notifications:
                     while not self._closing.is_set():
                         for notify in conn.notifies(timeout=0.5):
                             self._saw(notify.payload)
-            except psycopg.Error as exc:
+            except Exception as exc:  # whatever broke it, keep listening for the workers
                 self._set_listening(False)
                 if self._closing.is_set():
                     return

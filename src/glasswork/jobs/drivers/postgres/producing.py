@@ -8,6 +8,7 @@ still usable.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -16,8 +17,35 @@ import psycopg
 
 from ...errors import DuplicateJobError
 from ...message import JobMessage
-from ..base import EnqueueResult
+from ..base import EnqueueResult, QueueDriver
 from .statements import Statements
+
+
+class Producer(QueueDriver):
+    """The four ways to enqueue, each one insert (:meth:`_insert`), so the driver and its
+    bound views (:meth:`QueueDriver.bind`) enqueue alike."""
+
+    def enqueue(self, message: JobMessage) -> EnqueueResult:
+        return self._insert([message])[0]
+
+    def enqueue_in(self, message: JobMessage, delay_seconds: float) -> EnqueueResult:
+        return self._insert([message], delay=delay_seconds)[0]
+
+    def enqueue_at(self, message: JobMessage, run_at: datetime) -> EnqueueResult:
+        return self._insert([message], at=run_at)[0]
+
+    def enqueue_many(
+        self, messages: Sequence[JobMessage], delay_seconds: float = 0.0
+    ) -> list[EnqueueResult]:
+        """Insert every message in one statement: all are stored, or (on a duplicate unique
+        key) none."""
+        return self._insert(messages, delay=delay_seconds) if messages else []
+
+    @abstractmethod
+    def _insert(
+        self, messages: Sequence[JobMessage], *, delay: float = 0.0, at: datetime | None = None
+    ) -> list[EnqueueResult]:
+        """Insert ``messages`` due after ``delay`` seconds, or ``at``, with :func:`insert_jobs`."""
 
 
 def insert_jobs(

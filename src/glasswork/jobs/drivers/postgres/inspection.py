@@ -1,4 +1,5 @@
-"""The dead-letter table: list, redrive and purge (each on a connection the driver lends)."""
+"""What the driver shows and tidies: counts per queue and the dead-letter table (list,
+redrive, purge), each on a connection the driver lends."""
 
 from __future__ import annotations
 
@@ -8,9 +9,25 @@ from datetime import UTC
 import psycopg
 
 from ...errors import ConfigurationError
-from ..base import DeadLetterRecord
+from ..base import DeadLetterRecord, QueueStats
 from ..sqlite import _identify
 from .statements import Statements
+
+
+def stats(conn: psycopg.Connection, statements: Statements) -> dict[str, QueueStats]:
+    """Counts per queue, sorted by queue name."""
+    counts: dict[str, dict[str, int]] = {}
+    for queue, ready, delayed, in_flight in conn.execute(statements.stats):
+        counts[queue] = {"ready": ready, "delayed": delayed, "in_flight": in_flight}
+    for queue, dead in conn.execute(statements.dead_counts):
+        counts.setdefault(queue, {})["dead"] = dead
+    return {q: QueueStats(q, **counts[q]) for q in sorted(counts)}
+
+
+def pending(conn: psycopg.Connection, statements: Statements, queues: list[str] | None) -> int:
+    """Jobs not finished yet in ``queues`` (None: all)."""
+    row = conn.execute(statements.pending, {"queues": queues}).fetchone()
+    return int(row[0]) if row else 0
 
 
 def list_dead(
