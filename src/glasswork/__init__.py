@@ -80,6 +80,7 @@ if TYPE_CHECKING:
     from .jobs import (
         DynamoDBIdempotencyStore,
         OutcomeLog,
+        PostgresQueueDriver,
         PrometheusMetrics,
         SQLiteIdempotencyStore,
         SQLiteQueueDriver,
@@ -151,6 +152,7 @@ __all__ = [
     "OutcomeLog",
     "PayloadTooLargeError",
     "PermanentJobError",
+    "PostgresQueueDriver",
     "PrometheusMetrics",
     "Provider",
     "QueueDriver",

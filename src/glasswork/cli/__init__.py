@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from .. import __version__
 from ..jobs.drivers.urls import DEFAULT_URL
 from ..jobs.errors import GlassworkError
-from . import dashboard, dlq, enqueue, inspect, worker
+from . import dashboard, dlq, enqueue, inspect, migrate, worker
 from ._common import CommandError, load_app
 
 __all__ = ["CommandError", "load_app", "main"]
 
-COMMANDS = (worker, enqueue, inspect, dlq, dashboard)
+COMMANDS = (worker, enqueue, inspect, dlq, migrate, dashboard)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="glasswork",
         description="Glasswork background jobs: workers, enqueueing, queue inspection.",
         epilog=f"Driver URLs: {DEFAULT_URL} (default), sqlite:////abs/path.db, "
+        "postgresql://user@host/dbname?schema=jobs, "
         "sqs://?region=us-east-1&queue.default=<queue url>. Environment: GLASSWORK_APP, "
         "GLASSWORK_DRIVER.",
     )

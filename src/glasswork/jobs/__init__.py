@@ -61,6 +61,7 @@ from .telemetry import Tracing, set_tracing
 from .timeouts import JobTimeout
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from .drivers.postgres import PostgresQueueDriver
     from .drivers.sqlite import SQLiteQueueDriver
     from .drivers.sqs import SQSQueueDriver
     from .idempotency.dynamodb import DynamoDBIdempotencyStore, create_idempotency_table
@@ -77,6 +78,7 @@ _LAZY = {
     "run_scheduler": ".scheduler",
     "SQLiteQueueDriver": ".drivers.sqlite",
     "OutcomeLog": ".outcome_log",
+    "PostgresQueueDriver": ".drivers.postgres",
     "Worker": ".worker",
     "SQLiteIdempotencyStore": ".idempotency.sqlite",
     "DynamoDBIdempotencyStore": ".idempotency.dynamodb",
@@ -138,6 +140,7 @@ __all__ = [
     "OutcomeLog",
     "PayloadTooLargeError",
     "PermanentJobError",
+    "PostgresQueueDriver",
     "PrometheusMetrics",
     "QueueDriver",
     "QueueStats",

@@ -7,13 +7,18 @@
 * ``sqs://?region=us-east-1&queue.default=https://sqs...&queue.emails=https://sqs...``
   with optional ``scheduler_table=``, ``endpoint_url=`` and ``dlq.<queue>=<url>``; the
   region may also be the host: ``sqs://us-east-1?queue.default=...``.
+* ``postgresql://user:password@host:5432/dbname?schema=jobs`` (or ``postgres://``), with
+  optional settings of :class:`~glasswork.jobs.drivers.postgres.PostgresQueueDriver`
+  (``schema``, ``visibility_timeout``, ``max_lost_leases``, ``poll_interval``,
+  ``min_connections``, ``max_connections``, ``reconnect_timeout``, ``migrate``); every other
+  query parameter (``sslmode``, ``connect_timeout``, ...) goes to libpq.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from .base import QueueDriver
@@ -29,6 +34,26 @@ _SQLITE_OPTIONS: dict[str, Callable[[str], Any]] = {
 }
 
 
+def boolean(text: str) -> bool:
+    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``) as a bool."""
+    values = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    if text.lower() not in values:
+        raise ValueError(text)
+    return values[text.lower()]
+
+
+_POSTGRES_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "schema": str,
+    "visibility_timeout": float,
+    "max_lost_leases": int,
+    "poll_interval": float,
+    "min_connections": int,
+    "max_connections": int,
+    "reconnect_timeout": float,
+    "migrate": boolean,
+}
+
+
 def driver_from_url(url: str) -> QueueDriver:
     """Make the driver a URL describes; raises :class:`ConfigurationError` saying what is
     wrong with it."""
@@ -37,10 +62,47 @@ def driver_from_url(url: str) -> QueueDriver:
         return _sqlite(url, parts.netloc, parts.path, parts.query)
     if parts.scheme == "sqs":
         return _sqs(url, parts.netloc, parts.query)
+    if parts.scheme in POSTGRES_SCHEMES:
+        return _postgres(url)
     raise ConfigurationError(
-        f"unknown driver URL {url!r}: use sqlite:///path/to/jobs.db or "
+        f"unknown driver URL {url!r}: use sqlite:///path/to/jobs.db, "
+        "postgresql://user@host/dbname or "
         "sqs://?region=us-east-1&queue.default=https://sqs.us-east-1.amazonaws.com/123/jobs"
     )
+
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def postgres_settings(url: str) -> tuple[str, dict[str, Any]]:
+    """A ``postgresql://`` URL split into the connection string for libpq and the driver's
+    own settings (``schema``, ``visibility_timeout``, ...)."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.partition(':')[0]}{at}{host}"
+    shown = urlunsplit(parts._replace(netloc=netloc))  # for messages: no password
+    if parts.scheme not in POSTGRES_SCHEMES:
+        raise ConfigurationError(f"not a PostgreSQL URL: {shown!r} (use postgresql://...)")
+    options: dict[str, Any] = {}
+    libpq: list[tuple[str, str]] = []
+    for key, value in _query(shown, parts.query):
+        if key in _POSTGRES_OPTIONS:
+            options[key] = _convert(shown, "PostgreSQL", key, value, _POSTGRES_OPTIONS[key])
+        else:
+            libpq.append((key, value))
+    dsn = urlunsplit(parts._replace(query=urlencode(libpq)))
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        conninfo_to_dict(dsn)  # libpq's own check of the rest
+    except ModuleNotFoundError:
+        pass  # _postgres says what to install
+    except Exception as exc:
+        raise ConfigurationError(
+            f"cannot read PostgreSQL URL {shown!r}: {str(exc).strip()}; the driver's own "
+            f"options are {', '.join(_POSTGRES_OPTIONS)}, the others go to libpq"
+        ) from None
+    return dsn, options
 
 
 def _query(url: str, query: str) -> list[tuple[str, str]]:
@@ -66,13 +128,31 @@ def _sqlite(url: str, host: str, path: str, query: str) -> QueueDriver:
                 f"unknown SQLite driver option {key!r} in {url!r}; options: "
                 f"{', '.join(_SQLITE_OPTIONS)}"
             )
-        try:
-            options[key] = convert(value)
-        except ValueError:
-            raise ConfigurationError(
-                f"SQLite driver option {key}={value!r} in {url!r} is not a valid {convert.__name__}"
-            ) from None
+        options[key] = _convert(url, "SQLite", key, value, convert)
     return SQLiteQueueDriver(path[1:], **options)
+
+
+def _convert(url: str, kind: str, key: str, value: str, convert: Callable[[str], Any]) -> Any:
+    try:
+        return convert(value)
+    except ValueError:
+        raise ConfigurationError(
+            f"{kind} driver option {key}={value!r} in {url!r} is not a valid {convert.__name__}"
+        ) from None
+
+
+def _postgres(url: str) -> QueueDriver:
+    dsn, options = postgres_settings(url)
+    try:
+        from .postgres import PostgresQueueDriver
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("psycopg", "psycopg_pool"):
+            raise ConfigurationError(
+                "the PostgreSQL driver needs psycopg 3 and psycopg_pool: "
+                "pip install 'glasswork[postgres]'"
+            ) from None
+        raise
+    return PostgresQueueDriver(dsn, **options)
 
 
 def _sqs(url: str, host: str, query: str) -> QueueDriver:

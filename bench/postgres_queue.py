@@ -1,0 +1,364 @@
+"""PostgreSQL queue: Glasswork's PostgresQueueDriver vs procrastinate on the same server, and
+Glasswork's SQLite driver, in one run.
+
+* **Throughput**: N (20,000) no-op jobs enqueued one call per job (each its own commit), then
+  drained by 1 and by 2 worker processes; *end to end* is N / (enqueue + drain). The worker
+  processes start (imports, connections) before the clock does and wait for a signal, so
+  the drain time is jobs, not process start-up. Glasswork: ``JobService.enqueue``, then
+  ``Worker(concurrency=10).run_until_empty()`` per process; procrastinate: ``task.defer``,
+  then ``app.run_worker(concurrency=10, wait=False)`` per process (bench/peers/).
+* **Idle latency**: a worker process waits for work; 200 jobs are enqueued one at a time,
+  each after the previous one started and the worker went idle again; the latency is from
+  the enqueue's return (its commit) to the handler's first line (``time.monotonic()`` is
+  system-wide on Linux). Glasswork-PostgreSQL and procrastinate wake on LISTEN/NOTIFY; the
+  SQLite driver polls every 50 ms.
+
+Every run uses a fresh schema (or SQLite file). Contenders run interleaved, repetition by
+repetition; the headline is the best repetition, the median beside it. The server's version
+and settings are printed first (and written as a row). The server: ``$BENCH_POSTGRES_DSN``,
+default ``postgresql://postgres@127.0.0.1:5432/test``.
+
+Run: ``python bench/postgres_queue.py [--quick] [--n N] [--repeats R] [--json PATH]``;
+``BENCH_CONTENDERS=glasswork-pg,procrastinate`` limits the contenders.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from _common import Row, best_and_median, emit, parser, row, skipped, throughput_rows
+from peers import procrastinate_pg
+from workload import PAYLOAD, Payload, noop
+
+DSN = os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+CONCURRENCY = 10  # the Worker's default; procrastinate gets the same
+LATENCY_JOBS = 200
+# Seconds between latency jobs: the worker is back waiting by then. Random, so the jobs do
+# not fall into step with a polling worker's cycle (the SQLite driver polls every 50 ms).
+IDLE_GAP = (0.03, 0.09)
+SETTINGS = (
+    "shared_buffers",
+    "synchronous_commit",
+    "fsync",
+    "wal_level",
+    "max_connections",
+    "work_mem",
+    "checkpoint_timeout",
+)
+THROUGHPUT = "postgres throughput"
+LATENCY = "postgres idle latency"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One contender's queue for one run: ``kind`` and where its data lives (a schema name
+    or a SQLite path). Picklable, so worker processes get it."""
+
+    kind: str
+    where: str
+
+
+LABELS = {
+    "glasswork-pg": "Glasswork PostgresQueueDriver",
+    "procrastinate": procrastinate_pg.LABEL,
+    "glasswork-sqlite": "Glasswork SQLiteQueueDriver",
+}
+
+
+# -- Glasswork, both drivers -----------------------------------------------------------------
+
+
+def _glasswork(target: Target, on_run: Callable[[], None] = lambda: None) -> tuple[Any, Any, Any]:
+    """(job, module, driver) for ``target``."""
+    from glasswork import define_module
+    from glasswork.jobs import define_job
+
+    def handler(payload: Payload, ctx: Any) -> None:
+        on_run()
+        noop(payload, ctx)
+
+    job = define_job(name="bench-noop", handler=handler, schema=Payload)
+    return job, define_module("bench", jobs=[job]), _driver(target)
+
+
+def _driver(target: Target) -> Any:
+    if target.kind == "glasswork-pg":
+        from glasswork.jobs import PostgresQueueDriver
+
+        return PostgresQueueDriver(DSN, schema=target.where)
+    from glasswork.jobs import SQLiteQueueDriver
+
+    return SQLiteQueueDriver(target.where)
+
+
+def _glasswork_drain(target: Target, concurrency: int, go: Any, out: Any) -> None:
+    from glasswork.jobs import Worker
+
+    _, module, driver = _glasswork(target)
+    worker = Worker(module=module, driver=driver, concurrency=concurrency)
+    out.put("ready")
+    go.wait()
+    out.put(worker.run_until_empty().jobs)
+
+
+def _glasswork_serve(target: Target, out: Any) -> None:
+    from glasswork.jobs import Worker
+
+    _, module, driver = _glasswork(target, lambda: out.put(time.monotonic()))
+    worker = Worker(module=module, driver=driver, concurrency=CONCURRENCY)
+    out.put("ready")
+    worker.run()
+
+
+# -- what each contender does ------------------------------------------------------------------
+
+
+@contextmanager
+def fresh(kind: str) -> Iterator[Target]:
+    """A new, empty queue for one run, removed afterwards."""
+    if kind == "glasswork-sqlite":
+        with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
+            yield Target(kind, str(Path(tmp) / "jobs.db"))
+        return
+    import psycopg
+
+    schema = f"bench_{kind.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
+    if kind == "procrastinate":
+        procrastinate_pg.prepare(DSN, schema)
+    try:
+        yield Target(kind, schema)
+    finally:
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def producer(target: Target) -> tuple[Callable[[], None], Callable[[], None]]:
+    """``(enqueue one job, close)`` in this process."""
+    if target.kind == "procrastinate":
+        return procrastinate_pg.producer(DSN, target.where)
+    from glasswork.jobs import JobService
+
+    job, _, driver = _glasswork(target)
+    service = JobService(driver)
+    return (lambda: service.enqueue(job, PAYLOAD)), driver.close
+
+
+def drain_target(target: Target) -> tuple[Callable[..., None], tuple[Any, ...]]:
+    if target.kind == "procrastinate":
+        return procrastinate_pg.drain, (DSN, target.where, CONCURRENCY)
+    return _glasswork_drain, (target, CONCURRENCY)
+
+
+def serve_target(target: Target) -> tuple[Callable[..., None], tuple[Any, ...]]:
+    if target.kind == "procrastinate":
+        return procrastinate_pg.serve, (DSN, target.where)
+    return _glasswork_serve, (target,)
+
+
+# -- the measurements --------------------------------------------------------------------------
+
+
+def throughput_once(kind: str, n: int, workers: int) -> dict[str, float]:
+    """Enqueue ``n`` jobs, then drain them with ``workers`` processes: seconds of each."""
+    ctx = multiprocessing.get_context("spawn")
+    with fresh(kind) as target:
+        go, out = ctx.Event(), ctx.Queue()
+        fn, args = drain_target(target)
+        procs = [ctx.Process(target=fn, args=(*args, go, out)) for _ in range(workers)]
+        for p in procs:
+            p.start()
+        try:
+            for _ in procs:
+                assert out.get(timeout=120) == "ready"
+            enqueue, close = producer(target)
+            start = time.perf_counter()
+            for _ in range(n):
+                enqueue()
+            enqueued = time.perf_counter()
+            close()
+            go.set()
+            ran = sum(out.get(timeout=900) for _ in procs)
+            drained = time.perf_counter()
+        finally:
+            for p in procs:
+                p.join(30)
+                if p.is_alive():
+                    p.kill()
+        if ran != n:
+            raise RuntimeError(f"{LABELS[kind]} ran {ran} of {n} jobs with {workers} workers")
+    return {"enqueue_s": enqueued - start, "drain_s": drained - enqueued}
+
+
+def latency_once(kind: str, jobs: int) -> list[float]:
+    """Seconds from enqueue commit to handler start, for ``jobs`` jobs sent one at a time to
+    an idle worker process."""
+    ctx = multiprocessing.get_context("spawn")
+    with fresh(kind) as target:
+        out = ctx.Queue()
+        fn, args = serve_target(target)
+        proc = ctx.Process(target=fn, args=(*args, out))
+        proc.start()
+        samples = []
+        try:
+            assert out.get(timeout=120) == "ready"
+            enqueue, close = producer(target)
+            time.sleep(1.0)  # the worker is up and waiting
+            gaps = random.Random(12).uniform
+            for i in range(jobs + 10):  # the first 10 warm up connections and caches
+                time.sleep(gaps(*IDLE_GAP))
+                enqueue()
+                committed = time.monotonic()
+                started = out.get(timeout=30)
+                if i >= 10:
+                    samples.append(started - committed)
+            close()
+        finally:
+            proc.terminate()
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+    return samples
+
+
+def server_info() -> tuple[str, str]:
+    import psycopg
+
+    with psycopg.connect(DSN) as conn:
+        version = conn.execute("SELECT version()").fetchone()[0]
+        settings = conn.execute(
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s) "
+            "ORDER BY name",
+            (list(SETTINGS),),
+        ).fetchall()
+    return version.split(" on ")[0], ", ".join(f"{n}={v}" for n, v in settings)
+
+
+def measure(kinds: list[str], n: int, repeats: int, latency_jobs: int) -> list[Row]:
+    version, settings = server_info()
+    print(f"server: {version}; {settings}", flush=True)
+    rows = [row("postgres server", version, "settings", None, "", notes=settings)]
+    runs: dict[tuple[str, int], list[dict[str, float]]] = {
+        (k, w): [] for k in kinds for w in (1, 2)
+    }
+    lat: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+    failed: dict[str, str] = {}
+    for rep in range(repeats):
+        for kind in kinds:
+            if kind in failed:
+                continue
+            try:
+                for workers in (1, 2):
+                    result = throughput_once(kind, n, workers)
+                    runs[(kind, workers)].append(result)
+                    rate = n / (result["enqueue_s"] + result["drain_s"])
+                    print(
+                        f"  rep {rep + 1}: {LABELS[kind]}, {workers} worker(s): {rate:,.0f} jobs/s",
+                        flush=True,
+                    )
+                samples = latency_once(kind, latency_jobs)
+                p50, p99 = _percentiles(samples)
+                lat[kind].append((p50, p99))
+                print(
+                    f"  rep {rep + 1}: {LABELS[kind]} latency p50 {p50 * 1000:.2f} ms, "
+                    f"p99 {p99 * 1000:.2f} ms",
+                    flush=True,
+                )
+            except Exception as exc:  # one contender failing must not hide the others
+                failed[kind] = f"failed: {type(exc).__name__}: {exc}"
+    for kind in kinds:
+        if kind in failed:
+            rows.append(skipped(THROUGHPUT, LABELS[kind], failed[kind], status="failed"))
+            continue
+        for workers in (1, 2):
+            rows.extend(_throughput_rows(kind, workers, runs[(kind, workers)], n))
+        for metric, index in (("p50 ms", 0), ("p99 ms", 1)):
+            best, median = best_and_median(
+                [s[index] * 1000 for s in lat[kind]], higher_is_better=False
+            )
+            rows.append(
+                row(
+                    LATENCY,
+                    LABELS[kind],
+                    metric,
+                    best,
+                    "ms",
+                    median=median,
+                    runs=len(lat[kind]),
+                    notes=f"{latency_jobs} jobs, one at a time, worker idle",
+                )
+            )
+    return rows
+
+
+def _throughput_rows(kind: str, workers: int, runs: list[dict[str, float]], n: int) -> list[Row]:
+    label = f"{LABELS[kind]}, {workers} worker process{'es' if workers > 1 else ''}"
+    notes = f"N={n:,}; " + (
+        procrastinate_pg.NOTES.format(c=CONCURRENCY)
+        if kind == "procrastinate"
+        else f"enqueue() each; Worker(concurrency={CONCURRENCY}).run_until_empty() per process"
+    )
+    return [{**r, "benchmark": THROUGHPUT} for r in throughput_rows(label, runs, n, notes)]
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(samples, n=100, method="inclusive")
+    return cuts[49], cuts[98]
+
+
+def ratios(rows: list[Row]) -> list[str]:
+    """The comparisons the issue asks for, from this run's headline numbers."""
+    value = {(r["library"], r["metric"]): r["value"] for r in rows if r["status"] == "ok"}
+    lines = []
+    for workers in (1, 2):
+        suffix = f", {workers} worker process{'es' if workers > 1 else ''}"
+        ours = value.get((LABELS["glasswork-pg"] + suffix, "jobs/s end to end"))
+        for peer in ("procrastinate", "glasswork-sqlite"):
+            theirs = value.get((LABELS[peer] + suffix, "jobs/s end to end"))
+            if ours and theirs:
+                lines.append(
+                    f"end to end, {workers} worker(s): PostgreSQL driver / {LABELS[peer]} "
+                    f"= {ours / theirs:.2f}x"
+                )
+    ours = value.get((LABELS["glasswork-pg"], "p50 ms"))
+    for peer in ("procrastinate", "glasswork-sqlite"):
+        theirs = value.get((LABELS[peer], "p50 ms"))
+        if ours and theirs:
+            lines.append(
+                f"idle latency p50: {LABELS[peer]} / PostgreSQL driver = {theirs / ours:.1f}x"
+            )
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=None, help="jobs per throughput run")
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--latency-jobs", type=int, default=None)
+    args = p.parse_args(argv)
+    n = args.n or (2000 if args.quick else 20000)
+    # procrastinate drains 20,000 jobs in about five minutes here: two repetitions already
+    # make a full run of this script about 25 minutes.
+    repeats = args.repeats or (1 if args.quick else 2)
+    latency_jobs = args.latency_jobs or (50 if args.quick else LATENCY_JOBS)
+    kinds = os.environ.get("BENCH_CONTENDERS", ",".join(LABELS)).split(",")
+    rows = measure(kinds, n, repeats, latency_jobs)
+    emit(rows, args.json)
+    for line in ratios(rows):
+        print(f"  {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,296 @@
+"""PostgresQueueDriver: the queue in PostgreSQL tables, shared by workers on many machines."""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+import weakref
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from ...errors import ConfigurationError
+from ...message import JobMessage
+from ..base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
+from ..sqlite import _identify
+from . import claims, inspection, schema
+from .bound import BoundPostgresDriver
+from .connections import Connections, redacted
+from .notifications import Notifications
+from .producing import Producer, find_inserted, insert_jobs
+from .statements import Statements
+
+
+class PostgresQueueDriver(Producer):
+    """A durable queue in PostgreSQL: any number of workers on any number of machines,
+    delays of any length, and enqueues that commit with your own transaction.
+
+    >>> driver = PostgresQueueDriver("postgresql://app@db/app", schema="jobs")  # doctest: +SKIP
+    >>> JobService(driver).enqueue(job, payload, connection=conn)  # in conn's transaction
+
+    * ``schema``: the PostgreSQL schema holding the tables (created if missing);
+    * ``visibility_timeout``: seconds a claimed job stays hidden before it is delivered again
+      (the worker extends the leases of jobs that run longer);
+    * ``max_lost_leases``: deliveries whose lease ran out (the worker died or stalled) before
+      the job is dead-lettered;
+    * ``poll_interval``: the slow poll of a waiting :meth:`receive`, in case a notification
+      was missed (new jobs wake it at once through ``LISTEN/NOTIFY``);
+    * ``min_connections``/``max_connections``: the size of this process's pool;
+    * ``reconnect_timeout``: how long a call keeps retrying while the server is unreachable;
+    * ``migrate``: create or upgrade the tables now (False: refuse to start unless
+      ``glasswork migrate`` has brought them to this version).
+
+    The object may be shared between threads; each process opens its own pool.
+    """
+
+    name = "postgresql"
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "public",
+        visibility_timeout: float = 30.0,
+        max_lost_leases: int = 5,
+        poll_interval: float = 5.0,
+        min_connections: int = 1,
+        max_connections: int = 10,
+        reconnect_timeout: float = 30.0,
+        migrate: bool = True,
+    ) -> None:
+        _check(
+            visibility_timeout > 0,
+            "visibility_timeout must be positive seconds",
+            visibility_timeout,
+        )
+        _check(max_lost_leases >= 1, "max_lost_leases must be at least 1", max_lost_leases)
+        _check(poll_interval > 0, "poll_interval must be positive seconds", poll_interval)
+        _check(min_connections >= 0, "min_connections must be at least 0", min_connections)
+        _check(
+            max_connections >= max(1, min_connections),
+            "max_connections must be at least 1 and at least min_connections",
+            max_connections,
+        )
+        _check(
+            reconnect_timeout >= 0, "reconnect_timeout must be 0 or more seconds", reconnect_timeout
+        )
+        # The NOTIFY channel, "glasswork:<schema>", must fit PostgreSQL's 63-byte names.
+        _check(0 < len(schema.encode()) <= 53, "schema must be 1 to 53 bytes long", schema)
+        self.dsn = dsn
+        self.schema = schema
+        self.visibility_timeout = float(visibility_timeout)
+        self.max_lost_leases = max_lost_leases
+        self.poll_interval = float(poll_interval)
+        self.sql = Statements(schema)
+        self._connections = Connections(
+            dsn,
+            min_size=min_connections,
+            max_size=max_connections,
+            reconnect_timeout=reconnect_timeout,
+        )
+        self._notifications = Notifications(dsn, self.sql.channel)
+        self._rotation = itertools.count()
+        # Close the pool and the listener when the driver is dropped (or at exit), on the
+        # thread dropping it: an unclosed pool left to the garbage collector may be collected
+        # on one of its own threads, which cannot stop themselves.
+        self._release = weakref.finalize(self, _release, self._notifications, self._connections)
+        self._prepare_schema(migrate)
+
+    def __repr__(self) -> str:
+        return f"PostgresQueueDriver({redacted(self.dsn)!r}, schema={self.schema!r})"
+
+    def _prepare_schema(self, migrate: bool) -> None:
+        """Check (or bring) the tables to this version, on a connection of its own, so a
+        wrong DSN or a missing migration shows at construction."""
+        where = f"{redacted(self.dsn)} (schema {self.schema!r})"
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                if migrate:
+                    schema.migrate(conn, self.schema)
+                    return
+                version = schema.current_version(conn, self.schema)
+        except psycopg.Error as exc:
+            raise ConfigurationError(f"cannot prepare the job tables at {where}: {exc}") from exc
+        if version != schema.SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"the job tables at {where} are at schema version {version}, this glasswork "
+                f"needs {schema.SCHEMA_VERSION}: run `glasswork migrate --driver URL --apply` "
+                "(or drop migrate=false)"
+            )
+
+    def close(self) -> None:
+        """Close this process's pool and stop listening."""
+        self._release()
+
+    def __enter__(self) -> PostgresQueueDriver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def bind(self, connection: Any) -> QueueDriver:
+        """This driver enqueueing with ``connection`` (a psycopg 3 ``Connection``) inside its
+        open transaction: see :class:`BoundPostgresDriver`."""
+        return BoundPostgresDriver(self, self.sql, connection)
+
+    # -- producing -------------------------------------------------------------------------
+
+    def _insert(
+        self, messages: Sequence[JobMessage], *, delay: float = 0.0, at: datetime | None = None
+    ) -> list[EnqueueResult]:
+        def insert(conn: psycopg.Connection, retrying: bool) -> list[EnqueueResult]:
+            # The connection may have broken after the commit: then the jobs are there.
+            done = find_inserted(conn, self.sql, messages) if retrying else None
+            return done or insert_jobs(conn, self.sql, messages, delay=delay, at=at)
+
+        return self._connections.run("enqueue", insert)
+
+    # -- consuming -------------------------------------------------------------------------
+
+    def receive(
+        self, queues: Sequence[str] | None = None, max_messages: int = 10, wait_seconds: float = 0.0
+    ) -> list[ReceivedMessage]:
+        """Claim up to ``max_messages`` due jobs, oldest due first in each queue, leasing each
+        for ``visibility_timeout`` seconds. With ``wait_seconds``, wait that long for the first
+        one: a ``NOTIFY`` wakes the wait when a job is committed, a timer when a delayed job
+        comes due, and a slow poll (``poll_interval``) covers missed notifications."""
+        names = list(queues) if queues else None
+        if max_messages <= 0:
+            return []
+        deadline = time.monotonic() + wait_seconds
+        listening = wait_seconds > 0 and self._notifications.start()
+        while True:
+            mark = self._notifications.mark(names)
+            received, next_due = self._claim(names, max_messages, wait_seconds > 0)
+            remaining = deadline - time.monotonic()
+            if received or remaining <= 0:
+                return received
+            pause = min(
+                remaining, self.poll_interval if listening else min(self.poll_interval, 0.5)
+            )
+            if next_due is not None:
+                pause = min(pause, max(0.001, next_due))
+            self._notifications.wait(names, mark, pause)
+
+    def _claim(
+        self, queues: list[str] | None, limit: int, want_next_due: bool
+    ) -> tuple[list[ReceivedMessage], float | None]:
+        rotation = next(self._rotation)  # which queue goes first, so none starves
+
+        def claim(conn: psycopg.Connection, _: bool) -> tuple[list[ReceivedMessage], float | None]:
+            received = claims.claim(
+                conn,
+                self.sql,
+                queues=queues,
+                limit=limit,
+                lease=self.visibility_timeout,
+                rotation=rotation,
+                max_lost_leases=self.max_lost_leases,
+            )
+            if received or not want_next_due:
+                return received, None
+            return [], claims.next_due(conn, self.sql, queues)
+
+        return self._connections.run("claim jobs", claim)
+
+    def ack(self, received: ReceivedMessage) -> None:
+        self.ack_many([received])
+
+    def ack_many(self, received: Sequence[ReceivedMessage]) -> None:
+        """Remove finished jobs in one statement (deliveries whose lease another worker has
+        since taken are left alone)."""
+        if received:
+            self._settle("acknowledge jobs", self.sql.ack, received, {})
+
+    def nack(self, received: ReceivedMessage, delay_seconds: float = 0.0) -> None:
+        self.nack_many([received], delay_seconds)
+
+    def nack_many(self, received: Sequence[ReceivedMessage], delay_seconds: float = 0.0) -> None:
+        """Release jobs to be delivered again after ``delay_seconds``, in one statement."""
+        if received:
+            params = {"delay": max(0.0, delay_seconds), "channel": self.sql.channel}
+            self._settle("release jobs", self.sql.release, received, params)
+
+    def extend_leases(self, received: Sequence[ReceivedMessage], seconds: float) -> int:
+        """Keep jobs hidden for ``seconds`` more (the worker calls this for long-running jobs).
+        Returns how many leases were still held."""
+        if not received:
+            return 0
+        return self._settle("extend leases", self.sql.extend, received, {"seconds": seconds})
+
+    def _settle(
+        self, what: str, statement: str, received: Sequence[ReceivedMessage], params: dict[str, Any]
+    ) -> int:
+        # Matching (id, attempts) makes each of these safe to repeat after a lost connection.
+        params = {
+            **params,
+            "ids": [r.receipt[0] for r in received],
+            "attempts": [r.receipt[1] for r in received],
+        }
+        return self._connections.run(what, lambda conn, _: conn.execute(statement, params).rowcount)
+
+    def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool:
+        job_name, job_id, _ = _identify(body)
+        row = (queue, job_name, job_id, body, reason)
+        self._connections.run(
+            "dead-letter a job", lambda conn, _: conn.execute(self.sql.dead_letter, row)
+        )
+        return True
+
+    def claim_periodic(self, job_name: str, fire_at: datetime) -> bool:
+        """Claim the firing of periodic job ``job_name`` due at ``fire_at``: True for exactly
+        one caller across every worker sharing these tables."""
+        row = (job_name, fire_at, uuid.uuid4().hex)
+        return bool(
+            self._connections.run(
+                "claim a periodic job",
+                lambda conn, _: conn.execute(self.sql.claim_periodic, row).rowcount == 1,
+            )
+        )
+
+    # -- inspecting ------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, QueueStats]:
+        """Counts per queue, sorted by queue name."""
+        return self._connections.run("count jobs", lambda conn, _: inspection.stats(conn, self.sql))
+
+    def pending_count(self, queues: Sequence[str] | None = None) -> int:
+        """Jobs not yet finished (ready, delayed or in flight) in ``queues`` (None: all)."""
+        names = list(queues) if queues else None
+        return self._connections.run(
+            "count jobs", lambda conn, _: inspection.pending(conn, self.sql, names)
+        )
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetterRecord]:
+        """Dead letters, oldest first (``queue`` filters)."""
+        return self._connections.run(
+            "list dead letters",
+            lambda conn, _: inspection.list_dead(conn, self.sql, queue, limit),
+        )
+
+    def redrive(self, ids: Sequence[int | str] | None = None, *, queue: str | None = None) -> int:
+        """Move dead letters back onto their queues to run again now, with a fresh attempt
+        count: the given ``ids``, or all (of ``queue``, when given). A job whose unique key is
+        held by a pending job stays in the dead letter. Returns how many moved."""
+        return self._connections.run(
+            "redrive dead letters", lambda conn, _: inspection.redrive(conn, self.sql, ids, queue)
+        )
+
+    def purge_dead_letters(self, ids: Sequence[int | str] | None = None) -> int:
+        """Delete dead letters (the given ``ids``, or all). Returns how many."""
+        return self._connections.run(
+            "purge dead letters", lambda conn, _: inspection.purge(conn, self.sql, ids)
+        )
+
+
+def _release(notifications: Notifications, connections: Connections) -> None:
+    notifications.close()
+    connections.close()
+
+
+def _check(ok: bool, what: str, value: object) -> None:
+    if not ok:
+        raise ConfigurationError(f"{what}, got {value!r}")

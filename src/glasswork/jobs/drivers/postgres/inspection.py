@@ -1,0 +1,89 @@
+"""What the driver shows and tidies: counts per queue and the dead-letter table (list,
+redrive, purge), each on a connection the driver lends."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC
+
+import psycopg
+
+from ...errors import ConfigurationError
+from ..base import DeadLetterRecord, QueueStats
+from ..sqlite import _identify
+from .statements import Statements
+
+
+def stats(conn: psycopg.Connection, statements: Statements) -> dict[str, QueueStats]:
+    """Counts per queue, sorted by queue name."""
+    counts: dict[str, dict[str, int]] = {}
+    for queue, ready, delayed, in_flight in conn.execute(statements.stats):
+        counts[queue] = {"ready": ready, "delayed": delayed, "in_flight": in_flight}
+    for queue, dead in conn.execute(statements.dead_counts):
+        counts.setdefault(queue, {})["dead"] = dead
+    return {q: QueueStats(q, **counts[q]) for q in sorted(counts)}
+
+
+def pending(conn: psycopg.Connection, statements: Statements, queues: list[str] | None) -> int:
+    """Jobs not finished yet in ``queues`` (None: all)."""
+    row = conn.execute(statements.pending, {"queues": queues}).fetchone()
+    return int(row[0]) if row else 0
+
+
+def list_dead(
+    conn: psycopg.Connection, statements: Statements, queue: str | None, limit: int
+) -> list[DeadLetterRecord]:
+    """Dead letters, oldest first (``queue`` filters)."""
+    rows = conn.execute(
+        statements.dead_letters, {"ids": None, "queue": queue, "limit": limit}
+    ).fetchall()
+    return [
+        DeadLetterRecord(str(i), q, n, j, b, r, t.astimezone(UTC)) for i, q, n, j, b, r, t in rows
+    ]
+
+
+def redrive(
+    conn: psycopg.Connection,
+    statements: Statements,
+    ids: Sequence[int | str] | None,
+    queue: str | None,
+) -> int:
+    """Move dead letters back onto their queues, in one transaction; see
+    :meth:`PostgresQueueDriver.redrive`."""
+    moved = 0
+    with conn.transaction():
+        candidates = conn.execute(
+            statements.redrive_candidates, {"ids": row_ids(ids), "queue": queue}
+        ).fetchall()
+        for dead_id, dead_queue, body in candidates:
+            job_name, job_id, unique_key = _identify(body)
+            cursor = conn.execute(
+                statements.redrive_one,
+                {
+                    "id": dead_id,
+                    "queue": dead_queue or "default",
+                    "name": job_name,
+                    "job_id": job_id,
+                    "key": unique_key,
+                    "body": body,
+                },
+            )
+            moved += cursor.rowcount
+    return moved
+
+
+def purge(conn: psycopg.Connection, statements: Statements, ids: Sequence[int | str] | None) -> int:
+    """Delete dead letters (the given ``ids``, or all); returns how many."""
+    return conn.execute(statements.purge, {"ids": row_ids(ids)}).rowcount
+
+
+def row_ids(ids: Sequence[int | str] | None) -> list[int] | None:
+    """Dead-letter ids as numbers (:attr:`DeadLetterRecord.id` is a string); None: all."""
+    if ids is None:
+        return None
+    try:
+        return [int(i) for i in ids]
+    except ValueError:
+        raise ConfigurationError(
+            f"PostgreSQL dead-letter ids are numbers, got {list(ids)}"
+        ) from None

@@ -1,0 +1,142 @@
+"""Inserting jobs, on the driver's own connection or on the caller's (inside its transaction).
+
+``ON CONFLICT ... DO NOTHING`` on the unique-key index means a duplicate never raises inside
+the caller's transaction (which would abort it): the driver sees fewer rows come back,
+removes the ones it did insert, and raises :class:`DuplicateJobError` with the transaction
+still usable.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from ...errors import DuplicateJobError
+from ...message import JobMessage
+from ..base import EnqueueResult, QueueDriver
+from .statements import Statements
+
+
+class Producer(QueueDriver):
+    """The four ways to enqueue, each one insert (:meth:`_insert`), so the driver and its
+    bound views (:meth:`QueueDriver.bind`) enqueue alike."""
+
+    def enqueue(self, message: JobMessage) -> EnqueueResult:
+        return self._insert([message])[0]
+
+    def enqueue_in(self, message: JobMessage, delay_seconds: float) -> EnqueueResult:
+        return self._insert([message], delay=delay_seconds)[0]
+
+    def enqueue_at(self, message: JobMessage, run_at: datetime) -> EnqueueResult:
+        return self._insert([message], at=run_at)[0]
+
+    def enqueue_many(
+        self, messages: Sequence[JobMessage], delay_seconds: float = 0.0
+    ) -> list[EnqueueResult]:
+        """Insert every message in one statement: all are stored, or (on a duplicate unique
+        key) none."""
+        return self._insert(messages, delay=delay_seconds) if messages else []
+
+    @abstractmethod
+    def _insert(
+        self, messages: Sequence[JobMessage], *, delay: float = 0.0, at: datetime | None = None
+    ) -> list[EnqueueResult]:
+        """Insert ``messages`` due after ``delay`` seconds, or ``at``, with :func:`insert_jobs`."""
+
+
+def insert_jobs(
+    conn: psycopg.Connection,
+    statements: Statements,
+    messages: Sequence[JobMessage],
+    *,
+    delay: float = 0.0,
+    at: datetime | None = None,
+) -> list[EnqueueResult]:
+    """Insert ``messages`` in one statement, due after ``delay`` seconds or ``at``: all of
+    them, or (on a duplicate unique key) none. Without a transaction of its own (autocommit),
+    a batch gets one, so no job of it is visible before all are."""
+    if conn.autocommit and len(messages) > 1:
+        with conn.transaction():
+            return _insert(conn, statements, messages, delay, at)
+    return _insert(conn, statements, messages, delay, at)
+
+
+def find_inserted(
+    conn: psycopg.Connection, statements: Statements, messages: Sequence[JobMessage]
+) -> list[EnqueueResult] | None:
+    """The results of an earlier insert of ``messages`` whose answer was lost with the
+    connection, or None if it did not commit (a batch commits whole, so one row is enough)."""
+    rows = conn.execute(statements.find_jobs, ([m.job_id for m in messages],)).fetchall()
+    if len(rows) < len(messages):
+        return None
+    return _results(messages, rows)
+
+
+def _insert(
+    conn: psycopg.Connection,
+    statements: Statements,
+    messages: Sequence[JobMessage],
+    delay: float,
+    at: datetime | None,
+) -> list[EnqueueResult]:
+    when: dict[str, Any] = {"delay": max(0.0, delay), "at": at}
+    if len(messages) == 1:
+        [m] = messages
+        params = {
+            "queue": m.queue,
+            "name": m.job_name,
+            "job_id": m.job_id,
+            "key": m.unique_key,
+            "body": m.encode(),
+            **when,
+        }
+        rows = conn.execute(statements.insert_one, params).fetchall()
+    else:
+        params = {
+            "queues": [m.queue for m in messages],
+            "names": [m.job_name for m in messages],
+            "job_ids": [m.job_id for m in messages],
+            "keys": [m.unique_key for m in messages],
+            "bodies": [m.encode() for m in messages],
+            **when,
+        }
+        rows = conn.execute(statements.insert_many, params).fetchall()
+    if len(rows) < len(messages):
+        if rows:
+            conn.execute(statements.delete_jobs, ([r[0] for r in rows],))
+        raise _duplicate(conn, statements, messages)
+    return _results(messages, sorted(rows))
+
+
+def _results(messages: Sequence[JobMessage], rows: Sequence[Any]) -> list[EnqueueResult]:
+    # Identity ids are drawn in insertion order, which follows the messages' order.
+    return [
+        EnqueueResult(str(row_id), m.job_id, m.queue, visible_at.astimezone(UTC) if later else None)
+        for m, (row_id, visible_at, later) in zip(messages, rows, strict=True)
+    ]
+
+
+def _duplicate(
+    conn: psycopg.Connection, statements: Statements, messages: Sequence[JobMessage]
+) -> DuplicateJobError:
+    """Which unique key was taken, by a pending job or by an earlier message of the batch."""
+    seen: dict[tuple[str, str], str] = {}
+    first: tuple[str, str] | None = None
+    for m in messages:
+        if m.unique_key is None:
+            continue
+        key = (m.job_name, m.unique_key)
+        first = first or key
+        held = conn.execute(statements.key_holder, key).fetchone()
+        if held is not None:
+            return DuplicateJobError(m.job_name, m.unique_key, held[0])
+        if key in seen:
+            return DuplicateJobError(m.job_name, m.unique_key, seen[key])
+        seen[key] = m.job_id
+    # The holder finished between our insert and this look: the key was taken all the same.
+    assert first is not None, "only unique keys make an insert skip rows"
+    return DuplicateJobError(*first)

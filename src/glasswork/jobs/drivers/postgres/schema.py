@@ -1,0 +1,143 @@
+"""The driver's tables, versioned: each migration is SQL applied once, in order.
+
+The tables live in one PostgreSQL schema (``public`` unless you choose another);
+``glasswork_schema_versions`` records which migrations ran. :func:`migration_script` is the
+SQL still to apply (what ``glasswork migrate`` prints) and :func:`migrate` applies it in one
+transaction under an advisory lock, so workers starting together migrate once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from psycopg import sql
+
+from ...errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+#: The schema version this release of glasswork reads and writes.
+SCHEMA_VERSION = 1
+
+# Placeholders: {schema} (quoted identifier) and {channel} (the NOTIFY channel, a literal).
+_MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE {schema}.glasswork_jobs (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue text NOT NULL,
+    job_name text,
+    job_id text,
+    unique_key text,
+    body text NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    leased boolean NOT NULL DEFAULT false,
+    lost integer NOT NULL DEFAULT 0,
+    visible_at timestamptz NOT NULL DEFAULT now(),
+    enqueued_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX glasswork_jobs_due ON {schema}.glasswork_jobs (queue, visible_at);
+CREATE UNIQUE INDEX glasswork_jobs_unique ON {schema}.glasswork_jobs (job_name, unique_key)
+    WHERE unique_key IS NOT NULL;
+CREATE TABLE {schema}.glasswork_dead_letters (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue text,
+    job_name text,
+    job_id text,
+    body text NOT NULL,
+    reason text NOT NULL,
+    failed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX glasswork_dead_letters_queue ON {schema}.glasswork_dead_letters (queue, id);
+CREATE TABLE {schema}.glasswork_periodic (
+    job_name text PRIMARY KEY,
+    last_fire timestamptz NOT NULL,
+    claimed_by text NOT NULL
+);
+CREATE FUNCTION {schema}.glasswork_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify({channel}, queue) FROM (SELECT DISTINCT queue FROM new_jobs) AS q;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER glasswork_jobs_notify AFTER INSERT ON {schema}.glasswork_jobs
+    REFERENCING NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION {schema}.glasswork_notify();
+""",
+}
+
+_VERSIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS {schema}.glasswork_schema_versions (
+    version integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+def channel_name(schema: str) -> str:
+    """The NOTIFY channel new jobs of ``schema`` are announced on (the payload is the queue)."""
+    return f"glasswork:{schema}"
+
+
+def current_version(conn: Connection, schema: str) -> int:
+    """The highest migration applied to ``schema`` (0: none, or no such schema)."""
+    table = sql.Identifier(schema, "glasswork_schema_versions")
+    row = conn.execute("SELECT to_regclass(%s)", (table.as_string(),)).fetchone()
+    if row is None or row[0] is None:
+        return 0
+    found = conn.execute(sql.SQL("SELECT max(version) FROM {}").format(table)).fetchone()
+    return int(found[0]) if found and found[0] is not None else 0
+
+
+def migration_script(conn: Connection, schema: str) -> str:
+    """The SQL that brings ``schema`` to :data:`SCHEMA_VERSION` ('' when it is there): one
+    transaction, safe to feed to ``psql``."""
+    version = _checked_version(conn, schema)
+    if version == SCHEMA_VERSION:
+        return ""
+    exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+    return "\n".join(
+        ["BEGIN;", *_statements(schema, version, create_schema=exists is None), "COMMIT;", ""]
+    )
+
+
+def migrate(conn: Connection, schema: str) -> list[int]:
+    """Apply the migrations ``schema`` lacks, in one transaction; returns their versions.
+
+    ``conn`` must not be inside a transaction. An advisory lock on the schema's name makes
+    concurrent callers wait for the first, then find nothing left to do."""
+    if conn.info.transaction_status != conn.info.transaction_status.IDLE:
+        raise ConfigurationError("migrate() needs a connection outside a transaction")
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (channel_name(schema),))
+        version = _checked_version(conn, schema)
+        if version == SCHEMA_VERSION:
+            return []
+        exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+        for statement in _statements(schema, version, create_schema=exists is None):
+            conn.execute(statement.encode())
+    return list(range(version + 1, SCHEMA_VERSION + 1))
+
+
+def _checked_version(conn: Connection, schema: str) -> int:
+    version = current_version(conn, schema)
+    if version > SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"PostgreSQL schema {schema!r} has Glasswork queue schema version {version}; this "
+            f"version of glasswork reads version {SCHEMA_VERSION}: upgrade glasswork"
+        )
+    return version
+
+
+def _statements(schema: str, version: int, *, create_schema: bool) -> list[str]:
+    quoted = sql.Identifier(schema).as_string()
+    channel = sql.Literal(channel_name(schema)).as_string()
+    out = []
+    if create_schema:
+        out.append(f"CREATE SCHEMA IF NOT EXISTS {quoted};")
+    out.append(_VERSIONS_TABLE.strip().format(schema=quoted))
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        out.append(f"-- Glasswork queue schema version {number}")
+        out.append(_MIGRATIONS[number].strip().format(schema=quoted, channel=channel))
+        out.append(f"INSERT INTO {quoted}.glasswork_schema_versions (version) VALUES ({number});")
+    return out

@@ -1,0 +1,173 @@
+"""The SQL the driver runs, rendered once for its schema.
+
+Times are the server's (``now()``), so workers on machines whose clocks disagree still agree
+on when a job is due and when a lease runs out. A receipt is ``(id, attempts)``: every
+statement that settles a delivery matches both, so a worker whose lease ran out (and whose
+job another worker claimed since) cannot ack, release or extend the new delivery.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from .schema import channel_name
+
+# The queues a claim looks at, as a ``queues(name, n)`` CTE ordered by ``n``: the listed ones
+# (rotated so one busy queue cannot starve the rest), or every queue that has a row, found by
+# skipping through the (queue, visible_at) index: a few lookups, not a table scan.
+_LISTED = """
+queues AS (
+    SELECT name, (n + %(rotation)s) %% cardinality(%(queues)s::text[]) AS n
+    FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS u(name, n)
+)"""
+_ALL = """
+names(name) AS (
+    (SELECT queue FROM {jobs} ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue FROM {jobs} WHERE queue > names.name ORDER BY queue LIMIT 1)
+    FROM names WHERE names.name IS NOT NULL
+),
+queues AS (
+    SELECT name, (row_number() OVER (ORDER BY name) + %(rotation)s) %% count(*) OVER () AS n
+    FROM names WHERE name IS NOT NULL
+)"""
+
+# Oldest due first within each queue; SKIP LOCKED lets concurrent claims pass each other's
+# rows instead of waiting. The nested loop keeps the queues' order, and the outer LIMIT stops
+# it (and the row locking) as soon as enough rows are in hand. ``lost`` counts deliveries
+# whose lease ran out: the row was still leased when claimed again.
+_CLAIM = """
+WITH RECURSIVE {queues},
+picked AS (
+    SELECT j.id
+    FROM (SELECT name FROM queues ORDER BY n) AS q
+    CROSS JOIN LATERAL (
+        SELECT id FROM {jobs}
+        WHERE queue = q.name AND visible_at <= now()
+        ORDER BY visible_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS j
+    LIMIT %(limit)s
+)
+UPDATE {jobs} AS t
+SET attempts = t.attempts + 1, lost = t.lost + t.leased::int, leased = true,
+    visible_at = now() + %(lease)s * interval '1 second'
+FROM picked WHERE t.id = picked.id
+RETURNING t.id, t.queue, t.body, t.attempts, t.lost
+"""
+
+# Seconds until the next row of these queues becomes visible (a delayed job or a lease
+# running out), or NULL when they are empty.
+_NEXT_DUE = """
+WITH RECURSIVE {queues}
+SELECT EXTRACT(EPOCH FROM min(d.visible_at) - now())::float8
+FROM queues CROSS JOIN LATERAL (
+    SELECT visible_at FROM {jobs} WHERE queue = queues.name ORDER BY visible_at LIMIT 1
+) AS d
+"""
+
+_ON_CONFLICT = "ON CONFLICT (job_name, unique_key) WHERE unique_key IS NOT NULL DO NOTHING"
+_VISIBLE_AT = "COALESCE(%(at)s::timestamptz, now() + %(delay)s * interval '1 second')"
+_INSERTED = "RETURNING id, visible_at, visible_at > now()"
+
+_RECEIPTS = "unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS r(id, attempts)"
+_MATCHES = "t.id = r.id AND t.attempts = r.attempts"
+
+
+class Statements:
+    """Every statement of the driver, for one schema (identifiers quoted once, here)."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self.channel = channel_name(schema)
+        jobs = sql.Identifier(schema, "glasswork_jobs").as_string()
+        dead = sql.Identifier(schema, "glasswork_dead_letters").as_string()
+        periodic = sql.Identifier(schema, "glasswork_periodic").as_string()
+        listed, every = _LISTED, _ALL.format(jobs=jobs)
+
+        columns = f"INSERT INTO {jobs} (queue, job_name, job_id, unique_key, body, visible_at)"
+        self.insert_one = (
+            f"{columns} VALUES (%(queue)s, %(name)s, %(job_id)s, %(key)s, %(body)s, "
+            f"{_VISIBLE_AT}) {_ON_CONFLICT} {_INSERTED}"
+        )
+        # One statement for any number of jobs; ids follow the arrays' order.
+        self.insert_many = (
+            f"{columns} SELECT r.queue, r.name, r.job_id, r.key, r.body, {_VISIBLE_AT} "
+            "FROM unnest(%(queues)s::text[], %(names)s::text[], %(job_ids)s::text[], "
+            "%(keys)s::text[], %(bodies)s::text[]) WITH ORDINALITY "
+            "AS r(queue, name, job_id, key, body, n) "
+            f"ORDER BY r.n {_ON_CONFLICT} {_INSERTED}"
+        )
+        self.find_jobs = (
+            f"SELECT id, visible_at, visible_at > now() FROM {jobs} "
+            "WHERE job_id = ANY(%s) ORDER BY id"
+        )
+        self.key_holder = f"SELECT job_id FROM {jobs} WHERE job_name = %s AND unique_key = %s"
+        self.delete_jobs = f"DELETE FROM {jobs} WHERE id = ANY(%s)"
+
+        self.claim_listed = _CLAIM.format(queues=listed, jobs=jobs)
+        self.claim_all = _CLAIM.format(queues=every, jobs=jobs)
+        self.next_due_listed = _NEXT_DUE.format(queues=listed, jobs=jobs)
+        self.next_due_all = _NEXT_DUE.format(queues=every, jobs=jobs)
+
+        self.ack = f"DELETE FROM {jobs} AS t USING {_RECEIPTS} WHERE {_MATCHES}"
+        # Released jobs wake waiting workers like new ones (the trigger only sees inserts).
+        self.release = (
+            f"WITH released AS (UPDATE {jobs} AS t SET leased = false, "
+            f"visible_at = now() + %(delay)s * interval '1 second' FROM {_RECEIPTS} "
+            f"WHERE {_MATCHES} RETURNING t.queue) "
+            "SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM released) AS q"
+        )
+        self.extend = (
+            f"UPDATE {jobs} AS t SET visible_at = now() + %(seconds)s * interval '1 second' "
+            f"FROM {_RECEIPTS} WHERE {_MATCHES} AND t.leased"
+        )
+        self.bury = (
+            f"WITH gone AS (DELETE FROM {jobs} WHERE id = %(id)s AND attempts = %(attempts)s "
+            "RETURNING queue, job_name, job_id, body) "
+            f"INSERT INTO {dead} (queue, job_name, job_id, body, reason) "
+            "SELECT queue, job_name, job_id, body, %(reason)s FROM gone"
+        )
+        self.dead_letter = (
+            f"INSERT INTO {dead} (queue, job_name, job_id, body, reason) "
+            "VALUES (%s, %s, %s, %s, %s)"
+        )
+        # ``claimed_by`` makes a retried claim (after a lost connection) see its own win.
+        self.claim_periodic = (
+            f"INSERT INTO {periodic} AS p (job_name, last_fire, claimed_by) VALUES (%s, %s, %s) "
+            "ON CONFLICT (job_name) DO UPDATE "
+            "SET last_fire = excluded.last_fire, claimed_by = excluded.claimed_by "
+            "WHERE p.last_fire < excluded.last_fire "
+            "OR (p.last_fire = excluded.last_fire AND p.claimed_by = excluded.claimed_by)"
+        )
+
+        self.stats = (
+            "SELECT queue, count(*) FILTER (WHERE visible_at <= now()), "
+            "count(*) FILTER (WHERE NOT leased AND visible_at > now()), "
+            "count(*) FILTER (WHERE leased AND visible_at > now()) "
+            f"FROM {jobs} GROUP BY queue"
+        )
+        self.dead_counts = f"SELECT COALESCE(queue, 'default'), count(*) FROM {dead} GROUP BY 1"
+        self.pending = (
+            f"SELECT count(*) FROM {jobs} "
+            "WHERE %(queues)s::text[] IS NULL OR queue = ANY(%(queues)s)"
+        )
+        _dead_filter = (
+            "(%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s)) "
+            "AND (%(queue)s::text IS NULL OR queue = %(queue)s)"
+        )
+        self.dead_letters = (
+            f"SELECT id, queue, job_name, job_id, body, reason, failed_at FROM {dead} "
+            f"WHERE {_dead_filter} ORDER BY id LIMIT %(limit)s"
+        )
+        self.redrive_candidates = (
+            f"SELECT id, queue, body FROM {dead} WHERE {_dead_filter} ORDER BY id FOR UPDATE"
+        )
+        # One dead letter back onto its queue, unless a pending job holds its unique key.
+        self.redrive_one = (
+            f"WITH moved AS ({columns} VALUES (%(queue)s, %(name)s, %(job_id)s, %(key)s, "
+            f"%(body)s, now()) {_ON_CONFLICT} RETURNING 1) "
+            f"DELETE FROM {dead} WHERE id = %(id)s AND EXISTS (SELECT FROM moved)"
+        )
+        self.purge = f"DELETE FROM {dead} WHERE %(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s)"

@@ -1,0 +1,221 @@
+"""`glasswork worker` processes on the PostgreSQL driver: crashes, many workers, races,
+rolled-back transactions and a server restart while they run.
+
+The jobs of ``tests/fixtures_app/app.py`` record each run (key, pid, attempt, start, finish)
+in a SQLite file, as in test_worker_processes.py, whose helpers these tests share.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shlex
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fixtures_app.app import record
+from glasswork.jobs import DuplicateJobError, JobMessage, JobService
+from glasswork.jobs.drivers.postgres import PostgresQueueDriver
+from pgtest import DSN, connect, fresh_schema, url
+
+from .test_worker_processes import Setup, assert_no_overlap, wait_until
+
+
+class PgSetup(Setup):
+    """The SQLite tests' setup with the queue in a PostgreSQL schema of its own, and one
+    driver for the test's own looks at it."""
+
+    queue: PostgresQueueDriver
+
+    def driver(self) -> PostgresQueueDriver:  # type: ignore[override]
+        return self.queue
+
+    @property
+    def schema(self) -> str:
+        return self.queue.schema
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> Iterator[PgSetup]:
+    with fresh_schema("gwp") as schema:
+        # A short lease so a killed worker's jobs come back within a second.
+        s = PgSetup(
+            tmp_path,
+            tmp_path / "unused.db",
+            tmp_path / "runs.db",
+            url(schema, visibility_timeout=1),
+        )
+        s.queue = PostgresQueueDriver(DSN, schema=schema)  # tables before the workers start
+        # WAL, so thousands of runs recorded by three processes do not queue on the file lock.
+        with sqlite3.connect(s.runs_db) as runs:
+            runs.execute("PRAGMA journal_mode = WAL")
+        try:
+            yield s
+        finally:
+            for proc in s.procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(10)
+            s.queue.close()
+
+
+def stop(*workers: subprocess.Popen[bytes]) -> None:
+    for w in workers:
+        w.send_signal(signal.SIGTERM)
+    for w in workers:
+        assert w.wait(30) == 0
+
+
+def test_sigkill_mid_job_a_second_worker_finishes_every_job_once(pg: PgSetup) -> None:
+    first = pg.start_worker("--concurrency", "3", name="first")
+    second = pg.start_worker("--concurrency", "3", name="second")
+    pg.jobs().enqueue_many(record, [{"key": f"job-{i}", "sleep": 0.3} for i in range(12)])
+    wait_until(
+        lambda: any(r["pid"] == first.pid and r["finished"] is None for r in pg.runs()),
+        what="the first worker to be running a job",
+    )
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    killed_at = {first.pid: time.time()}
+    interrupted = [r["key"] for r in pg.runs() if r["pid"] == first.pid and r["finished"] is None]
+    assert interrupted, "the kill should land while a job runs"
+
+    wait_until(lambda: len(pg.finished()) == 12, what="every job to finish")
+    finished = pg.finished()
+    assert all(len(runs) == 1 for runs in finished.values())  # none lost, none finished twice
+    for key in interrupted:  # the survivor ran the killed worker's jobs again
+        [rerun] = finished[key]
+        assert (rerun["pid"], rerun["attempt"]) == (second.pid, 2)
+    assert_no_overlap(pg.runs(), killed_at)
+    wait_until(lambda: pg.driver().pending_count() == 0, what="the queue to empty")
+    stop(second)
+
+
+def test_three_workers_claim_2000_jobs_with_no_overlap(pg: PgSetup) -> None:
+    workers = [pg.start_worker("--concurrency", "8", name=f"w{i}") for i in range(3)]
+    pg.jobs().enqueue_many(record, [{"key": f"job-{i}"} for i in range(2000)])
+    wait_until(lambda: len(pg.finished()) == 2000, timeout=120, what="2,000 jobs to finish")
+    runs = pg.runs()
+    assert len(runs) == 2000  # each job ran exactly once
+    assert {r["pid"] for r in runs} == {w.pid for w in workers}  # all three took part
+    stop(*workers)
+    assert pg.driver().pending_count() == 0
+
+
+def _enqueue_unique(schema: str, start: multiprocessing.Event, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    with PostgresQueueDriver(DSN, schema=schema) as driver:
+        jobs = JobService(driver)
+        start.wait(30)
+        try:
+            out.put(jobs.enqueue(record, {"key": "k", "unique": "same"}).job_id)
+        except DuplicateJobError as exc:
+            out.put(f"refused: {exc.existing_job_id}")
+
+
+def test_a_unique_key_race_across_processes_admits_exactly_one(pg: PgSetup) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_enqueue_unique, args=(pg.schema, start, out)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)  # let every process connect; then they race
+    start.set()
+    answers = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(10)
+    accepted = [a for a in answers if not a.startswith("refused")]
+    assert len(accepted) == 1
+    assert sorted(answers) == sorted([accepted[0]] + [f"refused: {accepted[0]}"] * 5)
+    assert pg.driver().pending_count() == 1
+
+
+def test_a_rolled_back_transaction_leaves_no_job_for_a_running_worker(pg: PgSetup) -> None:
+    worker = pg.start_worker()
+    jobs = pg.jobs()
+    with connect() as conn:
+        jobs.enqueue(record, {"key": "rolled-back"}, connection=conn)
+        conn.rollback()
+        jobs.enqueue(record, {"key": "committed"}, connection=conn)
+        conn.commit()
+    wait_until(lambda: pg.finished().get("committed"), what="the committed job")
+    wait_until(lambda: pg.driver().pending_count() == 0, what="its ack")
+    assert [r["key"] for r in pg.runs()] == ["committed"]
+    stop(worker)
+
+
+def test_malformed_rows_and_unknown_jobs_are_dead_lettered(pg: PgSetup) -> None:
+    driver = pg.driver()
+    driver.enqueue(JobMessage.create("no-such-job", {"x": 1}))
+    with connect(autocommit=True) as conn:
+        for body in ("{not json", '{"version": 1, "payload": {}}'):
+            conn.execute(
+                f'INSERT INTO "{pg.schema}".glasswork_jobs (queue, body) VALUES (%s, %s)',
+                ("default", body),
+            )
+    worker = pg.start_worker()
+    dead = wait_until(lambda: len(driver.dead_letters()) == 3 and driver.dead_letters())
+    reasons = {d.body: d.reason for d in dead}
+    assert reasons["{not json"].startswith("not a Glasswork job envelope")
+    assert "jobName: Field required" in reasons['{"version": 1, "payload": {}}']
+    wait_until(lambda: driver.pending_count() == 0, what="the dead-lettered rows to be acked")
+    stop(worker)
+
+
+def test_periodic_workers_share_each_fire(pg: PgSetup) -> None:
+    workers = [pg.start_worker("--periodic", name=f"p{i}") for i in range(2)]
+    first = wait_until(lambda: pg.finished().get("tick"), what="the first tick")[0]["started"]
+    time.sleep(3.0)
+    stop(*workers)
+    ticks = [r["started"] for r in pg.finished()["tick"]]
+    window = max(ticks) - first
+    # rate(1 second) fires once a second, whichever worker claims it; two workers each
+    # firing would give about twice as many.
+    assert 2 <= len(ticks) <= window + 2
+
+
+def restart_server() -> None:
+    """Restart the PostgreSQL server the tests use (``$GLASSWORK_TEST_POSTGRES_RESTART``, or
+    the local Debian cluster)."""
+    command = os.environ.get("GLASSWORK_TEST_POSTGRES_RESTART")
+    if command:
+        subprocess.run(shlex.split(command), check=True, timeout=120)
+        return
+    version = sorted(os.listdir("/etc/postgresql"))[-1]  # as .ci/run starts it
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+        check=True,
+        timeout=120,
+    )
+
+
+def test_a_server_restart_loses_no_job_and_runs_none_twice_at_once(pg: PgSetup) -> None:
+    # Leases long enough to outlast the restart: a job runs twice at once only if the server
+    # is away for about two thirds of the visibility timeout.
+    pg.url = url(pg.schema, visibility_timeout=10)
+    workers = [pg.start_worker("--concurrency", "4", name=f"w{i}") for i in range(2)]
+    jobs = pg.jobs()
+    jobs.enqueue(record, {"key": "long", "sleep": 5.0})
+    jobs.enqueue_many(record, [{"key": f"job-{i}", "sleep": 0.05} for i in range(400)])
+    wait_until(lambda: len(pg.finished()) >= 40, what="the workers to be busy")
+    assert "long" not in pg.finished()
+    restart_server()
+    restarted = time.time()
+    with connect() as conn:  # the server is back
+        conn.execute("SELECT 1")
+    jobs.enqueue_many(record, [{"key": f"after-{i}"} for i in range(50)])
+
+    wait_until(lambda: len(pg.finished()) == 451, timeout=90, what="every job to finish")
+    wait_until(lambda: pg.driver().pending_count() == 0, what="the last acks")
+    runs = pg.runs()
+    assert_no_overlap(runs, {})
+    [long_run] = pg.finished()["long"]  # it ran across the restart, once
+    assert long_run["attempt"] == 1 and long_run["finished"] > restarted
+    logs = pg.log("w0") + pg.log("w1")
+    assert "lost the PostgreSQL connection" in logs or "cannot listen for new jobs" in logs
+    stop(*workers)

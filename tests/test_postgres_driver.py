@@ -1,0 +1,218 @@
+"""What only the PostgreSQL driver does, against the real server: LISTEN/NOTIFY wake-ups,
+lost connections, a pool per process, settings. (The queue semantics it shares with the
+SQLite driver: test_queue_driver_contract.py.) Each test works in a schema of its own."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from glasswork.jobs import JobMessage
+from glasswork.jobs.drivers.postgres import PostgresQueueDriver
+from glasswork.jobs.errors import ConfigurationError
+from pgtest import DSN, connect, fresh_schema
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    with fresh_schema() as name:
+        yield name
+
+
+@pytest.fixture
+def driver(schema: str) -> Iterator[PostgresQueueDriver]:
+    with PostgresQueueDriver(DSN, schema=schema, visibility_timeout=5) as d:
+        yield d
+
+
+def make(schema: str, **options: object) -> PostgresQueueDriver:
+    return PostgresQueueDriver(DSN, schema=schema, **options)  # type: ignore[arg-type]
+
+
+def msg(name: str = "ping", payload: object = None, **kw: object) -> JobMessage:
+    return JobMessage.create(name, payload, **kw)  # type: ignore[arg-type]
+
+
+def terminate_sessions(schema: str) -> int:
+    """Kill every server session of this test's drivers (as a server restart would)."""
+    with connect(autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND datname = current_database() "
+            "AND (query LIKE %s OR query LIKE %s)",
+            (f'%"{schema}"%', f"%glasswork:{schema}%"),
+        ).fetchall()
+    return len(rows)
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+def _enqueue_after_fork(driver: PostgresQueueDriver) -> None:
+    driver.enqueue(msg(payload="child"))
+
+
+def test_a_forked_process_opens_its_own_pool(driver: PostgresQueueDriver) -> None:
+    driver.enqueue(msg(payload="parent"))  # the parent's pool is open before the fork
+    child = multiprocessing.get_context("fork").Process(target=_enqueue_after_fork, args=(driver,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    driver.enqueue(msg(payload="parent again"))  # the parent's connections still work
+    payloads = sorted(JobMessage.from_json(r.body).payload for r in driver.receive(max_messages=5))
+    assert payloads == ["child", "parent", "parent again"]
+
+
+# -- wake-ups -------------------------------------------------------------------------------
+
+
+def test_a_commit_wakes_a_waiting_receive_without_waiting_for_the_poll(schema: str) -> None:
+    with make(schema, poll_interval=60) as driver, make(schema) as producer:
+        timer = threading.Timer(0.3, lambda: producer.enqueue(msg(queue="emails")))
+        started = time.monotonic()
+        timer.start()
+        got = driver.receive(["emails"], 10, wait_seconds=30)
+        assert [r.queue for r in got] == ["emails"]
+        assert time.monotonic() - started < 20  # woken by NOTIFY, long before the poll
+        timer.join()
+
+
+def test_a_notification_for_another_queue_does_not_end_the_wait(schema: str) -> None:
+    with make(schema, poll_interval=60) as driver, make(schema) as producer:
+        threading.Timer(0.1, lambda: producer.enqueue(msg(queue="other"))).start()
+        threading.Timer(0.5, lambda: producer.enqueue(msg(queue="mine"))).start()
+        got = driver.receive(["mine"], 10, wait_seconds=30)
+        assert [r.queue for r in got] == ["mine"]
+
+
+def test_a_missed_notification_is_covered_by_the_slow_poll(schema: str) -> None:
+    with make(schema, poll_interval=0.3) as driver:
+        driver.receive(wait_seconds=0.01)  # listening from here on
+
+        def insert_silently() -> None:
+            with connect(autocommit=True) as conn:
+                conn.execute("SET session_replication_role = replica")  # no triggers: no NOTIFY
+                conn.execute(
+                    f'INSERT INTO "{schema}".glasswork_jobs (queue, body) VALUES (%s, %s)',
+                    ("default", msg().encode()),
+                )
+
+        threading.Timer(0.1, insert_silently).start()
+        assert len(driver.receive(wait_seconds=30)) == 1
+
+
+def test_a_row_any_producer_inserts_wakes_a_waiting_receive(schema: str) -> None:
+    with make(schema, poll_interval=60) as driver:
+        driver.receive(wait_seconds=0.01)  # listening from here on
+
+        def insert_raw() -> None:
+            with connect(autocommit=True) as conn:
+                conn.execute(
+                    f'INSERT INTO "{schema}".glasswork_jobs (queue, body) VALUES (%s, %s)',
+                    ("default", msg(payload="raw").encode()),
+                )
+
+        threading.Timer(0.2, insert_raw).start()
+        started = time.monotonic()
+        [got] = driver.receive(wait_seconds=30)
+        assert JobMessage.from_json(got.body).payload == "raw"
+        assert time.monotonic() - started < 20  # the trigger's NOTIFY, not the poll
+
+
+def test_a_delayed_job_wakes_the_wait_when_it_comes_due(driver: PostgresQueueDriver) -> None:
+    driver.enqueue_in(msg(), 0.3)
+    driver.poll_interval = 60
+    [got] = driver.receive(wait_seconds=30)
+    assert got.attempt == 1
+
+
+# -- lost connections --------------------------------------------------------------------------
+
+
+def test_terminated_sessions_are_reconnected_and_logged(
+    schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with make(schema, min_connections=2, poll_interval=60) as driver, make(schema) as producer:
+        driver.enqueue(msg(payload=1))
+        assert driver.receive(wait_seconds=1)  # pool and listener connected
+        assert terminate_sessions(schema) >= 2
+        caplog.set_level(logging.WARNING, logger="glasswork.postgres")
+        driver.enqueue(msg(payload=2))  # calls retry on fresh connections
+        [got] = driver.receive()
+        assert JobMessage.from_json(got.body).payload == 2
+        assert "lost the PostgreSQL connection while trying to" in caplog.text
+        assert "PostgreSQL connection back after" in caplog.text
+        # The listener reconnects too, and a waiting receive is woken again by NOTIFY.
+        threading.Timer(1.0, lambda: producer.enqueue(msg(payload=3))).start()
+        [woken] = driver.receive(wait_seconds=30)
+        assert JobMessage.from_json(woken.body).payload == 3
+        assert "cannot listen for new jobs" in caplog.text
+
+
+def test_a_retried_enqueue_does_not_insert_twice(driver: PostgresQueueDriver) -> None:
+    # As after a connection lost between the commit and its answer.
+    message = msg("welcome", unique_key="k")
+    first = driver.enqueue(message)
+    calls = []
+
+    def retrying(what: str, work):  # type: ignore[no-untyped-def]
+        with driver._connections.pool().connection() as conn:
+            calls.append(what)
+            return work(conn, True)
+
+    driver._connections.run = retrying  # type: ignore[method-assign]
+    again = driver.enqueue(message)
+    assert (again.message_id, calls) == (first.message_id, ["enqueue"])
+    assert driver.pending_count() == 1
+
+
+def test_a_retried_periodic_claim_recognises_its_own_win(driver: PostgresQueueDriver) -> None:
+    run = driver._connections.run
+
+    def twice(what: str, work):  # type: ignore[no-untyped-def]
+        run(what, work)  # committed, but (as if) the answer was lost
+        return run(what, lambda conn, _: work(conn, True))
+
+    driver._connections.run = twice  # type: ignore[method-assign]
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    assert driver.claim_periodic("cleanup", at)
+    driver._connections.run = run  # type: ignore[method-assign]
+    assert not driver.claim_periodic("cleanup", at)
+
+
+def test_server_unreachable_at_construction_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="cannot prepare the job tables") as info:
+        PostgresQueueDriver("postgresql://postgres:secret@127.0.0.1:1/test")
+    assert "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"visibility_timeout": 0}, "visibility_timeout must be positive"),
+        ({"max_lost_leases": 0}, "max_lost_leases must be at least 1"),
+        ({"poll_interval": 0}, "poll_interval must be positive"),
+        ({"min_connections": 3, "max_connections": 2}, "max_connections must be at least"),
+        ({"schema": ""}, "schema must be 1 to 53 bytes long"),
+        ({"schema": "s" * 54}, "schema must be 1 to 53 bytes long"),
+    ],
+)
+def test_bad_settings_say_what_is_wrong(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        PostgresQueueDriver(DSN, **options)  # type: ignore[arg-type]
+
+
+def test_repr_hides_the_password(schema: str) -> None:
+    with_password = DSN.replace("postgres@", "postgres:secret@")
+    assert "secret" in with_password
+    with PostgresQueueDriver(with_password, schema=schema) as driver:
+        assert driver.enqueue(msg()).message_id  # trust auth ignores the password
+        shown = repr(driver)
+    assert schema in shown and "127.0.0.1" in shown
+    assert "secret" not in shown

@@ -1,0 +1,313 @@
+"""The contract the long-running worker relies on, checked on every durable driver alike:
+SQLite (one file) and PostgreSQL (the real server, a schema per test).
+
+Leases and receipts, attempts per delivery, lost-lease dead-lettering, delays, queue
+fairness, unique keys, batches, dead letters, stats and periodic claims."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from glasswork.jobs import DuplicateJobError, JobMessage
+from glasswork.jobs.drivers.postgres import PostgresQueueDriver
+from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
+from glasswork.jobs.errors import ConfigurationError
+from pgtest import DSN, fresh_schema
+
+Make = Callable[..., Any]
+
+
+def open_driver(kind: str, where: str, **options: Any) -> Any:
+    """A driver of ``kind`` on ``where`` (a SQLite path or a PostgreSQL schema)."""
+    if kind == "sqlite":
+        return SQLiteQueueDriver(where, **options)
+    return PostgresQueueDriver(DSN, schema=where, **options)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    if request.param == "sqlite":
+        yield "sqlite", str(tmp_path / "jobs.db")
+    else:
+        with fresh_schema() as schema:
+            yield "postgresql", schema
+
+
+@pytest.fixture
+def make(place: tuple[str, str]) -> Iterator[Make]:
+    """``make(**options)``: a driver on this test's queue; all are closed at the end."""
+    opened: list[Any] = []
+
+    def factory(**options: Any) -> Any:
+        opened.append(open_driver(*place, **options))
+        return opened[-1]
+
+    yield factory
+    for d in opened:
+        d.close()
+
+
+@pytest.fixture
+def driver(make: Make) -> Any:
+    return make(visibility_timeout=5)
+
+
+def msg(name: str = "ping", payload: object = None, **kw: object) -> JobMessage:
+    return JobMessage.create(name, payload, **kw)  # type: ignore[arg-type]
+
+
+def test_receive_claims_oldest_first_and_counts_attempts(driver: Any) -> None:
+    ids = [driver.enqueue(msg(payload=i)).message_id for i in range(3)]
+    got = driver.receive(max_messages=2)
+    assert [r.message_id for r in got] == ids[:2]
+    assert all(r.attempt == 1 and r.queue == "default" for r in got)
+    assert [JobMessage.from_json(r.body).payload for r in got] == [0, 1]
+    # Claimed jobs are invisible until their lease ends.
+    assert [r.message_id for r in driver.receive(max_messages=5)] == ids[2:]
+    assert driver.receive() == []
+
+
+def test_ack_removes_and_nack_redelivers_after_delay(driver: Any) -> None:
+    driver.enqueue(msg(payload="a"))
+    driver.enqueue(msg(payload="b"))
+    first, second = driver.receive(max_messages=2)
+    driver.ack(first)
+    driver.nack(second, delay_seconds=0.3)
+    assert driver.receive() == []
+    assert driver.stats()["default"].delayed == 1
+    [again] = driver.receive(wait_seconds=5)
+    assert again.message_id == second.message_id
+    assert again.attempt == 2
+    driver.ack_many([again])
+    assert driver.pending_count() == 0
+
+
+def test_nack_many_releases_at_once(driver: Any) -> None:
+    driver.enqueue_many([msg(payload=i) for i in range(3)])
+    held = driver.receive(max_messages=3)
+    driver.nack_many(held)
+    assert sorted(r.attempt for r in driver.receive(max_messages=3)) == [2, 2, 2]
+
+
+def test_expired_lease_is_delivered_again_and_the_stale_holder_cannot_settle_it(
+    make: Make,
+) -> None:
+    driver = make(visibility_timeout=0.2)
+    driver.enqueue(msg())
+    [first] = driver.receive()
+    assert driver.receive() == []
+    [second] = driver.receive(wait_seconds=5)
+    assert second.attempt == 2
+    # The first holder's lease is gone: its late ack, release or extension must not touch
+    # the new delivery.
+    driver.ack(first)
+    driver.nack(first)
+    assert driver.extend_leases([first], 60) == 0
+    assert driver.stats()["default"].in_flight == 1
+    driver.ack(second)
+    assert driver.stats() == {}
+
+
+def test_job_whose_lease_keeps_running_out_is_dead_lettered(make: Make) -> None:
+    driver = make(visibility_timeout=0.05, max_lost_leases=2)
+    driver.enqueue(msg("crashy", queue="q"))
+    for _ in range(2):
+        assert driver.receive(wait_seconds=5)
+        time.sleep(0.06)
+    assert driver.receive() == []
+    [dead] = driver.dead_letters()
+    assert (dead.job_name, dead.queue) == ("crashy", "q")
+    assert dead.reason.startswith("delivered 3 times; 2 times its lease (0.05s) ran out")
+    assert "died or stalled" in dead.reason
+    assert driver.pending_count() == 0
+
+
+def test_extend_leases_keeps_a_long_job_hidden(make: Make) -> None:
+    driver = make(visibility_timeout=0.3)
+    driver.enqueue(msg())
+    [held] = driver.receive()
+    assert driver.extend_leases([held], 2) == 1
+    time.sleep(0.4)
+    assert driver.receive() == []
+    driver.ack(held)
+    assert driver.extend_leases([held], 2) == 0
+
+
+def test_delays_of_any_length(driver: Any) -> None:
+    far = driver.enqueue_in(msg(), 3 * 86400)
+    soon = driver.enqueue_at(msg(), datetime.now(UTC) + timedelta(seconds=0.3))
+    past = driver.enqueue_at(msg(), datetime.now(UTC) - timedelta(days=1))
+    assert far.scheduled_at is not None
+    assert far.scheduled_at > datetime.now(UTC) + timedelta(days=2)
+    assert soon.scheduled_at is not None
+    assert past.scheduled_at is None
+    assert [r.message_id for r in driver.receive()] == [past.message_id]
+    [got] = driver.receive(wait_seconds=5)
+    assert got.message_id == soon.message_id
+    assert driver.stats()["default"].delayed == 1
+
+
+def test_receive_filters_queues_and_waits_its_time(driver: Any) -> None:
+    driver.enqueue(msg(queue="emails"))
+    driver.enqueue(msg(queue="reports"))
+    assert [r.queue for r in driver.receive(["emails"], 10)] == ["emails"]
+    assert [r.queue for r in driver.receive(None, 10)] == ["reports"]
+    started = time.monotonic()
+    assert driver.receive(["emails"], 10, wait_seconds=0.3) == []
+    assert time.monotonic() - started >= 0.29
+
+
+def test_receive_serves_every_queue_even_when_one_is_busy(driver: Any) -> None:
+    driver.enqueue_many([msg(queue="busy") for _ in range(50)])
+    driver.enqueue(msg(queue="quiet"))
+    assert {r.queue for _ in range(2) for r in driver.receive(max_messages=5)} == {"busy", "quiet"}
+    driver.enqueue(msg(queue="quiet"))
+    listed = {r.queue for _ in range(2) for r in driver.receive(["busy", "quiet"], 5)}
+    assert listed == {"busy", "quiet"}
+
+
+def test_unique_key_is_refused_while_pending_and_free_after_ack(driver: Any) -> None:
+    first = driver.enqueue(msg("welcome", unique_key="u1"))
+    driver.enqueue(msg("other-job", unique_key="u1"))  # keys are per job name
+    with pytest.raises(DuplicateJobError) as refused:
+        driver.enqueue(msg("welcome", unique_key="u1"))
+    assert refused.value.existing_job_id == first.job_id
+    with pytest.raises(DuplicateJobError):  # delayed or not
+        driver.enqueue_in(msg("welcome", unique_key="u1"), 60)
+    [claimed] = driver.receive(["default"], 1)
+    with pytest.raises(DuplicateJobError):  # still pending while in flight
+        driver.enqueue(msg("welcome", unique_key="u1"))
+    driver.ack(claimed)
+    driver.enqueue(msg("welcome", unique_key="u1"))
+
+
+def test_unique_key_race_between_threads_admits_exactly_one(driver: Any) -> None:
+    accepted, refused = [], []
+    barrier = threading.Barrier(8)
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            accepted.append(driver.enqueue(msg("welcome", unique_key="same")))
+        except DuplicateJobError:
+            refused.append(1)
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (len(accepted), len(refused)) == (1, 7)
+    assert driver.pending_count() == 1
+
+
+def test_enqueue_many_is_all_or_nothing(driver: Any) -> None:
+    results = driver.enqueue_many([msg(payload=i) for i in range(100)])
+    assert len({r.message_id for r in results}) == 100
+    first_three = driver.receive(max_messages=3)
+    assert [JobMessage.from_json(r.body).payload for r in first_three] == [0, 1, 2]
+    driver.enqueue(msg("welcome", unique_key="taken"))
+    batch = [msg("welcome", unique_key="new"), msg("welcome", unique_key="taken")]
+    with pytest.raises(DuplicateJobError, match="taken"):
+        driver.enqueue_many(batch)
+    assert driver.pending_count() == 101
+    with pytest.raises(DuplicateJobError, match="twice"):
+        driver.enqueue_many([msg("welcome", unique_key="twice")] * 2)
+    assert driver.pending_count() == 101
+    delayed = driver.enqueue_many([msg(), msg()], delay_seconds=60)
+    assert all(r.scheduled_at is not None for r in delayed)
+
+
+def test_dead_letters_keep_body_reason_and_time_and_redrive(driver: Any) -> None:
+    good = msg("welcome", {"user_id": "1"}, queue="emails", unique_key="1")
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    assert driver.dead_letter(good.encode(), "PermanentJobError: nope", queue="emails")
+    assert driver.dead_letter("not json", "MalformedMessageError: bad", queue="emails")
+    first, second = driver.dead_letters()
+    assert (first.job_name, first.job_id, first.queue) == ("welcome", good.job_id, "emails")
+    assert first.reason == "PermanentJobError: nope"
+    assert first.failed_at is not None and first.failed_at >= before
+    assert second.job_name is None
+    assert driver.stats()["emails"].dead == 2
+    assert driver.dead_letters(queue="other") == []
+    assert len(driver.dead_letters(limit=1)) == 1
+
+    driver.enqueue(msg("welcome", unique_key="1"))  # holds the key: redrive must skip it
+    assert driver.redrive([first.id]) == 0
+    [holder] = driver.receive(["default"], 1)
+    driver.ack(holder)
+    assert driver.redrive([first.id]) == 1
+    [again] = driver.receive(["emails"], 5)
+    assert again.body == good.encode()
+    assert again.attempt == 1
+    assert driver.redrive([]) == 0
+    assert driver.redrive(queue="emails") == 1  # the malformed one, back on its queue
+    assert [r.body for r in driver.receive(["emails"], 5)] == ["not json"]
+    driver.dead_letter("x", "bad")
+    driver.dead_letter("y", "bad")
+    one, _ = driver.dead_letters()
+    assert driver.purge_dead_letters([one.id]) == 1
+    assert driver.purge_dead_letters() == 1
+    assert driver.dead_letters() == []
+    with pytest.raises(ConfigurationError, match="dead-letter ids are numbers"):
+        driver.purge_dead_letters(["abc"])
+
+
+def test_stats_per_queue(driver: Any) -> None:
+    driver.enqueue(msg(queue="a"))
+    driver.enqueue(msg(queue="a"))
+    driver.enqueue_in(msg(queue="a"), 60)
+    driver.enqueue(msg(queue="b"))
+    driver.receive(["a"], 1)
+    driver.dead_letter("x", "bad", queue="b")
+    driver.dead_letter("y", "bad")
+    stats = driver.stats()
+    assert (stats["a"].ready, stats["a"].delayed, stats["a"].in_flight) == (1, 1, 1)
+    assert (stats["b"].ready, stats["b"].dead, stats["b"].pending) == (1, 1, 1)
+    assert stats["default"].dead == 1
+    assert driver.pending_count() == 4
+    assert driver.pending_count(["a"]) == 3
+
+
+def test_claim_periodic_fires_once_per_time_across_drivers(driver: Any, make: Make) -> None:
+    at = datetime(2026, 1, 1, 3, tzinfo=UTC)
+    other = make()
+    assert driver.claim_periodic("cleanup", at)
+    assert not other.claim_periodic("cleanup", at)
+    assert not driver.claim_periodic("cleanup", at)
+    assert other.claim_periodic("other", at)
+    assert other.claim_periodic("cleanup", at + timedelta(minutes=5))
+    assert not driver.claim_periodic("cleanup", at)  # an older fire never wins
+
+
+def _claim_all(kind: str, where: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    driver = open_driver(kind, where, visibility_timeout=60)
+    claimed = []
+    while batch := driver.receive(max_messages=7):
+        claimed.extend(r.message_id for r in batch)
+    driver.close()
+    out.put(claimed)
+
+
+def test_processes_claiming_one_queue_never_share_a_job(
+    driver: Any, place: tuple[str, str]
+) -> None:
+    driver.enqueue_many([msg(payload=i) for i in range(2000)])
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_claim_all, args=(*place, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    claimed = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(10)
+    every = [m for part in claimed for m in part]
+    assert len(every) == len(set(every)) == 2000
