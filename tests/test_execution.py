@@ -228,3 +228,35 @@ def test_a_step_reads_the_job_name_and_queue_of_a_run(given):
     outcome = executor.execute_sync(message.encode() if given == "body" else message, 2)
     assert isinstance(outcome, Done)
     assert seen == [("a", "emails", 2), True]
+
+
+def test_idle_steps_are_left_out_of_runs_until_they_become_active():
+    calls = []
+
+    class Switchable:
+        active = False
+
+        def is_active(self):
+            return self.active
+
+        async def __call__(self, run, call_next):
+            calls.append("switchable")
+            return await call_next()
+
+    async def always(run, call_next):
+        calls.append("always")
+        return await call_next()
+
+    switchable = Switchable()
+    job = define_job(name="j", handler=lambda p: calls.append("handler"))
+    module = define_module(name="m", jobs=[job])
+    idle_only = Executor.for_module(module, steps=[switchable])
+    mixed = Executor.for_module(module, steps=[switchable, always])
+    for executor in (idle_only, mixed):
+        assert isinstance(executor.execute_sync(JobMessage.create("j", None)), Done)
+        assert isinstance(asyncio.run(executor.execute(JobMessage.create("j", None))), Done)
+    assert calls == ["handler", "handler", "always", "handler", "always", "handler"]
+    calls.clear()
+    switchable.active = True
+    assert isinstance(mixed.execute_sync(JobMessage.create("j", None)), Done)
+    assert calls == ["switchable", "always", "handler"]

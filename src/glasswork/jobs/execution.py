@@ -209,6 +209,10 @@ class RunStep(Protocol):
     Steps are how timeouts, tracing, metrics and idempotency wrap a run without the workers
     knowing about them. ``call_next`` never raises for what the job does; a step that stops a
     run early turns its reason into an outcome with :meth:`JobRun.fail`.
+
+    A step that is sometimes idle (tracing before any SDK is configured) may also have
+    ``is_active() -> bool``: while every such step is idle, runs skip them, and a chain of
+    only idle steps costs a run nothing.
     """
 
     async def __call__(self, run: JobRun, call_next: CallNext) -> Outcome: ...
@@ -248,6 +252,21 @@ class Executor:
     @steps.setter
     def steps(self, steps: Sequence[RunStep]) -> None:
         self._steps: tuple[RunStep, ...] = tuple(steps)
+        # Steps that may be idle, and the chain without them (used while all of them are).
+        self._switchable: tuple[Callable[[], bool], ...] = tuple(
+            check for step in self._steps if callable(check := getattr(step, "is_active", None))
+        )
+        self._always: tuple[RunStep, ...] = tuple(
+            step for step in self._steps if not callable(getattr(step, "is_active", None))
+        )
+
+    def _chain(self) -> tuple[RunStep, ...]:
+        """The steps for the next run: all of them, or only those that are never idle while
+        every switchable step is (a few attribute reads per run)."""
+        for is_active in self._switchable:
+            if is_active():
+                return self._steps
+        return self._always
 
     @classmethod
     def for_module(
@@ -367,9 +386,10 @@ class Executor:
         self, ctx: JobContext, run_sync: RunSync | None = None
     ) -> Awaitable[Outcome]:
         """Run a prepared delivery through the steps and the handler (a coroutine)."""
-        if not self._steps:  # the hot path: no chain to build
+        chain = self._chain() if self._switchable else self._steps
+        if not chain:  # the hot path: no chain to build
             return self._run(ctx, run_sync)
-        return self._call_step(0, JobRun(None, ctx.definition, ctx, self), run_sync)
+        return self._call_step(chain, 0, JobRun(None, ctx.definition, ctx, self), run_sync)
 
     def execute_prepared_sync(self, ctx: JobContext, log_done: bool | None = None) -> Outcome:
         """:meth:`execute_prepared` on the calling thread, which must not be running an
@@ -378,7 +398,8 @@ class Executor:
         wanted (None: ask the logger; a worker running a batch asks once for all)."""
         definition: JobDefinition[Any] | None = ctx.definition
         value = ctx._fields["payload"]
-        if self._steps or definition is None or definition.is_async or value is UNVALIDATED:
+        chain = self._chain() if self._switchable else self._steps
+        if chain or definition is None or definition.is_async or value is UNVALIDATED:
             outcome: Outcome = _drive(self.execute_prepared(ctx))
             return outcome
         # The Lambda worker's hot path: _run's hooks, in the same order, and the same
@@ -408,10 +429,12 @@ class Executor:
         :class:`~glasswork.jobs.loops.PrivateLoop`)."""
         return self._private.run(coro)
 
-    def _call_step(self, index: int, run: JobRun, run_sync: RunSync | None) -> Awaitable[Outcome]:
-        if index == len(self._steps):
+    def _call_step(
+        self, chain: tuple[RunStep, ...], index: int, run: JobRun, run_sync: RunSync | None
+    ) -> Awaitable[Outcome]:
+        if index == len(chain):
             return self._run(run.ctx, run_sync)
-        return self.steps[index](run, lambda: self._call_step(index + 1, run, run_sync))
+        return chain[index](run, lambda: self._call_step(chain, index + 1, run, run_sync))
 
     async def _run(self, ctx: JobContext, run_sync: RunSync | None) -> Outcome:
         """Validate, call the hooks and the handler, and classify what happened."""

@@ -227,8 +227,21 @@ class Tracing:
         self._trace = trace
         self.system = system
 
+    def is_active(self) -> bool:
+        """Whether runs are traced now: not while the global provider is still
+        OpenTelemetry's placeholder (no SDK configured yet), when every span would be a
+        no-op; the executor then leaves this step out of the run."""
+        if not self._global:
+            return True
+        # The API's own global, read directly: get_tracer_provider() spends a microsecond
+        # looking up an environment variable on every call while nothing is set.
+        trace = self._trace
+        if getattr(trace, "_TRACER_PROVIDER", False) is None:
+            return False
+        return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
     async def __call__(self, run: JobRun, call_next: CallNext) -> Outcome:
-        if self._global and _no_sdk():
+        if not self.is_active():
             return await call_next()
         try:
             span = self._start(run)
