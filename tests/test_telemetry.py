@@ -3,6 +3,7 @@ the PRODUCER span that enqueued it, through every worker."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from glasswork import define_module
 from glasswork.jobs import (
+    AsyncJobService,
     DuplicateJobError,
     JobMessage,
     JobService,
@@ -50,6 +52,29 @@ def noop(payload: Any, ctx: Any) -> None:
 
 ping = define_job(name="ping", queue="emails", handler=noop)
 App = define_module("app", jobs=[ping])
+
+
+def test_async_enqueues_are_producer_spans_too(exporter) -> None:
+    driver = MockQueueDriver()
+
+    async def enqueue() -> Any:
+        async with AsyncJobService(driver) as jobs:
+            one = await jobs.enqueue(ping, {"n": 1})
+            await jobs.enqueue_many(ping, [{"n": 2}, {"n": 3}])
+            return one
+
+    result = asyncio.run(enqueue())
+    assert all(m.trace and m.trace["traceparent"].startswith("00-") for m in driver.jobs)
+    sends = [s for s in exporter.get_finished_spans() if s.name == "send emails"]
+    assert [s.kind for s in sends] == [SpanKind.PRODUCER, SpanKind.PRODUCER]
+    assert attrs(sends[0])["messaging.message.id"] == result.message_id
+    assert attrs(sends[1])["messaging.batch.message_count"] == 2
+    driver.drain(App)
+    runs = [s for s in exporter.get_finished_spans() if s.name == "process ping"]
+    assert len(runs) == 3
+    assert_child_of(runs[0], sends[0])
+    for run in runs[1:]:
+        assert_child_of(run, sends[1])
 
 
 def test_mock_drain_runs_each_job_in_a_consumer_span_under_its_enqueue(exporter) -> None:

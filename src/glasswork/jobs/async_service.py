@@ -13,7 +13,7 @@ How each driver runs (:mod:`glasswork.jobs.drivers.aio`):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -24,8 +24,10 @@ from .drivers.base import EnqueueResult, QueueDriver
 from .durations import Delay, parse_duration
 from .message import JobMessage
 from .service import EnqueueBase, check_raw_timing, check_when
+from .telemetry import traced_send_async
 
 P = TypeVar("P")
+R = TypeVar("R")
 
 
 class AsyncJobService(EnqueueBase):
@@ -39,7 +41,8 @@ class AsyncJobService(EnqueueBase):
     It takes the same drivers as ``JobService`` (and drivers whose methods are
     ``async def``). :attr:`mode` tells how enqueues run: ``"native"`` (async I/O on the
     loop) or ``"threads"`` (the driver's sync methods on a pool of at most ``max_threads``
-    threads). :meth:`aclose` releases the HTTP client or the threads.
+    threads). :meth:`aclose` releases the HTTP client or the threads. While tracing is on,
+    each call sends inside a PRODUCER span, as ``JobService``'s do.
     """
 
     def __init__(
@@ -69,20 +72,22 @@ class AsyncJobService(EnqueueBase):
 
     async def enqueue(self, job: JobDefinition[P], payload: P) -> EnqueueResult:
         """Enqueue ``job`` to run as soon as a worker is free."""
-        return await self.enqueuer.enqueue(await self._message(job, payload))
+        message, limit = await self._message(job, payload)
+        return await self._send(self.enqueuer.enqueue, message, limit)
 
     async def enqueue_in(self, job: JobDefinition[P], payload: P, delay: Delay) -> EnqueueResult:
         """Enqueue ``job`` to run after ``delay`` (``"10m"``, seconds or a timedelta)."""
         seconds = parse_duration(delay)
-        message = await self._message(job, payload)
+        message, limit = await self._message(job, payload)
         if seconds == 0:
-            return await self.enqueuer.enqueue(message)
-        return await self.enqueuer.enqueue_in(message, seconds)
+            return await self._send(self.enqueuer.enqueue, message, limit)
+        return await self._send(self.enqueuer.enqueue_in, message, limit, seconds)
 
     async def enqueue_at(self, job: JobDefinition[P], payload: P, when: datetime) -> EnqueueResult:
         """Enqueue ``job`` to run at ``when``, an aware datetime."""
         check_when(when)
-        return await self.enqueuer.enqueue_at(await self._message(job, payload), when)
+        message, limit = await self._message(job, payload)
+        return await self._send(self.enqueuer.enqueue_at, message, limit, when)
 
     async def enqueue_many(
         self, job: JobDefinition[P], payloads: Iterable[P], *, delay: Delay | None = None
@@ -94,7 +99,7 @@ class AsyncJobService(EnqueueBase):
         messages = [self.build_message(job, p, limit) for p in payloads]
         if not messages:
             return []
-        return await self.enqueuer.enqueue_many(messages, seconds)
+        return await self._send(self.enqueuer.enqueue_many, messages, limit, seconds)
 
     async def enqueue_raw(
         self,
@@ -126,6 +131,16 @@ class AsyncJobService(EnqueueBase):
     ) -> None:
         await self.aclose()
 
-    async def _message(self, job: JobDefinition[Any], payload: object) -> JobMessage:
+    async def _message(self, job: JobDefinition[Any], payload: object) -> tuple[JobMessage, int]:
         limit = await self.enqueuer.message_limit(self.queue_of(job))
-        return self.build_message(job, payload, limit)
+        return self.build_message(job, payload, limit), limit
+
+    async def _send(
+        self,
+        send: Callable[..., Awaitable[R]],
+        message: JobMessage | list[JobMessage],
+        limit: int,
+        *args: Any,
+    ) -> R:
+        # While tracing is on, inside a PRODUCER span whose context travels with the job.
+        return await traced_send_async(send, message, *args, driver=self.driver, limit=limit)

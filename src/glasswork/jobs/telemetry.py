@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ConfigurationError
@@ -123,41 +123,92 @@ def traced_send(
 ) -> R:
     """``send(message, *args)`` (a driver's ``enqueue*``) inside a PRODUCER span, the span's
     context written into the message(s) first. Without tracing, just the call."""
+    driver = getattr(send, "__self__", None)
+    limit_of = getattr(driver, "message_limit", None)
+    producing = _producing(message, driver, limit_of if callable(limit_of) else None)
+    if producing is None:
+        return send(message, *args)
+    with producing as payload:
+        return producing.sent(send(payload, *args))
+
+
+async def traced_send_async(
+    send: Callable[..., Awaitable[R]],
+    message: JobMessage | Sequence[JobMessage],
+    *args: Any,
+    driver: object,
+    limit: int,
+) -> R:
+    """:func:`traced_send` for :class:`~glasswork.jobs.AsyncJobService`: ``await
+    send(message, *args)`` inside the PRODUCER span, the messages checked against ``limit``
+    (the queue's) with their trace context."""
+    producing = _producing(message, driver, lambda queue: limit)
+    if producing is None:
+        return await send(message, *args)
+    with producing as payload:
+        return producing.sent(await send(payload, *args))
+
+
+def _producing(
+    message: JobMessage | Sequence[JobMessage],
+    driver: object,
+    limit_of: Callable[[str], int] | None,
+) -> _ProducerSpan | None:
+    """The PRODUCER span of a send, or None while tracing is off (or idle: no SDK yet)."""
     tracer = _tracer if _tracer is not _UNRESOLVED else _resolve()
     if tracer is None or (_provider is None and _no_sdk()):
-        return send(message, *args)
-    messages: list[JobMessage] = [message] if isinstance(message, JobMessage) else list(message)
+        return None
+    batch = not isinstance(message, JobMessage)
+    messages: list[JobMessage] = list(message) if batch else [message]  # type: ignore[arg-type,list-item]
     if not messages:
-        return send(message, *args)
-    return _send_in_span(tracer, send, messages, not isinstance(message, JobMessage), args)
+        return None
+    return _ProducerSpan(tracer, messages, batch, _system(driver), limit_of)
 
 
-def _send_in_span(
-    tracer: Any, send: Callable[..., R], messages: list[JobMessage], batch: bool, args: Any
-) -> R:
-    from opentelemetry import context, propagate, trace
+class _ProducerSpan:
+    """A send's PRODUCER span: entering starts it and gives what to send (the messages with
+    the span's context, or as they were if tracing fails: tracing never stops a send)."""
 
-    first = messages[0]
-    attributes: dict[str, Any] = {
-        SYSTEM: _system(getattr(send, "__self__", None)),
-        DESTINATION: first.queue,
-        OPERATION_TYPE: "send",
-        OPERATION_NAME: "send",
-        JOB_NAME: first.job_name,
-    }
-    if batch:
-        attributes[BATCH_COUNT] = len(messages)
-    else:
-        attributes[JOB_ID] = first.job_id
-    try:
-        span = tracer.start_span(
-            f"send {first.queue}", kind=trace.SpanKind.PRODUCER, attributes=attributes
-        )
-        token = context.attach(trace.set_span_in_context(span))
-    except Exception:  # tracing must never stop a job from being sent
-        logger.warning("could not start the enqueue's span; sending untraced", exc_info=True)
-        return send(messages if batch else first, *args)
-    try:
+    def __init__(
+        self,
+        tracer: Any,
+        messages: list[JobMessage],
+        batch: bool,
+        system: str,
+        limit_of: Callable[[str], int] | None,
+    ) -> None:
+        self.tracer = tracer
+        self.messages = messages
+        self.batch = batch
+        self.system = system
+        self.limit_of = limit_of
+        self.span: Any = None
+        self.token: Any = None
+
+    def __enter__(self) -> Any:
+        from opentelemetry import context, propagate, trace
+
+        first, messages = self.messages[0], self.messages
+        attributes: dict[str, Any] = {
+            SYSTEM: self.system,
+            DESTINATION: first.queue,
+            OPERATION_TYPE: "send",
+            OPERATION_NAME: "send",
+            JOB_NAME: first.job_name,
+        }
+        if self.batch:
+            attributes[BATCH_COUNT] = len(messages)
+        else:
+            attributes[JOB_ID] = first.job_id
+        try:
+            span = self.tracer.start_span(
+                f"send {first.queue}", kind=trace.SpanKind.PRODUCER, attributes=attributes
+            )
+            self.token = context.attach(trace.set_span_in_context(span))
+        except Exception:  # tracing must never stop a job from being sent
+            logger.warning("could not start the enqueue's span; sending untraced", exc_info=True)
+            return messages if self.batch else first
+        self.span = span
         carrier: dict[str, str] = {}
         try:
             propagate.inject(carrier)
@@ -166,19 +217,30 @@ def _send_in_span(
             carrier = {}
         if carrier:
             messages = [m.model_copy(update={"trace": carrier}) for m in messages]
-            limit_of = getattr(getattr(send, "__self__", None), "message_limit", None)
-            for m in messages:
-                # The trace context counts toward the size limit too: the driver's own.
-                m.encode(limit_of(m.queue) if callable(limit_of) else MAX_MESSAGE_BYTES)
-        result = send(messages if batch else messages[0], *args)
-        if not batch and span.is_recording():
-            span.set_attribute(MESSAGE_ID, str(getattr(result, "message_id", "")))
+            try:
+                for m in messages:
+                    # The trace context counts toward the size limit too: the driver's own.
+                    m.encode(self.limit_of(m.queue) if self.limit_of else MAX_MESSAGE_BYTES)
+            except BaseException as exc:
+                self.__exit__(type(exc), exc, None)
+                raise
+        return messages if self.batch else messages[0]
+
+    def sent(self, result: R) -> R:
+        """Note the send's ``result`` (its message id) on the span; returns it."""
+        if self.span is not None and not self.batch and self.span.is_recording():
+            self.span.set_attribute(MESSAGE_ID, str(getattr(result, "message_id", "")))
         return result
-    except BaseException as exc:
-        _mark_error(span, exc, f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        context.detach(token)
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        span, self.span = self.span, None
+        if span is None:
+            return
+        from opentelemetry import context
+
+        if exc is not None:
+            _mark_error(span, exc, f"{type(exc).__name__}: {exc}")
+        context.detach(self.token)
         span.end()
 
 
@@ -329,7 +391,7 @@ def _mark_error(span: Any, error: BaseException, description: str) -> None:
         span.set_status(Status(StatusCode.ERROR, description))
 
 
-def _system(driver: QueueDriver | None) -> str:
+def _system(driver: object) -> str:
     """``messaging.system``: SQS by its semantic-conventions name, other drivers by theirs."""
     name = getattr(driver, "name", None)
     return "aws_sqs" if name in (None, "sqs") else str(name)
