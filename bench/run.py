@@ -1,13 +1,14 @@
 """Run every benchmark, print the markdown table and write it to bench/RESULTS.md.
 
-    python bench/run.py            # full run (~10 minutes on 2 cores)
+    python bench/run.py            # full run (about 45 minutes on 2 cores; PostgreSQL's
+                                   # procrastinate peer is half of it)
     python bench/run.py --quick    # small sizes, a minute or two; for trying things out
 
 It installs the peers first (bench/requirements.txt, into this interpreter; ``--no-install``
 skips that), starts a private redis-server on loopback for RQ and Dramatiq (a peer whose
 server cannot start is skipped with a line saying why), and runs each benchmark script in
 its own process. Glasswork's "before" numbers come from the same run: the ``src/`` of
-``BASELINE_REV`` (the tree before the hot-path work) is unpacked with ``git archive`` and
+``BASELINE_REV`` (the tree before this round of issues) is unpacked with ``git archive`` and
 benchmarked beside the current one. Nothing in RESULTS.md is typed by hand.
 """
 
@@ -38,10 +39,13 @@ from _common import (
     redis_server,
     skipped,
 )
+from targets import TARGETS
 
-#: The commit before the hot-path work (the core, the SQLite driver and the worker as their
-#: authors landed them): the "before" numbers run its src/, unpacked by git archive.
-BASELINE_REV = "f05d330"
+#: The tree before this round of issues (8 to 13): the "before" numbers run its src/,
+#: unpacked by git archive.
+BASELINE_REV = "cee8d73"
+
+ALL_STEPS = "lambda,embedded,sqs,scheduler,memory,async,observability,outcomes,postgres,profile"
 
 PACKAGES = [
     "glasswork",
@@ -149,205 +153,35 @@ def cell(r: Row | None, unit: str = "") -> str:
 
 
 def summary(rows: list[Row]) -> list[str]:
+    """One line per target of bench/targets.py, with this run's numbers."""
     lines = [
-        "| Benchmark | Glasswork | Peer | Peer's number | Ratio | Target | Met? |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| Issue | Benchmark | Glasswork | Peer | Peer's number | Ratio | Goal | Met? |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-
-    def add(
-        name: str,
-        ours: Row | None,
-        ours_missing: str,
-        peer: str,
-        theirs: Row | None,
-        unit: str,
-        ratio: float | None,
-        ratio_text: str,
-        target: str,
-        met: bool | None,
-    ) -> None:
-        ours_cell = cell(ours, unit) if ours else ours_missing
-        theirs_cell = cell(theirs, unit) if theirs else ("-" if peer == "-" else "n/a")
-        ratio_cell = ratio_text.format(ratio) if ratio is not None else "-"
-        met_cell = "-" if met is None else ("yes" if met else "**no**")
+    for t in TARGETS:
+        ours = find(rows, *t.ours)
+        theirs = find(rows, *t.peer) if t.peer else None
+        ratio = None
+        if ours and theirs and ours["value"] and theirs["value"]:
+            a, b = (ours, theirs) if t.ratio == "ours/peer" else (theirs, ours)
+            ratio = a["value"] / b["value"]
+        ours_cell = cell(ours, t.unit) if ours else lib_status(rows, t.ours[0], t.ours[1])
+        peer_cell = "-"
+        if t.peer:
+            peer_cell = t.peer[1] if theirs else f"{t.peer[1]} ({lib_status(rows, *t.peer[:2])})"
+        ratio_cell = f"{ratio:.2f}x ({t.ratio.replace('/', ' ÷ ')})" if ratio is not None else "-"
+        verdict = t.met(ours["value"], ratio) if t.met is not None and ours else None
+        if t.met is None:
+            met = "-"
+        elif verdict is None:
+            met = "not measured"
+        else:
+            met = "yes" if verdict else "**no**"
         lines.append(
-            f"| {name} | {ours_cell} | {peer} | {theirs_cell} | {ratio_cell} | {target} "
-            f"| {met_cell} |"
-        )
-
-    # Lambda dispatch.
-    lam = "lambda dispatch"
-    ours = find(rows, lam, "Glasswork bootstrap_worker", "µs per message")
-    missing = lib_status(rows, lam, "Glasswork bootstrap_worker")
-    add(
-        "Lambda dispatch, µs per message (lower is better)",
-        ours,
-        missing,
-        "-",
-        None,
-        "µs",
-        None,
-        "",
-        "≤ 25 µs",
-        ours["value"] <= 25 if ours else None,
-    )
-    for peer in ("Powertools BatchProcessor", "Powertools BatchProcessor(model=)"):
-        theirs = find(rows, lam, peer, "µs per message")
-        ratio = theirs["value"] / ours["value"] if ours and theirs else None
-        first = peer == "Powertools BatchProcessor"
-        met = ratio >= 3 if first and ratio is not None else None
-        add(
-            "Lambda dispatch, µs per message (lower is better)",
-            ours,
-            missing,
-            peer,
-            theirs,
-            "µs",
-            ratio,
-            "{:.2f}x (peer ÷ ours)",
-            "≥ 3x lower than Powertools" if first else "-",
-            met,
-        )
-    floor = find(rows, lam, "floor (bare pydantic loop)", "µs per message")
-    if floor:
-        ratio = floor["value"] / ours["value"] if ours else None
-        add(
-            "Lambda dispatch, µs per message",
-            ours,
-            missing,
-            "floor: pydantic validation alone",
-            floor,
-            "µs",
-            ratio,
-            "{:.2f}x (floor ÷ ours)",
-            "-",
-            None,
-        )
-
-    # Embedded throughput.
-    emb = "embedded throughput"
-    for ours_label in ("Glasswork Worker (SQLite)", "Glasswork Worker (SQLite), enqueue_many"):
-        ours = find(rows, emb, ours_label, "jobs/s end to end")
-        missing = lib_status(rows, emb, ours_label)
-        if ours_label == "Glasswork Worker (SQLite)":
-            add(
-                f"{ours_label}: jobs/s end to end (higher is better)",
-                ours,
-                missing,
-                "-",
-                None,
-                "jobs/s",
-                None,
-                "",
-                "≥ 5,000 jobs/s",
-                ours["value"] >= 5000 if ours else None,
-            )
-        for peer in ("Huey SqliteHuey", "RQ SimpleWorker (Redis)", "Dramatiq Worker (Redis)"):
-            theirs = find(rows, emb, peer, "jobs/s end to end")
-            ratio = ours["value"] / theirs["value"] if ours and theirs else None
-            headline = ours_label == "Glasswork Worker (SQLite)" and peer == "Huey SqliteHuey"
-            met = ratio >= 2 if headline and ratio is not None else None
-            peer_cell = peer if theirs else f"{peer} ({lib_status(rows, emb, peer)})"
-            add(
-                f"{ours_label}: jobs/s end to end (higher is better)",
-                ours,
-                missing,
-                peer_cell,
-                theirs,
-                "jobs/s",
-                ratio,
-                "{:.2f}x (ours ÷ peer)",
-                "≥ 2x SqliteHuey" if headline else "-",
-                met,
-            )
-
-    # SQS.
-    sqs = "sqs enqueue_many"
-    per_job = find(rows, sqs, "Glasswork SQSQueueDriver", "HTTP requests per job")
-    rate = find(rows, sqs, "Glasswork SQSQueueDriver", "jobs/s enqueue")
-    missing = lib_status(rows, sqs, "Glasswork SQSQueueDriver")
-    add(
-        "SQS enqueue_many (moto server): HTTP requests per job",
-        per_job,
-        missing,
-        "-",
-        None,
-        "",
-        None,
-        "",
-        "≤ 0.11",
-        per_job["value"] <= 0.11 if per_job else None,
-    )
-    add(
-        "SQS enqueue_many (moto server): jobs/s",
-        rate,
-        missing,
-        "-",
-        None,
-        "jobs/s",
-        None,
-        "",
-        "-",
-        None,
-    )
-    cpu = find(rows, sqs, "Glasswork SQSQueueDriver", "client CPU per job")
-    add(
-        "SQS enqueue_many: client CPU per job (moto's time excluded)",
-        cpu,
-        missing,
-        "-",
-        None,
-        "µs",
-        None,
-        "",
-        "-",
-        None,
-    )
-
-    # Memory.
-    mem = "memory"
-    for metric in ("peak RSS while draining", "RSS growth over imports"):
-        ours = find(rows, mem, "Glasswork Worker (SQLite)", metric)
-        theirs = find(rows, mem, "Huey SqliteHuey", metric)
-        pending = (ours or theirs or {}).get("pending", 100_000)
-        add(
-            f"Worker with {pending:,} pending SQLite jobs: {metric} (lower is better)",
-            ours,
-            lib_status(rows, mem, "Glasswork Worker (SQLite)"),
-            "Huey SqliteHuey" if theirs else f"Huey ({lib_status(rows, mem, 'Huey SqliteHuey')})",
-            theirs,
-            "MiB",
-            theirs["value"] / ours["value"] if ours and theirs else None,
-            "{:.2f}x (peer ÷ ours)",
-            "-",
-            None,
+            f"| {t.issue} | {t.what} | {ours_cell} | {peer_cell} | "
+            f"{cell(theirs, t.unit) if theirs else '-'} | {ratio_cell} | {t.goal} | {met} |"
         )
     return lines
-
-
-def target_notes(rows: list[Row]) -> list[str]:
-    """What the measured numbers say about targets a reader might misjudge (computed here)."""
-    lam = "lambda dispatch"
-    ours = find(rows, lam, "Glasswork bootstrap_worker", "µs per message")
-    peer = find(rows, lam, "Powertools BatchProcessor", "µs per message")
-    floor = find(rows, lam, "floor (bare pydantic loop)", "µs per message")
-    if not (ours and peer and floor):
-        return []
-    third = peer["value"] / 3
-    return [
-        f"Lambda dispatch in this run: Powertools spends {fmt(peer['value'])} µs per message, "
-        f"of which {fmt(floor['value'])} µs is the pydantic parse and validation that every "
-        f'contender does (the floor row). "3x lower than Powertools" would be '
-        f"{fmt(third)} µs per message, which is "
-        + (
-            "below that floor: no handler that validates the payload can reach it. "
-            if third < floor["value"]
-            else "above that floor. "
-        )
-        + f"Glasswork spends {fmt(ours['value'] - floor['value'])} µs above the floor, "
-        f"Powertools {fmt(peer['value'] - floor['value'])} µs.",
-        "",
-    ]
 
 
 def all_rows_table(rows: list[Row]) -> list[str]:
@@ -429,10 +263,16 @@ def profile_section(profiles: list[dict[str, Any]]) -> list[str]:
 
 HOT_PATH_FILES = [
     "src/glasswork/jobs/execution.py",
+    "src/glasswork/jobs/context.py",
+    "src/glasswork/jobs/decoding.py",
+    "src/glasswork/jobs/outcomes.py",
     "src/glasswork/jobs/message.py",
     "src/glasswork/jobs/definition.py",
     "src/glasswork/jobs/lambda_handler.py",
+    "src/glasswork/jobs/lambda_batch.py",
+    "src/glasswork/jobs/worker",
     "src/glasswork/jobs/worker.py",
+    "src/glasswork/jobs/scheduler.py",
     "src/glasswork/jobs/drivers/sqlite.py",
 ]
 
@@ -498,10 +338,9 @@ def write_report(
         "",
         *summary(rows),
         "",
-        *target_notes(rows),
-        "## Before and after the hot-path work",
+        "## Before and after this round of issues",
         "",
-        f'"Before" is `src/` at commit `{BASELINE_REV}` (before the hot-path work), unpacked '
+        f'"Before" is `src/` at commit `{BASELINE_REV}` (before issues 8 to 13), unpacked '
         "with `git archive` and measured in this same run beside the current tree. The "
         "commits in between that touch the hot paths:",
         "",
@@ -531,8 +370,8 @@ def main() -> int:
     p.add_argument("--no-baseline", action="store_true", help="skip the 'before' numbers")
     p.add_argument(
         "--only",
-        default="lambda,embedded,sqs,memory,profile",
-        help="comma-separated subset of lambda,embedded,sqs,memory,profile",
+        default=ALL_STEPS,
+        help=f"comma-separated subset of {ALL_STEPS}",
     )
     args = p.parse_args()
     started = time.monotonic()
@@ -549,9 +388,11 @@ def main() -> int:
     rows: list[Row] = []
     profiles: list[dict[str, Any]] = []
 
-    def step(script: str, extra: list[str], step_env: dict[str, str]) -> list[Row]:
+    def step(
+        script: str, extra: list[str], step_env: dict[str, str], timeout: float = 900
+    ) -> list[Row]:
         print(f"\n## {script} {' '.join(extra)}", flush=True)
-        got, error = run_script(script, [*quick, *extra], step_env)
+        got, error = run_script(script, [*quick, *extra], step_env, timeout)
         if error:
             problems.append(error)
             print("  " + error)
@@ -587,8 +428,19 @@ def main() -> int:
                 rows += step("embedded_throughput.py", extra, env)
             if "sqs" in only:
                 rows += step("sqs_requests.py", [], env)
+            if "scheduler" in only:
+                rows += step("scheduler_requests.py", ["--baseline-src", old] if old else [], env)
             if "memory" in only:
                 rows += step("memory.py", [], env)
+            if "async" in only:
+                rows += step("async_enqueue.py", [], env)
+            if "observability" in only:
+                rows += step("observability_overhead.py", [], env)
+            if "outcomes" in only:
+                rows += step("outcome_log.py", [], env)
+            if "postgres" in only:
+                # procrastinate drains ~80 jobs/s: most of this step's ~25 minutes.
+                rows += step("postgres_queue.py", [], env, timeout=3600)
             if "profile" in only:
                 for step_env, suffix in ((env, ""), (old_env, " (before)")):
                     if step_env is None:
