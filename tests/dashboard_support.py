@@ -28,6 +28,7 @@ if str(TESTS) not in sys.path:
 
 from fixtures_app.shop import ShopModule, charge_card, resize_image, send_receipt  # noqa: E402
 from glasswork.jobs import JobService, Worker  # noqa: E402
+from glasswork.jobs.drivers.base import QueueDriver  # noqa: E402
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
 from glasswork.jobs.inspection import OutcomeCount  # noqa: E402
 from glasswork.jobs.outcome_log import OutcomeLog  # noqa: E402
@@ -44,10 +45,18 @@ class Seeded:
 
 
 def seed(path: Path, *, earlier_history: bool = False) -> Seeded:
-    """Run the shop's jobs into ``path``. ``earlier_history`` also records outcome counts for
-    the previous hour's minutes (a worker cannot run in the past), so a screenshot shows a
-    full chart."""
+    """Run the shop's jobs into the SQLite file ``path`` (see :func:`seed_driver`)."""
     driver = SQLiteQueueDriver(path)
+    try:
+        return seed_driver(driver, earlier_history=earlier_history)
+    finally:
+        driver.close()
+
+
+def seed_driver(driver: QueueDriver, *, earlier_history: bool = False) -> Seeded:
+    """Run the shop's jobs on ``driver`` (one that stores outcome counts: SQLite,
+    PostgreSQL). ``earlier_history`` also records outcome counts for the previous hour's
+    minutes (a worker cannot run in the past), so a screenshot shows a full chart."""
     jobs = JobService(driver)
     for order in range(6):
         jobs.enqueue(send_receipt, {"order_id": order, "fail_times": order % 3})
@@ -64,8 +73,7 @@ def seed(path: Path, *, earlier_history: bool = False) -> Seeded:
     waiting = jobs.enqueue_in(send_receipt, {"order_id": 100}, 3600)
     jobs.enqueue_in(resize_image, {"image": "dog.png"}, 600)
     if earlier_history:
-        driver.record_outcomes(_earlier_hour())
-    driver.close()
+        driver.record_outcomes(_earlier_hour())  # type: ignore[attr-defined]
     return Seeded(declined.job_id, waiting.job_id)
 
 
