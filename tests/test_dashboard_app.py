@@ -319,3 +319,21 @@ def test_lookup_falls_back_to_dead_letters(tmp_path: Path) -> None:
     assert "dead letters only" in dead and 'data-state="dead"' in dead
     assert "No job" in client.get(f"/lookup?job_id={info.waiting_job_id}").text
     driver.close()
+
+
+def test_an_unreachable_cloudwatch_is_a_notice_not_an_error_page(
+    driver: SQLiteQueueDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("boto3")
+    from dashboard_support import free_port
+    from glasswork.jobs.metrics import CloudWatchOutcomes
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "fake-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret-key")
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    outcomes = CloudWatchOutcomes("Shop", region="us-east-1", endpoint_url=nobody)
+    page = client_for(driver, outcomes=outcomes).get("/")
+    assert page.status_code == 200
+    assert "EndpointConnectionError" in page.text and "no outcome history to chart" in page.text
+    assert "--cloudwatch-namespace" not in page.text  # it was given: no advice to give it
+    assert page.text.count("<tr data-queue=") == len(driver.stats())  # the rest still works

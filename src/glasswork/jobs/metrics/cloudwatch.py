@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from ..inspection import OutcomeCount
 from .emf import JOB_DIMENSION, OUTCOME_METRICS
@@ -28,6 +29,10 @@ from .emf import JOB_DIMENSION, OUTCOME_METRICS
 CHARTED = {metric: kind for kind, metric in OUTCOME_METRICS.items() if kind != "duplicate"}
 #: GetMetricData takes at most this many queries a request.
 MAX_QUERIES = 500
+# A page waits for these calls: an unreachable CloudWatch must fail in seconds, not minutes.
+_BOTO_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=15
+)
 
 
 class CloudWatchOutcomes:
@@ -72,7 +77,10 @@ class CloudWatchOutcomes:
         """The boto3 CloudWatch client (made on first use)."""
         if self._client is None:
             self._client = boto3.client(
-                "cloudwatch", region_name=self.region, endpoint_url=self.endpoint_url
+                "cloudwatch",
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                config=_BOTO_CONFIG,
             )
         return self._client
 
