@@ -34,8 +34,9 @@ def reset_moto(endpoint: str) -> None:
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """Run ``python -m moto.server`` on 127.0.0.1; yields its URL."""
+def moto_server(env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``python -m moto.server`` on 127.0.0.1 (with the environment ``env``, default
+    ours); yields its URL."""
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     # The server logs every request: to a file, since a pipe nobody drains fills up and
@@ -45,6 +46,7 @@ def moto_server() -> Iterator[str]:
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=env,
         )
         try:
             _wait_until_up(endpoint, process, log)
