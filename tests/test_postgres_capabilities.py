@@ -1,6 +1,7 @@
 """The PostgreSQL driver's outcome history and job lookup (what the dashboard reads), against
-the real server, each test in a schema of its own: counts recorded by a real worker, the
-upgrade of a version-1 schema (by the driver, and by ``glasswork migrate``)."""
+the real server, each test in a schema of its own: counts recorded by a real worker and by
+concurrent writers, the upgrade of a version-1 schema (by the driver, and by ``glasswork
+migrate``). (What it shares with SQLite: test_queue_driver_contract.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from glasswork.cli import main
 from glasswork.jobs import JobMessage
 from glasswork.jobs.drivers.postgres import SCHEMA_VERSION, PostgresQueueDriver
 from glasswork.jobs.errors import ConfigurationError
-from glasswork.jobs.inspection import JobFinder, OutcomeCount, OutcomeStore
+from glasswork.jobs.inspection import OutcomeCount
 from pgtest import DSN, connect, fresh_schema, url
 
 
@@ -41,41 +42,6 @@ def totals(counts: list[OutcomeCount]) -> dict[str, int]:
     for c in counts:
         found[c.outcome] = found.get(c.outcome, 0) + c.count
     return found
-
-
-def test_driver_offers_both_inspection_capabilities(driver: PostgresQueueDriver) -> None:
-    assert isinstance(driver, OutcomeStore)
-    assert isinstance(driver, JobFinder)
-
-
-def test_recorded_counts_of_one_key_add_up(driver: PostgresQueueDriver) -> None:
-    driver.record_outcomes([OutcomeCount(minute(-1), "q", "a", "done", 2)])
-    driver.record_outcomes(
-        [
-            OutcomeCount(minute(-1) + timedelta(seconds=42), "q", "a", "done", 3),
-            OutcomeCount(minute(), "q", "a", "retry", 1),
-            OutcomeCount(minute(), "q", "a", "retry", 4),  # the same key twice in one call
-        ]
-    )
-    driver.record_outcomes([])
-    assert driver.outcome_history(minute(-5)) == [
-        OutcomeCount(minute(-1), "q", "a", "done", 5),
-        OutcomeCount(minute(), "q", "a", "retry", 5),
-    ]
-    assert driver.outcome_history(minute() + timedelta(seconds=30)) == [
-        OutcomeCount(minute(), "q", "a", "retry", 5)
-    ]
-
-
-def test_counts_past_the_retention_are_dropped(driver: PostgresQueueDriver) -> None:
-    driver.outcome_retention = 3600
-    driver.record_outcomes(
-        [
-            OutcomeCount(minute(-120), "q", "a", "done", 1),
-            OutcomeCount(minute(-10), "q", "a", "done", 1),
-        ]
-    )
-    assert [c.minute for c in driver.outcome_history(minute(-1000))] == [minute(-10)]
 
 
 def test_workers_recording_the_same_keys_at_once_lose_nothing(schema: str) -> None:
@@ -104,36 +70,6 @@ def test_workers_recording_the_same_keys_at_once_lose_nothing(schema: str) -> No
     with PostgresQueueDriver(DSN, schema=schema) as driver:
         history = driver.outcome_history(minute(-1))
     assert len(history) == len(keys) and {c.count for c in history} == {40}
-
-
-def test_find_job_tells_ready_delayed_in_flight_and_dead(driver: PostgresQueueDriver) -> None:
-    ready = JobMessage.create("a", {"n": 1}, queue="q")
-    delayed = JobMessage.create("b", None, queue="q")
-    running = JobMessage.create("c", None, queue="r")
-    driver.enqueue(ready)
-    driver.enqueue_in(delayed, 3600)
-    driver.enqueue(running)
-    [claimed] = driver.receive(["r"])
-    driver.dead_letter(ready.encode(), "boom", queue="q")  # a second copy, dead
-
-    found = driver.find_job(ready.job_id)
-    assert [(f.state, f.job_name, f.queue) for f in found] == [
-        ("ready", "a", "q"),
-        ("dead", "a", "q"),
-    ]
-    assert found[0].attempts == 0 and found[0].body == ready.encode()
-    assert found[0].enqueued_at is not None and found[0].enqueued_at.tzinfo is UTC
-    dead = found[1].dead_letter
-    assert dead is not None and dead.reason == "boom"
-    assert dead == driver.dead_letters()[0]  # the record dead_letters() lists
-    [later] = driver.find_job(delayed.job_id)
-    assert later.state == "delayed" and later.due_at is not None
-    assert later.due_at > datetime.now(UTC) + timedelta(minutes=59)
-    [held] = driver.find_job(running.job_id)
-    assert (held.state, held.attempts) == ("in_flight", claimed.attempt)
-    assert held.due_at is not None and held.due_at > datetime.now(UTC) + timedelta(seconds=20)
-    assert driver.find_job("no-such-id") == []
-    assert driver.find_job("x' OR '1'='1") == []
 
 
 def test_a_real_worker_records_its_outcomes(driver: PostgresQueueDriver) -> None:
