@@ -1,25 +1,31 @@
 """Outcome log overhead: what the dashboard's per-minute outcome counts cost the worker.
 
 The ``OutcomeLog`` sink (glasswork/jobs/outcome_log.py), fed by the metrics step, counts
-every run when the driver can store outcomes, as SQLite's can. Two measurements, each with
-the log on and off, interleaved repetition by repetition; headline is the best repetition,
-the median beside it, and the ratios compare bests of the same run:
+every run when the driver can store outcomes, as SQLite's and PostgreSQL's can. Two
+measurements, each with the log on and off, interleaved repetition by repetition; headline
+is the best repetition, the median beside it, and the ratios compare bests of the same run:
 
 * *µs per run*: ``Executor.execute_sync`` of one no-op job M times, with no steps (the
   worker's fast path) and with only the log: the step's own cost, little disturbed by the
   machine's other work.
-* *jobs/s drain*: N no-op jobs drained from a fresh SQLite file by the Worker as
-  ``worker_steps`` builds it (log on), and with the log removed from its chain (off).
+* *jobs/s drain*: N no-op jobs drained from a fresh SQLite file (and a fresh PostgreSQL
+  schema, when the server at ``$BENCH_POSTGRES_DSN``, default the local test database,
+  answers) by the Worker as ``worker_steps`` builds it (log on), and with the log removed
+  from its chain (off).
 
 Run: ``python bench/outcome_log.py [--quick] [--n N] [--repeats R] [--json PATH]``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,26 +33,62 @@ from _common import best_and_median, emit, parser, row
 from workload import PAYLOAD, Payload, noop
 
 BENCHMARK = "outcome log overhead"
+DSN = os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 
 
-def drain_once(n: int, workdir: Path, *, log_on: bool) -> float:
+@contextlib.contextmanager
+def fresh_driver(kind: str) -> Iterator[Any]:
+    """A driver on a fresh SQLite file or PostgreSQL schema, removed afterwards."""
+    if kind == "sqlite":
+        from glasswork.jobs import SQLiteQueueDriver
+
+        with tempfile.TemporaryDirectory(prefix="bench-outcomes-") as tmp:
+            driver = SQLiteQueueDriver(str(Path(tmp) / "jobs.db"))
+            yield driver
+            driver.close()
+        return
+    import psycopg
+
+    from glasswork.jobs import PostgresQueueDriver
+
+    schema = f"bench_outcomes_{uuid.uuid4().hex[:8]}"
+    try:
+        with PostgresQueueDriver(DSN, schema=schema) as driver:
+            yield driver
+    finally:
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def postgres_answers() -> bool:
+    try:
+        import psycopg
+
+        psycopg.connect(DSN, connect_timeout=3).close()
+    except Exception as exc:
+        print(f"# PostgreSQL at {DSN} not used: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def drain_once(n: int, kind: str, *, log_on: bool) -> float:
     """Seconds to drain ``n`` enqueued jobs with the outcome log on or off."""
     from glasswork import define_module
-    from glasswork.jobs import JobService, SQLiteQueueDriver, Worker, define_job
+    from glasswork.jobs import JobService, Worker, define_job
     from glasswork.jobs.outcome_log import OutcomeLog
 
     job = define_job(name="bench-noop", handler=noop, schema=Payload)
     module = define_module("bench", jobs=[job])
-    driver = SQLiteQueueDriver(str(workdir / "jobs.db"))
-    JobService(driver).enqueue_many(job, [PAYLOAD] * n)
-    driver.records_outcomes = log_on  # off: the documented opt-out, no sink and no step
-    worker = Worker(module=module, driver=driver, install_signal_handlers=False)
-    if log_on != any(isinstance(s, OutcomeLog) for s in worker.metrics):
-        raise RuntimeError("the worker's outcome log is not as asked: nothing to measure")
-    start = time.perf_counter()
-    ran = worker.run_until_empty().jobs  # flushes the log as it stops
-    seconds = time.perf_counter() - start
-    driver.close()
+    with fresh_driver(kind) as driver:
+        JobService(driver).enqueue_many(job, [PAYLOAD] * n)
+        driver.records_outcomes = log_on  # off: the documented opt-out, no sink and no step
+        worker = Worker(module=module, driver=driver, install_signal_handlers=False)
+        if log_on != any(isinstance(s, OutcomeLog) for s in worker.metrics):
+            raise RuntimeError("the worker's outcome log is not as asked: nothing to measure")
+        start = time.perf_counter()
+        ran = worker.run_until_empty().jobs  # flushes the log as it stops
+        seconds = time.perf_counter() - start
     if ran != n:
         raise RuntimeError(f"ran {ran} of {n} jobs")
     return seconds
@@ -111,16 +153,16 @@ def measure_runs(m: int, repeats: int) -> list[dict[str, Any]]:
     return rows
 
 
-def measure(n: int, repeats: int) -> list[dict[str, Any]]:
+def measure(n: int, repeats: int, kind: str) -> list[dict[str, Any]]:
     def rate(log_on: bool) -> float:
-        with tempfile.TemporaryDirectory(prefix="bench-outcomes-") as tmp:
-            return n / drain_once(n, Path(tmp), log_on=log_on)
+        return n / drain_once(n, kind, log_on=log_on)
 
-    labels = ("Worker (SQLite), outcome log off", "Worker (SQLite), outcome log on")
+    name = NAMES[kind]
+    labels = (f"Worker ({name}), outcome log off", f"Worker ({name}), outcome log on")
     notes = f"N={n:,} no-op jobs, concurrency 10"
     rows, best = pair_rows(interleaved(repeats, rate), labels, "jobs/s drain", "jobs/s", notes)
     rows.append(
-        row(BENCHMARK, "on ÷ off", "throughput ratio", best[True] / best[False], "x",
+        row(BENCHMARK, f"on ÷ off ({name})", "throughput ratio", best[True] / best[False], "x",
             runs=repeats, notes="1.0 means free; same run, interleaved")
     )  # fmt: skip
     return rows
@@ -135,7 +177,10 @@ def main(argv: list[str]) -> int:
     n = args.n or (2000 if args.quick else 20000)
     repeats = args.repeats or (2 if args.quick else 5)
     m = 5000 if args.quick else 50000
-    emit(measure_runs(m, repeats) + measure(n, repeats), args.json)
+    rows = measure_runs(m, repeats) + measure(n, repeats, "sqlite")
+    if postgres_answers():
+        rows += measure(n, repeats, "postgresql")
+    emit(rows, args.json)
     return 0
 
 

@@ -2,14 +2,18 @@
 
 * :func:`seed` fills a SQLite file the way a real app would: the shop app's jobs enqueued
   and run by a real Worker (done, retried and dead-lettered runs, recorded by its outcome
-  log), dead letters whose payload and reason carry HTML, a malformed body, jobs waiting.
+  log), dead letters whose payload and reason carry HTML, a malformed body, jobs waiting;
+  :func:`seed_driver` does the same on any driver that stores outcomes (PostgreSQL).
+* :func:`seed_sqs` does what SQS allows of it on a moto server: queues with DLQs and a
+  scheduler table, declined charges dead-lettered by a real Worker, jobs waiting.
 * :func:`serve_dashboard` runs ``glasswork dashboard`` in its own process on a free
-  loopback port over that file.
+  loopback port over that file (or another driver URL).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -21,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
@@ -28,9 +34,13 @@ if str(TESTS) not in sys.path:
 
 from fixtures_app.shop import ShopModule, charge_card, resize_image, send_receipt  # noqa: E402
 from glasswork.jobs import JobService, Worker  # noqa: E402
+from glasswork.jobs.drivers.base import QueueDriver  # noqa: E402
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
 from glasswork.jobs.inspection import OutcomeCount  # noqa: E402
 from glasswork.jobs.outcome_log import OutcomeLog  # noqa: E402
+
+if TYPE_CHECKING:
+    from glasswork.jobs.drivers.sqs import SQSQueueDriver
 
 APP = "fixtures_app.shop:ShopModule"
 XSS_NOTE = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
@@ -44,10 +54,18 @@ class Seeded:
 
 
 def seed(path: Path, *, earlier_history: bool = False) -> Seeded:
-    """Run the shop's jobs into ``path``. ``earlier_history`` also records outcome counts for
-    the previous hour's minutes (a worker cannot run in the past), so a screenshot shows a
-    full chart."""
+    """Run the shop's jobs into the SQLite file ``path`` (see :func:`seed_driver`)."""
     driver = SQLiteQueueDriver(path)
+    try:
+        return seed_driver(driver, earlier_history=earlier_history)
+    finally:
+        driver.close()
+
+
+def seed_driver(driver: QueueDriver, *, earlier_history: bool = False) -> Seeded:
+    """Run the shop's jobs on ``driver`` (one that stores outcome counts: SQLite,
+    PostgreSQL). ``earlier_history`` also records outcome counts for the previous hour's
+    minutes (a worker cannot run in the past), so a screenshot shows a full chart."""
     jobs = JobService(driver)
     for order in range(6):
         jobs.enqueue(send_receipt, {"order_id": order, "fail_times": order % 3})
@@ -64,9 +82,59 @@ def seed(path: Path, *, earlier_history: bool = False) -> Seeded:
     waiting = jobs.enqueue_in(send_receipt, {"order_id": 100}, 3600)
     jobs.enqueue_in(resize_image, {"image": "dog.png"}, 600)
     if earlier_history:
-        driver.record_outcomes(_earlier_hour())
-    driver.close()
+        driver.record_outcomes(_earlier_hour())  # type: ignore[attr-defined]
     return Seeded(declined.job_id, waiting.job_id)
+
+
+@dataclass(frozen=True)
+class SQSShop:
+    """The shop on SQS (moto): its driver, the URL naming it, what was seeded."""
+
+    url: str
+    driver: SQSQueueDriver
+    seeded: Seeded
+
+
+def seed_sqs(endpoint: str, prefix: str, region: str = "us-east-1") -> SQSShop:
+    """Queues ``<prefix>-emails``, ``-payments``, ``-media``, each with a DLQ (found through
+    its redrive policy) and a scheduler table on the moto server at ``endpoint``: two
+    declined charges dead-lettered by a real Worker (XSS in one), a malformed body
+    dead-lettered, a receipt an hour away (in the scheduler table) and a resize 10 minutes
+    away (SQS's own delay). AWS credentials come from the environment."""
+    import boto3
+
+    from glasswork.jobs.drivers.sqs import SQSQueueDriver
+    from glasswork.jobs.scheduler import create_scheduler_table
+
+    sqs = boto3.client("sqs", region_name=region, endpoint_url=endpoint)
+    queues = {}
+    for name in ("emails", "payments", "media"):
+        dlq = sqs.create_queue(QueueName=f"{prefix}-{name}-dlq")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])
+        policy = {"deadLetterTargetArn": arn["Attributes"]["QueueArn"], "maxReceiveCount": "5"}
+        attributes = {"RedrivePolicy": json.dumps(policy)}
+        queues[name] = sqs.create_queue(QueueName=f"{prefix}-{name}", Attributes=attributes)[
+            "QueueUrl"
+        ]
+    table = f"{prefix}-scheduled"
+    create_scheduler_table(
+        table, client=boto3.client("dynamodb", region_name=region, endpoint_url=endpoint)
+    )
+    options: dict[str, Any] = {"region": region, "endpoint_url": endpoint, "scheduler_table": table}
+    driver = SQSQueueDriver(queues=queues, **options)
+    jobs = JobService(driver)
+    declined = jobs.enqueue(charge_card, {"decline": True, "note": XSS_NOTE})
+    jobs.enqueue(charge_card, {"decline": True, "note": "insufficient funds"})
+    jobs.enqueue(charge_card, {"amount": 12})
+    jobs.enqueue(resize_image, {"image": "cat.png"})
+    worker = Worker(module=ShopModule, driver=driver, install_signal_handlers=False)
+    summary = worker.run_until_empty(timeout=60)
+    assert (summary.done, summary.dead_lettered) == (2, 2), summary
+    driver.dead_letter(MALFORMED_BODY, "MalformedMessageError: <b>not JSON</b>", queue="emails")
+    waiting = jobs.enqueue_in(send_receipt, {"order_id": 100}, 3600)
+    jobs.enqueue_in(resize_image, {"image": "dog.png"}, 600)
+    query = {**options, **{f"queue.{name}": url for name, url in queues.items()}}
+    return SQSShop(f"sqs://?{urlencode(query)}", driver, Seeded(declined.job_id, waiting.job_id))
 
 
 def _earlier_hour() -> list[OutcomeCount]:
@@ -91,14 +159,18 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve_dashboard(
-    workdir: Path, *options: str, env: dict[str, str] | None = None
+    workdir: Path,
+    *options: str,
+    env: dict[str, str] | None = None,
+    driver_url: str = "sqlite:///jobs.db",
 ) -> Iterator[str]:
-    """``glasswork dashboard`` over ``workdir/jobs.db`` (the shop app) on a free loopback
-    port; yields its URL. Its output goes to ``workdir/dashboard.log``."""
+    """``glasswork dashboard`` over ``driver_url`` (default ``workdir/jobs.db``) with the shop
+    app, on a free loopback port; yields its URL. Its output goes to
+    ``workdir/dashboard.log``."""
     port = free_port()
     environ = dict(os.environ if env is None else env)
     environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), environ.get("PYTHONPATH", "")])
-    command = [sys.executable, "-m", "glasswork.cli", "dashboard", "--driver", "sqlite:///jobs.db"]
+    command = [sys.executable, "-m", "glasswork.cli", "dashboard", "--driver", driver_url]
     command += ["--app", APP, "--port", str(port), *options]
     log_path = workdir / "dashboard.log"
     with log_path.open("wb") as log:

@@ -19,27 +19,40 @@ pytest.importorskip("httpx2")
 
 from starlette.testclient import TestClient
 
-from dashboard_support import MALFORMED_BODY, Seeded, seed
+from dashboard_support import MALFORMED_BODY, Seeded, seed, seed_driver
 from fixtures_app.shop import ShopModule
 from glasswork.dashboard import create_app
 from glasswork.jobs import MockQueueDriver
+from glasswork.jobs.drivers.postgres import PostgresQueueDriver
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
+from pgtest import DSN, fresh_schema
 
 BASE = "http://127.0.0.1:8765"
 TOKEN = "test-token-0123456789"
 
 
 @pytest.fixture
-def seeded(tmp_path: Path) -> tuple[SQLiteQueueDriver, Seeded]:
+def seeded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Seeded]]:
+    """The shop run by a real worker on SQLite, or (``"postgresql"`` through
+    :data:`EVERY_DRIVER`) on PostgreSQL in a schema of its own."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        with fresh_schema() as schema, PostgresQueueDriver(DSN, schema=schema) as postgres:
+            yield postgres, seed_driver(postgres)
+        return
     info = seed(tmp_path / "jobs.db")
     driver = SQLiteQueueDriver(tmp_path / "jobs.db")
-    return driver, info
+    yield driver, info
+    driver.close()
+
+
+#: The tests of what each driver shows and does run on SQLite and PostgreSQL (SQS:
+#: tests/integration/test_dashboard_sqs.py).
+EVERY_DRIVER = pytest.mark.parametrize("seeded", ["sqlite", "postgresql"], indirect=True)
 
 
 @pytest.fixture
-def driver(seeded: tuple[SQLiteQueueDriver, Seeded]) -> Iterator[SQLiteQueueDriver]:
-    yield seeded[0]
-    seeded[0].close()
+def driver(seeded: tuple[Any, Seeded]) -> Any:
+    return seeded[0]
 
 
 def client_for(driver: Any, **options: Any) -> TestClient:
@@ -49,8 +62,9 @@ def client_for(driver: Any, **options: Any) -> TestClient:
 
 
 @pytest.fixture
-def client(driver: SQLiteQueueDriver) -> TestClient:
-    return client_for(driver, driver_url="sqlite:///jobs.db")
+def client(driver: Any) -> TestClient:
+    url = "sqlite:///jobs.db" if isinstance(driver, SQLiteQueueDriver) else driver.dsn
+    return client_for(driver, driver_url=url)
 
 
 def dead_ids(driver: SQLiteQueueDriver) -> list[str]:
@@ -64,6 +78,7 @@ def declined_id(driver: SQLiteQueueDriver) -> str:
 # -- pages ------------------------------------------------------------------------------------
 
 
+@EVERY_DRIVER
 def test_queues_page_shows_counts_and_the_workers_outcomes(
     client: TestClient, driver: SQLiteQueueDriver
 ) -> None:
@@ -79,9 +94,11 @@ def test_queues_page_shows_counts_and_the_workers_outcomes(
     # 1 resize; the outcome log recorded exactly these.
     totals = dict(re.findall(r'data-outcome="(\w+)">(\d+)<', page.text))
     assert totals == {"done": "8", "retry": "6", "dead_letter": "2", "discarded": "0"}
+    assert f"the workers record through the {driver.name} driver." in page.text
     assert client.get("/fragments/queues").text.count("<tr data-queue=") == len(stats)
 
 
+@EVERY_DRIVER
 def test_dead_letter_list_and_detail_escape_what_jobs_put_in_them(
     client: TestClient, driver: SQLiteQueueDriver
 ) -> None:
@@ -135,6 +152,7 @@ def test_jobs_page_without_an_app_says_how_to_give_one(driver: SQLiteQueueDriver
     assert "--app package.module:AppModule" in page
 
 
+@EVERY_DRIVER
 def test_lookup_finds_pending_and_dead_jobs(client: TestClient, seeded: Any) -> None:
     info: Seeded = seeded[1]
     waiting = client.get(f"/lookup?job_id={info.waiting_job_id}").text
@@ -147,6 +165,7 @@ def test_lookup_finds_pending_and_dead_jobs(client: TestClient, seeded: Any) -> 
 # -- actions ----------------------------------------------------------------------------------
 
 
+@EVERY_DRIVER
 def test_redrive_after_confirmation_moves_the_job_back(
     client: TestClient, driver: SQLiteQueueDriver
 ) -> None:
@@ -163,6 +182,7 @@ def test_redrive_after_confirmation_moves_the_job_back(
     assert "Redrove 1 of 1" in client.get(done.headers["location"]).text
 
 
+@EVERY_DRIVER
 def test_purge_of_selected_dead_letters(client: TestClient, driver: SQLiteQueueDriver) -> None:
     ids = dead_ids(driver)
     assert len(ids) == 3
@@ -286,7 +306,7 @@ def test_a_driver_without_capabilities_says_what_it_cannot_do() -> None:
 
 
 class _DeadLettersOnly(SQLiteQueueDriver):
-    """A driver that can list dead letters but not look jobs up (SQS today)."""
+    """A driver that can list dead letters but not look jobs up."""
 
     find_job = None  # type: ignore[assignment]
 
@@ -299,3 +319,21 @@ def test_lookup_falls_back_to_dead_letters(tmp_path: Path) -> None:
     assert "dead letters only" in dead and 'data-state="dead"' in dead
     assert "No job" in client.get(f"/lookup?job_id={info.waiting_job_id}").text
     driver.close()
+
+
+def test_an_unreachable_cloudwatch_is_a_notice_not_an_error_page(
+    driver: SQLiteQueueDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("boto3")
+    from dashboard_support import free_port
+    from glasswork.jobs.metrics import CloudWatchOutcomes
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "fake-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret-key")
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    outcomes = CloudWatchOutcomes("Shop", region="us-east-1", endpoint_url=nobody)
+    page = client_for(driver, outcomes=outcomes).get("/")
+    assert page.status_code == 200
+    assert "EndpointConnectionError" in page.text and "no outcome history to chart" in page.text
+    assert "--cloudwatch-namespace" not in page.text  # it was given: no advice to give it
+    assert page.text.count("<tr data-queue=") == len(driver.stats())  # the rest still works

@@ -1,6 +1,7 @@
 """The dashboard in a real browser: Debian's Chromium driven by Playwright, against a real
 ``glasswork dashboard`` process on a free loopback port, over a SQLite file filled by a
-real worker (tests/dashboard_seed.py).
+real worker (tests/dashboard_support.py). Redriving by clicking also runs over PostgreSQL
+(the same seed, in a schema of its own) and over SQS on the moto server.
 
 Every test saves a screenshot under its tmp dir. The README's picture of the queues page is
 this module's :func:`screenshot_queues`: ``GLASSWORK_README_SCREENSHOT=docs/images/
@@ -14,10 +15,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -33,6 +36,7 @@ CHROMIUM_ARGS = [
 ]
 TESTS = Path(__file__).resolve().parent
 SCREENSHOT_ENV = "GLASSWORK_README_SCREENSHOT"
+T = TypeVar("T")
 
 
 def _require(condition: bool, why: str) -> None:
@@ -49,14 +53,21 @@ try:
 except ImportError:  # pragma: no cover - depends on the installation
     _require(False, "Playwright is not installed (pip install -e '.[dev]')")
 
-from dashboard_support import MALFORMED_BODY, XSS_NOTE, seed, serve_dashboard  # noqa: E402
+from dashboard_support import (  # noqa: E402
+    MALFORMED_BODY,
+    XSS_NOTE,
+    seed,
+    seed_driver,
+    seed_sqs,
+    serve_dashboard,
+)
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
 
 
 @dataclass
 class Dashboard:
     url: str
-    driver: SQLiteQueueDriver
+    driver: Any  # SQLite, unless the test asks for another driver
 
 
 @pytest.fixture(scope="module")
@@ -91,18 +102,50 @@ def start_dashboard(
     tmp_path: Path, *extra: str, earlier_history: bool = False
 ) -> Iterator[Dashboard]:
     """Seed a SQLite file and serve it with ``glasswork dashboard`` in its own process."""
-    # Seeding runs a worker, on a thread: Playwright's sync API keeps a loop on this one.
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(seed, tmp_path / "jobs.db", earlier_history=earlier_history).result()
+    on_thread(seed, tmp_path / "jobs.db", earlier_history=earlier_history)
     with serve_dashboard(tmp_path, "--refresh", "1", *extra) as url:
         driver = SQLiteQueueDriver(tmp_path / "jobs.db")
         yield Dashboard(url, driver)
         driver.close()
 
 
+def on_thread(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn`` run on a thread of its own: seeding runs a worker, whose event loop cannot
+    start on this thread, where Playwright's sync API keeps its own."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args, **kwargs).result()
+
+
 @pytest.fixture
 def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
     yield from start_dashboard(tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "sqs"])
+def any_dashboard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dashboard]:
+    """The shop's dashboard over each driver: SQLite, PostgreSQL (a schema of its own),
+    SQS (queues, DLQs and a scheduler table on the moto server)."""
+    if request.param == "sqlite":
+        yield from start_dashboard(tmp_path)
+    elif request.param == "postgresql":
+        from glasswork.jobs.drivers.postgres import PostgresQueueDriver
+        from pgtest import DSN, fresh_schema, url
+
+        with fresh_schema() as schema, PostgresQueueDriver(DSN, schema=schema) as driver:
+            on_thread(seed_driver, driver)
+            with serve_dashboard(tmp_path, "--refresh", "1", driver_url=url(schema)) as served:
+                yield Dashboard(served, driver)
+    else:
+        endpoint = request.getfixturevalue("moto_endpoint")
+        monkeypatch = request.getfixturevalue("monkeypatch")
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            monkeypatch.setenv(name, "moto-fake")  # for this process and the dashboard's
+        shop = on_thread(seed_sqs, endpoint, f"browser-{uuid.uuid4().hex[:8]}")
+        # The test's own peeks need not wait for SQS's sampling (moto has one server); the
+        # dashboard's do, as on SQS.
+        shop.driver.dead_letter_admin.wait_seconds = 0
+        with serve_dashboard(tmp_path, "--refresh", "1", driver_url=shop.url) as served:
+            yield Dashboard(served, shop.driver)
 
 
 def count(page: Page, queue: str, column: str) -> int:
@@ -170,8 +213,9 @@ def test_counts_refresh_live_without_reloading(page: Page, dashboard: Dashboard)
 
 
 def test_redrive_one_dead_letter_by_clicking(
-    page: Page, dashboard: Dashboard, tmp_path: Path
+    page: Page, any_dashboard: Dashboard, tmp_path: Path
 ) -> None:
+    dashboard = any_dashboard
     driver = dashboard.driver
     target = next(r for r in driver.dead_letters() if "insufficient funds" in r.body)
     ready_before = driver.stats()["payments"].ready

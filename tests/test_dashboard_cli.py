@@ -39,6 +39,22 @@ def test_credentials_must_name_a_user_and_a_password(
 
 
 @pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--cloudwatch-dimension", "service=orders"], "needs --cloudwatch-namespace"),
+        (["--cloudwatch-namespace", "Shop", "--cloudwatch-dimension", "service"], "NAME=VALUE"),
+        (["--cloudwatch-namespace", "Shop", "--cloudwatch-dimension", "=x"], "NAME=VALUE"),
+    ],
+)
+def test_cloudwatch_options_are_checked_before_serving(
+    options: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["dashboard", "--driver", f"sqlite:///{tmp_path / 'j.db'}", *options])
+    assert code == 1
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     ("host", "loopback"),
     [
         ("127.0.0.1", True),

@@ -2,7 +2,8 @@
 SQLite (one file) and PostgreSQL (the real server, a schema per test).
 
 Leases and receipts, attempts per delivery, lost-lease dead-lettering, delays, queue
-fairness, unique keys, batches, dead letters, stats and periodic claims."""
+fairness, unique keys, batches, dead letters, stats and periodic claims; and what the
+dashboard reads (glasswork.jobs.inspection): outcome history and job lookup."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from glasswork.jobs import DuplicateJobError, JobMessage
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.errors import ConfigurationError
+from glasswork.jobs.inspection import JobFinder, OutcomeCount, OutcomeStore
 from pgtest import DSN, fresh_schema
 
 Make = Callable[..., Any]
@@ -311,3 +313,76 @@ def test_processes_claiming_one_queue_never_share_a_job(
         p.join(10)
     every = [m for part in claimed for m in part]
     assert len(every) == len(set(every)) == 2000
+
+
+# -- what the dashboard reads: outcome history and job lookup ---------------------------------
+
+
+def minute(offset: int = 0) -> datetime:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    return now + timedelta(minutes=offset)
+
+
+def test_driver_offers_both_inspection_capabilities(driver: Any) -> None:
+    assert isinstance(driver, OutcomeStore)
+    assert isinstance(driver, JobFinder)
+
+
+def test_recorded_outcome_counts_of_one_key_add_up(driver: Any) -> None:
+    driver.record_outcomes([OutcomeCount(minute(-1), "q", "a", "done", 2)])
+    driver.record_outcomes(
+        [
+            OutcomeCount(minute(-1) + timedelta(seconds=42), "q", "a", "done", 3),
+            OutcomeCount(minute(), "q", "a", "retry", 1),
+            OutcomeCount(minute(), "q", "a", "retry", 4),  # the same key twice in one call
+        ]
+    )
+    driver.record_outcomes([])
+    assert driver.outcome_history(minute(-5)) == [
+        OutcomeCount(minute(-1), "q", "a", "done", 5),
+        OutcomeCount(minute(), "q", "a", "retry", 5),
+    ]
+    assert driver.outcome_history(minute() + timedelta(seconds=30)) == [
+        OutcomeCount(minute(), "q", "a", "retry", 5)
+    ]
+
+
+def test_outcome_counts_past_the_retention_are_dropped(driver: Any) -> None:
+    driver.outcome_retention = 3600
+    driver.record_outcomes(
+        [
+            OutcomeCount(minute(-120), "q", "a", "done", 1),
+            OutcomeCount(minute(-10), "q", "a", "done", 1),
+        ]
+    )
+    assert [c.minute for c in driver.outcome_history(minute(-1000))] == [minute(-10)]
+
+
+def test_find_job_tells_ready_delayed_in_flight_and_dead(make: Make) -> None:
+    driver = make(visibility_timeout=30)
+    ready = JobMessage.create("a", {"n": 1}, queue="q")
+    delayed = JobMessage.create("b", None, queue="q")
+    running = JobMessage.create("c", None, queue="r")
+    driver.enqueue(ready)
+    driver.enqueue_in(delayed, 3600)
+    driver.enqueue(running)
+    [claimed] = driver.receive(["r"])
+    driver.dead_letter(ready.encode(), "boom", queue="q")  # a second copy, dead
+
+    found = driver.find_job(ready.job_id)
+    assert [(f.state, f.job_name, f.queue) for f in found] == [
+        ("ready", "a", "q"),
+        ("dead", "a", "q"),
+    ]
+    assert found[0].attempts == 0 and found[0].body == ready.encode()
+    assert found[0].enqueued_at is not None and found[0].enqueued_at.tzinfo is UTC
+    assert found[1].dead_letter == driver.dead_letters()[0]  # as dead_letters() lists it
+    assert found[1].dead_letter.reason == "boom"
+    [later] = driver.find_job(delayed.job_id)
+    assert later.state == "delayed" and later.due_at is not None
+    assert later.due_at > datetime.now(UTC) + timedelta(minutes=59)
+    [held] = driver.find_job(running.job_id)
+    assert (held.state, held.attempts) == ("in_flight", claimed.attempt)
+    assert held.due_at is not None and held.due_at > datetime.now(UTC) + timedelta(seconds=20)
+    assert driver.find_job("no-such-id") == []
+    assert driver.find_job("x' OR '1'='1") == []

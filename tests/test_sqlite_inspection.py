@@ -1,4 +1,6 @@
-"""The SQLite driver's outcome history, job lookup and schema upgrade (version 1 → 2)."""
+"""The SQLite driver's outcome table: the upgrade of a version-1 file (schema version 2).
+(Outcome history and job lookup as every durable driver offers them:
+test_queue_driver_contract.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pytest
 from glasswork.jobs import JobMessage
 from glasswork.jobs.drivers.sqlite import SCHEMA_VERSION, SQLiteQueueDriver
 from glasswork.jobs.errors import ConfigurationError
-from glasswork.jobs.inspection import JobFinder, OutcomeCount, OutcomeStore
+from glasswork.jobs.inspection import OutcomeCount
 
 
 @pytest.fixture
@@ -26,62 +28,6 @@ def driver(tmp_path: Path) -> Iterator[SQLiteQueueDriver]:
 def minute(offset: int = 0) -> datetime:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     return now + timedelta(minutes=offset)
-
-
-def test_driver_offers_both_inspection_capabilities(driver: SQLiteQueueDriver) -> None:
-    assert isinstance(driver, OutcomeStore)
-    assert isinstance(driver, JobFinder)
-
-
-def test_recorded_counts_of_one_key_add_up(driver: SQLiteQueueDriver) -> None:
-    driver.record_outcomes([OutcomeCount(minute(-1), "q", "a", "done", 2)])
-    driver.record_outcomes(
-        [
-            OutcomeCount(minute(-1), "q", "a", "done", 3),
-            OutcomeCount(minute(), "q", "a", "retry", 1),
-        ]
-    )
-    assert driver.outcome_history(minute(-5)) == [
-        OutcomeCount(minute(-1), "q", "a", "done", 5),
-        OutcomeCount(minute(), "q", "a", "retry", 1),
-    ]
-    assert driver.outcome_history(minute()) == [OutcomeCount(minute(), "q", "a", "retry", 1)]
-
-
-def test_counts_past_the_retention_are_dropped(driver: SQLiteQueueDriver) -> None:
-    driver.outcome_retention = 3600
-    driver.record_outcomes(
-        [
-            OutcomeCount(minute(-120), "q", "a", "done", 1),
-            OutcomeCount(minute(-10), "q", "a", "done", 1),
-        ]
-    )
-    assert [c.minute for c in driver.outcome_history(minute(-1000))] == [minute(-10)]
-
-
-def test_find_job_tells_ready_delayed_in_flight_and_dead(driver: SQLiteQueueDriver) -> None:
-    ready = JobMessage.create("a", {"n": 1}, queue="q")
-    delayed = JobMessage.create("b", None, queue="q")
-    running = JobMessage.create("c", None, queue="r")
-    driver.enqueue(ready)
-    driver.enqueue_in(delayed, 3600)
-    driver.enqueue(running)
-    [claimed] = driver.receive(["r"])
-    driver.dead_letter(ready.encode(), "boom", queue="q")  # a second copy, dead
-
-    found = driver.find_job(ready.job_id)
-    assert [(f.state, f.job_name, f.queue) for f in found] == [
-        ("ready", "a", "q"),
-        ("dead", "a", "q"),
-    ]
-    assert found[0].attempts == 0 and found[0].body == ready.encode()
-    assert found[1].dead_letter is not None and found[1].dead_letter.reason == "boom"
-    [later] = driver.find_job(delayed.job_id)
-    assert later.state == "delayed" and later.due_at is not None
-    assert later.due_at > datetime.now(UTC) + timedelta(minutes=59)
-    [held] = driver.find_job(running.job_id)
-    assert (held.state, held.attempts) == ("in_flight", claimed.attempt)
-    assert driver.find_job("no-such-id") == []
 
 
 def _make_version_1(path: Path) -> None:

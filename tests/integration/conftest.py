@@ -1,86 +1,28 @@
-"""A real moto server (SQS and DynamoDB over HTTP) for the integration tests.
-
-The server runs as a subprocess on a free port for the whole session; every test starts
-from an empty server (moto's reset API), and clients talk to it with plain boto3.
+"""Clients of the real moto server (SQS and DynamoDB over HTTP; ``moto_endpoint``, started
+once per session by tests/conftest.py) for the integration tests: every test starts from an
+empty server (moto's reset API), and clients talk to it with plain boto3.
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
 
+from moto_support import reset_moto  # noqa: E402
+
 REGION = "us-east-1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _request(url: str, method: str = "GET") -> None:
-    urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=5).read()
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """Start ``python -m moto.server`` on 127.0.0.1 and yield its URL."""
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    # The server logs every request: to a file, since a pipe nobody drains fills up and
-    # blocks it.
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_until_up(endpoint, process, log)
-            yield endpoint
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_until_up(endpoint: str, process: subprocess.Popen, log: IO[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            _request(f"{endpoint}/moto-api/")
-            return
-        except (urllib.error.URLError, ConnectionError, OSError):
-            if process.poll() is not None:
-                log.seek(0)
-                output = log.read().decode(errors="replace")[-4000:]
-                pytest.fail(f"moto server exited with {process.returncode}: {output}")
-            if time.monotonic() > deadline:
-                pytest.fail("moto server did not answer within 30 s")
-            time.sleep(0.05)
 
 
 @pytest.fixture
 def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Aws:
     """Fresh (reset) moto state, fake credentials, and boto3 clients for it."""
-    _request(f"{moto_endpoint}/moto-api/reset", method="POST")
+    reset_moto(moto_endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")

@@ -16,9 +16,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import subprocess
 import sys
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -40,8 +38,9 @@ from glasswork.jobs import (
 )
 from glasswork.jobs.drivers.sqs import SQSQueueDriver
 from glasswork.jobs.testing import FakeLambdaContext, sqs_event_from_messages
+from moto_support import moto_server
 
-from .conftest import REGION, Aws, _free_port, _wait_until_up
+from .conftest import REGION, Aws
 
 ACCOUNT = "123456789012"  # moto's account
 
@@ -400,22 +399,8 @@ def test_report_batch_item_failures_false_deletes_finished_records_then_raises(i
 def refusing_aws() -> Iterator[str]:
     """A second moto server that checks credentials (ours are unknown to it): every call
     is refused with HTTP 403, as it would be for a role without the permission."""
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    env = {"INITIAL_NO_AUTH_ACTION_COUNT": "0", "PATH": "/usr/bin:/bin"}
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        try:
-            _wait_until_up(endpoint, process, log)
-            yield endpoint
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    with moto_server(env={"INITIAL_NO_AUTH_ACTION_COUNT": "0", "PATH": "/usr/bin:/bin"}) as url:
+        yield url
 
 
 def test_a_mapping_check_that_is_not_permitted_names_the_permission_once(

@@ -36,6 +36,19 @@ def register(commands: Any) -> None:
     dashboard.add_argument(
         "--refresh", type=float, default=5.0, help="seconds between live updates (default: 5)"
     )
+    dashboard.add_argument(
+        "--cloudwatch-namespace",
+        metavar="NAMESPACE",
+        help="chart outcomes from the CloudWatch metrics EMFMetrics writes in this namespace "
+        "(Lambda workers; the region and endpoint are the driver's)",
+    )
+    dashboard.add_argument(
+        "--cloudwatch-dimension",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="a fixed dimension of those metrics, e.g. service=orders (repeatable)",
+    )
     dashboard.add_argument("--log-level", default="INFO", help="default: INFO")
     dashboard.set_defaults(run=run)
 
@@ -66,8 +79,12 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--port must be 0-65535, got {args.port}")
     if args.refresh <= 0:
         raise CommandError(f"--refresh must be positive seconds, got {args.refresh}")
+    dimensions = _dimensions(args.cloudwatch_dimension)
+    if dimensions and not args.cloudwatch_namespace:
+        raise CommandError("--cloudwatch-dimension needs --cloudwatch-namespace")
     module = load_app(args.app) if args.app else None
     driver = open_driver(args)
+    outcomes = _cloudwatch(args.cloudwatch_namespace, dimensions, driver)
     # On loopback only loopback Host names are served (no DNS rebinding); elsewhere the
     # credentials guard every request.
     host_name = f"[{args.host}]" if ":" in args.host else args.host
@@ -80,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         auth=auth,
         allowed_hosts=allowed,
         refresh_seconds=args.refresh,
+        outcomes=outcomes,
     )
     level = logging.getLevelName(args.log_level.upper())
     if not isinstance(level, int):
@@ -108,3 +126,34 @@ def run(args: argparse.Namespace) -> int:
         proxy_headers=False,
     )
     return 0
+
+
+def _dimensions(texts: list[str]) -> dict[str, str]:
+    dimensions = {}
+    for text in texts:
+        name, sep, value = text.partition("=")
+        if not sep or not name or not value:
+            raise CommandError(f"--cloudwatch-dimension must look like NAME=VALUE, got {text!r}")
+        dimensions[name] = value
+    return dimensions
+
+
+def _cloudwatch(namespace: str | None, dimensions: dict[str, str], driver: Any) -> Any:
+    """The CloudWatch outcome source, in the driver's region and endpoint (None without a
+    namespace)."""
+    if not namespace:
+        return None
+    try:
+        from ..jobs.metrics.cloudwatch import CloudWatchOutcomes
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("boto3", "botocore"):
+            raise CommandError(
+                "--cloudwatch-namespace needs boto3: pip install 'glasswork[sqs]'"
+            ) from None
+        raise
+    return CloudWatchOutcomes(
+        namespace,
+        dimensions,
+        region=getattr(driver, "region", None),
+        endpoint_url=getattr(driver, "endpoint_url", None),
+    )

@@ -30,6 +30,7 @@ from .views import Pages
 
 if TYPE_CHECKING:
     from ..jobs.drivers.base import QueueDriver
+    from ..jobs.inspection import OutcomeHistory
     from ..modules import Module
 
 HERE = Path(__file__).resolve().parent
@@ -45,6 +46,7 @@ def create_app(
     allowed_hosts: Sequence[str] = LOOPBACK_NAMES,
     refresh_seconds: float = 5.0,
     csrf_token: str | None = None,
+    outcomes: OutcomeHistory | None = None,
 ) -> Starlette:
     """The dashboard over ``driver``; ``module`` (the app) fills the jobs page.
 
@@ -53,13 +55,15 @@ def create_app(
     ``allowed_hosts`` are the ``Host`` names served (``["*"]``: any; the default, loopback
     names, suits a dashboard bound to 127.0.0.1). Serving it on a public interface without
     ``auth`` is the caller's decision: the ``glasswork dashboard`` command refuses it.
+    ``outcomes`` feeds the outcome chart instead of the driver
+    (:class:`~glasswork.jobs.metrics.CloudWatchOutcomes`, for Lambda workers on SQS).
 
     >>> app = create_app(SQLiteQueueDriver("jobs.db"), module=AppModule)  # doctest: +SKIP
     >>> uvicorn.run(app, host="127.0.0.1", port=8765)                     # doctest: +SKIP
     """
     redact = Redactor.for_settings(driver_url, auth[1] if auth else None)
     pages = Pages(
-        DriverView(driver, redact),
+        DriverView(driver, redact, outcomes),
         _templates(),
         CsrfGuard(csrf_token),
         registry=JobRegistry.for_module(module) if module is not None else None,

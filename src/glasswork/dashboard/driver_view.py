@@ -2,9 +2,11 @@
 
 Only the driver-agnostic methods are used (``stats``, ``dead_letters``, ``redrive``,
 ``purge_dead_letters``, and the optional ``outcome_history`` and ``find_job`` of
-:mod:`glasswork.jobs.inspection`), found by duck typing, so any driver that grows one gets
-the page that uses it. A missing capability raises :class:`Unsupported`, which pages show
-as "the <driver> driver cannot ...".
+:mod:`glasswork.jobs.inspection`, with their optional ``outcome_source`` and
+``job_lookup_scope`` texts), found by duck typing, so any driver that grows one gets the
+page that uses it. Outcome history may come from elsewhere than the driver (``outcomes``:
+CloudWatch's metrics of the Lambda workers). A missing capability raises
+:class:`Unsupported`, which pages show as "the <driver> driver cannot ...".
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from ..jobs.drivers.base import DeadLetterRecord, QueueDriver, QueueStats
-from ..jobs.inspection import FoundJob, OutcomeCount
+from ..jobs.inspection import FoundJob, OutcomeCount, OutcomeHistory
 from .security import Redactor
 
 #: Dead letters read at most, for the list and to find one by id.
@@ -35,11 +37,15 @@ class Lookup:
 
 
 class DriverView:
-    """Capability-checked calls on ``driver``; their errors are shown through ``redact``."""
+    """Capability-checked calls on ``driver``; their errors are shown through ``redact``.
+    ``outcomes``, when given, is read for outcome history instead of the driver."""
 
-    def __init__(self, driver: QueueDriver, redact: Redactor) -> None:
+    def __init__(
+        self, driver: QueueDriver, redact: Redactor, outcomes: OutcomeHistory | None = None
+    ) -> None:
         self.driver = driver
         self.redact = redact
+        self.outcomes = outcomes
 
     @property
     def name(self) -> str:
@@ -78,15 +84,30 @@ class DriverView:
         return next((r for r in self.dead_letters() if r.id == record_id), None)
 
     def outcome_history(self, since: datetime) -> list[OutcomeCount]:
+        if self.outcomes is not None:
+            return self.outcomes.outcome_history(since)
         read = self._method("outcome_history", "record job outcomes per minute")
         counts: list[OutcomeCount] = read(since)
         return counts
+
+    @property
+    def has_outcomes(self) -> bool:
+        """Whether there is an outcome history to read (the driver's, or ``outcomes``)."""
+        return self.outcomes is not None or self.can("outcome_history")
+
+    @property
+    def outcome_source(self) -> str:
+        """Where the outcome counts come from, for the page."""
+        source = self.outcomes if self.outcomes is not None else self.driver
+        default = f"the outcome counts the workers record through the {self.name} driver"
+        return str(getattr(source, "outcome_source", default))
 
     def find_job(self, job_id: str) -> Lookup:
         """Pending and dead copies of ``job_id`` where the driver can look them up; a driver
         that can only list dead letters is searched there."""
         if self.can("find_job"):
-            return Lookup(self.driver.find_job(job_id), "pending jobs and dead letters")  # type: ignore[attr-defined]
+            scope = getattr(self.driver, "job_lookup_scope", "pending jobs and dead letters")
+            return Lookup(self.driver.find_job(job_id), str(scope))  # type: ignore[attr-defined]
         if self.can("dead_letters"):
             found = [
                 FoundJob(job_id, "dead", r.queue, r.job_name, r.body, dead_letter=r)
@@ -113,7 +134,7 @@ class DriverView:
 def _as_stats(queue: str, value: Any) -> QueueStats:
     if isinstance(value, QueueStats):
         return value
-    if isinstance(value, Mapping):  # drivers that still report plain counts (SQS: visible)
+    if isinstance(value, Mapping):  # a custom driver reporting plain counts
         counts = {k: int(value.get(k) or 0) for k in ("delayed", "in_flight", "dead")}
         return QueueStats(queue, ready=int(value.get("ready", value.get("visible")) or 0), **counts)
     raise TypeError(f"stats() of queue {queue!r} is {type(value).__name__}, not QueueStats")

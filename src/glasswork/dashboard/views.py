@@ -118,6 +118,8 @@ class Pages:
         return {
             "stats": stats,
             "outcomes": Section(chart, history.error),
+            "outcome_source": self.view.outcome_source,
+            "has_outcomes": self.view.has_outcomes,
             "depth": self.sampler.chart(),
         }
 

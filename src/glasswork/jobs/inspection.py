@@ -1,7 +1,8 @@
 """What a driver may offer beyond the core contract, for dashboards and operators: outcome
 history (how many runs were done, retried, dead-lettered or discarded per minute) and job
 lookup by id. Both are optional capabilities, found by duck typing: a driver offers them by
-having the methods of :class:`OutcomeStore` or :class:`JobFinder`.
+having the methods of :class:`OutcomeStore` or :class:`JobFinder`. Outcome history may also
+come from elsewhere (:class:`OutcomeHistory`: CloudWatch's metrics of ``EMFMetrics``).
 """
 
 from __future__ import annotations
@@ -30,16 +31,23 @@ class OutcomeCount:
 
 
 @runtime_checkable
-class OutcomeStore(Protocol):
+class OutcomeHistory(Protocol):
+    """Where a dashboard reads outcome counts per minute: a driver that stores them
+    (:class:`OutcomeStore`), or another source (``CloudWatchOutcomes``). An optional
+    ``outcome_source`` attribute (text) says where the numbers come from."""
+
+    def outcome_history(self, since: datetime) -> list[OutcomeCount]:
+        """Counts of the minutes from ``since`` on, oldest first."""
+        ...
+
+
+@runtime_checkable
+class OutcomeStore(OutcomeHistory, Protocol):
     """A driver that keeps outcome counts: workers on it record them (see
     :class:`~glasswork.jobs.outcome_log.OutcomeLog`), dashboards chart them."""
 
     def record_outcomes(self, counts: Sequence[OutcomeCount]) -> None:
         """Add ``counts`` to what is stored (counts of the same key add up)."""
-        ...
-
-    def outcome_history(self, since: datetime) -> list[OutcomeCount]:
-        """Stored counts of the minutes from ``since`` on, oldest first."""
         ...
 
 
@@ -62,7 +70,9 @@ class FoundJob:
 
 @runtime_checkable
 class JobFinder(Protocol):
-    """A driver that can look a job up by its id."""
+    """A driver that can look a job up by its id. An optional ``job_lookup_scope``
+    attribute (text) says where it looks, when that is less than every pending job and
+    dead letter (SQS cannot see into its queues)."""
 
     def find_job(self, job_id: str) -> list[FoundJob]:
         """Every pending or dead-lettered copy of job ``job_id`` the driver holds (finished

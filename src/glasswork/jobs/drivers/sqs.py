@@ -44,6 +44,7 @@ from .sqs_dead_letters import (
     dead_letter_attributes,
 )
 from .sqs_fifo import deduplication_id, fifo_id
+from .sqs_lookup import SQSJobLookup
 from .sqs_unique import ReleaseUniqueKeys, UniqueKeys
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ class EnqueueBatchError(EnqueueError):
         )
 
 
-class SQSQueueDriver(QueueDriver):
+class SQSQueueDriver(SQSJobLookup, QueueDriver):
     """Send jobs to SQS queues and, for workers, receive, ack, nack and dead-letter them.
 
     ``queues`` maps a job's ``queue`` name to a queue URL; a URL ending in ``.fifo`` is a

@@ -2,8 +2,9 @@
 purging the DLQs of :class:`~glasswork.jobs.SQSQueueDriver`'s queues.
 
 * **Listing** peeks: messages are received with a short visibility timeout and released at
-  once (``ChangeMessageVisibility`` to 0), so nothing is consumed. A DLQ message's ``id`` is
-  its SQS ``MessageId``, stable across receives.
+  once (``ChangeMessageVisibility`` to 0), so nothing is consumed; the DLQs of several
+  queues are peeked side by side. A DLQ message's ``id`` is its SQS ``MessageId``, stable
+  across receives.
 * **Redrive** of a whole DLQ that serves one queue uses SQS's own ``StartMessageMoveTask``
   (asynchronous, on SQS's side) where the DLQ supports it; otherwise, and for ``ids``,
   messages are received, sent back to their queue and deleted from the DLQ, 10 a request.
@@ -20,6 +21,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -47,6 +49,8 @@ PEEK_SECONDS = 30
 # Characters SQS accepts in message attribute values (the XML 1.0 character set).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _BATCH = 10
+#: DLQs peeked at once.
+MAX_PARALLEL_PEEKS = 8
 _NO_RETRIES = Config(retries={"mode": "standard", "max_attempts": 1})
 
 
@@ -120,14 +124,13 @@ class SQSDeadLetters:
     def records(self, queue: str | None = None, limit: int = 100) -> list[DeadLetterRecord]:
         """Up to ``limit`` dead letters (of ``queue``'s DLQ, or of every queue's), oldest
         first, left in place."""
+        dlqs = self._dlqs(queue)
         records: list[DeadLetterRecord] = []
-        for dlq, sources in self._dlqs(queue).items():
-            held = self._peek(dlq, limit - len(records))
+        for dlq, held in self._peek_each(list(dlqs), limit).items():
             self._release(dlq, held)
-            records.extend(self._record(h, sources) for h in held)
-            if len(records) >= limit:
-                break
-        return sorted(records, key=lambda r: r.failed_at or datetime.min.replace(tzinfo=UTC))
+            records.extend(self._record(h, dlqs[dlq]) for h in held)
+        records.sort(key=lambda r: r.failed_at or datetime.min.replace(tzinfo=UTC))
+        return records[:limit]
 
     def redrive(self, ids: Sequence[str] | None = None, *, queue: str | None = None) -> int:
         """Move dead letters (``ids``, or all; of ``queue``'s DLQ or every queue's) back to
@@ -196,8 +199,8 @@ class SQSDeadLetters:
             return
         wanted = set(ids)
         chosen: dict[str, list[_Held]] = {}
-        for dlq, sources in dlqs.items():
-            held = self._peek(dlq, None)
+        for dlq, held in self._peek_each(list(dlqs), None).items():
+            sources = dlqs[dlq]
             keep = [h for h in held if h.id in wanted and self._source(h, sources) in sources]
             self._release(dlq, [h for h in held if h not in keep])
             chosen[dlq] = keep
@@ -218,6 +221,14 @@ class SQSDeadLetters:
         keep = [h for h in held if self._source(h, sources) in sources]
         self._release(dlq, [h for h in held if h not in keep])
         return keep
+
+    def _peek_each(self, dlqs: list[str], limit: int | None) -> dict[str, list[_Held]]:
+        """:meth:`_peek` of each DLQ, side by side: each ends with a receive that waits
+        ``wait_seconds`` to come back empty, which one after another would add up."""
+        if len(dlqs) <= 1:
+            return {dlq: self._peek(dlq, limit) for dlq in dlqs}
+        with ThreadPoolExecutor(min(len(dlqs), MAX_PARALLEL_PEEKS)) as pool:
+            return dict(zip(dlqs, pool.map(lambda dlq: self._peek(dlq, limit), dlqs), strict=True))
 
     def _peek(self, dlq: str, limit: int | None) -> list[_Held]:
         """Receive up to ``limit`` (None: all) messages of ``dlq``, hidden for

@@ -5,7 +5,9 @@
 * :class:`PrometheusMetrics`: Prometheus series, for the long-running worker
   (``Worker(metrics_port=9100)``, ``glasswork worker --metrics-port 9100``), served with a
   ``/healthz`` liveness endpoint by :class:`MetricsServer`;
-* :class:`MetricsSink`: the interface of both, for your own.
+* :class:`MetricsSink`: the interface of both, for your own;
+* :class:`CloudWatchOutcomes`: the outcome counts of ``EMFMetrics`` read back from CloudWatch
+  (for the dashboard's chart).
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ from .._lazy import load_lazily
 from .emf import EMFMetrics
 from .sink import JobMetrics, MetricsOption, MetricsSink, flush_metrics, metric_sinks
 
-# These import prometheus-client (an optional extra) when first used.
-_LAZY = {"PrometheusMetrics": ".prometheus", "MetricsServer": ".server"}
+# These import prometheus-client or boto3 (optional extras) when first used.
+_LAZY = {
+    "PrometheusMetrics": ".prometheus",
+    "MetricsServer": ".server",
+    "CloudWatchOutcomes": ".cloudwatch",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -25,6 +31,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CloudWatchOutcomes",
     "EMFMetrics",
     "JobMetrics",
     "MetricsOption",

@@ -18,13 +18,14 @@ from ..base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, Rec
 from ..sqlite import _identify
 from . import claims, inspection, schema
 from .bound import BoundPostgresDriver
+from .capabilities import InspectionCapabilities
 from .connections import Connections, redacted
 from .notifications import Notifications
 from .producing import Producer, find_inserted, insert_jobs
 from .statements import Statements
 
 
-class PostgresQueueDriver(Producer):
+class PostgresQueueDriver(InspectionCapabilities, Producer):
     """A durable queue in PostgreSQL: any number of workers on any number of machines,
     delays of any length, and enqueues that commit with your own transaction.
 
@@ -42,6 +43,9 @@ class PostgresQueueDriver(Producer):
     * ``reconnect_timeout``: how long a call keeps retrying while the server is unreachable;
     * ``migrate``: create or upgrade the tables now (False: refuse to start unless
       ``glasswork migrate`` has brought them to this version).
+
+    Workers on it record outcome counts per minute, and it finds jobs by id, for the
+    dashboard (see :mod:`.capabilities`).
 
     The object may be shared between threads; each process opens its own pool.
     """

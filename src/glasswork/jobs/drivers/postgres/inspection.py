@@ -4,7 +4,7 @@ redrive, purge), each on a connection the driver lends."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -37,9 +37,22 @@ def list_dead(
     rows = conn.execute(
         statements.dead_letters, {"ids": None, "queue": queue, "limit": limit}
     ).fetchall()
-    return [
-        DeadLetterRecord(str(i), q, n, j, b, r, t.astimezone(UTC)) for i, q, n, j, b, r, t in rows
-    ]
+    return [dead_letter_record(*row) for row in rows]
+
+
+def dead_letter_record(
+    row_id: int,
+    queue: str | None,
+    job_name: str | None,
+    job_id: str | None,
+    body: str,
+    reason: str,
+    failed_at: datetime,
+) -> DeadLetterRecord:
+    """A row of ``glasswork_dead_letters`` as the driver-agnostic record."""
+    return DeadLetterRecord(
+        str(row_id), queue, job_name, job_id, body, reason, failed_at.astimezone(UTC)
+    )
 
 
 def redrive(

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from psycopg import Connection
 
 #: The schema version this release of glasswork reads and writes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Placeholders: {schema} (quoted identifier) and {channel} (the NOTIFY channel, a literal).
 _MIGRATIONS: dict[int, str] = {
@@ -63,6 +63,17 @@ $$;
 CREATE TRIGGER glasswork_jobs_notify AFTER INSERT ON {schema}.glasswork_jobs
     REFERENCING NEW TABLE AS new_jobs
     FOR EACH STATEMENT EXECUTE FUNCTION {schema}.glasswork_notify();
+""",
+    # Outcome counts per minute, for the dashboard's chart (see .capabilities).
+    2: """
+CREATE TABLE {schema}.glasswork_outcomes (
+    minute timestamptz NOT NULL,
+    queue text NOT NULL,
+    job_name text NOT NULL,
+    outcome text NOT NULL,
+    count bigint NOT NULL,
+    PRIMARY KEY (minute, queue, job_name, outcome)
+);
 """,
 }
 

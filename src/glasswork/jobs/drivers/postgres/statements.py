@@ -84,6 +84,7 @@ class Statements:
         jobs = sql.Identifier(schema, "glasswork_jobs").as_string()
         dead = sql.Identifier(schema, "glasswork_dead_letters").as_string()
         periodic = sql.Identifier(schema, "glasswork_periodic").as_string()
+        outcomes = sql.Identifier(schema, "glasswork_outcomes").as_string()
         listed, every = _LISTED, _ALL.format(jobs=jobs)
 
         columns = f"INSERT INTO {jobs} (queue, job_name, job_id, unique_key, body, visible_at)"
@@ -171,3 +172,40 @@ class Statements:
             f"DELETE FROM {dead} WHERE id = %(id)s AND EXISTS (SELECT FROM moved)"
         )
         self.purge = f"DELETE FROM {dead} WHERE %(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s)"
+
+        # Job lookup: the pending rows, then the dead letters, of one job id, in one snapshot
+        # (a job moving between the tables meanwhile is still found). No index on job_id:
+        # enqueueing pays nothing for lookups, which scan.
+        self.find_job = (
+            "SELECT * FROM ("
+            "SELECT 0 AS dead, id, queue, job_name, body, attempts, "
+            "CASE WHEN visible_at <= now() THEN 'ready' WHEN leased THEN 'in_flight' "
+            "ELSE 'delayed' END, visible_at, enqueued_at, NULL AS reason, NULL AS failed_at "
+            f"FROM {jobs} WHERE job_id = %(job_id)s "
+            "UNION ALL "
+            "SELECT 1, id, queue, job_name, body, NULL, 'dead', NULL, NULL, reason, failed_at "
+            f"FROM {dead} WHERE job_id = %(job_id)s"
+            ") AS found ORDER BY dead, id"
+        )
+        # Outcome counts: keys added in sorted order, so concurrent workers lock rows in the
+        # same order (no deadlocks); counts of one key in one call are summed first, since
+        # ON CONFLICT cannot touch a row twice in one statement.
+        self.record_outcomes = (
+            f"INSERT INTO {outcomes} AS o (minute, queue, job_name, outcome, count) "
+            "SELECT minute, queue, job_name, outcome, sum(count) "
+            "FROM unnest(%(minutes)s::timestamptz[], %(queues)s::text[], %(names)s::text[], "
+            "%(outcomes)s::text[], %(counts)s::bigint[]) AS r(minute, queue, job_name, outcome, "
+            "count) GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
+            "ON CONFLICT (minute, queue, job_name, outcome) "
+            "DO UPDATE SET count = o.count + excluded.count"
+        )
+        # Rows another worker is pruning (or adding to) are skipped, never waited for.
+        self.prune_outcomes = (
+            f"DELETE FROM {outcomes} WHERE (minute, queue, job_name, outcome) IN ("
+            f"SELECT minute, queue, job_name, outcome FROM {outcomes} "
+            "WHERE minute < now() - %(seconds)s * interval '1 second' FOR UPDATE SKIP LOCKED)"
+        )
+        self.outcome_history = (
+            f"SELECT minute, queue, job_name, outcome, count FROM {outcomes} "
+            "WHERE minute >= %(since)s ORDER BY minute, queue, job_name, outcome"
+        )
