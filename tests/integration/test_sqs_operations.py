@@ -200,6 +200,23 @@ def test_dlq_list_peeks_without_consuming(
     assert driver.stats()["default"].dead == 3
 
 
+def test_dlq_list_of_one_queue_leaves_out_the_others_on_a_shared_dlq(aws: Aws) -> None:
+    dlq = aws.create_queue("shared-dlq")
+    urls = {q: aws.create_queue(q, dead_letter=dlq) for q in ("orders", "emails")}
+    driver = driver_for(aws, urls)
+    for n in range(3):
+        driver.dead_letter(
+            JobMessage.create("echo", {"text": f"e{n}"}).encode(), "e", queue="emails"
+        )
+    driver.dead_letter(JobMessage.create("echo", {"text": "o"}).encode(), "o", queue="orders")
+
+    orders = driver.dead_letters(queue="orders", limit=1)
+    assert [(r.queue, r.reason) for r in orders] == [("orders", "o")]
+    assert {r.queue for r in driver.dead_letters(queue="emails")} == {"emails"}
+    assert len(driver.dead_letters(queue="emails")) == 3
+    assert len(driver.dead_letters()) == 4
+
+
 def test_dlq_redrive_by_id_and_all_moves_messages_back(
     aws: Aws, dead: tuple[SQSQueueDriver, str, str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -125,10 +125,19 @@ class SQSDeadLetters:
         """Up to ``limit`` dead letters (of ``queue``'s DLQ, or of every queue's), oldest
         first, left in place."""
         dlqs = self._dlqs(queue)
+        # A DLQ shared with queues not asked for is read whole, and only the asked
+        # queues' letters are kept: its first `limit` messages may be other queues'.
+        everyone = self._dlqs(None) if queue is not None else dlqs
+        shared = {dlq for dlq, sources in dlqs.items() if set(everyone[dlq]) != set(sources)}
         records: list[DeadLetterRecord] = []
-        for dlq, held in self._peek_each(list(dlqs), limit).items():
+        for dlq, held in self._peek_each(list(dlqs), None if shared else limit).items():
             self._release(dlq, held)
-            records.extend(self._record(h, dlqs[dlq]) for h in held)
+            sources = dlqs[dlq]
+            records.extend(
+                record
+                for record in (self._record(h, sources) for h in held)
+                if dlq not in shared or record.queue in sources
+            )
         records.sort(key=lambda r: r.failed_at or datetime.min.replace(tzinfo=UTC))
         return records[:limit]
 
