@@ -3,7 +3,8 @@
 Contenders, each run in a fresh process per repetition, repetitions interleaved:
 
 * ``glasswork``: ``JobService(SQLiteQueueDriver(path)).enqueue(job, payload)`` N times, then
-  ``Worker(module=..., driver=...)`` drains the queue until it is empty.
+  ``Worker(module=..., driver=..., job_timeout="15m")`` (the defaults, timeouts on) drains
+  the queue until it is empty.
 * ``glasswork-many``: the same, enqueuing with one ``enqueue_many`` call.
 * ``huey``: ``SqliteHuey`` (bench/peers/huey_sqlite.py).
 * ``rq``: RQ ``SimpleWorker`` burst mode on Redis (bench/peers/rq_redis.py).
@@ -44,6 +45,7 @@ from _common import (
 from workload import PAYLOAD, Payload, noop
 
 CONCURRENCY = 10  # the Worker's default
+JOB_TIMEOUT = "15m"  # the Worker's default: timeouts on
 
 
 def missing_pieces() -> str | None:
@@ -57,9 +59,16 @@ def missing_pieces() -> str | None:
 
 
 def make_worker(module: Any, driver: Any) -> Any:
+    import inspect
+
     from glasswork.jobs import Worker
 
-    return Worker(module=module, driver=driver, concurrency=CONCURRENCY)
+    options: dict[str, Any] = {"concurrency": CONCURRENCY}
+    # The default job timeout, spelled out: every run is bounded, as in production (a
+    # "before" tree from ahead of job timeouts has no such option).
+    if "job_timeout" in inspect.signature(Worker).parameters:
+        options["job_timeout"] = JOB_TIMEOUT
+    return Worker(module=module, driver=driver, **options)
 
 
 def drain(worker: Any) -> int:
@@ -107,7 +116,7 @@ def _peer(module: str, needs_redis: bool) -> tuple[str, Path, list[str], bool, s
 
 
 _OURS = BENCH_DIR / "embedded_throughput.py"
-_DRAIN = f"Worker(concurrency={CONCURRENCY}).run_until_empty()"
+_DRAIN = f"Worker(concurrency={CONCURRENCY}, job_timeout={JOB_TIMEOUT!r}).run_until_empty()"
 CONTENDERS: dict[str, tuple[str, Path, list[str], bool, str]] = {
     # name: (label, script, extra args, needs Redis, notes)
     "glasswork": ("Glasswork Worker (SQLite)", _OURS, [], False, f"enqueue() each; {_DRAIN}"),

@@ -2,10 +2,11 @@
 embedded worker draining the SQLite queue. Prints the top functions by own time and the
 number of Python function calls per message (a machine-independent measure of overhead).
 
-The Lambda path is single-threaded, so cProfile sees all of it. The worker runs jobs and
-driver calls on threads cProfile does not follow, so the drain is sampled with py-spy
-(``--gil``: the thread holding the GIL, i.e. where the Python time goes, all threads) when
-py-spy is installed; otherwise it falls back to cProfile of the event-loop thread.
+The Lambda path is single-threaded, so cProfile sees all of it. The worker runs jobs on
+threads cProfile does not follow (its control thread owns the driver), so the drain is
+sampled with py-spy (``--gil``: the thread holding the GIL, i.e. where the Python time goes,
+all threads) when py-spy is installed; otherwise it falls back to cProfile of the control
+thread.
 
 Run: ``python bench/profile_hot_paths.py [--quick] [--paths lambda,embedded]``.
 """
@@ -127,8 +128,8 @@ def profile_embedded_pyspy(spy: str, n: int) -> dict[str, Any] | None:
     for line in lines:
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
-        # The drain: the event loop's thread inside drain(), and the worker's own threads
-        # (job pool, driver I/O), which exist only while it runs.
+        # The drain: the control thread inside drain(), and the worker's own threads (job
+        # threads, the async jobs' loop), which exist only while it runs.
         thread = frames[0].partition(": ")[2]
         if not thread.startswith("glasswork-") and not any(f.startswith("drain (") for f in frames):
             continue
@@ -170,7 +171,7 @@ def profile_embedded_cprofile(n: int) -> dict[str, Any]:
         if close:
             close()
     return summarize(
-        "Embedded drain: Worker over SQLiteQueueDriver (cProfile, event-loop thread only)",
+        "Embedded drain: Worker over SQLiteQueueDriver (cProfile, control thread only)",
         prof,
         n,
         wall,

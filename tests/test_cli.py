@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -124,21 +126,23 @@ def test_enqueue_now_later_and_at(
 
 
 @pytest.mark.parametrize(
-    ("argv", "message"),
+    ("argv", "status", "message"),
     [
-        (["enqueue", "nope", "{}"], "unknown job 'nope'; registered jobs: fail, record, tick"),
-        (["enqueue", "record", "{oops"], "the payload is not JSON"),
-        (["enqueue", "record", "{}", "--in", "soon"], "cannot read delay 'soon'"),
-        (["enqueue", "record", "{}", "--at", "2026-12-01T09:00"], "has no UTC offset"),
-        (["enqueue", "record", "{}", "--at", "tomorrow"], "not an ISO 8601 time"),
+        (["enqueue", "nope", "{}"], 1, "unknown job 'nope'; registered jobs: fail, record, tick"),
+        (["enqueue", "record", "{oops"], 1, "the payload is not JSON"),
+        (["enqueue", "record", "{}", "--in", "soon"], 2, "cannot read delay 'soon'"),
+        (["enqueue", "record", "{}", "--in", "99999999999999d"], 2, "after the year 9999"),
+        (["enqueue", "record", "{}", "--at", "2026-12-01T09:00"], 2, "has no UTC offset"),
+        (["enqueue", "record", "{}", "--at", "tomorrow"], 2, "not an ISO 8601 time"),
     ],
 )
-def test_enqueue_errors(
-    capsys: pytest.CaptureFixture[str], url: str, argv: list[str], message: str
+def test_enqueue_errors_are_one_line_with_usage_errors_exiting_2(
+    capsys: pytest.CaptureFixture[str], url: str, argv: list[str], status: int, message: str
 ) -> None:
     code, _, err = run(capsys, *argv, "--app", APP)
-    assert code == 1
+    assert code == status
     assert message in err
+    assert err.count("\n") == 1 and err.startswith("glasswork enqueue: error: ")
 
 
 def test_worker_until_empty_then_stats(capsys: pytest.CaptureFixture[str], url: str) -> None:
@@ -184,7 +188,7 @@ def test_stats_prints_one_schema_for_every_driver(
         def stats(self) -> dict[str, QueueStats]:
             return {"jobs": QueueStats("jobs", ready=3, in_flight=1, dead=2)}
 
-    monkeypatch.setattr("glasswork.cli._common.driver_from_url", lambda url: Counting())
+    monkeypatch.setattr("glasswork.cli._common.driver_from_url", lambda url, **options: Counting())
     code, out, _ = run(capsys, "stats")
     assert code == 0
     assert out.split() == [
@@ -207,7 +211,9 @@ def test_stats_prints_one_schema_for_every_driver(
 def test_commands_a_driver_cannot_do_are_clear_errors(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("glasswork.cli._common.driver_from_url", lambda url: MockQueueDriver())
+    monkeypatch.setattr(
+        "glasswork.cli._common.driver_from_url", lambda url, **options: MockQueueDriver()
+    )
     code, _, err = run(capsys, "stats")
     assert code == 1
     assert "the mock driver cannot report queue stats; the SQLite driver can" in err
@@ -219,3 +225,78 @@ def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys)
     assert code == 2
     assert "worker" in out and "enqueue" in out and "dlq" in out
+
+
+# -- files that cannot be used, read-only commands --------------------------------------------
+
+
+@pytest.fixture
+def read_only_mount(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs holding a queue file, remounted read-only (needs root; skipped otherwise)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mount)], check=False).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        SQLiteQueueDriver(mount / "jobs.db").close()
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def one_line_usage_error(code: int, err: str, command: str) -> str:
+    assert code == 2
+    assert err.startswith(f"glasswork {command}: error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize("command", ["stats", "worker", "enqueue", "dlq"])
+def test_a_driver_url_naming_a_directory_is_a_one_line_usage_error(
+    capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path, command: str
+) -> None:
+    argv = {
+        "stats": ["stats"],
+        "worker": ["worker", APP, "--until-empty"],
+        "enqueue": ["enqueue", "record", "{}", "--app", APP],
+        "dlq": ["dlq", "list"],
+    }[command]
+    code, _, err = run(capsys, *argv, "--driver", f"sqlite:///{tmp_path}")
+    assert "it is a directory, not a database file" in one_line_usage_error(code, err, command)
+
+
+@pytest.mark.parametrize("target", ["jobs.db", "new.db"])
+def test_a_queue_file_on_a_read_only_mount_is_a_one_line_usage_error(
+    capsys: pytest.CaptureFixture[str], url: str, read_only_mount: Path, target: str
+) -> None:
+    driver = f"sqlite:///{read_only_mount / target}"
+    for argv, command in (
+        (["enqueue", "record", "{}", "--app", APP], "enqueue"),
+        (["worker", APP, "--until-empty"], "worker"),
+    ):
+        code, _, err = run(capsys, *argv, "--driver", driver)
+        assert "on a read-only file system" in one_line_usage_error(code, err, command)
+
+
+@pytest.mark.parametrize("argv", [["stats"], ["stats", "--json"], ["dlq", "list"]])
+def test_read_only_commands_never_create_a_missing_database(
+    capsys: pytest.CaptureFixture[str], url: str, tmp_path: Path, argv: list[str]
+) -> None:
+    missing = tmp_path / "sub" / "missing.db"
+    code, out, err = run(capsys, *argv, "--driver", f"sqlite:///{missing}")
+    assert f"{missing} does not exist" in one_line_usage_error(code, err, argv[0])
+    assert out == ""
+    assert not missing.exists() and not missing.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("0s", "must be more than 0"), ("99999999999999d", "too long: it ends after the year 9999")],
+)
+def test_worker_job_timeout_must_be_a_usable_duration(
+    capsys: pytest.CaptureFixture[str], url: str, value: str, message: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:  # argparse's own usage error
+        main(["worker", APP, "--job-timeout", value])
+    assert exited.value.code == 2
+    assert f"argument --job-timeout: {message}" in capsys.readouterr().err

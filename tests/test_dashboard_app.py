@@ -19,7 +19,7 @@ pytest.importorskip("httpx2")
 
 from starlette.testclient import TestClient
 
-from dashboard_support import MALFORMED_BODY, Seeded, seed, seed_driver
+from dashboard_support import MALFORMED_BODY, XSS_NOTE, Seeded, seed, seed_driver
 from fixtures_app.shop import ShopModule
 from glasswork.dashboard import create_app
 from glasswork.jobs import MockQueueDriver
@@ -72,7 +72,9 @@ def dead_ids(driver: SQLiteQueueDriver) -> list[str]:
 
 
 def declined_id(driver: SQLiteQueueDriver) -> str:
-    return next(r.id for r in driver.dead_letters() if r.job_name == "charge-card")
+    """The dead letter of the charge whose note and reason carry HTML (the worker runs both
+    declined charges at once, so either may be dead-lettered first)."""
+    return next(r.id for r in driver.dead_letters() if XSS_NOTE in r.reason)
 
 
 # -- pages ------------------------------------------------------------------------------------

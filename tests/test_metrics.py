@@ -408,6 +408,52 @@ def test_healthz_answers_while_the_loop_runs_and_503_when_it_hangs(running_loop)
         urllib.request.urlopen(f"{url}/healthz", timeout=2)
 
 
+def test_a_workers_healthz_follows_its_control_loop(tmp_path: Path) -> None:
+    """The worker's control loop is a thread: /healthz is 200 while it turns, 503 while it
+    is stuck (here, in a driver call that hangs), and gone once the worker stopped."""
+    stuck = threading.Event()
+    go_on = threading.Event()
+
+    class Hanging(SQLiteQueueDriver):
+        def receive(self, *args: Any, **kwargs: Any) -> Any:
+            if stuck.is_set():
+                go_on.wait(10)
+            return super().receive(*args, **kwargs)
+
+    worker = Worker(
+        module=define_module("m", jobs=[ok_job]),
+        driver=Hanging(tmp_path / "jobs.db"),
+        metrics_port=0,
+        metrics_host="127.0.0.1",
+        wait_seconds=0.1,
+        install_signal_handlers=False,
+    )
+    server = worker.metrics_server
+    assert server is not None
+    server.liveness_timeout = 0.3
+    running = threading.Thread(target=worker.run)
+    running.start()
+    try:
+        wait = time.monotonic() + 10
+        while server._server is None and time.monotonic() < wait:
+            time.sleep(0.01)
+        url = server.url
+        assert get(f"{url}/healthz") == (200, "ok\n")
+        stuck.set()
+        time.sleep(1.0)  # a turn may last wait_seconds + poll_interval; then 0.3 s late
+        assert get(f"{url}/healthz")[0] == 503
+        stuck.clear()
+        go_on.set()
+        time.sleep(0.3)
+        assert get(f"{url}/healthz")[0] == 200
+    finally:
+        go_on.set()
+        worker.stop()
+        running.join(10)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{url}/healthz", timeout=2)
+
+
 def test_healthz_is_503_once_the_loop_has_stopped() -> None:
     loop = asyncio.new_event_loop()
     server = MetricsServer(PrometheusMetrics(), 0, "127.0.0.1")

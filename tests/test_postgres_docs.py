@@ -29,4 +29,4 @@ def test_the_transactional_enqueue_example_runs_only_the_committed_job(tmp_path:
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("welcome email to user") == 1
     assert "welcome email to user 1" in done.stdout
-    assert "1 jobs in" in done.stdout and "done=1," in done.stdout
+    assert "1 job in" in done.stdout and "done=1," in done.stdout

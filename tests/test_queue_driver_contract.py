@@ -99,6 +99,37 @@ def test_nack_many_releases_at_once(driver: Any) -> None:
     assert sorted(r.attempt for r in driver.receive(max_messages=3)) == [2, 2, 2]
 
 
+def test_release_many_hands_jobs_back_without_counting_an_attempt(make: Make) -> None:
+    driver = make(visibility_timeout=5, max_lost_leases=1)
+    driver.enqueue_many([msg(payload=i) for i in range(2)])
+    held = driver.receive(max_messages=2)
+    assert [r.attempt for r in held] == [1, 1]
+    for _ in range(3):  # three clean shutdowns of a worker holding both
+        driver.release_many(held)
+        held = driver.receive(max_messages=2)  # due again at once, not after the lease
+        assert [r.attempt for r in held] == [1, 1]
+    # A release is not a lost lease either (max_lost_leases=1 would have buried them).
+    assert driver.dead_letters() == []
+    driver.nack(held[0])  # a failure is an attempt, as before
+    [again] = driver.receive()
+    assert again.attempt == 2
+    driver.ack_many([again, held[1]])
+    assert driver.pending_count() == 0
+
+
+def test_a_stale_release_leaves_the_new_delivery_alone(make: Make) -> None:
+    driver = make(visibility_timeout=0.2)
+    driver.enqueue(msg())
+    [first] = driver.receive()
+    [second] = driver.receive(wait_seconds=5)  # the first lease ran out
+    assert driver.extend_leases([second], 60) == 1  # the new holder keeps its own
+    driver.release_many([first])
+    assert driver.receive() == []  # still leased to the second holder
+    assert driver.stats()["default"].in_flight == 1
+    driver.ack(second)
+    assert driver.pending_count() == 0
+
+
 def test_expired_lease_is_delivered_again_and_the_stale_holder_cannot_settle_it(
     make: Make,
 ) -> None:
@@ -108,6 +139,8 @@ def test_expired_lease_is_delivered_again_and_the_stale_holder_cannot_settle_it(
     assert driver.receive() == []
     [second] = driver.receive(wait_seconds=5)
     assert second.attempt == 2
+    # The new holder keeps its lease (so a slow machine cannot let it run out too).
+    assert driver.extend_leases([second], 60) == 1
     # The first holder's lease is gone: its late ack, release or extension must not touch
     # the new delivery.
     driver.ack(first)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,46 @@ def test_sqlite_worker_runs_in_the_enqueue_trace_and_handlers_see_its_span(
         assert any(run.parent and run.parent.span_id == s.context.span_id for s in sends)
         # The handler's own spans (an HTTP call, a query) would be children of this one.
         assert seen[key].span_id == run.context.span_id
+
+
+def test_a_sync_job_taken_from_its_thread_at_its_timeout_ends_its_span_in_its_own_context(
+    exporter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+    seen: list[Any] = []
+
+    def hangs(payload: Any, ctx: Any) -> None:
+        seen.append(trace.get_current_span().get_span_context())
+        release.wait(30)
+
+    def quick(payload: Any, ctx: Any) -> None:
+        seen.append(trace.get_current_span().get_span_context())
+
+    hang = define_job(name="hang", handler=hangs, timeout=0.2, retry=False)
+    after = define_job(name="after", handler=quick)
+    driver = SQLiteQueueDriver(tmp_path / "jobs.db")
+    JobService(driver).enqueue(hang, None)
+    worker = Worker(
+        module=define_module("w", jobs=[hang, after]),
+        driver=driver,
+        concurrency=1,
+        install_signal_handlers=False,
+    )
+    try:
+        summary = worker.run_until_empty(timeout=20)
+        # The thread that took the hung one's place runs the next job in a span of its own.
+        JobService(driver).enqueue(after, None)
+        assert worker.run_until_empty(timeout=20).done == 1
+    finally:
+        release.set()
+    assert summary.counts["discarded"] == 1
+    run = only(exporter, "process hang")
+    assert attrs(run)["glasswork.job.outcome"] == "discarded"
+    assert run.status.status_code is StatusCode.ERROR
+    assert seen[0].span_id == run.context.span_id
+    assert seen[1].span_id == only(exporter, "process after").context.span_id
+    # The run's span was detached in the context it was attached in, on the new thread.
+    assert "Failed to detach context" not in caplog.text
 
 
 def test_a_lambda_record_with_an_xray_header_links_to_that_trace(exporter) -> None:

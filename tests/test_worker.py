@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -181,7 +182,8 @@ def test_malformed_rows_and_unknown_jobs_go_to_dead_letter_with_reason(
     job = define_job(name="known", handler=lambda p: None)
     summary = Worker(module=module_of(job), driver=driver).run_until_empty()
     assert summary.dead_lettered == 2
-    unknown, malformed = driver.dead_letters()
+    # Both ran at once, on two threads: either may be dead-lettered first.
+    malformed, unknown = sorted(driver.dead_letters(), key=lambda d: d.job_name is not None)
     assert unknown.reason == (
         "UnknownJobError: unknown job 'nobody-registered-this'; registered jobs: known"
     )
@@ -224,11 +226,13 @@ def test_dead_letter_rules_match_the_lambda_worker(
     assert "no dead-letter queue configured" in caplog.text
     assert '"payload":{"k":"v"}' in caplog.text
     assert quiet.pending_count() == 0
-    # The send fails: the message is kept (its lease runs out and it is delivered again).
-    broken = _BrokenDeadLetter(tmp_path / "b.db")
+    # The send fails: the message is kept (tried again until its lease runs out, then it
+    # is delivered again), never acknowledged without its dead letter.
+    broken = _BrokenDeadLetter(tmp_path / "b.db", visibility_timeout=0.5)
     JobService(broken).enqueue(job, None)
-    Worker(module=module_of(job), driver=broken).run_until_empty()
-    assert broken.stats()["default"].in_flight == 1
+    Worker(module=module_of(job), driver=broken).run_until_empty(timeout=10)
+    assert broken.pending_count() == 1
+    assert broken.dead_letters() == []
 
 
 def test_works_with_any_driver_that_receives(caplog: pytest.LogCaptureFixture) -> None:
@@ -240,7 +244,7 @@ def test_works_with_any_driver_that_receives(caplog: pytest.LogCaptureFixture) -
     assert summary.done == 3
     assert mock.pending == []
     assert "start ping" in caplog.text
-    assert "end ping" in caplog.text and "done in" in caplog.text
+    assert "end ping" in caplog.text and "(attempt 1): done, ran " in caplog.text
     assert "worker stopped: 3 jobs" in caplog.text
 
 
@@ -393,3 +397,308 @@ def test_run_until_empty_leaves_far_delayed_jobs(driver: SQLiteQueueDriver) -> N
     summary = Worker(module=module_of(job), driver=driver).run_until_empty()
     assert summary.done == 1
     assert driver.stats()["default"].delayed == 1
+
+
+# -- timeouts ---------------------------------------------------------------------------------
+
+
+def job_threads(worker: Worker) -> list[threading.Thread]:
+    """The worker's live job threads, abandoned ones included."""
+    prefix = f"glasswork-job-{id(worker):x}"
+    return [t for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+def test_hung_sync_jobs_are_timed_out_and_their_threads_replaced(
+    driver: SQLiteQueueDriver,
+) -> None:
+    release = threading.Event()
+    ran: list[str] = []
+
+    def handler(payload: Any) -> None:
+        if payload == "hang":
+            release.wait(30)
+        ran.append(payload)
+
+    job = define_job(name="maybe-hang", handler=handler, retry=False)
+    JobService(driver).enqueue_many(job, ["hang", "hang", "hang", "ok"])
+    worker = Worker(module=module_of(job), driver=driver, concurrency=1, job_timeout=0.2)
+    started = time.monotonic()
+    summary = worker.run_until_empty(timeout=10)
+    assert time.monotonic() - started < 5
+    # Each hung job was given up on at its timeout, and the one slot still ran the last job.
+    assert summary.counts["discarded"] == 3
+    assert ran == ["ok"]
+    assert worker.abandoned_threads == 3
+    assert len(job_threads(worker)) == 3  # the abandoned ones; the pool itself has stopped
+    release.set()  # the hung handlers return now: their late results are ignored
+    wait_until(lambda: worker.abandoned_threads == 0)
+    assert ran.count("hang") == 3 and worker.summary.counts["done"] == 1
+    assert driver.pending_count() == 0
+
+
+def test_a_timed_out_sync_run_fails_through_the_steps_and_hooks_once(
+    driver: SQLiteQueueDriver,
+) -> None:
+    release = threading.Event()
+    seen: list[tuple[str, str]] = []
+
+    class Record:
+        async def __call__(self, run: Any, call_next: Any) -> Any:
+            outcome = await call_next()
+            seen.append(("step", f"{outcome.kind}: {type(outcome.error).__name__}"))
+            return outcome
+
+    job = define_job(
+        name="slow", handler=lambda p: release.wait(30), timeout=0.2, retry={"max_attempts": 1}
+    )
+    hooks = {
+        "on_job_failed": lambda job, ctx, err: seen.append(("failed", type(err).__name__)),
+        "on_job_complete": lambda job, ctx: seen.append(("complete", "")),
+    }
+    JobService(driver).enqueue(job, None)
+    worker = Worker(module=module_of(job), driver=driver, hooks=hooks, steps=[Record()])
+    summary = worker.run_until_empty(timeout=10)
+    release.set()
+    wait_until(lambda: worker.abandoned_threads == 0)
+    assert summary.dead_lettered == 1
+    assert seen == [("failed", "JobTimeoutError"), ("step", "dead_letter: JobTimeoutError")]
+    [dead] = driver.dead_letters()
+    assert dead.reason == (
+        "failed 1 of 1 attempts: JobTimeoutError: job 'slow' did not finish within its 0.2s timeout"
+    )
+
+
+def test_an_async_job_past_its_timeout_is_cancelled(driver: SQLiteQueueDriver) -> None:
+    cancelled = threading.Event()
+
+    async def handler(payload: Any) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    job = define_job(name="sleepy", handler=handler, retry=False)
+    JobService(driver).enqueue(job, None)
+    worker = Worker(module=module_of(job), driver=driver, job_timeout="200ms")
+    summary = worker.run_until_empty(timeout=10)
+    assert cancelled.is_set()
+    assert summary.counts["discarded"] == 1
+    assert worker.abandoned_threads == 0
+
+
+def test_a_job_stuck_outside_its_handler_frees_its_slot_and_its_lease_runs_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    driver = SQLiteQueueDriver(tmp_path / "jobs.db", visibility_timeout=0.5)
+    release = threading.Event()
+    ran: list[Any] = []
+    job = define_job(name="j", handler=lambda p: ran.append(p))
+
+    def start_hook(message: Any, ctx: Any) -> None:
+        if message.payload == "stuck" and ctx.attempt == 1:
+            release.wait(30)  # a hook that hangs: not a handler call the worker can fail
+
+    JobService(driver).enqueue_many(job, ["stuck", "next"])
+    worker = Worker(
+        module=module_of(job),
+        driver=driver,
+        concurrency=1,
+        job_timeout=0.2,
+        hooks={"on_job_start": start_hook},
+    )
+    with caplog.at_level(logging.ERROR, logger="glasswork.worker"):
+        summary = worker.run_until_empty(include_delayed=True, timeout=10)
+    release.set()
+    assert "outside its handler, where it cannot be stopped" in caplog.text
+    assert summary.counts["errors"] == 1  # no outcome for that run...
+    assert sorted(ran) == ["next", "stuck"]  # ...its lease ran out and it ran again
+    assert driver.pending_count() == 0
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_run_until_empty_returns_within_its_timeout_releasing_what_runs(
+    driver: SQLiteQueueDriver, kind: str
+) -> None:
+    release = threading.Event()
+    seen: list[str] = []
+
+    async def async_handler(payload: Any) -> None:
+        await asyncio.sleep(30)
+
+    class Unwinds:
+        async def __call__(self, run: Any, call_next: Any) -> Any:
+            try:
+                return await call_next()
+            finally:
+                seen.append("step unwound")
+
+    handler = (lambda p: release.wait(30)) if kind == "sync" else async_handler
+    job = define_job(name="long", handler=handler)
+    JobService(driver).enqueue(job, None)
+    worker = Worker(
+        module=module_of(job),
+        driver=driver,
+        grace_period=30,
+        steps=[Unwinds()],
+        hooks={"on_job_failed": lambda job, ctx, err: seen.append(f"failed: {err!r}")},
+    )
+    started = time.monotonic()
+    summary = worker.run_until_empty(timeout=1)
+    took = time.monotonic() - started
+    release.set()
+    assert 1 <= took < 1.5
+    assert summary.released == 1
+    assert driver.stats()["default"].ready == 1
+    # A released run has no outcome: no failure hook, now or when its thread or coroutine
+    # is gone; its steps unwind.
+    wait_until(lambda: worker.abandoned_threads == 0)
+    gc.collect()
+    assert seen == ["step unwound"]
+
+
+def test_job_timeout_is_checked(driver: SQLiteQueueDriver) -> None:
+    job = define_job(name="j", handler=lambda p: None)
+    for bad in (0, -1, "soon", float("inf")):
+        with pytest.raises(ConfigurationError, match="job_timeout"):
+            Worker(module=module_of(job), driver=driver, job_timeout=bad)
+
+
+# -- BaseExceptions, logs, serve --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error", [SystemExit(2), KeyboardInterrupt(), GeneratorExit(), asyncio.CancelledError()]
+)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_base_exceptions_fail_the_job_and_keep_the_slot(
+    driver: SQLiteQueueDriver, error: BaseException, kind: str
+) -> None:
+    def sync_handler(payload: Any) -> None:
+        if payload == "boom":
+            raise error
+
+    async def async_handler(payload: Any) -> None:
+        sync_handler(payload)
+
+    job = define_job(name="j", handler=sync_handler if kind == "sync" else async_handler)
+    JobService(driver).enqueue_many(job, ["boom", "fine"])
+    summary = Worker(module=module_of(job), driver=driver, concurrency=1).run_until_empty()
+    assert (summary.retried, summary.done, summary.counts["errors"]) == (1, 1, 0)
+
+
+def test_log_lines_carry_job_fields_and_the_first_failure_its_traceback(
+    driver: SQLiteQueueDriver, caplog: pytest.LogCaptureFixture
+) -> None:
+    def handler(payload: Any, ctx: Any) -> None:
+        if ctx.attempt < 3:
+            raise RuntimeError(f"boom {ctx.attempt}")
+
+    job = define_job(name="flaky", handler=handler, retry={"backoff": 0.01, "jitter": False})
+    result = JobService(driver).enqueue(job, None)
+    with caplog.at_level(logging.INFO, logger="glasswork.worker"):
+        summary = Worker(module=module_of(job), driver=driver).run_until_empty(include_delayed=True)
+    assert summary.done == 1
+    ends = [r for r in caplog.records if r.getMessage().startswith("end flaky")]
+    assert [(r.attempt, r.outcome) for r in ends] == [(1, "retry"), (2, "retry"), (3, "done")]  # type: ignore[attr-defined]
+    for r in ends:
+        assert (r.job_name, r.job_id, r.queue) == ("flaky", result.job_id, "default")  # type: ignore[attr-defined]
+        assert isinstance(r.duration_ms, float)  # type: ignore[attr-defined]
+    first, second, last = ends
+    assert first.getMessage().endswith(", retry in 0.0 s") and ", ran " in first.getMessage()
+    assert first.exc_info is not None and "boom 1" in str(first.exc_info[1])
+    assert second.exc_info is None  # the traceback was shown at the first failure
+    assert last.levelno == logging.INFO and first.levelno == logging.WARNING
+    starts = [r for r in caplog.records if r.getMessage().startswith("start flaky")]
+    assert [r.attempt for r in starts] == [1, 2, 3]  # type: ignore[attr-defined]
+    assert "worker stopped: 3 jobs" in caplog.text
+
+
+def test_summary_says_1_job(driver: SQLiteQueueDriver) -> None:
+    job = define_job(name="j", handler=lambda p: None)
+    JobService(driver).enqueue(job, None)
+    summary = Worker(module=module_of(job), driver=driver).run_until_empty()
+    assert str(summary).startswith("1 job in ")
+
+
+def test_serve_runs_async_jobs_on_the_callers_loop(driver: SQLiteQueueDriver) -> None:
+    loops: list[Any] = []
+
+    async def handler(payload: Any) -> None:
+        loops.append(asyncio.get_running_loop())
+
+    job = define_job(name="a", handler=handler)
+    JobService(driver).enqueue_many(job, range(3))
+    worker = Worker(module=module_of(job), driver=driver, install_signal_handlers=False)
+
+    async def main() -> Any:
+        summary = await worker.serve(until_empty=True)
+        return summary, asyncio.get_running_loop()
+
+    summary, loop = asyncio.run(main())
+    assert summary.done == 3
+    assert loops == [loop] * 3
+
+
+def test_sync_and_async_jobs_together_stay_within_concurrency(
+    driver: SQLiteQueueDriver,
+) -> None:
+    lock = threading.Lock()
+    now = peak = 0
+
+    def enter() -> None:
+        nonlocal now, peak
+        with lock:
+            now += 1
+            peak = max(peak, now)
+
+    def leave() -> None:
+        nonlocal now
+        with lock:
+            now -= 1
+
+    def sync_handler(payload: Any) -> None:
+        enter()
+        time.sleep(0.1)
+        leave()
+
+    async def async_handler(payload: Any) -> None:
+        enter()
+        await asyncio.sleep(0.1)
+        leave()
+
+    sync_job = define_job(name="s", handler=sync_handler)
+    async_job = define_job(name="a", handler=async_handler)
+    service = JobService(driver)
+    for i in range(8):
+        service.enqueue(sync_job if i % 2 else async_job, i)
+    summary = Worker(
+        module=module_of(sync_job, async_job), driver=driver, concurrency=3
+    ).run_until_empty()
+    assert summary.done == 8
+    assert peak == 3
+
+
+def test_an_async_job_blocking_the_loop_past_its_timeout_is_given_up_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("glasswork.jobs.worker.slots.ASYNC_OVERRUN", 0.2)
+    driver = SQLiteQueueDriver(tmp_path / "jobs.db", visibility_timeout=0.5)
+    ran: list[str] = []
+
+    async def blocks(payload: Any, ctx: Any) -> None:
+        if ctx.attempt == 1:
+            time.sleep(1.0)  # blocks the event loop: the timeout cannot cancel it
+        ran.append(f"async {ctx.attempt}")
+
+    blocker = define_job(name="blocker", handler=blocks)
+    other = define_job(name="other", handler=lambda p: ran.append("sync"))
+    JobService(driver).enqueue(blocker, None)
+    JobService(driver).enqueue(other, None)
+    worker = Worker(module=module_of(blocker, other), driver=driver, concurrency=2, job_timeout=0.2)
+    with caplog.at_level(logging.ERROR, logger="glasswork.worker"):
+        summary = worker.run_until_empty(include_delayed=True, timeout=10)
+    assert "ran past its 0.2s timeout blocking the event loop" in caplog.text
+    assert summary.counts["errors"] == 1  # no outcome for the blocked run...
+    assert "sync" in ran and "async 2" in ran  # ...its lease ran out, and it ran again
+    assert driver.pending_count() == 0

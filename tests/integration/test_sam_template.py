@@ -71,6 +71,22 @@ def test_scheduler_runs_every_minute(resources: dict) -> None:
     assert event["Properties"]["Schedule"] == "rate(1 minute)"
 
 
+def test_scheduler_may_make_the_calls_a_pass_makes(resources: dict) -> None:
+    policies = resources["SchedulerFunction"]["Properties"]["Policies"]
+    [statement] = [s for p in policies if "Statement" in p for s in p["Statement"]]
+    # Query for due items, UpdateItem for claims (alone or in a TransactWriteItems, which
+    # has no action of its own), BatchWriteItem for the deletes.
+    assert set(statement["Action"]) == {
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+        "dynamodb:BatchWriteItem",
+    }
+    sends = [
+        p["SQSSendMessagePolicy"]["QueueName"] for p in policies if "SQSSendMessagePolicy" in p
+    ]
+    assert {"GetAtt": "JobDeadLetterQueue.QueueName"} in sends  # unusable items
+
+
 def test_table_matches_the_scheduler_schema(resources: dict) -> None:
     table = resources["ScheduledJobsTable"]["Properties"]
     assert table["KeySchema"] == [

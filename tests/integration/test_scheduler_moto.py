@@ -50,11 +50,11 @@ class DyingDriver(SQSQueueDriver):
         self.when = when
         self.died = False
 
-    def enqueue(self, message: JobMessage) -> Any:
+    def enqueue_many(self, messages: Any, delay_seconds: float = 0.0) -> Any:
         if not self.died and self.when == "before":
             self.died = True
             raise Killed
-        result = super().enqueue(message)
+        result = super().enqueue_many(messages, delay_seconds)
         if not self.died and self.when == "after":
             self.died = True
             raise Killed
@@ -135,11 +135,11 @@ def test_scheduler_dispatches_due_items_and_leaves_future_ones(aws: Aws, table: 
     clock = Clock()
 
     handler = make_handler(aws, driver, clock)
-    assert handler({}, None) == {"dispatched": 0, "failed": 0, "skipped": 0}
+    assert handler({}, None) == {"dispatched": 0, "failed": 0, "skipped": 0, "dead_lettered": 0}
     assert table.count() == 2
 
     clock.now += 21 * 60  # 1 minute after the first is due
-    assert handler({}, None) == {"dispatched": 1, "failed": 0, "skipped": 0}
+    assert handler({}, None) == {"dispatched": 1, "failed": 0, "skipped": 0, "dead_lettered": 0}
     assert job_ids(aws.drain(url, wait=1)) == [soon.job_id]
     assert table.count() == 1
 
@@ -190,7 +190,7 @@ def test_fifo_jobs_are_sent_only_once_due(aws: Aws, table: Any) -> None:
     handler = make_handler(aws, driver, clock)
 
     clock.now += 10  # within the lookahead, but a FIFO queue cannot hold it back
-    assert handler({}, None) == {"dispatched": 0, "failed": 0, "skipped": 1}
+    assert handler({}, None) == {"dispatched": 0, "failed": 0, "skipped": 1, "dead_lettered": 0}
     clock.now += 25
     assert handler({}, None)["dispatched"] == 1
 
@@ -212,7 +212,7 @@ def test_scheduler_killed_between_claim_and_send_loses_no_job(aws: Aws, table: A
     assert table.count() == 1
 
     # Another run while the dead claim is still live leaves it alone (no double send)...
-    assert handler({}, None) == {"dispatched": 0, "failed": 0, "skipped": 0}
+    assert handler({}, None) == {"dispatched": 0, "failed": 0, "skipped": 0, "dead_lettered": 0}
     assert aws.drain(url) == []
 
     # ...and the first run after the claim expires sends it.
@@ -324,3 +324,154 @@ def test_scheduler_settings_are_checked(aws: Aws) -> None:
         create_scheduler_handler(table_name=TABLE, driver=driver, lookahead=901)
     with pytest.raises(ConfigurationError, match="table_name"):
         create_scheduler_handler(table_name="", driver=driver)
+
+
+# -- unusable items, batches ------------------------------------------------------------------
+
+
+def _put_raw(aws: Aws, sk: str, **attributes: Any) -> None:
+    """An item as something other than Glasswork (or a bug, or a hand edit) might leave it."""
+    aws.dynamodb.put_item(
+        TableName=TABLE, Item={"pk": {"S": "shard-0"}, "sk": {"S": sk}, **attributes}
+    )
+
+
+def _bad_items(aws: Aws, due: float) -> dict[str, str]:
+    """Five unusable items due at ``due``; returns sort key -> the problem it has."""
+    good_body = JobMessage.create("ping", {}, queue="default").encode()
+    due_n = {"N": f"{due:.3f}"}
+    ms = f"{int(due * 1000) - 1000:015d}"
+    items = {
+        f"{ms}#no-queue": ({"due_at": due_n, "body": {"S": good_body}}, "queue is missing"),
+        f"{ms}#due-text": (
+            {"queue": {"S": "default"}, "due_at": {"S": "tomorrow"}, "body": {"S": good_body}},
+            "due_at is not of type N",
+        ),
+        f"{ms}#not-json": (
+            {"queue": {"S": "default"}, "due_at": due_n, "body": {"S": "{not json"}},
+            "body is not a job message",
+        ),
+        f"{ms}#body-number": (
+            {"queue": {"S": "default"}, "due_at": due_n, "body": {"N": "42"}},
+            "body is not of type S",
+        ),
+        f"{ms}#not-a-job": (
+            {"queue": {"S": "default"}, "due_at": due_n, "body": {"S": '{"hello": 1}'}},
+            "jobName: Field required",
+        ),
+    }
+    for sk, (attributes, _) in items.items():
+        _put_raw(aws, sk, **attributes)
+    return {sk: problem for sk, (_, problem) in items.items()}
+
+
+def test_unusable_items_are_dead_lettered_with_the_reason_and_the_rest_are_sent(
+    aws: Aws, table: Any
+) -> None:
+    dlq = aws.create_queue("jobs-dlq")
+    url = aws.create_queue("jobs", dead_letter=dlq)
+    driver = make_driver(aws, {"default": url})
+    results = JobService(driver).enqueue_many(ping, [{"n": i} for i in range(3)], delay="20m")
+    clock = Clock()
+    clock.now += 21 * 60
+    problems = _bad_items(aws, clock.now - 30)
+
+    run = make_handler(aws, driver, clock)({}, None)
+
+    assert run == {"dispatched": 3, "failed": 0, "skipped": 0, "dead_lettered": 5}
+    assert sorted(job_ids(aws.drain(url, wait=1, expected=3))) == sorted(r.job_id for r in results)
+    dead = aws.drain(dlq, wait=1, expected=5)
+    reasons = {m["MessageAttributes"]["GlassworkReason"]["StringValue"] for m in dead}
+    for sk, problem in problems.items():
+        [reason] = [r for r in reasons if sk in r]
+        assert problem in reason
+    assert table.count() == 0  # none left to block later passes (or wait for the TTL)
+
+
+def test_an_unusable_item_with_no_dead_letter_is_logged_at_error_and_deleted(
+    aws: Aws, table: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = aws.create_queue("jobs")  # no redrive policy, and no dead_letter_queue
+    driver = make_driver(aws, {"default": url})
+    clock = Clock()
+    _put_raw(
+        aws,
+        f"{int(clock.now * 1000) - 1000:015d}#broken",
+        queue={"S": "default"},
+        due_at={"N": f"{clock.now - 1:.3f}"},
+        body={"S": "{not json"},
+    )
+    with caplog.at_level("ERROR", logger="glasswork.jobs.scheduler"):
+        run = make_handler(aws, driver, clock)({}, None)
+    assert run["dead_lettered"] == 1
+    assert "no dead letter to keep it in" in caplog.text and "{not json" in caplog.text
+    assert table.count() == 0
+
+
+def test_an_unusable_item_naming_no_known_queue_goes_to_the_configured_dead_letter(
+    aws: Aws, table: Any
+) -> None:
+    dlq = aws.create_queue("jobs-dlq")
+    url = aws.create_queue("jobs", dead_letter=dlq)
+    driver = make_driver(aws, {"default": url})
+    clock = Clock()
+    _put_raw(
+        aws,
+        f"{int(clock.now * 1000) - 1000:015d}#orphan",
+        queue={"S": "nobody-knows-this-queue"},
+        due_at={"BOOL": True},
+        body={"S": "x"},
+    )
+    handler = make_handler(aws, driver, clock, dead_letter_queue="default")
+    assert handler({}, None)["dead_lettered"] == 1
+    [dead] = aws.drain(dlq, wait=1)
+    assert dead["Body"] == "x"
+    assert "due_at is not of type N" in dead["MessageAttributes"]["GlassworkReason"]["StringValue"]
+
+
+def test_due_jobs_are_claimed_sent_and_deleted_in_batches(aws: Aws, table: Any) -> None:
+    url = aws.create_queue("jobs")
+    driver = make_driver(aws, {"default": url})
+    JobService(driver).enqueue_many(ping, [{"n": i} for i in range(25)], delay="20m")
+    clock = Clock()
+    clock.now += 21 * 60
+    handler = make_handler(aws, driver, clock)
+    dynamodb = RequestCounter(handler.scheduler.table.client)
+    sqs = RequestCounter(driver.client)
+
+    assert handler({}, None)["dispatched"] == 25
+
+    assert dynamodb.count("TransactWriteItems") == 1  # one claim for all 25
+    assert dynamodb.count("BatchWriteItem") == 1  # one delete for all 25
+    assert dynamodb.count("UpdateItem") == dynamodb.count("DeleteItem") == 0
+    assert sqs.count("SendMessageBatch") == 3 and sqs.count("SendMessage") == 0
+    assert len(aws.drain(url, wait=1, expected=25)) == 25
+    assert table.count() == 0
+
+
+def test_items_another_scheduler_claims_meanwhile_are_left_and_the_rest_sent(
+    aws: Aws, table: Any
+) -> None:
+    url = aws.create_queue("jobs")
+    driver = make_driver(aws, {"default": url})
+    JobService(driver).enqueue_many(ping, [{"n": i} for i in range(5)], delay="20m")
+    clock = Clock()
+    clock.now += 21 * 60
+
+    class Racing(ScheduledJobsTable):
+        """Another scheduler claims two items between this one's query and its claim."""
+
+        def claim_many(self, items: Any, **kwargs: Any) -> Any:
+            for item in items[:2]:
+                assert self.claim(item.pk, item.sk, now=clock.now, until=clock.now + 60, token="x")
+            return super().claim_many(items, **kwargs)
+
+    handler = make_handler(aws, driver, clock)
+    handler.scheduler.table = Racing(TABLE, client=aws.dynamodb)
+    requests = RequestCounter(aws.dynamodb)
+
+    run = handler({}, None)
+    assert (run["dispatched"], run["skipped"]) == (3, 2)
+    assert requests.count("TransactWriteItems") == 2  # cancelled by the two, then without them
+    assert table.count() == 2  # the other scheduler's to send
+    assert len(aws.drain(url, wait=1, expected=3)) == 3

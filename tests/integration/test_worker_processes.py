@@ -6,6 +6,7 @@ second SQLite file, which is how these tests see what ran where, and when.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from glasswork.jobs import JobMessage, JobService
+from glasswork.jobs import EnqueueError, JobMessage, JobService
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -29,10 +30,12 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 from fixtures_app.app import fail, record  # noqa: E402
+from fixtures_app.hazards import block, explode, explode_async, hang  # noqa: E402
 
 SCRIPT = Path(sys.executable).with_name("glasswork")
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "glasswork.cli"]
 APP = "fixtures_app.app:AppModule"
+HAZARDS = "fixtures_app.hazards:HazardModule"
 
 
 @dataclass
@@ -49,10 +52,13 @@ class Setup:
     def jobs(self) -> JobService:
         return JobService(self.driver())
 
-    def start_worker(self, *args: str, name: str = "worker") -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, *args: str, name: str = "worker", app: str | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.dir / f"{name}.log").open("wb")
         proc = subprocess.Popen(
-            [*COMMAND, "worker", APP, "--driver", self.url, *args],
+            # APP read now, not as a default: other test modules patch it.
+            [*COMMAND, "worker", app or APP, "--driver", self.url, *args],
             cwd=TESTS,
             env={**os.environ, "GLASSWORK_TEST_RUNS": str(self.runs_db)},
             stdout=log,
@@ -131,7 +137,7 @@ def test_worker_process_runs_enqueued_jobs_and_logs_them(setup: Setup) -> None:
     assert all(len(runs) == 1 for runs in setup.finished().values())
     log = setup.log()
     assert "start record" in log
-    assert "end record" in log and ": done in " in log
+    assert "end record" in log and ": done, ran " in log
     assert "worker stopped: 20 jobs" in log
     assert setup.driver().pending_count() == 0
 
@@ -273,3 +279,217 @@ def test_periodic_worker_fires_scheduled_jobs(setup: Setup) -> None:
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(15) == 0
     assert "fired periodic job tick" in setup.log()
+
+
+# -- jobs that misbehave: hang, raise BaseExceptions, block the event loop -------------------
+
+
+def stop_within(worker: subprocess.Popen[bytes], seconds: float) -> float:
+    """SIGTERM ``worker``; assert it exits 0 within ``seconds``; returns how long it took."""
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(seconds + 10) == 0
+    took = time.monotonic() - started
+    assert took < seconds, f"the worker took {took:.1f}s to exit"
+    return took
+
+
+def test_sync_job_past_its_timeout_frees_its_slot_and_its_lease(setup: Setup) -> None:
+    # One slot: the job behind the hung one runs only if the timeout frees the slot.
+    worker = setup.start_worker("--concurrency", "1", app=HAZARDS)
+    jobs = setup.jobs()
+    jobs.enqueue(hang, {"key": "hung"})
+    wait_until(lambda: setup.runs(), what="the hung job to start")
+    jobs.enqueue(record, {"key": "after"})
+    wait_until(lambda: setup.finished().get("after"), timeout=10, what="the job behind it")
+    # Settled as a retry (its backoff is a minute), so no longer leased by the worker.
+    stats = setup.driver().stats()["default"]
+    assert (stats.delayed, stats.in_flight, stats.ready) == (1, 0, 0)
+    log = setup.log()
+    assert "abandoning thread" in log and "ran past its 0.5s timeout" in log
+    assert "end hang" in log and "retry, ran 5" in log  # ran ~500 ms, then a retry
+    assert "JobTimeoutError" in log
+    # The abandoned thread still sleeps in the handler: it must not hold up the exit.
+    stop_within(worker, 5)
+    assert "exiting with 1 abandoned handler thread(s) still running" in setup.log()
+
+
+def test_worker_default_job_timeout_applies_to_jobs_without_their_own(setup: Setup) -> None:
+    setup.start_worker("--job-timeout", "0.5s", "--concurrency", "1")
+    jobs = setup.jobs()
+    jobs.enqueue(record, {"key": "slow", "sleep": 30})
+    wait_until(lambda: setup.runs(), what="the slow job to start")
+    jobs.enqueue(record, {"key": "next"})
+    wait_until(lambda: setup.finished().get("next"), timeout=10, what="the job behind it")
+    assert "did not finish within its 0.5s timeout" in setup.log()
+
+
+@pytest.mark.parametrize(
+    "kind", ["SystemExit", "KeyboardInterrupt", "GeneratorExit", "CancelledError"]
+)
+def test_base_exceptions_from_jobs_fail_only_that_job(setup: Setup, kind: str) -> None:
+    worker = setup.start_worker("--concurrency", "1", app=HAZARDS)
+    jobs = setup.jobs()
+    jobs.enqueue(explode, {"key": "sync", "kind": kind})
+    jobs.enqueue(explode_async, {"key": "async", "kind": kind})
+    jobs.enqueue(record, {"key": "survivor"})
+    driver = setup.driver()
+    dead = wait_until(lambda: len(driver.dead_letters()) == 2 and driver.dead_letters())
+    for d in dead:  # retried once, then dead-lettered, like any failure
+        assert d.reason.startswith(f"failed 2 of 2 attempts: {kind}")
+    assert setup.finished().get("survivor")  # the one slot was not leaked
+    assert worker.poll() is None  # nor did the worker exit
+    stop_within(worker, 5)
+
+
+def test_sigterm_exits_within_the_grace_period_while_an_async_job_blocks_the_loop(
+    setup: Setup,
+) -> None:
+    worker = setup.start_worker("--grace", "1", app=HAZARDS)
+    setup.jobs().enqueue(block, {"key": "blocker", "sleep": 60})
+    wait_until(lambda: setup.runs(), what="the blocking job to start")
+    stop_within(worker, 4)
+    stats = setup.driver().stats()["default"]
+    assert (stats.ready, stats.in_flight) == (1, 0)  # released at once, not held to its lease
+    assert "released 1 job(s) to run again: still running at shutdown" in setup.log()
+
+
+SCRIPT = """
+import logging, sys
+sys.path.insert(0, {tests!r})
+from fixtures_app.app import AppModule
+from glasswork.jobs import SQLiteQueueDriver, Worker
+
+logging.basicConfig(level=logging.INFO)
+worker = Worker(module=AppModule, driver=SQLiteQueueDriver({db!r}), grace_period=1)
+print("summary:", worker.run(), flush=True)
+"""
+
+
+def test_a_script_calling_worker_run_exits_after_the_grace_period_with_a_hung_handler(
+    setup: Setup,
+) -> None:
+    script = setup.dir / "run_worker.py"
+    script.write_text(SCRIPT.format(tests=str(TESTS), db=str(setup.db)))
+    setup.jobs().enqueue(record, {"key": "hung", "sleep": 60})
+    log = (setup.dir / "script.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        env={**os.environ, "GLASSWORK_TEST_RUNS": str(setup.runs_db)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    setup.procs.append(proc)
+    wait_until(lambda: setup.runs(), what="the job to start")
+    stop_within(proc, 5)
+    assert "summary: 0 jobs" in setup.log("script") and "released=1" in setup.log("script")
+
+
+def test_a_job_released_at_shutdown_does_not_use_up_an_attempt(setup: Setup) -> None:
+    setup.jobs().enqueue(record, {"key": "long", "sleep": 60})
+    for turn in range(1, 3):  # two clean shutdowns mid-job
+        worker = setup.start_worker("--grace", "0.2", name=f"w{turn}")
+        wait_until(lambda turn=turn: len(setup.runs()) == turn, what=f"run {turn} to start")
+        stop_within(worker, 5)
+    assert [r["attempt"] for r in setup.runs()] == [1, 1]
+    driver = setup.driver()
+    assert driver.dead_letters() == []
+    [received] = driver.receive()
+    assert received.attempt == 1  # still its first attempt
+
+
+# -- bad data contained: corrupt rows, a full disk --------------------------------------------
+
+
+def test_corrupt_rows_are_dead_lettered_and_healthy_jobs_run(setup: Setup) -> None:
+    jobs = setup.jobs()
+    jobs.enqueue_many(record, [{"key": f"healthy-{i}"} for i in range(3)])
+    raw = sqlite3.connect(setup.db, timeout=30, isolation_level=None)
+    insert = "INSERT INTO glasswork_jobs (queue, body, visible_at, enqueued_at) VALUES "
+    raw.execute(insert + "('default', CAST(X'7B22FF2200' AS TEXT), 0, 0)")  # not UTF-8
+    raw.execute(insert + "('default', X'FFFE', 0, 0)")  # a blob, not text
+    raw.execute(insert + "('odd', '{}', 'soon', 0)")  # visible_at is not a number
+    raw.execute(insert + "(CAST(X'FF' AS TEXT), '{}', 0, 0)")  # the queue name is not UTF-8
+    raw.execute("UPDATE glasswork_jobs SET attempts = 'many' WHERE id = 1")  # still runs
+    raw.close()
+
+    setup.start_worker()
+    wait_until(lambda: len(setup.finished()) == 3, what="the healthy jobs")
+    driver = setup.driver()
+    dead = wait_until(lambda: len(driver.dead_letters()) == 4 and driver.dead_letters())
+    reasons = sorted(d.reason for d in dead)
+    assert all(r.startswith("the row is corrupt: ") for r in reasons)
+    assert sum(r.startswith("the row is corrupt: its body is not UTF-8 text") for r in reasons) == 2
+    assert any("its visible_at is not a number" in r for r in reasons)
+    assert any("its queue name b'\\xff' is not usable" in r for r in reasons)
+    assert {d.body for d in dead} >= {'{"\\xff"\x00', "\\xff\\xfe"}  # kept, bad bytes escaped
+    assert [r["attempt"] for r in setup.runs()] == [1, 1, 1]
+    wait_until(lambda: driver.pending_count() == 0, what="nothing left behind")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs, to fill up for real (needs root; skipped where mounting is refused)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> None:
+    with (disk / "filler").open("wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 4096)
+
+
+def test_on_a_full_disk_enqueue_fails_typed_and_the_worker_runs_the_stored_jobs(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    db = small_disk / "jobs.db"
+    setup = Setup(tmp_path, db, tmp_path / "runs.db", f"sqlite:///{db}")
+    driver = setup.driver()
+    jobs = JobService(driver)
+    # A queue in use: earlier jobs came and went (free pages in the file), these are stored.
+    jobs.enqueue_many(record, [{"key": "old", "pad": "x" * 900}] * 600)
+    raw = sqlite3.connect(db, isolation_level=None)
+    raw.execute("DELETE FROM glasswork_jobs")
+    raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    raw.close()
+    for i in range(40):
+        jobs.enqueue(record, {"key": f"stored-{i}", "pad": "x" * 900})
+    fill(small_disk)
+
+    stored = 40
+    refused: EnqueueError | None = None
+    while refused is None:  # what room the database had left is used up, then refused
+        try:
+            jobs.enqueue(record, {"key": f"stored-{stored}", "pad": "x" * 900})
+            stored += 1
+        except EnqueueError as exc:
+            refused = exc
+    assert str(refused).startswith("could not store job 'record'")
+    assert f"in {db}: database or disk is full" in str(refused)
+    cli = subprocess.run(
+        [*COMMAND, "enqueue", "record", '{"key": "cli"}', "--app", APP, "--driver", setup.url],
+        cwd=TESTS,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert cli.returncode == 1
+    assert cli.stderr.startswith("glasswork enqueue: error: could not store job 'record'")
+    assert cli.stderr.count("\n") == 1  # one line, no traceback
+
+    worker = setup.start_worker()
+    wait_until(lambda: len(setup.finished()) == stored, timeout=20, what="every stored job")
+    stop_within(worker, 5)
+    assert setup.driver().pending_count() == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -21,7 +22,7 @@ from .. import __version__
 from ..jobs.drivers.urls import DEFAULT_URL
 from ..jobs.errors import GlassworkError
 from . import dashboard, dlq, enqueue, inspect, migrate, worker
-from ._common import CommandError, load_app
+from ._common import CommandError, UsageError, load_app
 
 __all__ = ["CommandError", "load_app", "main"]
 
@@ -43,7 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (`glasswork dlq list | head`): stop quietly, as `cat` does.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except (CommandError, GlassworkError, ValueError) as exc:
+    except UsageError as exc:
+        # What was asked cannot work as given (a driver URL naming a directory or a
+        # read-only file, a delay past the year 9999): a usage error, as argparse's are.
+        print(f"glasswork {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (CommandError, GlassworkError, ValueError, OSError, sqlite3.Error) as exc:
         print(f"glasswork {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

@@ -7,10 +7,12 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..jobs.drivers.urls import DEFAULT_URL, driver_from_url
+from ..jobs.durations import parse_duration
+from ..jobs.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from ..jobs.drivers.base import QueueDriver
@@ -18,7 +20,16 @@ if TYPE_CHECKING:
 
 
 class CommandError(Exception):
-    """A problem the user can fix; printed without a traceback."""
+    """A problem the user can fix; printed without a traceback (exit status 1)."""
+
+
+class UsageError(CommandError):
+    """The command line asks for something impossible, such as a delay past the year 9999;
+    exit status 2, like argparse's own usage errors and bad configuration."""
+
+
+#: Commands that only look at or act on existing jobs: they never create a database file.
+EXISTING_ONLY = frozenset({"stats", "dlq"})
 
 
 def add_command(
@@ -55,8 +66,42 @@ def add_app_option(sub: argparse.ArgumentParser) -> None:
 
 
 def open_driver(args: argparse.Namespace) -> QueueDriver:
-    """The driver ``--driver`` names."""
-    return driver_from_url(args.driver)
+    """The driver ``--driver`` names (for :data:`EXISTING_ONLY` commands, a missing database
+    file is an error rather than created). A URL or file that cannot work as given is a
+    :class:`UsageError`."""
+    try:
+        return driver_from_url(args.driver, create=args.command not in EXISTING_ONLY)
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def delay_seconds(text: str, option: str = "--in") -> float:
+    """A delay option (``30s``, ``10m``, ``1h30m``, seconds) in seconds; a
+    :class:`UsageError` if it is not one or ends after the year 9999."""
+    try:
+        return _seconds(text)
+    except ValueError as exc:
+        raise UsageError(f"{option} {text!r}: {exc}") from None
+
+
+def duration(text: str) -> float:
+    """argparse type: a positive duration (``30s``, ``15m``, seconds)."""
+    try:
+        seconds = _seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
+    return seconds
+
+
+def _seconds(text: str) -> float:
+    seconds = parse_duration(text)
+    try:
+        datetime.now(UTC) + timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError("too long: it ends after the year 9999") from None
+    return seconds
 
 
 def load_app(path: str) -> Module:
@@ -189,13 +234,9 @@ def parse_time(text: str) -> datetime:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise CommandError(
-            f"--at {text!r} is not an ISO 8601 time like 2026-12-01T09:00Z"
-        ) from None
+        raise UsageError(f"--at {text!r} is not an ISO 8601 time like 2026-12-01T09:00Z") from None
     if when.tzinfo is None:
-        raise CommandError(
-            f"--at {text!r} has no UTC offset; add one, e.g. {text}Z or {text}+02:00"
-        )
+        raise UsageError(f"--at {text!r} has no UTC offset; add one, e.g. {text}Z or {text}+02:00")
     return when
 
 

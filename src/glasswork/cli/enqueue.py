@@ -10,6 +10,7 @@ from ._common import (
     CommandError,
     add_app_option,
     add_command,
+    delay_seconds,
     load_app,
     need_app,
     open_driver,
@@ -51,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(f"the payload is not JSON ({exc}): {args.payload!r}") from None
     service = JobService(open_driver(args))
+    delay = delay_seconds(args.delay) if args.delay else None
     at = parse_time(args.at) if args.at else None
-    result = service.enqueue_raw(job, payload, delay=args.delay, at=at)
+    result = service.enqueue_raw(job, payload, delay=delay, at=at)
     due = f", due {result.scheduled_at.isoformat()}" if result.scheduled_at else ""
     print(
         f"enqueued {job.name} job {result.job_id} as message {result.message_id} "

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import Any
 
 from ._common import (
     CommandError,
     add_command,
+    duration,
     load_app,
     open_driver,
     positive_int,
@@ -46,6 +46,12 @@ def register(commands: Any) -> None:
         help="seconds in-flight jobs get to finish at shutdown (default: 30)",
     )
     worker.add_argument(
+        "--job-timeout",
+        type=duration,
+        metavar="DURATION",
+        help="limit of one run of a job without its own timeout: 30s, 15m, seconds (default: 15m)",
+    )
+    worker.add_argument(
         "--until-empty", action="store_true", help="exit once no job is ready or running"
     )
     worker.add_argument(
@@ -62,7 +68,7 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..jobs.worker import Worker
+    from ..jobs.worker import DEFAULT_JOB_TIMEOUT, Worker
 
     level = logging.getLevelName(args.log_level.upper())
     if not isinstance(level, int):
@@ -79,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         queues=queues,
         periodic=args.periodic,
         grace_period=args.grace,
+        job_timeout=args.job_timeout or DEFAULT_JOB_TIMEOUT,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
     )
@@ -87,11 +94,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         worker.run()
     if worker.abandoned_threads:
-        # Their jobs were released; waiting for the threads would only delay the exit.
+        # Daemon threads: they do not hold up the exit. Their jobs were released or settled.
         logging.getLogger("glasswork.worker").warning(
-            "exiting with %d handler thread(s) still running", worker.abandoned_threads
+            "exiting with %d abandoned handler thread(s) still running", worker.abandoned_threads
         )
-        logging.shutdown()
-        sys.stdout.flush()
-        os._exit(0)
     return 0

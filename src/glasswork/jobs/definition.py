@@ -13,7 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from .context import JobContext
-from .durations import Delay, parse_duration
+from .durations import Delay, positive_seconds
 from .errors import ConfigurationError, InvalidJobPayloadError
 from .idempotency.options import Idempotency
 
@@ -318,15 +318,7 @@ def _check_name(name: str) -> str:
 
 
 def _check_timeout(name: str, timeout: Delay | None) -> float | None:
-    if timeout is None:
-        return None
-    try:
-        seconds = parse_duration(timeout)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"job {name!r}: timeout: {exc}") from None
-    if not 0 < seconds < float("inf"):
-        raise ConfigurationError(f"job {name!r}: timeout must be positive, got {timeout!r}")
-    return seconds
+    return None if timeout is None else positive_seconds(timeout, f"job {name!r}: timeout")
 
 
 def _check_schedule(name: str, schedule: str | None) -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from .errors import ConfigurationError
+
 Delay = str | int | float | timedelta
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -45,4 +47,16 @@ def parse_duration(value: Delay) -> float:
         )
     if seconds < 0 or seconds != seconds:
         raise ValueError(f"a delay cannot be negative: {value!r}")
+    return seconds
+
+
+def positive_seconds(value: Delay, what: str) -> float:
+    """``value`` as a positive, finite number of seconds; a :class:`ConfigurationError`
+    naming ``what`` (an option, say ``job_timeout``) otherwise."""
+    try:
+        seconds = parse_duration(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{what}: {exc}") from None
+    if not 0 < seconds < float("inf"):
+        raise ConfigurationError(f"{what} must be positive seconds, got {value!r}")
     return seconds

@@ -21,14 +21,22 @@ The 8 fixed shards spread writes of a burst over 8 partition keys (DynamoDB also
 hot key by sort-key range); the count is part of the schema, so producers and the scheduler
 always agree on it.
 
-Dispatch is at-least-once: claim (a conditional write setting ``claimed_until``), send,
-delete. A scheduler that dies after claiming leaves the claim to expire and the next run
-sends the job; one that dies after sending but before deleting sends it again next time, so
-a job can arrive twice only then, with the same job id (``ctx.job.job_id``) to dedupe on.
+Dispatch is at-least-once and batched: claim (conditional writes setting ``claimed_until``,
+up to 100 items in one ``TransactWriteItems``), send (``SendMessageBatch`` through the
+driver's ``enqueue_many``, 10 a request), delete (``BatchWriteItem``, 25 a request). A
+scheduler that dies after claiming leaves the claims to expire and the next run sends the
+jobs; one that dies after sending but before deleting sends them again next time, so a job
+can arrive twice only then, with the same job id (``ctx.job.job_id``) to dedupe on.
+
+An item that cannot be sent as it is (``queue``, ``due_at`` or ``body`` missing or of the
+wrong type, or a body that is not a job message) is dead-lettered with the reason (to its
+queue's dead letter, else the scheduler's ``dead_letter_queue``; logged at ERROR if there is
+neither) and deleted, so it never holds up the items behind it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import signal
@@ -36,18 +44,17 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .drivers.base import QueueDriver
+from .drivers.base import EnqueueBatchError, QueueDriver
 from .dynamodb_tables import dynamodb_client, ensure_table
-from .errors import ConfigurationError
+from .errors import ConfigurationError, MalformedMessageError
 from .message import JobMessage
 
 logger = logging.getLogger("glasswork.jobs.scheduler")
@@ -57,7 +64,10 @@ TABLE_SHARDS = 8
 #: The TTL attribute of the table.
 TTL_ATTRIBUTE = "expires_at"
 _MAX_SQS_DELAY = 900
-_BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+#: Items claimed in one TransactWriteItems (DynamoDB's limit), and sent and deleted together.
+CLAIM_BATCH = 100
+#: Keys per BatchWriteItem request (DynamoDB's limit).
+DELETE_BATCH = 25
 _NAMES = {
     "#pk": "pk",
     "#sk": "sk",
@@ -78,6 +88,60 @@ def sort_key(due_at: float, job_id: str) -> str:
     """The sort key: due time in epoch milliseconds, zero-padded so text order is time
     order, then the job id to keep keys unique."""
     return f"{math.ceil(due_at * 1000):015d}#{job_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class DueItem:
+    """A due item of the table as the scheduler reads it: its key, the fields it needs, and
+    ``problem``, why it cannot be sent as it is (None when it can, ``message`` then set)."""
+
+    pk: str
+    sk: str
+    queue: str | None
+    due_at: float
+    message: JobMessage | None
+    body: str | None
+    attempts: int  # dispatch attempts before this one
+    problem: str | None
+    raw: Mapping[str, Any]
+
+    @classmethod
+    def read(cls, item: Mapping[str, Any]) -> DueItem:
+        problems: list[str] = []
+
+        def field(name: str, kind: str) -> Any:
+            value = item.get(name)
+            if not isinstance(value, Mapping) or not isinstance(value.get(kind), str):
+                found = "missing" if value is None else f"not of type {kind}: {value!r:.100}"
+                problems.append(f"{name} is {found}")
+                return None
+            return value[kind]
+
+        queue, due_text, body = field("queue", "S"), field("due_at", "N"), field("body", "S")
+        due_at = float(due_text) if due_text is not None else float("nan")  # N: a number
+        message = None
+        if body is not None:
+            try:
+                message = JobMessage.from_json(body)
+            except MalformedMessageError as exc:
+                problems.append(f"body is not a job message: {exc}")
+        if queue is None and message is not None:
+            queue = message.queue  # where its dead letter goes
+        try:
+            attempts = int(item.get("dispatch_attempts", {}).get("N", 0))
+        except (AttributeError, ValueError):
+            attempts = 0
+        return cls(
+            pk=item["pk"]["S"],
+            sk=item["sk"]["S"],
+            queue=queue,
+            due_at=due_at,
+            message=message if not problems else None,
+            body=body,
+            attempts=attempts,
+            problem="; ".join(problems) or None,
+            raw=item,
+        )
 
 
 class ScheduledJobsTable:
@@ -104,12 +168,7 @@ class ScheduledJobsTable:
     def client(self) -> Any:
         """The boto3 DynamoDB client (made on first use)."""
         if self._client is None:
-            self._client = boto3.client(
-                "dynamodb",
-                region_name=self.region,
-                endpoint_url=self.endpoint_url,
-                config=_BOTO_CONFIG,
-            )
+            self._client = dynamodb_client(self.region, self.endpoint_url)
         return self._client
 
     def put(self, message: JobMessage, due_at: float) -> str:
@@ -132,16 +191,16 @@ class ScheduledJobsTable:
         )
         return sk
 
-    def due(self, until: float, now: float, page_size: int = 100) -> Iterator[dict[str, Any]]:
-        """Unclaimed (or expired-claim) items due by ``until``, oldest first per shard, as
-        ``{"pk", "sk", "queue", "due_at"}`` dicts."""
+    def due(self, until: float, now: float, page_size: int = 100) -> Iterator[DueItem]:
+        """Unclaimed (or expired-claim) items due by ``until``, oldest first per shard. An
+        item that cannot be sent as it is comes with its :attr:`DueItem.problem`."""
         upper = f"{math.floor(until * 1000):015d}~"  # "~" sorts after "#<job id>"
         for shard in range(TABLE_SHARDS):
             params: dict[str, Any] = {
                 "TableName": self.table_name,
                 "KeyConditionExpression": "#pk = :pk AND #sk <= :upper",
                 "FilterExpression": "attribute_not_exists(#cu) OR #cu < :now",
-                "ProjectionExpression": "#pk, #sk, #q, #due",
+                "ProjectionExpression": "#pk, #sk, #q, #due, body, dispatch_attempts",
                 "ExpressionAttributeNames": _NAMES,
                 "ExpressionAttributeValues": {
                     ":pk": {"S": f"shard-{shard}"},
@@ -154,12 +213,7 @@ class ScheduledJobsTable:
             while True:
                 page = self.client.query(**params)
                 for item in page.get("Items", []):
-                    yield {
-                        "pk": item["pk"]["S"],
-                        "sk": item["sk"]["S"],
-                        "queue": item["queue"]["S"],
-                        "due_at": float(item["due_at"]["N"]),
-                    }
+                    yield DueItem.read(item)
                 last = page.get("LastEvaluatedKey")
                 if not last:
                     break
@@ -172,28 +226,85 @@ class ScheduledJobsTable:
         Returns the claimed item's attributes, or None."""
         try:
             response = self.client.update_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": pk}, "sk": {"S": sk}},
-                UpdateExpression=(
-                    "SET #cu = :until, claim_token = :token ADD dispatch_attempts :one"
-                ),
-                ConditionExpression=(
-                    "attribute_exists(#pk) AND (attribute_not_exists(#cu) OR #cu < :now)"
-                ),
-                ExpressionAttributeNames={"#pk": "pk", "#cu": "claimed_until"},
-                ExpressionAttributeValues={
-                    ":until": {"N": f"{until:.3f}"},
-                    ":now": {"N": f"{now:.3f}"},
-                    ":token": {"S": token},
-                    ":one": {"N": "1"},
-                },
-                ReturnValues="ALL_NEW",
+                **self._claim_update(pk, sk, now, until, token), ReturnValues="ALL_NEW"
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if _code(exc) == "ConditionalCheckFailedException":
                 return None
             raise
         return dict(response["Attributes"])
+
+    def claim_many(
+        self, items: Sequence[DueItem], *, now: float, until: float, token: str
+    ) -> list[DueItem]:
+        """Claim ``items`` (see :meth:`claim`) in one transaction; returns those now ours.
+        Items someone else holds fail their condition and cancel the transaction: it is
+        tried once more without them, then item by item."""
+        pending = list(items)
+        for _ in range(2):
+            if len(pending) < 2:
+                break
+            try:
+                self.client.transact_write_items(
+                    TransactItems=[
+                        {"Update": self._claim_update(i.pk, i.sk, now, until, token)}
+                        for i in pending
+                    ]
+                )
+                return pending
+            except ClientError as exc:
+                if _code(exc) != "TransactionCanceledException":
+                    raise
+                reasons = exc.response.get("CancellationReasons") or []
+                if len(reasons) != len(pending):
+                    break
+                pending = [
+                    item
+                    for item, reason in zip(pending, reasons, strict=True)
+                    if reason.get("Code") != "ConditionalCheckFailed"
+                ]
+        return [i for i in pending if self.claim(i.pk, i.sk, now=now, until=until, token=token)]
+
+    def _claim_update(
+        self, pk: str, sk: str, now: float, until: float, token: str
+    ) -> dict[str, Any]:
+        return {
+            "TableName": self.table_name,
+            "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
+            "UpdateExpression": "SET #cu = :until, claim_token = :token ADD dispatch_attempts :one",
+            "ConditionExpression": (
+                "attribute_exists(#pk) AND (attribute_not_exists(#cu) OR #cu < :now)"
+            ),
+            "ExpressionAttributeNames": {"#pk": "pk", "#cu": "claimed_until"},
+            "ExpressionAttributeValues": {
+                ":until": {"N": f"{until:.3f}"},
+                ":now": {"N": f"{now:.3f}"},
+                ":token": {"S": token},
+                ":one": {"N": "1"},
+            },
+        }
+
+    def delete_many(self, keys: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Remove items (after their jobs were sent), 25 a ``BatchWriteItem``; returns the
+        keys DynamoDB still had not processed after a few tries."""
+        left: list[tuple[str, str]] = []
+        for start in range(0, len(keys), DELETE_BATCH):
+            requests = [
+                {"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": sk}}}}
+                for pk, sk in keys[start : start + DELETE_BATCH]
+            ]
+            for attempt in range(4):
+                if attempt:
+                    time.sleep(0.05 * 2**attempt)
+                response = self.client.batch_write_item(RequestItems={self.table_name: requests})
+                requests = response.get("UnprocessedItems", {}).get(self.table_name, [])
+                if not requests:
+                    break
+            left += [
+                (r["DeleteRequest"]["Key"]["pk"]["S"], r["DeleteRequest"]["Key"]["sk"]["S"])
+                for r in requests
+            ]
+        return left
 
     def record_failure(self, pk: str, sk: str, *, token: str, error: str, retry_at: float) -> None:
         """Keep our claim until ``retry_at`` (a backoff) and note the error on the item."""
@@ -239,14 +350,21 @@ class ScheduledJobsTable:
 @dataclass(frozen=True, slots=True)
 class SchedulerRun:
     """What one pass did: jobs sent, sends that failed (retried later), items left because
-    another scheduler holds them or a FIFO job is not due yet."""
+    another scheduler holds them or a FIFO job is not due yet, and unusable items
+    dead-lettered."""
 
     dispatched: int = 0
     failed: int = 0
     skipped: int = 0
+    dead_lettered: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"dispatched": self.dispatched, "failed": self.failed, "skipped": self.skipped}
+        return {
+            "dispatched": self.dispatched,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "dead_lettered": self.dead_lettered,
+        }
 
 
 class Scheduler:
@@ -256,7 +374,8 @@ class Scheduler:
     early with the remaining time as ``DelaySeconds``, so they run on time although the
     scheduler only wakes every minute. FIFO queues take no delay; their jobs are sent once
     due. ``claim_seconds``: how long a claim blocks other schedulers; after a crash, the job
-    is sent by the first pass after it expires.
+    is sent by the first pass after it expires. ``dead_letter_queue``: the queue (a name the
+    driver knows) whose dead letter takes unusable items that name no queue with one.
     """
 
     def __init__(
@@ -267,6 +386,7 @@ class Scheduler:
         lookahead: float = 60.0,
         claim_seconds: float = 120.0,
         clock: Clock = time.time,
+        dead_letter_queue: str | None = None,
     ) -> None:
         if not 0 <= lookahead <= _MAX_SQS_DELAY:
             raise ConfigurationError(
@@ -279,80 +399,152 @@ class Scheduler:
         self.lookahead = lookahead
         self.claim_seconds = claim_seconds
         self.clock = clock
+        self.dead_letter_queue = dead_letter_queue
 
     def run_once(self, deadline: float | None = None) -> SchedulerRun:
-        """Send every job due now (or within ``lookahead``); stops early at ``deadline``
-        (a :attr:`clock` time), leaving the rest for the next pass."""
-        dispatched = failed = skipped = 0
+        """Send every job due now (or within ``lookahead``), up to :data:`CLAIM_BATCH` at a
+        time; stops early at ``deadline`` (a :attr:`clock` time), leaving the rest for the
+        next pass."""
+        tally: Counter[str] = Counter()
         now = self.clock()
+        batch: list[DueItem] = []
         for item in self.table.due(now + self.lookahead, now):
-            now = self.clock()
-            if deadline is not None and now >= deadline:
+            if deadline is not None and self.clock() >= deadline:
                 logger.info("scheduler pass stopped at its deadline; the rest waits")
+                batch = []
                 break
-            if item["due_at"] > now and not self._can_delay(item["queue"], item["due_at"] - now):
-                skipped += 1
+            if item.problem is None and not self._sendable(item, now):
+                tally["skipped"] += 1
                 continue
-            result = self._dispatch(item["pk"], item["sk"], now)
-            if result is None:
-                skipped += 1
-            elif result:
-                dispatched += 1
-            else:
-                failed += 1
-        run = SchedulerRun(dispatched, failed, skipped)
-        if dispatched or failed:
+            batch.append(item)
+            if len(batch) == CLAIM_BATCH:
+                self._dispatch(batch, tally)
+                batch = []
+        if batch:
+            self._dispatch(batch, tally)
+        run = SchedulerRun(**tally)
+        if run.dispatched or run.failed or run.dead_lettered:
             logger.info("scheduler pass: %s", run.as_dict())
         return run
 
-    def _can_delay(self, queue: str, delay: float) -> bool:
+    def _sendable(self, item: DueItem, now: float) -> bool:
+        """False for a job not due yet that its queue cannot hold back (FIFO)."""
+        assert item.message is not None
+        if item.due_at <= now:
+            return True
         accepts_delay = getattr(self.driver, "accepts_delay", None)  # the SQS driver's
         if accepts_delay is not None:
             try:
-                return bool(accepts_delay(queue, delay))
+                return bool(accepts_delay(item.message.queue, item.due_at - now))
             except ConfigurationError:
                 return True  # let the send fail and record why
         return True
 
-    def _dispatch(self, pk: str, sk: str, now: float) -> bool | None:
-        """Claim, send, delete one item: True sent, False failed, None not ours."""
+    def _dispatch(self, items: list[DueItem], tally: Counter[str]) -> None:
+        """Claim, send and delete a batch of items."""
+        now = self.clock()
         token = uuid.uuid4().hex
-        item = self.table.claim(pk, sk, now=now, until=now + self.claim_seconds, token=token)
-        if item is None:
-            return None
+        mine = self.table.claim_many(items, now=now, until=now + self.claim_seconds, token=token)
+        tally["skipped"] += len(items) - len(mine)
+        done: list[DueItem] = []
+        groups: dict[tuple[str, int], list[DueItem]] = defaultdict(list)
+        for item in mine:
+            if item.message is None:
+                if self._dead_letter(item, token):
+                    done.append(item)
+                    tally["dead_lettered"] += 1
+                else:
+                    tally["failed"] += 1
+                continue
+            # SQS delays are whole seconds: jobs due in the same second share a request.
+            delay = max(0, math.ceil(item.due_at - self.clock()))
+            groups[(item.message.queue, delay)].append(item)
+        for (_, delay), group in groups.items():
+            sent, failed = self._send(group, delay)
+            done += sent
+            tally["dispatched"] += len(sent)
+            for item, error in failed:
+                self._failed(item, token, error)
+                tally["failed"] += 1
+        # Sent: if we die before this delete, the jobs are sent again after their claims
+        # expire (with the same job ids).
+        keys = [(item.pk, item.sk) for item in done]
         try:
-            message = JobMessage.from_json(item["body"]["S"])
-            remaining = float(item["due_at"]["N"]) - self.clock()
-            if remaining > 0:
-                self.driver.enqueue_in(message, remaining)
-            else:
-                self.driver.enqueue(message)
-        except Exception as exc:
-            attempts = int(item.get("dispatch_attempts", {}).get("N", "1"))
-            backoff = min(900.0, 30.0 * 2 ** min(attempts - 1, 5))
-            logger.error(
-                "scheduler could not send job %s (queue %r, attempt %d); retrying in %.0fs: %r",
-                sk,
-                item.get("queue", {}).get("S"),
-                attempts,
-                backoff,
-                exc,
-                exc_info=True,
-            )
-            self.table.record_failure(
-                pk, sk, token=token, error=repr(exc), retry_at=self.clock() + backoff
-            )
-            return False
-        # Sent: if we die before this delete, the item is sent again after the claim expires.
-        try:
-            self.table.delete(pk, sk)
+            left = self.table.delete_many(keys)
         except Exception:
+            logger.warning("could not delete sent scheduled jobs", exc_info=True)
+            left = keys
+        if left:
             logger.warning(
-                "sent scheduled job %s but could not delete it; it will be sent again after "
-                "its claim expires",
-                sk,
-                exc_info=True,
+                "sent %d scheduled job(s) but could not delete them; they will be sent again "
+                "after their claims expire",
+                len(left),
             )
+
+    def _send(
+        self, items: list[DueItem], delay: int
+    ) -> tuple[list[DueItem], list[tuple[DueItem, BaseException]]]:
+        """Send one queue's jobs due in the same second: (sent, failed with why)."""
+        messages = [item.message for item in items if item.message is not None]
+        try:
+            self.driver.enqueue_many(messages, delay)
+        except EnqueueBatchError as exc:
+            refused = {f.job_id: f for f in exc.failed}
+            sent = [i for i in items if i.message is not None and i.message.job_id not in refused]
+            failed: list[tuple[DueItem, BaseException]] = [
+                (
+                    i,
+                    RuntimeError(
+                        f"{refused[i.message.job_id].code}: {refused[i.message.job_id].message}"
+                    ),
+                )
+                for i in items
+                if i.message is not None and i.message.job_id in refused
+            ]
+            return sent, failed
+        except Exception as exc:
+            return [], [(item, exc) for item in items]
+        return items, []
+
+    def _failed(self, item: DueItem, token: str, error: BaseException) -> None:
+        """Note a failed send on the item, keeping our claim for a backoff."""
+        attempts = item.attempts + 1
+        backoff = min(900.0, 30.0 * 2 ** min(attempts - 1, 5))
+        logger.error(
+            "scheduler could not send job %s (queue %r, attempt %d); retrying in %.0fs: %r",
+            item.sk,
+            item.queue,
+            attempts,
+            backoff,
+            error,
+            exc_info=error,
+        )
+        self.table.record_failure(
+            item.pk, item.sk, token=token, error=repr(error), retry_at=self.clock() + backoff
+        )
+
+    def _dead_letter(self, item: DueItem, token: str) -> bool:
+        """Dead-letter an item that cannot be sent: to its queue's dead letter, else the
+        scheduler's ``dead_letter_queue``'s; with neither, log it at ERROR. True: delete it.
+        False: the dead-letter send failed; the item stays, retried after a backoff."""
+        body = item.body if item.body is not None else json.dumps(item.raw, default=repr)
+        reason = f"scheduler table item {item.sk} cannot be sent: {item.problem}"
+        for queue in dict.fromkeys(q for q in (item.queue, self.dead_letter_queue) if q):
+            try:
+                if self.driver.dead_letter(body, reason, queue=queue):
+                    logger.error("dead-lettered to queue %r's dead letter: %s", queue, reason)
+                    return True
+            except ConfigurationError:
+                continue  # a queue this driver does not know: try the next
+            except Exception as exc:
+                self._failed(item, token, exc)
+                return False
+        logger.error(
+            "%s; no dead letter to keep it in (set the scheduler's dead_letter_queue), so it "
+            "is deleted after logging it: %s",
+            reason,
+            body,
+        )
         return True
 
 
@@ -382,11 +574,19 @@ def _build(
     lookahead: float,
     claim_seconds: float,
     clock: Clock,
+    dead_letter_queue: str | None,
 ) -> Scheduler:
     if not isinstance(driver, QueueDriver):
         raise ConfigurationError(f"the scheduler needs a QueueDriver, got {driver!r}")
     table = ScheduledJobsTable(table_name, client=client, region=region, endpoint_url=endpoint_url)
-    return Scheduler(table, driver, lookahead=lookahead, claim_seconds=claim_seconds, clock=clock)
+    return Scheduler(
+        table,
+        driver,
+        lookahead=lookahead,
+        claim_seconds=claim_seconds,
+        clock=clock,
+        dead_letter_queue=dead_letter_queue,
+    )
 
 
 def create_scheduler_handler(
@@ -399,9 +599,12 @@ def create_scheduler_handler(
     lookahead: float = 60.0,
     claim_seconds: float = 120.0,
     clock: Clock = time.time,
+    dead_letter_queue: str | None = None,
 ) -> SchedulerHandler:
     """The Lambda handler that sends due jobs from the scheduler table; run it every minute
-    (e.g. a ``Schedule`` event ``rate(1 minute)``). ``client`` is a boto3 DynamoDB client.
+    (e.g. a ``Schedule`` event ``rate(1 minute)``). ``client`` is a boto3 DynamoDB client;
+    ``dead_letter_queue`` a queue of the driver whose dead letter takes unusable items that
+    name no queue with one.
 
     >>> handler = create_scheduler_handler(                          # doctest: +SKIP
     ...     table_name=os.environ["SCHEDULED_JOBS_TABLE"],
@@ -410,7 +613,15 @@ def create_scheduler_handler(
     ... )
     """
     scheduler = _build(
-        table_name, region, driver, endpoint_url, client, lookahead, claim_seconds, clock
+        table_name,
+        region,
+        driver,
+        endpoint_url,
+        client,
+        lookahead,
+        claim_seconds,
+        clock,
+        dead_letter_queue,
     )
     return SchedulerHandler(scheduler)
 
@@ -427,6 +638,7 @@ def run_scheduler(
     claim_seconds: float = 120.0,
     stop: threading.Event | None = None,
     clock: Clock = time.time,
+    dead_letter_queue: str | None = None,
 ) -> None:
     """Run the scheduler in a loop, a pass every ``interval`` seconds, until ``stop`` is set
     (or SIGTERM/SIGINT when called from the main thread). ``lookahead`` defaults to
@@ -440,6 +652,7 @@ def run_scheduler(
         interval if lookahead is None else lookahead,
         claim_seconds,
         clock,
+        dead_letter_queue,
     )
     stop = stop or threading.Event()
     restore = _stop_on_signals(stop)
@@ -486,3 +699,7 @@ def create_scheduler_table(
     exist; returns its ARN. The same schema in CloudFormation is in ``docs/sqs.md``."""
     client = client or dynamodb_client(region, endpoint_url)
     return ensure_table(client, table_name, ("pk", "sk"), TTL_ATTRIBUTE, wait=wait)
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, EnqueueError
 from ..message import MAX_MESSAGE_BYTES, JobMessage
 
 if TYPE_CHECKING:
@@ -32,6 +32,39 @@ class EnqueueResult:
     job_id: str
     queue: str
     scheduled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailedEnqueue:
+    """One job a batch enqueue could not send, with the queue's error code and message."""
+
+    job_id: str
+    job_name: str
+    queue: str
+    code: str
+    message: str
+
+
+class EnqueueBatchError(EnqueueError):
+    """Some jobs of an ``enqueue_many`` were not sent, even after retrying them.
+
+    Unlike other :class:`EnqueueError` s, part of the batch may have been sent: ``sent``
+    holds those results, ``failed`` the jobs that were not.
+    """
+
+    def __init__(self, failed: list[FailedEnqueue], sent: list[EnqueueResult], attempts: int):
+        self.failed = failed
+        self.sent = sent
+        shown = "; ".join(
+            f"job {f.job_name!r} (id {f.job_id}) on queue {f.queue!r}: {f.code}: {f.message}"
+            for f in failed[:10]
+        )
+        more = f"; and {len(failed) - 10} more" if len(failed) > 10 else ""
+        super().__init__(
+            f"{len(failed)} of {len(failed) + len(sent)} jobs were not sent after {attempts} "
+            f"attempt(s): {shown}{more}. {len(sent)} were sent (see .sent); nothing else is "
+            "retried for you"
+        )
 
 
 @dataclass(slots=True)

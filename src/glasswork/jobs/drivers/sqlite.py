@@ -27,12 +27,13 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import ConfigurationError, DuplicateJobError
+from ..errors import ConfigurationError, DuplicateJobError, EnqueueError
 from ..message import JobMessage
 from .base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
 from .sqlite_files import check_synchronous, file_path, open_file
@@ -40,6 +41,8 @@ from .sqlite_inspection import OUTCOMES_SCHEMA, SQLiteInspection
 
 if TYPE_CHECKING:
     from ..idempotency.sqlite import SQLiteIdempotencyStore
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS glasswork_jobs (
@@ -93,7 +96,7 @@ WHERE id IN (
     SELECT id FROM glasswork_jobs WHERE queue = ? AND visible_at <= ?
     ORDER BY visible_at LIMIT ?
 )
-RETURNING id, queue, body, attempts, lost
+RETURNING id, CAST(body AS BLOB), attempts, lost
 """
 
 # Distinct queue names by skipping through the index: a few lookups, not a table scan.
@@ -104,8 +107,15 @@ WITH RECURSIVE q(name) AS (
     SELECT (SELECT MIN(queue) FROM glasswork_jobs WHERE queue > q.name) FROM q
     WHERE q.name IS NOT NULL
 )
-SELECT name FROM q WHERE name IS NOT NULL
+SELECT typeof(name), CAST(name AS BLOB) FROM q WHERE name IS NOT NULL
 """
+#: Receipts per DELETE statement of :meth:`SQLiteQueueDriver.ack_many`.
+_ACK_CHUNK = 128
+# Text and blobs sort after every number in SQLite: a row whose visible_at is not a number
+# (a corrupt row) is found at the far end of the (queue, visible_at) index.
+_NOT_A_TIME = "visible_at >= ''"
+#: The latest time a job may be due: datetime's limit.
+_LATEST = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
 
 
 class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
@@ -120,9 +130,13 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
     * ``busy_timeout``: seconds to wait for another process's write lock;
     * ``synchronous``: ``"NORMAL"`` survives process crashes (WAL); ``"FULL"`` also survives
       power loss, at some cost per commit;
-    * ``poll_interval``: how often a waiting :meth:`receive` looks for new jobs.
+    * ``poll_interval``: how often a waiting :meth:`receive` looks for new jobs;
+    * ``create``: make the file if it does not exist (False: a missing file is a
+      :class:`ConfigurationError`, for tools that only inspect a queue).
 
-    Each thread gets its own connection; the object may be shared between threads.
+    A file that cannot be used (a directory, a read-only mount) raises
+    :class:`ConfigurationError` saying why, at construction. Each thread gets its own
+    connection; the object may be shared between threads.
     """
 
     name = "sqlite"
@@ -136,6 +150,7 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         busy_timeout: float = 30.0,
         synchronous: str = "NORMAL",
         poll_interval: float = 0.05,
+        create: bool = True,
     ) -> None:
         self.path = file_path(path, "SQLiteQueueDriver")
         if visibility_timeout <= 0:
@@ -149,6 +164,7 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         self.max_lost_leases = max_lost_leases
         self.busy_timeout = float(busy_timeout)
         self.poll_interval = poll_interval
+        self.create = create
         self._local = threading.local()
         self._connections: weakref.WeakSet[_Owned] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -165,10 +181,24 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         # A connection must not cross fork(): the child opens its own.
         if owned is not None and owned.pid == os.getpid():
             return owned.conn
-        owned = self._local.owned = _Owned(self._connect())
+        owned = self._local.owned = _Owned(self._open())
         with self._lock:
             self._connections.add(owned)
         return owned.conn
+
+    def _open(self) -> sqlite3.Connection:
+        """A new connection; what stops one is a :class:`ConfigurationError` saying why."""
+        if not self.create and not self.path.exists():
+            raise ConfigurationError(
+                f"{self.path} does not exist: no queue was created there (check the path; "
+                "enqueueing a job or starting a worker creates it)"
+            )
+        try:
+            return self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigurationError(
+                f"cannot use {self.path} as a queue file: {_why_unusable(self.path, exc)}"
+            ) from exc
 
     def _connect(self) -> sqlite3.Connection:
         conn = open_file(self.path, self.busy_timeout, self.synchronous)
@@ -192,10 +222,28 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A failed COMMIT (a full disk) leaves the transaction open, and some errors roll
+            # it back themselves: either way the connection must end up outside one.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` in a write transaction: what workers do to jobs already stored. On a full
+        disk the WAL cannot grow: copy it into the database file, so the next write reuses
+        its space from the start, and try once more. (Enqueues do not: on a full disk they
+        fail at once, leaving that room to the workers.)"""
+        conn = self._conn()
+        try:
+            with self._transaction(conn):
+                return fn(conn)
+        except sqlite3.OperationalError as exc:
+            if not _disk_full(exc) or not _checkpoint(conn):
+                raise
+        with self._transaction(conn):
+            return fn(conn)
 
     def close(self) -> None:
         """Close every connection this driver opened (in all threads)."""
@@ -224,23 +272,45 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         return self._insert(messages, time.time() + max(0.0, delay_seconds))
 
     def _insert(self, messages: Sequence[JobMessage], visible_at: float) -> list[EnqueueResult]:
-        rows = [
-            (m.queue, m.job_name, m.job_id, m.unique_key, m.encode(), visible_at) for m in messages
-        ]
+        if not visible_at <= _LATEST:
+            raise ValueError(
+                f"job {messages[0].job_name!r} would be due after the year 9999: the delay "
+                "is too long; nothing was stored"
+            )
         now = time.time()
-        scheduled = datetime.fromtimestamp(visible_at, UTC) if visible_at > now + 0.001 else None
-        results = []
+        rows = [
+            (m.queue, m.job_name, m.job_id, m.unique_key, m.encode(), visible_at, now)
+            for m in messages
+        ]
         conn = self._conn()
         try:
-            with self._transaction(conn):
-                for m, row in zip(messages, rows, strict=True):
-                    cursor = conn.execute(_INSERT, (*row, now))
-                    results.append(
-                        EnqueueResult(str(cursor.lastrowid), m.job_id, m.queue, scheduled)
-                    )
+            if len(rows) == 1:
+                # One statement is a transaction of its own (it takes the write lock before
+                # reading, waiting on busy_timeout like BEGIN IMMEDIATE): no BEGIN, no COMMIT.
+                ids = [conn.execute(_INSERT, rows[0]).lastrowid]
+            else:
+                with self._transaction(conn):
+                    ids = [conn.execute(_INSERT, row).lastrowid for row in rows]
         except sqlite3.IntegrityError:
             raise self._duplicate(conn, messages) from None
-        return results
+        except sqlite3.Error as exc:
+            raise self._store_error(messages, exc) from exc
+        scheduled = datetime.fromtimestamp(visible_at, UTC) if visible_at > now + 0.001 else None
+        return [
+            EnqueueResult(str(row_id), m.job_id, m.queue, scheduled)
+            for row_id, m in zip(ids, messages, strict=True)
+        ]
+
+    def _store_error(self, messages: Sequence[JobMessage], error: sqlite3.Error) -> EnqueueError:
+        """An enqueue the database refused (a full disk, a read-only file, a lock held past
+        ``busy_timeout``), naming the file and SQLite's reason; nothing was stored."""
+        first = messages[0]
+        what = (
+            f"job {first.job_name!r} (id {first.job_id})"
+            if len(messages) == 1
+            else f"{len(messages)} jobs"
+        )
+        return EnqueueError(f"could not store {what} in {self.path}: {error}; nothing was stored")
 
     def _duplicate(self, conn: sqlite3.Connection, messages: Sequence[JobMessage]) -> Exception:
         seen: dict[tuple[str, str], str] = {}
@@ -280,7 +350,7 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         self, queues: Sequence[str] | None, limit: int
     ) -> tuple[list[ReceivedMessage], float | None]:
         conn = self._conn()
-        names = list(queues) if queues else [r[0] for r in conn.execute(_QUEUES)]
+        names = list(queues) if queues else self._queue_names(conn)
         now = time.time()
         # Look before locking: an idle worker polling must not take the write lock.
         due: list[str] = []
@@ -292,51 +362,90 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
             ).fetchone()
             if row is None:
                 continue
-            if row[0] <= now:
+            first = row[0]
+            if not isinstance(first, int | float):  # only corrupt rows are left in this queue
+                self._bury_where(
+                    f"queue = ? AND {_NOT_A_TIME}", (queue,), "its visible_at is not a number"
+                )
+            elif first <= now:
                 due.append(queue)
-            elif next_due is None or row[0] < next_due:
-                next_due = row[0]
+            elif next_due is None or first < next_due:
+                next_due = first
         if not due or limit <= 0:
             return [], next_due
         # Rotate the starting queue so one busy queue cannot starve the others.
         self._rotation += 1
         start = self._rotation % len(due)
-        due = due[start:] + due[:start]
-        received: list[ReceivedMessage] = []
-        with self._transaction(conn):
-            now = time.time()
-            lease_until = now + self.visibility_timeout
-            for queue in due:
-                if len(received) >= limit:
-                    break
-                rows = conn.execute(_CLAIM, (lease_until, queue, now, limit - len(received)))
-                for row_id, row_queue, body, attempts, lost in rows.fetchall():
-                    if lost >= self.max_lost_leases:
-                        self._bury_lost(conn, row_id, row_queue, body, attempts, lost, now)
-                        continue
-                    received.append(
-                        ReceivedMessage(body, (row_id, attempts), attempts, row_queue, str(row_id))
-                    )
+        received = self._write(lambda c: self._claim_due(c, due[start:] + due[:start], limit))
         received.sort(key=lambda r: int(r.message_id))
         return received, next_due
 
-    def _bury_lost(
-        self,
-        conn: sqlite3.Connection,
-        row_id: int,
-        queue: str,
-        body: str,
-        attempts: int,
-        lost: int,
-        now: float,
+    def _claim_due(
+        self, conn: sqlite3.Connection, queues: list[str], limit: int
+    ) -> list[ReceivedMessage]:
+        received: list[ReceivedMessage] = []
+        now = time.time()
+        lease_until = now + self.visibility_timeout
+        for queue in queues:
+            if len(received) >= limit:
+                break
+            rows = conn.execute(_CLAIM, (lease_until, queue, now, limit - len(received)))
+            for row_id, raw, attempts, lost in rows.fetchall():
+                try:
+                    body, attempt = _read_row(raw, attempts)
+                except ValueError as exc:
+                    # A corrupt row must not fail every claim: it goes to the dead letters.
+                    self._bury(conn, row_id, queue, raw, f"the row is corrupt: {exc}")
+                    continue
+                if lost >= self.max_lost_leases:
+                    self._bury(conn, row_id, queue, body, self._lost_reason(attempts, lost))
+                    continue
+                received.append(
+                    ReceivedMessage(body, (row_id, attempts), attempt, queue, str(row_id))
+                )
+        return received
+
+    def _queue_names(self, conn: sqlite3.Connection) -> list[str]:
+        names = []
+        for kind, raw in conn.execute(_QUEUES).fetchall():
+            try:
+                if kind != "text":
+                    raise ValueError(f"it is {kind}, not text")
+                names.append(raw.decode("utf-8"))
+            except ValueError as exc:  # UnicodeDecodeError included
+                why = f"its queue name {raw!r} is not usable: {_describe(exc)}"
+                self._bury_where("CAST(queue AS BLOB) = ?", (raw,), why)
+        return names
+
+    def _bury_where(self, where: str, params: tuple[Any, ...], why: str) -> None:
+        """Dead-letter the corrupt rows ``where`` selects."""
+        sql = (
+            f"SELECT id, CAST(queue AS BLOB), CAST(body AS BLOB) FROM glasswork_jobs WHERE {where}"
+        )
+
+        def bury(conn: sqlite3.Connection) -> None:
+            for row_id, queue, body in conn.execute(sql, params).fetchall():
+                name = queue.decode("utf-8", "backslashreplace") if queue is not None else None
+                self._bury(conn, row_id, name, body, f"the row is corrupt: {why}")
+
+        self._write(bury)
+
+    def _bury(
+        self, conn: sqlite3.Connection, row_id: int, queue: str | None, body: Any, reason: str
     ) -> None:
-        reason = (
+        """Move a job row to the dead letters (a body that is not text is kept readable,
+        invalid bytes as ``\\x`` escapes)."""
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", "backslashreplace")
+        self._insert_dead(conn, str(body), reason, queue, time.time())
+        conn.execute("DELETE FROM glasswork_jobs WHERE id = ?", (row_id,))
+
+    def _lost_reason(self, attempts: Any, lost: Any) -> str:
+        return (
             f"delivered {attempts} times; {lost} times its lease "
             f"({self.visibility_timeout:g}s) ran out before a worker finished it: the worker "
             "died or stalled while running it"
         )
-        self._insert_dead(conn, body, reason, queue, now)
-        conn.execute("DELETE FROM glasswork_jobs WHERE id = ?", (row_id,))
 
     def ack(self, received: ReceivedMessage) -> None:
         self.ack_many([received])
@@ -346,11 +455,13 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         has since taken are left alone)."""
         if not received:
             return
-        with self._transaction() as conn:
-            conn.executemany(
-                "DELETE FROM glasswork_jobs WHERE id = ? AND attempts = ?",
-                [r.receipt for r in received],
-            )
+        receipts = [r.receipt for r in received]
+
+        def delete(conn: sqlite3.Connection) -> None:
+            for start in range(0, len(receipts), _ACK_CHUNK):
+                conn.execute(*_delete_receipts(receipts[start : start + _ACK_CHUNK]))
+
+        self._write(delete)
 
     def nack(self, received: ReceivedMessage, delay_seconds: float = 0.0) -> None:
         self.nack_many([received], delay_seconds)
@@ -360,12 +471,31 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         if not received:
             return
         visible_at = time.time() + max(0.0, delay_seconds)
-        with self._transaction() as conn:
-            conn.executemany(
+        rows = [(visible_at, *r.receipt) for r in received]
+        self._write(
+            lambda c: c.executemany(
                 "UPDATE glasswork_jobs SET leased = 0, visible_at = ? "
                 "WHERE id = ? AND attempts = ?",
-                [(visible_at, *r.receipt) for r in received],
+                rows,
             )
+        )
+
+    def release_many(self, received: Sequence[ReceivedMessage]) -> None:
+        """Hand back jobs a worker could not finish (it is shutting down): due again at once,
+        and this delivery does not count as an attempt, so a job is not dead-lettered for
+        clean shutdowns."""
+        if not received:
+            return
+        # The next claim brings attempts back up, so this delivery's receipt (id, attempts)
+        # would match that one: harmless, as a worker never uses a receipt it released.
+        rows = [(time.time(), *r.receipt) for r in received]
+        self._write(
+            lambda c: c.executemany(
+                "UPDATE glasswork_jobs SET leased = 0, visible_at = ?, attempts = attempts - 1 "
+                "WHERE id = ? AND attempts = ? AND attempts > 0",
+                rows,
+            )
+        )
 
     def extend_leases(self, received: Sequence[ReceivedMessage], seconds: float) -> int:
         """Keep jobs hidden for ``seconds`` more (the worker calls this for long-running jobs).
@@ -373,18 +503,21 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         if not received:
             return 0
         visible_at = time.time() + seconds
-        with self._transaction() as conn:
+        rows = [(visible_at, *r.receipt) for r in received]
+
+        def extend(conn: sqlite3.Connection) -> int:
             before = conn.total_changes
             conn.executemany(
                 "UPDATE glasswork_jobs SET visible_at = ? "
                 "WHERE id = ? AND attempts = ? AND leased = 1",
-                [(visible_at, *r.receipt) for r in received],
+                rows,
             )
             return conn.total_changes - before
 
+        return self._write(extend)
+
     def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool:
-        with self._transaction() as conn:
-            self._insert_dead(conn, body, reason, queue, time.time())
+        self._write(lambda c: self._insert_dead(c, body, reason, queue, time.time()))
         return True
 
     def _insert_dead(
@@ -408,14 +541,18 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
     def claim_periodic(self, job_name: str, fire_at: datetime) -> bool:
         """Claim the firing of periodic job ``job_name`` due at ``fire_at``: True for exactly
         one caller across every worker sharing this file."""
-        with self._transaction() as conn:
-            cursor = conn.execute(
-                "INSERT INTO glasswork_periodic (job_name, last_fire) VALUES (?, ?) "
-                "ON CONFLICT (job_name) DO UPDATE SET last_fire = excluded.last_fire "
-                "WHERE last_fire < excluded.last_fire",
-                (job_name, fire_at.timestamp()),
+        claimed: bool = self._write(
+            lambda c: (
+                c.execute(
+                    "INSERT INTO glasswork_periodic (job_name, last_fire) VALUES (?, ?) "
+                    "ON CONFLICT (job_name) DO UPDATE SET last_fire = excluded.last_fire "
+                    "WHERE last_fire < excluded.last_fire",
+                    (job_name, fire_at.timestamp()),
+                ).rowcount
+                == 1
             )
-            return cursor.rowcount == 1
+        )
+        return claimed
 
     # -- inspecting ------------------------------------------------------------------------
 
@@ -562,3 +699,66 @@ def _identify(body: str) -> tuple[str | None, str | None, str | None]:
         return value if isinstance(value, str) else None
 
     return text("jobName"), text("jobId"), text("uniqueKey")
+
+
+def _disk_full(error: sqlite3.Error) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF == sqlite3.SQLITE_FULL
+    return "disk is full" in str(error)
+
+
+def _checkpoint(conn: sqlite3.Connection) -> bool:
+    """Copy the WAL into the database file; True when all of it was, so the next write
+    starts the WAL over in the space it already has."""
+    try:
+        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    except sqlite3.Error:
+        return False
+    return bool(busy == 0 and frames == copied)
+
+
+def _why_unusable(path: Path, error: BaseException) -> str:
+    """SQLite's reason a file cannot be opened, with the likely cause spelled out."""
+    if path.is_dir():
+        return f"it is a directory, not a database file ({error})"
+    folder = path.parent
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return f"it is on a read-only file system ({error})"
+    if folder.exists() and not os.access(folder, os.W_OK):
+        return f"its directory {folder} is not writable ({error})"
+    return str(error)
+
+
+def _delete_receipts(receipts: Sequence[tuple[Any, Any]]) -> tuple[str, list[Any]]:
+    """One DELETE of the rows of these receipts (id, attempts): a single statement, so the
+    whole batch is one step into SQLite (a worker's job threads then wait for the GIL once,
+    not once a row). The id list finds the rows by primary key; the (id, attempts) pairs
+    spare deliveries another worker has since taken. Lists are padded to a power of two
+    with receipts no row has (id 0), so a handful of statements are ever prepared."""
+    size = 1 << max(0, len(receipts) - 1).bit_length()
+    padded = [*receipts, *[(0, 0)] * (size - len(receipts))]
+    sql = (
+        f"DELETE FROM glasswork_jobs WHERE id IN ({','.join('?' * size)}) "
+        f"AND (id, attempts) IN (VALUES {','.join(['(?, ?)'] * size)})"
+    )
+    return sql, [row_id for row_id, _ in padded] + [v for receipt in padded for v in receipt]
+
+
+def _read_row(raw: Any, attempts: Any) -> tuple[str, int]:
+    """A claimed row's body as text and its attempt count; ValueError saying what is wrong."""
+    if not isinstance(raw, bytes):
+        raise ValueError(f"its body is {raw!r}, not text")
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"its body is not UTF-8 text ({exc})") from None
+    try:
+        return body, int(attempts)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"its attempt count {attempts!r} is not a number") from None
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

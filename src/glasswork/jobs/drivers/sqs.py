@@ -18,7 +18,6 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,9 @@ from ..telemetry import sqs_message_attributes
 from .base import (
     AsyncEnqueuer,
     DeadLetterRecord,
+    EnqueueBatchError,
     EnqueueResult,
+    FailedEnqueue,
     QueueDriver,
     QueueStats,
     ReceivedMessage,
@@ -71,39 +72,6 @@ MAX_VISIBILITY_SECONDS = 43_200
 SQS_BATCH_SIZE = 10
 
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
-
-
-@dataclass(frozen=True, slots=True)
-class FailedEnqueue:
-    """One job a batch enqueue could not send, with SQS's error code and message."""
-
-    job_id: str
-    job_name: str
-    queue: str
-    code: str
-    message: str
-
-
-class EnqueueBatchError(EnqueueError):
-    """Some jobs of an ``enqueue_many`` were not sent, even after retrying them.
-
-    Unlike other :class:`EnqueueError` s, part of the batch may have been sent: ``sent``
-    holds those results, ``failed`` the jobs that were not.
-    """
-
-    def __init__(self, failed: list[FailedEnqueue], sent: list[EnqueueResult], attempts: int):
-        self.failed = failed
-        self.sent = sent
-        shown = "; ".join(
-            f"job {f.job_name!r} (id {f.job_id}) on queue {f.queue!r}: {f.code}: {f.message}"
-            for f in failed[:10]
-        )
-        more = f"; and {len(failed) - 10} more" if len(failed) > 10 else ""
-        super().__init__(
-            f"{len(failed)} of {len(failed) + len(sent)} jobs were not sent after {attempts} "
-            f"attempt(s): {shown}{more}. {len(sent)} were sent (see .sent); nothing else is "
-            "retried for you"
-        )
 
 
 class SQSQueueDriver(SQSJobLookup, QueueDriver):
@@ -173,6 +141,7 @@ class SQSQueueDriver(SQSJobLookup, QueueDriver):
         self._discovered_dlq: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self._next_queue = 0
+        self._visibility: float | None = None
         self._limits: dict[str, int] = {}  # queue URL -> MaximumMessageSize
         self.unique_table = unique_table
         self.unique_keys = (
@@ -612,6 +581,63 @@ class SQSQueueDriver(SQSJobLookup, QueueDriver):
                 raise
             # Already visible again (its lease ran out): there is nothing left to release.
             logger.debug("nack of message %s: no longer in flight", received.message_id)
+
+    # -- leases: what the long-running worker renews for long jobs -----------------------
+
+    @property
+    def visibility_timeout(self) -> float:
+        """How long a received message stays hidden: the shortest ``VisibilityTimeout`` of
+        the configured queues, read from SQS on first use."""
+        if self._visibility is None:
+            self._visibility = float(
+                min(
+                    int(
+                        self.client.get_queue_attributes(
+                            QueueUrl=url, AttributeNames=["VisibilityTimeout"]
+                        )["Attributes"]["VisibilityTimeout"]
+                    )
+                    for url in self.queues.values()
+                )
+            )
+        return self._visibility
+
+    def extend_leases(self, received: Sequence[ReceivedMessage], seconds: float) -> int:
+        """Keep received messages hidden ``seconds`` more from now
+        (``ChangeMessageVisibilityBatch``, 10 a request; at most 12 hours, and SQS allows 12
+        hours in all from a message's first receive). Returns how many are still held: a
+        message whose visibility already ran out, or that reached the cap, is not."""
+        timeout = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(seconds)))
+        by_url: dict[str, list[ReceivedMessage]] = {}
+        for r in received:
+            by_url.setdefault(self._received_url(r), []).append(r)
+        held = 0
+        for url, items in by_url.items():
+            for start in range(0, len(items), SQS_BATCH_SIZE):
+                chunk = items[start : start + SQS_BATCH_SIZE]
+                try:
+                    response = self.client.change_message_visibility_batch(
+                        QueueUrl=url,
+                        Entries=[
+                            {"Id": str(i), "ReceiptHandle": r.receipt, "VisibilityTimeout": timeout}
+                            for i, r in enumerate(chunk)
+                        ],
+                    )
+                    held += len(response.get("Successful", []))
+                except ClientError as exc:
+                    if _error_code(exc) != "InvalidParameterValue":
+                        raise
+                    # A message past its 12 hours can fail the whole request: one by one.
+                    held += sum(self._extend_one(url, r, timeout) for r in chunk)
+        return held
+
+    def _extend_one(self, url: str, received: ReceivedMessage, timeout: int) -> bool:
+        try:
+            self.client.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=received.receipt, VisibilityTimeout=timeout
+            )
+        except ClientError:
+            return False
+        return True
 
     def _received_url(self, received: ReceivedMessage) -> str:
         url = received.attributes.get("queue_url")

@@ -54,12 +54,13 @@ _POSTGRES_OPTIONS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def driver_from_url(url: str) -> QueueDriver:
+def driver_from_url(url: str, *, create: bool = True) -> QueueDriver:
     """Make the driver a URL describes; raises :class:`ConfigurationError` saying what is
-    wrong with it."""
+    wrong with it. ``create=False``: a SQLite file that does not exist is such an error
+    (tools that only inspect a queue must not leave an empty database behind)."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
-        return _sqlite(url, parts.netloc, parts.path, parts.query)
+        return _sqlite(url, parts.netloc, parts.path, parts.query, create)
     if parts.scheme == "sqs":
         return _sqs(url, parts.netloc, parts.query)
     if parts.scheme in POSTGRES_SCHEMES:
@@ -112,7 +113,7 @@ def _query(url: str, query: str) -> list[tuple[str, str]]:
         raise ConfigurationError(f"cannot read the query of driver URL {url!r}: {exc}") from None
 
 
-def _sqlite(url: str, host: str, path: str, query: str) -> QueueDriver:
+def _sqlite(url: str, host: str, path: str, query: str, create: bool) -> QueueDriver:
     from .sqlite import SQLiteQueueDriver
 
     if host or not path.startswith("/") or path == "/":
@@ -129,7 +130,7 @@ def _sqlite(url: str, host: str, path: str, query: str) -> QueueDriver:
                 f"{', '.join(_SQLITE_OPTIONS)}"
             )
         options[key] = _convert(url, "SQLite", key, value, convert)
-    return SQLiteQueueDriver(path[1:], **options)
+    return SQLiteQueueDriver(path[1:], create=create, **options)
 
 
 def _convert(url: str, kind: str, key: str, value: str, convert: Callable[[str], Any]) -> Any:

@@ -1,9 +1,12 @@
 """MetricsServer: the long-running worker's HTTP endpoint for Prometheus and probes.
 
 * ``GET /metrics``: the Prometheus text exposition of the worker's series;
-* ``GET /healthz``: 200 while the worker's event loop answers (a callback scheduled on it
-  runs within ``liveness_timeout`` seconds), 503 when it is stuck: a container liveness
-  probe restarts a worker whose loop hangs, not one that is merely busy with jobs.
+* ``GET /healthz``: 200 while the worker's loop is alive, 503 when it is stuck: a container
+  liveness probe restarts a worker whose loop hangs, not one that is merely busy with jobs.
+  The loop is an asyncio loop (alive while a callback scheduled on it runs within
+  ``liveness_timeout`` seconds) or one that beats a :class:`Heartbeat` every turn, as the
+  long-running :class:`~glasswork.jobs.Worker`'s control loop does (alive while its beats
+  are no more than ``liveness_timeout`` seconds late).
 
 It serves from its own threads, so a slow scrape never holds up jobs.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
@@ -28,6 +32,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger("glasswork.worker")
 
 StartResponse = Callable[..., Any]
+
+
+class Heartbeat:
+    """The liveness of a loop that is not asyncio's: each turn it calls :meth:`beat`, saying
+    when the next beat is due at the latest (a turn may wait, say on a long poll)."""
+
+    __slots__ = ("due",)
+
+    def __init__(self) -> None:
+        self.due = time.monotonic()
+
+    def beat(self, now: float, within: float) -> None:
+        """A turn began at ``now`` (``time.monotonic()``); the next begins ``within``
+        seconds later at the latest."""
+        self.due = now + within
+
+    def late(self) -> float:
+        """Seconds past the time the last beat promised the next one (negative: not due)."""
+        return time.monotonic() - self.due
 
 
 class MetricsServer:
@@ -50,7 +73,7 @@ class MetricsServer:
         self.host = host
         self.driver = driver
         self.liveness_timeout = liveness_timeout
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | Heartbeat | None = None
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -69,8 +92,9 @@ class MetricsServer:
         port = self._server.server_port if self._server is not None else self.port
         return f"http://{self.host}:{port}"
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Serve in a background thread; ``/healthz`` watches ``loop``."""
+    def start(self, loop: asyncio.AbstractEventLoop | Heartbeat) -> None:
+        """Serve in a background thread; ``/healthz`` watches ``loop`` (an asyncio loop, or
+        the :class:`Heartbeat` of a loop of your own)."""
         from prometheus_client import make_wsgi_app
 
         if self.driver is not None:
@@ -109,8 +133,11 @@ class MetricsServer:
         self._loop = None
 
     def alive(self) -> bool:
-        """Whether the watched loop runs a callback within ``liveness_timeout`` seconds."""
+        """Whether the watched loop runs a callback within ``liveness_timeout`` seconds (or
+        its heartbeat is no later than that)."""
         loop = self._loop
+        if isinstance(loop, Heartbeat):
+            return loop.late() <= self.liveness_timeout
         if loop is None or loop.is_closed() or not loop.is_running():
             return False
         answered = threading.Event()

@@ -218,6 +218,16 @@ class PostgresQueueDriver(InspectionCapabilities, Producer):
             params = {"delay": max(0.0, delay_seconds), "channel": self.sql.channel}
             self._settle("release jobs", self.sql.release, received, params)
 
+    def release_many(self, received: Sequence[ReceivedMessage]) -> None:
+        """Hand back jobs a worker could not finish (it is shutting down): due again at once,
+        and this delivery does not count as an attempt, so clean shutdowns never use up a
+        job's ``max_attempts``. (The next claim brings the count back up, so the released
+        receipt matches that delivery too: harmless, as a worker never uses a receipt it
+        released.)"""
+        if received:
+            params = {"channel": self.sql.channel}
+            self._settle("hand back jobs", self.sql.hand_back, received, params)
+
     def extend_leases(self, received: Sequence[ReceivedMessage], seconds: float) -> int:
         """Keep jobs hidden for ``seconds`` more (the worker calls this for long-running jobs).
         Returns how many leases were still held."""

@@ -114,12 +114,14 @@ class Statements:
 
         self.ack = f"DELETE FROM {jobs} AS t USING {_RECEIPTS} WHERE {_MATCHES}"
         # Released jobs wake waiting workers like new ones (the trigger only sees inserts).
-        self.release = (
-            f"WITH released AS (UPDATE {jobs} AS t SET leased = false, "
-            f"visible_at = now() + %(delay)s * interval '1 second' FROM {_RECEIPTS} "
+        released = (
+            f"WITH released AS (UPDATE {jobs} AS t SET leased = false, {{}} FROM {_RECEIPTS} "
             f"WHERE {_MATCHES} RETURNING t.queue) "
             "SELECT pg_notify(%(channel)s, queue) FROM (SELECT DISTINCT queue FROM released) AS q"
         )
+        self.release = released.format("visible_at = now() + %(delay)s * interval '1 second'")
+        # A hand-back (a worker shutting down) is not an attempt: the count steps back.
+        self.hand_back = released.format("visible_at = now(), attempts = t.attempts - 1")
         self.extend = (
             f"UPDATE {jobs} AS t SET visible_at = now() + %(seconds)s * interval '1 second' "
             f"FROM {_RECEIPTS} WHERE {_MATCHES} AND t.leased"

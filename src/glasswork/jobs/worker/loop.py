@@ -1,0 +1,496 @@
+"""Worker: the long-running loop that receives jobs from any driver and runs them.
+
+The control thread (the one calling :meth:`Worker.run`) owns the driver: it receives jobs,
+hands them to the job threads (:class:`~.pool.JobPool`), settles their outcomes in batches
+(:class:`~.settling.Settler`), keeps their leases alive (:class:`~.leases.Leases`), takes
+jobs past their timeout away from their threads, and handles stop requests
+(:class:`~.shutdown.StopControl`). It never runs a handler, so whatever a job does, the
+worker stays responsive. Retry rules, hooks and error classification live in
+:class:`~glasswork.jobs.execution.Executor`; the worker only translates outcomes.
+
+>>> Worker(module=AppModule, driver=SQLiteQueueDriver("jobs.db"), concurrency=8).run()
+... # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from ..drivers.base import QueueDriver
+from ..durations import Delay, positive_seconds
+from ..errors import ConfigurationError
+from ..execution import Executor, Hook, JobHooks, RunStep
+from ..metrics.sink import MetricsOption, MetricsSink, flush_metrics, metric_sinks
+from ..steps import worker_steps
+from ..timeouts import JobTimeout
+from .event_loop import AsyncJobs
+from .leases import Leases
+from .logs import logger
+from .periodic import PeriodicFirer, schedules_of
+from .pool import JobPool
+from .settling import Settler
+from .shutdown import StopControl
+from .slots import Held, SlotWatch
+from .summary import WorkerSummary
+
+if TYPE_CHECKING:
+    from ...modules import Module
+    from ..idempotency.store import IdempotencyStore
+    from ..metrics.server import Heartbeat, MetricsServer
+
+#: Jobs that take less than this on average (seconds) let the worker hold extra messages.
+PREFETCH_MAX_JOB_SECONDS = 0.05
+#: The default per-job timeout: Lambda's maximum, 15 minutes.
+DEFAULT_JOB_TIMEOUT = 900.0
+#: Longest pause between receives after the driver failed (say, a full disk or a network
+#: outage): short, so jobs are picked up again soon after it recovers.
+MAX_RECEIVE_BACKOFF = 2.0
+
+
+class Worker:
+    """Run ``module``'s jobs from ``driver`` until stopped.
+
+    * ``concurrency``: jobs in flight at most, each on one of as many job threads (an
+      ``async def`` handler runs on the worker's event loop while its thread waits);
+    * ``job_timeout``: the limit of one run of a job without its own ``timeout`` (seconds,
+      ``"30s"``, a timedelta; default 15 minutes; None: no limit). Past it an async job is
+      cancelled; a sync job's thread is abandoned and replaced, and the run counts as a
+      :class:`~glasswork.jobs.JobTimeoutError` (retried, then dead-lettered);
+    * ``queues``: the queues to receive from (None: all the driver has);
+    * ``periodic``: also fire the module's periodic jobs on their ``schedule``, by enqueueing
+      them on ``periodic_queue`` (drivers with ``claim_periodic``, such as SQLite, fire each
+      time once across all workers; otherwise run one worker with ``periodic=True``);
+    * ``grace_period``: seconds to let in-flight jobs finish after SIGTERM/SIGINT (or
+      :meth:`stop`); jobs still running then are released to run again elsewhere;
+    * ``batch_size``: most messages per receive; ``wait_seconds``: long-poll time when idle;
+    * ``steps``: around-run steps wrapping every job (see :class:`~glasswork.jobs.RunStep`);
+    * ``metrics``: sinks counting every run (see :mod:`glasswork.jobs.metrics`);
+      ``metrics_port`` serves them for Prometheus on ``metrics_host:metrics_port/metrics``,
+      with ``/healthz`` answering 200 while the control loop turns;
+    * ``idempotency_store``: keys of ``idempotent`` jobs that name no store (default: the
+      driver's, e.g. the SQLite file).
+
+    Drivers may offer ``ack_many`` (acks in batches), ``release_many`` (a release at shutdown
+    that is not an attempt) and ``extend_leases`` with a ``visibility_timeout`` (leases of
+    long jobs are kept alive); the SQLite and PostgreSQL drivers have all, the SQS driver
+    the last.
+    """
+
+    def __init__(
+        self,
+        *,
+        module: Module,
+        driver: QueueDriver,
+        concurrency: int = 10,
+        hooks: JobHooks | Mapping[str, Hook] | None = None,
+        queues: Sequence[str] | None = None,
+        periodic: bool = False,
+        periodic_queue: str = "default",
+        grace_period: float = 30.0,
+        job_timeout: Delay | None = DEFAULT_JOB_TIMEOUT,
+        batch_size: int | None = None,
+        wait_seconds: float = 1.0,
+        poll_interval: float = 0.05,
+        log: logging.Logger | None = None,
+        install_signal_handlers: bool = True,
+        steps: Sequence[RunStep] = (),
+        metrics: MetricsOption = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "0.0.0.0",
+        idempotency_store: IdempotencyStore | None = None,
+    ) -> None:
+        from ...modules import Module
+
+        if not isinstance(module, Module):
+            raise ConfigurationError(f"module must come from define_module, got {module!r}")
+        if not isinstance(driver, QueueDriver):
+            raise ConfigurationError(f"driver must be a QueueDriver, got {driver!r}")
+        if concurrency < 1:
+            raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
+        self.module = module
+        self.driver = driver
+        self.concurrency = concurrency
+        self.job_timeout = (
+            None if job_timeout is None else positive_seconds(job_timeout, "job_timeout")
+        )
+        # Job lines stay on the executor's own "glasswork.jobs" logger; ``log`` is the worker's.
+        self.executor = Executor.for_module(module, hooks)
+        self.metrics = metric_sinks(metrics, prometheus=metrics_port is not None, driver=driver)
+        self.executor.steps = _chain(
+            self.executor, driver, steps, self.job_timeout, self.metrics, idempotency_store
+        )
+        self.metrics_server: MetricsServer | None = None
+        self._heartbeat: Heartbeat | None = None
+        if metrics_port is not None:
+            from ..metrics.server import Heartbeat, MetricsServer
+
+            self.metrics_server = MetricsServer.for_sinks(
+                self.metrics, metrics_port, metrics_host, driver
+            )
+            self._heartbeat = Heartbeat()
+        self.registry = self.executor.registry
+        self.services = self.executor.services
+        self.log = log or logger
+        self.periodic = periodic
+        self.periodic_queue = periodic_queue
+        self.queues = list(queues) if queues else None
+        if periodic and self.queues is not None and periodic_queue not in self.queues:
+            self.queues.append(periodic_queue)
+        self.grace_period = grace_period
+        self.batch_size = max(1, batch_size or 100)
+        self.wait_seconds = wait_seconds
+        self.poll_interval = poll_interval
+        self.install_signal_handlers = install_signal_handlers
+        self.schedules = schedules_of(self.registry) if periodic else {}
+        self.summary = WorkerSummary()
+        self._changed = threading.Event()  # a job ended, a stop was asked: look again
+        self._stop = StopControl(self._changed.set)
+        self._signals_seen = 0
+        self._pool: JobPool | None = None
+        self._settler = Settler(driver, self.summary, self.log)
+        self._leases = Leases(driver, self.log)
+
+    # -- public ------------------------------------------------------------------------------
+
+    def run(self) -> WorkerSummary:
+        """Run until SIGTERM/SIGINT or :meth:`stop`; returns the summary (also logged)."""
+        return self._serve(until_empty=False, include_delayed=False, timeout=None)
+
+    def run_until_empty(
+        self, *, include_delayed: bool = False, timeout: float | None = None
+    ) -> WorkerSummary:
+        """Run until nothing is ready and nothing is in flight, then return the summary.
+
+        With ``include_delayed``, also wait for delayed jobs and retries to come due (the driver
+        must have ``pending_count``, as SQLite does). ``timeout`` caps the whole run in
+        seconds, shutdown included: jobs still running then are released.
+        """
+        return self._serve(until_empty=True, include_delayed=include_delayed, timeout=timeout)
+
+    def stop(self) -> None:
+        """Ask the worker to stop gracefully (safe from any thread)."""
+        self._stop.request()
+
+    async def serve(
+        self,
+        *,
+        until_empty: bool = False,
+        include_delayed: bool = False,
+        timeout: float | None = None,
+    ) -> WorkerSummary:
+        """The worker inside a running event loop (say, next to a web server): the control
+        loop runs in a thread, and ``async def`` jobs run on the caller's loop."""
+        loop = asyncio.get_running_loop()
+        signals = []
+        if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
+            for sig in _SIGNALS:
+                loop.add_signal_handler(sig, self._signal_from_loop, sig)
+                signals.append(sig)
+        run = loop.run_in_executor(
+            None, lambda: self._serve(until_empty, include_delayed, timeout, loop)
+        )
+        try:
+            return await asyncio.shield(run)
+        except asyncio.CancelledError:
+            self._stop.request(force=True)
+            await asyncio.wait([run])  # let it release what it holds
+            raise
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    @property
+    def abandoned_threads(self) -> int:
+        """Job threads still running a handler the worker gave up on (timed out, or still
+        running at shutdown). They are daemon threads: they do not keep the process alive."""
+        return self._pool.alive_abandoned() if self._pool is not None else 0
+
+    # -- one run -----------------------------------------------------------------------------
+
+    def _serve(
+        self,
+        until_empty: bool,
+        include_delayed: bool,
+        timeout: float | None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> WorkerSummary:
+        if (
+            until_empty
+            and include_delayed
+            and not callable(getattr(self.driver, "pending_count", None))
+        ):
+            raise ConfigurationError(
+                f"driver {self.driver.name!r} cannot count pending jobs, so the worker cannot "
+                "wait for delayed ones; use run_until_empty(include_delayed=False)"
+            )
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        self.summary = self._settler.summary = WorkerSummary()
+        self._signals_seen = 0
+        async_jobs = (
+            AsyncJobs(self._new_executor(), loop)
+            if any(job.is_async for job in self.registry)
+            else None
+        )
+        pool = self._pool = JobPool(
+            self.concurrency,
+            new_executor=self._new_executor,
+            async_jobs=async_jobs,
+            log=self.log,
+            wake=self._wake,
+            name=f"glasswork-job-{id(self):x}",
+        )
+        periodic = (
+            PeriodicFirer(self.driver, self.schedules, self.periodic_queue, self.summary, self.log)
+            if self.schedules and not until_empty
+            else None
+        )
+        if self.metrics_server is not None:
+            assert self._heartbeat is not None
+            self._heartbeat.beat(started, self._turn_limit())
+            self.metrics_server.start(self._heartbeat)  # a port in use fails here, before any job
+        with self._stop.signals(self.install_signal_handlers and loop is None):
+            pool.start()
+            if periodic is not None:
+                periodic.start()
+            self._log_start()
+            try:
+                self._loop(pool, until_empty, include_delayed, deadline)
+            except BaseException:
+                self._stop.forced = True  # release what is held at once, then re-raise
+                raise
+            finally:
+                try:
+                    self._shut_down(pool, deadline)
+                finally:
+                    if periodic is not None:
+                        periodic.stop()
+                    if async_jobs is not None:
+                        async_jobs.close()
+                    if self.metrics_server is not None:
+                        self.metrics_server.close()
+                    flush_metrics(self.metrics)  # counts of the last moments (the dashboard's)
+                    self.summary.elapsed = time.monotonic() - started
+                    self._stop.reset()  # the worker may be run again
+                    self.log.info("worker stopped: %s", self.summary)
+        return self.summary
+
+    def _loop(
+        self, pool: JobPool, until_empty: bool, include_delayed: bool, deadline: float | None
+    ) -> None:
+        """Receive, run, settle, until stopped (or, ``until_empty``, drained)."""
+        failures = 0
+        receive_at = 0.0
+        heartbeat = self._heartbeat
+        turn_limit = self._turn_limit()
+        while not self._stop.requested:
+            self._changed.clear()
+            now = time.monotonic()
+            if heartbeat is not None:
+                heartbeat.beat(now, turn_limit)
+            if deadline is not None and now >= deadline:
+                self.log.warning("stopping: the run's time limit was reached")
+                return
+            self._tend(pool, now)
+            wanted = self._wanted(pool) if now >= receive_at else 0
+            if wanted:
+                # Long-poll only with nothing held and nothing to settle: a job ending during
+                # the poll would wait for it, its lease running out meanwhile.
+                idle = pool.holding() == 0 and not self._settler.pending
+                wait = self.wait_seconds if idle and not until_empty else 0.0
+                try:
+                    batch = self.driver.receive(self.queues, wanted, wait)
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    pause = min(MAX_RECEIVE_BACKOFF, 0.05 * 2**failures)
+                    if failures == 1:
+                        self.log.exception("receive failed; trying again in %.1fs", pause)
+                    else:
+                        self.log.error(
+                            "receive failed again (%d times): %s; trying again in %.1fs",
+                            failures,
+                            exc,
+                            pause,
+                        )
+                    receive_at = time.monotonic() + pause
+                    continue
+                stamp = time.monotonic()
+                held = [Held(received, stamp) for received in batch]
+                if self._stopping():  # a signal arrived while we waited
+                    self._settler.release(held, "received during shutdown")
+                    return
+                if held:
+                    pool.submit(held, self._settler.job_seconds)
+                    continue  # there may be more: receive again while there is room
+                if idle and until_empty and self._drained(include_delayed):
+                    return
+                if idle and wait:
+                    continue  # the long poll was the wait
+            self._changed.wait(self._pause(pool, now, receive_at))
+
+    def _tend(self, pool: JobPool, now: float) -> None:
+        """Everything but receiving: settle finished jobs, take expired ones from their
+        threads, keep leases alive, report signals."""
+        self._notice_signals(pool)
+        pool.handoff.nudge()
+        self._settler.collect(pool.take_finished())
+        lost = pool.expire(now)
+        if lost:
+            self._settler.lose(lost)
+        self._leases.keep_alive(pool, now)
+        if self._leases.seconds is not None:
+            self._settler.give_up_after = self._leases.seconds
+        self._settler.flush()
+
+    def _wanted(self, pool: JobPool) -> int:
+        """How many jobs to receive now: none while the worker holds enough. Fast jobs
+        (under 50 ms on average) get extra messages held so a thread that ends a job starts
+        the next at once; slow ones do not, so one worker never sits on jobs another worker
+        could run."""
+        average = self._settler.job_seconds
+        prefetch = 0
+        if average is not None and average < PREFETCH_MAX_JOB_SECONDS:
+            # About one poll interval's worth of work per thread, within two batches.
+            per_thread = self.poll_interval / max(average, 1e-6)
+            prefetch = min(2 * self.batch_size, int(self.concurrency * per_thread))
+        pool.refill_at = prefetch // 2
+        holding = pool.holding()
+        room = self.concurrency + prefetch - holding
+        if room <= 0:
+            return 0
+        # A thread is idle: fetch at once. Otherwise wait for room for half a batch, so
+        # claims and acks go to the driver in batches rather than one job at a time.
+        low_water = max(1, min(self.batch_size, self.concurrency + prefetch) // 2)
+        if holding < self.concurrency or room >= low_water:
+            return min(room, self.batch_size)
+        return 0
+
+    def _pause(self, pool: JobPool, now: float, receive_at: float) -> float:
+        """How long the loop may sleep: until a job ends, a stop is asked, or something is
+        due (a receive, a deadline, a lease renewal), and at most ``poll_interval``."""
+        wake = [now + self.poll_interval]
+        if receive_at > now:
+            wake.append(receive_at)
+        deadline = pool.next_deadline()
+        if deadline is not None:
+            wake.append(deadline)
+        renewal = self._leases.due_at()
+        if renewal is not None:
+            wake.append(renewal)
+        return max(0.001, min(wake) - now)
+
+    def _turn_limit(self) -> float:
+        """The longest a healthy turn of the control loop waits (a long poll, then a pause),
+        besides the driver's own time: what ``/healthz`` allows between two turns."""
+        return self.wait_seconds + self.poll_interval
+
+    def _drained(self, include_delayed: bool) -> bool:
+        self._settler.flush()
+        if self._settler.pending:
+            return False  # outcomes the driver refused so far: keep trying
+        if not include_delayed:
+            return True
+        return bool(self.driver.pending_count(self.queues) == 0)  # type: ignore[attr-defined]
+
+    def _shut_down(self, pool: JobPool, deadline: float | None) -> None:
+        """Release what no thread started, give running jobs the grace period (never past
+        the run's ``deadline``), then release whatever is still running."""
+        pool.close()
+        self._settler.release(pool.unstarted(), "received but not started before shutdown")
+        running = len(pool.running())
+        if running and not self._stop.forced:
+            self.log.info(
+                "stopping: waiting up to %.0fs for %d in-flight job(s)", self.grace_period, running
+            )
+        end = time.monotonic() + self.grace_period
+        if deadline is not None:
+            end = min(end, deadline)
+        while pool.running() and not self._stop.forced:
+            self._changed.clear()
+            now = time.monotonic()
+            if now >= end:
+                break
+            if self._heartbeat is not None:
+                self._heartbeat.beat(now, self._turn_limit())
+            self._tend(pool, now)
+            self._changed.wait(min(self._pause(pool, now, 0.0), end - now))
+        left = pool.take_running()
+        self._settler.collect(pool.take_finished())
+        self._settler.flush()
+        self._settler.release(left, "still running at shutdown")
+        pool.join(1.0)
+
+    def _notice_signals(self, pool: JobPool) -> None:
+        for name in self._stop.take_notices():
+            self._signals_seen += 1
+            if self._signals_seen > 1:
+                self.log.warning("%s again: releasing in-flight jobs and stopping now", name)
+            else:
+                self.log.info(
+                    "%s: no new jobs; finishing %d in flight (up to %.0fs; %s again to stop now)",
+                    name,
+                    len(pool.running()),
+                    self.grace_period,
+                    name,
+                )
+
+    def _stopping(self) -> bool:
+        return self._stop.requested  # a call: other threads and signals change it
+
+    def _signal_from_loop(self, signum: int) -> None:
+        self._stop.on_signal(signum)
+        self._changed.set()
+
+    def _wake(self) -> None:
+        if not self._changed.is_set():
+            self._changed.set()
+
+    def _new_executor(self) -> Executor:
+        """An executor of its own for a job thread (its private loop runs async hooks)."""
+        ex = self.executor
+        return Executor(ex.registry, ex.services, ex.hooks, ex.log, ex.steps)
+
+    def _log_start(self) -> None:
+        self.log.info(
+            "worker started: %d jobs registered, queues=%s, concurrency=%d, job timeout=%s, "
+            "driver=%r%s",
+            len(self.registry),
+            ",".join(self.queues) if self.queues else "all",
+            self.concurrency,
+            f"{self.job_timeout:g}s" if self.job_timeout is not None else "none",
+            self.driver,
+            f", periodic: {', '.join(self.schedules)}" if self.schedules else "",
+        )
+
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _chain(
+    executor: Executor,
+    driver: QueueDriver,
+    steps: Sequence[RunStep],
+    job_timeout: float | None,
+    metrics: Sequence[MetricsSink],
+    idempotency_store: IdempotencyStore | None,
+) -> tuple[RunStep, ...]:
+    """The around-run chain every worker uses, its timeout step made the worker's own
+    (:class:`SlotWatch`: it also gives the control thread each run's deadline)."""
+    chain = worker_steps(
+        executor.registry,
+        driver,
+        steps,
+        default_timeout=job_timeout,
+        metrics=metrics,
+        idempotency_store=idempotency_store,
+    )
+    return tuple(
+        SlotWatch(step.default) if isinstance(step, JobTimeout) else step for step in chain
+    )

@@ -1,0 +1,174 @@
+"""Settler: turns finished jobs' outcomes into driver calls, in batches, on the control thread.
+
+Done/Discard → ack, Retry → nack(delay), DeadLetter → the driver's dead letter, then ack;
+released jobs (shutdown) → ``release_many`` where the driver has it (SQLite: the delivery
+does not count as an attempt), else nack with no delay. Every count of the run's
+:class:`WorkerSummary` is kept here, on one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..drivers.base import QueueDriver, ReceivedMessage
+from ..execution import DeadLetter, Retry, send_to_dead_letter
+from .pool import Finished
+from .slots import Held
+from .summary import WorkerSummary
+
+Batch = Callable[[Sequence[ReceivedMessage]], Any]
+#: Longest pause before settling again after the driver refused.
+MAX_RETRY_PAUSE = 2.0
+#: Seconds to keep trying refused outcomes when the lease length is unknown.
+DEFAULT_GIVE_UP = 30.0
+
+
+class Settler:
+    """Collects outcomes from the job threads and settles them with the driver."""
+
+    def __init__(self, driver: QueueDriver, summary: WorkerSummary, log: logging.Logger) -> None:
+        self.driver = driver
+        self.summary = summary
+        self.log = log
+        #: Moving average of job run time in seconds (None until a job finished).
+        self.job_seconds: float | None = None
+        self._ack_many: Batch | None = getattr(driver, "ack_many", None)
+        self._release_many: Batch | None = getattr(driver, "release_many", None) or getattr(
+            driver, "nack_many", None
+        )
+        self._acks: list[ReceivedMessage] = []
+        self._nacks: list[tuple[ReceivedMessage, float]] = []
+        self._dead: list[tuple[ReceivedMessage, DeadLetter]] = []
+        #: Seconds to keep trying outcomes the driver refuses (the worker sets it to the
+        #: lease length once known).
+        self.give_up_after = DEFAULT_GIVE_UP
+        self._tries = 0
+        self._failing_since = 0.0
+        self._retry_at = 0.0
+
+    def collect(self, finished: Sequence[Finished]) -> None:
+        """Count finished jobs and queue their driver calls."""
+        counts = self.summary.counts
+        average = self.job_seconds
+        for held, outcome, seconds in finished:
+            average = seconds if average is None else 0.8 * average + 0.2 * seconds
+            if outcome is None:
+                counts["errors"] += 1
+                continue
+            counts[outcome.kind] += 1
+            if isinstance(outcome, Retry):
+                self._nacks.append((held.received, outcome.delay))
+            elif isinstance(outcome, DeadLetter):
+                self._dead.append((held.received, outcome))
+            else:  # Done, Discard
+                self._acks.append(held.received)
+        self.job_seconds = average
+
+    def lose(self, held: Sequence[Held]) -> None:
+        """Jobs that got no outcome: their leases run out and they are delivered again."""
+        self.summary.counts["errors"] += len(held)
+
+    @property
+    def pending(self) -> bool:
+        """Outcomes not yet handed to the driver (new ones, or ones it refused so far)."""
+        return bool(self._acks or self._nacks or self._dead)
+
+    def flush(self) -> None:
+        """Dead letters, then acks, then nacks. What the driver refuses (a full disk, a
+        network outage) is kept and tried again on later turns, backing off up to
+        :data:`MAX_RETRY_PAUSE`, rather than left for its lease to run out and the job to
+        run a second time; after ``give_up_after`` seconds (the lease by then has run out
+        anyway) it is dropped, and the jobs are delivered again."""
+        now = time.monotonic()
+        if not self.pending or now < self._retry_at:
+            return
+        errors = [e for e in (self._send_dead(), self._send_acks(), self._send_nacks()) if e]
+        if not errors:
+            self._tries = 0
+            return
+        self._tries += 1
+        if self._tries == 1:
+            self._failing_since = now
+        held = len(self._acks) + len(self._nacks) + len(self._dead)
+        if now - self._failing_since >= self.give_up_after:
+            self.log.error(
+                "giving up settling %d finished job(s) after %.0fs of refusals (%s); they "
+                "will be delivered again when their leases run out",
+                held,
+                now - self._failing_since,
+                errors[0],
+            )
+            self._acks, self._nacks, self._dead = [], [], []
+            self._tries = 0
+            return
+        pause = min(MAX_RETRY_PAUSE, 0.05 * 2**self._tries)
+        self._retry_at = now + pause
+        self.log.error(
+            "could not settle %d finished job(s) with the driver (%s); trying again in %.1fs",
+            held,
+            errors[0],
+            pause,
+            exc_info=errors[0] if self._tries == 1 else None,
+        )
+
+    def _send_dead(self) -> Exception | None:
+        dead, self._dead = self._dead, []
+        for received, outcome in dead:
+            # False: the send failed (and was logged): keep the job, unacknowledged.
+            if send_to_dead_letter(self.driver, received.body, outcome, received.queue, self.log):
+                self._acks.append(received)
+            else:
+                self._dead.append((received, outcome))
+        return RuntimeError("the dead-letter send failed") if self._dead else None
+
+    def _send_acks(self) -> Exception | None:
+        acks, self._acks = self._acks, []
+        if not acks:
+            return None
+        try:
+            if self._ack_many is not None:
+                self._ack_many(acks)
+            else:
+                while acks:
+                    self.driver.ack(acks[-1])
+                    acks.pop()
+        except Exception as exc:
+            self._acks = acks
+            return exc
+        return None
+
+    def _send_nacks(self) -> Exception | None:
+        nacks, self._nacks = self._nacks, []
+        while nacks:
+            received, delay = nacks[-1]
+            try:
+                self.driver.nack(received, delay)
+            except Exception as exc:
+                self._nacks = nacks
+                return exc
+            nacks.pop()
+        return None
+
+    def release(self, held: Sequence[Held], why: str) -> None:
+        """Hand jobs back to run again at once (shutdown); not counted as attempts where the
+        driver can tell a release from a failure."""
+        if not held:
+            return
+        messages = [h.received for h in held]
+        try:
+            if self._release_many is not None:
+                self._release_many(messages)
+            else:
+                for received in messages:
+                    self.driver.nack(received, 0.0)
+        except Exception:
+            self.log.exception(
+                "could not release %d job(s); they run again when their leases run out",
+                len(messages),
+            )
+            return
+        self.summary.counts["released"] += len(messages)
+        self.log.warning("released %d job(s) to run again: %s", len(messages), why)

@@ -1,0 +1,55 @@
+"""WorkerSummary: what a worker run did, counted by outcome."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+#: Outcome kinds as counted in :class:`WorkerSummary` (``duplicate``: an idempotent job
+#: whose key was completed already, acknowledged without running), plus ``released``
+#: (handed back unrun or unfinished at shutdown) and ``errors`` (the worker itself could not
+#: settle the job: its lease is left to run out, so it is delivered again).
+SUMMARY_KINDS = ("done", "retry", "dead_letter", "discarded", "duplicate", "released", "errors")
+#: The kinds of deliveries that ran to an outcome.
+_RAN = tuple(kind for kind in SUMMARY_KINDS if kind != "released")
+
+
+@dataclass(slots=True)
+class WorkerSummary:
+    """What a worker did: outcome counts, elapsed seconds, and periodic jobs fired."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    elapsed: float = 0.0
+    fired: int = 0
+
+    @property
+    def jobs(self) -> int:
+        """Deliveries that ran to an outcome (released ones are not counted)."""
+        return sum(self.counts[k] for k in _RAN)
+
+    @property
+    def done(self) -> int:
+        """Jobs that finished."""
+        return self.counts["done"]
+
+    @property
+    def dead_lettered(self) -> int:
+        """Jobs sent to the dead letter."""
+        return self.counts["dead_letter"]
+
+    @property
+    def retried(self) -> int:
+        """Failed runs that will be retried."""
+        return self.counts["retry"]
+
+    @property
+    def released(self) -> int:
+        """Jobs handed back unfinished at shutdown."""
+        return self.counts["released"]
+
+    def __str__(self) -> str:
+        rate = self.jobs / self.elapsed if self.elapsed > 0 else 0.0
+        parts = ", ".join(f"{k}={self.counts[k]}" for k in SUMMARY_KINDS)
+        fired = f", periodic fired={self.fired}" if self.fired else ""
+        noun = "job" if self.jobs == 1 else "jobs"
+        return f"{self.jobs} {noun} in {self.elapsed:.1f}s ({rate:.0f}/s): {parts}{fired}"
