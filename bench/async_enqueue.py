@@ -24,8 +24,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from _common import Row, best_and_median, emit, parser, row, skipped, stop_process
-from sqs_requests import start_moto
+from _common import Row, best_and_median, emit, parser, row, skipped
+from sqs_requests import run_on_moto
 from workload import PAYLOAD, Payload, noop
 
 BENCH = "async enqueue"
@@ -195,17 +195,9 @@ def main(argv: list[str]) -> int:
         emit([skipped(BENCH, "AsyncJobService", why, status="missing")], args.json)
         return 0
     repeats = 1 if args.quick else 3
-    try:
-        proc, endpoint = start_moto()
-    except RuntimeError as exc:
-        emit([skipped(BENCH, "AsyncJobService", str(exc))], args.json)
-        return 0
-    try:
-        rows = measure(endpoint, args.n, repeats)
-    finally:
-        stop_process(proc)
-    emit(rows, args.json)
-    return 0
+    return run_on_moto(
+        BENCH, "AsyncJobService", args.json, lambda endpoint: measure(endpoint, args.n, repeats)
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from _common import Row, best_and_median, emit, parser, row, skipped, stop_process
-from sqs_requests import REGION, missing_pieces, start_moto
+from _common import Row, best_and_median, emit, parser, row, skipped
+from sqs_requests import REGION, missing_pieces, run_on_moto
 from workload import PAYLOAD, Payload, noop
 
 BENCH = "scheduler dispatch"
@@ -164,17 +164,9 @@ def main(argv: list[str]) -> int:
         return 0
     n = args.n or (100 if args.quick else 500)
     repeats = 2 if args.quick else 3
-    try:
-        proc, endpoint = start_moto()
-    except RuntimeError as exc:
-        emit([skipped(BENCH, LABEL, str(exc))], args.json)
-        return 0
-    try:
-        rows = measure(endpoint, n, repeats, args.baseline_src)
-    finally:
-        stop_process(proc)
-    emit(rows, args.json)
-    return 0
+    return run_on_moto(
+        BENCH, LABEL, args.json, lambda endpoint: measure(endpoint, n, repeats, args.baseline_src)
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from _common import (
@@ -68,6 +70,24 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
                 proc.kill()
                 raise RuntimeError("moto server did not start") from None
             time.sleep(0.05)
+
+
+def run_on_moto(
+    bench: str, label: str, json_path: Path | None, measure: Callable[[str], list[Row]]
+) -> int:
+    """Start a moto server, ``measure(endpoint)`` against it, stop it and print the rows
+    (a skipped row when the server does not start)."""
+    try:
+        proc, endpoint = start_moto()
+    except RuntimeError as exc:
+        emit([skipped(bench, label, str(exc))], json_path)
+        return 0
+    try:
+        rows = measure(endpoint)
+    finally:
+        stop_process(proc)
+    emit(rows, json_path)
+    return 0
 
 
 def measure(endpoint: str, n: int, single_n: int, repeats: int) -> list[Row]:
@@ -174,17 +194,9 @@ def main(argv: list[str]) -> int:
     n = args.n or 500  # per fresh queue: moto slows down as a queue fills
     single_n = max(50, n // 10)
     repeats = 2 if args.quick else 5
-    try:
-        proc, endpoint = start_moto()
-    except RuntimeError as exc:
-        emit([skipped(BENCH, LABEL, str(exc))], args.json)
-        return 0
-    try:
-        rows = measure(endpoint, n, single_n, repeats)
-    finally:
-        stop_process(proc)
-    emit(rows, args.json)
-    return 0
+    return run_on_moto(
+        BENCH, LABEL, args.json, lambda endpoint: measure(endpoint, n, single_n, repeats)
+    )
 
 
 if __name__ == "__main__":

@@ -300,3 +300,37 @@ def test_worker_job_timeout_must_be_a_usable_duration(
         main(["worker", APP, "--job-timeout", value])
     assert exited.value.code == 2
     assert f"argument --job-timeout: {message}" in capsys.readouterr().err
+
+
+def test_commands_close_the_driver_they_open(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command ends with its connections released, not whenever the driver object is
+    collected: the drivers are kept alive here, so only an explicit close passes."""
+    import glasswork.cli._common as common
+    from pgtest import DSN, connect, fresh_schema
+
+    kept: list[object] = []
+
+    def keeping(url: str, **options: object) -> object:
+        kept.append(driver_from_url(url, **options))  # type: ignore[arg-type]
+        return kept[-1]
+
+    monkeypatch.setattr(common, "driver_from_url", keeping)
+
+    def connections() -> int:
+        with connect(autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    with fresh_schema() as schema:
+        url = f"{DSN}?schema={schema}"
+        before = connections()
+        assert main(["enqueue", "--driver", url, "--app", APP, "record", '{"key": "k"}']) == 0
+        assert main(["stats", "--driver", url]) == 0
+        assert "default" in capsys.readouterr().out
+        assert len(kept) == 2
+        assert connections() == before

@@ -22,7 +22,7 @@ from .. import __version__
 from ..jobs.drivers.urls import DEFAULT_URL
 from ..jobs.errors import GlassworkError
 from . import dashboard, dlq, enqueue, inspect, migrate, worker
-from ._common import CommandError, UsageError, load_app
+from ._common import CommandError, UsageError, close_drivers, load_app
 
 __all__ = ["CommandError", "load_app", "main"]
 
@@ -52,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CommandError, GlassworkError, ValueError, OSError, sqlite3.Error) as exc:
         print(f"glasswork {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        close_drivers(args)
 
 
 def build_parser() -> argparse.ArgumentParser:

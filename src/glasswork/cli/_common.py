@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -70,9 +71,23 @@ def open_driver(args: argparse.Namespace) -> QueueDriver:
     file is an error rather than created). A URL or file that cannot work as given is a
     :class:`UsageError`."""
     try:
-        return driver_from_url(args.driver, create=args.command not in EXISTING_ONLY)
+        driver = driver_from_url(args.driver, create=args.command not in EXISTING_ONLY)
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from exc
+    args.opened_drivers = [*getattr(args, "opened_drivers", []), driver]
+    return driver
+
+
+def close_drivers(args: argparse.Namespace) -> None:
+    """Close the drivers :func:`open_driver` opened for this command (a PostgreSQL pool,
+    SQLite connections), so a command ends with its connections released."""
+    for driver in getattr(args, "opened_drivers", []):
+        close = getattr(driver, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception as exc:  # the command's own outcome matters more
+                logging.getLogger("glasswork.cli").debug("closing %r: %s", driver, exc)
 
 
 def delay_seconds(text: str, option: str = "--in") -> float:

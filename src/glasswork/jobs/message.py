@@ -20,6 +20,7 @@ Unknown keys are ignored, so later minor additions stay readable by older worker
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -139,3 +140,20 @@ class JobMessage(BaseModel):
                 f"version {ENVELOPE_VERSION})"
             )
         return message
+
+
+def identify(body: str) -> tuple[str | None, str | None, str | None]:
+    """Best-effort job name, job id and unique key of a wire body, for labelling dead
+    letters and listings; None for each one a malformed body lacks (never raises)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None, None, None
+    if not isinstance(data, dict):
+        return None, None, None
+
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return value if isinstance(value, str) else None
+
+    return text("jobName"), text("jobId"), text("uniqueKey")

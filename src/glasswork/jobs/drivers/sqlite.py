@@ -21,7 +21,6 @@ the new holder's delivery (ids are AUTOINCREMENT, never reused, for the same rea
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConfigurationError, DuplicateJobError, EnqueueError
-from ..message import JobMessage
+from ..message import JobMessage, identify
 from .base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
 from .sqlite_files import check_synchronous, file_path, open_file
 from .sqlite_inspection import OUTCOMES_SCHEMA, SQLiteInspection
@@ -523,7 +522,7 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
     def _insert_dead(
         self, conn: sqlite3.Connection, body: str, reason: str, queue: str | None, now: float
     ) -> None:
-        job_name, job_id, _ = _identify(body)
+        job_name, job_id, _ = identify(body)
         conn.execute(
             "INSERT INTO glasswork_dead_letters (queue, job_name, job_id, body, reason, "
             "failed_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -620,7 +619,7 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         with self._transaction() as conn:
             now = time.time()
             for dead_id, dead_queue, body in conn.execute(sql, params).fetchall():
-                job_name, job_id, unique_key = _identify(body)
+                job_name, job_id, unique_key = identify(body)
                 try:
                     conn.execute(
                         _INSERT,
@@ -683,22 +682,6 @@ def _row_ids(ids: Sequence[int | str]) -> list[int]:
         return [int(i) for i in ids]
     except ValueError:
         raise ConfigurationError(f"SQLite dead-letter ids are numbers, got {list(ids)}") from None
-
-
-def _identify(body: str) -> tuple[str | None, str | None, str | None]:
-    """Best-effort job name, job id and unique key of a body (None for malformed ones)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None, None, None
-    if not isinstance(data, dict):
-        return None, None, None
-
-    def text(key: str) -> str | None:
-        value = data.get(key)
-        return value if isinstance(value, str) else None
-
-    return text("jobName"), text("jobId"), text("uniqueKey")
 
 
 def _disk_full(error: sqlite3.Error) -> bool:

@@ -36,8 +36,8 @@ from .base import (
     FailedEnqueue,
     QueueDriver,
     QueueStats,
-    ReceivedMessage,
 )
+from .sqs_consuming import SQSConsumer
 from .sqs_dead_letters import (
     REASON_ATTRIBUTE,
     SOURCE_QUEUE_ATTRIBUTE,
@@ -46,6 +46,7 @@ from .sqs_dead_letters import (
 )
 from .sqs_fifo import deduplication_id, fifo_id
 from .sqs_lookup import SQSJobLookup
+from .sqs_sending import BatchSend, chunks, error_code, send_error, sent
 from .sqs_unique import ReleaseUniqueKeys, UniqueKeys
 
 if TYPE_CHECKING:
@@ -66,15 +67,11 @@ logger = logging.getLogger("glasswork.jobs")
 
 #: SQS's largest per-message delay (DelaySeconds); longer delays go to the scheduler table.
 MAX_SQS_DELAY_SECONDS = 900
-#: SQS's largest visibility timeout, the cap of a nack's delay.
-MAX_VISIBILITY_SECONDS = 43_200
-#: Entries per SendMessageBatch / DeleteMessageBatch request.
-SQS_BATCH_SIZE = 10
 
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 
 
-class SQSQueueDriver(SQSJobLookup, QueueDriver):
+class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
     """Send jobs to SQS queues and, for workers, receive, ack, nack and dead-letter them.
 
     ``queues`` maps a job's ``queue`` name to a queue URL; a URL ending in ``.fifo`` is a
@@ -394,9 +391,7 @@ class SQSQueueDriver(SQSJobLookup, QueueDriver):
                 results[index] = self._schedule(message, due)
             except EnqueueError as exc:
                 cause = exc.__cause__
-                code = (
-                    _error_code(cause) if isinstance(cause, ClientError) else type(cause).__name__
-                )
+                code = error_code(cause) if isinstance(cause, ClientError) else type(cause).__name__
                 failed.append(
                     FailedEnqueue(message.job_id, message.job_name, message.queue, code, str(exc))
                 )
@@ -408,7 +403,7 @@ class SQSQueueDriver(SQSJobLookup, QueueDriver):
         """``indexes`` split into ``SendMessageBatch`` requests: at most 10 entries, and
         bodies within the queue's size limit in total."""
         limit = self.limit_of_url(url)
-        return _chunks(indexes, [messages[i].encode() for i in indexes], limit)
+        return chunks(indexes, [messages[i].encode() for i in indexes], limit)
 
     def _send_chunk(
         self,
@@ -488,168 +483,6 @@ class SQSQueueDriver(SQSJobLookup, QueueDriver):
         return EnqueueResult(
             f"scheduled:{key}", message.job_id, message.queue, datetime.fromtimestamp(due, UTC)
         )
-
-    # -- consuming ---------------------------------------------------------------------
-
-    def receive(
-        self, queues: Sequence[str] | None = None, max_messages: int = 10, wait_seconds: float = 0.0
-    ) -> list[ReceivedMessage]:
-        """Receive up to ``max_messages`` (SQS gives at most 10 per request) from ``queues``
-        (None: every configured queue), long polling up to ``wait_seconds`` (at most 20).
-
-        With several queues the wait is shared between them and the starting queue rotates
-        each call, so a busy queue does not starve the others."""
-        names = [self.queue_name(q) for q in queues] if queues is not None else list(self.queues)
-        if not names:
-            return []
-        with self._lock:
-            start = self._next_queue % len(names)
-            self._next_queue += 1
-        names = names[start:] + names[:start]
-        wait = min(20, math.ceil(max(0.0, wait_seconds) / len(names)))
-        received: list[ReceivedMessage] = []
-        for name in names:
-            wanted = min(10, max_messages - len(received))
-            if wanted <= 0:
-                break
-            received.extend(self._receive_from(name, wanted, 0 if received else wait))
-        return received
-
-    def _receive_from(self, queue: str, count: int, wait: int) -> list[ReceivedMessage]:
-        url = self.queues[queue]
-        response = self.client.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=count,
-            WaitTimeSeconds=wait,
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-            MessageAttributeNames=["All"],
-        )
-        return [
-            ReceivedMessage(
-                body=m.get("Body", ""),
-                receipt=m["ReceiptHandle"],
-                attempt=int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
-                queue=queue,
-                message_id=m["MessageId"],
-                attributes={**m.get("Attributes", {}), "queue_url": url},
-            )
-            for m in response.get("Messages", [])
-        ]
-
-    def ack(self, received: ReceivedMessage) -> None:
-        """Delete the message (``DeleteMessage``)."""
-        self.client.delete_message(
-            QueueUrl=self._received_url(received), ReceiptHandle=received.receipt
-        )
-
-    def ack_many(self, received: Iterable[ReceivedMessage]) -> None:
-        """Delete several messages with ``DeleteMessageBatch``, 10 a request; raises
-        :class:`RuntimeError` naming the entries SQS refused."""
-        by_url: dict[str, list[ReceivedMessage]] = {}
-        for r in received:
-            by_url.setdefault(self._received_url(r), []).append(r)
-        failures: list[str] = []
-        for url, items in by_url.items():
-            for start in range(0, len(items), SQS_BATCH_SIZE):
-                chunk = items[start : start + SQS_BATCH_SIZE]
-                response = self.client.delete_message_batch(
-                    QueueUrl=url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": r.receipt} for i, r in enumerate(chunk)
-                    ],
-                )
-                failures.extend(
-                    f"{chunk[int(f['Id'])].message_id}: {f.get('Code')}: {f.get('Message')}"
-                    for f in response.get("Failed", [])
-                )
-        if failures:
-            raise RuntimeError(f"SQS did not delete {len(failures)} message(s): {failures}")
-
-    def nack(self, received: ReceivedMessage, delay_seconds: float = 0.0) -> None:
-        """Make the message visible again after ``delay_seconds`` (``ChangeMessageVisibility``;
-        SQS caps it at 12 hours). The retry backoff itself comes from the job's
-        :class:`~glasswork.jobs.RetryPolicy`."""
-        timeout = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(delay_seconds)))
-        try:
-            self.client.change_message_visibility(
-                QueueUrl=self._received_url(received),
-                ReceiptHandle=received.receipt,
-                VisibilityTimeout=timeout,
-            )
-        except ClientError as exc:
-            if _error_code(exc) != "AWS.SimpleQueueService.MessageNotInflight":
-                raise
-            # Already visible again (its lease ran out): there is nothing left to release.
-            logger.debug("nack of message %s: no longer in flight", received.message_id)
-
-    # -- leases: what the long-running worker renews for long jobs -----------------------
-
-    @property
-    def visibility_timeout(self) -> float:
-        """How long a received message stays hidden: the shortest ``VisibilityTimeout`` of
-        the configured queues, read from SQS on first use."""
-        if self._visibility is None:
-            self._visibility = float(
-                min(
-                    int(
-                        self.client.get_queue_attributes(
-                            QueueUrl=url, AttributeNames=["VisibilityTimeout"]
-                        )["Attributes"]["VisibilityTimeout"]
-                    )
-                    for url in self.queues.values()
-                )
-            )
-        return self._visibility
-
-    def extend_leases(self, received: Sequence[ReceivedMessage], seconds: float) -> int:
-        """Keep received messages hidden ``seconds`` more from now
-        (``ChangeMessageVisibilityBatch``, 10 a request; at most 12 hours, and SQS allows 12
-        hours in all from a message's first receive). Returns how many are still held: a
-        message whose visibility already ran out, or that reached the cap, is not."""
-        timeout = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(seconds)))
-        by_url: dict[str, list[ReceivedMessage]] = {}
-        for r in received:
-            by_url.setdefault(self._received_url(r), []).append(r)
-        held = 0
-        for url, items in by_url.items():
-            for start in range(0, len(items), SQS_BATCH_SIZE):
-                chunk = items[start : start + SQS_BATCH_SIZE]
-                try:
-                    response = self.client.change_message_visibility_batch(
-                        QueueUrl=url,
-                        Entries=[
-                            {"Id": str(i), "ReceiptHandle": r.receipt, "VisibilityTimeout": timeout}
-                            for i, r in enumerate(chunk)
-                        ],
-                    )
-                    held += len(response.get("Successful", []))
-                except ClientError as exc:
-                    if _error_code(exc) != "InvalidParameterValue":
-                        raise
-                    # A message past its 12 hours can fail the whole request: one by one.
-                    held += sum(self._extend_one(url, r, timeout) for r in chunk)
-        return held
-
-    def _extend_one(self, url: str, received: ReceivedMessage, timeout: int) -> bool:
-        try:
-            self.client.change_message_visibility(
-                QueueUrl=url, ReceiptHandle=received.receipt, VisibilityTimeout=timeout
-            )
-        except ClientError:
-            return False
-        return True
-
-    def _received_url(self, received: ReceivedMessage) -> str:
-        url = received.attributes.get("queue_url")
-        if isinstance(url, str):
-            return url
-        try:
-            return self.queue_url(received.queue)
-        except ConfigurationError:
-            arn = received.attributes.get("eventSourceARN")
-            if isinstance(arn, str) and arn:
-                return self.queue_url(arn)
-            raise
 
     # -- dead letters ------------------------------------------------------------------
 
@@ -748,124 +581,12 @@ class SQSQueueDriver(SQSJobLookup, QueueDriver):
         return self.dead_letter_admin.purge(ids, queue=queue)
 
 
-class BatchSend:
-    """One ``SendMessageBatch`` chunk and its retries of the entries SQS rejects; the sync
-    driver and the async path each make the requests."""
-
-    def __init__(
-        self,
-        driver: SQSQueueDriver,
-        url: str,
-        messages: Sequence[JobMessage],
-        chunk: list[int],
-        delay_seconds: float,
-        results: list[EnqueueResult | None],
-    ) -> None:
-        self.driver = driver
-        self.url = url
-        self.messages = messages
-        self.pending = chunk
-        self.delay_seconds = delay_seconds
-        self.results = results
-        self.errors: dict[int, tuple[str, str]] = {}
-        self.attempts = 1 + max(0, driver.batch_retries)
-
-    @staticmethod
-    def pause(attempt: int) -> float:
-        return min(1.0, 0.05 * 2.0**attempt)  # a little room for throttling
-
-    def entries(self, attempt: int) -> list[dict[str, Any]]:
-        return [
-            self.driver._batch_entry(str(i), self.messages[i], self.delay_seconds, attempt)
-            for i in self.pending
-        ]
-
-    @staticmethod
-    def failed_request(exc: Exception, entries: list[dict[str, Any]]) -> dict[str, Any]:
-        """A whole-request failure (botocore has already retried throttling and connection
-        errors): every entry of it failed."""
-        code = _error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
-        return {"Failed": [{"Id": e["Id"], "Code": code, "Message": str(exc)} for e in entries]}
-
-    def settle(self, response: Mapping[str, Any]) -> bool:
-        """Record a response; True when nothing is left to retry."""
-        scheduled_at = _scheduled_at(self.delay_seconds)
-        for ok in response.get("Successful", []):
-            i = int(ok["Id"])
-            m = self.messages[i]
-            self.results[i] = EnqueueResult(ok["MessageId"], m.job_id, m.queue, scheduled_at)
-            self.errors.pop(i, None)
-        tried = len(self.pending)
-        self.pending = []
-        for bad in response.get("Failed", []):
-            i = int(bad["Id"])
-            self.errors[i] = (bad.get("Code", "?"), bad.get("Message", ""))
-            self.pending.append(i)
-        if self.pending:
-            logger.warning(
-                "SQS rejected %d of %d batch entries for %s; retrying them",
-                len(self.pending),
-                tried,
-                self.url,
-            )
-        return not self.pending
-
-    def failures(self) -> list[FailedEnqueue]:
-        return [
-            FailedEnqueue(m.job_id, m.job_name, m.queue, *self.errors[i])
-            for i in self.pending
-            for m in (self.messages[i],)
-        ]
-
-
 # -- helpers ------------------------------------------------------------------------------
 
 
 def _check_url(setting: str, url: object) -> None:
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         raise ConfigurationError(f"{setting} must be an SQS queue URL (https://...), got {url!r}")
-
-
-def _chunks(indexes: list[int], bodies: list[str], limit: int) -> Iterable[list[int]]:
-    """Split into SendMessageBatch requests: at most 10 entries and ``limit`` bytes of
-    bodies."""
-    chunk: list[int] = []
-    size = 0
-    for index, body in zip(indexes, bodies, strict=True):
-        length = len(body.encode("utf-8"))
-        if chunk and (len(chunk) == SQS_BATCH_SIZE or size + length > limit):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(index)
-        size += length
-    if chunk:
-        yield chunk
-
-
-def send_error(message: JobMessage, url: str, exc: Exception) -> EnqueueError:
-    """The error for a ``SendMessage`` SQS refused (or that never reached it)."""
-    return EnqueueError(
-        f"SQS did not take job {message.job_name!r} (id {message.job_id}) for queue "
-        f"{message.queue!r} ({url}): {exc}"
-    )
-
-
-def sent(message: JobMessage, response: Mapping[str, Any], delay_seconds: float) -> EnqueueResult:
-    """The result of a ``SendMessage`` SQS took."""
-    return EnqueueResult(
-        response["MessageId"], message.job_id, message.queue, _scheduled_at(delay_seconds)
-    )
-
-
-def _scheduled_at(delay_seconds: float) -> datetime | None:
-    if delay_seconds <= 0:
-        return None
-    return datetime.now(UTC) + timedelta(seconds=delay_seconds)
-
-
-def _error_code(exc: ClientError) -> str:
-    """The AWS error code of a ClientError (e.g. ``InvalidParameterValue``)."""
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _group_of(body: str) -> str | None:

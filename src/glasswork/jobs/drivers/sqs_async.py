@@ -23,15 +23,9 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..message import JobMessage
-from .base import EnqueueResult
-from .sqs import (
-    BatchSend,
-    EnqueueBatchError,
-    FailedEnqueue,
-    SQSQueueDriver,
-    send_error,
-    sent,
-)
+from .base import EnqueueBatchError, EnqueueResult, FailedEnqueue
+from .sqs import SQSQueueDriver
+from .sqs_sending import BatchSend, send_error, sent
 from .sqs_unique import is_condition_failure
 
 #: Connections per client: enough for a web app's concurrent requests to enqueue at once.

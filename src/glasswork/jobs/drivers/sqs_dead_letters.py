@@ -31,6 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import DuplicateJobError, GlassworkError
+from ..message import identify
 from .base import DeadLetterRecord
 from .sqs_fifo import fifo_id
 from .sqs_unique import UniqueKeys
@@ -273,7 +274,7 @@ class SQSDeadLetters:
         return sources[0]
 
     def _record(self, held: _Held, sources: list[str]) -> DeadLetterRecord:
-        job_name, job_id = _identify(held.body)
+        job_name, job_id, _ = identify(held.body)
         sent = held.message.get("Attributes", {}).get("SentTimestamp")
         return DeadLetterRecord(
             id=held.id,
@@ -397,17 +398,6 @@ def _admin_client(client: Any) -> Any:
         endpoint_url=client.meta.endpoint_url,
         config=_NO_RETRIES,
     )
-
-
-def _identify(body: str) -> tuple[str | None, str | None]:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None, None
-    if not isinstance(data, dict):
-        return None, None
-    name, job_id = data.get("jobName"), data.get("jobId")
-    return (name if isinstance(name, str) else None, job_id if isinstance(job_id, str) else None)
 
 
 def _group(body: str) -> str | None:

@@ -13,9 +13,8 @@ from typing import Any
 import psycopg
 
 from ...errors import ConfigurationError
-from ...message import JobMessage
+from ...message import JobMessage, identify
 from ..base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
-from ..sqlite import _identify
 from . import claims, inspection, schema
 from .bound import BoundPostgresDriver
 from .capabilities import InspectionCapabilities
@@ -247,7 +246,7 @@ class PostgresQueueDriver(InspectionCapabilities, Producer):
         return self._connections.run(what, lambda conn, _: conn.execute(statement, params).rowcount)
 
     def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool:
-        job_name, job_id, _ = _identify(body)
+        job_name, job_id, _ = identify(body)
         row = (queue, job_name, job_id, body, reason)
         self._connections.run(
             "dead-letter a job", lambda conn, _: conn.execute(self.sql.dead_letter, row)

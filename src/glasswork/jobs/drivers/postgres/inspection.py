@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import psycopg
 
 from ...errors import ConfigurationError
+from ...message import identify
 from ..base import DeadLetterRecord, QueueStats
-from ..sqlite import _identify
 from .statements import Statements
 
 
@@ -69,7 +69,7 @@ def redrive(
             statements.redrive_candidates, {"ids": row_ids(ids), "queue": queue}
         ).fetchall()
         for dead_id, dead_queue, body in candidates:
-            job_name, job_id, unique_key = _identify(body)
+            job_name, job_id, unique_key = identify(body)
             cursor = conn.execute(
                 statements.redrive_one,
                 {
