@@ -158,6 +158,8 @@ TARGETS: list[Target] = [
     # Issue 13: the dashboard's outcome log, on by default for SQLite workers.
     Target(13, "Outcome log (dashboard chart): µs added per run",
            (OUTCOMES, "outcome log", "µs added per run"), "µs", goal="measured"),
-    Target(13, "Outcome log: Worker drain, on ÷ off",
-           (OUTCOMES, "on ÷ off", "throughput ratio"), "x", goal="measured"),
+    Target(13, "Outcome log: SQLite Worker drain, on ÷ off",
+           (OUTCOMES, "on ÷ off (SQLite)", "throughput ratio"), "x", goal="measured"),
+    Target(13, "Outcome log: PostgreSQL Worker drain, on ÷ off",
+           (OUTCOMES, "on ÷ off (PostgreSQL)", "throughput ratio"), "x", goal="measured"),
 ]  # fmt: skip
