@@ -1,6 +1,7 @@
 """The long-running worker, one concern per module.
 
 * :mod:`.loop`: :class:`Worker`, the control loop: receive, hand out, settle, stop;
+* :mod:`.receiving`: how many jobs to ask the driver for, and backing off when it fails;
 * :mod:`.pool`: the job threads and the queue of jobs they take from;
 * :mod:`.slots`: one thread's slot, and running a sync job so a hung handler can be left;
 * :mod:`.event_loop`: the event loop ``async def`` jobs run on;

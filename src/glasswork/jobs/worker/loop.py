@@ -34,6 +34,7 @@ from .leases import Leases
 from .logs import logger
 from .periodic import PeriodicFirer, schedules_of
 from .pool import JobPool
+from .receiving import Receiver
 from .settling import Settler
 from .shutdown import StopControl
 from .slots import Held, SlotWatch
@@ -44,13 +45,8 @@ if TYPE_CHECKING:
     from ..idempotency.store import IdempotencyStore
     from ..metrics.server import Heartbeat, MetricsServer
 
-#: Jobs that take less than this on average (seconds) let the worker hold extra messages.
-PREFETCH_MAX_JOB_SECONDS = 0.05
 #: The default per-job timeout: Lambda's maximum, 15 minutes.
 DEFAULT_JOB_TIMEOUT = 900.0
-#: Longest pause between receives after the driver failed (say, a full disk or a network
-#: outage): short, so jobs are picked up again soon after it recovers.
-MAX_RECEIVE_BACKOFF = 2.0
 
 
 class Worker:
@@ -155,6 +151,9 @@ class Worker:
         self._pool: JobPool | None = None
         self._settler = Settler(driver, self.summary, self.log)
         self._leases = Leases(driver, self.log)
+        self._receiver = Receiver(
+            driver, self.queues, concurrency, self.batch_size, poll_interval, self.log
+        )
 
     # -- public ------------------------------------------------------------------------------
 
@@ -285,8 +284,7 @@ class Worker:
         self, pool: JobPool, until_empty: bool, include_delayed: bool, deadline: float | None
     ) -> None:
         """Receive, run, settle, until stopped (or, ``until_empty``, drained)."""
-        failures = 0
-        receive_at = 0.0
+        receiver = self._receiver
         heartbeat = self._heartbeat
         turn_limit = self._turn_limit()
         while not self._stop.requested:
@@ -298,29 +296,16 @@ class Worker:
                 self.log.warning("stopping: the run's time limit was reached")
                 return
             self._tend(pool, now)
-            wanted = self._wanted(pool) if now >= receive_at else 0
+            due = now >= receiver.due_at
+            wanted = receiver.wanted(pool, self._settler.job_seconds) if due else 0
             if wanted:
                 # Long-poll only with nothing held and nothing to settle: a job ending during
                 # the poll would wait for it, its lease running out meanwhile.
                 idle = pool.holding() == 0 and not self._settler.pending
                 wait = self.wait_seconds if idle and not until_empty else 0.0
-                try:
-                    batch = self.driver.receive(self.queues, wanted, wait)
-                    failures = 0
-                except Exception as exc:
-                    failures += 1
-                    pause = min(MAX_RECEIVE_BACKOFF, 0.05 * 2**failures)
-                    if failures == 1:
-                        self.log.exception("receive failed; trying again in %.1fs", pause)
-                    else:
-                        self.log.error(
-                            "receive failed again (%d times): %s; trying again in %.1fs",
-                            failures,
-                            exc,
-                            pause,
-                        )
-                    receive_at = time.monotonic() + pause
-                    continue
+                batch = receiver.receive(wanted, wait)
+                if batch is None:
+                    continue  # the driver failed: the next receive is due later
                 stamp = time.monotonic()
                 held = [Held(received, stamp) for received in batch]
                 if self._stopping():  # a signal arrived while we waited
@@ -333,7 +318,7 @@ class Worker:
                     return
                 if idle and wait:
                     continue  # the long poll was the wait
-            self._changed.wait(self._pause(pool, now, receive_at))
+            self._changed.wait(self._pause(pool, now, receiver.due_at))
 
     def _tend(self, pool: JobPool, now: float) -> None:
         """Everything but receiving: settle finished jobs, take expired ones from their
@@ -348,29 +333,6 @@ class Worker:
         if self._leases.seconds is not None:
             self._settler.give_up_after = self._leases.seconds
         self._settler.flush()
-
-    def _wanted(self, pool: JobPool) -> int:
-        """How many jobs to receive now: none while the worker holds enough. Fast jobs
-        (under 50 ms on average) get extra messages held so a thread that ends a job starts
-        the next at once; slow ones do not, so one worker never sits on jobs another worker
-        could run."""
-        average = self._settler.job_seconds
-        prefetch = 0
-        if average is not None and average < PREFETCH_MAX_JOB_SECONDS:
-            # About one poll interval's worth of work per thread, within two batches.
-            per_thread = self.poll_interval / max(average, 1e-6)
-            prefetch = min(2 * self.batch_size, int(self.concurrency * per_thread))
-        pool.refill_at = prefetch // 2
-        holding = pool.holding()
-        room = self.concurrency + prefetch - holding
-        if room <= 0:
-            return 0
-        # A thread is idle: fetch at once. Otherwise wait for room for half a batch, so
-        # claims and acks go to the driver in batches rather than one job at a time.
-        low_water = max(1, min(self.batch_size, self.concurrency + prefetch) // 2)
-        if holding < self.concurrency or room >= low_water:
-            return min(room, self.batch_size)
-        return 0
 
     def _pause(self, pool: JobPool, now: float, receive_at: float) -> float:
         """How long the loop may sleep: until a job ends, a stop is asked, or something is

@@ -1,0 +1,85 @@
+"""What the control loop asks the driver for: how many jobs to receive now (with a little
+prefetch for fast jobs), and receiving with a backoff while the driver fails."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from ..drivers.base import QueueDriver, ReceivedMessage
+from .pool import JobPool
+
+#: Jobs that take less than this on average (seconds) let the worker hold extra messages.
+PREFETCH_MAX_JOB_SECONDS = 0.05
+#: Longest pause between receives after the driver failed (say, a full disk or a network
+#: outage): short, so jobs are picked up again soon after it recovers.
+MAX_RECEIVE_BACKOFF = 2.0
+
+
+class Receiver:
+    """Receives for one worker: sizes each receive and backs off after failures."""
+
+    def __init__(
+        self,
+        driver: QueueDriver,
+        queues: Sequence[str] | None,
+        concurrency: int,
+        batch_size: int,
+        poll_interval: float,
+        log: logging.Logger,
+    ) -> None:
+        self.driver = driver
+        self.queues = queues
+        self.concurrency = concurrency
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.log = log
+        #: No receive before this (monotonic time): set after a failure.
+        self.due_at = 0.0
+        self._failures = 0
+
+    def wanted(self, pool: JobPool, job_seconds: float | None) -> int:
+        """How many jobs to receive now: none while the worker holds enough. Fast jobs
+        (under 50 ms on average) get extra messages held so a thread that ends a job starts
+        the next at once; slow ones do not, so one worker never sits on jobs another worker
+        could run."""
+        prefetch = 0
+        if job_seconds is not None and job_seconds < PREFETCH_MAX_JOB_SECONDS:
+            # About one poll interval's worth of work per thread, within two batches.
+            per_thread = self.poll_interval / max(job_seconds, 1e-6)
+            prefetch = min(2 * self.batch_size, int(self.concurrency * per_thread))
+        pool.refill_at = prefetch // 2
+        holding = pool.holding()
+        room = self.concurrency + prefetch - holding
+        if room <= 0:
+            return 0
+        # A thread is idle: fetch at once. Otherwise wait for room for half a batch, so
+        # claims and acks go to the driver in batches rather than one job at a time.
+        low_water = max(1, min(self.batch_size, self.concurrency + prefetch) // 2)
+        if holding < self.concurrency or room >= low_water:
+            return min(room, self.batch_size)
+        return 0
+
+    def receive(self, count: int, wait: float) -> list[ReceivedMessage] | None:
+        """Up to ``count`` jobs, long-polling up to ``wait`` seconds; None when the driver
+        failed (logged, with the traceback the first time), and no receive is due before
+        :attr:`due_at`."""
+        try:
+            batch = self.driver.receive(self.queues, count, wait)
+        except Exception as exc:
+            self._failures += 1
+            pause = min(MAX_RECEIVE_BACKOFF, 0.05 * 2**self._failures)
+            if self._failures == 1:
+                self.log.exception("receive failed; trying again in %.1fs", pause)
+            else:
+                self.log.error(
+                    "receive failed again (%d times): %s; trying again in %.1fs",
+                    self._failures,
+                    exc,
+                    pause,
+                )
+            self.due_at = time.monotonic() + pause
+            return None
+        self._failures = 0
+        return batch
