@@ -132,3 +132,21 @@ def test_the_executor_reads_every_body_as_the_reference_path_would(text):
 
 def test_a_registry_without_jobs_decodes_nothing():
     assert BodyDecoder([]).decode(body()) is None
+
+
+@pytest.mark.parametrize("text", BODIES)
+def test_both_string_caches_decode_alike(text):
+    """The long-running worker caches keys only (flat memory), Lambda every string (speed):
+    the fields must not depend on it."""
+    assert BodyDecoder(JOBS, "keys").decode(text) == BodyDecoder(JOBS, "all").decode(text)
+
+
+def test_the_long_running_worker_caches_keys_only_in_every_executor(tmp_path):
+    from glasswork.jobs import SQLiteQueueDriver, Worker
+
+    worker = Worker(
+        module=define_module("m", jobs=JOBS), driver=SQLiteQueueDriver(str(tmp_path / "q.db"))
+    )
+    assert worker.executor.string_cache == "keys"
+    assert worker._new_executor().string_cache == "keys"
+    assert Executor.for_module(define_module("m", jobs=JOBS)).string_cache == "all"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import SchemaError, SchemaValidator, core_schema
@@ -31,6 +31,9 @@ from .message import ENVELOPE_VERSION, JobMessage
 if TYPE_CHECKING:
     from .definition import JobDefinition
 
+#: What pydantic's string cache keeps while decoding bodies (see :class:`BodyDecoder`).
+StringCache = Literal["all", "keys"]
+
 logger = logging.getLogger("glasswork.jobs")
 
 
@@ -39,17 +42,24 @@ class BodyDecoder:
     ``payload`` validated by the job's schema, ``queue``, ...) for a body naming one of
     ``jobs``. A ``ValidationError``, or a ``version`` other than ``ENVELOPE_VERSION``, means
     the reference path decides (see :meth:`decode`). ``jobs[name]`` is (the definition, its
-    ``retry.max_attempts`` or None)."""
+    ``retry.max_attempts`` or None).
+
+    ``cache_strings``: pydantic's string cache, for every string (``"all"``, the fastest,
+    as job names and queues repeat) or only keys (``"keys"``: a long-running worker
+    would otherwise hold about 1.5 MiB of job ids and timestamps seen once; measured
+    with bench/memory.py and bench/lambda_dispatch.py)."""
 
     __slots__ = ("jobs", "validator")
 
-    def __init__(self, jobs: Iterable[JobDefinition[Any]]) -> None:
+    def __init__(
+        self, jobs: Iterable[JobDefinition[Any]], cache_strings: StringCache = "all"
+    ) -> None:
         definitions = list(jobs)
         self.jobs = {
             job.name: (job, job.retry.max_attempts if job.retry is not None else None)
             for job in definitions
         }
-        self.validator = _union_validator(definitions)
+        self.validator = _union_validator(definitions, cache_strings)
 
     def decode(self, body: str | bytes) -> dict[str, Any] | None:
         """The fields of ``body``, or None when the reference path must decide.
@@ -61,7 +71,7 @@ class BodyDecoder:
         return fields if fields["version"] == ENVELOPE_VERSION else None
 
 
-def _union_validator(jobs: list[JobDefinition[Any]]) -> SchemaValidator:
+def _union_validator(jobs: list[JobDefinition[Any]], cache_strings: StringCache) -> SchemaValidator:
     envelope = _envelope_fields()
     definitions: dict[str, core_schema.CoreSchema] = {}
     choices: dict[str, core_schema.CoreSchema] = {}
@@ -75,12 +85,9 @@ def _union_validator(jobs: list[JobDefinition[Any]]) -> SchemaValidator:
     if choices:
         union = core_schema.tagged_union_schema(choices, discriminator="jobName")
         try:
-            # Only keys repeat from one body to the next: caching every string (pydantic's
-            # default) would fill its cache with job ids and timestamps seen once, about
-            # 1.5 MiB a worker holds for nothing (bench/memory.py); no slower per body.
             return SchemaValidator(
                 core_schema.definitions_schema(union, list(definitions.values())),
-                config={"cache_strings": "keys"},
+                config={"cache_strings": cache_strings},
             )
         except SchemaError:  # pragma: no cover - pydantic refused the combination
             logger.debug("one-pass decoding unavailable; using the two-step path", exc_info=True)

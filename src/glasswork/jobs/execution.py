@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import ValidationError
 
 from .context import NO_ATTRIBUTES, UNVALIDATED, JobContext, JobLogger, fields_of
-from .decoding import BodyDecoder
+from .decoding import BodyDecoder, StringCache
 from .definition import JobDefinition
 from .errors import (
     ConfigurationError,
@@ -243,6 +243,9 @@ class Executor:
         self.steps = tuple(steps)
         self._private = PrivateLoop()
         self._decoder: BodyDecoder | None = None
+        #: pydantic's string cache while decoding bodies: every string (fastest) or keys
+        #: only (what a long-running worker uses, to keep its memory flat).
+        self.string_cache: StringCache = "all"
 
     @property
     def steps(self) -> tuple[RunStep, ...]:
@@ -260,9 +263,13 @@ class Executor:
             step for step in self._steps if not callable(getattr(step, "is_active", None))
         )
 
+    def current_steps(self) -> tuple[RunStep, ...]:
+        """The steps runs take now: all of them, or only those that are never idle while
+        every switchable step is (a few attribute reads). A worker running a batch asks
+        once for the batch (:meth:`execute_prepared_sync`'s ``steps``)."""
+        return self._chain() if self._switchable else self._steps
+
     def _chain(self) -> tuple[RunStep, ...]:
-        """The steps for the next run: all of them, or only those that are never idle while
-        every switchable step is (a few attribute reads per run)."""
         for is_active in self._switchable:
             if is_active():
                 return self._steps
@@ -342,7 +349,7 @@ class Executor:
         if type(body) is str or not isinstance(body, JobMessage):
             decoder = self._decoder
             if decoder is None:
-                decoder = self._decoder = BodyDecoder(self.registry)
+                decoder = self._decoder = BodyDecoder(self.registry, self.string_cache)
             try:  # decoder.decode(body), inline: a call less per message
                 fields = decoder.validator.validate_json(body)
             except ValidationError:
@@ -386,21 +393,32 @@ class Executor:
         self, ctx: JobContext, run_sync: RunSync | None = None
     ) -> Awaitable[Outcome]:
         """Run a prepared delivery through the steps and the handler (a coroutine)."""
-        chain = self._chain() if self._switchable else self._steps
+        return self._execute_with(self.current_steps(), ctx, run_sync)
+
+    def _execute_with(
+        self, chain: tuple[RunStep, ...], ctx: JobContext, run_sync: RunSync | None
+    ) -> Awaitable[Outcome]:
         if not chain:  # the hot path: no chain to build
             return self._run(ctx, run_sync)
         return self._call_step(chain, 0, JobRun(None, ctx.definition, ctx, self), run_sync)
 
-    def execute_prepared_sync(self, ctx: JobContext, log_done: bool | None = None) -> Outcome:
+    def execute_prepared_sync(
+        self,
+        ctx: JobContext,
+        log_done: bool | None = None,
+        steps: tuple[RunStep, ...] | None = None,
+    ) -> Outcome:
         """:meth:`execute_prepared` on the calling thread, which must not be running an
         event loop: sync handlers run here; async handlers and hooks on the private loop
         (:attr:`loop`). ``log_done`` says whether the DEBUG line of a finished job is
-        wanted (None: ask the logger; a worker running a batch asks once for all)."""
+        wanted, and ``steps`` what :meth:`current_steps` said (None: ask now; a worker
+        running a batch asks once for all its runs)."""
         definition: JobDefinition[Any] | None = ctx.definition
         value = ctx._fields["payload"]
-        chain = self._chain() if self._switchable else self._steps
-        if chain or definition is None or definition.is_async or value is UNVALIDATED:
-            outcome: Outcome = _drive(self.execute_prepared(ctx))
+        if steps is None:
+            steps = self._chain() if self._switchable else self._steps
+        if steps or definition is None or definition.is_async or value is UNVALIDATED:
+            outcome: Outcome = _drive(self._execute_with(steps, ctx, None))
             return outcome
         # The Lambda worker's hot path: _run's hooks, in the same order, and the same
         # classification, without a coroutine per message. With no event loop running, a

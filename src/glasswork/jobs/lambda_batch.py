@@ -131,6 +131,8 @@ class BatchRunner:
         execute, settle, counts = self.executor.execute_prepared_sync, self._settle, result.counts
         prepare = self.executor.prepare
         log_done = self.executor.log.isEnabledFor(logging.DEBUG)
+        # Chosen once a batch: a tracing SDK set up mid-batch applies from the next one.
+        steps = self.executor.current_steps()
         deadline, names = result.deadline, result.job_names
         held: set[Any] = set()
         for item in items:
@@ -156,13 +158,13 @@ class BatchRunner:
                 if names is not None and ctx.definition is not None:
                     names.add(ctx.definition.name)
                 if deadline is None:
-                    outcome = execute(ctx, log_done)
+                    outcome = execute(ctx, log_done, steps)
                 elif self._no_time_for(ctx, deadline):
                     self._report(record, NO_TIME, result, held if fifo else None)
                     continue
                 else:
                     started = time.monotonic()
-                    outcome = execute(ctx, log_done)
+                    outcome = execute(ctx, log_done, steps)
                     self._longest = max(self._longest, time.monotonic() - started)
             else:
                 outcome = ctx  # prepare() gave an outcome

@@ -117,6 +117,7 @@ class Worker:
         )
         # Job lines stay on the executor's own "glasswork.jobs" logger; ``log`` is the worker's.
         self.executor = Executor.for_module(module, hooks)
+        self.executor.string_cache = "keys"  # a process that lives long keeps memory flat
         self.metrics = metric_sinks(metrics, prometheus=metrics_port is not None, driver=driver)
         self.executor.steps = _chain(
             self.executor, driver, steps, self.job_timeout, self.metrics, idempotency_store
@@ -417,7 +418,9 @@ class Worker:
     def _new_executor(self) -> Executor:
         """An executor of its own for a job thread (its private loop runs async hooks)."""
         ex = self.executor
-        return Executor(ex.registry, ex.services, ex.hooks, ex.log, ex.steps)
+        executor = Executor(ex.registry, ex.services, ex.hooks, ex.log, ex.steps)
+        executor.string_cache = ex.string_cache
+        return executor
 
     def _log_start(self) -> None:
         self.log.info(
