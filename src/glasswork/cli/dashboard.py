@@ -8,10 +8,10 @@ import os
 import sys
 from typing import Any
 
+from ..jobs.extras import needs_extra
 from ._common import CommandError, add_app_option, add_command, load_app, open_driver
 
 DEFAULT_PORT = 8765
-_EXTRA = ("starlette", "jinja2", "uvicorn")
 
 
 def register(commands: Any) -> None:
@@ -54,17 +54,11 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
+    with needs_extra("dashboard", "the dashboard needs {name}", CommandError):
         import uvicorn
 
         from ..dashboard import create_app
         from ..dashboard.security import AUTH_ENV, is_loopback, parse_credentials
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in _EXTRA:
-            raise CommandError(
-                f"the dashboard needs {exc.name}: pip install 'glasswork[dashboard]'"
-            ) from None
-        raise
 
     auth_text = args.auth or os.environ.get(AUTH_ENV)
     auth = parse_credentials(auth_text) if auth_text else None
@@ -143,14 +137,8 @@ def _cloudwatch(namespace: str | None, dimensions: dict[str, str], driver: Any) 
     namespace)."""
     if not namespace:
         return None
-    try:
+    with needs_extra("sqs", "--cloudwatch-namespace needs boto3", CommandError):
         from ..jobs.metrics.cloudwatch import CloudWatchOutcomes
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in ("boto3", "botocore"):
-            raise CommandError(
-                "--cloudwatch-namespace needs boto3: pip install 'glasswork[sqs]'"
-            ) from None
-        raise
     return CloudWatchOutcomes(
         namespace,
         dimensions,

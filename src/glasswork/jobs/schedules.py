@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from .errors import ConfigurationError
+from .extras import needs_extra
 
 _RATE = re.compile(r"rate\(\s*(\d+)\s+([a-z]+)\s*\)", re.IGNORECASE)
 _CRON = re.compile(r"cron\((.*)\)", re.IGNORECASE | re.DOTALL)
@@ -176,13 +177,9 @@ def validate_schedule(expression: str) -> None:
 
 
 def _check_cron(original: str, fields: str) -> None:
-    try:
+    needs = f"schedule {original!r} is a cron expression, which needs croniter"
+    with needs_extra("cron", needs, _CroniterMissing):
         from croniter import croniter
-    except ImportError:  # pragma: no cover - depends on the installation
-        raise _CroniterMissing(
-            f"schedule {original!r} is a cron expression, which needs croniter: "
-            "pip install 'glasswork[cron]'"
-        ) from None
     try:
         croniter(fields, datetime.now(UTC))
     except Exception as exc:

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
+from ..extras import needs_extra
 from .base import QueueDriver
 
 DEFAULT_URL = "sqlite:///glasswork.db"
@@ -144,15 +145,8 @@ def _convert(url: str, kind: str, key: str, value: str, convert: Callable[[str],
 
 def _postgres(url: str) -> QueueDriver:
     dsn, options = postgres_settings(url)
-    try:
+    with needs_extra("postgres", "the PostgreSQL driver needs psycopg 3 and psycopg_pool"):
         from .postgres import PostgresQueueDriver
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in ("psycopg", "psycopg_pool"):
-            raise ConfigurationError(
-                "the PostgreSQL driver needs psycopg 3 and psycopg_pool: "
-                "pip install 'glasswork[postgres]'"
-            ) from None
-        raise
     return PostgresQueueDriver(dsn, **options)
 
 
@@ -179,12 +173,9 @@ def _sqs(url: str, host: str, query: str) -> QueueDriver:
             "123456789012/jobs"
         )
     try:
-        from .sqs import SQSQueueDriver
+        with needs_extra("sqs", "the SQS driver needs boto3"):
+            from .sqs import SQSQueueDriver
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in ("boto3", "botocore"):
-            raise ConfigurationError(
-                "the SQS driver needs boto3: pip install 'glasswork[sqs]'"
-            ) from None
         raise ConfigurationError(
             f"the SQS driver (glasswork.jobs.drivers.sqs) is not available in this "
             f"installation ({exc}); use a sqlite:/// URL"

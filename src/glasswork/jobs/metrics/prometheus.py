@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError
+from ..extras import needs_extra
 from .sink import timed_out
 
 if TYPE_CHECKING:
@@ -70,12 +70,8 @@ class PrometheusMetrics:
         buckets: Sequence[float] = DURATION_BUCKETS,
         stats_interval: float = 5.0,
     ) -> None:
-        try:
+        with needs_extra("prometheus", "Prometheus metrics need prometheus-client"):
             from prometheus_client import CollectorRegistry, Counter, Histogram
-        except ImportError:
-            raise ConfigurationError(
-                "Prometheus metrics need prometheus-client: pip install 'glasswork[prometheus]'"
-            ) from None
         self.registry = registry if registry is not None else CollectorRegistry()
         self.namespace = namespace
         self.stats_interval = stats_interval
