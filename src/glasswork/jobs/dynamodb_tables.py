@@ -13,6 +13,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from .aws_errors import error_code
+
 BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
 
 
@@ -40,7 +42,7 @@ def ensure_table(
             BillingMode="PAY_PER_REQUEST",
         )["TableDescription"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+        if error_code(exc) != "ResourceInUseException":
             raise
         description = client.describe_table(TableName=table_name)["Table"]
     if wait:

@@ -20,6 +20,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .aws_errors import error_code
 from .lambda_sqs import RecordQueues, in_lambda
 
 if TYPE_CHECKING:
@@ -194,9 +195,8 @@ def _denied(error: Exception) -> bool:
     response = getattr(error, "response", None)
     if not isinstance(response, dict):
         return False
-    code = response.get("Error", {}).get("Code")
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in ("AccessDeniedException", "AccessDenied") or status == 403
+    return error_code(error) in ("AccessDeniedException", "AccessDenied") or status == 403
 
 
 def _unqualified(function_arn: str) -> str:

@@ -25,6 +25,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..aws_errors import error_code
 from ..errors import ConfigurationError, EnqueueError, MalformedMessageError
 from ..message import MAX_MESSAGE_BYTES, JobMessage
 from ..telemetry import sqs_message_attributes
@@ -46,7 +47,7 @@ from .sqs_dead_letters import (
 )
 from .sqs_fifo import deduplication_id, fifo_id
 from .sqs_lookup import SQSJobLookup
-from .sqs_sending import BatchSend, chunks, error_code, send_error, sent
+from .sqs_sending import BatchSend, chunks, send_error, sent
 from .sqs_unique import ReleaseUniqueKeys, UniqueKeys
 
 if TYPE_CHECKING:

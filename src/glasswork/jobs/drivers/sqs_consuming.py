@@ -6,14 +6,15 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from ..aws_errors import error_code
 from ..errors import ConfigurationError
 from .base import ReceivedMessage
-from .sqs_sending import SQS_BATCH_SIZE, error_code
+from .sqs_sending import SQS_BATCH_SIZE
 
 logger = logging.getLogger("glasswork.jobs")
 
@@ -88,23 +89,16 @@ class SQSConsumer:
     def ack_many(self, received: Iterable[ReceivedMessage]) -> None:
         """Delete several messages with ``DeleteMessageBatch``, 10 a request; raises
         :class:`RuntimeError` naming the entries SQS refused."""
-        by_url: dict[str, list[ReceivedMessage]] = {}
-        for r in received:
-            by_url.setdefault(self._received_url(r), []).append(r)
         failures: list[str] = []
-        for url, items in by_url.items():
-            for start in range(0, len(items), SQS_BATCH_SIZE):
-                chunk = items[start : start + SQS_BATCH_SIZE]
-                response = self.client.delete_message_batch(
-                    QueueUrl=url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": r.receipt} for i, r in enumerate(chunk)
-                    ],
-                )
-                failures.extend(
-                    f"{chunk[int(f['Id'])].message_id}: {f.get('Code')}: {f.get('Message')}"
-                    for f in response.get("Failed", [])
-                )
+        for url, chunk in self._batches(received):
+            response = self.client.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": r.receipt} for i, r in enumerate(chunk)],
+            )
+            failures.extend(
+                f"{chunk[int(f['Id'])].message_id}: {f.get('Code')}: {f.get('Message')}"
+                for f in response.get("Failed", [])
+            )
         if failures:
             raise RuntimeError(f"SQS did not delete {len(failures)} message(s): {failures}")
 
@@ -150,27 +144,22 @@ class SQSConsumer:
         hours in all from a message's first receive). Returns how many are still held: a
         message whose visibility already ran out, or that reached the cap, is not."""
         timeout = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(seconds)))
-        by_url: dict[str, list[ReceivedMessage]] = {}
-        for r in received:
-            by_url.setdefault(self._received_url(r), []).append(r)
         held = 0
-        for url, items in by_url.items():
-            for start in range(0, len(items), SQS_BATCH_SIZE):
-                chunk = items[start : start + SQS_BATCH_SIZE]
-                try:
-                    response = self.client.change_message_visibility_batch(
-                        QueueUrl=url,
-                        Entries=[
-                            {"Id": str(i), "ReceiptHandle": r.receipt, "VisibilityTimeout": timeout}
-                            for i, r in enumerate(chunk)
-                        ],
-                    )
-                    held += len(response.get("Successful", []))
-                except ClientError as exc:
-                    if error_code(exc) != "InvalidParameterValue":
-                        raise
-                    # A message past its 12 hours can fail the whole request: one by one.
-                    held += sum(self._extend_one(url, r, timeout) for r in chunk)
+        for url, chunk in self._batches(received):
+            try:
+                response = self.client.change_message_visibility_batch(
+                    QueueUrl=url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": r.receipt, "VisibilityTimeout": timeout}
+                        for i, r in enumerate(chunk)
+                    ],
+                )
+                held += len(response.get("Successful", []))
+            except ClientError as exc:
+                if error_code(exc) != "InvalidParameterValue":
+                    raise
+                # A message past its 12 hours can fail the whole request: one by one.
+                held += sum(self._extend_one(url, r, timeout) for r in chunk)
         return held
 
     def _extend_one(self, url: str, received: ReceivedMessage, timeout: int) -> bool:
@@ -181,6 +170,17 @@ class SQSConsumer:
         except ClientError:
             return False
         return True
+
+    def _batches(
+        self, received: Iterable[ReceivedMessage]
+    ) -> Iterator[tuple[str, list[ReceivedMessage]]]:
+        """(queue URL, up to 10 of its messages): the requests of a batch call."""
+        by_url: dict[str, list[ReceivedMessage]] = {}
+        for r in received:
+            by_url.setdefault(self._received_url(r), []).append(r)
+        for url, items in by_url.items():
+            for start in range(0, len(items), SQS_BATCH_SIZE):
+                yield url, items[start : start + SQS_BATCH_SIZE]
 
     def _received_url(self, received: ReceivedMessage) -> str:
         url = received.attributes.get("queue_url")

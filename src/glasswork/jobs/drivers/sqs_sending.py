@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from ..aws_errors import error_code
 from ..errors import EnqueueError
 from ..message import JobMessage
 from .base import EnqueueResult, FailedEnqueue
@@ -136,8 +137,3 @@ def due_time(delay_seconds: float) -> datetime | None:
     if delay_seconds <= 0:
         return None
     return datetime.now(UTC) + timedelta(seconds=delay_seconds)
-
-
-def error_code(exc: ClientError) -> str:
-    """The AWS error code of a ClientError (e.g. ``InvalidParameterValue``)."""
-    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -38,6 +38,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..aws_errors import CONDITION_FAILED, error_code
 from ..errors import DuplicateJobError, EnqueueError
 from ..execution import CallNext, JobRun, Outcome, Retry
 from ..message import JobMessage
@@ -45,7 +46,6 @@ from ..message import JobMessage
 logger = logging.getLogger("glasswork.jobs")
 
 _MAX_KEY_BYTES = 1024
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 class UniqueKeys:
@@ -154,7 +154,7 @@ class UniqueKeys:
 
 
 def is_condition_failure(exc: ClientError) -> bool:
-    return bool(exc.response.get("Error", {}).get("Code") == _CONDITION_FAILED)
+    return error_code(exc) == CONDITION_FAILED
 
 
 class ReleaseUniqueKeys:

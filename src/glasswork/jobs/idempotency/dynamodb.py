@@ -14,12 +14,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..aws_errors import CONDITION_FAILED, error_code
 from ..dynamodb_tables import dynamodb_client, ensure_table
 from .store import COMPLETED, IN_PROGRESS, IdempotencyRecord, IdempotencyStore
 
 #: The table's TTL attribute.
 TTL_ATTRIBUTE = "ttl"
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 class DynamoDBIdempotencyStore(IdempotencyStore):
@@ -68,7 +68,7 @@ class DynamoDBIdempotencyStore(IdempotencyStore):
                 )
                 return None
             except ClientError as exc:
-                if _code(exc) != _CONDITION_FAILED:
+                if error_code(exc) != CONDITION_FAILED:
                     raise
                 item = exc.response.get("Item")
             held = _record(key, item) if item else self.get(key)
@@ -111,7 +111,7 @@ class DynamoDBIdempotencyStore(IdempotencyStore):
         try:
             call(TableName=self.table_name, **params)
         except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
+            if error_code(exc) == CONDITION_FAILED:
                 return False
             raise
         return True
@@ -139,7 +139,3 @@ def _record(key: str, item: dict[str, Any]) -> IdempotencyRecord:
 
 def _number(seconds: float) -> str:
     return f"{seconds:.3f}"
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
