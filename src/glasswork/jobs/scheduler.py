@@ -39,7 +39,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import signal
 import threading
 import time
 import uuid
@@ -52,10 +51,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .aws_errors import CONDITION_FAILED, error_code
 from .drivers.base import EnqueueBatchError, QueueDriver
 from .dynamodb_tables import dynamodb_client, ensure_table
 from .errors import ConfigurationError, MalformedMessageError
 from .message import JobMessage
+from .stop_signals import on_stop_signals
 
 logger = logging.getLogger("glasswork.jobs.scheduler")
 
@@ -229,7 +230,7 @@ class ScheduledJobsTable:
                 **self._claim_update(pk, sk, now, until, token), ReturnValues="ALL_NEW"
             )
         except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == CONDITION_FAILED:
                 return None
             raise
         return dict(response["Attributes"])
@@ -253,7 +254,7 @@ class ScheduledJobsTable:
                 )
                 return pending
             except ClientError as exc:
-                if _code(exc) != "TransactionCanceledException":
+                if error_code(exc) != "TransactionCanceledException":
                     raise
                 reasons = exc.response.get("CancellationReasons") or []
                 if len(reasons) != len(pending):
@@ -655,36 +656,15 @@ def run_scheduler(
         dead_letter_queue,
     )
     stop = stop or threading.Event()
-    restore = _stop_on_signals(stop)
     logger.info("scheduler started on table %s, every %.1fs", table_name, interval)
-    try:
+    with on_stop_signals(lambda signum, frame: stop.set()):
         while not stop.is_set():
             try:
                 scheduler.run_once()
             except Exception:
                 logger.exception("scheduler pass failed; trying again in %.1fs", interval)
             stop.wait(interval)
-    finally:
-        restore()
     logger.info("scheduler stopped")
-
-
-def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-    def handle(signum: int, frame: Any) -> None:
-        stop.set()
-
-    for sig in previous:
-        signal.signal(sig, handle)
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
 
 
 def create_scheduler_table(
@@ -699,7 +679,3 @@ def create_scheduler_table(
     exist; returns its ARN. The same schema in CloudFormation is in ``docs/sqs.md``."""
     client = client or dynamodb_client(region, endpoint_url)
     return ensure_table(client, table_name, ("pk", "sk"), TTL_ATTRIBUTE, wait=wait)
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from ..errors import ConfigurationError
 from ..execution import Executor, Hook, JobHooks, RunStep
 from ..metrics.sink import MetricsOption, MetricsSink, flush_metrics, metric_sinks
 from ..steps import worker_steps
+from ..stop_signals import STOP_SIGNALS
 from ..timeouts import JobTimeout
 from .event_loop import AsyncJobs
 from .leases import Leases
@@ -189,7 +189,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         signals = []
         if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
-            for sig in _SIGNALS:
+            for sig in STOP_SIGNALS:
                 loop.add_signal_handler(sig, self._signal_from_loop, sig)
                 signals.append(sig)
         run = loop.run_in_executor(
@@ -433,9 +433,6 @@ class Worker:
             self.driver,
             f", periodic: {', '.join(self.schedules)}" if self.schedules else "",
         )
-
-
-_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _chain(

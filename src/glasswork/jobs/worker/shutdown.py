@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import FrameType
+
+from ..stop_signals import on_stop_signals
 
 
 class StopControl:
@@ -50,17 +51,6 @@ class StopControl:
         del self._noticed[: len(taken)]
         return taken
 
-    @contextlib.contextmanager
-    def signals(self, install: bool) -> Iterator[None]:
+    def signals(self, install: bool) -> contextlib.AbstractContextManager[None]:
         """SIGTERM and SIGINT ask for a stop while the block runs (main thread only)."""
-        if not install or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {
-            sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
-        }
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        return on_stop_signals(self.on_signal, install)
