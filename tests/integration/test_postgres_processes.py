@@ -24,7 +24,7 @@ from glasswork.jobs import DuplicateJobError, JobMessage, JobService
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver
 from pgtest import DSN, connect, fresh_schema, url
 
-from .test_worker_processes import Setup, assert_no_overlap, wait_until
+from .test_worker_processes import Setup, assert_no_overlap, sigkill_mid_job, wait_until
 
 
 class PgSetup(Setup):
@@ -73,28 +73,7 @@ def stop(*workers: subprocess.Popen[bytes]) -> None:
 
 
 def test_sigkill_mid_job_a_second_worker_finishes_every_job_once(pg: PgSetup) -> None:
-    first = pg.start_worker("--concurrency", "3", name="first")
-    second = pg.start_worker("--concurrency", "3", name="second")
-    pg.jobs().enqueue_many(record, [{"key": f"job-{i}", "sleep": 0.3} for i in range(12)])
-    wait_until(
-        lambda: any(r["pid"] == first.pid and r["finished"] is None for r in pg.runs()),
-        what="the first worker to be running a job",
-    )
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
-    killed_at = {first.pid: time.time()}
-    interrupted = [r["key"] for r in pg.runs() if r["pid"] == first.pid and r["finished"] is None]
-    assert interrupted, "the kill should land while a job runs"
-
-    wait_until(lambda: len(pg.finished()) == 12, what="every job to finish")
-    finished = pg.finished()
-    assert all(len(runs) == 1 for runs in finished.values())  # none lost, none finished twice
-    for key in interrupted:  # the survivor ran the killed worker's jobs again
-        [rerun] = finished[key]
-        assert (rerun["pid"], rerun["attempt"]) == (second.pid, 2)
-    assert_no_overlap(pg.runs(), killed_at)
-    wait_until(lambda: pg.driver().pending_count() == 0, what="the queue to empty")
-    stop(second)
+    stop(sigkill_mid_job(pg))
 
 
 def test_three_workers_claim_2000_jobs_with_no_overlap(pg: PgSetup) -> None:

@@ -142,7 +142,10 @@ def test_worker_process_runs_enqueued_jobs_and_logs_them(setup: Setup) -> None:
     assert setup.driver().pending_count() == 0
 
 
-def test_sigkill_mid_job_a_second_worker_finishes_every_job_once(setup: Setup) -> None:
+def sigkill_mid_job(setup: Setup) -> subprocess.Popen[bytes]:
+    """Two workers share 12 jobs; the first is SIGKILLed mid-job. Checks that the survivor
+    finishes every job exactly once, re-running the killed worker's jobs (attempt 2) only
+    after its lease ran out; returns the survivor. Shared by every durable driver's tests."""
     # Both workers run from the start, so the survivor could steal the victim's jobs early
     # if leases did not hold; it may only take them once the victim's lease runs out.
     first = setup.start_worker("--concurrency", "3", name="first")
@@ -168,6 +171,11 @@ def test_sigkill_mid_job_a_second_worker_finishes_every_job_once(setup: Setup) -
         assert (rerun["pid"], rerun["attempt"]) == (second.pid, 2)
     assert_no_overlap(setup.runs(), killed_at)
     wait_until(lambda: setup.driver().pending_count() == 0, what="the queue to empty")
+    return second
+
+
+def test_sigkill_mid_job_a_second_worker_finishes_every_job_once(setup: Setup) -> None:
+    sigkill_mid_job(setup)
 
 
 def test_job_longer_than_its_lease_runs_once_while_its_worker_lives(setup: Setup) -> None:
