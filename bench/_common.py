@@ -116,6 +116,17 @@ def time_calls(fn: Callable[[], Any], number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
+def run_json(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 600) -> Any:
+    """Run one measurement in a fresh interpreter; what it printed last, as JSON. A
+    RuntimeError carries the last line of its stderr when it fails."""
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(" ".join(proc.stderr.strip().splitlines()[-1:]) or "failed")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -39,6 +39,7 @@ from _common import (
     emit,
     parser,
     redis_server,
+    run_json,
     skipped,
     throughput_rows,
 )
@@ -144,17 +145,10 @@ def jobs_for(name: str, n: int) -> int:
 
 def run_contender(name: str, n: int, env: dict[str, str]) -> dict[str, float]:
     _, script, extra, _, _ = CONTENDERS[name]
-    proc = subprocess.run(
-        [sys.executable, str(script), "--once", str(n), *extra],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
+    result: dict[str, float] = run_json(
+        [sys.executable, str(script), "--once", str(n), *extra], env
     )
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed")
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return result
 
 
 def measure(names: list[str], n: int, repeats: int, baseline_src: str | None = None) -> list[Row]:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import Row, emit, parser, row, skipped
+from _common import Row, emit, parser, row, run_json, skipped
 from workload import PAYLOAD, Payload, noop, validate_payload, wire_payload
 
 BENCH = "memory"
@@ -116,16 +116,10 @@ LABELS = {"glasswork": "Glasswork Worker (SQLite)", "huey": "Huey SqliteHuey"}
 
 def step(name: str, db: Path, pending: int) -> Any:
     """Run one step in a fresh interpreter; returns what it printed as JSON."""
-    proc = subprocess.run(
+    return run_json(
         [sys.executable, __file__, "--step", name, "--db", str(db), "--pending", str(pending)],
-        capture_output=True,
-        text=True,
         timeout=900,
-        check=False,
     )
-    if proc.returncode != 0:
-        raise RuntimeError(" ".join(proc.stderr.strip().splitlines()[-1:]) or "failed")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def measure(pending: int, contenders: list[str]) -> list[Row]:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from collections import Counter
 from typing import Any
 
-from _common import Row, best_and_median, emit, parser, row, skipped
+from _common import Row, best_and_median, emit, parser, row, run_json, skipped
 from sqs_requests import REGION, missing_pieces, run_on_moto
 from workload import PAYLOAD, Payload, noop
 
@@ -94,27 +93,11 @@ def measure(endpoint: str, n: int, repeats: int, baseline_src: str | None) -> li
         for label, env in contenders:
             if label in failed:
                 continue
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--once",
-                    str(n),
-                    "--endpoint",
-                    endpoint,
-                    "--rep",
-                    str(rep),
-                ],
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=600,
-                check=False,
-            )
-            if proc.returncode != 0:
-                failed[label] = " ".join(proc.stderr.strip().splitlines()[-1:]) or "failed"
-                continue
-            results[label].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            cmd = [sys.executable, __file__, "--once", str(n), "--endpoint", endpoint]
+            try:
+                results[label].append(run_json([*cmd, "--rep", str(rep)], env))
+            except RuntimeError as exc:
+                failed[label] = str(exc)
     rows: list[Row] = []
     notes = f"{n:,} jobs due, one pass, moto server on loopback"
     for label, _ in contenders:
