@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -475,3 +478,41 @@ def test_items_another_scheduler_claims_meanwhile_are_left_and_the_rest_sent(
     assert requests.count("TransactWriteItems") == 2  # cancelled by the two, then without them
     assert table.count() == 2  # the other scheduler's to send
     assert len(aws.drain(url, wait=1, expected=3)) == 3
+
+
+_SCHEDULER_PROCESS = """
+import logging, sys
+from glasswork.jobs import SQSQueueDriver
+from glasswork.jobs.scheduler import run_scheduler
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+endpoint, url, table = sys.argv[1:4]
+driver = SQSQueueDriver(queues={"default": url}, region="us-east-1", endpoint_url=endpoint,
+                        scheduler_table=table)
+run_scheduler(table_name=table, region="us-east-1", driver=driver, endpoint_url=endpoint,
+              interval=0.1)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_run_scheduler_in_a_process_stops_on_a_signal(
+    aws: Aws, table: Any, sig: signal.Signals
+) -> None:
+    """As a container runs it: the main thread's loop ends cleanly on SIGTERM or SIGINT."""
+    url = aws.create_queue("jobs")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SCHEDULER_PROCESS, aws.endpoint, url, TABLE],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        assert proc.stderr is not None
+        while "scheduler started" not in proc.stderr.readline():
+            assert time.monotonic() < deadline and proc.poll() is None, "did not start"
+        proc.send_signal(sig)
+        assert proc.wait(10) == 0
+        assert "scheduler stopped" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
