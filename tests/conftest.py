@@ -1,11 +1,25 @@
 """What every test directory shares: the moto server, started once per session by the first
-test that asks for ``moto_endpoint`` (tests/integration, the dashboard's browser tests)."""
+test that asks for ``moto_endpoint`` (tests/integration, the dashboard's browser tests), and
+the PostgreSQL server of tests marked ``postgres`` (tests/pgtest.py)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked ``postgres`` finds (or starts) the server before its fixtures run, so that
+    without one every such test is skipped for one reason, on one line of the summary."""
+    marked = item.get_closest_marker("postgres") is not None
+    if marked or "pgtest" in sys.modules:
+        import pgtest
+
+        pgtest.in_marked_test = marked
+        if marked:
+            pgtest.dsn()
 
 
 @pytest.fixture(scope="session")

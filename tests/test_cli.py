@@ -302,13 +302,14 @@ def test_worker_job_timeout_must_be_a_usable_duration(
     assert f"argument --job-timeout: {message}" in capsys.readouterr().err
 
 
+@pytest.mark.postgres
 def test_commands_close_the_driver_they_open(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A command ends with its connections released, not whenever the driver object is
     collected: the drivers are kept alive here, so only an explicit close passes."""
     import glasswork.cli._common as common
-    from pgtest import DSN, connect, fresh_schema
+    from pgtest import connect, dsn, fresh_schema
 
     kept: list[object] = []
 
@@ -327,7 +328,7 @@ def test_commands_close_the_driver_they_open(
             return int(row[0]) if row else 0
 
     with fresh_schema() as schema:
-        url = f"{DSN}?schema={schema}"
+        url = f"{dsn()}?schema={schema}"
         before = connections()
         assert main(["enqueue", "--driver", url, "--app", APP, "record", '{"key": "k"}']) == 0
         assert main(["stats", "--driver", url]) == 0

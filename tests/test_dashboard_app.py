@@ -25,7 +25,7 @@ from glasswork.dashboard import create_app
 from glasswork.jobs import MockQueueDriver
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
-from pgtest import DSN, fresh_schema
+from pgtest import POSTGRESQL, dsn, fresh_schema
 
 BASE = "http://127.0.0.1:8765"
 TOKEN = "test-token-0123456789"
@@ -36,7 +36,7 @@ def seeded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any
     """The shop run by a real worker on SQLite, or (``"postgresql"`` through
     :data:`EVERY_DRIVER`) on PostgreSQL in a schema of its own."""
     if getattr(request, "param", "sqlite") == "postgresql":
-        with fresh_schema() as schema, PostgresQueueDriver(DSN, schema=schema) as postgres:
+        with fresh_schema() as schema, PostgresQueueDriver(dsn(), schema=schema) as postgres:
             yield postgres, seed_driver(postgres)
         return
     info = seed(tmp_path / "jobs.db")
@@ -47,7 +47,7 @@ def seeded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any
 
 #: The tests of what each driver shows and does run on SQLite and PostgreSQL (SQS:
 #: tests/integration/test_dashboard_sqs.py).
-EVERY_DRIVER = pytest.mark.parametrize("seeded", ["sqlite", "postgresql"], indirect=True)
+EVERY_DRIVER = pytest.mark.parametrize("seeded", ["sqlite", POSTGRESQL], indirect=True)
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ CHROMIUM_ARGS = [
 TESTS = Path(__file__).resolve().parent
 SCREENSHOT_ENV = "GLASSWORK_README_SCREENSHOT"
 T = TypeVar("T")
+pytestmark = pytest.mark.browser
 
 
 def _require(condition: bool, why: str) -> None:
@@ -44,7 +45,7 @@ def _require(condition: bool, why: str) -> None:
         return
     if os.environ.get("CI"):
         pytest.fail(f"{why} (CI installs it: see .ci/run)")
-    pytest.skip(why)
+    pytest.skip(why, allow_module_level=True)
 
 
 _require(os.access(CHROMIUM, os.X_OK), f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -62,6 +63,7 @@ from dashboard_support import (  # noqa: E402
     serve_dashboard,
 )
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
+from pgtest import POSTGRESQL  # noqa: E402
 
 
 @dataclass
@@ -121,7 +123,7 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
     yield from start_dashboard(tmp_path)
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "sqs"])
+@pytest.fixture(params=["sqlite", POSTGRESQL, "sqs"])
 def any_dashboard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dashboard]:
     """The shop's dashboard over each driver: SQLite, PostgreSQL (a schema of its own),
     SQS (queues, DLQs and a scheduler table on the moto server)."""
@@ -129,9 +131,9 @@ def any_dashboard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Da
         yield from start_dashboard(tmp_path)
     elif request.param == "postgresql":
         from glasswork.jobs.drivers.postgres import PostgresQueueDriver
-        from pgtest import DSN, fresh_schema, url
+        from pgtest import dsn, fresh_schema, url
 
-        with fresh_schema() as schema, PostgresQueueDriver(DSN, schema=schema) as driver:
+        with fresh_schema() as schema, PostgresQueueDriver(dsn(), schema=schema) as driver:
             on_thread(seed_driver, driver)
             with serve_dashboard(tmp_path, "--refresh", "1", driver_url=url(schema)) as served:
                 yield Dashboard(served, driver)

@@ -17,7 +17,9 @@ from glasswork.jobs import JobMessage
 from glasswork.jobs.drivers.postgres import SCHEMA_VERSION, PostgresQueueDriver
 from glasswork.jobs.errors import ConfigurationError
 from glasswork.jobs.inspection import OutcomeCount
-from pgtest import DSN, connect, fresh_schema, url
+from pgtest import connect, dsn, fresh_schema, url
+
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
@@ -28,7 +30,7 @@ def schema() -> Iterator[str]:
 
 @pytest.fixture
 def driver(schema: str) -> Iterator[PostgresQueueDriver]:
-    with PostgresQueueDriver(DSN, schema=schema, visibility_timeout=30) as d:
+    with PostgresQueueDriver(dsn(), schema=schema, visibility_timeout=30) as d:
         yield d
 
 
@@ -50,7 +52,7 @@ def test_workers_recording_the_same_keys_at_once_lose_nothing(schema: str) -> No
     start = threading.Barrier(4)
 
     def record(reverse: bool) -> None:
-        driver = PostgresQueueDriver(DSN, schema=schema)
+        driver = PostgresQueueDriver(dsn(), schema=schema)
         start.wait()
         try:
             for _ in range(10):
@@ -67,7 +69,7 @@ def test_workers_recording_the_same_keys_at_once_lose_nothing(schema: str) -> No
     for t in threads:
         t.join(60)
     assert errors == []
-    with PostgresQueueDriver(DSN, schema=schema) as driver:
+    with PostgresQueueDriver(dsn(), schema=schema) as driver:
         history = driver.outcome_history(minute(-1))
     assert len(history) == len(keys) and {c.count for c in history} == {40}
 
@@ -103,7 +105,7 @@ def make_version_1(schema: str) -> str:
     """A schema as glasswork with schema version 1 left it (no outcome table), holding a job
     and a dead letter; returns the job's id."""
     message = JobMessage.create("kept", {"n": 1}, queue="q")
-    with PostgresQueueDriver(DSN, schema=schema) as driver:
+    with PostgresQueueDriver(dsn(), schema=schema) as driver:
         driver.enqueue(message)
         driver.dead_letter("{}", "old failure", queue="q")
     with connect(autocommit=True) as conn:
@@ -115,8 +117,8 @@ def make_version_1(schema: str) -> str:
 def test_a_version_1_schema_is_upgraded_by_the_driver_and_keeps_its_jobs(schema: str) -> None:
     job_id = make_version_1(schema)
     with pytest.raises(ConfigurationError, match="schema version 1, this glasswork needs 2"):
-        PostgresQueueDriver(DSN, schema=schema, migrate=False)
-    with PostgresQueueDriver(DSN, schema=schema) as driver:
+        PostgresQueueDriver(dsn(), schema=schema, migrate=False)
+    with PostgresQueueDriver(dsn(), schema=schema) as driver:
         assert driver.stats()["q"].ready == 1 and driver.stats()["q"].dead == 1
         assert [f.state for f in driver.find_job(job_id)] == ["ready"]
         driver.record_outcomes([OutcomeCount(minute(), "q", "kept", "done", 1)])
@@ -138,7 +140,7 @@ def test_glasswork_migrate_shows_then_applies_the_outcomes_migration(
     assert "glasswork_jobs" not in script and "version 1" not in script  # only what is missing
     assert main(["migrate", "--driver", target, "--apply"]) == 0
     assert f"applied schema version(s) 2 to schema {schema!r}" in capsys.readouterr().out
-    with PostgresQueueDriver(DSN, schema=schema, migrate=False) as driver:
+    with PostgresQueueDriver(dsn(), schema=schema, migrate=False) as driver:
         assert [f.state for f in driver.find_job(job_id)] == ["ready"]
         driver.record_outcomes([OutcomeCount(minute(), "q", "kept", "done", 1)])
     assert main(["migrate", "--driver", target, "--apply"]) == 0

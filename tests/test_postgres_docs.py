@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pgtest import DSN, fresh_schema
+import pytest
+
+from pgtest import dsn, fresh_schema
+
+pytestmark = pytest.mark.postgres
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "postgres.md"
 
@@ -23,7 +27,7 @@ def test_the_transactional_enqueue_example_runs_only_the_committed_job(tmp_path:
             capture_output=True,
             text=True,
             timeout=60,
-            env={**os.environ, "DATABASE_URL": DSN, "JOBS_SCHEMA": schema},
+            env={**os.environ, "DATABASE_URL": dsn(), "JOBS_SCHEMA": schema},
             check=False,
         )
     assert done.returncode == 0, done.stderr

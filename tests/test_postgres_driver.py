@@ -16,7 +16,9 @@ import pytest
 from glasswork.jobs import JobMessage
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver
 from glasswork.jobs.errors import ConfigurationError
-from pgtest import DSN, connect, fresh_schema
+from pgtest import connect, dsn, fresh_schema
+
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
@@ -27,12 +29,12 @@ def schema() -> Iterator[str]:
 
 @pytest.fixture
 def driver(schema: str) -> Iterator[PostgresQueueDriver]:
-    with PostgresQueueDriver(DSN, schema=schema, visibility_timeout=5) as d:
+    with PostgresQueueDriver(dsn(), schema=schema, visibility_timeout=5) as d:
         yield d
 
 
 def make(schema: str, **options: object) -> PostgresQueueDriver:
-    return PostgresQueueDriver(DSN, schema=schema, **options)  # type: ignore[arg-type]
+    return PostgresQueueDriver(dsn(), schema=schema, **options)  # type: ignore[arg-type]
 
 
 def msg(name: str = "ping", payload: object = None, **kw: object) -> JobMessage:
@@ -40,10 +42,11 @@ def msg(name: str = "ping", payload: object = None, **kw: object) -> JobMessage:
 
 
 def terminate_sessions(schema: str) -> int:
-    """Kill every server session of this test's drivers (as a server restart would)."""
+    """Kill every server session of this test's drivers (as a server restart would), and wait
+    until they are gone: a backend told to terminate exits when it next gets the CPU."""
     with connect(autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "SELECT pg_terminate_backend(pid, 30000) FROM pg_stat_activity "
             "WHERE pid <> pg_backend_pid() AND datname = current_database() "
             "AND (query LIKE %s OR query LIKE %s)",
             (f'%"{schema}"%', f"%glasswork:{schema}%"),
@@ -205,11 +208,11 @@ def test_server_unreachable_at_construction_is_a_configuration_error() -> None:
 )
 def test_bad_settings_say_what_is_wrong(options: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
-        PostgresQueueDriver(DSN, **options)  # type: ignore[arg-type]
+        PostgresQueueDriver(dsn(), **options)  # type: ignore[arg-type]
 
 
 def test_repr_hides_the_password(schema: str) -> None:
-    with_password = DSN.replace("postgres@", "postgres:secret@")
+    with_password = dsn().replace("postgres@", "postgres:secret@")
     assert "secret" in with_password
     with PostgresQueueDriver(with_password, schema=schema) as driver:
         assert driver.enqueue(msg()).message_id  # trust auth ignores the password

@@ -22,7 +22,9 @@ from glasswork.jobs.drivers.postgres import (
 )
 from glasswork.jobs.drivers.urls import driver_from_url, postgres_settings
 from glasswork.jobs.errors import ConfigurationError
-from pgtest import DSN, connect, fresh_schema, url
+from pgtest import connect, dsn, fresh_schema, url
+
+pytestmark = pytest.mark.postgres
 
 TESTS = Path(__file__).resolve().parent
 APP = "fixtures_app.app:AppModule"
@@ -44,7 +46,7 @@ def tables(schema: str) -> list[str]:
 
 def test_the_driver_creates_its_tables_in_the_chosen_schema(schema: str) -> None:
     assert tables(schema) == []
-    with PostgresQueueDriver(DSN, schema=schema) as driver:
+    with PostgresQueueDriver(dsn(), schema=schema) as driver:
         driver.enqueue(JobMessage.create("ping", None))
     assert tables(schema) == [
         "glasswork_dead_letters",
@@ -62,7 +64,7 @@ def test_the_driver_creates_its_tables_in_the_chosen_schema(schema: str) -> None
 def test_a_schema_name_needing_quotes_and_of_the_longest_length_works(schema: str) -> None:
     odd = f'{schema} "odd" Name'.ljust(53, "x")  # the channel name is then 63 bytes
     try:
-        with PostgresQueueDriver(DSN, schema=odd) as driver:
+        with PostgresQueueDriver(dsn(), schema=odd) as driver:
             driver.enqueue(JobMessage.create("ping", None, queue="q"))
             assert [r.queue for r in driver.receive(wait_seconds=1)] == ["q"]
     finally:
@@ -73,8 +75,8 @@ def test_a_schema_name_needing_quotes_and_of_the_longest_length_works(schema: st
 def test_two_schemas_are_separate_queues(schema: str) -> None:
     with (
         fresh_schema() as other_schema,
-        PostgresQueueDriver(DSN, schema=schema) as one,
-        PostgresQueueDriver(DSN, schema=other_schema, poll_interval=0.5) as other,
+        PostgresQueueDriver(dsn(), schema=schema) as one,
+        PostgresQueueDriver(dsn(), schema=other_schema, poll_interval=0.5) as other,
     ):
         one.enqueue(JobMessage.create("ping", None))
         assert other.receive(wait_seconds=0.2) == []
@@ -83,22 +85,22 @@ def test_two_schemas_are_separate_queues(schema: str) -> None:
 
 def test_migrate_false_refuses_tables_that_are_not_there(schema: str) -> None:
     with pytest.raises(ConfigurationError, match=r"schema version 0, this glasswork needs 2"):
-        PostgresQueueDriver(DSN, schema=schema, migrate=False)
+        PostgresQueueDriver(dsn(), schema=schema, migrate=False)
     with connect(autocommit=True) as conn:
         assert migrate(conn, schema) == list(range(1, SCHEMA_VERSION + 1))
         assert migrate(conn, schema) == []
-    PostgresQueueDriver(DSN, schema=schema, migrate=False).close()
+    PostgresQueueDriver(dsn(), schema=schema, migrate=False).close()
 
 
 def test_a_newer_schema_is_refused(schema: str) -> None:
-    PostgresQueueDriver(DSN, schema=schema).close()
+    PostgresQueueDriver(dsn(), schema=schema).close()
     with connect(autocommit=True) as conn:
         conn.execute(
             f'INSERT INTO "{schema}".glasswork_schema_versions (version) VALUES (%s)',
             (SCHEMA_VERSION + 1,),
         )
     with pytest.raises(ConfigurationError, match="upgrade glasswork"):
-        PostgresQueueDriver(DSN, schema=schema)
+        PostgresQueueDriver(dsn(), schema=schema)
 
 
 def test_drivers_starting_together_migrate_once(schema: str) -> None:
@@ -108,7 +110,7 @@ def test_drivers_starting_together_migrate_once(schema: str) -> None:
     def start() -> None:
         barrier.wait()
         try:
-            PostgresQueueDriver(DSN, schema=schema).close()
+            PostgresQueueDriver(dsn(), schema=schema).close()
         except BaseException as exc:
             errors.append(exc)
 
@@ -131,7 +133,7 @@ def test_migration_script_is_one_transaction_psql_can_apply(schema: str) -> None
     with connect(autocommit=True) as conn:
         conn.execute(script.encode())
     assert "glasswork_jobs" in tables(schema)
-    PostgresQueueDriver(DSN, schema=schema, migrate=False).close()
+    PostgresQueueDriver(dsn(), schema=schema, migrate=False).close()
 
 
 # -- URLs ------------------------------------------------------------------------------------

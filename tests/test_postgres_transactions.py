@@ -15,7 +15,9 @@ from pydantic import BaseModel
 from glasswork.jobs import DuplicateJobError, JobMessage, JobService, define_job
 from glasswork.jobs.drivers.postgres import BoundPostgresDriver, PostgresQueueDriver
 from glasswork.jobs.errors import ConfigurationError
-from pgtest import DSN, connect, fresh_schema
+from pgtest import connect, dsn, fresh_schema
+
+pytestmark = pytest.mark.postgres
 
 
 class Signup(BaseModel):
@@ -32,7 +34,7 @@ welcome = define_job(
 
 @pytest.fixture
 def driver() -> Iterator[PostgresQueueDriver]:
-    with fresh_schema() as schema, PostgresQueueDriver(DSN, schema=schema) as d:
+    with fresh_schema() as schema, PostgresQueueDriver(dsn(), schema=schema) as d:
         with connect(autocommit=True) as conn:
             conn.execute(f'CREATE TABLE "{schema}".users (id text PRIMARY KEY)')
         yield d
@@ -172,7 +174,7 @@ def test_bind_refuses_an_async_connection(driver: PostgresQueueDriver) -> None:
     import asyncio
 
     async def attempt() -> None:
-        async with await psycopg.AsyncConnection.connect(DSN) as conn:
+        async with await psycopg.AsyncConnection.connect(dsn()) as conn:
             with pytest.raises(ConfigurationError, match="not an AsyncConnection"):
                 driver.bind(conn)
 

@@ -22,7 +22,7 @@ from glasswork.jobs.drivers.postgres import PostgresQueueDriver
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.errors import ConfigurationError
 from glasswork.jobs.inspection import JobFinder, OutcomeCount, OutcomeStore
-from pgtest import DSN, fresh_schema
+from pgtest import POSTGRESQL, dsn, fresh_schema
 
 Make = Callable[..., Any]
 
@@ -31,10 +31,10 @@ def open_driver(kind: str, where: str, **options: Any) -> Any:
     """A driver of ``kind`` on ``where`` (a SQLite path or a PostgreSQL schema)."""
     if kind == "sqlite":
         return SQLiteQueueDriver(where, **options)
-    return PostgresQueueDriver(DSN, schema=where, **options)
+    return PostgresQueueDriver(dsn(), schema=where, **options)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", POSTGRESQL])
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     if request.param == "sqlite":
         yield "sqlite", str(tmp_path / "jobs.db")

@@ -8,8 +8,6 @@ in a SQLite file, as in test_worker_processes.py, whose helpers these tests shar
 from __future__ import annotations
 
 import multiprocessing
-import os
-import shlex
 import signal
 import sqlite3
 import subprocess
@@ -22,9 +20,11 @@ import pytest
 from fixtures_app.app import record
 from glasswork.jobs import DuplicateJobError, JobMessage, JobService
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver
-from pgtest import DSN, connect, fresh_schema, url
+from pgtest import connect, dsn, fresh_schema, restart, url
 
 from .test_worker_processes import Setup, assert_no_overlap, sigkill_mid_job, wait_until
+
+pytestmark = pytest.mark.postgres
 
 
 class PgSetup(Setup):
@@ -51,7 +51,7 @@ def pg(tmp_path: Path) -> Iterator[PgSetup]:
             tmp_path / "runs.db",
             url(schema, visibility_timeout=1),
         )
-        s.queue = PostgresQueueDriver(DSN, schema=schema)  # tables before the workers start
+        s.queue = PostgresQueueDriver(dsn(), schema=schema)  # tables before the workers start
         # WAL, so thousands of runs recorded by three processes do not queue on the file lock.
         with sqlite3.connect(s.runs_db) as runs:
             runs.execute("PRAGMA journal_mode = WAL")
@@ -88,9 +88,10 @@ def test_three_workers_claim_2000_jobs_with_no_overlap(pg: PgSetup) -> None:
 
 
 def _enqueue_unique(schema: str, start: multiprocessing.Event, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    with PostgresQueueDriver(DSN, schema=schema) as driver:
+    with PostgresQueueDriver(dsn(), schema=schema) as driver:
         jobs = JobService(driver)
-        start.wait(30)
+        out.put("connected")
+        start.wait(60)
         try:
             out.put(jobs.enqueue(record, {"key": "k", "unique": "same"}).job_id)
         except DuplicateJobError as exc:
@@ -103,7 +104,8 @@ def test_a_unique_key_race_across_processes_admits_exactly_one(pg: PgSetup) -> N
     procs = [ctx.Process(target=_enqueue_unique, args=(pg.schema, start, out)) for _ in range(6)]
     for p in procs:
         p.start()
-    time.sleep(1.0)  # let every process connect; then they race
+    connected = [out.get(timeout=60) for _ in procs]  # every process is connected: they race
+    assert connected == ["connected"] * len(procs)
     start.set()
     answers = [out.get(timeout=60) for _ in procs]
     for p in procs:
@@ -158,21 +160,6 @@ def test_periodic_workers_share_each_fire(pg: PgSetup) -> None:
     assert 2 <= len(ticks) <= window + 2
 
 
-def restart_server() -> None:
-    """Restart the PostgreSQL server the tests use (``$GLASSWORK_TEST_POSTGRES_RESTART``, or
-    the local Debian cluster)."""
-    command = os.environ.get("GLASSWORK_TEST_POSTGRES_RESTART")
-    if command:
-        subprocess.run(shlex.split(command), check=True, timeout=120)
-        return
-    version = sorted(os.listdir("/etc/postgresql"))[-1]  # as .ci/run starts it
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-        check=True,
-        timeout=120,
-    )
-
-
 def test_a_server_restart_loses_no_job_and_runs_none_twice_at_once(pg: PgSetup) -> None:
     # Leases long enough to outlast the restart: a job runs twice at once only if the server
     # is away for about two thirds of the visibility timeout.
@@ -183,7 +170,7 @@ def test_a_server_restart_loses_no_job_and_runs_none_twice_at_once(pg: PgSetup) 
     jobs.enqueue_many(record, [{"key": f"job-{i}", "sleep": 0.05} for i in range(400)])
     wait_until(lambda: len(pg.finished()) >= 40, what="the workers to be busy")
     assert "long" not in pg.finished()
-    restart_server()
+    restart()
     restarted = time.time()
     with connect() as conn:  # the server is back
         conn.execute("SELECT 1")
