@@ -277,15 +277,41 @@ def test_parse_xray_header(header: str, expected: Any) -> None:
     assert parse_xray_header(header) == expected
 
 
-def test_a_malformed_trace_context_starts_a_new_trace(exporter) -> None:
-    body = json.dumps(
-        {"version": 1, "jobName": "ping", "jobId": "j1", "trace": {"traceparent": "00-nonsense"}}
-    )
+MALFORMED_TRACES = [
+    {"traceparent": "00-nonsense"},
+    {"traceparent": "00-nonsense", "tracestate": None},
+    {"tracestate": 5},
+    5,
+    ["00-nonsense"],
+    "00-nonsense",
+]
+
+
+@pytest.mark.parametrize("context", MALFORMED_TRACES)
+def test_a_malformed_trace_context_starts_a_new_trace(exporter, context: Any) -> None:
+    body = json.dumps({"version": 1, "jobName": "ping", "jobId": "j1", "trace": context})
     handler = bootstrap_worker(module=App)
     assert handler({"Records": [sqs_record(body)]}, None) == {"batchItemFailures": []}
     run = only(exporter, "process ping")
     assert run.parent is None
     assert attrs(run)["glasswork.job.outcome"] == "done"
+
+
+@pytest.mark.parametrize("context", MALFORMED_TRACES)
+def test_the_sqlite_worker_runs_a_job_whose_trace_context_is_malformed(
+    exporter, tmp_path: Path, context: Any
+) -> None:
+    driver = SQLiteQueueDriver(tmp_path / "jobs.db")
+    body = json.dumps({"version": 1, "jobName": "ping", "jobId": "j1", "trace": context})
+    driver._conn().execute(
+        "INSERT INTO glasswork_jobs (queue, job_name, job_id, body, visible_at, enqueued_at) "
+        "VALUES ('emails', 'ping', 'j1', ?, 0, 0)",
+        (body,),
+    )
+    worker = Worker(module=App, driver=driver, install_signal_handlers=False)
+    assert worker.run_until_empty(timeout=20).done == 1
+    assert driver.dead_letters() == []
+    assert attrs(only(exporter, "process ping"))["glasswork.job.outcome"] == "done"
 
 
 def test_a_refused_enqueue_marks_the_producer_span(exporter) -> None:
