@@ -119,6 +119,18 @@ class UniqueKeys:
             f"{message.job_name!r} in DynamoDB table {self.table_name!r}: {exc}"
         )
 
+    def warn_not_released(self, message: JobMessage, exc: BaseException) -> None:
+        logger.warning(
+            "could not give back the unique key %r of job %r (job id %s) in DynamoDB table "
+            "%r: %s; it lapses by itself after %s",
+            message.unique_key,
+            message.job_name,
+            message.job_id,
+            self.table_name,
+            exc,
+            self.ttl,
+        )
+
     # -- sync calls ----------------------------------------------------------------------------
 
     def claim(self, messages: list[JobMessage], delay_seconds: float) -> list[JobMessage]:
