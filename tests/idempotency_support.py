@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from glasswork import define_module
+from glasswork.jobs import Done, Idempotency, JobMessage, bootstrap_worker, define_job
 from glasswork.jobs.idempotency import IdempotencyStore
 
 
@@ -59,3 +61,26 @@ def check_one_of_many_concurrent_claims_wins(make_store: Callable[[], Idempotenc
     assert len(winners) == 1, results
     held = stores[0].get("race#1")
     assert held is not None and held.token == f"t{winners[0]}"
+
+
+def check_jobs_whose_names_and_keys_run_together_never_share_a_key(
+    store: IdempotencyStore,
+) -> None:
+    """Job ``refund`` keyed ``partial#o-17`` and job ``refund#partial`` keyed ``o-17`` (both
+    ``refund#partial#o-17`` once joined with ``#``) are two runs, each of its own."""
+    ran: list[tuple[str, str]] = []
+
+    def job(name: str) -> object:
+        return define_job(
+            name=name,
+            handler=lambda p: ran.append((name, p["order"])),
+            idempotent=Idempotency(store=store, key=lambda p: p["order"]),
+        )
+
+    handler = bootstrap_worker(
+        module=define_module("app", jobs=[job("refund"), job("refund#partial")])
+    )
+    for name, order in (("refund", "partial#o-17"), ("refund#partial", "o-17")):
+        outcome = handler.executor.execute_sync(JobMessage.create(name, {"order": order}), 1)
+        assert type(outcome) is Done, outcome
+    assert ran == [("refund", "partial#o-17"), ("refund#partial", "o-17")]

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from glasswork.jobs import (
     AsyncJobService,
     ConfigurationError,
+    EnqueueError,
     EnqueueResult,
     InvalidJobPayloadError,
     JobMessage,
@@ -197,3 +198,68 @@ def test_custom_sync_driver_subclass_works_with_both_services() -> None:
 
     asyncio.run(main())
     assert driver.sent == ["welcome", "welcome"]
+
+
+class GatedDriver(SeedsStyleDriver):
+    """An ``async def`` driver whose sends wait until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = 0
+
+    async def enqueue(self, message: JobMessage) -> EnqueueResult:
+        self.waiting += 1
+        await self.gate.wait()
+        return await super().enqueue(message)
+
+
+async def loop_turns(turns: int = 100) -> None:
+    """Let every other task run as far as it can without I/O (no time passes)."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
+def test_a_cancelled_caller_does_not_cancel_its_enqueue(caplog: pytest.LogCaptureFixture) -> None:
+    driver = GatedDriver()
+
+    async def main() -> None:
+        async with AsyncJobService(driver) as jobs:
+            caller = asyncio.create_task(jobs.enqueue(welcome, Welcome(user_id="1")))
+            while not driver.waiting:
+                await asyncio.sleep(0)
+            caller.cancel()
+            await asyncio.wait({caller}, timeout=10)
+            assert caller.cancelled()  # at once: the driver is still waiting
+            assert driver.sent == []
+            driver.gate.set()  # the enqueue goes on, as if its caller had waited
+
+    with caplog.at_level("INFO", logger="glasswork.jobs"):
+        asyncio.run(main())
+    assert [m.payload["user_id"] for m, _ in driver.sent] == ["1"]
+    assert "job 'welcome' (job ids " in caplog.text
+    assert "whose caller was cancelled, is enqueued" in caplog.text
+
+
+def test_aclose_waits_for_thread_pool_enqueues_refuses_new_ones_and_can_reopen() -> None:
+    driver = BlockingDriver()
+
+    async def main() -> None:
+        jobs = AsyncJobService(driver)
+        first = asyncio.create_task(jobs.enqueue(welcome, Welcome(user_id="1")))
+        while not driver.entered.is_set():
+            await asyncio.sleep(0)
+        closing = asyncio.create_task(jobs.aclose())
+        await loop_turns()
+        assert not closing.done()  # waiting for the enqueue in its thread
+        with pytest.raises(EnqueueError, match="closing: job 'welcome' was not enqueued"):
+            await jobs.enqueue(welcome, Welcome(user_id="2"))
+        driver.release.set()
+        await closing
+        assert (await first).job_id == driver.jobs[0].job_id
+        # Closed, then used again (a second TestClient on the same app, say): it reopens.
+        await jobs.enqueue(welcome, Welcome(user_id="3"))
+        await jobs.aclose()
+
+    asyncio.run(main())
+    assert [m.payload["user_id"] for m in driver.jobs] == ["1", "3"]

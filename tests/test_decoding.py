@@ -79,6 +79,14 @@ BODIES = [
     body(payload={"name": "Ada"}),
     body(payload=...),
     body(payload=None),
+    # A trace context of the wrong JSON type is ignored (its text entries kept): the job runs.
+    body(trace={"traceparent": "00-nonsense"}),
+    body(trace={"traceparent": "00-nonsense", "tracestate": None}),
+    body(trace={"tracestate": 5}),
+    body(trace=5),
+    body(trace=[]),
+    body(trace="00-nonsense"),
+    body(trace=None),
     json.dumps({**GOOD, "jobName": ..., "job_name": "customer"}, default=str),
     "not json",
     "[]",
@@ -96,6 +104,7 @@ def test_what_the_decoder_takes_the_reference_path_takes_with_the_same_payload(t
     assert fields["job_name"] == message.job_name
     assert fields["job_id"] == message.job_id
     assert fields["queue"] == message.queue
+    assert fields["trace"] == message.trace
     if definition is strict:  # strict models take the JSON form of a datetime in JSON mode
         assert fields["payload"] == Strict(at=datetime.fromisoformat("2026-11-28T10:00:00+00:00"))
     else:
@@ -111,6 +120,8 @@ def test_what_the_decoder_takes_the_reference_path_takes_with_the_same_payload(t
         body(jobName="numbers", payload=["1", 2]),
         body(extra_key="ignored", queue="emails", uniqueKey="k", groupId="g"),
         body(enqueuedAt=None),
+        body(trace={"traceparent": "00-nonsense", "tracestate": None}),
+        body(trace=[]),
     ],
 )
 def test_the_usual_bodies_take_the_one_pass_path(text):

@@ -42,6 +42,7 @@ from glasswork.jobs.worker import Worker
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from idempotency_support import (
     check_claim_complete_release,
+    check_jobs_whose_names_and_keys_run_together_never_share_a_key,
     check_lapsed_records_count_as_absent,
     check_one_of_many_concurrent_claims_wins,
 )
@@ -67,6 +68,65 @@ def test_store_treats_lapsed_records_as_absent(make_store) -> None:
 
 def test_store_lets_one_of_many_concurrent_claims_win(make_store) -> None:
     check_one_of_many_concurrent_claims_wins(make_store)
+
+
+def test_store_keeps_the_keys_of_two_jobs_apart(make_store) -> None:
+    check_jobs_whose_names_and_keys_run_together_never_share_a_key(make_store())
+
+
+def test_stored_keys_are_unambiguous_and_read_as_before_where_they_were() -> None:
+    # As every release wrote them: keys of job names without "#" are unchanged, so a worker
+    # upgraded with completed keys in its store does not run those jobs again.
+    assert idempotency_key("charge", "o-17") == "charge#o-17"
+    assert idempotency_key("refund", "partial#o-17") == "refund#partial#o-17"
+    # A name holding "#" made those ambiguous: it is length-prefixed now.
+    assert idempotency_key("refund#partial", "o-17") == "#14#refund#partial#o-17"
+    # A key that looks like another key's hash is hashed too.
+    long_key = "x" * 500
+    hashed = idempotency_key("j", long_key)
+    assert hashed.startswith("j#sha256:")
+    assert idempotency_key("j", hashed.removeprefix("j#")) != hashed
+    pairs = [
+        ("a", "b#c"),
+        ("a#b", "c"),
+        ("#a", "b"),
+        ("a", "#b"),
+        ("#1#a", "b"),
+        ("a#", "b"),
+        ("3", "#a#b"),
+    ]
+    assert len({idempotency_key(name, key) for name, key in pairs}) == len(pairs)
+
+
+def test_a_key_completed_by_the_previous_release_is_still_a_duplicate() -> None:
+    runs = Runs()
+    driver = MockQueueDriver()
+    job = define_job(name="charge", handler=runs, idempotent=Idempotency(key=lambda p: p["id"]))
+    handler = lambda_handler(job, driver=driver)
+    store = driver.idempotency_store()
+    store.claim("charge#o-17", "old-release", time.time() + 60)  # the form it wrote
+    store.complete("charge#o-17", "old-release", time.time() + 3600)
+    outcome = handler.executor.execute_sync(JobMessage.create("charge", {"id": "o-17"}), 1)
+    assert isinstance(outcome, Duplicate) and runs.calls == []
+
+
+def test_sqlite_worker_runs_jobs_whose_names_and_keys_run_together(tmp_path: Path) -> None:
+    ran: list[str] = []
+
+    def job(name: str) -> Any:
+        return define_job(
+            name=name,
+            handler=lambda p: ran.append(name),
+            idempotent=Idempotency(key=lambda p: p["order"]),
+        )
+
+    jobs = [job("refund"), job("refund#partial")]
+    driver = SQLiteQueueDriver(tmp_path / "jobs.db")
+    JobService(driver).enqueue(jobs[0], {"order": "partial#o-17"})
+    JobService(driver).enqueue(jobs[1], {"order": "o-17"})
+    worker = Worker(module=define_module("app", jobs=jobs), driver=driver)
+    assert worker.run_until_empty(timeout=20).done == 2
+    assert sorted(ran) == ["refund", "refund#partial"]
 
 
 def test_sqlite_store_refuses_memory_databases() -> None:

@@ -45,6 +45,24 @@ def test_minimal_message_written_by_another_producer_is_accepted():
     assert message.enqueued_at is None
 
 
+@pytest.mark.parametrize(
+    ("trace", "kept"),
+    [
+        ({"traceparent": "00-x", "tracestate": None}, {"traceparent": "00-x"}),
+        ({"traceparent": "00-x", "tracestate": ["a"]}, {"traceparent": "00-x"}),
+        ({"tracestate": 5}, None),
+        (5, None),
+        ([{"traceparent": "00-x"}], None),
+        ("00-x", None),
+    ],
+)
+def test_a_trace_context_of_the_wrong_type_is_ignored_not_refused(trace, kept):
+    body = json.dumps({"version": 1, "jobName": "ping", "jobId": "abc", "trace": trace})
+    message = JobMessage.from_json(body)
+    assert (message.job_name, message.trace) == ("ping", kept)
+    assert JobMessage.from_json(message.encode()) == message  # and it is written back clean
+
+
 def test_job_ids_are_unique_and_enqueued_at_is_aware_utc():
     a, b = JobMessage.create("a", None), JobMessage.create("a", None)
     assert a.job_id != b.job_id

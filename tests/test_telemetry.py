@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from glasswork import define_module
@@ -277,15 +278,41 @@ def test_parse_xray_header(header: str, expected: Any) -> None:
     assert parse_xray_header(header) == expected
 
 
-def test_a_malformed_trace_context_starts_a_new_trace(exporter) -> None:
-    body = json.dumps(
-        {"version": 1, "jobName": "ping", "jobId": "j1", "trace": {"traceparent": "00-nonsense"}}
-    )
+MALFORMED_TRACES = [
+    {"traceparent": "00-nonsense"},
+    {"traceparent": "00-nonsense", "tracestate": None},
+    {"tracestate": 5},
+    5,
+    ["00-nonsense"],
+    "00-nonsense",
+]
+
+
+@pytest.mark.parametrize("context", MALFORMED_TRACES)
+def test_a_malformed_trace_context_starts_a_new_trace(exporter, context: Any) -> None:
+    body = json.dumps({"version": 1, "jobName": "ping", "jobId": "j1", "trace": context})
     handler = bootstrap_worker(module=App)
     assert handler({"Records": [sqs_record(body)]}, None) == {"batchItemFailures": []}
     run = only(exporter, "process ping")
     assert run.parent is None
     assert attrs(run)["glasswork.job.outcome"] == "done"
+
+
+@pytest.mark.parametrize("context", MALFORMED_TRACES)
+def test_the_sqlite_worker_runs_a_job_whose_trace_context_is_malformed(
+    exporter, tmp_path: Path, context: Any
+) -> None:
+    driver = SQLiteQueueDriver(tmp_path / "jobs.db")
+    body = json.dumps({"version": 1, "jobName": "ping", "jobId": "j1", "trace": context})
+    driver._conn().execute(
+        "INSERT INTO glasswork_jobs (queue, job_name, job_id, body, visible_at, enqueued_at) "
+        "VALUES ('emails', 'ping', 'j1', ?, 0, 0)",
+        (body,),
+    )
+    worker = Worker(module=App, driver=driver, install_signal_handlers=False)
+    assert worker.run_until_empty(timeout=20).done == 1
+    assert driver.dead_letters() == []
+    assert attrs(only(exporter, "process ping"))["glasswork.job.outcome"] == "done"
 
 
 def test_a_refused_enqueue_marks_the_producer_span(exporter) -> None:
@@ -474,3 +501,101 @@ def test_before_an_sdk_is_configured_no_span_is_made_and_after_it_spans_flow() -
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"before": None, "spans": ["send default", "process j"]}
+
+
+class FailingOnEnd(SpanProcessor):
+    """A span processor whose ``on_end`` raises (the SDK calls it unguarded)."""
+
+    def __init__(self) -> None:
+        self.ended = 0
+
+    def on_end(self, span: Any) -> None:
+        self.ended += 1
+        raise RuntimeError("exporter bug")
+
+
+@pytest.fixture
+def broken_processor(monkeypatch: pytest.MonkeyPatch):
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from glasswork.jobs import telemetry
+
+    monkeypatch.setattr(telemetry, "_next_warning", 0.0)  # as in a fresh process
+    processor = FailingOnEnd()
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    set_tracing(True, tracer_provider=provider)
+    yield processor
+    set_tracing(None)
+
+
+def broken_processor_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING" and "tracing failed" in r.getMessage()
+    ]
+
+
+def test_a_span_processor_failing_on_end_changes_no_enqueue_and_no_run(
+    broken_processor, caplog
+) -> None:
+    runs: list[int] = []
+    job = define_job(name="counted", handler=lambda p: runs.append(p["n"]))
+    failing = define_job(name="failing", handler=lambda p: 1 / 0, retry=False)
+    driver = MockQueueDriver()
+    service = JobService(driver)
+    results = [service.enqueue(job, {"n": n}) for n in range(3)]
+    service.enqueue_many(job, [{"n": 3}, {"n": 4}])
+    service.enqueue(failing, None)
+
+    async def enqueue_async() -> None:
+        async with AsyncJobService(driver) as jobs:
+            await jobs.enqueue(job, {"n": 5})
+
+    asyncio.run(enqueue_async())
+    assert [r.job_id for r in results] == [m.job_id for m in driver.jobs[:3]]
+    assert len(driver.jobs) == 7  # each stored once: no enqueue raised after storing it
+    result = driver.drain(define_module("app", jobs=[job, failing]))
+    assert (result.deliveries, result.retried, result.dead_lettered) == (7, 0, 0)
+    assert sorted(runs) == [0, 1, 2, 3, 4, 5]
+    assert broken_processor.ended >= 12  # every span ended, through the processor
+    # Logged, with the traceback, once rather than for each of the 12 spans.
+    assert len(broken_processor_warnings(caplog)) == 1
+
+
+def test_a_span_processor_failing_on_end_leaves_the_lambda_batch_alone(
+    broken_processor, caplog
+) -> None:
+    runs: list[str] = []
+    job = define_job(name="counted", handler=lambda p: runs.append(p))
+    handler = bootstrap_worker(module=define_module("app", jobs=[job]))
+    records = [sqs_record(JobMessage.create("counted", str(n))) for n in range(3)]
+    assert handler({"Records": records}, None) == {"batchItemFailures": []}
+    assert sorted(runs) == ["0", "1", "2"]
+    assert broken_processor.ended == 3
+
+
+def test_a_span_processor_failing_on_end_leaves_the_sqlite_worker_alone(
+    broken_processor, tmp_path: Path, caplog
+) -> None:
+    runs: list[int] = []
+    job = define_job(name="counted", handler=lambda p: runs.append(p), retry=False)
+
+    async def async_handler(payload: Any) -> None:
+        runs.append(payload)
+
+    async_job = define_job(name="async-counted", handler=async_handler)
+    driver = SQLiteQueueDriver(tmp_path / "jobs.db")
+    driver.enqueue(JobMessage.create("counted", 1))  # straight to the driver: untraced
+    driver.enqueue(JobMessage.create("async-counted", 2))
+    worker = Worker(
+        module=define_module("w", jobs=[job, async_job]),
+        driver=driver,
+        install_signal_handlers=False,
+    )
+    summary = worker.run_until_empty(timeout=20)
+    assert (summary.done, summary.retried, summary.dead_lettered) == (2, 0, 0)
+    assert sorted(runs) == [1, 2]  # each ran once
+    assert driver.dead_letters() == [] and driver.pending_count() == 0
+    assert broken_processor.ended == 2

@@ -35,6 +35,7 @@ if str(TESTS) not in sys.path:
 
 from idempotency_support import (  # noqa: E402
     check_claim_complete_release,
+    check_jobs_whose_names_and_keys_run_together_never_share_a_key,
     check_lapsed_records_count_as_absent,
 )
 from otel_support import assert_child_of, attrs, only, span_exporter  # noqa: E402
@@ -109,6 +110,11 @@ def test_dynamodb_store_claims_completes_and_releases_by_token(aws: Aws, table: 
 
 def test_dynamodb_store_treats_lapsed_records_as_absent(aws: Aws, table: str) -> None:
     check_lapsed_records_count_as_absent(DynamoDBIdempotencyStore(table, client=aws.dynamodb))
+
+
+def test_dynamodb_store_keeps_the_keys_of_two_jobs_apart(aws: Aws, table: str) -> None:
+    store = DynamoDBIdempotencyStore(table, client=aws.dynamodb)
+    check_jobs_whose_names_and_keys_run_together_never_share_a_key(store)
 
 
 # Not here: the race of many concurrent claims (tests/test_idempotency.py runs it on the

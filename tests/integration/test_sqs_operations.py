@@ -346,6 +346,34 @@ def test_unique_keys_lapse_after_their_expiry(aws: Aws, unique: tuple[SQSQueueDr
     assert len(aws.drain(url, wait=1, expected=2)) == 2
 
 
+def test_unique_keys_of_jobs_whose_names_and_keys_run_together_are_apart(
+    aws: Aws, unique: tuple[SQSQueueDriver, str]
+) -> None:
+    driver, url = unique
+    refund = define_job(name="refund", handler=lambda p: None, unique=lambda p: p["order"])
+    partial = define_job(name="refund#partial", handler=lambda p: None, unique=lambda p: p["order"])
+    service = JobService(driver)
+    service.enqueue(refund, {"order": "partial#o-17"})
+    service.enqueue(partial, {"order": "o-17"})  # "refund#partial#o-17" both, joined with "#"
+    with pytest.raises(DuplicateJobError):
+        service.enqueue(partial, {"order": "o-17"})
+    assert len(aws.drain(url, wait=1, expected=2)) == 2
+
+
+def test_fifo_deduplicates_jobs_whose_names_and_keys_run_together_apart(aws: Aws) -> None:
+    url = aws.create_queue("jobs.fifo")
+    driver = driver_for(aws, {"default": url})
+    refund = define_job(name="refund", handler=lambda p: None, unique=lambda p: p["order"])
+    partial = define_job(name="refund:partial", handler=lambda p: None, unique=lambda p: p["order"])
+    JobService(driver).enqueue(refund, {"order": "partial:o-17"})
+    JobService(driver).enqueue(partial, {"order": "o-17"})  # not a repeat: SQS keeps both
+    messages = aws.drain(url, wait=1, expected=2)
+    assert sorted(m["Attributes"]["MessageDeduplicationId"] for m in messages) == [
+        ":14:refund:partial:o-17",
+        "refund:partial:o-17",
+    ]
+
+
 def test_fifo_with_unique_table_raises_and_redelivers_after_release(aws: Aws) -> None:
     create_scheduler_table("scheduled-jobs", client=aws.dynamodb)
     url = aws.create_queue("jobs.fifo")

@@ -9,6 +9,9 @@ How each driver runs (:mod:`glasswork.jobs.drivers.aio`):
   (``max_threads``, default 8). SQLite writes are short local transactions; the pool keeps
   lock waits off the loop.
 * A driver whose ``enqueue``/``enqueue_in`` are ``async def``: awaited natively.
+
+A cancelled enqueue still settles as if awaited, and :meth:`AsyncJobService.aclose` waits
+for the enqueues in flight: see :mod:`glasswork.jobs.inflight`.
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ from .definition import JobDefinition
 from .drivers.aio import async_enqueuer
 from .drivers.base import EnqueueResult, QueueDriver
 from .durations import Delay, parse_duration
+from .inflight import InFlight
 from .message import JobMessage
 from .service import EnqueueBase, check_raw_timing, check_when
 from .telemetry import traced_send_async
 
 P = TypeVar("P")
 R = TypeVar("R")
+
+#: Seconds :meth:`AsyncJobService.aclose` waits for enqueues in flight before cancelling them.
+CLOSE_TIMEOUT = 30.0
 
 
 class AsyncJobService(EnqueueBase):
@@ -43,6 +50,10 @@ class AsyncJobService(EnqueueBase):
     loop) or ``"threads"`` (the driver's sync methods on a pool of at most ``max_threads``
     threads). :meth:`aclose` releases the HTTP client or the threads. While tracing is on,
     each call sends inside a PRODUCER span, as ``JobService``'s do.
+
+    Cancelling a call (``asyncio.wait_for``) does not cancel the enqueue: the caller gets
+    ``CancelledError`` at once, and the job is sent, or not, as if it had waited (see
+    :mod:`glasswork.jobs.inflight`).
     """
 
     def __init__(
@@ -61,6 +72,7 @@ class AsyncJobService(EnqueueBase):
         super().__init__(driver, default_queue=default_queue)
         self.driver = driver
         self.enqueuer = async_enqueuer(driver, max_threads)
+        self._in_flight = InFlight()
 
     def __repr__(self) -> str:
         return f"AsyncJobService({self.driver!r}, mode={self.mode!r})"
@@ -72,22 +84,19 @@ class AsyncJobService(EnqueueBase):
 
     async def enqueue(self, job: JobDefinition[P], payload: P) -> EnqueueResult:
         """Enqueue ``job`` to run as soon as a worker is free."""
-        message, limit = await self._message(job, payload)
-        return await self._send(self.enqueuer.enqueue, message, limit)
+        return await self._run(job, payload, self.enqueuer.enqueue)
 
     async def enqueue_in(self, job: JobDefinition[P], payload: P, delay: Delay) -> EnqueueResult:
         """Enqueue ``job`` to run after ``delay`` (``"10m"``, seconds or a timedelta)."""
         seconds = parse_duration(delay)
-        message, limit = await self._message(job, payload)
         if seconds == 0:
-            return await self._send(self.enqueuer.enqueue, message, limit)
-        return await self._send(self.enqueuer.enqueue_in, message, limit, seconds)
+            return await self._run(job, payload, self.enqueuer.enqueue)
+        return await self._run(job, payload, self.enqueuer.enqueue_in, seconds)
 
     async def enqueue_at(self, job: JobDefinition[P], payload: P, when: datetime) -> EnqueueResult:
         """Enqueue ``job`` to run at ``when``, an aware datetime."""
         check_when(when)
-        message, limit = await self._message(job, payload)
-        return await self._send(self.enqueuer.enqueue_at, message, limit, when)
+        return await self._run(job, payload, self.enqueuer.enqueue_at, when)
 
     async def enqueue_many(
         self, job: JobDefinition[P], payloads: Iterable[P], *, delay: Delay | None = None
@@ -95,11 +104,16 @@ class AsyncJobService(EnqueueBase):
         """Enqueue one job per payload, in batches where the driver has them; every payload
         is validated first."""
         seconds = parse_duration(delay) if delay is not None else 0.0
-        limit = await self.enqueuer.message_limit(self.queue_of(job))
-        messages = [self.build_message(job, p, limit) for p in payloads]
-        if not messages:
-            return []
-        return await self._send(self.enqueuer.enqueue_many, messages, limit, seconds)
+        queue, given = self.queue_of(job), list(payloads)
+
+        async def many() -> list[EnqueueResult]:
+            limit = await self.enqueuer.message_limit(queue)
+            messages = [self.build_message(job, p, limit) for p in given]
+            if not messages:
+                return []
+            return await self._send(self.enqueuer.enqueue_many, messages, limit, seconds)
+
+        return await self._in_flight.run(job.name, many)
 
     async def enqueue_raw(
         self,
@@ -116,8 +130,12 @@ class AsyncJobService(EnqueueBase):
             return await self.enqueue_at(job, payload, at)
         return await self.enqueue_in(job, payload, delay or 0)
 
-    async def aclose(self) -> None:
-        """Close what the service opened (the aiobotocore client, the thread pool)."""
+    async def aclose(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Close what the service opened (the aiobotocore clients, the thread pool), once
+        the enqueues in flight have settled: it refuses new ones, waits up to ``timeout``
+        seconds for those in flight, and cancels the rest (see :mod:`glasswork.jobs.inflight`).
+        An enqueue after it opens the service again."""
+        await self._in_flight.close(timeout)
         await self.enqueuer.aclose()
 
     async def __aenter__(self) -> AsyncJobService:
@@ -131,9 +149,21 @@ class AsyncJobService(EnqueueBase):
     ) -> None:
         await self.aclose()
 
-    async def _message(self, job: JobDefinition[Any], payload: object) -> tuple[JobMessage, int]:
-        limit = await self.enqueuer.message_limit(self.queue_of(job))
-        return self.build_message(job, payload, limit), limit
+    async def _run(
+        self,
+        job: JobDefinition[Any],
+        payload: object,
+        send: Callable[..., Awaitable[EnqueueResult]],
+        *args: Any,
+    ) -> EnqueueResult:
+        queue = self.queue_of(job)
+
+        async def enqueue() -> EnqueueResult:
+            limit = await self.enqueuer.message_limit(queue)
+            message = self.build_message(job, payload, limit)
+            return await self._send(send, message, limit, *args)
+
+        return await self._in_flight.run(job.name, enqueue)
 
     async def _send(
         self,
@@ -142,5 +172,6 @@ class AsyncJobService(EnqueueBase):
         limit: int,
         *args: Any,
     ) -> R:
+        await self._in_flight.hold_keys(message if isinstance(message, list) else [message])
         # While tracing is on, inside a PRODUCER span whose context travels with the job.
         return await traced_send_async(send, message, *args, driver=self.driver, limit=limit)

@@ -15,17 +15,21 @@ including the TypeScript Glasswork, can write it)::
       "trace": {"traceparent": "00-...-01"}  # optional, W3C trace context of the enqueue
     }
 
-Unknown keys are ignored, so later minor additions stay readable by older workers.
+Unknown keys are ignored, so later minor additions stay readable by older workers. A ``trace``
+of the wrong type (not an object of strings) is ignored, entry by entry: tracing never stops
+a job.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationError
+from pydantic_core import core_schema
 
 from .errors import MalformedMessageError, PayloadTooLargeError
 
@@ -34,6 +38,30 @@ ENVELOPE_VERSION = 1
 #: drivers freely. Drivers may allow more (``QueueDriver.message_limit``): SQS queues take
 #: up to their ``MaximumMessageSize``, 1 MiB (1,048,576 bytes) at most.
 MAX_MESSAGE_BYTES = 262_144
+
+logger = logging.getLogger("glasswork.jobs")
+
+
+def _salvage_trace(value: Any) -> dict[str, str] | None:
+    """A ``trace`` of the wrong JSON type: only its text entries are kept (none: no
+    context), since a broken trace context starts a new trace and never stops a job."""
+    kept = {}
+    if isinstance(value, dict):
+        kept = {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+    logger.debug("ignoring the malformed parts of a trace context: %.200r", value)
+    return kept or None
+
+
+class _Salvaged:
+    """``Annotated[T, _Salvaged()]``: a value ``T`` refuses is passed through
+    :func:`_salvage_trace` instead. Left to right, so a well-formed value never calls
+    into Python (this runs for every message a worker reads)."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.union_schema(
+            [handler(source), core_schema.no_info_plain_validator_function(_salvage_trace)],
+            mode="left_to_right",
+        )
 
 
 class JobMessage(BaseModel):
@@ -58,8 +86,9 @@ class JobMessage(BaseModel):
     enqueued_at: datetime | None = Field(default=None, alias="enqueuedAt")
     unique_key: str | None = Field(default=None, alias="uniqueKey")
     group_id: str | None = Field(default=None, alias="groupId")
-    #: The enqueue's trace context (W3C ``traceparent``/``tracestate``), set by tracing.
-    trace: dict[str, str] | None = None
+    #: The enqueue's trace context (W3C ``traceparent``/``tracestate``), set by tracing. A
+    #: value of the wrong JSON type is ignored (its text entries kept): the job still runs.
+    trace: Annotated[dict[str, str] | None, _Salvaged()] = None
 
     @classmethod
     def create(

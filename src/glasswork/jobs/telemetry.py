@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -56,6 +57,11 @@ _provider: Any = None  # set_tracing's tracer provider (None: the global one)
 # SQS message attribute names: letters, digits, "-", "_", "."; not starting with AWS./Amazon.
 _ATTRIBUTE_NAME = re.compile(r"(?!(?i:aws\.|amazon\.))[A-Za-z0-9_.-]{1,256}")
 _MAX_ATTRIBUTES = 10
+#: Seconds between two warnings that tracing failed (a broken span processor or exporter
+#: fails on every span; the failures in between are logged at debug level).
+WARN_INTERVAL = 60.0
+_next_warning = 0.0
+_unreported = 0
 
 
 # -- switching it on and off -----------------------------------------------------------------
@@ -228,8 +234,11 @@ class _ProducerSpan:
 
     def sent(self, result: R) -> R:
         """Note the send's ``result`` (its message id) on the span; returns it."""
-        if self.span is not None and not self.batch and self.span.is_recording():
-            self.span.set_attribute(MESSAGE_ID, str(getattr(result, "message_id", "")))
+        try:
+            if self.span is not None and not self.batch and self.span.is_recording():
+                self.span.set_attribute(MESSAGE_ID, str(getattr(result, "message_id", "")))
+        except Exception:  # the job is sent: nothing may make the enqueue look failed
+            _tracing_failed("noting the message id of a sent job")
         return result
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -238,10 +247,8 @@ class _ProducerSpan:
             return
         from opentelemetry import context
 
-        if exc is not None:
-            _mark_error(span, exc, f"{type(exc).__name__}: {exc}")
-        context.detach(self.token)
-        span.end()
+        description = f"{type(exc).__name__}: {exc}" if exc is not None else ""
+        _finish(span, context.detach, self.token, exc, description)
 
 
 def sqs_message_attributes(message: JobMessage, limit: int = MAX_MESSAGE_BYTES) -> dict[str, Any]:
@@ -313,15 +320,18 @@ class Tracing:
             return await call_next()
         try:
             outcome = await call_next()
+        except BaseException as exc:  # a worker cancelling the run at shutdown
+            _finish(
+                span, self._context.detach, token, exc, f"run interrupted: {type(exc).__name__}"
+            )
+            raise
+        try:
             if span.is_recording():
                 _record_outcome(span, outcome)
-            return outcome
-        except BaseException as exc:  # a worker cancelling the run at shutdown
-            _mark_error(span, exc, f"run interrupted: {type(exc).__name__}")
-            raise
-        finally:
-            self._context.detach(token)
-            span.end()
+        except Exception:
+            _tracing_failed("recording a run's outcome on its span")
+        _finish(span, self._context.detach, token)
+        return outcome
 
     def _start(self, run: JobRun) -> Any:
         message = run.message
@@ -380,6 +390,52 @@ def _record_outcome(span: Any, outcome: Outcome) -> None:
         span.set_attribute(RETRY_DELAY, float(delay))
     reason = getattr(outcome, "reason", None) or f"{type(error).__name__}: {error}"
     _mark_error(span, error, f"{outcome.kind}: {reason}")
+
+
+def _finish(
+    span: Any,
+    detach: Callable[[Any], None],
+    token: Any,
+    error: BaseException | None = None,
+    description: str = "",
+) -> None:
+    """Mark ``span`` with ``error`` (if any), detach its context and end it. Never raises:
+    the SDK lets a span processor's ``on_end`` raise through ``span.end()``, and a broken
+    processor or exporter must not change what happened to a job (logged instead)."""
+    if error is not None:
+        try:
+            _mark_error(span, error, description)
+        except Exception:
+            _tracing_failed("recording an error on a span")
+    try:
+        detach(token)
+    except Exception:
+        _tracing_failed("detaching a span's context")
+    try:
+        span.end()
+    except Exception:
+        _tracing_failed("ending a span (a span processor's on_end raised)")
+
+
+def _tracing_failed(what: str) -> None:
+    """Log that tracing failed at ``what``, with the traceback: a warning at most once per
+    :data:`WARN_INTERVAL` (saying how many failed since), debug level in between."""
+    global _next_warning, _unreported
+    now = time.monotonic()
+    if now < _next_warning:
+        _unreported += 1
+        logger.debug("tracing failed %s", what, exc_info=True)
+        return
+    _next_warning = now + WARN_INTERVAL
+    since = f"; {_unreported} more tracing failures since the last warning" if _unreported else ""
+    _unreported = 0
+    logger.warning(
+        "tracing failed %s; the job's outcome is unchanged (next warning in %gs at the earliest)%s",
+        what,
+        WARN_INTERVAL,
+        since,
+        exc_info=True,
+    )
 
 
 def _mark_error(span: Any, error: BaseException, description: str) -> None:

@@ -43,12 +43,17 @@ class ThreadedDriver:
         if max_threads < 1:
             raise ValueError(f"max_threads must be at least 1, got {max_threads}")
         self.driver = driver
-        self._pool = ThreadPoolExecutor(max_threads, thread_name_prefix="glasswork-enqueue")
+        self.max_threads = max_threads
+        self._pool: ThreadPoolExecutor | None = None  # made on first use, again after aclose
 
     def __repr__(self) -> str:
-        return f"ThreadedDriver({self.driver!r}, max_threads={self._pool._max_workers})"
+        return f"ThreadedDriver({self.driver!r}, max_threads={self.max_threads})"
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self.max_threads, thread_name_prefix="glasswork-enqueue"
+            )
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def enqueue(self, message: JobMessage) -> EnqueueResult:
@@ -69,7 +74,9 @@ class ThreadedDriver:
         return await self._run(self.driver.message_limit, queue)
 
     async def aclose(self) -> None:
-        self._pool.shutdown(wait=False)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
 
 class CoroutineDriver:

@@ -107,21 +107,23 @@ class AsyncSQSEnqueuer:
 
     async def _route(self, message: JobMessage, delay: float, due: float) -> EnqueueResult:
         driver = self.driver
-        taken = await self._claim([message], delay)
+        sqs = await self._client("sqs")
+        dynamodb, taken = await self._claim([message], delay)
         try:
             if delay <= 0:
-                return await self._send(message, 0)
+                return await self._send(sqs, message, 0)
             if driver.accepts_delay(message.queue, delay):
-                return await self._send(message, delay)
+                return await self._send(sqs, message, delay)
             return await asyncio.to_thread(driver._schedule, message, due)
         except BaseException:
-            await self._unclaim(taken)
+            # Not sent, or not known to be (cancelled mid-call by a closing service): the
+            # key is given back, so that no retry is refused for a job that may not exist.
+            await self._unclaim(dynamodb, taken)
             raise
 
-    async def _send(self, message: JobMessage, delay_seconds: float) -> EnqueueResult:
+    async def _send(self, sqs: Any, message: JobMessage, delay_seconds: float) -> EnqueueResult:
         url = self.driver.queue_url(message.queue)
         await self.message_limit(message.queue)  # so the sync parameters need no request
-        sqs = await self._client("sqs")
         try:
             response = await sqs.send_message(
                 QueueUrl=url, **self.driver._send_params(message, delay_seconds)
@@ -136,7 +138,8 @@ class AsyncSQSEnqueuer:
         driver = self.driver
         results: list[EnqueueResult | None] = [None] * len(messages)
         batched, scheduled = driver.plan_batch(messages, delay_seconds)
-        taken = await self._claim(messages, delay_seconds)
+        sqs = await self._client("sqs")
+        dynamodb, taken = await self._claim(messages, delay_seconds)
         failed: list[FailedEnqueue] = []
         try:
             if scheduled:
@@ -144,7 +147,6 @@ class AsyncSQSEnqueuer:
                 failed = await asyncio.to_thread(
                     driver.schedule_many, messages, scheduled, due, results
                 )
-            sqs = await self._client("sqs")
             for url, indexes in batched.items():
                 await self.message_limit(messages[indexes[0]].queue)
                 for chunk in driver.chunks(url, messages, indexes):
@@ -161,22 +163,30 @@ class AsyncSQSEnqueuer:
                             break
                     failed.extend(batch.failures())
         except BaseException:
-            await self._unclaim(taken)
+            # The jobs sent so far keep their keys; the others give theirs back.
+            sent_ids = {r.job_id for r in results if r is not None}
+            await self._unclaim(dynamodb, [m for m in taken if m.job_id not in sent_ids])
             raise
         sent = [r for r in results if r is not None]
         if failed:
             failed_ids = {f.job_id for f in failed}
-            await self._unclaim([m for m in taken if m.job_id in failed_ids])
+            await self._unclaim(dynamodb, [m for m in taken if m.job_id in failed_ids])
             raise EnqueueBatchError(failed, sent, 1 + max(0, driver.batch_retries))
         return sent
 
     # -- unique keys ----------------------------------------------------------------------------
 
-    async def _claim(self, messages: Sequence[JobMessage], delay: float) -> list[JobMessage]:
+    async def _claim(
+        self, messages: Sequence[JobMessage], delay: float
+    ) -> tuple[Any, list[JobMessage]]:
+        """Take the keys of ``messages``, all or none: the DynamoDB client and the messages
+        whose keys may be held now (see :meth:`UniqueKeys.claim`)."""
         keys = self.driver.unique_keys
         if keys is None:
             self.driver.warn_unique_ignored(messages)
-            return []
+            return None, []
+        if all(m.unique_key is None for m in messages):
+            return None, []
         dynamodb = await self._client("dynamodb")
         taken: list[JobMessage] = []
         try:
@@ -185,27 +195,35 @@ class AsyncSQSEnqueuer:
                     continue
                 try:
                     await dynamodb.put_item(**keys.claim_request(message, delay))
-                except ClientError as exc:
+                except ClientError as exc:  # DynamoDB answered: nothing was written
                     if is_condition_failure(exc):
                         holder = await dynamodb.get_item(**keys.holder_request(message))
                         raise keys.duplicate(message, holder) from None
                     raise keys.failure(message, exc) from exc
-                except BotoCoreError as exc:
-                    raise keys.failure(message, exc) from exc
+                except BaseException as exc:
+                    # No answer (the network, a closing service): the write may have landed,
+                    # so the key is given back too (conditional on this job's id: harmless
+                    # if it did not).
+                    taken.append(message)
+                    if isinstance(exc, BotoCoreError):
+                        raise keys.failure(message, exc) from exc
+                    raise
                 taken.append(message)
         except BaseException:
-            await self._unclaim(taken)
+            await self._unclaim(dynamodb, taken)
             raise
-        return taken
+        return dynamodb, taken
 
-    async def _unclaim(self, taken: list[JobMessage]) -> None:
+    async def _unclaim(self, dynamodb: Any, taken: list[JobMessage]) -> None:
+        """Give back the keys of ``taken`` (those still held by their own job)."""
         keys = self.driver.unique_keys
         if not taken or keys is None:
             return
-        dynamodb = await self._client("dynamodb")
         for message in taken:
             try:
                 await dynamodb.delete_item(**keys.release_request(message))
             except ClientError as exc:
                 if not is_condition_failure(exc):
-                    raise
+                    keys.warn_not_released(message, exc)
+            except (BotoCoreError, RuntimeError) as exc:  # RuntimeError: a closed client
+                keys.warn_not_released(message, exc)

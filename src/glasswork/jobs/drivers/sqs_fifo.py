@@ -6,6 +6,7 @@ import hashlib
 import re
 
 from ..message import JobMessage
+from ..scoped_keys import scoped_key
 
 # FIFO group and deduplication ids: 1-128 printable ASCII characters, no spaces.
 _FIFO_ID = re.compile(r"[!-~]{1,128}")
@@ -20,10 +21,11 @@ def fifo_id(value: str) -> str:
 
 
 def deduplication_id(message: JobMessage, *, by_unique_key: bool = True) -> str:
-    """The FIFO deduplication id: ``<job name>:<unique key>`` for jobs with a unique key (so
+    """The FIFO deduplication id: ``<job name>:<unique key>`` (length-prefixed when the name
+    holds ``:``, see :mod:`~glasswork.jobs.scoped_keys`) for jobs with a unique key (so
     SQS drops a repeat within its 5-minute window), else the job id. With
     ``by_unique_key=False`` (the driver guards keys in DynamoDB) always the job id, so a job
     enqueued again after the first finished is not dropped."""
     if by_unique_key and message.unique_key is not None:
-        return fifo_id(f"{message.job_name}:{message.unique_key}")
+        return fifo_id(scoped_key(message.job_name, message.unique_key, ":"))
     return fifo_id(message.job_id)

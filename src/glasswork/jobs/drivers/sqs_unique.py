@@ -4,7 +4,8 @@ SQS itself keeps no keys (standard queues ignore them; FIFO queues drop a repeat
 minutes, silently). With ``SQSQueueDriver(unique_table=...)``, every enqueue of a job with a
 unique key first writes one item, only if no live item holds the key::
 
-    pk          S  "unique#<job name>#<unique key>" (its SHA-256 when over 1,024 bytes)
+    pk          S  "unique#<job name>#<unique key>" (its SHA-256 when over 1,024 bytes; a
+                   job name holding "#" is length-prefixed, see scoped_keys)
     sk          S  "unique"
     job_id      S  the job holding the key
     job_name    S, unique_key S  (for people reading the table)
@@ -42,6 +43,7 @@ from ..aws_errors import CONDITION_FAILED, error_code
 from ..errors import DuplicateJobError, EnqueueError
 from ..execution import CallNext, JobRun, Outcome, Retry
 from ..message import JobMessage
+from ..scoped_keys import scoped_key
 
 logger = logging.getLogger("glasswork.jobs")
 
@@ -66,7 +68,7 @@ class UniqueKeys:
 
     def item_key(self, message: JobMessage) -> dict[str, Any]:
         assert message.unique_key is not None
-        key = f"unique#{message.job_name}#{message.unique_key}"
+        key = "unique#" + scoped_key(message.job_name, message.unique_key)
         if len(key.encode("utf-8")) > _MAX_KEY_BYTES:
             key = "unique#" + hashlib.sha256(key.encode("utf-8")).hexdigest()
         return {"pk": {"S": key}, "sk": {"S": "unique"}}
@@ -115,6 +117,18 @@ class UniqueKeys:
         return EnqueueError(
             f"could not take the unique key {message.unique_key!r} of job "
             f"{message.job_name!r} in DynamoDB table {self.table_name!r}: {exc}"
+        )
+
+    def warn_not_released(self, message: JobMessage, exc: BaseException) -> None:
+        logger.warning(
+            "could not give back the unique key %r of job %r (job id %s) in DynamoDB table "
+            "%r: %s; it lapses by itself after %s",
+            message.unique_key,
+            message.job_name,
+            message.job_id,
+            self.table_name,
+            exc,
+            self.ttl,
         )
 
     # -- sync calls ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..durations import Delay, parse_duration
 from ..errors import ConfigurationError
+from ..scoped_keys import scoped_key
 
 if TYPE_CHECKING:
     from .store import IdempotencyStore
@@ -68,11 +69,16 @@ class Idempotency:
 
 
 def idempotency_key(job_name: str, key: object) -> str:
-    """The stored key of a run: the job name and its key (a job id or a payload's key),
-    hashed when long so any store can hold it."""
+    """The stored key of a run: the job name and its key (a job id or a payload's key), one
+    string per pair (:func:`~glasswork.jobs.scoped_keys.scoped_key`). A key over 200
+    characters is stored as ``sha256:<hex>`` so any store can hold it; so is one that already
+    starts with ``sha256:``, which could otherwise pass for another key's hash."""
     text = str(key)
-    if len(text) > 200:
+    if len(text) > 200 or text.startswith(_HASHED):
         import hashlib
 
-        text = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return f"{job_name}#{text}"
+        text = _HASHED + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return scoped_key(job_name, text)
+
+
+_HASHED = "sha256:"
