@@ -33,6 +33,9 @@ class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
     """
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        # Every call reaches the logger through here: one frame more to skip, so the record's
+        # file, line and function (and Powertools' `location`) are the caller's.
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
         if isinstance(msg, Mapping) and args and isinstance(args[0], str):
             fields = {_field_name(k): v for k, v in msg.items()}
             given = kwargs.get("extra")
