@@ -26,6 +26,7 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "a
 class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
     """``ctx.logger``: a standard logger that puts the job name and id on every line, in the
     text and as ``extra`` fields (``job_name``, ``job_id``, ``attempt``) for JSON formatters.
+    A record's file, line and function are those of the code that called it.
 
     It also takes the seeds' structured style, a mapping first and the message second:
     ``ctx.logger.info({"user_id": uid}, "Welcome email sent")`` logs "Welcome email sent"
