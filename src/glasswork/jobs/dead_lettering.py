@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import inspect
 import logging
+from typing import Protocol
 
-from .drivers.base import QueueDriver
 from .outcomes import DeadLetter
 
 logger = logging.getLogger("glasswork.jobs")
 
 
-def takes_traceback(driver: QueueDriver) -> bool:
+class DeadLetterTarget(Protocol):
+    """What a :class:`DeadLetterSender` uses of a driver (``QueueDriver``'s own)."""
+
+    name: str
+
+    def dead_letter(
+        self, body: str, reason: str, *, queue: str | None = None, traceback: str | None = None
+    ) -> bool: ...
+
+
+def takes_traceback(driver: DeadLetterTarget) -> bool:
     """Whether ``driver.dead_letter`` accepts ``traceback=`` (by name, or ``**kwargs``)."""
     try:
         parameters = inspect.signature(driver.dead_letter).parameters.values()
@@ -39,7 +49,7 @@ class DeadLetterSender:
 
     __slots__ = ("driver", "with_traceback")
 
-    def __init__(self, driver: QueueDriver | None) -> None:
+    def __init__(self, driver: DeadLetterTarget | None) -> None:
         self.driver = driver
         self.with_traceback = driver is not None and takes_traceback(driver)
         if driver is not None and not self.with_traceback:
