@@ -513,7 +513,8 @@ class Executor:
         """The outcome of a run that raised ``error``, logged once: WARNING for a retry or a
         discard, ERROR for a dead letter. The first attempt's line (and the dead letter's)
         carries the traceback, except for a deliberate job error (see
-        :mod:`~glasswork.jobs.tracebacks`): every worker logs failures here, and only here."""
+        :mod:`~glasswork.jobs.tracebacks`). Workers log no failure lines of their own: this
+        is the one place, for Lambda and the long-running worker alike."""
         if isinstance(error, PermanentJobError):
             return await self._dead_letter(ctx, error)
         await self._hook(self.hooks.on_job_failed, ctx, error)
