@@ -166,7 +166,7 @@ def test_dlq_list_redrive_and_purge(capsys: pytest.CaptureFixture[str], url: str
     code, out, _ = run(capsys, "dlq", "list")
     assert code == 0
     header, first, second = out.splitlines()
-    assert header.split() == ["ID", "QUEUE", "JOB", "JOB", "ID", "AGE", "REASON"]
+    assert header.split() == ["ID", "QUEUE", "JOB", "JOB", "ID", "AGE", "RAISED", "AT", "REASON"]
     assert first.split()[:4] == ["1", "default", "record", message.job_id]
     assert first.endswith("PermanentJobError: gone")
     assert second.split()[:4] == ["2", "default", "?", "?"]

@@ -604,11 +604,11 @@ def test_log_lines_carry_job_fields_and_the_first_failure_its_traceback(
     for r in ends:
         assert (r.job_name, r.job_id, r.queue) == ("flaky", result.job_id, "default")  # type: ignore[attr-defined]
         assert isinstance(r.duration_ms, float)  # type: ignore[attr-defined]
-    first, second, last = ends
+    first = ends[0]
     assert first.getMessage().endswith(", retry in 0.0 s") and ", ran " in first.getMessage()
-    assert first.exc_info is not None and "boom 1" in str(first.exc_info[1])
-    assert second.exc_info is None  # the traceback was shown at the first failure
-    assert last.levelno == logging.INFO and first.levelno == logging.WARNING
+    # End lines are INFO: the failure itself is the executor's one WARNING line, which
+    # carries the first failure's traceback (test_each_failed_attempt_logs_one_warning).
+    assert all(r.levelno == logging.INFO and r.exc_info is None for r in ends)
     starts = [r for r in caplog.records if r.getMessage().startswith("start flaky")]
     assert [r.attempt for r in starts] == [1, 2, 3]  # type: ignore[attr-defined]
     assert "worker stopped: 3 jobs" in caplog.text

@@ -185,7 +185,7 @@ def test_dlq_list_peeks_without_consuming(
     code, out, _ = run(capsys, "dlq", "list", "--driver", cli_url)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["ID", "QUEUE", "JOB", "JOB", "ID", "AGE", "REASON"]
+    assert lines[0].split() == ["ID", "QUEUE", "JOB", "JOB", "ID", "AGE", "RAISED", "AT", "REASON"]
     assert len(lines) == 5
     assert sum("PermanentJobError: number" in line for line in lines) == 3
     assert any(line.split()[1:3] == ["emails", "?"] for line in lines)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import re
 import sys
+from pathlib import PurePath
 from typing import Any
 
 from ._common import (
@@ -29,6 +31,8 @@ SQS = (
 )
 #: More than any dead-letter table a person would go through by id.
 _ALL = 1_000_000
+#: A frame's line in a formatted traceback.
+_FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+)', re.M)
 
 
 def register(commands: Any) -> None:
@@ -44,7 +48,8 @@ def register(commands: Any) -> None:
     listing = add_command(
         actions,
         "list",
-        "Show dead letters: id, queue, job, job id, age and reason (left in place).",
+        "Show dead letters: id, queue, job, job id, age, where the error was raised and the "
+        "reason (left in place; --json adds bodies and tracebacks).",
         examples=[
             "glasswork dlq list --queue emails --limit 20",
             "glasswork dlq list --json | jq '.[].reason'",
@@ -53,7 +58,9 @@ def register(commands: Any) -> None:
     )
     listing.add_argument("--queue", help="only this queue's dead letters")
     listing.add_argument("--limit", type=positive_int, default=100, help="at most this many")
-    listing.add_argument("--json", action="store_true", help="print JSON, bodies included")
+    listing.add_argument(
+        "--json", action="store_true", help="print JSON, bodies and tracebacks included"
+    )
     listing.set_defaults(run=run_list)
 
     redrive = add_command(
@@ -103,10 +110,18 @@ def run_list(args: argparse.Namespace) -> int:
         print("no dead letters")
     else:
         rows = [
-            (r.id, r.queue or "-", r.job_name or "?", r.job_id or "?", age(r.failed_at), _short(r))
+            (
+                r.id,
+                r.queue or "-",
+                r.job_name or "?",
+                r.job_id or "?",
+                age(r.failed_at),
+                _raised_at(r.traceback),
+                _short(r),
+            )
             for r in records
         ]
-        print_table(("ID", "QUEUE", "JOB", "JOB ID", "AGE", "REASON"), rows)
+        print_table(("ID", "QUEUE", "JOB", "JOB ID", "AGE", "RAISED AT", "REASON"), rows)
     return 0
 
 
@@ -167,6 +182,15 @@ def _short(record: Any, width: int = 80) -> str:
     return reason if len(reason) <= width else reason[: width - 1] + "…"
 
 
+def _raised_at(traceback: str | None) -> str:
+    """``file.py:42``, the innermost frame of a traceback ("-" without one)."""
+    frames = list(_FRAME.finditer(traceback or ""))
+    if not frames:
+        return "-"
+    last = frames[-1]
+    return f"{PurePath(last['file']).name}:{last['line']}"
+
+
 def _as_dict(record: Any) -> dict[str, Any]:
     return {
         "id": record.id,
@@ -177,4 +201,5 @@ def _as_dict(record: Any) -> dict[str, Any]:
         "failed_at": record.failed_at.isoformat() if record.failed_at else None,
         "age": age(record.failed_at),
         "body": record.body,
+        "traceback": record.traceback,
     }

@@ -26,6 +26,7 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "a
 class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
     """``ctx.logger``: a standard logger that puts the job name and id on every line, in the
     text and as ``extra`` fields (``job_name``, ``job_id``, ``attempt``) for JSON formatters.
+    A record's file, line and function are those of the code that called it.
 
     It also takes the seeds' structured style, a mapping first and the message second:
     ``ctx.logger.info({"user_id": uid}, "Welcome email sent")`` logs "Welcome email sent"
@@ -33,6 +34,9 @@ class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg,unused-ignore]
     """
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        # Every call reaches the logger through here: one frame more to skip, so the record's
+        # file, line and function (and Powertools' `location`) are the caller's.
+        kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
         if isinstance(msg, Mapping) and args and isinstance(args[0], str):
             fields = {_field_name(k): v for k, v in msg.items()}
             given = kwargs.get("extra")

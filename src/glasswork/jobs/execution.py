@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import ValidationError
 
 from .context import NO_ATTRIBUTES, UNVALIDATED, JobContext, JobLogger, fields_of
+from .dead_lettering import DeadLetterSender
 from .decoding import BodyDecoder, StringCache
 from .definition import JobDefinition
 from .errors import (
@@ -35,6 +36,7 @@ from .errors import (
 from .loops import PrivateLoop, as_coroutine
 from .message import ENVELOPE_VERSION, JobMessage
 from .outcomes import DeadLetter, Discard, Done, Outcome, Retry, done_for
+from .tracebacks import is_deliberate
 
 if TYPE_CHECKING:
     from ..modules import Module
@@ -48,6 +50,7 @@ _new = object.__new__
 __all__ = [
     "CallNext",
     "DeadLetter",
+    "DeadLetterSender",
     "Discard",
     "Done",
     "Executor",
@@ -507,12 +510,19 @@ class Executor:
     async def _failed(
         self, ctx: JobContext, definition: JobDefinition[Any], error: BaseException
     ) -> Outcome:
+        """The outcome of a run that raised ``error``, logged once: WARNING for a retry or a
+        discard, ERROR for a dead letter. The first attempt's line (and the dead letter's)
+        carries the traceback, except for a deliberate job error (see
+        :mod:`~glasswork.jobs.tracebacks`). Workers log no failure lines of their own: this
+        is the one place, for Lambda and the long-running worker alike."""
         if isinstance(error, PermanentJobError):
             return await self._dead_letter(ctx, error)
         await self._hook(self.hooks.on_job_failed, ctx, error)
         policy = definition.retry
         if policy is None:
-            ctx.logger.warning("failed and discarded (retry=False): %r", error, exc_info=error)
+            ctx.logger.warning(
+                "failed and discarded (retry=False): %r", error, exc_info=_traced(error)
+            )
             return Discard(ctx.job, _describe(error), error)
         if ctx.attempt >= policy.max_attempts:
             reason = f"failed {ctx.attempt} of {policy.max_attempts} attempts: {_describe(error)}"
@@ -525,6 +535,8 @@ class Executor:
             policy.max_attempts,
             delay,
             error,
+            # Later attempts leave it out: it was shown at the first failure.
+            exc_info=_traced(error) if ctx.attempt == 1 else None,
         )
         return Retry(ctx.job, delay, error)
 
@@ -539,9 +551,7 @@ class Executor:
         if notify_failed:
             await self._hook(self.hooks.on_job_failed, ctx, error)
         reason = reason or _describe(error)
-        # A traceback helps with unexpected errors, not with a deliberate PermanentJobError.
-        trace = None if isinstance(error, PermanentJobError) else error
-        ctx.logger.error("dead-lettered: %s", reason, exc_info=trace)
+        ctx.logger.error("dead-lettered: %s", reason, exc_info=_traced(error))
         await self._hook(self.hooks.on_job_dead_letter, ctx, error)
         return DeadLetter(ctx.job, reason, error)
 
@@ -578,25 +588,19 @@ def _drive(coro: Awaitable[Any]) -> Any:
     raise RuntimeError("job execution suspended outside an event loop")
 
 
-class DeadLetterTarget(Protocol):
-    """What :func:`send_to_dead_letter` needs of a driver (``QueueDriver.dead_letter``)."""
-
-    def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool: ...
-
-
 def send_to_dead_letter(
-    driver: DeadLetterTarget | None,
+    sender: DeadLetterSender,
     body: str,
     outcome: DeadLetter,
     queue: str,
     log: logging.Logger,
 ) -> bool:
-    """Hand a :class:`DeadLetter` outcome's message to ``driver.dead_letter``; shared by every
-    worker. True: it is dealt with (kept, or logged at ERROR when the driver has no dead
-    letter), so acknowledge it. False: the send failed, so keep the message for retry."""
-    target = outcome.message.queue if outcome.message is not None else queue
+    """Hand a :class:`DeadLetter` outcome's message (with its reason and traceback) to the
+    driver of ``sender``; shared by every worker. True: it is dealt with (kept, or logged at
+    ERROR when the driver has no dead letter), so acknowledge it. False: the send failed, so
+    keep the message for retry."""
     try:
-        kept = driver is not None and driver.dead_letter(body, outcome.reason, queue=target)
+        kept = sender.send(body, outcome, queue)
     except Exception:
         log.exception("dead-letter send failed; reporting the message for retry")
         return False
@@ -608,6 +612,11 @@ def send_to_dead_letter(
             body,
         )
     return True
+
+
+def _traced(error: BaseException) -> BaseException | None:
+    """``exc_info`` for a failure's log line: None for a deliberate job error."""
+    return None if is_deliberate(error) else error
 
 
 def _describe(error: BaseException) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .drivers.base import QueueDriver, ReceivedMessage
-from .execution import DeadLetter, Outcome, Retry
+from .execution import DeadLetter, DeadLetterSender, Outcome, Retry
 from .lambda_sqs import RecordQueues, in_lambda
 
 Record = Mapping[str, Any]
@@ -35,6 +35,8 @@ class Settler:
         self.driver = driver
         self.queues = queues
         self.log = log
+        # Whether the driver's dead_letter takes the traceback: decided once, here.
+        self.dead_letters = DeadLetterSender(driver)
 
     def __call__(self, record: Any, outcome: Outcome) -> str | None:
         if isinstance(outcome, Retry):
@@ -48,12 +50,12 @@ class Settler:
         """Hand a dead letter to the driver: None when it is kept, else why not."""
         if self.driver is None:
             return "no driver is configured to keep it"
-        target = outcome.message.queue if outcome.message is not None else queue
         try:
-            kept = self.driver.dead_letter(body, outcome.reason, queue=target)
+            kept = self.dead_letters.send(body, outcome, queue)
         except Exception as exc:
             return f"the dead-letter send failed: {type(exc).__name__}: {exc}"
         if not kept:
+            target = outcome.message.queue if outcome.message is not None else queue
             return f"the {self.driver.name} driver has no dead letter for queue {target!r}"
         return None
 
@@ -88,7 +90,7 @@ class Settler:
         elif not in_lambda():
             why = "no driver is configured, and outside Lambda the worker does not look up DLQs"
         else:
-            why = self.queues.dead_letter(arn, text, outcome.reason)
+            why = self.queues.dead_letter(arn, text, outcome.reason, outcome.traceback)
         if why is None:
             return True
         self.log.error(

@@ -3,8 +3,9 @@ from a record's ``eventSourceARN``, and its redrive policy (DLQ and ``maxReceive
 read once per queue.
 
 A worker given no driver dead-letters through here: the DLQ of the queue's redrive policy,
-with the reason attached exactly as :class:`~glasswork.jobs.SQSQueueDriver` does (a driver
-for the one queue does the send). boto3 is imported only when a queue is first looked up.
+with the reason and traceback attached exactly as :class:`~glasswork.jobs.SQSQueueDriver`
+does (a driver for the one queue does the send). boto3 is imported only when a queue is
+first looked up.
 """
 
 from __future__ import annotations
@@ -92,16 +93,18 @@ class RecordQueues:
         known = self._setups.get(arn)
         return known[0] if known is not None else None
 
-    def dead_letter(self, arn: str, body: str, reason: str) -> str | None:
-        """Send ``body`` to the DLQ of the queue ``arn``, with ``reason``. None when it is
-        kept there; else why not (the record must then stay on its queue)."""
+    def dead_letter(
+        self, arn: str, body: str, reason: str, traceback: str | None = None
+    ) -> str | None:
+        """Send ``body`` to the DLQ of the queue ``arn``, with ``reason`` and ``traceback``.
+        None when it is kept there; else why not (the record must then stay on its queue)."""
         setup = self.setup(arn)
         if setup.problem is not None:
             return setup.problem
         if setup.dead_letter_url is None:
             return f"queue {setup.name} has no redrive policy, so there is no DLQ to send it to"
         try:
-            self._driver(setup).dead_letter(body, reason, queue=setup.name)
+            self._driver(setup).dead_letter(body, reason, queue=setup.name, traceback=traceback)
         except Exception as exc:
             return f"the send to {setup.dead_letter_url} failed: {type(exc).__name__}: {exc}"
         return None

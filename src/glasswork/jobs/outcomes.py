@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .tracebacks import failure_traceback
+
 if TYPE_CHECKING:
     from .context import JobContext
     from .message import JobMessage
@@ -106,10 +108,17 @@ class _Failed(Outcome):
 
 
 class DeadLetter(_Failed):
-    """Move the message to the dead letter, with ``reason``."""
+    """Move the message to the dead letter, with ``reason`` and :attr:`traceback`."""
 
     __slots__ = ()
     kind: ClassVar[str] = "dead_letter"
+
+    @property
+    def traceback(self) -> str | None:
+        """The formatted traceback of ``error`` kept with the dead letter (about 8 KB at
+        most, the end kept), or None for a deliberate job error: see
+        :mod:`glasswork.jobs.tracebacks`."""
+        return failure_traceback(self.error)
 
 
 class Discard(_Failed):

@@ -46,7 +46,6 @@ class JobTimeout:
                 return await call_next()
         except TimeoutError:
             # Only our own deadline lands here: call_next turns whatever the job raised
-            # (its own TimeoutError included) into an outcome.
-            error = JobTimeoutError(run.job_name, seconds)
-            run.ctx.logger.warning("timed out after %gs; the run was cancelled", seconds)
-            return await run.fail(error)
+            # (its own TimeoutError included) into an outcome. run.fail logs the failure
+            # (its error says it timed out): one line per failed run.
+            return await run.fail(JobTimeoutError(run.job_name, seconds))

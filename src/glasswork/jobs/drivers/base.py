@@ -104,7 +104,9 @@ class QueueStats:
 @dataclass(frozen=True, slots=True)
 class DeadLetterRecord:
     """One dead letter: the driver's ``id`` for it (what ``redrive``/``purge_dead_letters``
-    take), the original body, the reason and when it failed (None when unknown)."""
+    take), the original body, the reason, when it failed (None when unknown) and the
+    formatted traceback of the failure (None for a deliberate job error, a lost lease, or a
+    dead letter kept without one; see :mod:`glasswork.jobs.tracebacks`)."""
 
     id: str
     queue: str | None
@@ -113,6 +115,7 @@ class DeadLetterRecord:
     body: str
     reason: str
     failed_at: datetime | None
+    traceback: str | None = None
 
 
 class AsyncEnqueuer(Protocol):
@@ -213,9 +216,15 @@ class QueueDriver(ABC):
         """Deliver the message again after ``delay_seconds``."""
         raise NotImplementedError(f"driver {self.name!r} cannot release messages")
 
-    def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool:
-        """Keep a message that can never succeed, with the reason. Returns False when this
-        driver has nowhere to put it (the worker then logs the body at ERROR level)."""
+    def dead_letter(
+        self, body: str, reason: str, *, queue: str | None = None, traceback: str | None = None
+    ) -> bool:
+        """Keep a message that can never succeed, with the reason and the formatted
+        ``traceback`` of the failure (None when there is none to keep). Returns False when
+        this driver has nowhere to put it (the worker then logs the body at ERROR level).
+
+        Workers pass ``traceback`` only to a driver whose ``dead_letter`` takes it (decided
+        once, when the worker is built): one written without it still works."""
         return False
 
     def run_steps(self) -> Sequence[RunStep]:

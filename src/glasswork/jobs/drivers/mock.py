@@ -40,11 +40,13 @@ class EnqueuedJob:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterEntry:
-    """A message the worker dead-lettered, with the reason."""
+    """A message the worker dead-lettered, with the reason and the formatted traceback of
+    the failure (None for a deliberate job error)."""
 
     body: str
     reason: str
     queue: str | None
+    traceback: str | None = None
 
     @property
     def message(self) -> JobMessage | None:
@@ -81,7 +83,7 @@ class MockQueueDriver(QueueDriver):
 
     * ``driver.jobs``: messages enqueued (``.job_name``, ``.payload``);
     * ``driver.enqueued``: records with ``.message``, ``.delay_seconds`` and ``.run_at``;
-    * ``driver.dead_letters``: what workers dead-lettered, with reasons;
+    * ``driver.dead_letters``: what workers dead-lettered, with reasons and tracebacks;
     * ``driver.drain(AppModule)``: run everything through the real Lambda worker path;
     * a second pending job with the same unique key raises :class:`DuplicateJobError`.
     """
@@ -214,9 +216,11 @@ class MockQueueDriver(QueueDriver):
                 pending.leased_by = None
                 pending.due = time.time() + delay_seconds
 
-    def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool:
+    def dead_letter(
+        self, body: str, reason: str, *, queue: str | None = None, traceback: str | None = None
+    ) -> bool:
         with self._lock:
-            self.dead_letters.append(DeadLetterEntry(body, reason, queue))
+            self.dead_letters.append(DeadLetterEntry(body, reason, queue, traceback))
         return True
 
     def idempotency_store(self) -> MemoryIdempotencyStore:

@@ -1,11 +1,11 @@
 """SQLiteQueueDriver: a durable queue in one SQLite file, shared safely by several processes.
 
-Schema (version 2, ``PRAGMA user_version``; older files are upgraded when opened)::
+Schema (version 3, ``PRAGMA user_version``; older files are upgraded when opened)::
 
     glasswork_jobs(id INTEGER PRIMARY KEY, queue, job_name, job_id, unique_key, body,
                    attempts, leased, lost, visible_at, enqueued_at)
     glasswork_dead_letters(id INTEGER PRIMARY KEY, queue, job_name, job_id, body, reason,
-                           failed_at)
+                           failed_at, traceback)          # traceback: v3
     glasswork_periodic(job_name PRIMARY KEY, last_fire)   # which periodic fires happened
     glasswork_outcomes(minute, queue, job_name, outcome, count)   # v2: sqlite_inspection.py
 
@@ -77,8 +77,11 @@ CREATE TABLE IF NOT EXISTS glasswork_periodic (
 );
 """
 
+#: The traceback of each dead letter's failure (NULL for none, and for older rows).
+_TRACEBACKS = "ALTER TABLE glasswork_dead_letters ADD COLUMN traceback TEXT"
+
 # Script i takes a file from schema version i to i + 1 (a new file runs them all).
-_MIGRATIONS = (_SCHEMA, OUTCOMES_SCHEMA)
+_MIGRATIONS = (_SCHEMA, OUTCOMES_SCHEMA, _TRACEBACKS)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _INSERT = (
@@ -515,18 +518,26 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
 
         return self._write(extend)
 
-    def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool:
-        self._write(lambda c: self._insert_dead(c, body, reason, queue, time.time()))
+    def dead_letter(
+        self, body: str, reason: str, *, queue: str | None = None, traceback: str | None = None
+    ) -> bool:
+        self._write(lambda c: self._insert_dead(c, body, reason, queue, time.time(), traceback))
         return True
 
     def _insert_dead(
-        self, conn: sqlite3.Connection, body: str, reason: str, queue: str | None, now: float
+        self,
+        conn: sqlite3.Connection,
+        body: str,
+        reason: str,
+        queue: str | None,
+        now: float,
+        traceback: str | None = None,
     ) -> None:
         job_name, job_id, _ = identify(body)
         conn.execute(
             "INSERT INTO glasswork_dead_letters (queue, job_name, job_id, body, reason, "
-            "failed_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (queue, job_name, job_id, body, reason, now),
+            "failed_at, traceback) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (queue, job_name, job_id, body, reason, now, traceback),
         )
 
     def idempotency_store(self) -> SQLiteIdempotencyStore:
@@ -584,7 +595,7 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetterRecord]:
         """Dead letters, oldest first (``queue`` filters)."""
         sql = (
-            "SELECT id, queue, job_name, job_id, body, reason, failed_at "
+            "SELECT id, queue, job_name, job_id, body, reason, failed_at, traceback "
             "FROM glasswork_dead_letters"
         )
         params: list[Any] = []
@@ -594,8 +605,8 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         sql += " ORDER BY id LIMIT ?"
         params.append(limit)
         return [
-            DeadLetterRecord(str(i), q, n, j, b, r, datetime.fromtimestamp(t, UTC))
-            for i, q, n, j, b, r, t in self._conn().execute(sql, params)
+            DeadLetterRecord(str(i), q, n, j, b, r, datetime.fromtimestamp(t, UTC), tb)
+            for i, q, n, j, b, r, t, tb in self._conn().execute(sql, params)
         ]
 
     def redrive(self, ids: Sequence[int | str] | None = None, *, queue: str | None = None) -> int:

@@ -108,12 +108,14 @@ class SQLiteInspection:
 
 def _dead(conn: sqlite3.Connection, job_id: str) -> Iterator[FoundJob]:
     rows: Any = conn.execute(
-        "SELECT id, queue, job_name, body, reason, failed_at FROM glasswork_dead_letters "
-        "WHERE job_id = ? ORDER BY id",
+        "SELECT id, queue, job_name, body, reason, failed_at, traceback "
+        "FROM glasswork_dead_letters WHERE job_id = ? ORDER BY id",
         (job_id,),
     )
-    for row_id, queue, name, body, reason, failed_at in rows:
-        record = DeadLetterRecord(str(row_id), queue, name, job_id, body, reason, _time(failed_at))
+    for row_id, queue, name, body, reason, failed_at, trace in rows:
+        record = DeadLetterRecord(
+            str(row_id), queue, name, job_id, body, reason, _time(failed_at), trace
+        )
         yield FoundJob(job_id, "dead", queue, name, body, dead_letter=record)
 
 

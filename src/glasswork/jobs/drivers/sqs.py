@@ -42,6 +42,7 @@ from .sqs_consuming import SQSConsumer
 from .sqs_dead_letters import (
     REASON_ATTRIBUTE,
     SOURCE_QUEUE_ATTRIBUTE,
+    TRACEBACK_ATTRIBUTE,
     SQSDeadLetters,
     dead_letter_attributes,
 )
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "REASON_ATTRIBUTE",
     "SOURCE_QUEUE_ATTRIBUTE",
+    "TRACEBACK_ATTRIBUTE",
     "EnqueueBatchError",
     "FailedEnqueue",
     "SQSQueueDriver",
@@ -487,9 +489,12 @@ class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
 
     # -- dead letters ------------------------------------------------------------------
 
-    def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool:
-        """Send ``body`` to the dead-letter queue of ``queue``, with ``reason`` and the source
-        queue as message attributes. The DLQ is ``dead_letter_queues[queue]`` or else the
+    def dead_letter(
+        self, body: str, reason: str, *, queue: str | None = None, traceback: str | None = None
+    ) -> bool:
+        """Send ``body`` to the dead-letter queue of ``queue``, with ``reason``, the source
+        queue and the ``traceback`` as message attributes (trimmed to what the DLQ's message
+        size leaves). The DLQ is ``dead_letter_queues[queue]`` or else the
         ``deadLetterTargetArn`` of the queue's redrive policy; returns False when the queue
         has neither.
 
@@ -503,7 +508,9 @@ class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
         params: dict[str, Any] = {
             "QueueUrl": dlq,
             "MessageBody": body,
-            "MessageAttributes": dead_letter_attributes(body, reason, name, self.limit_of_url(dlq)),
+            "MessageAttributes": dead_letter_attributes(
+                body, reason, name, self.limit_of_url(dlq), traceback
+            ),
         }
         if dlq.endswith(".fifo"):
             digest = hashlib.sha256(body.encode("utf-8")).hexdigest()

@@ -32,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..errors import DuplicateJobError, GlassworkError
 from ..message import identify
+from ..tracebacks import bounded
 from .base import DeadLetterRecord
 from .sqs_fifo import fifo_id
 from .sqs_unique import UniqueKeys
@@ -41,12 +42,14 @@ logger = logging.getLogger("glasswork.jobs")
 #: Message attributes set on dead-letter sends.
 REASON_ATTRIBUTE = "GlassworkReason"
 SOURCE_QUEUE_ATTRIBUTE = "GlassworkSourceQueue"
+TRACEBACK_ATTRIBUTE = "GlassworkTraceback"
 #: The longest reason kept as an attribute (the full one is in the worker's log).
 MAX_REASON_CHARS = 4096
 #: Seconds a listed (peeked) message stays hidden before it is released; also the time a
 #: redrive or purge has to act on what it received.
 PEEK_SECONDS = 30
 
+_CUT = b"[... cut to fit the message size ...]\n"
 # Characters SQS accepts in message attribute values (the XML 1.0 character set).
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _BATCH = 10
@@ -59,21 +62,43 @@ class UnknownDeadLetterError(GlassworkError, LookupError):
     """Dead-letter ids that are not in the DLQs looked at; nothing was changed."""
 
 
-def dead_letter_attributes(body: str, reason: str, queue: str, limit: int) -> dict[str, Any]:
+def dead_letter_attributes(
+    body: str, reason: str, queue: str, limit: int, traceback: str | None = None
+) -> dict[str, Any]:
     """The attributes of a dead-letter send, within the DLQ's size ``limit`` (SQS counts a
-    message's attributes, names, types and values, against it): the source queue, then
-    the reason, trimmed to what the body leaves. A message at the limit gets none, so it can
-    always be dead-lettered."""
+    message's attributes, names, types and values, against it): the source queue, the
+    reason (its start), then the traceback (its end, where the error was raised), each
+    trimmed to what the body and those before leave. A message at the limit gets none, so
+    it can always be dead-lettered."""
     room = limit - len(body.encode("utf-8"))
     text = _NOT_XML.sub("?", reason)[:MAX_REASON_CHARS] or "unknown"
+    trace = bounded(_NOT_XML.sub("?", traceback)) if traceback else ""
     attributes: dict[str, Any] = {}
-    for name, value in ((SOURCE_QUEUE_ATTRIBUTE, queue), (REASON_ATTRIBUTE, text)):
-        fits = room - len(name) - len("String")
-        kept = value.encode("utf-8")[: max(0, fits)].decode("utf-8", "ignore")
+    for name, value in (
+        (SOURCE_QUEUE_ATTRIBUTE, queue),
+        (REASON_ATTRIBUTE, text),
+        (TRACEBACK_ATTRIBUTE, trace),
+    ):
+        fits = max(0, room - len(name) - len("String"))
+        encoded = value.encode("utf-8")
+        if name == TRACEBACK_ATTRIBUTE:
+            kept = _end_of(encoded, fits)
+        else:
+            kept = encoded[:fits].decode("utf-8", "ignore")
         if kept:
             attributes[name] = {"DataType": "String", "StringValue": kept}
             room -= len(name) + len("String") + len(kept.encode("utf-8"))
     return attributes
+
+
+def _end_of(encoded: bytes, size: int) -> str:
+    """The last ``size`` bytes of ``encoded`` at most, as text, marked where they were cut."""
+    if len(encoded) <= size:
+        return encoded.decode("utf-8")
+    room = size - len(_CUT)
+    if room <= 0:
+        return ""
+    return _CUT.decode() + encoded[len(encoded) - room :].decode("utf-8", "ignore")
 
 
 @dataclass(slots=True)
@@ -285,6 +310,7 @@ class SQSDeadLetters:
             reason=held.attribute(REASON_ATTRIBUTE)
             or "no reason recorded (moved by the queue's redrive policy)",
             failed_at=datetime.fromtimestamp(int(sent) / 1000, UTC) if sent else None,
+            traceback=held.attribute(TRACEBACK_ATTRIBUTE),
         )
 
     # -- acting -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The worker's per-job log lines: one when a job starts, one when it ends.
+"""The worker's per-job log lines, at INFO: one when a job starts, one when it ends (a
+failure is logged once more, by the executor, with its traceback: see :func:`log_end`).
 
 Both carry ``job_name``, ``job_id``, ``attempt`` and ``queue`` as ``extra`` fields (the end
 line also ``outcome`` and ``duration_ms``), for JSON formatters::
@@ -59,22 +60,16 @@ def log_end(
     outcome: Outcome,
     seconds: float,
 ) -> None:
-    """The end line: INFO for done and discarded jobs, WARNING for failures. The first
-    failure of a job (attempt 1) carries its traceback, so it is seen before any dead letter."""
+    """The end line, at INFO whatever the outcome: a failure itself is logged once, where it
+    is decided (:class:`~glasswork.jobs.Executor`, logger ``glasswork.jobs``: WARNING with
+    the traceback of the first failure, ERROR for a dead letter), as on Lambda."""
+    if not log.isEnabledFor(logging.INFO):
+        return
     detail = ""
-    level = logging.INFO
-    trace: BaseException | None = None
     if isinstance(outcome, Retry):
         detail = f", retry in {outcome.delay:.1f} s"
-        level = logging.WARNING
-        trace = outcome.error if received.attempt == 1 else None
-    elif isinstance(outcome, DeadLetter):
+    elif isinstance(outcome, DeadLetter | Discard):
         detail = f": {outcome.reason}"
-        level = logging.WARNING
-    elif isinstance(outcome, Discard):
-        detail = f": {outcome.reason}"
-    if not log.isEnabledFor(level):
-        return
     duration_ms = round(seconds * 1000, 3)
     extra: dict[str, Any] = {
         "job_name": name,
@@ -84,8 +79,7 @@ def log_end(
         "outcome": outcome.kind,
         "duration_ms": duration_ms,
     }
-    log.log(
-        level,
+    log.info(
         "end %s %s (attempt %d): %s, ran %.1f ms%s",
         name,
         job_id,
@@ -94,5 +88,4 @@ def log_end(
         duration_ms,
         detail,
         extra=extra,
-        exc_info=trace,
     )

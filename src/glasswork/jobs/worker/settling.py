@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..drivers.base import QueueDriver, ReceivedMessage
-from ..execution import DeadLetter, Retry, send_to_dead_letter
+from ..execution import DeadLetter, DeadLetterSender, Retry, send_to_dead_letter
 from .pool import Finished
 from .slots import Held
 from .summary import WorkerSummary
@@ -33,6 +33,8 @@ class Settler:
         self.driver = driver
         self.summary = summary
         self.log = log
+        # Whether the driver's dead_letter takes the traceback: decided once, here.
+        self._dead_letters = DeadLetterSender(driver)
         #: Moving average of job run time in seconds (None until a job finished).
         self.job_seconds: float | None = None
         self._ack_many: Batch | None = getattr(driver, "ack_many", None)
@@ -118,7 +120,9 @@ class Settler:
         dead, self._dead = self._dead, []
         for received, outcome in dead:
             # False: the send failed (and was logged): keep the job, unacknowledged.
-            if send_to_dead_letter(self.driver, received.body, outcome, received.queue, self.log):
+            if send_to_dead_letter(
+                self._dead_letters, received.body, outcome, received.queue, self.log
+            ):
                 self._acks.append(received)
             else:
                 self._dead.append((received, outcome))

@@ -5,7 +5,8 @@ Tables (in the schema you choose, ``public`` by default; versioned in
 
     glasswork_jobs(id, queue, job_name, job_id, unique_key, body, attempts, leased, lost,
                    visible_at, enqueued_at)          # a row per pending job
-    glasswork_dead_letters(id, queue, job_name, job_id, body, reason, failed_at)
+    glasswork_dead_letters(id, queue, job_name, job_id, body, reason, failed_at,
+                           traceback)
     glasswork_periodic(job_name, last_fire, claimed_by)  # which periodic fires happened
     glasswork_outcomes(minute, queue, job_name, outcome, count)  # for the dashboard
 

@@ -97,11 +97,14 @@ def _found(
     enqueued_at: datetime | None,
     reason: str | None,
     failed_at: datetime | None,
+    traceback: str | None,
 ) -> FoundJob:
     if dead:
         assert reason is not None  # NOT NULL columns of the dead letters
         assert failed_at is not None
-        record = dead_letter_record(row_id, queue, job_name, job_id, body, reason, failed_at)
+        record = dead_letter_record(
+            row_id, queue, job_name, job_id, body, reason, failed_at, traceback
+        )
         return FoundJob(job_id, "dead", queue, job_name, body, dead_letter=record)
     return FoundJob(
         job_id, state, queue, job_name, body, attempts, _utc(visible_at), _utc(enqueued_at)

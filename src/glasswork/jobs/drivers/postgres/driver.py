@@ -245,9 +245,11 @@ class PostgresQueueDriver(InspectionCapabilities, Producer):
         }
         return self._connections.run(what, lambda conn, _: conn.execute(statement, params).rowcount)
 
-    def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool:
+    def dead_letter(
+        self, body: str, reason: str, *, queue: str | None = None, traceback: str | None = None
+    ) -> bool:
         job_name, job_id, _ = identify(body)
-        row = (queue, job_name, job_id, body, reason)
+        row = (queue, job_name, job_id, body, _text(reason), _text(traceback))
         self._connections.run(
             "dead-letter a job", lambda conn, _: conn.execute(self.sql.dead_letter, row)
         )
@@ -302,6 +304,12 @@ class PostgresQueueDriver(InspectionCapabilities, Producer):
 def _release(notifications: Notifications, connections: Connections) -> None:
     notifications.close()
     connections.close()
+
+
+def _text(value: str | None) -> str | None:
+    """``value`` as PostgreSQL text, which cannot hold NUL: an error message with one (from a
+    payload, say) must not stop its dead letter from being kept."""
+    return value.replace("\x00", "\\x00") if value is not None and "\x00" in value else value
 
 
 def _check(ok: bool, what: str, value: object) -> None:

@@ -48,10 +48,11 @@ def dead_letter_record(
     body: str,
     reason: str,
     failed_at: datetime,
+    traceback: str | None = None,
 ) -> DeadLetterRecord:
     """A row of ``glasswork_dead_letters`` as the driver-agnostic record."""
     return DeadLetterRecord(
-        str(row_id), queue, job_name, job_id, body, reason, failed_at.astimezone(UTC)
+        str(row_id), queue, job_name, job_id, body, reason, failed_at.astimezone(UTC), traceback
     )
 
 

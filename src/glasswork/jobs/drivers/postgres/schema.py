@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from psycopg import Connection
 
 #: The schema version this release of glasswork reads and writes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Placeholders: {schema} (quoted identifier) and {channel} (the NOTIFY channel, a literal).
 _MIGRATIONS: dict[int, str] = {
@@ -74,6 +74,10 @@ CREATE TABLE {schema}.glasswork_outcomes (
     count bigint NOT NULL,
     PRIMARY KEY (minute, queue, job_name, outcome)
 );
+""",
+    # The traceback of each dead letter's failure (NULL for none, and for older rows).
+    3: """
+ALTER TABLE {schema}.glasswork_dead_letters ADD COLUMN traceback text;
 """,
 }
 

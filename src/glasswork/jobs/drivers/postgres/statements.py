@@ -133,8 +133,8 @@ class Statements:
             "SELECT queue, job_name, job_id, body, %(reason)s FROM gone"
         )
         self.dead_letter = (
-            f"INSERT INTO {dead} (queue, job_name, job_id, body, reason) "
-            "VALUES (%s, %s, %s, %s, %s)"
+            f"INSERT INTO {dead} (queue, job_name, job_id, body, reason, traceback) "
+            "VALUES (%s, %s, %s, %s, %s, %s)"
         )
         # ``claimed_by`` makes a retried claim (after a lost connection) see its own win.
         self.claim_periodic = (
@@ -161,7 +161,7 @@ class Statements:
             "AND (%(queue)s::text IS NULL OR queue = %(queue)s)"
         )
         self.dead_letters = (
-            f"SELECT id, queue, job_name, job_id, body, reason, failed_at FROM {dead} "
+            f"SELECT id, queue, job_name, job_id, body, reason, failed_at, traceback FROM {dead} "
             f"WHERE {_dead_filter} ORDER BY id LIMIT %(limit)s"
         )
         self.redrive_candidates = (
@@ -182,11 +182,11 @@ class Statements:
             "SELECT * FROM ("
             "SELECT 0 AS dead, id, queue, job_name, body, attempts, "
             "CASE WHEN visible_at <= now() THEN 'ready' WHEN leased THEN 'in_flight' "
-            "ELSE 'delayed' END, visible_at, enqueued_at, NULL AS reason, NULL AS failed_at "
-            f"FROM {jobs} WHERE job_id = %(job_id)s "
+            "ELSE 'delayed' END, visible_at, enqueued_at, NULL AS reason, NULL AS failed_at, "
+            f"NULL AS traceback FROM {jobs} WHERE job_id = %(job_id)s "
             "UNION ALL "
-            "SELECT 1, id, queue, job_name, body, NULL, 'dead', NULL, NULL, reason, failed_at "
-            f"FROM {dead} WHERE job_id = %(job_id)s"
+            "SELECT 1, id, queue, job_name, body, NULL, 'dead', NULL, NULL, reason, failed_at, "
+            f"traceback FROM {dead} WHERE job_id = %(job_id)s"
             ") AS found ORDER BY dead, id"
         )
         # Outcome counts: keys added in sorted order, so concurrent workers lock rows in the
