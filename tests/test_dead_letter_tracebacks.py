@@ -35,7 +35,7 @@ from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.testing import sqs_event
 from glasswork.jobs.tracebacks import MAX_TRACEBACK_CHARS, failure_traceback
 from glasswork.jobs.worker import Worker
-from pgtest import DSN, connect, fresh_schema
+from pgtest import connect, dsn, fresh_schema
 
 
 def _look_up(user_id: Any) -> None:
@@ -144,7 +144,7 @@ def sqlite_driver_in(tmp_path: Path) -> Iterator[SQLiteQueueDriver]:
 
 @contextmanager
 def postgres_driver_in(tmp_path: Path) -> Iterator[PostgresQueueDriver]:
-    with fresh_schema() as name, PostgresQueueDriver(DSN, schema=name) as driver:
+    with fresh_schema() as name, PostgresQueueDriver(dsn(), schema=name) as driver:
         yield driver
 
 
@@ -176,7 +176,9 @@ def run_on(worker: str, driver: QueueDriver, module: Any, message: JobMessage) -
 
 
 @pytest.mark.parametrize("worker", ["lambda", "worker"])
-@pytest.mark.parametrize("name", list(DRIVERS))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.postgres) if n == "postgres" else n for n in DRIVERS]
+)
 def test_every_driver_keeps_the_traceback_through_both_workers(
     tmp_path: Path, name: str, worker: str
 ) -> None:
@@ -243,17 +245,18 @@ def test_an_sqlite_file_from_before_tracebacks_is_upgraded(tmp_path: Path) -> No
     driver.close()
 
 
+@pytest.mark.postgres
 def test_a_postgresql_schema_from_before_tracebacks_is_upgraded() -> None:
     [version] = [v for v, sql in schema._MIGRATIONS.items() if "ADD COLUMN traceback" in sql]
     with fresh_schema() as name:
-        with PostgresQueueDriver(DSN, schema=name) as old:
+        with PostgresQueueDriver(dsn(), schema=name) as old:
             old.dead_letter("{}", "old failure", queue="q")
         with connect(autocommit=True) as conn:
             conn.execute(f'ALTER TABLE "{name}".glasswork_dead_letters DROP COLUMN traceback')
             conn.execute(
                 f'DELETE FROM "{name}".glasswork_schema_versions WHERE version >= %s', (version,)
             )
-        with PostgresQueueDriver(DSN, schema=name) as driver:
+        with PostgresQueueDriver(dsn(), schema=name) as driver:
             driver.dead_letter("{}", "new failure", queue="q", traceback="Traceback ...\n")
             assert [(r.reason, r.traceback) for r in driver.dead_letters()] == [
                 ("old failure", None),
@@ -261,13 +264,14 @@ def test_a_postgresql_schema_from_before_tracebacks_is_upgraded() -> None:
             ]
 
 
+@pytest.mark.postgres
 def test_postgresql_keeps_a_failure_whose_message_holds_a_nul() -> None:
     # PostgreSQL text cannot hold NUL: the dead letter must be kept all the same (and the
     # job not retried forever because its dead letter keeps failing).
     job = define_job(
         name="nul", handler=lambda payload: _look_up(payload), retry={"max_attempts": 1}
     )
-    with fresh_schema() as name, PostgresQueueDriver(DSN, schema=name) as driver:
+    with fresh_schema() as name, PostgresQueueDriver(dsn(), schema=name) as driver:
         JobService(driver).enqueue(job, "a\x00b")
         summary = Worker(module=define_module(name="m", jobs=[job]), driver=driver).run_until_empty(
             timeout=30
