@@ -316,7 +316,7 @@ def test_run_scheduler_loop_dispatches_until_stopped(aws: Aws, table: Any) -> No
         assert job_ids(aws.drain(url, wait=5, expected=1)) == [result.job_id]
     finally:
         stop.set()
-        loop.join(5)
+        loop.join(20)
     assert not loop.is_alive()
     assert table.count() == 0
 

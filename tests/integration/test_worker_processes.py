@@ -182,7 +182,10 @@ def test_job_longer_than_its_lease_runs_once_while_its_worker_lives(setup: Setup
     workers = [setup.start_worker(name=f"w{i}") for i in range(2)]
     setup.jobs().enqueue(record, {"key": "long", "sleep": 2.0})  # twice the 1 s lease
     [run] = wait_until(lambda: setup.finished().get("long"), what="the long job")
-    time.sleep(0.3)  # a stolen lease would show as a second run by now
+    # Acked: no delivery can follow. Had the other worker taken the lease, the first
+    # worker's ack (an older receipt) would not remove the job: it would stay pending until
+    # that second run finished, and show in the runs.
+    wait_until(lambda: setup.driver().pending_count() == 0, what="the long job to be acked")
     assert [r["key"] for r in setup.runs()] == ["long"]
     assert run["attempt"] == 1
     for w in workers:
@@ -292,6 +295,12 @@ def test_periodic_worker_fires_scheduled_jobs(setup: Setup) -> None:
 # -- jobs that misbehave: hang, raise BaseExceptions, block the event loop -------------------
 
 
+def counts(driver: SQLiteQueueDriver) -> tuple[int, int, int]:
+    """(delayed, in flight, ready) of the default queue."""
+    stats = driver.stats().get("default")
+    return (stats.delayed, stats.in_flight, stats.ready) if stats else (0, 0, 0)
+
+
 def stop_within(worker: subprocess.Popen[bytes], seconds: float) -> float:
     """SIGTERM ``worker``; assert it exits 0 within ``seconds``; returns how long it took."""
     started = time.monotonic()
@@ -310,9 +319,11 @@ def test_sync_job_past_its_timeout_frees_its_slot_and_its_lease(setup: Setup) ->
     wait_until(lambda: setup.runs(), what="the hung job to start")
     jobs.enqueue(record, {"key": "after"})
     wait_until(lambda: setup.finished().get("after"), timeout=10, what="the job behind it")
-    # Settled as a retry (its backoff is a minute), so no longer leased by the worker.
-    stats = setup.driver().stats()["default"]
-    assert (stats.delayed, stats.in_flight, stats.ready) == (1, 0, 0)
+    # The hung job settled as a retry (its backoff is a minute), so no longer leased by the
+    # worker; "after" acked (its handler records "finished" before the worker acks it).
+    driver = setup.driver()
+    wait_until(lambda: counts(driver)[1:] == (0, 0), what="both jobs to be settled")
+    assert counts(driver) == (1, 0, 0)  # (delayed, in flight, ready)
     log = setup.log()
     assert "abandoning thread" in log and "ran past its 0.5s timeout" in log
     assert "end hang" in log and "retry, ran 5" in log  # ran ~500 ms, then a retry
