@@ -5,7 +5,8 @@ the PostgreSQL server of tests marked ``postgres`` (tests/pgtest.py)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +31,22 @@ def moto_endpoint() -> Iterator[str]:
 
     with moto_server() as endpoint:
         yield endpoint
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """``disk("2m")``: a tmpfs of that size to fill up for real, unmounted after the test
+    (small_disk.py: root only; skipped elsewhere, failing under CI)."""
+    from small_disk import mount_small_disk, unmount
+
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        path = tmp_path / f"disk-{len(mounted)}"
+        mount_small_disk(path, size)
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in mounted:
+        unmount(path)

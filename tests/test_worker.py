@@ -46,6 +46,54 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+class Rendezvous:
+    """The first ``count`` handlers to call :meth:`sync` or :meth:`wait` wait until all of
+    them are running at once (raising after 10 s if they never are), which proves that
+    many run side by side without guessing how long that takes; later ones go on at once.
+    Keeps the peak number running too."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.lock = threading.Lock()
+        self.entered = self.now = self.peak = 0
+
+    def _enter(self) -> bool:
+        with self.lock:
+            self.entered += 1
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            return self.entered <= self.count
+
+    def _leave(self) -> None:
+        with self.lock:
+            self.now -= 1
+
+    def _met(self, deadline: float) -> bool:
+        if self.entered >= self.count:
+            return True
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{self.count} jobs never ran at once")
+        return False
+
+    def sync(self) -> None:
+        waits = self._enter()
+        deadline = time.monotonic() + 10
+        try:
+            while waits and not self._met(deadline):
+                time.sleep(0.005)
+        finally:
+            self._leave()
+
+    async def wait(self) -> None:
+        waits = self._enter()
+        deadline = time.monotonic() + 10
+        try:
+            while waits and not self._met(deadline):
+                await asyncio.sleep(0.005)
+        finally:
+            self._leave()
+
+
 def start_in_thread(worker: Worker) -> threading.Thread:
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
@@ -86,34 +134,30 @@ def test_sync_handlers_run_in_threads_off_the_loop(driver: SQLiteQueueDriver) ->
 
 
 def test_at_most_concurrency_jobs_in_flight(driver: SQLiteQueueDriver) -> None:
-    lock = threading.Lock()
-    now = peak = 0
+    running = Rendezvous(3)
 
     def handler(payload: Any) -> None:
-        nonlocal now, peak
-        with lock:
-            now += 1
-            peak = max(peak, now)
-        time.sleep(0.02)
-        with lock:
-            now -= 1
+        running.sync()  # the first three wait for each other
+        time.sleep(0.02)  # a fourth thread, were there one, would start meanwhile
 
     job = define_job(name="slow", handler=handler)
     JobService(driver).enqueue_many(job, range(30))
     summary = Worker(module=module_of(job), driver=driver, concurrency=3).run_until_empty()
     assert summary.done == 30
-    assert peak == 3
+    assert running.peak == 3
 
 
 def test_async_jobs_overlap_on_the_loop(driver: SQLiteQueueDriver) -> None:
+    running = Rendezvous(10)  # all ten wait on the one loop until all ten are in
+
     async def handler(payload: Any) -> None:
-        await asyncio.sleep(0.2)
+        await running.wait()
 
     job = define_job(name="wait", handler=handler)
     JobService(driver).enqueue_many(job, range(10))
-    started = time.monotonic()
-    Worker(module=module_of(job), driver=driver, concurrency=10).run_until_empty()
-    assert time.monotonic() - started < 1.5  # ten 0.2 s sleeps, not run one by one
+    summary = Worker(module=module_of(job), driver=driver, concurrency=10).run_until_empty()
+    assert summary.done == 10
+    assert running.peak == 10
 
 
 def test_transient_failures_retry_until_max_attempts_then_dead_letter(
@@ -249,11 +293,11 @@ def test_works_with_any_driver_that_receives(caplog: pytest.LogCaptureFixture) -
 
 
 def test_stop_finishes_in_flight_jobs(driver: SQLiteQueueDriver) -> None:
-    started, finished = threading.Event(), threading.Event()
+    started, stopping, finished = threading.Event(), threading.Event(), threading.Event()
 
     def handler(payload: Any) -> None:
         started.set()
-        time.sleep(0.3)
+        stopping.wait(10)  # still running when the stop comes
         finished.set()
 
     job = define_job(name="slow", handler=handler)
@@ -262,6 +306,7 @@ def test_stop_finishes_in_flight_jobs(driver: SQLiteQueueDriver) -> None:
     thread = start_in_thread(worker)
     assert started.wait(10)
     worker.stop()
+    stopping.set()
     thread.join(10)
     assert finished.is_set()
     assert worker.summary.done == 1
@@ -289,8 +334,13 @@ def test_jobs_still_running_after_grace_period_are_released(driver: SQLiteQueueD
 
 
 def test_slow_jobs_are_not_hoarded_by_one_worker(driver: SQLiteQueueDriver) -> None:
+    # All four run at once, so each worker (two threads) must hold two: one that took
+    # more would have them wait in its hands, and the four would never meet.
+    running = Rendezvous(4)
+
     def handler(payload: Any) -> None:
-        time.sleep(0.3)
+        running.sync()
+        time.sleep(0.3)  # slow: no prefetch
 
     job = define_job(name="slow", handler=handler)
     JobService(driver).enqueue_many(job, range(4))
@@ -320,7 +370,8 @@ def test_shutdown_releases_prefetched_messages_too(driver: SQLiteQueueDriver) ->
     )
     thread = start_in_thread(worker)
     wait_until(lambda: runs == 4)
-    time.sleep(0.2)
+    # The running job and the messages the worker holds besides it, all leased.
+    wait_until(lambda: driver.stats()["default"].in_flight >= 2)
     worker.stop()
     thread.join(10)
     assert worker.summary.done == 3
@@ -330,12 +381,14 @@ def test_shutdown_releases_prefetched_messages_too(driver: SQLiteQueueDriver) ->
 
 
 def test_long_job_keeps_its_lease(tmp_path: Path) -> None:
-    driver = SQLiteQueueDriver(tmp_path / "jobs.db", visibility_timeout=0.3)
+    lease = 1.0  # renewed every third of it: room for a busy machine's pauses
+    driver = SQLiteQueueDriver(tmp_path / "jobs.db", visibility_timeout=lease)
     runs: list[int] = []
+    watched = threading.Event()
 
     def handler(payload: Any) -> None:
         runs.append(1)
-        time.sleep(1.0)
+        watched.wait(30)  # runs until three lease lengths have passed
 
     job = define_job(name="long", handler=handler)
     JobService(driver).enqueue(job, None)
@@ -343,10 +396,11 @@ def test_long_job_keeps_its_lease(tmp_path: Path) -> None:
     thread = start_in_thread(worker)
     wait_until(lambda: bool(runs))
     other = SQLiteQueueDriver(tmp_path / "jobs.db")
-    deadline = time.monotonic() + 0.9
+    deadline = time.monotonic() + 3 * lease
     while time.monotonic() < deadline:  # past three lease lengths, nobody else may claim it
         assert other.receive() == []
         time.sleep(0.05)
+    watched.set()
     wait_until(lambda: worker.summary.done == 1)
     worker.stop()
     thread.join(10)
@@ -547,7 +601,7 @@ def test_run_until_empty_returns_within_its_timeout_releasing_what_runs(
     summary = worker.run_until_empty(timeout=1)
     took = time.monotonic() - started
     release.set()
-    assert 1 <= took < 1.5
+    assert 1 <= took < 10  # its timeout, not the job's 30 s nor the 30 s grace period
     assert summary.released == 1
     assert driver.stats()["default"].ready == 1
     # A released run has no outcome: no failure hook, now or when its thread or coroutine
@@ -657,13 +711,17 @@ def test_sync_and_async_jobs_together_stay_within_concurrency(
         with lock:
             now -= 1
 
+    running = Rendezvous(3)  # the first three, sync and async, wait for each other
+
     def sync_handler(payload: Any) -> None:
         enter()
+        running.sync()
         time.sleep(0.1)
         leave()
 
     async def async_handler(payload: Any) -> None:
         enter()
+        await running.wait()
         await asyncio.sleep(0.1)
         leave()
 

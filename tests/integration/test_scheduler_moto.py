@@ -316,7 +316,7 @@ def test_run_scheduler_loop_dispatches_until_stopped(aws: Aws, table: Any) -> No
         assert job_ids(aws.drain(url, wait=5, expected=1)) == [result.job_id]
     finally:
         stop.set()
-        loop.join(5)
+        loop.join(20)
     assert not loop.is_alive()
     assert table.count() == 0
 
@@ -481,37 +481,68 @@ def test_items_another_scheduler_claims_meanwhile_are_left_and_the_rest_sent(
 
 
 _SCHEDULER_PROCESS = """
-import logging, sys
+import logging, os, signal, sys, threading, time
 from glasswork.jobs import SQSQueueDriver
 from glasswork.jobs.scheduler import run_scheduler
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-endpoint, url, table = sys.argv[1:4]
+endpoint, url, table, sig, when = sys.argv[1:6]
+
+class SignalOnStart(logging.Handler):
+    # The signal comes the moment "scheduler started" is logged: a supervisor waiting for
+    # that line may send it at once.
+    def emit(self, record):
+        if "scheduler started" in record.getMessage():
+            os.kill(os.getpid(), int(sig))
+
+class SignalInWait(threading.Event):
+    # The signal comes while this thread holds the event's lock, inside wait().
+    def wait(self, timeout=None):
+        with self._cond:
+            os.kill(os.getpid(), int(sig))
+            time.sleep(0.05)  # the handler runs here
+        return super().wait(timeout)
+
+stop = None
+if when == "at-start":
+    logging.getLogger().addHandler(SignalOnStart())
+elif when == "in-wait":
+    stop = SignalInWait()
 driver = SQSQueueDriver(queues={"default": url}, region="us-east-1", endpoint_url=endpoint,
                         scheduler_table=table)
 run_scheduler(table_name=table, region="us-east-1", driver=driver, endpoint_url=endpoint,
-              interval=0.1)
+              interval=0.1, stop=stop)
 """
 
 
+@pytest.mark.parametrize("when", ["later", "at-start", "in-wait"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_run_scheduler_in_a_process_stops_on_a_signal(
-    aws: Aws, table: Any, sig: signal.Signals
+    aws: Aws, table: Any, sig: signal.Signals, when: str
 ) -> None:
-    """As a container runs it: the main thread's loop ends cleanly on SIGTERM or SIGINT."""
+    """As a container runs it: the main thread's loop ends cleanly on SIGTERM or SIGINT,
+    whenever the signal comes once "scheduler started" is logged: later, at once
+    (``at-start``), or while the loop's thread holds the lock of the event it waits on
+    (``in-wait``: a handler that set the event would deadlock)."""
     url = aws.create_queue("jobs")
     proc = subprocess.Popen(
-        [sys.executable, "-c", _SCHEDULER_PROCESS, aws.endpoint, url, TABLE],
+        [sys.executable, "-c", _SCHEDULER_PROCESS, aws.endpoint, url, TABLE, str(sig), when],
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        deadline = time.monotonic() + 20
         assert proc.stderr is not None
-        while "scheduler started" not in proc.stderr.readline():
-            assert time.monotonic() < deadline and proc.poll() is None, "did not start"
-        proc.send_signal(sig)
-        assert proc.wait(10) == 0
-        assert "scheduler stopped" in proc.stderr.read()
+        if when == "later":
+            deadline = time.monotonic() + 20
+            while "scheduler started" not in proc.stderr.readline():
+                assert time.monotonic() < deadline and proc.poll() is None, "did not start"
+            proc.send_signal(sig)
+        try:
+            code = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the scheduler did not stop within 20 s of {sig.name} (deadlocked?)")
+        assert code == 0
+        log = proc.stderr.read()
+        assert f"scheduler stopping on {sig.name}" in log and "scheduler stopped" in log
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -182,7 +182,10 @@ def test_job_longer_than_its_lease_runs_once_while_its_worker_lives(setup: Setup
     workers = [setup.start_worker(name=f"w{i}") for i in range(2)]
     setup.jobs().enqueue(record, {"key": "long", "sleep": 2.0})  # twice the 1 s lease
     [run] = wait_until(lambda: setup.finished().get("long"), what="the long job")
-    time.sleep(0.3)  # a stolen lease would show as a second run by now
+    # Acked: no delivery can follow. Had the other worker taken the lease, the first
+    # worker's ack (an older receipt) would not remove the job: it would stay pending until
+    # that second run finished, and show in the runs.
+    wait_until(lambda: setup.driver().pending_count() == 0, what="the long job to be acked")
     assert [r["key"] for r in setup.runs()] == ["long"]
     assert run["attempt"] == 1
     for w in workers:
@@ -292,6 +295,12 @@ def test_periodic_worker_fires_scheduled_jobs(setup: Setup) -> None:
 # -- jobs that misbehave: hang, raise BaseExceptions, block the event loop -------------------
 
 
+def counts(driver: SQLiteQueueDriver) -> tuple[int, int, int]:
+    """(delayed, in flight, ready) of the default queue."""
+    stats = driver.stats().get("default")
+    return (stats.delayed, stats.in_flight, stats.ready) if stats else (0, 0, 0)
+
+
 def stop_within(worker: subprocess.Popen[bytes], seconds: float) -> float:
     """SIGTERM ``worker``; assert it exits 0 within ``seconds``; returns how long it took."""
     started = time.monotonic()
@@ -310,9 +319,11 @@ def test_sync_job_past_its_timeout_frees_its_slot_and_its_lease(setup: Setup) ->
     wait_until(lambda: setup.runs(), what="the hung job to start")
     jobs.enqueue(record, {"key": "after"})
     wait_until(lambda: setup.finished().get("after"), timeout=10, what="the job behind it")
-    # Settled as a retry (its backoff is a minute), so no longer leased by the worker.
-    stats = setup.driver().stats()["default"]
-    assert (stats.delayed, stats.in_flight, stats.ready) == (1, 0, 0)
+    # The hung job settled as a retry (its backoff is a minute), so no longer leased by the
+    # worker; "after" acked (its handler records "finished" before the worker acks it).
+    driver = setup.driver()
+    wait_until(lambda: counts(driver)[1:] == (0, 0), what="both jobs to be settled")
+    assert counts(driver) == (1, 0, 0)  # (delayed, in flight, ready)
     log = setup.log()
     assert "abandoning thread" in log and "ran past its 0.5s timeout" in log
     assert "end hang" in log and "retry, ran 5" in log  # ran ~500 ms, then a retry
@@ -435,24 +446,6 @@ def test_corrupt_rows_are_dead_lettered_and_healthy_jobs_run(setup: Setup) -> No
     wait_until(lambda: driver.pending_count() == 0, what="nothing left behind")
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 3 MiB tmpfs, to fill up for real (needs root; skipped where mounting is refused)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def fill(disk: Path) -> None:
     with (disk / "filler").open("wb", buffering=0) as f, contextlib.suppress(OSError):
         while True:
@@ -460,8 +453,9 @@ def fill(disk: Path) -> None:
 
 
 def test_on_a_full_disk_enqueue_fails_typed_and_the_worker_runs_the_stored_jobs(
-    small_disk: Path, tmp_path: Path
+    disk: Callable[[str], Path], tmp_path: Path
 ) -> None:
+    small_disk = disk("3m")
     db = small_disk / "jobs.db"
     setup = Setup(tmp_path, db, tmp_path / "runs.db", f"sqlite:///{db}")
     driver = setup.driver()
@@ -501,3 +495,61 @@ def test_on_a_full_disk_enqueue_fails_typed_and_the_worker_runs_the_stored_jobs(
     wait_until(lambda: len(setup.finished()) == stored, timeout=20, what="every stored job")
     stop_within(worker, 5)
     assert setup.driver().pending_count() == 0
+
+
+def test_a_disk_filled_by_enqueues_a_worker_runs_every_stored_job(
+    disk: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """The disk fills with jobs alone: the WAL holds what was not checkpointed, and a claim
+    or an ack (writes) can neither grow it nor checkpoint it. The driver's disk reserve is
+    what lets the worker go on: every stored job runs once and is acked, the failing ones
+    are retried and dead-lettered, and nothing is lost or half-written."""
+    small_disk = disk("2m")
+    db = small_disk / "jobs.db"
+    other = small_disk / "other-data"  # something else on the disk, deleted at the end
+    other.write_bytes(os.urandom(256 * 1024))
+    setup = Setup(tmp_path, db, tmp_path / "runs.db", f"sqlite:///{db}")
+    driver = setup.driver()
+    assert (small_disk / "jobs.db-reserve").stat().st_size == 128 * 1024  # a 16th of 2 MiB
+    jobs = JobService(driver)
+    stored: list[str] = []
+    failing: list[str] = []  # job ids of jobs that fail every attempt
+    refused: EnqueueError | None = None
+    for i in itertools.count():  # small and large jobs, until the disk is full
+        pad = "x" * (20_000 if i % 3 == 0 else 2_000)
+        try:
+            if i % 10 == 9:
+                failing.append(jobs.enqueue(fail, {"key": f"fail-{i}", "pad": pad}).job_id)
+            else:
+                jobs.enqueue(record, {"key": f"job-{i}", "pad": pad})
+                stored.append(f"job-{i}")
+        except EnqueueError as exc:
+            refused = exc
+            break
+    assert str(refused).endswith(": database or disk is full; nothing was stored")
+    assert len(stored) > 20 and failing
+    # Nothing half-written: the refused job is not in the file, the stored ones all are.
+    assert driver.pending_count() == len(stored) + len(failing)
+    refused_id = str(refused).split("(id ")[1].split(")")[0]
+    assert driver.find_job(refused_id) == []
+
+    worker = setup.start_worker()
+    wait_until(
+        lambda: driver.pending_count() == 0, timeout=60, what="every stored job to be settled"
+    )
+    finished = setup.finished()
+    assert sorted(k for k in finished if k.startswith("job-")) == sorted(stored)
+    assert all(len(finished[k]) == 1 for k in stored)  # each ran once, and was acked
+    dead = wait_until(lambda: driver.dead_letters(limit=1000))
+    assert sorted(d.job_id for d in dead) == sorted(failing)  # retried, then dead-lettered
+    assert all(d.reason.startswith("failed 3 of 3 attempts") for d in dead)
+    assert "released its 128 KiB reserve" in setup.log()
+
+    # Acks freed room in the file: a job enqueued now is stored and runs.
+    jobs.enqueue(record, {"key": "after"})
+    wait_until(lambda: setup.finished().get("after"), what="the job enqueued after")
+    # Space freed on the disk: the next driver made puts the reserve back.
+    other.unlink()
+    setup.driver()
+    assert (small_disk / "jobs.db-reserve").stat().st_size == 128 * 1024
+    stop_within(worker, 5)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import threading
 import time
 import uuid
@@ -67,6 +68,8 @@ TTL_ATTRIBUTE = "expires_at"
 _MAX_SQS_DELAY = 900
 #: Items claimed in one TransactWriteItems (DynamoDB's limit), and sent and deleted together.
 CLAIM_BATCH = 100
+#: Seconds between looks for a stop signal while :func:`run_scheduler` waits.
+SIGNAL_CHECK = 0.1
 #: Keys per BatchWriteItem request (DynamoDB's limit).
 DELETE_BATCH = 25
 _NAMES = {
@@ -656,15 +659,31 @@ def run_scheduler(
         dead_letter_queue,
     )
     stop = stop or threading.Event()
-    logger.info("scheduler started on table %s, every %.1fs", table_name, interval)
-    with on_stop_signals(lambda signum, frame: stop.set()):
-        while not stop.is_set():
+    # The handler only notes the signal: it runs between two bytecodes of this thread,
+    # which may hold the lock Event.set takes (inside stop.wait).
+    signalled: list[str] = []
+    with on_stop_signals(lambda signum, frame: signalled.append(signal.Signals(signum).name)):
+        # Only now: whoever waits for this line may stop the scheduler with a signal.
+        logger.info("scheduler started on table %s, every %.1fs", table_name, interval)
+        while not (signalled or stop.is_set()):
             try:
                 scheduler.run_once()
             except Exception:
                 logger.exception("scheduler pass failed; trying again in %.1fs", interval)
-            stop.wait(interval)
+            _pause(stop, interval, signalled)
+    if signalled:
+        logger.info("scheduler stopping on %s", signalled[0])
     logger.info("scheduler stopped")
+
+
+def _pause(stop: threading.Event, seconds: float, signalled: list[str]) -> None:
+    """Wait ``seconds``, or until ``stop`` is set or a stop signal came (looked for every
+    :data:`SIGNAL_CHECK` seconds, as the signal handler cannot set ``stop``)."""
+    deadline = time.monotonic() + seconds
+    while not signalled:
+        left = deadline - time.monotonic()
+        if left <= 0 or stop.wait(min(left, SIGNAL_CHECK)):
+            return
 
 
 def create_scheduler_table(

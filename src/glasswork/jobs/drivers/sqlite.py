@@ -21,6 +21,7 @@ the new holder's delivery (ids are AUTOINCREMENT, never reused, for the same rea
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -37,11 +38,14 @@ from ..message import JobMessage, identify
 from .base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
 from .sqlite_files import check_synchronous, file_path, open_file
 from .sqlite_inspection import OUTCOMES_SCHEMA, SQLiteInspection
+from .sqlite_reserve import DEFAULT_RESERVE, DiskReserve
 
 if TYPE_CHECKING:
     from ..idempotency.sqlite import SQLiteIdempotencyStore
 
 T = TypeVar("T")
+
+logger = logging.getLogger("glasswork.jobs")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS glasswork_jobs (
@@ -134,7 +138,10 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
       power loss, at some cost per commit;
     * ``poll_interval``: how often a waiting :meth:`receive` looks for new jobs;
     * ``create``: make the file if it does not exist (False: a missing file is a
-      :class:`ConfigurationError`, for tools that only inspect a queue).
+      :class:`ConfigurationError`, for tools that only inspect a queue);
+    * ``disk_reserve``: bytes held in ``<path>-reserve`` (at most a 16th of the file
+      system), given back when the disk fills so workers can still claim and finish the
+      jobs already stored (0: none).
 
     A file that cannot be used (a directory, a read-only mount) raises
     :class:`ConfigurationError` saying why, at construction. Each thread gets its own
@@ -153,6 +160,7 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         synchronous: str = "NORMAL",
         poll_interval: float = 0.05,
         create: bool = True,
+        disk_reserve: int = DEFAULT_RESERVE,
     ) -> None:
         self.path = file_path(path, "SQLiteQueueDriver")
         if visibility_timeout <= 0:
@@ -161,6 +169,10 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
             )
         if max_lost_leases < 1:
             raise ConfigurationError(f"max_lost_leases must be at least 1, got {max_lost_leases}")
+        if isinstance(disk_reserve, bool) or not isinstance(disk_reserve, int) or disk_reserve < 0:
+            raise ConfigurationError(
+                f"disk_reserve must be a number of bytes (0 for none), got {disk_reserve!r}"
+            )
         self.synchronous = check_synchronous(synchronous)
         self.visibility_timeout = float(visibility_timeout)
         self.max_lost_leases = max_lost_leases
@@ -171,7 +183,12 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         self._connections: weakref.WeakSet[_Owned] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._rotation = 0
+        self._reserve = DiskReserve(self.path, disk_reserve)
+        #: A write failed for a full disk with no reserve left to give (said once).
+        self._stalled = False
         self._conn()  # create the file and schema now, so errors show at construction
+        if create:
+            self._reserve.keep()
 
     def __repr__(self) -> str:
         return f"SQLiteQueueDriver({str(self.path)!r})"
@@ -204,6 +221,13 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
 
     def _connect(self) -> sqlite3.Connection:
         conn = open_file(self.path, self.busy_timeout, self.synchronous)
+        pages = self._reserve.checkpoint_pages(conn.execute("PRAGMA page_size").fetchone()[0])
+        if pages is not None:
+            conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
+        # Zero deleted jobs only in pages written anyway: a build whose default is ON
+        # (Debian's) writes every freed page of a large job again on ack, which a full
+        # disk refuses.
+        conn.execute("PRAGMA secure_delete = FAST")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version < SCHEMA_VERSION:
             # Another process may be creating or upgrading the schema too: decide under the
@@ -234,18 +258,43 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn`` in a write transaction: what workers do to jobs already stored. On a full
-        disk the WAL cannot grow: copy it into the database file, so the next write reuses
-        its space from the start, and try once more. (Enqueues do not: on a full disk they
-        fail at once, leaving that room to the workers.)"""
+        disk the WAL cannot grow: :meth:`_make_room`, and try once more. (Enqueues do not:
+        on a full disk they fail at once, leaving that room to the workers.)"""
         conn = self._conn()
         try:
             with self._transaction(conn):
-                return fn(conn)
+                result = fn(conn)
         except sqlite3.OperationalError as exc:
-            if not _disk_full(exc) or not _checkpoint(conn):
+            if not _disk_full(exc) or not self._make_room(conn):
                 raise
-        with self._transaction(conn):
-            return fn(conn)
+            with self._transaction(conn):
+                result = fn(conn)
+        self._stalled = False
+        self._reserve.tend()
+        return result
+
+    def _make_room(self, conn: sqlite3.Connection) -> bool:
+        """Copy the WAL into the database file, so the next write reuses the WAL's space from
+        its start; when the disk has no room for that either, release the disk reserve
+        first. True when the whole WAL was copied."""
+        try:
+            return _checkpoint(conn)
+        except sqlite3.Error as exc:
+            if not _disk_full(exc):
+                return False
+        self._reserve.release()  # False: none left, or another process just released it
+        try:
+            return _checkpoint(conn)
+        except sqlite3.Error as exc:
+            if _disk_full(exc) and not self._stalled:
+                self._stalled = True
+                logger.error(
+                    "the disk holding %s is full and its disk reserve is used up: workers "
+                    "cannot claim or finish jobs (a claim or an ack is a write) until space "
+                    "is freed there; stored jobs are kept and run once it is",
+                    self.path,
+                )
+            return False
 
     def close(self) -> None:
         """Close every connection this driver opened (in all threads)."""
@@ -704,11 +753,9 @@ def _disk_full(error: sqlite3.Error) -> bool:
 
 def _checkpoint(conn: sqlite3.Connection) -> bool:
     """Copy the WAL into the database file; True when all of it was, so the next write
-    starts the WAL over in the space it already has."""
-    try:
-        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    except sqlite3.Error:
-        return False
+    starts the WAL over in the space it already has. Raises what SQLite raised (a full
+    disk: the database file cannot grow)."""
+    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     return bool(busy == 0 and frames == copied)
 
 

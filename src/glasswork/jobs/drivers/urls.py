@@ -3,7 +3,8 @@
 * ``sqlite:///jobs.db`` (a path relative to the working directory) or
   ``sqlite:////var/lib/app/jobs.db`` (absolute), with optional settings of
   :class:`~glasswork.jobs.drivers.sqlite.SQLiteQueueDriver` as query parameters:
-  ``?visibility_timeout=60&busy_timeout=30&synchronous=FULL&max_lost_leases=5``.
+  ``?visibility_timeout=60&busy_timeout=30&synchronous=FULL&max_lost_leases=5``
+  (also ``poll_interval`` and ``disk_reserve``).
 * ``sqs://?region=us-east-1&queue.default=https://sqs...&queue.emails=https://sqs...``
   with optional ``scheduler_table=``, ``endpoint_url=`` and ``dlq.<queue>=<url>``; the
   region may also be the host: ``sqs://us-east-1?queue.default=...``.
@@ -32,6 +33,7 @@ _SQLITE_OPTIONS: dict[str, Callable[[str], Any]] = {
     "poll_interval": float,
     "max_lost_leases": int,
     "synchronous": str,
+    "disk_reserve": int,
 }
 
 
