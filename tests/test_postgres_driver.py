@@ -4,6 +4,7 @@ SQLite driver: test_queue_driver_contract.py.) Each test works in a schema of it
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import threading
@@ -13,7 +14,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from glasswork.jobs import JobMessage
+from glasswork import define_module
+from glasswork.jobs import JobContext, JobMessage, JobService, PermanentJobError, Worker, define_job
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver
 from glasswork.jobs.errors import ConfigurationError
 from pgtest import DSN, connect, fresh_schema
@@ -130,6 +132,44 @@ def test_a_delayed_job_wakes_the_wait_when_it_comes_due(driver: PostgresQueueDri
     driver.poll_interval = 60
     [got] = driver.receive(wait_seconds=30)
     assert got.attempt == 1
+
+
+# -- text PostgreSQL cannot store ---------------------------------------------------------------
+
+
+def test_a_permanent_error_whose_message_holds_nul_is_dead_lettered_once_with_its_reason(
+    schema: str,
+) -> None:
+    # The README's own handler puts user input in the message; text columns refuse U+0000.
+    runs: list[int] = []
+
+    def refuse(payload: dict[str, str], ctx: JobContext) -> None:
+        runs.append(ctx.attempt)
+        raise PermanentJobError(f"bad input: {payload['text']}")
+
+    job = define_job(name="refuse", handler=refuse)
+    with make(schema, visibility_timeout=1) as driver:
+        JobService(driver).enqueue(job, {"text": "a\x00b"})
+        worker = Worker(module=define_module("nul", jobs=[job]), driver=driver)
+        worker.run_until_empty(timeout=10)
+        [dead] = driver.dead_letters()
+        # The NUL shown as Python shows it; nothing else changed.
+        assert dead.reason == "PermanentJobError: bad input: a\\x00b"
+        assert runs == [1]
+        assert driver.pending_count() == 0
+
+
+def test_a_body_whose_names_hold_nul_is_dead_lettered_and_redriven(
+    driver: PostgresQueueDriver,
+) -> None:
+    # Any producer may insert a row: its JSON may name the job with an escaped U+0000.
+    body = json.dumps({"version": 1, "jobName": "odd\x00name", "jobId": "id\x00", "payload": 1})
+    driver.dead_letter(body, "unknown job", queue="default")
+    [dead] = driver.dead_letters()
+    assert (dead.job_name, dead.job_id, dead.body) == ("odd\\x00name", "id\\x00", body)
+    assert driver.redrive() == 1
+    [again] = driver.receive()
+    assert again.body == body
 
 
 # -- lost connections --------------------------------------------------------------------------

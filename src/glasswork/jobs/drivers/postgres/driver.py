@@ -22,6 +22,7 @@ from .connections import Connections, redacted
 from .notifications import Notifications
 from .producing import Producer, find_inserted, insert_jobs
 from .statements import Statements
+from .text import storable
 
 
 class PostgresQueueDriver(InspectionCapabilities, Producer):
@@ -247,7 +248,7 @@ class PostgresQueueDriver(InspectionCapabilities, Producer):
 
     def dead_letter(self, body: str, reason: str, *, queue: str | None = None) -> bool:
         job_name, job_id, _ = identify(body)
-        row = (queue, job_name, job_id, body, reason)
+        row = tuple(storable(text) for text in (queue, job_name, job_id, body, reason))
         self._connections.run(
             "dead-letter a job", lambda conn, _: conn.execute(self.sql.dead_letter, row)
         )
