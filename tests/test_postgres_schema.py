@@ -70,6 +70,24 @@ def test_a_schema_name_needing_quotes_and_of_the_longest_length_works(schema: st
             conn.execute(f'DROP SCHEMA IF EXISTS "{odd.replace(chr(34), chr(34) * 2)}" CASCADE')
 
 
+@pytest.mark.parametrize("odd", ["a$$b", "a$$b$glasswork$c"])
+def test_a_schema_name_holding_dollar_quotes_migrates_and_notifies(odd: str) -> None:
+    # The NOTIFY channel literal sits inside the trigger function's dollar-quoted body.
+    with fresh_schema(odd) as schema:
+        with connect(autocommit=True) as conn:
+            script = migration_script(conn, schema)
+            assert migrate(conn, schema) == list(range(1, SCHEMA_VERSION + 1))
+        assert "glasswork_notify" in script
+        with (
+            PostgresQueueDriver(DSN, schema=schema, migrate=False, poll_interval=60) as driver,
+            PostgresQueueDriver(DSN, schema=schema, migrate=False) as producer,
+        ):
+            assert driver.receive(wait_seconds=0.1) == []  # listening
+            threading.Timer(0.3, lambda: producer.enqueue(JobMessage.create("ping", 1))).start()
+            [got] = driver.receive(wait_seconds=30)  # the trigger's NOTIFY woke it
+            assert JobMessage.from_json(got.body).payload == 1
+
+
 def test_two_schemas_are_separate_queues(schema: str) -> None:
     with (
         fresh_schema() as other_schema,
