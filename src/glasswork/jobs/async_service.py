@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 from .definition import JobDefinition
 from .drivers.aio import async_enqueuer
 from .drivers.base import EnqueueResult, QueueDriver
-from .durations import Delay, parse_duration
+from .durations import Delay
 from .message import JobMessage
-from .service import EnqueueBase, check_raw_timing, check_when
+from .service import EnqueueBase, check_raw_timing, check_when, delay_seconds
 from .telemetry import traced_send_async
 
 P = TypeVar("P")
@@ -77,7 +77,7 @@ class AsyncJobService(EnqueueBase):
 
     async def enqueue_in(self, job: JobDefinition[P], payload: P, delay: Delay) -> EnqueueResult:
         """Enqueue ``job`` to run after ``delay`` (``"10m"``, seconds or a timedelta)."""
-        seconds = parse_duration(delay)
+        seconds = delay_seconds(job, delay)
         message, limit = await self._message(job, payload)
         if seconds == 0:
             return await self._send(self.enqueuer.enqueue, message, limit)
@@ -94,7 +94,7 @@ class AsyncJobService(EnqueueBase):
     ) -> list[EnqueueResult]:
         """Enqueue one job per payload, in batches where the driver has them; every payload
         is validated first."""
-        seconds = parse_duration(delay) if delay is not None else 0.0
+        seconds = delay_seconds(job, delay) if delay is not None else 0.0
         limit = await self.enqueuer.message_limit(self.queue_of(job))
         messages = [self.build_message(job, p, limit) for p in payloads]
         if not messages:
