@@ -15,7 +15,7 @@ import pytest
 from glasswork.jobs import JobMessage
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.drivers.urls import driver_from_url
-from glasswork.jobs.errors import ConfigurationError
+from glasswork.jobs.errors import ConfigurationError, EnqueueError
 
 
 @pytest.fixture
@@ -81,3 +81,23 @@ def test_durations_that_cannot_work_are_refused_at_construction(
     with pytest.raises(ConfigurationError, match=message):
         driver_from_url(f"sqlite:///{db}?{setting}={value}")
     assert not db.exists()  # refused before anything was made
+
+
+def test_a_write_lock_held_past_busy_timeout_fails_the_call_and_stores_nothing(db: Path) -> None:
+    # What docs/worker.md says bounds a call: no call waits longer than busy_timeout.
+    driver = SQLiteQueueDriver(db, busy_timeout=0.2)
+    driver.enqueue(msg(payload=1))
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(EnqueueError, match="database is locked; nothing was stored"):
+            driver.enqueue(msg(payload=2))
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            driver.receive()
+        assert driver.pending_count() == 1  # reads do not wait
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    [got] = driver.receive()
+    assert JobMessage.from_json(got.body).payload == 1
+    driver.close()
