@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import psycopg
 import pytest
 
 from glasswork import define_module
@@ -260,6 +261,22 @@ def test_half_open_connections_are_closed_as_dead_and_calls_retried_on_new_ones(
         threading.Timer(1.0, lambda: producer.enqueue(msg(payload=3))).start()
         [woken] = within(30, lambda: driver.receive(wait_seconds=20))
         assert JobMessage.from_json(woken.body).payload == 3
+
+
+def test_a_statement_past_statement_timeout_is_cancelled_by_the_server_and_not_retried(
+    schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An open transaction holds a unique key: the driver's enqueue of that key waits on it,
+    # until the server cancels the statement; the connection was alive, so nothing retries.
+    caplog.set_level(logging.WARNING, logger="glasswork.postgres")
+    with make(schema, statement_timeout=1) as driver, connect() as holder:
+        driver.bind(holder).enqueue(msg("welcome", unique_key="k"))  # not committed
+        with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
+            within(30, lambda: driver.enqueue(msg("welcome", unique_key="k")))
+        holder.rollback()
+        driver.enqueue(msg("welcome", unique_key="k"))
+        assert driver.pending_count() == 1
+    assert "lost the PostgreSQL connection" not in caplog.text
 
 
 def test_a_retried_enqueue_does_not_insert_twice(driver: PostgresQueueDriver) -> None:

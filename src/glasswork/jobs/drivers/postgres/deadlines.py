@@ -89,7 +89,7 @@ class BoundedConnection(psycopg.Connection[TupleRow]):
         waiting = _WATCHDOG.start(self.pgconn.socket, seconds)
         try:
             return super().wait(gen, *args, **kwargs)
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
             if waiting.expired:
                 raise NoAnswer(
                     f"no answer from the PostgreSQL server within {seconds:g}s "
