@@ -4,18 +4,23 @@ SQLite driver: test_queue_driver_contract.py.) Each test works in a schema of it
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
+import psycopg
 import pytest
 
-from glasswork.jobs import JobMessage
-from glasswork.jobs.drivers.postgres import PostgresQueueDriver
+from glasswork import define_module
+from glasswork.jobs import JobContext, JobMessage, JobService, PermanentJobError, Worker, define_job
+from glasswork.jobs.drivers.postgres import PostgresQueueDriver, notifications
 from glasswork.jobs.errors import ConfigurationError
+from pgproxy import proxy
 from pgtest import connect, dsn, fresh_schema
 
 pytestmark = pytest.mark.postgres
@@ -31,6 +36,16 @@ def schema() -> Iterator[str]:
 def driver(schema: str) -> Iterator[PostgresQueueDriver]:
     with PostgresQueueDriver(dsn(), schema=schema, visibility_timeout=5) as d:
         yield d
+
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
 
 
 def make(schema: str, **options: object) -> PostgresQueueDriver:
@@ -135,6 +150,44 @@ def test_a_delayed_job_wakes_the_wait_when_it_comes_due(driver: PostgresQueueDri
     assert got.attempt == 1
 
 
+# -- text PostgreSQL cannot store ---------------------------------------------------------------
+
+
+def test_a_permanent_error_whose_message_holds_nul_is_dead_lettered_once_with_its_reason(
+    schema: str,
+) -> None:
+    # The README's own handler puts user input in the message; text columns refuse U+0000.
+    runs: list[int] = []
+
+    def refuse(payload: dict[str, str], ctx: JobContext) -> None:
+        runs.append(ctx.attempt)
+        raise PermanentJobError(f"bad input: {payload['text']}")
+
+    job = define_job(name="refuse", handler=refuse)
+    with make(schema, visibility_timeout=1) as driver:
+        JobService(driver).enqueue(job, {"text": "a\x00b"})
+        worker = Worker(module=define_module("nul", jobs=[job]), driver=driver)
+        worker.run_until_empty(timeout=10)
+        [dead] = driver.dead_letters()
+        # The NUL shown as Python shows it; nothing else changed.
+        assert dead.reason == "PermanentJobError: bad input: a\\x00b"
+        assert runs == [1]
+        assert driver.pending_count() == 0
+
+
+def test_a_body_whose_names_hold_nul_is_dead_lettered_and_redriven(
+    driver: PostgresQueueDriver,
+) -> None:
+    # Any producer may insert a row: its JSON may name the job with an escaped U+0000.
+    body = json.dumps({"version": 1, "jobName": "odd\x00name", "jobId": "id\x00", "payload": 1})
+    driver.dead_letter(body, "unknown job", queue="default")
+    [dead] = driver.dead_letters()
+    assert (dead.job_name, dead.job_id, dead.body) == ("odd\\x00name", "id\\x00", body)
+    assert driver.redrive() == 1
+    [again] = driver.receive()
+    assert again.body == body
+
+
 # -- lost connections --------------------------------------------------------------------------
 
 
@@ -156,6 +209,77 @@ def test_terminated_sessions_are_reconnected_and_logged(
         [woken] = driver.receive(wait_seconds=30)
         assert JobMessage.from_json(woken.body).payload == 3
         assert "cannot listen for new jobs" in caplog.text
+
+
+def within(seconds: float, call: Callable[[], T]) -> T:
+    """``call()``, failing the test if it has not returned after ``seconds`` (it is left
+    running in a daemon thread: a hung call must not hang the suite)."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(call())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still blocked after {seconds}s"
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
+def test_half_open_connections_are_closed_as_dead_and_calls_retried_on_new_ones(
+    schema: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A failover that leaves the old connections open and silent (no RST, no FIN), while new
+    # connections reach the server: every call is bounded, so it retries on a new one.
+    monkeypatch.setattr(notifications, "HEARTBEAT", 0.5)
+    with (
+        proxy() as through,
+        PostgresQueueDriver(
+            through.dsn(),
+            schema=schema,
+            min_connections=2,
+            poll_interval=60,
+            statement_timeout=1,
+            reconnect_timeout=10,
+        ) as driver,
+        make(schema) as producer,
+    ):
+        driver.enqueue(msg(payload=1))
+        assert driver.receive(wait_seconds=1)  # pool and listener connected
+        assert through.blackhole() >= 3
+        caplog.set_level(logging.WARNING, logger="glasswork.postgres")
+        within(30, lambda: driver.enqueue(msg(payload=2)))
+        [got] = within(30, driver.receive)
+        assert JobMessage.from_json(got.body).payload == 2
+        assert "no answer from the PostgreSQL server within 3s" in caplog.text
+        assert "PostgreSQL connection back after" in caplog.text
+        # The listener finds its connection dead too: a waiting receive is woken by NOTIFY.
+        wait_until(lambda: "cannot listen for new jobs" in caplog.text, what="the listener")
+        threading.Timer(1.0, lambda: producer.enqueue(msg(payload=3))).start()
+        [woken] = within(30, lambda: driver.receive(wait_seconds=20))
+        assert JobMessage.from_json(woken.body).payload == 3
+
+
+def test_a_statement_past_statement_timeout_is_cancelled_by_the_server_and_not_retried(
+    schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An open transaction holds a unique key: the driver's enqueue of that key waits on it,
+    # until the server cancels the statement; the connection was alive, so nothing retries.
+    caplog.set_level(logging.WARNING, logger="glasswork.postgres")
+    with make(schema, statement_timeout=1) as driver, connect() as holder:
+        driver.bind(holder).enqueue(msg("welcome", unique_key="k"))  # not committed
+        with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
+            within(30, lambda: driver.enqueue(msg("welcome", unique_key="k")))
+        holder.rollback()
+        driver.enqueue(msg("welcome", unique_key="k"))
+        assert driver.pending_count() == 1
+    assert "lost the PostgreSQL connection" not in caplog.text
 
 
 def test_a_retried_enqueue_does_not_insert_twice(driver: PostgresQueueDriver) -> None:
@@ -199,6 +323,13 @@ def test_server_unreachable_at_construction_is_a_configuration_error() -> None:
     ("options", "message"),
     [
         ({"visibility_timeout": 0}, "visibility_timeout must be positive"),
+        # Taken, these would fail every claim later ("interval out of range").
+        ({"visibility_timeout": float("inf")}, "visibility_timeout must be positive"),
+        ({"visibility_timeout": 1e300}, "visibility_timeout must be positive"),
+        ({"poll_interval": float("nan")}, "poll_interval must be positive"),
+        ({"reconnect_timeout": float("inf")}, "reconnect_timeout must be 0 or more"),
+        ({"statement_timeout": float("nan")}, "statement_timeout must be 0 or more"),
+        ({"statement_timeout": 1e7}, "statement_timeout must be 0 or more"),
         ({"max_lost_leases": 0}, "max_lost_leases must be at least 1"),
         ({"poll_interval": 0}, "poll_interval must be positive"),
         ({"min_connections": 3, "max_connections": 2}, "max_connections must be at least"),

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from glasswork.cli import main
 from glasswork.jobs import JobMessage
@@ -20,8 +21,10 @@ from glasswork.jobs.drivers.postgres import (
     migrate,
     migration_script,
 )
+from glasswork.jobs.drivers.postgres.deadlines import TCP_DEFAULTS
 from glasswork.jobs.drivers.urls import driver_from_url, postgres_settings
 from glasswork.jobs.errors import ConfigurationError
+from pgproxy import silent_port
 from pgtest import connect, dsn, fresh_schema, url
 
 pytestmark = pytest.mark.postgres
@@ -70,6 +73,24 @@ def test_a_schema_name_needing_quotes_and_of_the_longest_length_works(schema: st
     finally:
         with connect(autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{odd.replace(chr(34), chr(34) * 2)}" CASCADE')
+
+
+@pytest.mark.parametrize("odd", ["a$$b", "a$$b$glasswork$c"])
+def test_a_schema_name_holding_dollar_quotes_migrates_and_notifies(odd: str) -> None:
+    # The NOTIFY channel literal sits inside the trigger function's dollar-quoted body.
+    with fresh_schema(odd) as schema:
+        with connect(autocommit=True) as conn:
+            script = migration_script(conn, schema)
+            assert migrate(conn, schema) == list(range(1, SCHEMA_VERSION + 1))
+        assert "glasswork_notify" in script
+        with (
+            PostgresQueueDriver(dsn(), schema=schema, migrate=False, poll_interval=60) as driver,
+            PostgresQueueDriver(dsn(), schema=schema, migrate=False) as producer,
+        ):
+            assert driver.receive(wait_seconds=0.1) == []  # listening
+            threading.Timer(0.3, lambda: producer.enqueue(JobMessage.create("ping", 1))).start()
+            [got] = driver.receive(wait_seconds=30)  # the trigger's NOTIFY woke it
+            assert JobMessage.from_json(got.body).payload == 1
 
 
 def test_two_schemas_are_separate_queues(schema: str) -> None:
@@ -166,12 +187,52 @@ def test_postgresql_urls_carry_the_schema_and_options(schema: str) -> None:
     alias.close()
 
 
+def test_url_parameters_reach_the_server_as_libpq_decodes_them(schema: str) -> None:
+    # %20 is a space and + a plus sign in libpq URLs: re-encoding with + for spaces broke
+    # both.
+    target = f"{url(schema)}&options=-c%20statement_timeout%3D4321&application_name=my%20app+1"
+    with driver_from_url(target) as driver, driver._connections.pool().connection() as conn:  # type: ignore[attr-defined]
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("4321ms",)
+        assert conn.execute("SHOW application_name").fetchone() == ("my app+1",)
+
+
+def server_settings(driver: PostgresQueueDriver) -> tuple[dict[str, str], dict[str, str]]:
+    """The timeouts a pooled connection's session has, and its libpq parameters."""
+    with driver._connections.pool().connection() as conn:
+        session = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
+            for name in ("statement_timeout", "idle_in_transaction_session_timeout")
+        }
+        return session, conninfo_to_dict(conn.info.dsn)  # type: ignore[return-value]
+
+
+def test_every_connection_is_bounded_by_default_and_the_url_sets_the_bounds(
+    schema: str,
+) -> None:
+    with driver_from_url(url(schema)) as driver:  # type: ignore[attr-defined]
+        session, libpq = server_settings(driver)
+    assert session == {"statement_timeout": "15s", "idle_in_transaction_session_timeout": "15s"}
+    assert {key: libpq.get(key) for key in TCP_DEFAULTS} == TCP_DEFAULTS
+    target = url(schema, statement_timeout=0, connect_timeout=3, tcp_user_timeout=1000)
+    with driver_from_url(target) as driver:  # type: ignore[attr-defined]
+        session, libpq = server_settings(driver)
+    assert session == {"statement_timeout": "0", "idle_in_transaction_session_timeout": "0"}
+    assert (libpq["connect_timeout"], libpq["tcp_user_timeout"]) == ("3", "1000")
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [
         ("visibility_timeout=soon", "not a valid float"),
         ("migrate=perhaps", "not a valid boolean"),
-        ("colour=blue", 'invalid URI query parameter: "colour"'),
+        ("colour=blue", 'invalid connection option "colour"'),
+        ("sslmode", "'sslmode' is not key=value"),
+        ("visibility_timeout=inf", "visibility_timeout must be positive seconds"),
+        ("visibility_timeout=1e300", "visibility_timeout must be positive seconds"),
+        ("poll_interval=nan", "poll_interval must be positive seconds"),
+        ("reconnect_timeout=inf", "reconnect_timeout must be 0 or more seconds"),
+        ("statement_timeout=-1", "statement_timeout must be 0 or more seconds"),
+        ("statement_timeout=1e7", "statement_timeout must be 0 or more seconds"),
     ],
 )
 def test_bad_postgresql_urls_say_what_is_wrong(query: str, message: str) -> None:
@@ -184,7 +245,14 @@ def test_postgres_settings_split_driver_options_from_libpq_ones() -> None:
     dsn, options = postgres_settings(
         "postgresql://u:p@h:5433/db?schema=jobs&sslmode=disable&migrate=false"
     )
-    assert dsn == "postgresql://u:p@h:5433/db?sslmode=disable"
+    assert conninfo_to_dict(dsn) == {
+        "user": "u",
+        "password": "p",
+        "host": "h",
+        "port": "5433",
+        "dbname": "db",
+        "sslmode": "disable",
+    }
     assert options == {"schema": "jobs", "migrate": False}
 
 
@@ -221,6 +289,32 @@ def test_glasswork_migrate_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "migrate is for postgresql:// drivers" in capsys.readouterr().err
     assert main(["migrate", "--driver", "postgresql://postgres@127.0.0.1:1/test"]) == 1
     assert "glasswork migrate: error: PostgreSQL:" in capsys.readouterr().err
+
+
+def test_a_server_that_never_answers_ends_a_command_with_one_error_line() -> None:
+    # A port that accepts connections and never answers (a dead server behind a live
+    # address): libpq's connect_timeout, which the driver sets by default, ends the wait.
+    with silent_port() as port:
+        target = f"postgresql://postgres@127.0.0.1:{port}/test"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "glasswork.cli", *command, "--driver", target],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for command in (["stats"], ["migrate"])
+        ]
+        try:
+            for proc in procs:
+                _, err = proc.communicate(timeout=90)
+                assert proc.returncode in (1, 2)
+                [line] = err.splitlines()
+                assert "error:" in line and "connection timeout expired" in line
+        finally:
+            for proc in procs:
+                proc.kill()
+                proc.wait()
 
 
 def test_every_command_takes_a_postgresql_url(

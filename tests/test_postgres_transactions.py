@@ -7,9 +7,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import class_row, dict_row, namedtuple_row
 from pydantic import BaseModel
 
 from glasswork.jobs import DuplicateJobError, JobMessage, JobService, define_job
@@ -115,6 +118,32 @@ def test_a_duplicate_leaves_the_callers_transaction_usable(
     assert user_ids(driver) == ["new", "taken"]
     with connect() as check:
         assert check.execute(f"SELECT count(*) FROM {users_table(driver)}").fetchone() == (2,)
+
+
+@pytest.mark.parametrize(
+    "row_factory",
+    [dict_row, namedtuple_row, class_row(SimpleNamespace)],
+    ids=["dict_row", "namedtuple_row", "class_row"],
+)
+def test_any_row_factory_of_the_callers_connection_works(
+    driver: PostgresQueueDriver, row_factory: Any
+) -> None:
+    # The enqueue reads back what it inserted: with the caller's row factory it would raise
+    # after the INSERT had run in the caller's transaction.
+    jobs = JobService(driver)
+    jobs.enqueue(welcome, {"user_id": "taken"})
+    with connect(row_factory=row_factory) as conn:
+        one = jobs.enqueue(welcome, {"user_id": "1"}, connection=conn)
+        later = jobs.enqueue_in(welcome, {"user_id": "2"}, "1h", connection=conn)
+        batch = jobs.enqueue_many(welcome, [{"user_id": "3"}, {"user_id": "4"}], connection=conn)
+        with pytest.raises(DuplicateJobError, match="taken"):
+            jobs.enqueue_many(welcome, [{"user_id": "5"}, {"user_id": "taken"}], connection=conn)
+        conn.commit()
+    assert one.message_id.isdigit() and one.scheduled_at is None
+    assert later.scheduled_at is not None
+    assert len({r.message_id for r in batch}) == 2
+    assert user_ids(driver) == ["1", "3", "4", "taken"]
+    assert driver.stats()["default"].delayed == 1
 
 
 @pytest.mark.parametrize("first_ends_with", ["commit", "rollback"])

@@ -20,6 +20,7 @@ import pytest
 from fixtures_app.app import record
 from glasswork.jobs import DuplicateJobError, JobMessage, JobService
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver
+from pgproxy import proxy
 from pgtest import connect, dsn, fresh_schema, restart, url
 
 from .test_worker_processes import Setup, assert_no_overlap, sigkill_mid_job, wait_until
@@ -185,3 +186,34 @@ def test_a_server_restart_loses_no_job_and_runs_none_twice_at_once(pg: PgSetup) 
     logs = pg.log("w0") + pg.log("w1")
     assert "lost the PostgreSQL connection" in logs or "cannot listen for new jobs" in logs
     stop(*workers)
+
+
+def test_a_worker_whose_connections_go_half_open_reconnects_and_runs_each_job_once(
+    pg: PgSetup,
+) -> None:
+    # A failover that leaves the old connections open and silent (no RST, no FIN): the
+    # worker's calls are bounded, so it takes new connections, acks what it finished before
+    # the leases run out (nothing runs again on the other worker), and goes on working.
+    with proxy() as through:
+        pg.url = url(pg.schema, visibility_timeout=10)
+        direct = pg.start_worker("--concurrency", "2", name="direct")
+        pg.url = through.url(
+            pg.schema, visibility_timeout=10, statement_timeout=1, reconnect_timeout=3
+        )
+        proxied = pg.start_worker("--concurrency", "2", name="proxied")
+        jobs = pg.jobs()
+        jobs.enqueue_many(record, [{"key": f"job-{i}", "sleep": 0.1} for i in range(120)])
+        wait_until(lambda: len(pg.finished()) >= 20, what="the workers to be busy")
+        assert through.blackhole() >= 2  # the proxied worker's pool and listener
+        wait_until(lambda: len(pg.finished()) == 120, timeout=90, what="every job to finish")
+        wait_until(lambda: pg.driver().pending_count() == 0, what="the last acks")
+        stop(direct)
+        # Only the proxied worker is left: it works on, through new connections.
+        jobs.enqueue_many(record, [{"key": f"after-{i}"} for i in range(10)])
+        wait_until(lambda: len(pg.finished()) == 130, timeout=60, what="the proxied worker")
+        wait_until(lambda: pg.driver().pending_count() == 0, what="its acks")
+        stop(proxied)
+    finished = pg.finished()
+    assert [key for key, runs in finished.items() if len(runs) > 1] == []
+    assert_no_overlap(pg.runs(), {})
+    assert "no answer from the PostgreSQL server" in pg.log("proxied")

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ..jobs.drivers.urls import POSTGRES_SCHEMES, postgres_settings
+from ..jobs.durations import setting_seconds
 from ._common import CommandError, add_command
 
 
@@ -30,13 +31,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         import psycopg
 
-        from ..jobs.drivers.postgres import schema
+        from ..jobs.drivers.postgres import deadlines, schema
     except ModuleNotFoundError as exc:
         raise CommandError(
             f"migrate needs psycopg 3 ({exc}): pip install 'glasswork[postgres]'"
         ) from None
+    statement_timeout = setting_seconds(
+        options.get("statement_timeout", deadlines.DEFAULT_STATEMENT_TIMEOUT),
+        "statement_timeout",
+        zero=True,
+        most=deadlines.MAX_STATEMENT_TIMEOUT,
+    )
     try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        # Bounded as the driver's own connections: a dead server cannot hang it.
+        with deadlines.connect(dsn, statement_timeout) as conn:
             if not args.apply:
                 script = schema.migration_script(conn, schema_name)
                 print(script or f"-- schema {schema_name!r} is up to date: nothing to apply")

@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 from .definition import JobDefinition
 from .drivers.aio import async_enqueuer
 from .drivers.base import EnqueueResult, QueueDriver
-from .durations import Delay, parse_duration
+from .durations import Delay
 from .inflight import InFlight
 from .message import JobMessage
-from .service import EnqueueBase, check_raw_timing, check_when
+from .service import EnqueueBase, check_raw_timing, check_when, delay_seconds
 from .telemetry import traced_send_async
 
 P = TypeVar("P")
@@ -88,7 +88,7 @@ class AsyncJobService(EnqueueBase):
 
     async def enqueue_in(self, job: JobDefinition[P], payload: P, delay: Delay) -> EnqueueResult:
         """Enqueue ``job`` to run after ``delay`` (``"10m"``, seconds or a timedelta)."""
-        seconds = parse_duration(delay)
+        seconds = delay_seconds(job, delay)
         if seconds == 0:
             return await self._run(job, payload, self.enqueuer.enqueue)
         return await self._run(job, payload, self.enqueuer.enqueue_in, seconds)
@@ -103,7 +103,7 @@ class AsyncJobService(EnqueueBase):
     ) -> list[EnqueueResult]:
         """Enqueue one job per payload, in batches where the driver has them; every payload
         is validated first."""
-        seconds = parse_duration(delay) if delay is not None else 0.0
+        seconds = delay_seconds(job, delay) if delay is not None else 0.0
         queue, given = self.queue_of(job), list(payloads)
 
         async def many() -> list[EnqueueResult]:

@@ -60,3 +60,25 @@ def positive_seconds(value: Delay, what: str) -> float:
     if not 0 < seconds < float("inf"):
         raise ConfigurationError(f"{what} must be positive seconds, got {value!r}")
     return seconds
+
+
+#: The longest a driver's duration setting (a lease, a poll interval, a timeout) may be: a
+#: year, beyond any use, and within what every database, clock and timer can hold.
+MAX_SETTING_SECONDS = 365 * 86400.0
+
+
+def setting_seconds(
+    value: object, what: str, *, zero: bool = False, most: float = MAX_SETTING_SECONDS
+) -> float:
+    """A driver's duration setting ``what`` in seconds: a finite number above 0 (or 0 too,
+    with ``zero``) and at most ``most``; a :class:`ConfigurationError` naming it otherwise
+    (infinity or a huge value would be accepted here and fail every call later)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"{what} must be a number of seconds, got {value!r}")
+    seconds = float(value)
+    if not ((seconds >= 0 if zero else seconds > 0) and seconds <= most):  # NaN fails too
+        low = "0 or more" if zero else "positive"
+        raise ConfigurationError(
+            f"{what} must be {low} seconds, at most {most:,.0f}, got {value!r}"
+        )
+    return seconds

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from .definition import JobDefinition
 from .drivers.base import EnqueueResult, QueueDriver
 from .durations import Delay, parse_duration
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InvalidJobPayloadError
 from .message import JobMessage
 from .telemetry import traced_send
 
@@ -44,27 +44,63 @@ class EnqueueBase:
 
     def build_message(self, job: JobDefinition[Any], payload: object, limit: int) -> JobMessage:
         """Validate ``payload`` and build the message, checking it against ``limit`` bytes
-        (:class:`PayloadTooLargeError`) before any driver sees it."""
+        (:class:`PayloadTooLargeError`) before any driver sees it. A unique key no driver
+        could store alike is an :class:`InvalidJobPayloadError` here, on every driver."""
         value = job.validate(payload)
+        unique_key = job.unique_key_for(value)
+        if unique_key is not None and "\x00" in unique_key:
+            raise InvalidJobPayloadError(
+                job.name,
+                [],
+                f"its unique key {unique_key!r} holds U+0000 (NUL), which PostgreSQL text "
+                "cannot store; nothing was sent",
+            )
         message = JobMessage.create(
             job.name,
             job.to_wire(value),
             queue=self.queue_of(job),
-            unique_key=job.unique_key_for(value),
+            unique_key=unique_key,
             group_id=job.group_id_for(value),
         )
         message.encode(limit)
         return message
 
 
+#: The latest time a job may be due, on every driver: SQLite stores times up to it, and due
+#: times come back as Python datetimes, which end hours later (PostgreSQL would store more).
+LATEST_DUE = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def delay_seconds(job: JobDefinition[Any], delay: Delay) -> float:
+    """``delay`` in seconds (:func:`parse_duration`); a ``ValueError`` saying nothing was
+    stored if ``job`` would come due after :data:`LATEST_DUE`."""
+    seconds = parse_duration(delay)
+    if not seconds <= (LATEST_DUE - datetime.now(UTC)).total_seconds():  # inf too
+        raise ValueError(
+            f"job {job.name!r} would be due after the year 9999: the delay {delay!r} is too "
+            "long; nothing was stored"
+        )
+    return seconds
+
+
 def check_when(when: datetime) -> datetime:
-    """``enqueue_at``'s time: an aware datetime (naive ones are ambiguous)."""
+    """``enqueue_at``'s time: an aware datetime (naive ones are ambiguous), not after
+    :data:`LATEST_DUE`."""
     if not isinstance(when, datetime):
         raise TypeError(f"enqueue_at needs a datetime, got {type(when).__name__}")
     if when.tzinfo is None or when.utcoffset() is None:
         raise ValueError(
             f"enqueue_at needs an aware datetime, got naive {when.isoformat()}; "
             "use e.g. datetime.now(UTC) + timedelta(hours=1)"
+        )
+    try:
+        too_late = when.astimezone(UTC) > LATEST_DUE
+    except OverflowError:  # after the year 9999 in UTC
+        too_late = True
+    if too_late:
+        raise ValueError(
+            f"enqueue_at {when.isoformat()} is after {LATEST_DUE.isoformat()}, the latest "
+            "time every driver can hold; nothing was stored"
         )
     return when
 
@@ -124,7 +160,7 @@ class JobService(EnqueueBase):
     ) -> EnqueueResult:
         """Enqueue ``job`` to run after ``delay``: ``"30s"``, ``"10m"``, ``"1h30m"``, seconds
         or a timedelta."""
-        seconds = parse_duration(delay)
+        seconds = delay_seconds(job, delay)
         driver = self._driver(connection)
         message = self._message(driver, job, payload)
         if seconds == 0:
@@ -149,7 +185,7 @@ class JobService(EnqueueBase):
     ) -> list[EnqueueResult]:
         """Enqueue one job per payload, in batches where the driver has them. Every payload is
         validated first: if one is invalid, nothing is sent."""
-        seconds = parse_duration(delay) if delay is not None else 0.0
+        seconds = delay_seconds(job, delay) if delay is not None else 0.0
         driver = self._driver(connection)
         messages = [self._message(driver, job, p) for p in payloads]
         if not messages:

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..durations import setting_seconds
 from ..errors import ConfigurationError, DuplicateJobError, EnqueueError
 from ..message import JobMessage, identify
 from .base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
@@ -163,10 +164,9 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         disk_reserve: int = DEFAULT_RESERVE,
     ) -> None:
         self.path = file_path(path, "SQLiteQueueDriver")
-        if visibility_timeout <= 0:
-            raise ConfigurationError(
-                f"visibility_timeout must be positive seconds, got {visibility_timeout!r}"
-            )
+        visibility_timeout = setting_seconds(visibility_timeout, "visibility_timeout")
+        busy_timeout = setting_seconds(busy_timeout, "busy_timeout", zero=True)
+        poll_interval = setting_seconds(poll_interval, "poll_interval")
         if max_lost_leases < 1:
             raise ConfigurationError(f"max_lost_leases must be at least 1, got {max_lost_leases}")
         if isinstance(disk_reserve, bool) or not isinstance(disk_reserve, int) or disk_reserve < 0:

@@ -11,15 +11,16 @@
 * ``postgresql://user:password@host:5432/dbname?schema=jobs`` (or ``postgres://``), with
   optional settings of :class:`~glasswork.jobs.drivers.postgres.PostgresQueueDriver`
   (``schema``, ``visibility_timeout``, ``max_lost_leases``, ``poll_interval``,
-  ``min_connections``, ``max_connections``, ``reconnect_timeout``, ``migrate``); every other
-  query parameter (``sslmode``, ``connect_timeout``, ...) goes to libpq.
+  ``min_connections``, ``max_connections``, ``reconnect_timeout``, ``statement_timeout``,
+  ``migrate``); every other query parameter (``sslmode``, ``connect_timeout``, ...) goes to
+  libpq, percent-decoded as libpq decodes it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import ConfigurationError
 from ..extras import needs_extra
@@ -53,6 +54,7 @@ _POSTGRES_OPTIONS: dict[str, Callable[[str], Any]] = {
     "min_connections": int,
     "max_connections": int,
     "reconnect_timeout": float,
+    "statement_timeout": float,
     "migrate": boolean,
 }
 
@@ -79,34 +81,52 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def postgres_settings(url: str) -> tuple[str, dict[str, Any]]:
-    """A ``postgresql://`` URL split into the connection string for libpq and the driver's
-    own settings (``schema``, ``visibility_timeout``, ...)."""
+    """A ``postgresql://`` URL split into the connection string for libpq (``key=value``
+    form) and the driver's own settings (``schema``, ``visibility_timeout``, ...). The query
+    is read as libpq reads it: percent-decoded, ``+`` is a plus sign."""
     parts = urlsplit(url)
     userinfo, at, host = parts.netloc.rpartition("@")
     netloc = f"{userinfo.partition(':')[0]}{at}{host}"
-    shown = urlunsplit(parts._replace(netloc=netloc))  # for messages: no password
+    shown = url.replace(parts.netloc, netloc, 1)  # for messages: no password
     if parts.scheme not in POSTGRES_SCHEMES:
         raise ConfigurationError(f"not a PostgreSQL URL: {shown!r} (use postgresql://...)")
     options: dict[str, Any] = {}
-    libpq: list[tuple[str, str]] = []
-    for key, value in _query(shown, parts.query):
+    libpq: dict[str, str] = {}
+    for key, value in _percent_decoded(shown, parts.query):
         if key in _POSTGRES_OPTIONS:
             options[key] = _convert(shown, "PostgreSQL", key, value, _POSTGRES_OPTIONS[key])
         else:
-            libpq.append((key, value))
-    dsn = urlunsplit(parts._replace(query=urlencode(libpq)))
+            libpq[key] = value
+    base = url.partition("?")[0]
     try:
-        from psycopg.conninfo import conninfo_to_dict
-
-        conninfo_to_dict(dsn)  # libpq's own check of the rest
+        from psycopg.conninfo import make_conninfo
     except ModuleNotFoundError:
-        pass  # _postgres says what to install
+        return base, options  # _postgres says what to install
+    try:
+        # libpq parses the rest and checks every parameter; the values are quoted for it.
+        return make_conninfo(base, **libpq), options
     except Exception as exc:
         raise ConfigurationError(
             f"cannot read PostgreSQL URL {shown!r}: {str(exc).strip()}; the driver's own "
             f"options are {', '.join(_POSTGRES_OPTIONS)}, the others go to libpq"
         ) from None
-    return dsn, options
+
+
+def _percent_decoded(url: str, query: str) -> list[tuple[str, str]]:
+    """``key=value`` pairs of a URL query as libpq decodes them: ``%XX`` only (``+`` stays;
+    :func:`urllib.parse.parse_qsl` would make it a space, which libpq does not)."""
+    pairs = []
+    for piece in query.split("&") if query else []:
+        key, equals, value = piece.partition("=")
+        try:
+            if not equals or not key:
+                raise ValueError(f"{piece!r} is not key=value")
+            pairs.append((unquote(key, errors="strict"), unquote(value, errors="strict")))
+        except ValueError as exc:  # UnicodeDecodeError included
+            raise ConfigurationError(
+                f"cannot read the query of driver URL {url!r}: {exc}"
+            ) from None
+    return pairs
 
 
 def _query(url: str, query: str) -> list[tuple[str, str]]:

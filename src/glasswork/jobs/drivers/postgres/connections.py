@@ -1,5 +1,7 @@
 """Connections for the driver: a ``psycopg_pool`` pool per process, and retries with backoff
-when the server goes away (a restart, a failover) instead of failing the caller at once."""
+when the server goes away (a restart, a failover) instead of failing the caller at once.
+Every connection is bounded (:mod:`.deadlines`), so a dead one fails the call rather than
+blocking it, and the retry applies."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from typing import TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .deadlines import BoundedConnection, answer_timeout, bounded_conninfo
 
 T = TypeVar("T")
 
@@ -45,7 +49,8 @@ class ConnectionLost(Exception):
 class Connections:
     """Autocommit connections from a pool opened on first use in each process (a pool must
     not cross ``fork()``), and :meth:`run`, which retries a unit of work on a fresh connection
-    while the server is unreachable, for up to ``reconnect_timeout`` seconds."""
+    while the server is unreachable, for up to ``reconnect_timeout`` seconds. Each statement
+    is bounded by ``statement_timeout`` (see :mod:`.deadlines`)."""
 
     def __init__(
         self,
@@ -54,21 +59,23 @@ class Connections:
         min_size: int,
         max_size: int,
         reconnect_timeout: float,
+        statement_timeout: float,
         log: logging.Logger = logger,
     ) -> None:
-        self.conninfo = conninfo
+        self.conninfo = bounded_conninfo(conninfo, statement_timeout)
+        self.answer_timeout = answer_timeout(statement_timeout)
         self.min_size = min_size
         self.max_size = max_size
         self.reconnect_timeout = reconnect_timeout
         self.log = log
-        self._pool: ConnectionPool | None = None
+        self._pool: ConnectionPool[BoundedConnection] | None = None
         self._pid = 0
         self._lock = threading.Lock()
         # Pools inherited over fork(): kept referenced, never used or closed here, since
         # closing them would end the parent's sessions on the shared sockets.
-        self._inherited: list[ConnectionPool] = []
+        self._inherited: list[ConnectionPool[BoundedConnection]] = []
 
-    def pool(self) -> ConnectionPool:
+    def pool(self) -> ConnectionPool[BoundedConnection]:
         """This process's pool, opened on first use."""
         pool = self._pool
         if pool is not None and self._pid == os.getpid():
@@ -80,6 +87,8 @@ class Connections:
             if self._pool is None:
                 self._pool = ConnectionPool(
                     self.conninfo,
+                    connection_class=BoundedConnection,
+                    configure=self._configure,
                     min_size=self.min_size,
                     max_size=self.max_size,
                     kwargs={"autocommit": True},
@@ -88,6 +97,9 @@ class Connections:
                 )
                 self._pid = os.getpid()
             return self._pool
+
+    def _configure(self, conn: BoundedConnection) -> None:
+        conn.answer_timeout = self.answer_timeout
 
     def run(self, what: str, work: Callable[[psycopg.Connection, bool], T]) -> T:
         """``work(connection, retrying)`` on a pooled connection. When the connection breaks
@@ -130,19 +142,22 @@ class Connections:
                 try:
                     return work(conn, retrying)
                 except psycopg.OperationalError as exc:
-                    if conn.closed:  # the server went away: the pool drops this connection
+                    # The server went away, or the connection was closed as dead
+                    # (.deadlines): the pool drops it.
+                    if conn.closed:
                         raise ConnectionLost(exc) from exc
                     raise
         except PoolTimeout as exc:
             raise ConnectionLost(exc) from exc
 
     def _discard_broken(self) -> None:
-        """After one pooled connection broke, the idle ones probably did too (a restart):
-        test them now rather than failing on each in turn."""
+        """After one pooled connection broke, the others probably did too (a restart, a
+        failover): replace them all rather than fail on each in turn. (Testing them would
+        take a deadline each when they are half-open.)"""
         try:
-            self.pool().check()
+            self.pool().drain()
         except Exception:  # best effort: the retry finds out anyway
-            self.log.debug("could not check the pool's connections", exc_info=True)
+            self.log.debug("could not drain the pool's connections", exc_info=True)
 
     def close(self) -> None:
         """Close this process's pool (connections in use are closed when returned)."""

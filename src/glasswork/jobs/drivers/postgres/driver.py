@@ -12,16 +12,18 @@ from typing import Any
 
 import psycopg
 
+from ...durations import setting_seconds
 from ...errors import ConfigurationError
 from ...message import JobMessage, identify
 from ..base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
-from . import claims, inspection, schema
+from . import claims, deadlines, inspection, schema
 from .bound import BoundPostgresDriver
 from .capabilities import InspectionCapabilities
 from .connections import Connections, redacted
 from .notifications import Notifications
 from .producing import Producer, find_inserted, insert_jobs
 from .statements import Statements
+from .text import storable
 
 
 class PostgresQueueDriver(InspectionCapabilities, Producer):
@@ -40,6 +42,9 @@ class PostgresQueueDriver(InspectionCapabilities, Producer):
       was missed (new jobs wake it at once through ``LISTEN/NOTIFY``);
     * ``min_connections``/``max_connections``: the size of this process's pool;
     * ``reconnect_timeout``: how long a call keeps retrying while the server is unreachable;
+    * ``statement_timeout``: the server cancels the driver's statements that run longer, and
+      a connection silent for 2 s more is closed as dead, so the call is retried on a new
+      one (0: no bound; see :mod:`.deadlines` for the TCP bounds added to ``dsn``);
     * ``migrate``: create or upgrade the tables now (False: refuse to start unless
       ``glasswork migrate`` has brought them to this version).
 
@@ -62,23 +67,21 @@ class PostgresQueueDriver(InspectionCapabilities, Producer):
         min_connections: int = 1,
         max_connections: int = 10,
         reconnect_timeout: float = 30.0,
+        statement_timeout: float = deadlines.DEFAULT_STATEMENT_TIMEOUT,
         migrate: bool = True,
     ) -> None:
-        _check(
-            visibility_timeout > 0,
-            "visibility_timeout must be positive seconds",
-            visibility_timeout,
+        visibility_timeout = setting_seconds(visibility_timeout, "visibility_timeout")
+        poll_interval = setting_seconds(poll_interval, "poll_interval")
+        reconnect_timeout = setting_seconds(reconnect_timeout, "reconnect_timeout", zero=True)
+        statement_timeout = setting_seconds(
+            statement_timeout, "statement_timeout", zero=True, most=deadlines.MAX_STATEMENT_TIMEOUT
         )
         _check(max_lost_leases >= 1, "max_lost_leases must be at least 1", max_lost_leases)
-        _check(poll_interval > 0, "poll_interval must be positive seconds", poll_interval)
         _check(min_connections >= 0, "min_connections must be at least 0", min_connections)
         _check(
             max_connections >= max(1, min_connections),
             "max_connections must be at least 1 and at least min_connections",
             max_connections,
-        )
-        _check(
-            reconnect_timeout >= 0, "reconnect_timeout must be 0 or more seconds", reconnect_timeout
         )
         # The NOTIFY channel, "glasswork:<schema>", must fit PostgreSQL's 63-byte names.
         _check(0 < len(schema.encode()) <= 53, "schema must be 1 to 53 bytes long", schema)
@@ -87,14 +90,21 @@ class PostgresQueueDriver(InspectionCapabilities, Producer):
         self.visibility_timeout = float(visibility_timeout)
         self.max_lost_leases = max_lost_leases
         self.poll_interval = float(poll_interval)
+        self.statement_timeout = statement_timeout
         self.sql = Statements(schema)
-        self._connections = Connections(
-            dsn,
-            min_size=min_connections,
-            max_size=max_connections,
-            reconnect_timeout=reconnect_timeout,
-        )
-        self._notifications = Notifications(dsn, self.sql.channel)
+        try:
+            self._connections = Connections(
+                dsn,
+                min_size=min_connections,
+                max_size=max_connections,
+                reconnect_timeout=reconnect_timeout,
+                statement_timeout=statement_timeout,
+            )
+        except psycopg.Error as exc:
+            raise ConfigurationError(
+                f"cannot read the PostgreSQL connection string: {exc}"
+            ) from None
+        self._notifications = Notifications(dsn, self.sql.channel, statement_timeout)
         self._rotation = itertools.count()
         # Close the pool and the listener when the driver is dropped (or at exit), on the
         # thread dropping it: an unclosed pool left to the garbage collector may be collected
@@ -110,7 +120,7 @@ class PostgresQueueDriver(InspectionCapabilities, Producer):
         wrong DSN or a missing migration shows at construction."""
         where = f"{redacted(self.dsn)} (schema {self.schema!r})"
         try:
-            with psycopg.connect(self.dsn, autocommit=True) as conn:
+            with deadlines.connect(self.dsn, self.statement_timeout) as conn:
                 if migrate:
                     schema.migrate(conn, self.schema)
                     return
@@ -249,7 +259,7 @@ class PostgresQueueDriver(InspectionCapabilities, Producer):
         self, body: str, reason: str, *, queue: str | None = None, traceback: str | None = None
     ) -> bool:
         job_name, job_id, _ = identify(body)
-        row = (queue, job_name, job_id, body, _text(reason), _text(traceback))
+        row = tuple(storable(text) for text in (queue, job_name, job_id, body, reason, traceback))
         self._connections.run(
             "dead-letter a job", lambda conn, _: conn.execute(self.sql.dead_letter, row)
         )
@@ -304,12 +314,6 @@ class PostgresQueueDriver(InspectionCapabilities, Producer):
 def _release(notifications: Notifications, connections: Connections) -> None:
     notifications.close()
     connections.close()
-
-
-def _text(value: str | None) -> str | None:
-    """``value`` as PostgreSQL text, which cannot hold NUL: an error message with one (from a
-    payload, say) must not stop its dead letter from being kept."""
-    return value.replace("\x00", "\\x00") if value is not None and "\x00" in value else value
 
 
 def _check(ok: bool, what: str, value: object) -> None:

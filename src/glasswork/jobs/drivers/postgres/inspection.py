@@ -12,6 +12,7 @@ from ...errors import ConfigurationError
 from ...message import identify
 from ..base import DeadLetterRecord, QueueStats
 from .statements import Statements
+from .text import storable
 
 
 def stats(conn: psycopg.Connection, statements: Statements) -> dict[str, QueueStats]:
@@ -76,9 +77,9 @@ def redrive(
                 {
                     "id": dead_id,
                     "queue": dead_queue or "default",
-                    "name": job_name,
-                    "job_id": job_id,
-                    "key": unique_key,
+                    "name": storable(job_name),
+                    "job_id": storable(job_id),
+                    "key": storable(unique_key),
                     "body": body,
                 },
             )

@@ -6,6 +6,8 @@ listener counts notifications per queue; a receiver takes a :meth:`~Notification
 *before* it looks for jobs, so a job committed between its look and its wait still wakes it.
 When the ``LISTEN`` connection breaks, every receiver is woken (notifications may have been
 missed) and the listener reconnects with backoff; receivers fall back to polling meanwhile.
+A silent connection is checked every :data:`HEARTBEAT` seconds, so one left half-open by a
+failover is found (its check gets no answer within the deadline of :mod:`.deadlines`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-import psycopg
 from psycopg import sql
 
+from . import deadlines
 from .connections import describe
 
 Mark = tuple[int, int]
+
+#: Seconds of silence after which the listener checks that its connection still answers.
+HEARTBEAT = 10.0
 
 logger = logging.getLogger("glasswork.postgres")
 
@@ -30,9 +35,17 @@ logger = logging.getLogger("glasswork.postgres")
 class Notifications:
     """Counts of ``NOTIFY`` messages on ``channel``, per queue, and a way to wait for more."""
 
-    def __init__(self, conninfo: str, channel: str, *, log: logging.Logger = logger) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        channel: str,
+        statement_timeout: float,
+        *,
+        log: logging.Logger = logger,
+    ) -> None:
         self.conninfo = conninfo
         self.channel = channel
+        self.statement_timeout = statement_timeout
         self.log = log
         self._reset()
 
@@ -92,15 +105,21 @@ class Notifications:
         delay = 0.1
         while not self._closing.is_set():
             try:
-                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                with deadlines.connect(self.conninfo, self.statement_timeout) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     self._set_listening(True)
                     if delay > 0.1:
                         self.log.warning("listening for new jobs again")
                     delay = 0.1
+                    checked = time.monotonic()
                     while not self._closing.is_set():
                         for notify in conn.notifies(timeout=0.5):
                             self._saw(notify.payload)
+                        if time.monotonic() - checked > HEARTBEAT:
+                            # Silence may be a dead connection: a round trip (bounded by
+                            # its deadline) tells.
+                            conn.execute("")
+                            checked = time.monotonic()
             except Exception as exc:  # whatever broke it, keep listening for the workers
                 self._set_listening(False)
                 if self._closing.is_set():

@@ -3,7 +3,7 @@
 ``ON CONFLICT ... DO NOTHING`` on the unique-key index means a duplicate never raises inside
 the caller's transaction (which would abort it): the driver sees fewer rows come back,
 removes the ones it did insert, and raises :class:`DuplicateJobError` with the transaction
-still usable.
+still usable. Rows are read as tuples whatever ``row_factory`` the caller's connection has.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from ...errors import DuplicateJobError
 from ...message import JobMessage
@@ -70,7 +71,7 @@ def find_inserted(
 ) -> list[EnqueueResult] | None:
     """The results of an earlier insert of ``messages`` whose answer was lost with the
     connection, or None if it did not commit (a batch commits whole, so one row is enough)."""
-    rows = conn.execute(statements.find_jobs, ([m.job_id for m in messages],)).fetchall()
+    rows = _execute(conn, statements.find_jobs, ([m.job_id for m in messages],)).fetchall()
     if len(rows) < len(messages):
         return None
     return _results(messages, rows)
@@ -94,7 +95,7 @@ def _insert(
             "body": m.encode(),
             **when,
         }
-        rows = conn.execute(statements.insert_one, params).fetchall()
+        rows = _execute(conn, statements.insert_one, params).fetchall()
     else:
         params = {
             "queues": [m.queue for m in messages],
@@ -104,12 +105,17 @@ def _insert(
             "bodies": [m.encode() for m in messages],
             **when,
         }
-        rows = conn.execute(statements.insert_many, params).fetchall()
+        rows = _execute(conn, statements.insert_many, params).fetchall()
     if len(rows) < len(messages):
         if rows:
-            conn.execute(statements.delete_jobs, ([r[0] for r in rows],))
+            _execute(conn, statements.delete_jobs, ([r[0] for r in rows],))
         raise _duplicate(conn, statements, messages)
     return _results(messages, sorted(rows))
+
+
+def _execute(conn: psycopg.Connection, statement: str, params: Any) -> psycopg.Cursor[Any]:
+    # A cursor of our own row factory: the caller's connection may make dicts or classes.
+    return conn.cursor(row_factory=tuple_row).execute(statement, params)
 
 
 def _results(messages: Sequence[JobMessage], rows: Sequence[Any]) -> list[EnqueueResult]:
@@ -131,7 +137,7 @@ def _duplicate(
             continue
         key = (m.job_name, m.unique_key)
         first = first or key
-        held = conn.execute(statements.key_holder, key).fetchone()
+        held = _execute(conn, statements.key_holder, key).fetchone()
         if held is not None:
             return DuplicateJobError(m.job_name, m.unique_key, held[0])
         if key in seen:

@@ -8,6 +8,7 @@ transaction under an advisory lock, so workers starting together migrate once.
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 from psycopg import sql
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 #: The schema version this release of glasswork reads and writes.
 SCHEMA_VERSION = 3
 
-# Placeholders: {schema} (quoted identifier) and {channel} (the NOTIFY channel, a literal).
+# Placeholders: {schema} (quoted identifier), {channel} (the NOTIFY channel, a literal) and
+# {quote} (the dollar quote of a function body, one the channel cannot end: see _dollar_quote).
 _MIGRATIONS: dict[int, str] = {
     1: """
 CREATE TABLE {schema}.glasswork_jobs (
@@ -54,12 +56,12 @@ CREATE TABLE {schema}.glasswork_periodic (
     last_fire timestamptz NOT NULL,
     claimed_by text NOT NULL
 );
-CREATE FUNCTION {schema}.glasswork_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION {schema}.glasswork_notify() RETURNS trigger LANGUAGE plpgsql AS {quote}
 BEGIN
     PERFORM pg_notify({channel}, queue) FROM (SELECT DISTINCT queue FROM new_jobs) AS q;
     RETURN NULL;
 END
-$$;
+{quote};
 CREATE TRIGGER glasswork_jobs_notify AFTER INSERT ON {schema}.glasswork_jobs
     REFERENCING NEW TABLE AS new_jobs
     FOR EACH STATEMENT EXECUTE FUNCTION {schema}.glasswork_notify();
@@ -147,12 +149,21 @@ def _checked_version(conn: Connection, schema: str) -> int:
 def _statements(schema: str, version: int, *, create_schema: bool) -> list[str]:
     quoted = sql.Identifier(schema).as_string()
     channel = sql.Literal(channel_name(schema)).as_string()
+    quote = _dollar_quote(channel)
     out = []
     if create_schema:
         out.append(f"CREATE SCHEMA IF NOT EXISTS {quoted};")
     out.append(_VERSIONS_TABLE.strip().format(schema=quoted))
     for number in range(version + 1, SCHEMA_VERSION + 1):
         out.append(f"-- Glasswork queue schema version {number}")
-        out.append(_MIGRATIONS[number].strip().format(schema=quoted, channel=channel))
+        out.append(_MIGRATIONS[number].strip().format(schema=quoted, channel=channel, quote=quote))
         out.append(f"INSERT INTO {quoted}.glasswork_schema_versions (version) VALUES ({number});")
     return out
+
+
+def _dollar_quote(text: str) -> str:
+    """``$$``, or (when ``text``, which sits inside a quoted function body, holds it, as a
+    schema named ``a$$b`` does) the first ``$glasswork$``, ``$glasswork1$``, ... it does not
+    hold: a body ends only where its own tag appears."""
+    tags = itertools.chain(["$$", "$glasswork$"], (f"$glasswork{n}$" for n in itertools.count(1)))
+    return next(tag for tag in tags if tag not in text)
