@@ -19,7 +19,9 @@ from ..errors import ConfigurationError, EnqueueError
 from ..message import MAX_MESSAGE_BYTES, JobMessage
 
 if TYPE_CHECKING:
+    from ..dead_letter_query import DeadLetterPage, DeadLetterQuery
     from ..execution import RunStep
+    from ..heartbeats import HeartbeatStore
     from ..idempotency.store import IdempotencyStore
 
 
@@ -113,6 +115,7 @@ class DeadLetterRecord:
     body: str
     reason: str
     failed_at: datetime | None
+    traceback: str | None = None
 
 
 class AsyncEnqueuer(Protocol):
@@ -227,6 +230,34 @@ class QueueDriver(ABC):
         """Where idempotent jobs keep their keys when neither the job nor the worker names a
         store (drivers with storage of their own may offer one). None by default."""
         return None
+
+    def heartbeat_store(self) -> HeartbeatStore | None:
+        """Where long-running workers on this driver say they are alive (the dashboard's
+        workers panel reads it); None (the default) when the driver keeps no heartbeats."""
+        return None
+
+    # -- dead letters, for operators (the dashboard) -----------------------------------------
+
+    def dead_letter_page(
+        self, query: DeadLetterQuery, cursor: str | None = None, limit: int = 100
+    ) -> DeadLetterPage:
+        """The dead letters ``query`` matches, newest first: the page after ``cursor`` (a
+        page's ``next_cursor``; None: the first), with the count and the groups by reason
+        of every match (see :mod:`glasswork.jobs.dead_letter_query`)."""
+        raise NotImplementedError(f"driver {self.name!r} cannot list dead letters")
+
+    def find_dead_letter(self, record_id: str) -> DeadLetterRecord | None:
+        """The dead letter whose id is ``record_id``, or None when there is none."""
+        raise NotImplementedError(f"driver {self.name!r} cannot list dead letters")
+
+    def redrive_matching(self, query: DeadLetterQuery) -> int:
+        """Move every dead letter ``query`` matches back onto its queue (as ``redrive``
+        does); returns how many moved."""
+        raise NotImplementedError(f"driver {self.name!r} cannot redrive dead letters")
+
+    def purge_matching(self, query: DeadLetterQuery) -> int:
+        """Delete every dead letter ``query`` matches; returns how many."""
+        raise NotImplementedError(f"driver {self.name!r} cannot purge dead letters")
 
     # -- transactions --------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ Tables (in the schema you choose, ``public`` by default; versioned in
     glasswork_dead_letters(id, queue, job_name, job_id, body, reason, failed_at)
     glasswork_periodic(job_name, last_fire, claimed_by)  # which periodic fires happened
     glasswork_outcomes(minute, queue, job_name, outcome, count)  # for the dashboard
+    glasswork_workers(id, host, pid, queues, ..., last_seen)      # worker heartbeats
 
 The semantics are the SQLite driver's: ``visible_at`` is when a row may next be claimed (its
 due time, or the end of its lease); a claim (``FOR UPDATE SKIP LOCKED``) bumps ``attempts``

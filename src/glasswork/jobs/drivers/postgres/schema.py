@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from psycopg import Connection
 
 #: The schema version this release of glasswork reads and writes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Placeholders: {schema} (quoted identifier) and {channel} (the NOTIFY channel, a literal).
 _MIGRATIONS: dict[int, str] = {
@@ -73,6 +73,22 @@ CREATE TABLE {schema}.glasswork_outcomes (
     outcome text NOT NULL,
     count bigint NOT NULL,
     PRIMARY KEY (minute, queue, job_name, outcome)
+);
+""",
+    # Dead-letter search (ids were never reused: an identity column) and worker heartbeats.
+    3: """
+CREATE INDEX glasswork_dead_letters_job ON {schema}.glasswork_dead_letters (job_name, id);
+CREATE INDEX glasswork_dead_letters_failed ON {schema}.glasswork_dead_letters (failed_at);
+CREATE TABLE {schema}.glasswork_workers (
+    id text PRIMARY KEY,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    queues text[],
+    concurrency integer NOT NULL,
+    in_flight integer NOT NULL,
+    every double precision NOT NULL,
+    started_at timestamptz NOT NULL,
+    last_seen timestamptz NOT NULL DEFAULT now()
 );
 """,
 }
