@@ -277,7 +277,7 @@ class _FailingDriver(SQLiteQueueDriver):
     def stats(self) -> Any:
         raise ConnectionError("could not connect to postgresql://app:hunter2-pw@db:5432/jobs")
 
-    def dead_letters(self, queue: str | None = None, limit: int = 100) -> Any:
+    def dead_letter_page(self, query: Any, cursor: str | None = None, limit: int = 100) -> Any:
         raise RuntimeError(f"signature with {os.environ['AWS_SECRET_ACCESS_KEY']} failed")
 
 
