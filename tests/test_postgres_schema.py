@@ -52,6 +52,7 @@ def test_the_driver_creates_its_tables_in_the_chosen_schema(schema: str) -> None
         "glasswork_outcomes",
         "glasswork_periodic",
         "glasswork_schema_versions",
+        "glasswork_workers",
     ]
     with connect() as conn:
         assert migration_script(conn, schema) == ""
@@ -82,7 +83,9 @@ def test_two_schemas_are_separate_queues(schema: str) -> None:
 
 
 def test_migrate_false_refuses_tables_that_are_not_there(schema: str) -> None:
-    with pytest.raises(ConfigurationError, match=r"schema version 0, this glasswork needs 2"):
+    with pytest.raises(
+        ConfigurationError, match=f"schema version 0, this glasswork needs {SCHEMA_VERSION}"
+    ):
         PostgresQueueDriver(DSN, schema=schema, migrate=False)
     with connect(autocommit=True) as conn:
         assert migrate(conn, schema) == list(range(1, SCHEMA_VERSION + 1))
@@ -205,11 +208,12 @@ def test_glasswork_migrate_prints_then_applies(
     assert "CREATE TABLE" in printed and "glasswork_jobs" in printed
     assert tables(schema) == []  # printing changes nothing
     assert main(["migrate", "--driver", target, "--apply"]) == 0
-    assert f"applied schema version(s) 1, 2 to schema {schema!r}" in capsys.readouterr().out
+    applied = ", ".join(str(v) for v in range(1, SCHEMA_VERSION + 1))
+    assert f"applied schema version(s) {applied} to schema {schema!r}" in capsys.readouterr().out
     assert main(["migrate", "--driver", target]) == 0
     assert "up to date" in capsys.readouterr().out
     assert main(["migrate", "--driver", target, "--apply"]) == 0
-    assert "up to date (version 2)" in capsys.readouterr().out
+    assert f"up to date (version {SCHEMA_VERSION})" in capsys.readouterr().out
 
 
 def test_glasswork_migrate_errors(capsys: pytest.CaptureFixture[str]) -> None:
