@@ -171,9 +171,18 @@ def count(page: Page, queue: str, column: str) -> int:
 
 
 def screenshot_queues(page: Page, dashboard: Dashboard, path: Path) -> None:
-    """The README's picture: the queues page, its depth chart sampled while jobs arrive."""
-    from glasswork.jobs import JobMessage
+    """The README's picture: the queues page, its depth chart sampled while jobs arrive,
+    with two workers' heartbeats in the workers panel."""
+    from datetime import UTC, datetime, timedelta
 
+    from glasswork.jobs import JobMessage
+    from glasswork.jobs.heartbeats import WorkerBeat
+
+    store = dashboard.driver.heartbeat_store()
+    started = datetime.now(UTC) - timedelta(hours=3, minutes=12)
+    for n, queues in ((1, ("emails", "media")), (2, ("payments",))):
+        beat = WorkerBeat(f"worker-{n}:{n}", f"worker-{n}", 4100 + n, queues, 8, n + 2, started)
+        store.record_worker(beat)
     page.goto(dashboard.url + "/")
     for burst in (4, 9, 6, 12):
         for _ in range(burst):
