@@ -1,6 +1,7 @@
 """Searching dead letters: which ones (:class:`DeadLetterQuery`), a page of them newest first
 with a cursor to the next (:class:`DeadLetterPage`), and how many share each reason
-(:class:`DeadLetterGroup`).
+(:class:`DeadLetterGroup`); the three are part of the driver contract
+(:mod:`glasswork.jobs.drivers.base`), re-exported here.
 
 The SQLite and PostgreSQL drivers search in SQL (keyset pages on the id, which is never
 reused). A driver that can only read its dead letters (SQS peeks its DLQs) searches what it
@@ -12,90 +13,24 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .drivers.base import DeadLetterRecord
+from .drivers.base import DeadLetterGroup, DeadLetterPage, DeadLetterQuery, DeadLetterRecord
+
+__all__ = [
+    "GROUPS",
+    "PAGE_SIZE",
+    "DeadLetterGroup",
+    "DeadLetterPage",
+    "DeadLetterQuery",
+    "search",
+    "time_cursor",
+]
 
 #: Dead letters on a page, unless asked otherwise.
 PAGE_SIZE = 100
 #: Reasons a page groups its dead letters by, the most frequent first.
 GROUPS = 20
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterQuery:
-    """Which dead letters: each field set narrows the search (None: any).
-
-    * ``queue``, ``job_name``: exactly these (dead letters without a queue are ``default``'s);
-    * ``reason``: exactly this reason (a group); ``reason_contains``: this text anywhere in
-      the reason, ignoring case (ASCII letters only, on SQLite);
-    * ``failed_from`` (inclusive) and ``failed_until`` (exclusive): when they failed;
-    * ``newest``: none newer than the dead letter with this cursor, so an action confirmed on
-      what a page showed leaves dead letters that arrived since alone.
-    """
-
-    queue: str | None = None
-    job_name: str | None = None
-    reason: str | None = None
-    reason_contains: str | None = None
-    failed_from: datetime | None = None
-    failed_until: datetime | None = None
-    newest: str | None = None
-
-    def matches(self, record: DeadLetterRecord, cursor: str) -> bool:
-        """Whether ``record`` (whose cursor is ``cursor``) is one of these (for drivers that
-        search in memory)."""
-        if self.queue is not None and (record.queue or "default") != self.queue:
-            return False
-        if self.job_name is not None and record.job_name != self.job_name:
-            return False
-        if self.reason is not None and record.reason != self.reason:
-            return False
-        if self.reason_contains and self.reason_contains.casefold() not in (
-            record.reason.casefold()
-        ):
-            return False
-        if self.failed_from is not None or self.failed_until is not None:
-            at = record.failed_at
-            if at is None:
-                return False
-            if self.failed_from is not None and at < self.failed_from:
-                return False
-            if self.failed_until is not None and at >= self.failed_until:
-                return False
-        return self.newest is None or cursor <= self.newest
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterGroup:
-    """``count`` dead letters with this ``reason``; ``newest`` is the cursor of the newest
-    of them (what an action on the group passes as :attr:`DeadLetterQuery.newest`)."""
-
-    reason: str
-    count: int
-    newest: str
-    last_failed: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterPage:
-    """One page of a search, newest first.
-
-    ``next_cursor`` asks for the page after this one (None: this is the last);
-    ``total`` counts every match and ``newest`` is the cursor of the newest match (None: no
-    match); ``groups`` are the most frequent reasons among the matches, of
-    ``group_count`` distinct ones. ``note`` says where the driver could not look (SQS)."""
-
-    records: list[DeadLetterRecord]
-    next_cursor: str | None
-    total: int
-    newest: str | None
-    groups: list[DeadLetterGroup] = field(default_factory=list)
-    group_count: int = 0
-    note: str | None = None
 
 
 def time_cursor(record: DeadLetterRecord) -> str:

@@ -4,7 +4,9 @@ A driver subclasses :class:`QueueDriver`. Producers need only :meth:`~QueueDrive
 and :meth:`~QueueDriver.enqueue_in` (``enqueue_at`` and ``enqueue_many`` have defaults built
 on them). Long-running workers also need :meth:`~QueueDriver.receive`,
 :meth:`~QueueDriver.ack` and :meth:`~QueueDriver.nack`; :meth:`~QueueDriver.dead_letter`
-gives permanent failures somewhere to go.
+gives permanent failures somewhere to go. Operators' tools (the dashboard) search dead
+letters (:meth:`~QueueDriver.dead_letter_page` with a :class:`DeadLetterQuery`) and read
+worker heartbeats (:meth:`~QueueDriver.heartbeat_store`); by default a driver cannot.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from ..errors import ConfigurationError, EnqueueError
 from ..message import MAX_MESSAGE_BYTES, JobMessage
 
 if TYPE_CHECKING:
-    from ..dead_letter_query import DeadLetterPage, DeadLetterQuery
     from ..execution import RunStep
     from ..heartbeats import HeartbeatStore
     from ..idempotency.store import IdempotencyStore
@@ -134,6 +135,79 @@ class AsyncEnqueuer(Protocol):
     ) -> list[EnqueueResult]: ...
     async def message_limit(self, queue: str) -> int: ...
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterQuery:
+    """Which dead letters: each field set narrows the search (None: any).
+
+    * ``queue``, ``job_name``: exactly these (dead letters without a queue are ``default``'s);
+    * ``reason``: exactly this reason (a group); ``reason_contains``: this text anywhere in
+      the reason, ignoring case (ASCII letters only, on SQLite);
+    * ``failed_from`` (inclusive) and ``failed_until`` (exclusive): when they failed;
+    * ``newest``: none newer than the dead letter with this cursor, so an action confirmed on
+      what a page showed leaves dead letters that arrived since alone.
+    """
+
+    queue: str | None = None
+    job_name: str | None = None
+    reason: str | None = None
+    reason_contains: str | None = None
+    failed_from: datetime | None = None
+    failed_until: datetime | None = None
+    newest: str | None = None
+
+    def matches(self, record: DeadLetterRecord, cursor: str) -> bool:
+        """Whether ``record`` (whose cursor is ``cursor``) is one of these (for drivers that
+        search in memory)."""
+        if self.queue is not None and (record.queue or "default") != self.queue:
+            return False
+        if self.job_name is not None and record.job_name != self.job_name:
+            return False
+        if self.reason is not None and record.reason != self.reason:
+            return False
+        if self.reason_contains and self.reason_contains.casefold() not in (
+            record.reason.casefold()
+        ):
+            return False
+        if self.failed_from is not None or self.failed_until is not None:
+            at = record.failed_at
+            if at is None:
+                return False
+            if self.failed_from is not None and at < self.failed_from:
+                return False
+            if self.failed_until is not None and at >= self.failed_until:
+                return False
+        return self.newest is None or cursor <= self.newest
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterGroup:
+    """``count`` dead letters with this ``reason``; ``newest`` is the cursor of the newest
+    of them (what an action on the group passes as :attr:`DeadLetterQuery.newest`)."""
+
+    reason: str
+    count: int
+    newest: str
+    last_failed: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterPage:
+    """One page of a search, newest first.
+
+    ``next_cursor`` asks for the page after this one (None: this is the last);
+    ``total`` counts every match and ``newest`` is the cursor of the newest match (None: no
+    match); ``groups`` are the most frequent reasons among the matches, of
+    ``group_count`` distinct ones. ``note`` says where the driver could not look (SQS)."""
+
+    records: list[DeadLetterRecord]
+    next_cursor: str | None
+    total: int
+    newest: str | None
+    groups: list[DeadLetterGroup] = field(default_factory=list)
+    group_count: int = 0
+    note: str | None = None
 
 
 class QueueDriver(ABC):
