@@ -83,7 +83,7 @@ class LambdaConcurrency:
         self._sqs = sqs
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._cached: tuple[float, LambdaWorkers] | None = None
+        self._cached: tuple[float, LambdaWorkers | Exception] | None = None
 
     @classmethod
     def for_driver(cls, driver: SQSQueueDriver) -> LambdaConcurrency:
@@ -108,11 +108,20 @@ class LambdaConcurrency:
         return self._clients[service]
 
     def read(self) -> LambdaWorkers:
-        """The functions and their concurrency (read at most once per ``cache_seconds``)."""
+        """The functions and their concurrency, read at most once per ``cache_seconds``; a
+        failure is kept as long, so a page refreshed every few seconds does not wait for
+        an unreachable service each time."""
         with self._lock:
             if self._cached is None or time.time() - self._cached[0] > self.cache_seconds:
-                self._cached = (time.time(), self._read())
-            return self._cached[1]
+                try:
+                    found: LambdaWorkers | Exception = self._read()
+                except Exception as exc:
+                    found = exc
+                self._cached = (time.time(), found)
+            result = self._cached[1]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def _read(self) -> LambdaWorkers:
         mappings: list[tuple[str, dict[str, Any]]] = []
