@@ -8,6 +8,8 @@
   scheduler table, declined charges dead-lettered by a real Worker, jobs waiting.
 * :func:`serve_dashboard` runs ``glasswork dashboard`` in its own process on a free
   loopback port over that file (or another driver URL).
+* :func:`shop_driver` is the seeded shop on SQLite or PostgreSQL (a schema of its own);
+  :func:`bury` adds many dead letters at once, :func:`set_failed_at` dates them.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 from fixtures_app.shop import ShopModule, charge_card, resize_image, send_receipt  # noqa: E402
-from glasswork.jobs import JobService, Worker  # noqa: E402
+from glasswork.jobs import JobMessage, JobService, Worker  # noqa: E402
 from glasswork.jobs.drivers.base import QueueDriver  # noqa: E402
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
 from glasswork.jobs.inspection import OutcomeCount  # noqa: E402
@@ -135,6 +137,77 @@ def seed_sqs(endpoint: str, prefix: str, region: str = "us-east-1") -> SQSShop:
     jobs.enqueue_in(resize_image, {"image": "dog.png"}, 600)
     query = {**options, **{f"queue.{name}": url for name, url in queues.items()}}
     return SQSShop(f"sqs://?{urlencode(query)}", driver, Seeded(declined.job_id, waiting.job_id))
+
+
+@contextlib.contextmanager
+def shop_driver(kind: str, tmp_path: Path) -> Iterator[tuple[Any, Seeded]]:
+    """The shop run by a real worker on ``kind`` (``"sqlite"``: a file in ``tmp_path``;
+    ``"postgresql"``: a schema of its own): the driver and what was seeded."""
+    if kind == "postgresql":
+        from glasswork.jobs.drivers.postgres import PostgresQueueDriver
+        from pgtest import dsn, fresh_schema
+
+        with fresh_schema() as schema, PostgresQueueDriver(dsn(), schema=schema) as postgres:
+            yield postgres, seed_driver(postgres)
+        return
+    info = seed(tmp_path / "jobs.db")
+    driver = SQLiteQueueDriver(tmp_path / "jobs.db")
+    try:
+        yield driver, info
+    finally:
+        driver.close()
+
+
+def bury(
+    driver: Any,
+    count: int,
+    reason: str,
+    *,
+    queue: str = "emails",
+    job_name: str = "send-receipt",
+) -> list[str]:
+    """Dead-letter ``count`` jobs in one transaction (a real worker takes too long for
+    thousands) on a SQLite or PostgreSQL driver; returns their job ids, oldest first."""
+    messages = [JobMessage.create(job_name, {"n": n}, queue=queue) for n in range(count)]
+    rows = [(queue, m.job_name, m.job_id, m.encode(), reason) for m in messages]
+    if isinstance(driver, SQLiteQueueDriver):
+        now = time.time()
+        with driver._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO glasswork_dead_letters (queue, job_name, job_id, body, reason, "
+                "failed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(*row, now) for row in rows],
+            )
+    else:
+        import psycopg
+
+        table = f'"{driver.schema}".glasswork_dead_letters'
+        with psycopg.connect(driver.dsn) as conn, conn.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {table} (queue, job_name, job_id, body, reason) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                rows,
+            )
+    return [m.job_id for m in messages]
+
+
+def set_failed_at(driver: Any, job_ids: list[str], when: datetime) -> None:
+    """Say the dead letters of ``job_ids`` failed at ``when``."""
+    if isinstance(driver, SQLiteQueueDriver):
+        with driver._transaction() as conn:
+            conn.executemany(
+                "UPDATE glasswork_dead_letters SET failed_at = ? WHERE job_id = ?",
+                [(when.timestamp(), j) for j in job_ids],
+            )
+        return
+    import psycopg
+
+    with psycopg.connect(driver.dsn) as conn:
+        conn.execute(
+            f'UPDATE "{driver.schema}".glasswork_dead_letters SET failed_at = %s '
+            "WHERE job_id = ANY(%s)",
+            (when, job_ids),
+        )
 
 
 def _earlier_hour() -> list[OutcomeCount]:

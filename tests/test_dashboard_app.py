@@ -131,6 +131,19 @@ def test_pages_carry_no_inline_script_and_a_strict_policy(client: TestClient) ->
         assert page.headers["x-content-type-options"] == "nosniff"
 
 
+def test_an_unknown_address_gets_the_dashboards_error_page(client: TestClient) -> None:
+    for answer, status, title, text in (
+        (client.get("/nope/<b>x"), 404, "Page not found", "There is no page at /nope/&lt;b&gt;x."),
+        (client.get("/static/nope.css"), 404, "Page not found", "/static/nope.css"),
+        (client.post("/", data={}), 405, "Not allowed", "/ does not answer a POST"),
+    ):
+        assert answer.status_code == status
+        assert answer.headers["content-type"].startswith("text/html")
+        assert f"<h1>{title}</h1>" in answer.text and text in answer.text
+        assert 'href="http://127.0.0.1:8765/dead-letters">Dead letters</a>' in answer.text
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+
+
 def test_jobs_page_lists_settings_and_next_fire_times(client: TestClient) -> None:
     page = client.get("/jobs").text
     row = dict(re.findall(r'<tr data-job="([^"]+)">(.*?)</tr>', page, re.S))
@@ -277,7 +290,7 @@ class _FailingDriver(SQLiteQueueDriver):
     def stats(self) -> Any:
         raise ConnectionError("could not connect to postgresql://app:hunter2-pw@db:5432/jobs")
 
-    def dead_letters(self, queue: str | None = None, limit: int = 100) -> Any:
+    def dead_letter_page(self, query: Any, cursor: str | None = None, limit: int = 100) -> Any:
         raise RuntimeError(f"signature with {os.environ['AWS_SECRET_ACCESS_KEY']} failed")
 
 

@@ -1,7 +1,10 @@
 """The dashboard in a real browser: Debian's Chromium driven by Playwright, against a real
 ``glasswork dashboard`` process on a free loopback port, over a SQLite file filled by a
 real worker (tests/dashboard_support.py). Redriving by clicking also runs over PostgreSQL
-(the same seed, in a schema of its own) and over SQS on the moto server.
+(the same seed, in a schema of its own) and over SQS on the moto server; a page of 10,000
+dead letters over SQLite and PostgreSQL. Also: pages, filters, groups by reason and their
+confirmed actions; the workers panel with a real worker process, killed; the error page;
+every page on a phone's screen; depth lines that overlap.
 
 Every test saves a screenshot under its tmp dir. The README's picture of the queues page is
 this module's :func:`screenshot_queues`: ``GLASSWORK_README_SCREENSHOT=docs/images/
@@ -57,6 +60,7 @@ except ImportError:  # pragma: no cover - depends on the installation
 from dashboard_support import (  # noqa: E402
     MALFORMED_BODY,
     XSS_NOTE,
+    bury,
     seed,
     seed_driver,
     seed_sqs,
@@ -123,6 +127,26 @@ def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
     yield from start_dashboard(tmp_path)
 
 
+def start_postgres_dashboard(tmp_path: Path) -> Iterator[Dashboard]:
+    """The seeded shop in a PostgreSQL schema of its own, served by ``glasswork dashboard``."""
+    from glasswork.jobs.drivers.postgres import PostgresQueueDriver
+    from pgtest import dsn, fresh_schema, url
+
+    with fresh_schema() as schema, PostgresQueueDriver(dsn(), schema=schema) as driver:
+        on_thread(seed_driver, driver)
+        with serve_dashboard(tmp_path, "--refresh", "1", driver_url=url(schema)) as served:
+            yield Dashboard(served, driver)
+
+
+@pytest.fixture(params=["sqlite", POSTGRESQL])
+def sql_dashboard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dashboard]:
+    """The shop's dashboard over SQLite, then PostgreSQL."""
+    if request.param == "sqlite":
+        yield from start_dashboard(tmp_path)
+    else:
+        yield from start_postgres_dashboard(tmp_path)
+
+
 @pytest.fixture(params=["sqlite", POSTGRESQL, "sqs"])
 def any_dashboard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dashboard]:
     """The shop's dashboard over each driver: SQLite, PostgreSQL (a schema of its own),
@@ -130,13 +154,7 @@ def any_dashboard(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Da
     if request.param == "sqlite":
         yield from start_dashboard(tmp_path)
     elif request.param == "postgresql":
-        from glasswork.jobs.drivers.postgres import PostgresQueueDriver
-        from pgtest import dsn, fresh_schema, url
-
-        with fresh_schema() as schema, PostgresQueueDriver(dsn(), schema=schema) as driver:
-            on_thread(seed_driver, driver)
-            with serve_dashboard(tmp_path, "--refresh", "1", driver_url=url(schema)) as served:
-                yield Dashboard(served, driver)
+        yield from start_postgres_dashboard(tmp_path)
     else:
         endpoint = request.getfixturevalue("moto_endpoint")
         monkeypatch = request.getfixturevalue("monkeypatch")
@@ -155,9 +173,18 @@ def count(page: Page, queue: str, column: str) -> int:
 
 
 def screenshot_queues(page: Page, dashboard: Dashboard, path: Path) -> None:
-    """The README's picture: the queues page, its depth chart sampled while jobs arrive."""
-    from glasswork.jobs import JobMessage
+    """The README's picture: the queues page, its depth chart sampled while jobs arrive,
+    with two workers' heartbeats in the workers panel."""
+    from datetime import UTC, datetime, timedelta
 
+    from glasswork.jobs import JobMessage
+    from glasswork.jobs.heartbeats import WorkerBeat
+
+    store = dashboard.driver.heartbeat_store()
+    started = datetime.now(UTC) - timedelta(hours=3, minutes=12)
+    for n, queues in ((1, ("emails", "media")), (2, ("payments",))):
+        beat = WorkerBeat(f"worker-{n}:{n}", f"worker-{n}", 4100 + n, queues, 8, n + 2, started)
+        store.record_worker(beat)
     page.goto(dashboard.url + "/")
     for burst in (4, 9, 6, 12):
         for _ in range(burst):
@@ -301,3 +328,190 @@ def test_screenshot_of_the_queues_page(page: Page, tmp_path: Path) -> None:
         target = os.environ.get(SCREENSHOT_ENV)
         if target:
             shutil.copyfile(shot, target)
+
+
+# -- dead letters at scale ----------------------------------------------------------------------
+
+
+def dead_rows(page: Page) -> list[str]:
+    return [str(r.get_attribute("data-id")) for r in page.locator("tr[data-id]").all()]
+
+
+def test_dead_letters_are_paged_filtered_and_grouped_and_a_group_redriven(
+    page: Page, dashboard: Dashboard, tmp_path: Path
+) -> None:
+    driver = dashboard.driver
+    bury(driver, 130, "SMTP 421 try again later")
+    bury(driver, 3, "SMTP 550 no such user")
+    ready_before = driver.stats()["emails"].ready
+    page.goto(dashboard.url + "/dead-letters")
+    assert page.inner_text("#match-count") == "136 dead letters, newest first."
+    first = dead_rows(page)
+    assert len(first) == 100 and first == sorted(first, key=int, reverse=True)
+    # The actions are above the list, not under 100 rows.
+    toolbar = page.locator("#actions").bounding_box()
+    top_row = page.locator("tr[data-id]").first.bounding_box()
+    assert toolbar is not None and top_row is not None and toolbar["y"] < top_row["y"]
+    page.screenshot(path=str(tmp_path / "dead-letters.png"), full_page=True)
+
+    page.click("#next-page")
+    older = dead_rows(page)
+    assert len(older) == 36 and int(older[0]) < int(first[-1])
+    page.click("#newest-page")
+    assert dead_rows(page) == first
+
+    page.fill('form.filters input[name="q"]', "550")
+    page.fill('form.filters input[name="queue"]', "emails")
+    page.click("form.filters button")
+    assert page.inner_text("#match-count") == "3 dead letters match, newest first."
+    assert len(dead_rows(page)) == 3
+    page.click("#clear-filters")
+    assert len(dead_rows(page)) == 100
+
+    group = page.locator("tr[data-group]", has_text="SMTP 421 try again later")
+    assert group.locator("td.count").inner_text().startswith("130")
+    group.get_by_text("Redrive all 130").click()
+    assert page.inner_text("h1") == "Redrive all 130 dead letters?"
+    assert driver.stats()["emails"].dead == 133  # asking is not doing
+    page.screenshot(path=str(tmp_path / "confirm-group.png"), full_page=True)
+    page.click("#confirm-button")
+    page.wait_for_selector(".flash")
+    assert "Redrove 130 of 130" in page.inner_text(".flash")
+    assert page.locator("tr[data-group]", has_text="SMTP 421").count() == 0
+    page.click("text=Queues")
+    assert count(page, "emails", "ready") == ready_before + 130
+
+    page.click("text=Dead letters")
+    page.locator("tr[data-group]", has_text="SMTP 550").get_by_text("Purge all 3").click()
+    page.click("#confirm-button")
+    page.wait_for_selector(".flash")
+    assert "Purged 3 of 3" in page.inner_text(".flash")
+    assert driver.stats()["emails"].dead == 0
+
+    # A group action without the form's token changes nothing.
+    bury(driver, 2, "SMTP 421 try again later")
+    newest = max(int(r.id) for r in driver.dead_letters())
+    form = {"reason": "SMTP 421 try again later", "newest": str(newest)}
+    answer = page.request.post(f"{dashboard.url}/dead-letters/redrive-all", form=form)
+    assert answer.status == 403 and "security token" in answer.text()
+    assert driver.stats()["emails"].dead == 2
+
+
+def test_a_page_of_ten_thousand_dead_letters(
+    page: Page, sql_dashboard: Dashboard, tmp_path: Path
+) -> None:
+    bury(sql_dashboard.driver, 10_000, "SMTP 421 try again later")
+    page.goto(sql_dashboard.url + "/dead-letters")
+    assert page.inner_text("#match-count") == "10,003 dead letters, newest first."
+    assert page.locator("tr[data-id]").count() == 100
+    assert "10,000" in page.locator("tr[data-group]").first.inner_text()
+    older = page.locator("#next-page")
+    assert older.inner_text() == "Older 100 →"
+    newest = dead_rows(page)
+    older.click()
+    assert page.locator("tr[data-id]").count() == 100
+    assert int(dead_rows(page)[0]) == int(newest[-1]) - 1
+    page.screenshot(path=str(tmp_path / "ten-thousand.png"))
+
+
+# -- the workers panel --------------------------------------------------------------------------
+
+_WORKER = """
+import sys
+from fixtures_app.shop import ShopModule
+from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
+from glasswork.jobs.worker import Worker
+
+Worker(
+    module=ShopModule, driver=SQLiteQueueDriver(sys.argv[1]), queues=["emails", "media"],
+    concurrency=3, heartbeat_seconds=0.3,
+).run()
+"""
+
+
+def test_workers_panel_shows_a_worker_process_then_that_it_is_gone(
+    page: Page, dashboard: Dashboard, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    page.goto(dashboard.url + "/")
+    assert "No worker is running" in page.inner_text("#workers")
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", _WORKER, str(tmp_path / "jobs.db")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        row = page.locator("#worker-list tr[data-worker]")
+        expect(row).to_have_attribute("data-state", "alive", timeout=20000)  # live refresh
+        assert f"pid {process.pid}" in row.inner_text()
+        assert (
+            "emails, media" in row.inner_text() and row.locator(".concurrency").inner_text() == "3"
+        )
+        page.screenshot(path=str(tmp_path / "workers.png"), full_page=True)
+    finally:
+        process.kill()  # no clean stop: its row stays, and goes quiet
+        process.wait()
+    expect(page.locator("#worker-list tr[data-worker]")).to_have_attribute(
+        "data-state", "gone", timeout=20000
+    )
+    assert page.inner_text("#worker-list .state") == "gone"
+
+
+# -- the page of an error, a phone's screen, lines that overlap ---------------------------------
+
+
+def test_an_unknown_address_shows_the_dashboards_error_page(
+    page: Page, dashboard: Dashboard, console_errors: list[str]
+) -> None:
+    answer = page.goto(dashboard.url + "/no/such/page")
+    assert answer is not None and answer.status == 404
+    assert page.inner_text("h1") == "Page not found"
+    assert page.inner_text("#error-message") == "There is no page at /no/such/page."
+    page.click("header >> text=Dead letters")
+    assert page.inner_text("h1") == "Dead letters"
+    console_errors.clear()  # the browser reports the 404 it was sent
+
+
+PHONE = {"width": 375, "height": 740}
+
+
+def test_every_page_fits_a_phone_screen(
+    browser: Browser, dashboard: Dashboard, tmp_path: Path
+) -> None:
+    bury(dashboard.driver, 30, "ConnectionError: " + "a very long reason without spaces " * 5)
+    dead = dashboard.driver.dead_letters()[0]
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    phone = context.new_page()
+    try:
+        for path in (
+            "/",
+            "/dead-letters",
+            f"/dead-letters/{dead.id}",
+            f"/dead-letters/confirm?action=redrive&id={dead.id}",
+            "/jobs",
+            f"/lookup?job_id={dead.job_id}",
+            "/nope",
+        ):
+            phone.goto(dashboard.url + path)
+            phone.screenshot(path=str(tmp_path / f"phone{path.replace('/', '-')[:40]}.png"))
+            width = phone.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], f"{path} is {width}px wide on a 375px screen"
+    finally:
+        context.close()
+
+
+def test_queues_with_the_same_depth_keep_lines_of_their_own(
+    page: Page, dashboard: Dashboard
+) -> None:
+    page.goto(dashboard.url + "/")
+    lines = page.locator("#depth-chart polyline")
+    expect(lines).to_have_count(4, timeout=15000)  # default, emails, media, payments
+    # default and payments both hold nothing: one line lies on the other.
+    points = {line.get_attribute("points") for line in lines.all()}
+    assert len(points) < 4
+    dashes = lines.evaluate_all("ls => ls.map(l => getComputedStyle(l).strokeDasharray)")
+    assert len(set(dashes)) == 4, dashes  # the one beneath shows through the other's gaps

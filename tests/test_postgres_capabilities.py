@@ -111,14 +111,19 @@ def make_version_1(schema: str) -> str:
     with connect(autocommit=True) as conn:
         conn.execute(f'DROP TABLE "{schema}".glasswork_outcomes')
         conn.execute(f'ALTER TABLE "{schema}".glasswork_dead_letters DROP COLUMN traceback')
+        # Version 4's objects (dead-letter search indexes, worker heartbeats).
+        conn.execute(f'DROP TABLE "{schema}".glasswork_workers')
+        conn.execute(f'DROP INDEX "{schema}".glasswork_dead_letters_job')
+        conn.execute(f'DROP INDEX "{schema}".glasswork_dead_letters_failed')
         conn.execute(f'DELETE FROM "{schema}".glasswork_schema_versions WHERE version > 1')
     return message.job_id
 
 
 def test_a_version_1_schema_is_upgraded_by_the_driver_and_keeps_its_jobs(schema: str) -> None:
     job_id = make_version_1(schema)
-    needs = f"this glasswork needs {SCHEMA_VERSION}"
-    with pytest.raises(ConfigurationError, match=f"schema version 1, {needs}"):
+    with pytest.raises(
+        ConfigurationError, match=f"schema version 1, this glasswork needs {SCHEMA_VERSION}"
+    ):
         PostgresQueueDriver(dsn(), schema=schema, migrate=False)
     with PostgresQueueDriver(dsn(), schema=schema) as driver:
         assert driver.stats()["q"].ready == 1 and driver.stats()["q"].dead == 1

@@ -57,6 +57,7 @@ def test_the_driver_creates_its_tables_in_the_chosen_schema(schema: str) -> None
         "glasswork_outcomes",
         "glasswork_periodic",
         "glasswork_schema_versions",
+        "glasswork_workers",
     ]
     with connect() as conn:
         assert migration_script(conn, schema) == ""
@@ -105,8 +106,9 @@ def test_two_schemas_are_separate_queues(schema: str) -> None:
 
 
 def test_migrate_false_refuses_tables_that_are_not_there(schema: str) -> None:
-    needs = f"this glasswork needs {SCHEMA_VERSION}"
-    with pytest.raises(ConfigurationError, match=f"schema version 0, {needs}"):
+    with pytest.raises(
+        ConfigurationError, match=f"schema version 0, this glasswork needs {SCHEMA_VERSION}"
+    ):
         PostgresQueueDriver(dsn(), schema=schema, migrate=False)
     with connect(autocommit=True) as conn:
         assert migrate(conn, schema) == list(range(1, SCHEMA_VERSION + 1))

@@ -1,8 +1,10 @@
 """The dashboard on an ``sqs://`` driver against the moto server: queue counts with the DLQ
 depth as dead, dead letters listed, shown, redriven and purged through the driver's DLQ
-operations, job lookup as far as SQS allows, and the outcome chart from the CloudWatch
-metrics that CloudWatch makes of ``EMFMetrics``' lines (or, without them, a notice and the
-sampled depth chart)."""
+operations (filtered, paged, grouped by reason and acted on by group, as far as peeking
+allows), job lookup as far as SQS allows, the workers panel from the queues' Lambda event
+source mappings and CloudWatch's ConcurrentExecutions, and the outcome chart from the
+CloudWatch metrics that CloudWatch makes of ``EMFMetrics``' lines (or, without them, a
+notice and the sampled depth chart)."""
 
 from __future__ import annotations
 
@@ -125,6 +127,131 @@ def test_lookup_finds_dead_letters_and_scheduled_jobs_and_says_what_it_cannot(
     queued = shop.driver.enqueue(JobMessage.create("charge-card", {}, queue="payments"))
     missing = client.get(f"/lookup?job_id={queued.job_id}").text
     assert "No job" in missing and "cannot be looked up" in missing  # honest about why
+
+
+def test_dead_letters_are_searched_paged_and_acted_on_by_group_as_far_as_peeking_allows(
+    shop: SQSShop,
+) -> None:
+    for n in range(12):
+        body = JobMessage.create("send-receipt", {"order_id": n}, queue="emails").encode()
+        shop.driver.dead_letter(body, "SMTP 421 try again later", queue="emails")
+    client = client_for(shop)
+    first = client.get("/dead-letters?limit=5").text
+    assert "<b>15</b> dead letters, newest first." in first
+    assert "SQS cannot search or page a queue" in first  # the page says what it did
+    seen = re.findall(r'<tr data-id="([^"]+)">', first)
+    following = re.search(r'href="([^"]+)" id="next-page"', first)
+    while following is not None:
+        page = client.get(following.group(1).replace("&amp;", "&")).text
+        seen += re.findall(r'<tr data-id="([^"]+)">', page)
+        following = re.search(r'href="([^"]+)" id="next-page"', page)
+    assert len(seen) == len(set(seen)) == 15
+    assert len(re.findall(r"<tr data-id=", client.get("/dead-letters?q=smtp+421").text)) == 12
+    assert "<b>2</b> dead letters match" in client.get("/dead-letters?queue=payments").text
+
+    group = next(
+        row
+        for row in re.findall(r"<tr data-group=.*?</tr>", first, re.S)
+        if "SMTP 421 try again later" in row
+    )
+    link = re.search(r'href="([^"]+)">Redrive all 12<', group)
+    assert link is not None
+    confirm = client.get(link.group(1).replace("&amp;", "&")).text
+    assert "Redrive all 12 dead letters?" in confirm
+    fields: dict[str, list[str]] = {}
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', confirm):
+        fields.setdefault(name, []).append(value.replace("&#34;", '"'))
+    done = client.post("/dead-letters/redrive-all", data=fields)
+    assert done.headers["location"] == "/dead-letters?redrove=12&asked=12"
+    stats = shop.driver.stats()
+    assert (stats["emails"].ready, stats["emails"].dead) == (12, 1)
+    assert stats["payments"].dead == 2  # the other groups stay
+
+
+# -- the workers panel: Lambda functions ------------------------------------------------------
+
+
+def subscribe_function(aws: Aws, queue_url: str, name: str) -> None:
+    """A Lambda function reading ``queue_url`` (an event source mapping, capped at 5)."""
+    import io
+    import zipfile
+
+    import boto3
+
+    iam = boto3.client("iam", region_name=REGION, endpoint_url=aws.endpoint)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    role = iam.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust))
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return None\n")
+    functions = boto3.client("lambda", region_name=REGION, endpoint_url=aws.endpoint)
+    functions.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=role["Role"]["Arn"],
+        Handler="handler.handler",
+        Code={"ZipFile": code.getvalue()},
+    )
+    functions.create_event_source_mapping(
+        EventSourceArn=aws.queue_arn(queue_url),
+        FunctionName=name,
+        BatchSize=10,
+        ScalingConfig={"MaximumConcurrency": 5},
+    )
+
+
+def test_workers_panel_lists_the_lambda_functions_and_their_concurrency(
+    aws: Aws, shop: SQSShop
+) -> None:
+    assert "No Lambda function is subscribed to these queues" in client_for(shop).get("/").text
+    subscribe_function(aws, shop.driver.queues["payments"], "shop-payments")
+    subscribe_function(aws, shop.driver.queues["emails"], "shop-emails")
+    cloudwatch_client(aws).put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[
+            {
+                "MetricName": "ConcurrentExecutions",
+                "Dimensions": [{"Name": "FunctionName", "Value": "shop-payments"}],
+                "Value": 3,
+                "Unit": "Count",
+                "Timestamp": datetime.now(UTC),
+            }
+        ],
+    )
+    page = client_for(shop).get("/").text
+    rows = dict(re.findall(r'<tr data-function="([^"]+)">(.*?)</tr>', page, re.S))
+    assert sorted(rows) == ["shop-emails", "shop-payments"]
+    assert (
+        "<td>payments</td>" in rows["shop-payments"] and "<td>Enabled</td>" in rows["shop-payments"]
+    )
+    assert '<td class="concurrency">3 <span class="hint">at ' in rows["shop-payments"]
+    assert "no data in the last 15 minutes" in rows["shop-emails"]
+    assert "<td>5</td>" in rows["shop-emails"]  # the mapping's maximum concurrency
+    assert "No function works media." in page
+    assert "Lambda workers keep no heartbeat" in page
+
+
+def test_workers_panel_says_when_lambda_concurrency_cannot_be_read(shop: SQSShop) -> None:
+    from dashboard_support import free_port
+    from glasswork.jobs.metrics.lambda_concurrency import LambdaConcurrency
+
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    lambdas = LambdaConcurrency(
+        shop.driver.queues, region=REGION, endpoint_url=nobody, sqs=shop.driver.client
+    )
+    page = client_for(shop, lambdas=lambdas).get("/").text
+    assert 'id="workers-error"' in page and "EndpointConnectionError" in page
+    assert "Lambda concurrency is not available" in page
+    assert counts(page)["payments"] == [0, 0, 0, 2]  # the rest of the page still works
 
 
 # -- the outcome chart from CloudWatch --------------------------------------------------------

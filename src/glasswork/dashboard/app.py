@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Mount, Route
@@ -17,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from ..jobs.execution import JobRegistry
+from .dead_letter_pages import DeadLetterPages
 from .driver_view import DriverView
 from .security import (
     LOOPBACK_NAMES,
@@ -31,6 +33,7 @@ from .views import Pages
 if TYPE_CHECKING:
     from ..jobs.drivers.base import QueueDriver
     from ..jobs.inspection import OutcomeHistory
+    from ..jobs.metrics.lambda_concurrency import LambdaConcurrency
     from ..modules import Module
 
 HERE = Path(__file__).resolve().parent
@@ -47,6 +50,7 @@ def create_app(
     refresh_seconds: float = 5.0,
     csrf_token: str | None = None,
     outcomes: OutcomeHistory | None = None,
+    lambdas: LambdaConcurrency | None = None,
 ) -> Starlette:
     """The dashboard over ``driver``; ``module`` (the app) fills the jobs page.
 
@@ -57,13 +61,20 @@ def create_app(
     ``auth`` is the caller's decision: the ``glasswork dashboard`` command refuses it.
     ``outcomes`` feeds the outcome chart instead of the driver
     (:class:`~glasswork.jobs.metrics.CloudWatchOutcomes`, for Lambda workers on SQS).
+    ``lambdas`` fills the workers panel of a driver that keeps no heartbeats; on SQS it
+    defaults to the Lambda functions subscribed to the driver's queues
+    (:class:`~glasswork.jobs.metrics.lambda_concurrency.LambdaConcurrency`).
 
     >>> app = create_app(SQLiteQueueDriver("jobs.db"), module=AppModule)  # doctest: +SKIP
     >>> uvicorn.run(app, host="127.0.0.1", port=8765)                     # doctest: +SKIP
     """
     redact = Redactor.for_settings(driver_url, auth[1] if auth else None)
+    if lambdas is None and driver.name == "sqs":
+        from ..jobs.metrics.lambda_concurrency import LambdaConcurrency
+
+        lambdas = LambdaConcurrency.for_driver(driver)  # type: ignore[arg-type]
     pages = Pages(
-        DriverView(driver, redact, outcomes),
+        DriverView(driver, redact, outcomes, lambdas),
         _templates(),
         CsrfGuard(csrf_token),
         registry=JobRegistry.for_module(module) if module is not None else None,
@@ -71,15 +82,24 @@ def create_app(
         read_only=read_only,
         refresh_seconds=refresh_seconds,
     )
+    dead = DeadLetterPages(pages)
     routes = [
         Route("/", pages.queues, name="queues"),
         Route("/fragments/queues", pages.queues_fragment, name="queues_fragment"),
-        Route("/dead-letters", pages.dead_letters, name="dead_letters"),
-        Route("/dead-letters/confirm", pages.confirm, name="confirm"),
-        Route("/dead-letters/redrive", pages.redrive, methods=["POST"], name="redrive"),
-        Route("/dead-letters/purge", pages.purge, methods=["POST"], name="purge"),
+        Route("/dead-letters", dead.listing, name="dead_letters"),
+        Route("/dead-letters/confirm", dead.confirm, name="confirm"),
+        Route("/dead-letters/confirm-all", dead.confirm_matching, name="confirm_all"),
+        Route("/dead-letters/redrive", dead.redrive, methods=["POST"], name="redrive"),
+        Route("/dead-letters/purge", dead.purge, methods=["POST"], name="purge"),
+        Route(
+            "/dead-letters/redrive-all",
+            dead.redrive_matching,
+            methods=["POST"],
+            name="redrive_all",
+        ),
+        Route("/dead-letters/purge-all", dead.purge_matching, methods=["POST"], name="purge_all"),
         # ":path": a driver's ids may hold a "/" (the id is all the path has left).
-        Route("/dead-letters/{record_id:path}", pages.dead_letter, name="dead_letter"),
+        Route("/dead-letters/{record_id:path}", dead.detail, name="dead_letter"),
         Route("/jobs", pages.jobs, name="jobs"),
         Route("/lookup", pages.lookup, name="lookup"),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
@@ -90,7 +110,11 @@ def create_app(
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
     if auth is not None:
         middleware.append(Middleware(BasicAuth, user=auth[0], password=auth[1]))
-    app = Starlette(routes=routes, middleware=middleware)
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={HTTPException: pages.http_error},
+    )
     app.state.pages = pages
     return app
 

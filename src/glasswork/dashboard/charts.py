@@ -22,6 +22,8 @@ from ..jobs.inspection import OUTCOME_KINDS, OutcomeCount
 WIDTH, HEIGHT = 960.0, 190.0
 LEFT, RIGHT, TOP, BOTTOM = 44.0, 24.0, 8.0, 22.0
 PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+#: Steps of a count axis at most.
+MAX_INTERVALS = 4
 LABELS = {
     "done": "done",
     "retry": "retried",
@@ -188,8 +190,11 @@ class DepthSampler:
 
 
 def _grid(top: float) -> list[Grid]:
-    fractions = (0.0, 0.5, 1.0) if top >= 2 else (0.0, 1.0)  # whole numbers only
-    return [Grid(TOP + PLOT_H * (1 - f), f"{top * f:,.0f}") for f in fractions]
+    """A grid line at each tick of a count axis whose top is ``top`` (see
+    :func:`_nice_ceiling`): whole numbers, evenly spaced."""
+    step = _step(top)
+    ticks = round(top / step)
+    return [Grid(TOP + PLOT_H * (1 - i / ticks), f"{i * step:,}") for i in range(ticks + 1)]
 
 
 def _ago(seconds: float) -> str:
@@ -197,11 +202,20 @@ def _ago(seconds: float) -> str:
 
 
 def _nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2 or 5 times a power of ten at or above ``value`` (at least 1)."""
-    if value <= 1:
-        return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for factor in (1, 2, 5):
-        if value <= factor * power:
-            return float(factor * power)
-    return float(10 * power)
+    """The top of a count axis reaching ``value``: a whole number of steps of
+    :func:`_step`, so every tick is a whole number and the ticks are evenly spaced (5 jobs:
+    0, 2, 4, 6; never 0, 2, 5)."""
+    step = _step(value)
+    return float(step * math.ceil(max(1.0, value) / step))
+
+
+def _step(value: float) -> int:
+    """The smallest step (1, 2 or 5 times a power of ten) that reaches ``value`` (at least
+    1) in at most :data:`MAX_INTERVALS` steps. The top it gives has the same step."""
+    target = max(1.0, value)
+    power = 1
+    while True:
+        for factor in (1, 2, 5):
+            if math.ceil(target / (power * factor)) <= MAX_INTERVALS:
+                return power * factor
+        power *= 10

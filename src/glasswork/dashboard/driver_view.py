@@ -1,11 +1,14 @@
 """The dashboard's view of a driver: each feature is a capability the driver may lack.
 
-Only the driver-agnostic methods are used (``stats``, ``dead_letters``, ``redrive``,
-``purge_dead_letters``, and the optional ``outcome_history`` and ``find_job`` of
-:mod:`glasswork.jobs.inspection`, with their optional ``outcome_source`` and
-``job_lookup_scope`` texts), found by duck typing, so any driver that grows one gets the
-page that uses it. Outcome history may come from elsewhere than the driver (``outcomes``:
-CloudWatch's metrics of the Lambda workers). A missing capability raises
+Only the driver-agnostic methods are used: the dead-letter search and heartbeats of
+:class:`~glasswork.jobs.drivers.base.QueueDriver` (whose defaults say the driver cannot),
+and ``stats``, ``dead_letters``, ``redrive``, ``purge_dead_letters`` and the optional
+``outcome_history`` and ``find_job`` of :mod:`glasswork.jobs.inspection` (with their
+optional ``outcome_source`` and ``job_lookup_scope`` texts), found by duck typing, so any
+driver that grows one gets the page that uses it. A driver that can only list its dead
+letters is searched in memory. Outcome history may come from elsewhere than the driver
+(``outcomes``: CloudWatch's metrics of the Lambda workers), and so may the workers panel
+(``lambdas``: the Lambda functions working SQS queues). A missing capability raises
 :class:`Unsupported`, which pages show as "the <driver> driver cannot ...".
 """
 
@@ -14,14 +17,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..jobs.dead_letter_query import DeadLetterPage, DeadLetterQuery, search, time_cursor
 from ..jobs.drivers.base import DeadLetterRecord, QueueDriver, QueueStats
+from ..jobs.heartbeats import WorkerBeat
 from ..jobs.inspection import FoundJob, OutcomeCount, OutcomeHistory
 from .security import Redactor
 
-#: Dead letters read at most, for the list and to find one by id.
-DEAD_LETTER_LIMIT = 1000
+if TYPE_CHECKING:
+    from ..jobs.metrics.lambda_concurrency import LambdaConcurrency, LambdaWorkers
+
+#: Dead letters read at most from a driver that can only list them (no search of its own).
+DEAD_LETTER_LIMIT = 100_000
 
 
 class Unsupported(Exception):
@@ -36,16 +44,32 @@ class Lookup:
     scope: str
 
 
+@dataclass(frozen=True, slots=True)
+class Workers:
+    """The workers panel: the heartbeats of long-running workers (``beats``), or the Lambda
+    functions working SQS queues (``lambdas``), and where the numbers come from."""
+
+    source: str
+    beats: list[WorkerBeat] | None = None
+    lambdas: LambdaWorkers | None = None
+
+
 class DriverView:
     """Capability-checked calls on ``driver``; their errors are shown through ``redact``.
-    ``outcomes``, when given, is read for outcome history instead of the driver."""
+    ``outcomes``, when given, is read for outcome history instead of the driver; ``lambdas``
+    fills the workers panel of a driver without heartbeats."""
 
     def __init__(
-        self, driver: QueueDriver, redact: Redactor, outcomes: OutcomeHistory | None = None
+        self,
+        driver: QueueDriver,
+        redact: Redactor,
+        outcomes: OutcomeHistory | None = None,
+        lambdas: LambdaConcurrency | None = None,
     ) -> None:
         self.driver = driver
         self.redact = redact
         self.outcomes = outcomes
+        self.lambdas = lambdas
 
     @property
     def name(self) -> str:
@@ -79,9 +103,57 @@ class DriverView:
         records: list[DeadLetterRecord] = read(queue=queue, limit=limit)
         return records
 
+    def dead_letter_page(
+        self, query: DeadLetterQuery, cursor: str | None, limit: int
+    ) -> DeadLetterPage:
+        """A page of the dead letters ``query`` matches, newest first."""
+        try:
+            return self.driver.dead_letter_page(query, cursor, limit)
+        except NotImplementedError:
+            pass
+        return search(self.dead_letters(query.queue), query, cursor, limit)
+
     def dead_letter(self, record_id: str) -> DeadLetterRecord | None:
-        """One dead letter by its id (among the first :data:`DEAD_LETTER_LIMIT`)."""
+        """One dead letter by its id, wherever it is in the list."""
+        try:
+            return self.driver.find_dead_letter(record_id)
+        except NotImplementedError:
+            pass
         return next((r for r in self.dead_letters() if r.id == record_id), None)
+
+    def redrive_matching(self, query: DeadLetterQuery) -> int:
+        """Redrive every dead letter ``query`` matches."""
+        try:
+            return self.driver.redrive_matching(query)
+        except NotImplementedError:
+            pass
+        return self.redrive(self._matching_ids(query))
+
+    def purge_matching(self, query: DeadLetterQuery) -> int:
+        """Purge every dead letter ``query`` matches."""
+        try:
+            return self.driver.purge_matching(query)
+        except NotImplementedError:
+            pass
+        return self.purge(self._matching_ids(query))
+
+    def _matching_ids(self, query: DeadLetterQuery) -> list[str]:
+        """The ids of a driver that cannot search, found in memory."""
+        records = self.dead_letters(query.queue)
+        return [r.id for r in records if query.matches(r, time_cursor(r))]
+
+    def workers(self) -> Workers:
+        """The workers panel: heartbeats where the driver keeps them, else the Lambda
+        functions working its queues (SQS)."""
+        store = self.driver.heartbeat_store()
+        if store is not None:
+            return Workers(
+                f"the heartbeats workers write through the {self.name} driver",
+                beats=list(store.workers()),
+            )
+        if self.lambdas is not None:
+            return Workers(self.lambdas.source, lambdas=self.lambdas.read())
+        raise Unsupported(f"the {self.name} driver keeps no worker heartbeats")
 
     def outcome_history(self, since: datetime) -> list[OutcomeCount]:
         if self.outcomes is not None:
@@ -123,10 +195,14 @@ class DriverView:
     # -- acting --------------------------------------------------------------------------
 
     def redrive(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
         moved: int = self._method("redrive", "redrive dead letters")(list(ids))
         return moved
 
     def purge(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
         purged: int = self._method("purge_dead_letters", "purge dead letters")(list(ids))
         return purged
 

@@ -1,5 +1,5 @@
-"""The dashboard's pages: queues, dead letters (list, detail, confirm, redrive, purge), jobs
-and job lookup.
+"""The dashboard's pages: queues (with the workers panel), jobs, job lookup, and the page of
+an error; the dead-letter pages are :mod:`.dead_letter_pages`.
 
 Pages read the driver through :class:`~glasswork.dashboard.driver_view.DriverView` in
 Starlette's thread pool (driver calls block); a failing or missing capability becomes a
@@ -8,20 +8,18 @@ message on the page, never a traceback.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlencode
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from ..jobs.drivers.base import DeadLetterRecord
 from ..jobs.execution import JobRegistry
 from .catalog import job_rows
 from .charts import DepthSampler, outcome_chart
@@ -31,11 +29,14 @@ from .security import CsrfGuard
 logger = logging.getLogger("glasswork.dashboard")
 T = TypeVar("T")
 
-#: Dead letters listed per page by default.
-PAGE_SIZE = 100
-#: The largest form body a POST may send (ids of the selected dead letters).
-MAX_FORM_BYTES = 256 * 1024
-ACTIONS = {"redrive": "Redrive", "purge": "Purge"}
+#: What the page of an HTTP error says, by status.
+HTTP_ERRORS = {
+    404: ("Page not found", "There is no page at {path}."),
+    405: (
+        "Not allowed",
+        "{path} does not answer a {method}: changes are made from the pages' forms.",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,15 @@ class Pages:
     def refuse(self, request: Request, reason: str, status_code: int = 403) -> Response:
         return self.render(request, "error.html", status_code, title="Refused", message=reason)
 
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        """The page of an HTTP error (an unknown address, a GET of a form's target), with
+        the navigation, instead of a bare "Not Found"."""
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        title, text = HTTP_ERRORS.get(status, ("Error", "{path}: {detail}"))
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        message = text.format(path=request.url.path, method=request.method, detail=detail)
+        return self.render(request, "error.html", status, title=title, message=message)
+
     # -- queues ----------------------------------------------------------------------------
 
     async def queues(self, request: Request) -> Response:
@@ -115,109 +125,15 @@ class Pages:
         now = datetime.now(UTC)
         history = await self.section(self.view.outcome_history, now - timedelta(minutes=60))
         chart = outcome_chart(history.value, now) if history.value is not None else None
+        workers = await self.section(self.view.workers)
         return {
+            "workers": workers,
             "stats": stats,
             "outcomes": Section(chart, history.error),
             "outcome_source": self.view.outcome_source,
             "has_outcomes": self.view.has_outcomes,
             "depth": self.sampler.chart(),
         }
-
-    # -- dead letters ----------------------------------------------------------------------
-
-    async def dead_letters(self, request: Request) -> Response:
-        queue = request.query_params.get("queue") or None
-        limit = _int(request.query_params.get("limit"), PAGE_SIZE, 1, 1000)
-        records = await self.section(self.view.dead_letters, queue, limit)
-        done = {
-            key: _int(request.query_params.get(key), None, 0, 10**9)
-            for key in ("redrove", "purged", "asked")
-        }
-        return self.render(
-            request,
-            "dead_letters.html",
-            page="dead",
-            records=records,
-            queue=queue,
-            limit=limit,
-            done=done,
-            can_act=not self.read_only,
-        )
-
-    async def dead_letter(self, request: Request) -> Response:
-        record_id = request.path_params["record_id"]
-        found = await self.section(self.view.dead_letter, record_id)
-        if found.error is None and found.value is None:
-            return self.render(
-                request,
-                "error.html",
-                404,
-                page="dead",
-                title="Dead letter not found",
-                message=f"No dead letter #{record_id}: it may have been redriven or purged.",
-            )
-        record: DeadLetterRecord | None = found.value
-        return self.render(
-            request,
-            "dead_letter.html",
-            page="dead",
-            found=found,
-            record=record,
-            message=_message_parts(record.body) if record else None,
-            can_act=not self.read_only,
-        )
-
-    async def confirm(self, request: Request) -> Response:
-        if self.read_only:
-            return self.refuse(request, "This dashboard is read-only.")
-        action = request.query_params.get("action", "")
-        ids = _ids(request.query_params.getlist("id"))
-        if action not in ACTIONS:
-            return self.refuse(request, "Choose redrive or purge.", 400)
-        if not ids:
-            return self.refuse(request, "Select at least one dead letter first.", 400)
-        listed = await self.section(self.view.dead_letters)
-        by_id = {r.id: r for r in listed.value or []}
-        return self.render(
-            request,
-            "confirm.html",
-            page="dead",
-            action=action,
-            verb=ACTIONS[action],
-            ids=ids,
-            records=[(i, by_id.get(i)) for i in ids],
-            listed=listed,
-        )
-
-    async def redrive(self, request: Request) -> Response:
-        return await self._act(request, "redrive", self.view.redrive, "redrove")
-
-    async def purge(self, request: Request) -> Response:
-        return await self._act(request, "purge", self.view.purge, "purged")
-
-    async def _act(
-        self, request: Request, action: str, fn: Callable[[Sequence[str]], int], done: str
-    ) -> Response:
-        if self.read_only:
-            return self.refuse(request, "This dashboard is read-only.")
-        form = await _form(request)
-        if form is None:
-            return self.refuse(request, "The form is too large or not a form.", 400)
-        problem = self.csrf.problem(form.get(CsrfGuard.FIELD), request.headers)
-        if problem is not None:
-            logger.warning("refused a %s request: %s", action, problem)
-            return self.refuse(request, problem)
-        ids = _ids(form.getlist("id"))
-        if not ids:
-            return self.refuse(request, "Select at least one dead letter first.", 400)
-        result = await self.section(fn, ids)
-        if result.error is not None:
-            return self.render(
-                request, "error.html", 502, page="dead", title="Failed", message=result.error
-            )
-        logger.info("%s: %d of %d dead letter(s) %s", action, result.value, len(ids), ids)
-        query = urlencode({done: result.value, "asked": len(ids)})
-        return RedirectResponse(f"{request.url_for('dead_letters').path}?{query}", 303)
 
     # -- jobs and lookup -------------------------------------------------------------------
 
@@ -229,60 +145,3 @@ class Pages:
         job_id = request.query_params.get("job_id", "").strip()
         result = await self.section(self.view.find_job, job_id) if job_id else None
         return self.render(request, "lookup.html", page="lookup", job_id=job_id, result=result)
-
-
-class _Form:
-    """A parsed ``application/x-www-form-urlencoded`` body."""
-
-    def __init__(self, fields: dict[str, list[str]]) -> None:
-        self._fields = fields
-
-    def get(self, key: str) -> str | None:
-        values = self._fields.get(key)
-        return values[0] if values else None
-
-    def getlist(self, key: str) -> list[str]:
-        return self._fields.get(key, [])
-
-
-async def _form(request: Request) -> _Form | None:
-    # Our forms are urlencoded; reading them here spares the python-multipart dependency.
-    if request.headers.get("content-type", "").split(";")[0].strip() != (
-        "application/x-www-form-urlencoded"
-    ):
-        return None
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
-    try:
-        return _Form(parse_qs(body.decode("utf-8"), keep_blank_values=True))
-    except (UnicodeDecodeError, ValueError):
-        return None
-
-
-def _ids(values: Sequence[str]) -> list[str]:
-    """Distinct non-empty ids, in order."""
-    return list(dict.fromkeys(v.strip() for v in values if v.strip()))
-
-
-def _int(text: str | None, default: Any, low: int, high: int) -> Any:
-    try:
-        return min(high, max(low, int(text))) if text else default
-    except ValueError:
-        return default
-
-
-def _message_parts(body: str) -> dict[str, Any]:
-    """The pretty-printed payload and envelope of a body (``raw`` when it is not JSON)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return {"raw": body}
-    if not isinstance(data, dict):
-        return {"raw": body}
-    return {
-        "payload": json.dumps(data.get("payload"), indent=2, ensure_ascii=False, sort_keys=True),
-        "envelope": json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True),
-    }

@@ -4,7 +4,9 @@ A driver subclasses :class:`QueueDriver`. Producers need only :meth:`~QueueDrive
 and :meth:`~QueueDriver.enqueue_in` (``enqueue_at`` and ``enqueue_many`` have defaults built
 on them). Long-running workers also need :meth:`~QueueDriver.receive`,
 :meth:`~QueueDriver.ack` and :meth:`~QueueDriver.nack`; :meth:`~QueueDriver.dead_letter`
-gives permanent failures somewhere to go.
+gives permanent failures somewhere to go. Operators' tools (the dashboard) search dead
+letters (:meth:`~QueueDriver.dead_letter_page` with a :class:`DeadLetterQuery`) and read
+worker heartbeats (:meth:`~QueueDriver.heartbeat_store`); by default a driver cannot.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..message import MAX_MESSAGE_BYTES, JobMessage
 
 if TYPE_CHECKING:
     from ..execution import RunStep
+    from ..heartbeats import HeartbeatStore
     from ..idempotency.store import IdempotencyStore
 
 
@@ -136,6 +139,79 @@ class AsyncEnqueuer(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetterQuery:
+    """Which dead letters: each field set narrows the search (None: any).
+
+    * ``queue``, ``job_name``: exactly these (dead letters without a queue are ``default``'s);
+    * ``reason``: exactly this reason (a group); ``reason_contains``: this text anywhere in
+      the reason, ignoring case (ASCII letters only, on SQLite);
+    * ``failed_from`` (inclusive) and ``failed_until`` (exclusive): when they failed;
+    * ``newest``: none newer than the dead letter with this cursor, so an action confirmed on
+      what a page showed leaves dead letters that arrived since alone.
+    """
+
+    queue: str | None = None
+    job_name: str | None = None
+    reason: str | None = None
+    reason_contains: str | None = None
+    failed_from: datetime | None = None
+    failed_until: datetime | None = None
+    newest: str | None = None
+
+    def matches(self, record: DeadLetterRecord, cursor: str) -> bool:
+        """Whether ``record`` (whose cursor is ``cursor``) is one of these (for drivers that
+        search in memory)."""
+        if self.queue is not None and (record.queue or "default") != self.queue:
+            return False
+        if self.job_name is not None and record.job_name != self.job_name:
+            return False
+        if self.reason is not None and record.reason != self.reason:
+            return False
+        if self.reason_contains and self.reason_contains.casefold() not in (
+            record.reason.casefold()
+        ):
+            return False
+        if self.failed_from is not None or self.failed_until is not None:
+            at = record.failed_at
+            if at is None:
+                return False
+            if self.failed_from is not None and at < self.failed_from:
+                return False
+            if self.failed_until is not None and at >= self.failed_until:
+                return False
+        return self.newest is None or cursor <= self.newest
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterGroup:
+    """``count`` dead letters with this ``reason``; ``newest`` is the cursor of the newest
+    of them (what an action on the group passes as :attr:`DeadLetterQuery.newest`)."""
+
+    reason: str
+    count: int
+    newest: str
+    last_failed: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterPage:
+    """One page of a search, newest first.
+
+    ``next_cursor`` asks for the page after this one (None: this is the last);
+    ``total`` counts every match and ``newest`` is the cursor of the newest match (None: no
+    match); ``groups`` are the most frequent reasons among the matches, of
+    ``group_count`` distinct ones. ``note`` says where the driver could not look (SQS)."""
+
+    records: list[DeadLetterRecord]
+    next_cursor: str | None
+    total: int
+    newest: str | None
+    groups: list[DeadLetterGroup] = field(default_factory=list)
+    group_count: int = 0
+    note: str | None = None
+
+
 class QueueDriver(ABC):
     """Base class of every driver. Subclass it to carry jobs over another backend.
 
@@ -236,6 +312,34 @@ class QueueDriver(ABC):
         """Where idempotent jobs keep their keys when neither the job nor the worker names a
         store (drivers with storage of their own may offer one). None by default."""
         return None
+
+    def heartbeat_store(self) -> HeartbeatStore | None:
+        """Where long-running workers on this driver say they are alive (the dashboard's
+        workers panel reads it); None (the default) when the driver keeps no heartbeats."""
+        return None
+
+    # -- dead letters, for operators (the dashboard) -----------------------------------------
+
+    def dead_letter_page(
+        self, query: DeadLetterQuery, cursor: str | None = None, limit: int = 100
+    ) -> DeadLetterPage:
+        """The dead letters ``query`` matches, newest first: the page after ``cursor`` (a
+        page's ``next_cursor``; None: the first), with the count and the groups by reason
+        of every match (see :mod:`glasswork.jobs.dead_letter_query`)."""
+        raise NotImplementedError(f"driver {self.name!r} cannot list dead letters")
+
+    def find_dead_letter(self, record_id: str) -> DeadLetterRecord | None:
+        """The dead letter whose id is ``record_id``, or None when there is none."""
+        raise NotImplementedError(f"driver {self.name!r} cannot list dead letters")
+
+    def redrive_matching(self, query: DeadLetterQuery) -> int:
+        """Move every dead letter ``query`` matches back onto its queue (as ``redrive``
+        does); returns how many moved."""
+        raise NotImplementedError(f"driver {self.name!r} cannot redrive dead letters")
+
+    def purge_matching(self, query: DeadLetterQuery) -> int:
+        """Delete every dead letter ``query`` matches; returns how many."""
+        raise NotImplementedError(f"driver {self.name!r} cannot purge dead letters")
 
     # -- transactions --------------------------------------------------------------------
 

@@ -1,13 +1,14 @@
 """SQLiteQueueDriver: a durable queue in one SQLite file, shared safely by several processes.
 
-Schema (version 3, ``PRAGMA user_version``; older files are upgraded when opened)::
+Schema (version 4, ``PRAGMA user_version``; older files are upgraded when opened)::
 
     glasswork_jobs(id INTEGER PRIMARY KEY, queue, job_name, job_id, unique_key, body,
                    attempts, leased, lost, visible_at, enqueued_at)
-    glasswork_dead_letters(id INTEGER PRIMARY KEY, queue, job_name, job_id, body, reason,
-                           failed_at, traceback)          # traceback: v3
+    glasswork_dead_letters(id INTEGER PRIMARY KEY AUTOINCREMENT, queue, job_name, job_id,
+                           body, reason, failed_at, traceback)  # v3: traceback; v4: ids
     glasswork_periodic(job_name PRIMARY KEY, last_fire)   # which periodic fires happened
     glasswork_outcomes(minute, queue, job_name, outcome, count)   # v2: sqlite_inspection.py
+    glasswork_workers(id PRIMARY KEY, host, pid, ...)  # v4: heartbeats, sqlite_workers.py
 
 A job row lives from enqueue until ack. ``visible_at`` is when it may next be claimed: its due
 time while it waits, the end of its lease while a worker holds it. Claiming bumps
@@ -15,7 +16,8 @@ time while it waits, the end of its lease while a worker holds it. Claiming bump
 ``BEGIN IMMEDIATE`` transaction (``UPDATE ... RETURNING``), so two workers never hold one job;
 a worker that dies simply lets its lease run out and the job is claimed again. The receipt is
 ``(id, attempts)``: a worker whose lease expired and was re-claimed cannot ack or release
-the new holder's delivery (ids are AUTOINCREMENT, never reused, for the same reason).
+the new holder's delivery (ids are AUTOINCREMENT, never reused, for the same reason; so are
+dead-letter ids, which operators copy into tickets).
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ from ..durations import setting_seconds
 from ..errors import ConfigurationError, DuplicateJobError, EnqueueError
 from ..message import JobMessage, identify
 from .base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
+from .sqlite_dead_letters import SQLiteDeadLetterSearch, never_reuse_ids
 from .sqlite_files import check_synchronous, file_path, open_file
 from .sqlite_inspection import OUTCOMES_SCHEMA, SQLiteInspection
 from .sqlite_reserve import DEFAULT_RESERVE, DiskReserve
+from .sqlite_workers import WORKERS_SCHEMA, SQLiteWorkerHeartbeats
 
 if TYPE_CHECKING:
     from ..idempotency.sqlite import SQLiteIdempotencyStore
@@ -85,8 +89,21 @@ CREATE TABLE IF NOT EXISTS glasswork_periodic (
 #: The traceback of each dead letter's failure (NULL for none, and for older rows).
 _TRACEBACKS = "ALTER TABLE glasswork_dead_letters ADD COLUMN traceback TEXT"
 
-# Script i takes a file from schema version i to i + 1 (a new file runs them all).
-_MIGRATIONS = (_SCHEMA, OUTCOMES_SCHEMA, _TRACEBACKS)
+
+def _version_4(conn: sqlite3.Connection) -> None:
+    """Dead-letter ids never reused, the dead-letter search indexes, worker heartbeats."""
+    never_reuse_ids(conn)
+    conn.execute(WORKERS_SCHEMA)
+
+
+# Step i takes a file from schema version i to i + 1 (a new file runs them all): a script,
+# or a function of the connection, inside the migration's transaction.
+_MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
+    _SCHEMA,
+    OUTCOMES_SCHEMA,
+    _TRACEBACKS,
+    _version_4,
+)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _INSERT = (
@@ -125,7 +142,9 @@ _NOT_A_TIME = "visible_at >= ''"
 _LATEST = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
 
 
-class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
+class SQLiteQueueDriver(
+    SQLiteInspection, SQLiteDeadLetterSearch, SQLiteWorkerHeartbeats, QueueDriver
+):
     """A durable queue in a SQLite file: no server, delays of any length, safe across processes.
 
     >>> driver = SQLiteQueueDriver("jobs.db", visibility_timeout=30)   # doctest: +SKIP
@@ -662,7 +681,6 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         """Move dead letters back onto their queues to run again now, with a fresh attempt
         count: the given ``ids``, or all (of ``queue``, when given). A job whose unique key is
         held by a pending job stays in the dead letter. Returns how many moved."""
-        sql = "SELECT id, queue, body FROM glasswork_dead_letters"
         clauses: list[str] = []
         params: list[Any] = []
         if ids is not None:
@@ -673,8 +691,11 @@ class SQLiteQueueDriver(SQLiteInspection, QueueDriver):
         if queue is not None:
             clauses.append("queue = ?")
             params.append(queue)
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
+        return self._redrive_where(f"WHERE {' AND '.join(clauses)}" if clauses else "", params)
+
+    def _redrive_where(self, clause: str, params: list[Any]) -> int:
+        """Redrive the dead letters ``clause`` (``WHERE ...`` or empty) selects."""
+        sql = f"SELECT id, queue, body FROM glasswork_dead_letters {clause}"
         moved = 0
         with self._transaction() as conn:
             now = time.time()
@@ -708,8 +729,11 @@ def _migrate(conn: sqlite3.Connection) -> int:
     version: int = conn.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
         return version
-    for script in _MIGRATIONS[version:]:
-        for statement in script.split(";"):
+    for step in _MIGRATIONS[version:]:
+        if callable(step):
+            step(conn)
+            continue
+        for statement in step.split(";"):
             if statement.strip():
                 conn.execute(statement)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

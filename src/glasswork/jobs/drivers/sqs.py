@@ -52,6 +52,7 @@ from .sqs_sending import BatchSend, chunks, send_error, sent
 from .sqs_unique import ReleaseUniqueKeys, UniqueKeys
 
 if TYPE_CHECKING:
+    from ..dead_letter_query import DeadLetterPage, DeadLetterQuery
     from ..execution import RunStep
     from ..scheduler import ScheduledJobsTable
 
@@ -587,6 +588,25 @@ class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
     ) -> int:
         """Delete dead letters (``ids``, or all; of ``queue``'s DLQ, or every queue's)."""
         return self.dead_letter_admin.purge(ids, queue=queue)
+
+    def dead_letter_page(
+        self, query: DeadLetterQuery, cursor: str | None = None, limit: int = 100
+    ) -> DeadLetterPage:
+        """The dead letters ``query`` matches among those peeked (SQS cannot search a
+        queue: see :mod:`glasswork.jobs.drivers.sqs_dead_letters`), newest first."""
+        return self.dead_letter_admin.page(query, cursor, limit)
+
+    def find_dead_letter(self, record_id: str) -> DeadLetterRecord | None:
+        """The dead letter whose SQS message id is ``record_id`` (the DLQs are peeked)."""
+        return self.dead_letter_admin.find(record_id)
+
+    def redrive_matching(self, query: DeadLetterQuery) -> int:
+        """Move every dead letter ``query`` matches back to its queue."""
+        return self.dead_letter_admin.redrive_matching(query)
+
+    def purge_matching(self, query: DeadLetterQuery) -> int:
+        """Delete every dead letter ``query`` matches."""
+        return self.dead_letter_admin.purge_matching(query)
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -12,6 +12,12 @@ purging the DLQs of :class:`~glasswork.jobs.SQSQueueDriver`'s queues.
   key is held by a pending job stays in the DLQ, as on SQLite.
 * **Purge** of a whole DLQ is ``PurgeQueue``; for ``ids`` (or when SQS refuses a purge that
   soon after the last) messages are received and deleted.
+* **Search** (the dashboard's pages, groups and actions on a group): SQS cannot search or
+  page a queue, so a page peeks at up to :data:`SCAN_LIMIT` messages of each DLQ and filters,
+  sorts (by the time the message was sent to the DLQ) and groups them in memory
+  (:func:`~glasswork.jobs.dead_letter_query.search`); its note says so. An action on the
+  matches of a search peeks every message afresh and acts on those that match. One dead
+  letter by id is peeked for until found.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -30,6 +36,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..dead_letter_query import DeadLetterPage, DeadLetterQuery, search, time_cursor
 from ..errors import DuplicateJobError, GlassworkError
 from ..message import identify
 from ..tracebacks import bounded
@@ -55,6 +62,8 @@ _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _BATCH = 10
 #: DLQs peeked at once.
 MAX_PARALLEL_PEEKS = 8
+#: Messages a search peeks at, at most, in each DLQ.
+SCAN_LIMIT = 1000
 _NO_RETRIES = Config(retries={"mode": "standard", "max_attempts": 1})
 
 
@@ -198,6 +207,54 @@ class SQSDeadLetters:
             purged += self._delete(dlq, held)
         return purged
 
+    def page(
+        self, query: DeadLetterQuery, cursor: str | None = None, limit: int = 100
+    ) -> DeadLetterPage:
+        """The dead letters ``query`` matches among those peeked (up to :data:`SCAN_LIMIT`
+        per DLQ), newest first, after ``cursor``; the page's note says what SQS allows."""
+        query = self._named(query)
+        dlqs = self._dlqs(query.queue)
+        records: list[DeadLetterRecord] = []
+        full = []
+        for dlq, held in self._peek_each(list(dlqs), SCAN_LIMIT).items():
+            self._release(dlq, held)
+            if len(held) >= SCAN_LIMIT:
+                full.append(dlq.rstrip("/").rsplit("/", 1)[-1])
+            records.extend(self._record(h, dlqs[dlq]) for h in held)
+        note = (
+            "SQS cannot search or page a queue: these are the messages the dashboard peeked "
+            f"at (up to {SCAN_LIMIT:,} per DLQ, received hidden and released at once), "
+            "filtered, sorted by the time they reached the DLQ and grouped here."
+        )
+        if full:
+            note += (
+                f" {', '.join(full)} holds more than that: the rest are not listed, counted "
+                "or grouped here, though an action on all matches reaches them."
+            )
+        return search(records, query, cursor, limit, note=note)
+
+    def find(self, record_id: str) -> DeadLetterRecord | None:
+        """The dead letter whose message id is ``record_id``, peeked for in every DLQ until
+        found (None: none holds it)."""
+        for dlq, sources in self._dlqs(None).items():
+            held = self._peek(dlq, None, until=record_id)
+            self._release(dlq, held)
+            found = next((h for h in held if h.id == record_id), None)
+            if found is not None:
+                return self._record(found, sources)
+        return None
+
+    def redrive_matching(self, query: DeadLetterQuery) -> int:
+        """Move every dead letter ``query`` matches back to its queue (as :meth:`redrive`
+        moves ids); returns how many moved."""
+        return sum(
+            self._send_back(dlq, sources, held) for dlq, sources, held in self._matching(query)
+        )
+
+    def purge_matching(self, query: DeadLetterQuery) -> int:
+        """Delete every dead letter ``query`` matches; returns how many."""
+        return sum(self._delete(dlq, held) for dlq, _sources, held in self._matching(query))
+
     def depth(self, dlq: str) -> int:
         """Messages in a DLQ (visible and in flight), approximately."""
         attributes = self.driver.client.get_queue_attributes(
@@ -251,6 +308,28 @@ class SQSDeadLetters:
         for dlq, held in chosen.items():
             yield dlq, dlqs[dlq], held
 
+    def _named(self, query: DeadLetterQuery) -> DeadLetterQuery:
+        """``query`` with its queue as configured (it may name it by URL or ARN)."""
+        if query.queue is None:
+            return query
+        return replace(query, queue=self.driver.queue_name(query.queue))
+
+    def _matching(self, query: DeadLetterQuery) -> Iterator[tuple[str, list[str], list[_Held]]]:
+        """Each DLQ with its source queues and the messages ``query`` matches, held (every
+        message is peeked; the others are released)."""
+        query = self._named(query)
+        dlqs = self._dlqs(query.queue)
+        for dlq, held in self._peek_each(list(dlqs), None).items():
+            sources = dlqs[dlq]
+            keep = []
+            for h in held:
+                record = self._record(h, sources)
+                if query.matches(record, time_cursor(record)):
+                    keep.append(h)
+            kept = {h.id for h in keep}
+            self._release(dlq, [h for h in held if h.id not in kept])
+            yield dlq, sources, keep
+
     def _peek_of(self, dlq: str, sources: list[str]) -> list[_Held]:
         held = self._peek(dlq, None)
         keep = [h for h in held if self._source(h, sources) in sources]
@@ -265,10 +344,12 @@ class SQSDeadLetters:
         with ThreadPoolExecutor(min(len(dlqs), MAX_PARALLEL_PEEKS)) as pool:
             return dict(zip(dlqs, pool.map(lambda dlq: self._peek(dlq, limit), dlqs), strict=True))
 
-    def _peek(self, dlq: str, limit: int | None) -> list[_Held]:
+    def _peek(self, dlq: str, limit: int | None, *, until: str | None = None) -> list[_Held]:
         """Receive up to ``limit`` (None: all) messages of ``dlq``, hidden for
-        :data:`PEEK_SECONDS`, until a receive comes back empty."""
-        held: list[_Held] = []
+        :data:`PEEK_SECONDS`, until a receive comes back empty, or brings only messages
+        received already (a read longer than PEEK_SECONDS went round), or (``until``) the
+        message with that id arrived."""
+        held: dict[str, _Held] = {}
         while limit is None or len(held) < limit:
             want = _BATCH if limit is None else min(_BATCH, limit - len(held))
             response = self.driver.client.receive_message(
@@ -279,11 +360,13 @@ class SQSDeadLetters:
                 MessageSystemAttributeNames=["SentTimestamp", "DeadLetterQueueSourceArn"],
                 MessageAttributeNames=["All"],
             )
-            batch = response.get("Messages", [])
-            if not batch:
+            batch = [_Held(dlq, m) for m in response.get("Messages", [])]
+            fresh = [h for h in batch if h.id not in held]
+            # A message received again keeps only its newest receipt handle.
+            held.update((h.id, h) for h in batch)
+            if not fresh or any(h.id == until for h in batch):
                 break
-            held.extend(_Held(dlq, m) for m in batch)
-        return held
+        return list(held.values())
 
     def _source(self, held: _Held, sources: list[str]) -> str:
         """The configured queue a dead letter came from."""

@@ -25,11 +25,13 @@ from ..drivers.base import QueueDriver
 from ..durations import Delay, positive_seconds
 from ..errors import ConfigurationError
 from ..execution import Executor, Hook, JobHooks, RunStep
+from ..heartbeats import BEAT_SECONDS
 from ..metrics.sink import MetricsOption, MetricsSink, flush_metrics, metric_sinks
 from ..steps import worker_steps
 from ..stop_signals import STOP_SIGNALS
 from ..timeouts import JobTimeout
 from .event_loop import AsyncJobs
+from .heartbeats import HeartbeatWriter
 from .leases import Leases
 from .logs import logger
 from .periodic import PeriodicFirer, schedules_of
@@ -70,7 +72,10 @@ class Worker:
       ``metrics_port`` serves them for Prometheus on ``metrics_host:metrics_port/metrics``,
       with ``/healthz`` answering 200 while the control loop turns;
     * ``idempotency_store``: keys of ``idempotent`` jobs that name no store (default: the
-      driver's, e.g. the SQLite file).
+      driver's, e.g. the SQLite file);
+    * ``heartbeat_seconds``: how often the worker writes its heartbeat (host, pid, queues,
+      concurrency, jobs in flight) where the driver keeps them (SQLite, PostgreSQL), for the
+      dashboard's workers panel; it is shown as gone after three missed beats.
 
     Drivers may offer ``ack_many`` (acks in batches), ``release_many`` (a release at shutdown
     that is not an attempt) and ``extend_leases`` with a ``visibility_timeout`` (leases of
@@ -100,6 +105,7 @@ class Worker:
         metrics_port: int | None = None,
         metrics_host: str = "0.0.0.0",
         idempotency_store: IdempotencyStore | None = None,
+        heartbeat_seconds: float = BEAT_SECONDS,
     ) -> None:
         from ...modules import Module
 
@@ -140,6 +146,7 @@ class Worker:
         if periodic and self.queues is not None and periodic_queue not in self.queues:
             self.queues.append(periodic_queue)
         self.grace_period = grace_period
+        self.heartbeat_seconds = positive_seconds(heartbeat_seconds, "heartbeat_seconds")
         self.batch_size = max(1, batch_size or 100)
         self.wait_seconds = wait_seconds
         self.poll_interval = poll_interval
@@ -255,10 +262,13 @@ class Worker:
             assert self._heartbeat is not None
             self._heartbeat.beat(started, self._turn_limit())
             self.metrics_server.start(self._heartbeat)  # a port in use fails here, before any job
+        beats = self._heartbeat_writer(pool)
         with self._stop.signals(self.install_signal_handlers and loop is None):
             pool.start()
             if periodic is not None:
                 periodic.start()
+            if beats is not None:
+                beats.start()
             self._log_start()
             try:
                 self._loop(pool, until_empty, include_delayed, deadline)
@@ -271,6 +281,8 @@ class Worker:
                 finally:
                     if periodic is not None:
                         periodic.stop()
+                    if beats is not None:
+                        beats.stop()
                     if async_jobs is not None:
                         async_jobs.close()
                     if self.metrics_server is not None:
@@ -348,6 +360,20 @@ class Worker:
         if renewal is not None:
             wake.append(renewal)
         return max(0.001, min(wake) - now)
+
+    def _heartbeat_writer(self, pool: JobPool) -> HeartbeatWriter | None:
+        """The writer of this worker's heartbeats, where the driver keeps them."""
+        store = self.driver.heartbeat_store()
+        if store is None:
+            return None
+        return HeartbeatWriter(
+            store,
+            queues=self.queues,
+            concurrency=self.concurrency,
+            in_flight=pool.holding,
+            every=self.heartbeat_seconds,
+            log=self.log,
+        )
 
     def _turn_limit(self) -> float:
         """The longest a healthy turn of the control loop waits (a long poll, then a pause),

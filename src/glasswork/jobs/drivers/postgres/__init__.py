@@ -9,6 +9,7 @@ Tables (in the schema you choose, ``public`` by default; versioned in
                            traceback)
     glasswork_periodic(job_name, last_fire, claimed_by)  # which periodic fires happened
     glasswork_outcomes(minute, queue, job_name, outcome, count)  # for the dashboard
+    glasswork_workers(id, host, pid, queues, ..., last_seen)      # worker heartbeats
 
 The semantics are the SQLite driver's: ``visible_at`` is when a row may next be claimed (its
 due time, or the end of its lease); a claim (``FOR UPDATE SKIP LOCKED``) bumps ``attempts``

@@ -20,13 +20,15 @@ from . import claims, deadlines, inspection, schema
 from .bound import BoundPostgresDriver
 from .capabilities import InspectionCapabilities
 from .connections import Connections, redacted
+from .dead_letter_search import DeadLetterSearch
 from .notifications import Notifications
 from .producing import Producer, find_inserted, insert_jobs
 from .statements import Statements
 from .text import storable
+from .workers import WorkerHeartbeats
 
 
-class PostgresQueueDriver(InspectionCapabilities, Producer):
+class PostgresQueueDriver(InspectionCapabilities, DeadLetterSearch, WorkerHeartbeats, Producer):
     """A durable queue in PostgreSQL: any number of workers on any number of machines,
     delays of any length, and enqueues that commit with your own transaction.
 
@@ -48,8 +50,9 @@ class PostgresQueueDriver(InspectionCapabilities, Producer):
     * ``migrate``: create or upgrade the tables now (False: refuse to start unless
       ``glasswork migrate`` has brought them to this version).
 
-    Workers on it record outcome counts per minute, and it finds jobs by id, for the
-    dashboard (see :mod:`.capabilities`).
+    Workers on it record outcome counts per minute and heartbeats, and it finds jobs by id
+    and searches dead letters, for the dashboard (see :mod:`.capabilities`,
+    :mod:`.workers`, :mod:`.dead_letter_search`).
 
     The object may be shared between threads; each process opens its own pool.
     """

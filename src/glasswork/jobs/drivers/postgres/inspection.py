@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 
@@ -65,12 +66,19 @@ def redrive(
 ) -> int:
     """Move dead letters back onto their queues, in one transaction; see
     :meth:`PostgresQueueDriver.redrive`."""
+    return redrive_rows(
+        conn, statements, statements.redrive_candidates, {"ids": row_ids(ids), "queue": queue}
+    )
+
+
+def redrive_rows(
+    conn: psycopg.Connection, statements: Statements, candidates: str, params: Any
+) -> int:
+    """Move the dead letters ``candidates`` selects (``id, queue, body ... FOR UPDATE``) back
+    onto their queues, in one transaction; one whose unique key a pending job holds stays."""
     moved = 0
     with conn.transaction():
-        candidates = conn.execute(
-            statements.redrive_candidates, {"ids": row_ids(ids), "queue": queue}
-        ).fetchall()
-        for dead_id, dead_queue, body in candidates:
+        for dead_id, dead_queue, body in conn.execute(candidates, params).fetchall():
             job_name, job_id, unique_key = identify(body)
             cursor = conn.execute(
                 statements.redrive_one,

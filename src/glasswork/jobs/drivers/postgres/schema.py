@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from psycopg import Connection
 
 #: The schema version this release of glasswork reads and writes.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Placeholders: {schema} (quoted identifier), {channel} (the NOTIFY channel, a literal) and
 # {quote} (the dollar quote of a function body, one the channel cannot end: see _dollar_quote).
@@ -80,6 +80,22 @@ CREATE TABLE {schema}.glasswork_outcomes (
     # The traceback of each dead letter's failure (NULL for none, and for older rows).
     3: """
 ALTER TABLE {schema}.glasswork_dead_letters ADD COLUMN traceback text;
+""",
+    # Dead-letter search (ids were never reused: an identity column) and worker heartbeats.
+    4: """
+CREATE INDEX glasswork_dead_letters_job ON {schema}.glasswork_dead_letters (job_name, id);
+CREATE INDEX glasswork_dead_letters_failed ON {schema}.glasswork_dead_letters (failed_at);
+CREATE TABLE {schema}.glasswork_workers (
+    id text PRIMARY KEY,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    queues text[],
+    concurrency integer NOT NULL,
+    in_flight integer NOT NULL,
+    every double precision NOT NULL,
+    started_at timestamptz NOT NULL,
+    last_seen timestamptz NOT NULL DEFAULT now()
+);
 """,
 }
 

@@ -85,6 +85,9 @@ class Statements:
         dead = sql.Identifier(schema, "glasswork_dead_letters").as_string()
         periodic = sql.Identifier(schema, "glasswork_periodic").as_string()
         outcomes = sql.Identifier(schema, "glasswork_outcomes").as_string()
+        workers = sql.Identifier(schema, "glasswork_workers").as_string()
+        #: The dead-letter table, for searches built per query (dead_letter_search.py).
+        self.dead_letter_table = dead
         listed, every = _LISTED, _ALL.format(jobs=jobs)
 
         columns = f"INSERT INTO {jobs} (queue, job_name, job_id, unique_key, body, visible_at)"
@@ -206,6 +209,24 @@ class Statements:
             f"DELETE FROM {outcomes} WHERE (minute, queue, job_name, outcome) IN ("
             f"SELECT minute, queue, job_name, outcome FROM {outcomes} "
             "WHERE minute < now() - %(seconds)s * interval '1 second' FOR UPDATE SKIP LOCKED)"
+        )
+        # Worker heartbeats (workers.py): times are the server's, so every worker and every
+        # dashboard agree on how long a worker has been silent.
+        self.record_worker = (
+            f"INSERT INTO {workers} AS w (id, host, pid, queues, concurrency, in_flight, "
+            "every, started_at, last_seen) VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s, "
+            "%(concurrency)s, %(in_flight)s, %(every)s, %(started_at)s, now()) "
+            "ON CONFLICT (id) DO UPDATE SET in_flight = excluded.in_flight, "
+            "every = excluded.every, last_seen = now()"
+        )
+        self.forget_workers = (
+            f"DELETE FROM {workers} WHERE last_seen < now() - %(seconds)s * interval '1 second'"
+        )
+        self.remove_worker = f"DELETE FROM {workers} WHERE id = %(id)s"
+        self.workers = (
+            "SELECT id, host, pid, queues, concurrency, in_flight, every, started_at, "
+            "last_seen, greatest(0, EXTRACT(EPOCH FROM now() - last_seen))::float8 "
+            f"FROM {workers} ORDER BY started_at DESC, id"
         )
         self.outcome_history = (
             f"SELECT minute, queue, job_name, outcome, count FROM {outcomes} "
