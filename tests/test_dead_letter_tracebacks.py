@@ -252,7 +252,11 @@ def test_a_postgresql_schema_from_before_tracebacks_is_upgraded() -> None:
         with PostgresQueueDriver(dsn(), schema=name) as old:
             old.dead_letter("{}", "old failure", queue="q")
         with connect(autocommit=True) as conn:
+            # As version 2 left it: without the traceback column and what came after it.
             conn.execute(f'ALTER TABLE "{name}".glasswork_dead_letters DROP COLUMN traceback')
+            conn.execute(f'DROP TABLE "{name}".glasswork_workers')
+            conn.execute(f'DROP INDEX "{name}".glasswork_dead_letters_job')
+            conn.execute(f'DROP INDEX "{name}".glasswork_dead_letters_failed')
             conn.execute(
                 f'DELETE FROM "{name}".glasswork_schema_versions WHERE version >= %s', (version,)
             )

@@ -141,7 +141,10 @@ def _make_version_2(path: Path) -> list[str]:
     conn.execute("BEGIN")
     conn.execute("ALTER TABLE glasswork_dead_letters RENAME TO old")
     conn.execute(_VERSION_2_DEAD_LETTERS)
-    conn.execute("INSERT INTO glasswork_dead_letters SELECT * FROM old")
+    conn.execute(
+        "INSERT INTO glasswork_dead_letters "
+        "SELECT id, queue, job_name, job_id, body, reason, failed_at FROM old"
+    )
     conn.execute("DROP TABLE old")
     conn.execute("CREATE INDEX glasswork_dead_letters_queue ON glasswork_dead_letters (queue, id)")
     conn.execute("DROP TABLE glasswork_workers")
