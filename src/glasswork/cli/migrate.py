@@ -7,6 +7,7 @@ from typing import Any
 
 from ..jobs.drivers.urls import POSTGRES_SCHEMES, postgres_settings
 from ._common import CommandError, add_command
+from ._options import option
 
 
 def register(commands: Any) -> None:
@@ -15,7 +16,7 @@ def register(commands: Any) -> None:
         "migrate",
         "Print the SQL that creates or upgrades the PostgreSQL job tables; --apply runs it.",
     )
-    migrate.add_argument("--apply", action="store_true", help="run the SQL instead of printing it")
+    option(migrate, "--apply", action="store_true", help="run the SQL instead of printing it")
     migrate.set_defaults(run=run)
 
 
