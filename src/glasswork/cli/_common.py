@@ -7,7 +7,7 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -209,9 +209,15 @@ def check_queue(driver: QueueDriver, queue: str | None) -> None:
             )
 
 
-def warn_unknown_queues(module: Module, driver: QueueDriver, queues: Sequence[str] | None) -> None:
+def warn_unknown_queues(
+    module: Module,
+    driver: QueueDriver,
+    queues: Sequence[str] | None,
+    warn: Callable[[str], object] | None = None,
+) -> None:
     """For ``worker --queues``: an error for a queue the driver does not know (SQS), a
-    warning for one that no registered job uses (it may be a typo)."""
+    warning for one that no registered job uses (it may be a typo), through ``warn``
+    (default: a ``glasswork worker: warning:`` line on stderr)."""
     from ..jobs.execution import JobRegistry
 
     if not queues:
@@ -222,11 +228,14 @@ def warn_unknown_queues(module: Module, driver: QueueDriver, queues: Sequence[st
         if resolve is not None:
             resolve(queue)
         if queue not in used:
-            print(
-                f"glasswork worker: warning: no job of {module.name!r} uses queue {queue!r} "
-                f"(jobs use: {', '.join(sorted(used)) or 'none'}); reading it anyway",
-                file=sys.stderr,
+            message = (
+                f"no job of {module.name!r} uses queue {queue!r} "
+                f"(jobs use: {', '.join(sorted(used)) or 'none'}); reading it anyway"
             )
+            if warn is not None:
+                warn(message)
+            else:
+                print(f"glasswork worker: warning: {message}", file=sys.stderr)
 
 
 def age(when: datetime | None) -> str:

@@ -111,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
     module = load_app(_app(args))
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     driver = open_driver(args, queues)
-    warn_unknown_queues(module, driver, queues)
+    # In JSON, every line is a log record: the warning too.
+    warn = logging.getLogger("glasswork.cli").warning if args.log_format == "json" else None
+    warn_unknown_queues(module, driver, queues, warn)
     worker = Worker(
         module=module,
         driver=driver,
