@@ -65,8 +65,9 @@ def driver_from_url(url: str, *, create: bool = True) -> QueueDriver:
     Raises :class:`ConfigurationError` saying what is wrong with the URL. ``create=False``
     (tools that only look at a queue) creates nothing: a SQLite file that does not exist,
     or holds no queue, and a PostgreSQL schema without the job tables are such errors
-    (and the tables of an older version are not upgraded). SQS drivers never create
-    anything."""
+    (PostgreSQL tables of an older version are not upgraded either: ``glasswork migrate``
+    does that; a SQLite queue file is upgraded in place, as by any driver). SQS drivers
+    never create anything."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         return _sqlite(url, parts.netloc, parts.path, parts.query, create)
