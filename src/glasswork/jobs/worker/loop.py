@@ -324,7 +324,8 @@ class Worker:
                 # the poll would wait for it, its lease running out meanwhile.
                 idle = pool.holding() == 0 and not self._settler.pending
                 # Until empty, a receive only long-polls while waiting for a retry.
-                poll = not until_empty or bool(self._settler.retries)
+                soon = self._settler.retries.due_within(now + self._retries_within)
+                poll = not until_empty or soon
                 wait = self.wait_seconds if idle and poll else 0.0
                 batch = receiver.receive(wanted, wait)
                 if batch is None:
