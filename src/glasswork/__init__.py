@@ -70,6 +70,7 @@ from .jobs import (
     bootstrap_worker,
     define_job,
     define_periodic_job,
+    driver_from_url,
     parse_duration,
     set_tracing,
 )
@@ -175,6 +176,7 @@ __all__ = [
     "define_job",
     "define_module",
     "define_periodic_job",
+    "driver_from_url",
     "parse_duration",
     "provide",
     "run_scheduler",

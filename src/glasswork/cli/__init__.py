@@ -1,11 +1,10 @@
 """The ``glasswork`` command: run workers, enqueue jobs, inspect queues and dead letters.
 
-The app is a ``module.path:ModuleName`` import path: the ``worker`` command takes it as its
-first argument; ``enqueue``, ``jobs`` and ``dashboard`` take ``--app`` or the
-``GLASSWORK_APP`` environment variable. The driver is ``--driver URL`` or
-``GLASSWORK_DRIVER`` (default ``sqlite:///glasswork.db``; see
-:mod:`glasswork.jobs.drivers.urls`). The working directory is importable, as with
-``python -m``.
+The app is a ``module.path:ModuleName`` import path: ``--app`` or the ``GLASSWORK_APP``
+environment variable (``worker`` also takes it as its first argument). The driver is
+``--driver URL`` or ``GLASSWORK_DRIVER`` (default ``sqlite:///glasswork.db``; see
+:mod:`glasswork.jobs.drivers.urls`). Every other option has a ``GLASSWORK_*`` variable too
+(:mod:`._options`). The working directory is importable, as with ``python -m``.
 
 Each command lives in its own module here and adds itself to the parser with ``register``.
 """
@@ -23,8 +22,10 @@ from ..jobs.drivers.urls import DEFAULT_URL
 from ..jobs.errors import GlassworkError
 from . import dashboard, dlq, enqueue, inspect, migrate, worker
 from ._common import CommandError, UsageError, close_drivers, load_app
+from ._errors import backend_error
+from ._options import from_environment
 
-__all__ = ["CommandError", "load_app", "main"]
+__all__ = ["CommandError", "load_app", "main", "parse_args"]
 
 COMMANDS = (worker, enqueue, inspect, dlq, migrate, dashboard)
 
@@ -37,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from_environment(args)
         code = int(args.run(args))
         sys.stdout.flush()
         return code
@@ -47,13 +49,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         # What was asked cannot work as given (a driver URL naming a directory or a
         # read-only file, a delay past the year 9999): a usage error, as argparse's are.
-        print(f"glasswork {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(args, exc, 2)
     except (CommandError, GlassworkError, ValueError, OSError, sqlite3.Error) as exc:
-        print(f"glasswork {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        return _error(args, exc, 1)
+    except Exception as exc:
+        message = backend_error(exc)
+        if message is None:
+            raise  # a bug: the traceback is what it takes to fix it
+        return _error(args, message, 2)
     finally:
         close_drivers(args)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line ``argv`` as the commands see it: every option filled in, from the
+    command line, its ``GLASSWORK_*`` variable or its default."""
+    args = build_parser().parse_args(argv)
+    from_environment(args)
+    return args
+
+
+def _error(args: argparse.Namespace, error: object, status: int) -> int:
+    print(f"glasswork {args.command}: error: {error}", file=sys.stderr)
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Glasswork background jobs: workers, enqueueing, queue inspection.",
         epilog=f"Driver URLs: {DEFAULT_URL} (default), sqlite:////abs/path.db, "
         "postgresql://user@host/dbname?schema=jobs, "
-        "sqs://?region=us-east-1&queue.default=<queue url>. Environment: GLASSWORK_APP, "
-        "GLASSWORK_DRIVER.",
+        "sqs://?region=us-east-1&queue.default=<queue url>. Environment: every option has a "
+        "variable, GLASSWORK_<COMMAND>_<OPTION> (GLASSWORK_WORKER_CONCURRENCY, "
+        "GLASSWORK_DLQ_LIST_LIMIT; each --help names them), except GLASSWORK_APP and "
+        "GLASSWORK_DRIVER, which every command shares.",
     )
     parser.add_argument("--version", action="version", version=f"glasswork {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -7,30 +7,25 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..jobs.drivers.urls import DEFAULT_URL, driver_from_url
 from ..jobs.durations import parse_duration
 from ..jobs.errors import ConfigurationError
+from ._errors import CommandError as CommandError
+from ._errors import UsageError as UsageError
+from ._options import option
 
 if TYPE_CHECKING:
     from ..jobs.drivers.base import QueueDriver
     from ..modules import Module
 
 
-class CommandError(Exception):
-    """A problem the user can fix; printed without a traceback (exit status 1)."""
-
-
-class UsageError(CommandError):
-    """The command line asks for something impossible, such as a delay past the year 9999;
-    exit status 2, like argparse's own usage errors and bad configuration."""
-
-
-#: Commands that only look at or act on existing jobs: they never create a database file.
-EXISTING_ONLY = frozenset({"stats", "dlq"})
+#: Commands that only look at or act on existing jobs: they never create a database file,
+#: a schema or a table (nor upgrade one); what is missing is an error.
+EXISTING_ONLY = frozenset({"stats", "dlq", "dashboard"})
 
 
 def add_command(
@@ -49,32 +44,29 @@ def add_command(
         kwargs["formatter_class"] = argparse.RawDescriptionHelpFormatter
     sub: argparse.ArgumentParser = commands.add_parser(name, help=help, description=help, **kwargs)
     if driver:
-        sub.add_argument(
-            "--driver",
-            default=os.environ.get("GLASSWORK_DRIVER", DEFAULT_URL),
-            help="driver URL (default: $GLASSWORK_DRIVER or %(default)s)",
-        )
+        option(sub, "--driver", metavar="URL", default=DEFAULT_URL, help="the driver URL")
     return sub
 
 
-def add_app_option(sub: argparse.ArgumentParser) -> None:
-    """``--app package.module:AppModule`` (default ``$GLASSWORK_APP``)."""
-    sub.add_argument(
-        "--app",
-        default=os.environ.get("GLASSWORK_APP"),
-        help="the app module, e.g. myapp.worker:AppModule (default: $GLASSWORK_APP)",
-    )
+def add_app_option(sub: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--app package.module:AppModule`` (or ``$GLASSWORK_APP``)."""
+    option(sub, "--app", help=help or "the app module, e.g. myapp.worker:AppModule")
 
 
-def open_driver(args: argparse.Namespace) -> QueueDriver:
-    """The driver ``--driver`` names (for :data:`EXISTING_ONLY` commands, a missing database
-    file is an error rather than created). A URL or file that cannot work as given is a
+def open_driver(args: argparse.Namespace, queues: Sequence[str] | None = None) -> QueueDriver:
+    """The driver ``--driver`` names, checked (:meth:`QueueDriver.check`: on SQS, that
+    AWS answers and ``queues``, None: all, exist). For :data:`EXISTING_ONLY` commands
+    nothing missing is created. A URL, file, schema or queue that cannot work as given is a
     :class:`UsageError`."""
     try:
         driver = driver_from_url(args.driver, create=args.command not in EXISTING_ONLY)
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from exc
     args.opened_drivers = [*getattr(args, "opened_drivers", []), driver]
+    try:
+        driver.check(queues)
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from exc
     return driver
 
 
@@ -108,6 +100,27 @@ def duration(text: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
     return seconds
+
+
+def grace(text: str) -> float:
+    """argparse type: a duration of 0 or more (``30s``, ``1m``, seconds)."""
+    if text.strip().startswith("-"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    try:
+        return _seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def port(text: str) -> int:
+    """argparse type: a TCP port, 0-65535 (0: any free one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535, got {value}")
+    return value
 
 
 def _seconds(text: str) -> float:
@@ -196,9 +209,15 @@ def check_queue(driver: QueueDriver, queue: str | None) -> None:
             )
 
 
-def warn_unknown_queues(module: Module, driver: QueueDriver, queues: Sequence[str] | None) -> None:
+def warn_unknown_queues(
+    module: Module,
+    driver: QueueDriver,
+    queues: Sequence[str] | None,
+    warn: Callable[[str], object] | None = None,
+) -> None:
     """For ``worker --queues``: an error for a queue the driver does not know (SQS), a
-    warning for one that no registered job uses (it may be a typo)."""
+    warning for one that no registered job uses (it may be a typo), through ``warn``
+    (default: a ``glasswork worker: warning:`` line on stderr)."""
     from ..jobs.execution import JobRegistry
 
     if not queues:
@@ -209,11 +228,14 @@ def warn_unknown_queues(module: Module, driver: QueueDriver, queues: Sequence[st
         if resolve is not None:
             resolve(queue)
         if queue not in used:
-            print(
-                f"glasswork worker: warning: no job of {module.name!r} uses queue {queue!r} "
-                f"(jobs use: {', '.join(sorted(used)) or 'none'}); reading it anyway",
-                file=sys.stderr,
+            message = (
+                f"no job of {module.name!r} uses queue {queue!r} "
+                f"(jobs use: {', '.join(sorted(used)) or 'none'}); reading it anyway"
             )
+            if warn is not None:
+                warn(message)
+            else:
+                print(f"glasswork worker: warning: {message}", file=sys.stderr)
 
 
 def age(when: datetime | None) -> str:

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from typing import Any
 
 from ..jobs.extras import needs_extra
-from ._common import CommandError, add_app_option, add_command, load_app, open_driver
+from ._common import (
+    CommandError,
+    add_app_option,
+    add_command,
+    duration,
+    load_app,
+    open_driver,
+    port,
+)
+from ._logging import configure_logging, log_level
+from ._options import option
 
 DEFAULT_PORT = 8765
 
@@ -18,38 +27,46 @@ def register(commands: Any) -> None:
     dashboard = add_command(
         commands, "dashboard", "Serve a web dashboard of queues, dead letters and jobs."
     )
-    add_app_option(dashboard)
-    dashboard.add_argument(
+    add_app_option(dashboard, "the app module, for the Jobs page (e.g. myapp.worker:AppModule)")
+    option(
+        dashboard,
         "--host",
         default="127.0.0.1",
-        help="interface to listen on (default: %(default)s); a non-loopback one needs --auth",
+        help="interface to listen on; a non-loopback one needs --auth",
     )
-    dashboard.add_argument("--port", type=int, default=DEFAULT_PORT, help="default: %(default)s")
-    dashboard.add_argument(
+    option(dashboard, "--port", type=port, default=DEFAULT_PORT, help="port to listen on")
+    option(
+        dashboard,
         "--auth",
         metavar="USER:PASSWORD",
-        help="require HTTP Basic authentication (default: $GLASSWORK_DASHBOARD_AUTH)",
+        help="require HTTP Basic authentication",
     )
-    dashboard.add_argument(
-        "--read-only", action="store_true", help="show everything, change nothing"
+    option(dashboard, "--read-only", action="store_true", help="show everything, change nothing")
+    option(
+        dashboard,
+        "--refresh",
+        type=duration,
+        metavar="DURATION",
+        default=5.0,
+        help="time between live updates: 5s, seconds",
     )
-    dashboard.add_argument(
-        "--refresh", type=float, default=5.0, help="seconds between live updates (default: 5)"
-    )
-    dashboard.add_argument(
+    option(
+        dashboard,
         "--cloudwatch-namespace",
         metavar="NAMESPACE",
         help="chart outcomes from the CloudWatch metrics EMFMetrics writes in this namespace "
         "(Lambda workers; the region and endpoint are the driver's)",
     )
-    dashboard.add_argument(
+    option(
+        dashboard,
         "--cloudwatch-dimension",
         metavar="NAME=VALUE",
         action="append",
         default=[],
-        help="a fixed dimension of those metrics, e.g. service=orders (repeatable)",
+        help="a fixed dimension of those metrics, e.g. service=orders (repeatable; in the "
+        "variable, separated by spaces)",
     )
-    dashboard.add_argument("--log-level", default="INFO", help="default: INFO")
+    option(dashboard, "--log-level", type=log_level, default="INFO", help="DEBUG, INFO, ...")
     dashboard.set_defaults(run=run)
 
 
@@ -60,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
         from ..dashboard import create_app
         from ..dashboard.security import AUTH_ENV, is_loopback, parse_credentials
 
-    auth_text = args.auth or os.environ.get(AUTH_ENV)
-    auth = parse_credentials(auth_text) if auth_text else None
+    auth = parse_credentials(args.auth) if args.auth else None
     loopback = is_loopback(args.host)
     if not loopback and auth is None:
         raise CommandError(
@@ -69,10 +85,6 @@ def run(args: argparse.Namespace) -> int:
             f"authentication: anyone who reaches it could redrive and purge jobs. Give --auth "
             f"user:password (or {AUTH_ENV}), or keep the default --host 127.0.0.1"
         )
-    if not 0 <= args.port <= 65535:
-        raise CommandError(f"--port must be 0-65535, got {args.port}")
-    if args.refresh <= 0:
-        raise CommandError(f"--refresh must be positive seconds, got {args.refresh}")
     dimensions = _dimensions(args.cloudwatch_dimension)
     if dimensions and not args.cloudwatch_namespace:
         raise CommandError("--cloudwatch-dimension needs --cloudwatch-namespace")
@@ -93,10 +105,7 @@ def run(args: argparse.Namespace) -> int:
         refresh_seconds=args.refresh,
         outcomes=outcomes,
     )
-    level = logging.getLevelName(args.log_level.upper())
-    if not isinstance(level, int):
-        raise CommandError(f"unknown log level {args.log_level!r}; use DEBUG, INFO, WARNING")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     label = app.state.pages.driver_label
     mode = ", read-only" if args.read_only else ""
     print(
@@ -115,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         app,
         host=args.host,
         port=args.port,
-        log_level=level,
+        log_level=logging.getLevelName(args.log_level),
         server_header=False,
         proxy_headers=False,
     )

@@ -25,6 +25,7 @@ from ._common import (
     positive_int,
     print_table,
 )
+from ._options import exclusive, option
 
 SQS = (
     "--driver 'sqs://us-east-1?queue.default=https://sqs.us-east-1.amazonaws.com/123456789012/jobs'"
@@ -56,10 +57,12 @@ def register(commands: Any) -> None:
             f"glasswork dlq list {SQS}",
         ],
     )
-    listing.add_argument("--queue", help="only this queue's dead letters")
-    listing.add_argument("--limit", type=positive_int, default=100, help="at most this many")
-    listing.add_argument(
-        "--json", action="store_true", help="print JSON, bodies and tracebacks included"
+    option(listing, "--queue", help="only this queue's dead letters")
+    option(
+        listing, "--limit", metavar="N", type=positive_int, default=100, help="at most this many"
+    )
+    option(
+        listing, "--json", action="store_true", help="print JSON, bodies and tracebacks included"
     )
     listing.set_defaults(run=run_list)
 
@@ -88,15 +91,27 @@ def register(commands: Any) -> None:
         ],
     )
     _add_selection(purge)
-    purge.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    option(purge, "-y", "--yes", action="store_true", help="do not ask for confirmation")
     purge.set_defaults(run=run_purge)
 
 
 def _add_selection(sub: argparse.ArgumentParser) -> None:
-    which = sub.add_mutually_exclusive_group(required=True)
-    which.add_argument("--id", dest="ids", action="append", help="a dead letter id (repeatable)")
-    which.add_argument("--all", action="store_true", help="every dead letter (of --queue)")
-    sub.add_argument("--queue", help="only this queue's dead letters")
+    # Required, but argparse cannot see the environment: exclusive() checks it.
+    which = sub.add_mutually_exclusive_group()
+    ids = option(
+        sub,
+        "--id",
+        dest="ids",
+        metavar="ID",
+        action="append",
+        group=which,
+        help="a dead letter id (repeatable; in the variable, separated by spaces)",
+    )
+    every = option(
+        sub, "--all", action="store_true", group=which, help="every dead letter (of --queue)"
+    )
+    exclusive(sub, [ids, every], required=True)
+    option(sub, "--queue", help="only this queue's dead letters")
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from ._common import (
     open_driver,
     parse_time,
 )
+from ._options import exclusive, option
 
 
 def register(commands: Any) -> None:
@@ -32,8 +33,13 @@ def register(commands: Any) -> None:
     enqueue.add_argument("payload", nargs="?", default="null", help="the payload as JSON")
     add_app_option(enqueue)
     when = enqueue.add_mutually_exclusive_group()
-    when.add_argument("--in", dest="delay", help="run after a delay: 30s, 10m, 1h30m")
-    when.add_argument("--at", help="run at an ISO 8601 time with offset: 2026-12-01T09:00Z")
+    later = option(
+        enqueue, "--in", dest="delay", group=when, help="run after a delay: 30s, 10m, 1h30m"
+    )
+    at = option(
+        enqueue, "--at", group=when, help="run at an ISO 8601 time with offset: 2026-12-01T09:00Z"
+    )
+    exclusive(enqueue, [later, at])
     enqueue.set_defaults(run=run)
 
 
@@ -51,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         payload = json.loads(args.payload)
     except ValueError as exc:
         raise CommandError(f"the payload is not JSON ({exc}): {args.payload!r}") from None
-    service = JobService(open_driver(args))
+    service = JobService(open_driver(args, [job.queue or "default"]))
     delay = delay_seconds(args.delay) if args.delay else None
     at = parse_time(args.at) if args.at else None
     result = service.enqueue_raw(job, payload, delay=delay, at=at)

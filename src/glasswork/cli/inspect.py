@@ -19,6 +19,7 @@ from ._common import (
     open_driver,
     print_table,
 )
+from ._options import option
 
 #: The columns of ``stats``, in order: the fields of :class:`QueueStats`.
 COLUMNS = ("ready", "delayed", "in_flight", "dead")
@@ -50,7 +51,7 @@ def register(commands: Any) -> None:
             ".amazonaws.com/123456789012/jobs'",
         ],
     )
-    stats.add_argument("--json", action="store_true", help="print JSON")
+    option(stats, "--json", action="store_true", help="print JSON")
     stats.set_defaults(run=run_stats)
 
 

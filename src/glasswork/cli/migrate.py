@@ -8,6 +8,7 @@ from typing import Any
 from ..jobs.drivers.urls import POSTGRES_SCHEMES, postgres_settings
 from ..jobs.durations import setting_seconds
 from ._common import CommandError, add_command
+from ._options import option
 
 
 def register(commands: Any) -> None:
@@ -16,7 +17,7 @@ def register(commands: Any) -> None:
         "migrate",
         "Print the SQL that creates or upgrades the PostgreSQL job tables; --apply runs it.",
     )
-    migrate.add_argument("--apply", action="store_true", help="run the SQL instead of printing it")
+    option(migrate, "--apply", action="store_true", help="run the SQL instead of printing it")
     migrate.set_defaults(run=run)
 
 

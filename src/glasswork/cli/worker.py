@@ -4,80 +4,116 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import Any
 
 from ._common import (
-    CommandError,
+    UsageError,
+    add_app_option,
     add_command,
     duration,
+    grace,
     load_app,
     open_driver,
+    port,
     positive_int,
     warn_unknown_queues,
 )
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from ._logging import LOG_FORMATS, configure_logging, log_level
+from ._options import option
 
 
 def register(commands: Any) -> None:
     worker = add_command(
         commands,
         "worker",
-        "Run jobs until stopped (SIGTERM/SIGINT stop gracefully).",
+        "Run jobs until stopped (SIGTERM, SIGINT and SIGHUP stop gracefully).",
         examples=[
             "glasswork worker myapp.worker:AppModule --concurrency 8",
             "glasswork worker myapp.worker --driver sqlite:///jobs.db --periodic",
-            "glasswork worker myapp.worker --queues emails,default --until-empty",
+            "GLASSWORK_APP=myapp.worker glasswork worker --queues emails,default --until-empty",
         ],
     )
     worker.add_argument(
-        "app", help="the app: myapp.worker:AppModule, or myapp.worker when it has one module"
+        "app_argument",
+        nargs="?",
+        metavar="APP",
+        help="the app: myapp.worker:AppModule, or myapp.worker when it has one module (or --app)",
     )
-    worker.add_argument("--concurrency", type=positive_int, default=10, help="default: 10")
-    worker.add_argument("--queues", help="comma-separated queues to read (default: all)")
-    worker.add_argument(
-        "--periodic", action="store_true", help="also fire periodic jobs on their schedule"
+    add_app_option(worker, "the app, as APP")
+    option(
+        worker, "--concurrency", metavar="N", type=positive_int, default=10, help="jobs run at once"
     )
-    worker.add_argument(
+    option(worker, "--queues", metavar="A,B", help="comma-separated queues to read (default: all)")
+    option(
+        worker, "--periodic", action="store_true", help="also fire periodic jobs on their schedule"
+    )
+    option(
+        worker,
         "--grace",
-        type=float,
+        type=grace,
+        metavar="DURATION",
         default=30.0,
-        help="seconds in-flight jobs get to finish at shutdown (default: 30)",
+        shown="30s",
+        help="how long in-flight jobs get to finish at shutdown: 30s, 1m, seconds, 0; with "
+        "--until-empty, also how far ahead to wait for retries",
     )
-    worker.add_argument(
+    option(
+        worker,
         "--job-timeout",
         type=duration,
         metavar="DURATION",
         help="limit of one run of a job without its own timeout: 30s, 15m, seconds (default: 15m)",
     )
-    worker.add_argument(
-        "--until-empty", action="store_true", help="exit once no job is ready or running"
+    option(
+        worker,
+        "--until-empty",
+        action="store_true",
+        help="exit once no job is ready or running (and no retry is due within --grace)",
     )
-    worker.add_argument(
+    option(
+        worker,
         "--metrics-port",
-        type=int,
+        type=port,
+        metavar="PORT",
         help="serve Prometheus /metrics and a /healthz liveness check on this port "
         "(needs prometheus-client: pip install 'glasswork[prometheus]')",
     )
-    worker.add_argument(
-        "--metrics-host", default="0.0.0.0", help="address for --metrics-port (default: 0.0.0.0)"
+    option(
+        worker,
+        "--metrics-host",
+        metavar="HOST",
+        default="0.0.0.0",
+        help="address for --metrics-port",
     )
-    worker.add_argument("--log-level", default="INFO", help="default: INFO")
+    option(
+        worker,
+        "--log-level",
+        metavar="LEVEL",
+        type=log_level,
+        default="INFO",
+        help="DEBUG, INFO, WARNING, ...",
+    )
+    option(
+        worker,
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text, or json: one JSON object a line (time, level, logger, message, job fields, "
+        "exception)",
+    )
     worker.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..jobs.worker import DEFAULT_JOB_TIMEOUT, Worker
 
-    level = logging.getLevelName(args.log_level.upper())
-    if not isinstance(level, int):
-        raise CommandError(f"unknown log level {args.log_level!r}; use DEBUG, INFO, WARNING")
-    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
-    module = load_app(args.app)
+    configure_logging(args.log_level, args.log_format)
+    module = load_app(_app(args))
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
-    driver = open_driver(args)
-    warn_unknown_queues(module, driver, queues)
+    driver = open_driver(args, queues)
+    # In JSON, every line is a log record: the warning too.
+    warn = logging.getLogger("glasswork.cli").warning if args.log_format == "json" else None
+    warn_unknown_queues(module, driver, queues, warn)
     worker = Worker(
         module=module,
         driver=driver,
@@ -90,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         metrics_host=args.metrics_host,
     )
     if args.until_empty:
-        worker.run_until_empty()
+        worker.run_until_empty(retries_within=args.grace)
     else:
         worker.run()
     if worker.abandoned_threads:
@@ -99,3 +135,17 @@ def run(args: argparse.Namespace) -> int:
             "exiting with %d abandoned handler thread(s) still running", worker.abandoned_threads
         )
     return 0
+
+
+def _app(args: argparse.Namespace) -> str:
+    """The app, from the argument, else ``--app`` (or ``GLASSWORK_APP``)."""
+    given_twice = args.app_argument and args.app and "app" not in args.from_environment
+    if given_twice and args.app_argument != args.app:
+        raise UsageError(f"two apps given: {args.app_argument} and --app {args.app}; give one")
+    app = args.app_argument or args.app
+    if not app:
+        raise UsageError(
+            "worker needs the app: glasswork worker package.module:AppModule, "
+            "--app package.module:AppModule or GLASSWORK_APP"
+        )
+    return str(app)

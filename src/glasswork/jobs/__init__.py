@@ -20,6 +20,7 @@ from .drivers.base import (
     ReceivedMessage,
 )
 from .drivers.mock import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
+from .drivers.urls import driver_from_url
 from .durations import parse_duration
 from .errors import (
     BatchRetryError,
@@ -160,6 +161,7 @@ __all__ = [
     "create_scheduler_handler",
     "define_job",
     "define_periodic_job",
+    "driver_from_url",
     "parse_duration",
     "run_scheduler",
     "set_tracing",

@@ -645,7 +645,7 @@ def run_scheduler(
     dead_letter_queue: str | None = None,
 ) -> None:
     """Run the scheduler in a loop, a pass every ``interval`` seconds, until ``stop`` is set
-    (or SIGTERM/SIGINT when called from the main thread). ``lookahead`` defaults to
+    (or SIGTERM, SIGINT or SIGHUP when called from the main thread). ``lookahead`` defaults to
     ``interval``. A failing pass (say, DynamoDB unreachable) is logged and retried."""
     scheduler = _build(
         table_name,

@@ -274,6 +274,13 @@ class QueueDriver(ABC):
             return [self.enqueue_in(m, delay_seconds) for m in messages]
         return [self.enqueue(m) for m in messages]
 
+    def check(self, queues: Sequence[str] | None = None) -> None:
+        """Make sure the backend answers and ``queues`` (None: all this driver has) exist,
+        before a worker or a command relies on them; a :class:`ConfigurationError` says
+        what to fix. Nothing by default (the SQLite and PostgreSQL drivers check at
+        construction); the SQS driver asks SQS about each queue."""
+        return None
+
     # -- consuming: needed by long-running workers -------------------------------------
 
     def receive(

@@ -231,6 +231,11 @@ class SQLiteQueueDriver(
                 f"{self.path} does not exist: no queue was created there (check the path; "
                 "enqueueing a job or starting a worker creates it)"
             )
+        if not self.create and _schema_version(self.path) == 0:
+            raise ConfigurationError(
+                f"{self.path} holds no Glasswork queue (an empty or another SQLite file): "
+                "check the path; enqueueing a job or starting a worker creates the tables"
+            )
         try:
             return self._connect()
         except (sqlite3.Error, OSError) as exc:
@@ -781,6 +786,21 @@ def _checkpoint(conn: sqlite3.Connection) -> bool:
     disk: the database file cannot grow)."""
     busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     return bool(busy == 0 and frames == copied)
+
+
+def _schema_version(path: Path) -> int | None:
+    """The file's ``PRAGMA user_version``, read without changing it (None: unreadable, for
+    the real open to explain)."""
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
 
 
 def _why_unusable(path: Path, error: BaseException) -> str:

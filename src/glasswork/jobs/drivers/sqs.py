@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
 from ..aws_errors import error_code
 from ..errors import ConfigurationError, EnqueueError, MalformedMessageError
@@ -48,6 +48,7 @@ from .sqs_dead_letters import (
 )
 from .sqs_fifo import deduplication_id, fifo_id
 from .sqs_lookup import SQSJobLookup
+from .sqs_problems import DENIED, Settings, explain, no_region
 from .sqs_sending import BatchSend, chunks, send_error, sent
 from .sqs_unique import ReleaseUniqueKeys, UniqueKeys
 
@@ -73,6 +74,10 @@ logger = logging.getLogger("glasswork.jobs")
 MAX_SQS_DELAY_SECONDS = 900
 
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+#: For check(): a mistake in the setup should show in seconds, not after every retry.
+_CHECK_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=5
+)
 
 
 class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
@@ -92,6 +97,10 @@ class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
     Each queue's size limit is its ``MaximumMessageSize``, read once per queue (262,144
     bytes when it cannot be read). ``client`` / ``dynamodb_client`` take ready boto3 clients
     (otherwise they are made on first use from ``region`` and ``endpoint_url``).
+
+    ``url`` is the ``sqs://`` URL the driver was made from
+    (:func:`~glasswork.jobs.driver_from_url` sets it), so errors name its parameters
+    rather than these arguments.
     """
 
     name = "sqs"
@@ -110,21 +119,24 @@ class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
         batch_retries: int = 2,
         unique_table: str | None = None,
         unique_ttl: timedelta = timedelta(days=1),
+        url: str | None = None,
     ) -> None:
+        self.settings = settings = Settings(url)
         if not isinstance(queues, Mapping) or not queues:
             raise ConfigurationError(
                 "SQSQueueDriver needs queues={'default': 'https://sqs.<region>.amazonaws.com/"
                 "<account>/<queue>', ...}"
             )
-        for queue, url in queues.items():
-            _check_url(f"queues[{queue!r}]", url)
+        for queue, queue_url in queues.items():
+            _check_url(settings.name("queues", queue), queue_url)
         dead_letter_queues = dict(dead_letter_queues or {})
-        for queue, url in dead_letter_queues.items():
-            _check_url(f"dead_letter_queues[{queue!r}]", url)
+        for queue, queue_url in dead_letter_queues.items():
+            _check_url(settings.name("dead_letter_queues", queue), queue_url)
             if queue not in queues:
+                where = "the queue.<name>= parameters" if url is not None else "queues"
                 raise ConfigurationError(
-                    f"dead_letter_queues names queue {queue!r}, which is not in queues "
-                    f"({', '.join(sorted(queues))})"
+                    f"{settings.name('dead_letter_queues', queue)} names queue {queue!r}, "
+                    f"which is not in {where} ({', '.join(sorted(queues))})"
                 )
         self.queues: dict[str, str] = dict(queues)
         self.dead_letter_queues = dead_letter_queues
@@ -134,6 +146,7 @@ class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
         self.scheduler_retention = scheduler_retention
         self.batch_retries = batch_retries
         self._client = client
+        self._check_client = client  # check()'s: the caller's, or one that gives up sooner
         self._dynamodb_client = dynamodb_client
         self._table: ScheduledJobsTable | None = None
         # Physical queue name (the last part of a URL or ARN) -> configured name, so
@@ -150,6 +163,7 @@ class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
         )
         self._warned_unique = False
         self.dead_letter_admin = SQSDeadLetters(self)
+        self._checked: set[str] = set()  # queue URLs check() found
 
     def __repr__(self) -> str:
         extras = "".join(
@@ -168,9 +182,7 @@ class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
     def client(self) -> Any:
         """The boto3 SQS client (made on first use)."""
         if self._client is None:
-            self._client = boto3.client(
-                "sqs", region_name=self.region, endpoint_url=self.endpoint_url, config=_BOTO_CONFIG
-            )
+            self._client = self._new_client("sqs")
         return self._client
 
     @property
@@ -178,13 +190,55 @@ class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
         """The boto3 DynamoDB client (made on first use), for the scheduler and unique-key
         tables."""
         if self._dynamodb_client is None:
-            self._dynamodb_client = boto3.client(
-                "dynamodb",
-                region_name=self.region,
-                endpoint_url=self.endpoint_url,
-                config=_BOTO_CONFIG,
-            )
+            self._dynamodb_client = self._new_client("dynamodb")
         return self._dynamodb_client
+
+    def _new_client(self, service: str, config: Config = _BOTO_CONFIG) -> Any:
+        try:
+            return boto3.client(
+                service, region_name=self.region, endpoint_url=self.endpoint_url, config=config
+            )
+        except NoRegionError:
+            raise no_region(self.settings) from None
+
+    def check(self, queues: Sequence[str] | None = None) -> None:
+        """Ask SQS about each of ``queues`` (None: every configured one) and its configured
+        DLQ (``GetQueueAttributes``): no credentials, no region, an endpoint that does not
+        answer or a queue that does not exist is a :class:`ConfigurationError` naming the
+        setting to fix. A queue these credentials may not describe is left to the calls
+        that use it."""
+        names = [self.queue_name(q) for q in queues] if queues is not None else list(self.queues)
+        for name in names:
+            self._check_queue(name, self.queues[name], "queues")
+            dlq = self.dead_letter_queues.get(name)
+            if dlq is not None:
+                self._check_queue(name, dlq, "dead_letter_queues")
+
+    def _check_queue(self, name: str, url: str, setting: str) -> None:
+        if url in self._checked:
+            return
+        if self._check_client is None:
+            self._check_client = self._new_client("sqs", _CHECK_CONFIG)
+        try:
+            response = self._check_client.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["MaximumMessageSize"]
+            )
+        except (ClientError, BotoCoreError) as exc:
+            if error_code(exc) in DENIED:
+                return
+            problem = explain(
+                exc,
+                self.settings,
+                endpoint_url=self.endpoint_url,
+                queue=name,
+                url=url,
+                setting=setting,
+            )
+            if problem is None:
+                raise
+            raise problem from exc
+        self.remember_limit(url, response)
+        self._checked.add(url)
 
     def message_limit(self, queue: str) -> int:
         """The queue's ``MaximumMessageSize`` (read once; 262,144 when it cannot be read)."""
@@ -219,8 +273,8 @@ class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
         if self._table is None:
             if not self.scheduler_table:
                 raise ConfigurationError(
-                    "this job needs the DynamoDB scheduler table, but SQSQueueDriver has no "
-                    "scheduler_table: set scheduler_table='<table name>' (create it with "
+                    "this job needs the DynamoDB scheduler table, but the driver has none: "
+                    f"{self.settings.add('scheduler_table', '<table name>')} (create it with "
                     "glasswork.jobs.scheduler.create_scheduler_table) and run the scheduler"
                 )
             from ..scheduler import ScheduledJobsTable
@@ -242,10 +296,11 @@ class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
         physical = queue.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
         found = self._by_physical.get(physical)
         if found is None:
+            configured = ", ".join(repr(q) for q in sorted(self.queues))
             raise ConfigurationError(
-                f"unknown queue {queue!r}: SQSQueueDriver(queues=...) configures "
-                f"{', '.join(repr(q) for q in sorted(self.queues))}; add {queue!r} to queues "
-                "or set the job's queue to one of these"
+                f"unknown queue {queue!r}: the driver configures {configured}; "
+                f"{self.settings.add('queues', '<queue url>', queue)} or set the job's queue "
+                "to one of these"
             )
         return found
 
@@ -312,9 +367,9 @@ class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
         self._warned_unique = True
         logger.warning(
             "job %r has a unique key, which SQS does not enforce (standard queues ignore it; "
-            "FIFO queues drop a repeat within 5 minutes, silently): set "
-            "SQSQueueDriver(unique_table=...) for DuplicateJobError",
+            "FIFO queues drop a repeat within 5 minutes, silently): %s for DuplicateJobError",
             next(m.job_name for m in messages if m.unique_key is not None),
+            self.settings.add("unique_table", "<DynamoDB table>"),
         )
 
     def run_steps(self) -> Sequence[RunStep]:
@@ -472,9 +527,9 @@ class SQSQueueDriver(SQSConsumer, SQSJobLookup, QueueDriver):
                 else f"the delay is over SQS's {MAX_SQS_DELAY_SECONDS // 60}-minute limit"
             )
             raise ConfigurationError(
-                f"job {message.job_name!r} is due in {due - time.time():.0f}s but {why}: set "
-                "SQSQueueDriver(scheduler_table='<DynamoDB table>') and run the scheduler "
-                "(glasswork.jobs.create_scheduler_handler)"
+                f"job {message.job_name!r} is due in {due - time.time():.0f}s but {why}: "
+                f"{self.settings.add('scheduler_table', '<DynamoDB table>')} and run the "
+                "scheduler (glasswork.jobs.create_scheduler_handler)"
             )
         try:
             key = self.table.put(message, due)

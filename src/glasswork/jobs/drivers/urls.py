@@ -6,8 +6,10 @@
   ``?visibility_timeout=60&busy_timeout=30&synchronous=FULL&max_lost_leases=5``
   (also ``poll_interval`` and ``disk_reserve``).
 * ``sqs://?region=us-east-1&queue.default=https://sqs...&queue.emails=https://sqs...``
-  with optional ``scheduler_table=``, ``endpoint_url=`` and ``dlq.<queue>=<url>``; the
-  region may also be the host: ``sqs://us-east-1?queue.default=...``.
+  with optional ``scheduler_table=``, ``unique_table=``, ``endpoint_url=`` and
+  ``dlq.<queue>=<url>``; the region may also be the host: ``sqs://us-east-1?queue.default=...``
+  (without one, ``AWS_DEFAULT_REGION`` or the AWS config file's). Errors about its settings
+  name these parameters.
 * ``postgresql://user:password@host:5432/dbname?schema=jobs`` (or ``postgres://``), with
   optional settings of :class:`~glasswork.jobs.drivers.postgres.PostgresQueueDriver`
   (``schema``, ``visibility_timeout``, ``max_lost_leases``, ``poll_interval``,
@@ -60,16 +62,23 @@ _POSTGRES_OPTIONS: dict[str, Callable[[str], Any]] = {
 
 
 def driver_from_url(url: str, *, create: bool = True) -> QueueDriver:
-    """Make the driver a URL describes; raises :class:`ConfigurationError` saying what is
-    wrong with it. ``create=False``: a SQLite file that does not exist is such an error
-    (tools that only inspect a queue must not leave an empty database behind)."""
+    """Make the driver a URL describes (the ``glasswork`` command's ``--driver``):
+
+    >>> driver = driver_from_url("sqlite:///jobs.db?visibility_timeout=60")  # doctest: +SKIP
+
+    Raises :class:`ConfigurationError` saying what is wrong with the URL. ``create=False``
+    (tools that only look at a queue) creates nothing: a SQLite file that does not exist,
+    or holds no queue, and a PostgreSQL schema without the job tables are such errors
+    (PostgreSQL tables of an older version are not upgraded either: ``glasswork migrate``
+    does that; a SQLite queue file is upgraded in place, as by any driver). SQS drivers
+    never create anything."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         return _sqlite(url, parts.netloc, parts.path, parts.query, create)
     if parts.scheme == "sqs":
         return _sqs(url, parts.netloc, parts.query)
     if parts.scheme in POSTGRES_SCHEMES:
-        return _postgres(url)
+        return _postgres(url, create)
     raise ConfigurationError(
         f"unknown driver URL {url!r}: use sqlite:///path/to/jobs.db, "
         "postgresql://user@host/dbname or "
@@ -165,10 +174,12 @@ def _convert(url: str, kind: str, key: str, value: str, convert: Callable[[str],
         ) from None
 
 
-def _postgres(url: str) -> QueueDriver:
+def _postgres(url: str, create: bool) -> QueueDriver:
     dsn, options = postgres_settings(url)
     with needs_extra("postgres", "the PostgreSQL driver needs psycopg 3 and psycopg_pool"):
         from .postgres import PostgresQueueDriver
+    if not create:
+        options["migrate"] = False  # look, never create or upgrade
     return PostgresQueueDriver(dsn, **options)
 
 
@@ -181,12 +192,13 @@ def _sqs(url: str, host: str, query: str) -> QueueDriver:
             queues[key[6:]] = value
         elif key.startswith("dlq.") and len(key) > 4:
             dead_letter_queues[key[4:]] = value
-        elif key in ("region", "scheduler_table", "endpoint_url"):
+        elif key in ("region", "scheduler_table", "unique_table", "endpoint_url"):
             options[key] = value
         else:
             raise ConfigurationError(
                 f"unknown SQS driver option {key!r} in {url!r}; options: region, "
-                "queue.<name>=<queue url>, dlq.<name>=<queue url>, scheduler_table, endpoint_url"
+                "queue.<name>=<queue url>, dlq.<name>=<queue url>, scheduler_table, "
+                "unique_table, endpoint_url"
             )
     if not queues:
         raise ConfigurationError(
@@ -205,6 +217,6 @@ def _sqs(url: str, host: str, query: str) -> QueueDriver:
     if dead_letter_queues:
         options["dead_letter_queues"] = dead_letter_queues
     driver: QueueDriver = SQSQueueDriver(
-        queues=queues, **{k: v for k, v in options.items() if v is not None}
+        queues=queues, url=url, **{k: v for k, v in options.items() if v is not None}
     )
     return driver

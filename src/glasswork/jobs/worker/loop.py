@@ -64,8 +64,9 @@ class Worker:
     * ``periodic``: also fire the module's periodic jobs on their ``schedule``, by enqueueing
       them on ``periodic_queue`` (drivers with ``claim_periodic``, such as SQLite, fire each
       time once across all workers; otherwise run one worker with ``periodic=True``);
-    * ``grace_period``: seconds to let in-flight jobs finish after SIGTERM/SIGINT (or
-      :meth:`stop`); jobs still running then are released to run again elsewhere;
+    * ``grace_period``: seconds (0 or more) to let in-flight jobs finish after SIGTERM,
+      SIGINT or SIGHUP (or :meth:`stop`); jobs still running then are released to run
+      again elsewhere;
     * ``batch_size``: most messages per receive; ``wait_seconds``: long-poll time when idle;
     * ``steps``: around-run steps wrapping every job (see :class:`~glasswork.jobs.RunStep`);
     * ``metrics``: sinks counting every run (see :mod:`glasswork.jobs.metrics`);
@@ -115,6 +116,8 @@ class Worker:
             raise ConfigurationError(f"driver must be a QueueDriver, got {driver!r}")
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
+        if not 0 <= grace_period < float("inf"):
+            raise ConfigurationError(f"grace_period must be 0 or more seconds, got {grace_period}")
         self.module = module
         self.driver = driver
         self.concurrency = concurrency
@@ -156,6 +159,7 @@ class Worker:
         self._changed = threading.Event()  # a job ended, a stop was asked: look again
         self._stop = StopControl(self._changed.set)
         self._signals_seen = 0
+        self._retries_within = 0.0
         self._pool: JobPool | None = None
         self._settler = Settler(driver, self.summary, self.log)
         self._leases = Leases(driver, self.log)
@@ -166,18 +170,32 @@ class Worker:
     # -- public ------------------------------------------------------------------------------
 
     def run(self) -> WorkerSummary:
-        """Run until SIGTERM/SIGINT or :meth:`stop`; returns the summary (also logged)."""
+        """Run until SIGTERM, SIGINT, SIGHUP or :meth:`stop`; returns the summary (also
+        logged). The driver is checked first (:meth:`QueueDriver.check`): a queue that does
+        not exist is a :class:`ConfigurationError` at once."""
         return self._serve(until_empty=False, include_delayed=False, timeout=None)
 
     def run_until_empty(
-        self, *, include_delayed: bool = False, timeout: float | None = None
+        self,
+        *,
+        include_delayed: bool = False,
+        timeout: float | None = None,
+        retries_within: float = 0.0,
     ) -> WorkerSummary:
         """Run until nothing is ready and nothing is in flight, then return the summary.
 
-        With ``include_delayed``, also wait for delayed jobs and retries to come due (the driver
-        must have ``pending_count``, as SQLite does). ``timeout`` caps the whole run in
-        seconds, shutdown included: jobs still running then are released.
+        Retries this run scheduled that come due within ``retries_within`` seconds are
+        waited for and run; later ones are left pending, and the summary counts them
+        (``pending_retries``). With ``include_delayed``, also wait for every delayed job and
+        retry to come due (the driver must have ``pending_count``, as SQLite does).
+        ``timeout`` caps the whole run in seconds, shutdown included: jobs still running
+        then are released.
         """
+        if not 0 <= retries_within < float("inf"):
+            raise ConfigurationError(
+                f"retries_within must be 0 or more seconds, got {retries_within}"
+            )
+        self._retries_within = retries_within
         return self._serve(until_empty=True, include_delayed=include_delayed, timeout=timeout)
 
     def stop(self) -> None:
@@ -236,9 +254,11 @@ class Worker:
                 f"driver {self.driver.name!r} cannot count pending jobs, so the worker cannot "
                 "wait for delayed ones; use run_until_empty(include_delayed=False)"
             )
+        self.driver.check(self.queues)  # a missing queue fails here, not on every receive
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         self.summary = self._settler.summary = WorkerSummary()
+        self._settler.retries.clear()
         self._signals_seen = 0
         async_jobs = (
             AsyncJobs(self._new_executor(), loop)
@@ -315,7 +335,10 @@ class Worker:
                 # Long-poll only with nothing held and nothing to settle: a job ending during
                 # the poll would wait for it, its lease running out meanwhile.
                 idle = pool.holding() == 0 and not self._settler.pending
-                wait = self.wait_seconds if idle and not until_empty else 0.0
+                # Until empty, a receive only long-polls while waiting for a retry.
+                soon = self._settler.retries.due_within(now + self._retries_within)
+                poll = not until_empty or soon
+                wait = self.wait_seconds if idle and poll else 0.0
                 batch = receiver.receive(wanted, wait)
                 if batch is None:
                     continue  # the driver failed: the next receive is due later
@@ -327,7 +350,7 @@ class Worker:
                 if held:
                     pool.submit(held, self._settler.job_seconds)
                     continue  # there may be more: receive again while there is room
-                if idle and until_empty and self._drained(include_delayed):
+                if idle and until_empty and self._drained(include_delayed, now):
                     return
                 if idle and wait:
                     continue  # the long poll was the wait
@@ -380,13 +403,20 @@ class Worker:
         besides the driver's own time: what ``/healthz`` allows between two turns."""
         return self.wait_seconds + self.poll_interval
 
-    def _drained(self, include_delayed: bool) -> bool:
+    def _drained(self, include_delayed: bool, received_at: float) -> bool:
+        """Whether a run until empty is over; ``received_at``: when the receive that found
+        nothing began (a retry due before it was there to be found)."""
         self._settler.flush()
         if self._settler.pending:
             return False  # outcomes the driver refused so far: keep trying
-        if not include_delayed:
-            return True
-        return bool(self.driver.pending_count(self.queues) == 0)  # type: ignore[attr-defined]
+        retries = self._settler.retries
+        retries.drop_due(received_at)
+        if retries.due_within(received_at + self._retries_within):
+            return False  # a retry comes due soon: wait for it and run it
+        if include_delayed:
+            return bool(self.driver.pending_count(self.queues) == 0)  # type: ignore[attr-defined]
+        self.summary.pending_retries = len(retries)
+        return True
 
     def _shut_down(self, pool: JobPool, deadline: float | None) -> None:
         """Release what no thread started, give running jobs the grace period (never past
@@ -396,7 +426,7 @@ class Worker:
         running = len(pool.running())
         if running and not self._stop.forced:
             self.log.info(
-                "stopping: waiting up to %.0fs for %d in-flight job(s)", self.grace_period, running
+                "stopping: waiting up to %gs for %d in-flight job(s)", self.grace_period, running
             )
         end = time.monotonic() + self.grace_period
         if deadline is not None:
@@ -423,7 +453,7 @@ class Worker:
                 self.log.warning("%s again: releasing in-flight jobs and stopping now", name)
             else:
                 self.log.info(
-                    "%s: no new jobs; finishing %d in flight (up to %.0fs; %s again to stop now)",
+                    "%s: no new jobs; finishing %d in flight (up to %gs; %s again to stop now)",
                     name,
                     len(pool.running()),
                     self.grace_period,

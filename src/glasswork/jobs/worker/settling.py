@@ -26,6 +26,30 @@ MAX_RETRY_PAUSE = 2.0
 DEFAULT_GIVE_UP = 30.0
 
 
+class Retries:
+    """When the retries a run scheduled come due (monotonic times), so a run until empty
+    can wait for the ones due soon and count the others."""
+
+    def __init__(self) -> None:
+        self._due: list[float] = []
+
+    def add(self, due: float) -> None:
+        self._due.append(due)
+
+    def clear(self) -> None:
+        self._due.clear()
+
+    def drop_due(self, by: float) -> None:
+        """Forget the retries due by ``by``: a receive after that found (or ran) them."""
+        self._due = [d for d in self._due if d > by]
+
+    def due_within(self, until: float) -> bool:
+        return any(d <= until for d in self._due)
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+
 class Settler:
     """Collects outcomes from the job threads and settles them with the driver."""
 
@@ -44,6 +68,8 @@ class Settler:
         self._acks: list[ReceivedMessage] = []
         self._nacks: list[tuple[ReceivedMessage, float]] = []
         self._dead: list[tuple[ReceivedMessage, DeadLetter]] = []
+        #: The retries this run scheduled, by when they come due.
+        self.retries = Retries()
         #: Seconds to keep trying outcomes the driver refuses (the worker sets it to the
         #: lease length once known).
         self.give_up_after = DEFAULT_GIVE_UP
@@ -154,6 +180,7 @@ class Settler:
                 self._nacks = nacks
                 return exc
             nacks.pop()
+            self.retries.add(time.monotonic() + delay)  # due no earlier than this
         return None
 
     def release(self, held: Sequence[Held], why: str) -> None:

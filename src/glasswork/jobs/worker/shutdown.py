@@ -1,5 +1,5 @@
-"""Stopping: SIGTERM/SIGINT or :meth:`Worker.stop` ask for a graceful stop, a second signal
-forces it.
+"""Stopping: SIGTERM, SIGINT, SIGHUP or :meth:`Worker.stop` ask for a graceful stop, a
+second signal forces it.
 
 The signal handler only sets flags: it runs on the main thread, between two bytecodes of
 whatever that thread does, so it must take no lock the thread might hold. The control loop
@@ -52,5 +52,6 @@ class StopControl:
         return taken
 
     def signals(self, install: bool) -> contextlib.AbstractContextManager[None]:
-        """SIGTERM and SIGINT ask for a stop while the block runs (main thread only)."""
+        """SIGTERM, SIGINT and SIGHUP ask for a stop while the block runs (main thread
+        only)."""
         return on_stop_signals(self.on_signal, install)

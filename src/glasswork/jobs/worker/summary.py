@@ -16,11 +16,13 @@ _RAN = tuple(kind for kind in SUMMARY_KINDS if kind != "released")
 
 @dataclass(slots=True)
 class WorkerSummary:
-    """What a worker did: outcome counts, elapsed seconds, and periodic jobs fired."""
+    """What a worker did: outcome counts, elapsed seconds, periodic jobs fired, and (a run
+    until empty) the retries it scheduled that were not due yet when it stopped."""
 
     counts: Counter[str] = field(default_factory=Counter)
     elapsed: float = 0.0
     fired: int = 0
+    pending_retries: int = 0
 
     @property
     def jobs(self) -> int:
@@ -51,5 +53,11 @@ class WorkerSummary:
         rate = self.jobs / self.elapsed if self.elapsed > 0 else 0.0
         parts = ", ".join(f"{k}={self.counts[k]}" for k in SUMMARY_KINDS)
         fired = f", periodic fired={self.fired}" if self.fired else ""
+        pending = self.pending_retries
+        later = (
+            f"; {pending} {'retry' if pending == 1 else 'retries'} pending, not due yet"
+            if pending
+            else ""
+        )
         noun = "job" if self.jobs == 1 else "jobs"
-        return f"{self.jobs} {noun} in {self.elapsed:.1f}s ({rate:.0f}/s): {parts}{fired}"
+        return f"{self.jobs} {noun} in {self.elapsed:.1f}s ({rate:.0f}/s): {parts}{fired}{later}"

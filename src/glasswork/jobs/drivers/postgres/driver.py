@@ -130,6 +130,13 @@ class PostgresQueueDriver(InspectionCapabilities, DeadLetterSearch, WorkerHeartb
                 version = schema.current_version(conn, self.schema)
         except psycopg.Error as exc:
             raise ConfigurationError(f"cannot prepare the job tables at {where}: {exc}") from exc
+        if version == 0:
+            raise ConfigurationError(
+                f"no Glasswork job tables at {where} (schema version 0, this glasswork "
+                f"needs {schema.SCHEMA_VERSION}): check the database and the schema "
+                "(schema=), or create them with `glasswork migrate --driver URL --apply` "
+                "(or migrate=true)"
+            )
         if version != schema.SCHEMA_VERSION:
             raise ConfigurationError(
                 f"the job tables at {where} are at schema version {version}, this glasswork "
