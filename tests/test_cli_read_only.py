@@ -91,6 +91,7 @@ def schema_exists(name: str) -> bool:
         return found.fetchone() is not None
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("argv", READ_ONLY)
 def test_a_postgresql_schema_without_the_tables_is_not_created(
     argv: list[str], schema: str, served: list[Any], capsys: pytest.CaptureFixture[str]
@@ -105,6 +106,7 @@ def test_a_postgresql_schema_without_the_tables_is_not_created(
     assert served == []
 
 
+@pytest.mark.postgres
 def test_a_postgresql_error_mid_command_is_one_line(
     schema: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
