@@ -76,7 +76,7 @@ def drain_once(n: int, kind: str, *, log_on: bool) -> float:
     """Seconds to drain ``n`` enqueued jobs with the outcome log on or off."""
     from glasswork import define_module
     from glasswork.jobs import JobService, Worker, define_job
-    from glasswork.jobs.outcome_log import OutcomeLog
+    from glasswork.jobs.metrics.outcome_log import OutcomeLog
 
     job = define_job(name="bench-noop", handler=noop, schema=Payload)
     module = define_module("bench", jobs=[job])
@@ -98,7 +98,7 @@ def run_cost(m: int, *, log_on: bool, workdir: Path) -> float:
     """µs per ``execute_sync`` of a no-op job, with the outcome log as the only step or none."""
     from glasswork import define_module
     from glasswork.jobs import Executor, JobMessage, JobMetrics, SQLiteQueueDriver, define_job
-    from glasswork.jobs.outcome_log import OutcomeLog
+    from glasswork.jobs.metrics.outcome_log import OutcomeLog
 
     job = define_job(name="bench-noop", handler=noop, schema=Payload)
     driver = SQLiteQueueDriver(str(workdir / "jobs.db"))

@@ -268,12 +268,13 @@ HOT_PATH_FILES = [
     "src/glasswork/jobs/outcomes.py",
     "src/glasswork/jobs/message.py",
     "src/glasswork/jobs/definition.py",
-    "src/glasswork/jobs/lambda_handler.py",
-    "src/glasswork/jobs/lambda_batch.py",
+    "src/glasswork/jobs/aws_lambda/handler.py",
+    "src/glasswork/jobs/aws_lambda/batch.py",
     "src/glasswork/jobs/worker",
     "src/glasswork/jobs/worker.py",
-    "src/glasswork/jobs/scheduler.py",
+    "src/glasswork/jobs/drivers/sqs/scheduler.py",
     "src/glasswork/jobs/drivers/sqlite.py",
+    "src/glasswork/jobs/drivers/sqlite",
 ]
 
 

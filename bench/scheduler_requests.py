@@ -35,7 +35,10 @@ def run_once(endpoint: str, n: int, rep: int) -> dict[str, float]:
     import boto3
 
     from glasswork.jobs import JobService, SQSQueueDriver, define_job
-    from glasswork.jobs.scheduler import create_scheduler_handler, create_scheduler_table
+    from glasswork.jobs.drivers.sqs.scheduler import (
+        create_scheduler_handler,
+        create_scheduler_table,
+    )
 
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, "testing")

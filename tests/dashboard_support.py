@@ -37,9 +37,9 @@ if str(TESTS) not in sys.path:
 from fixtures_app.shop import ShopModule, charge_card, resize_image, send_receipt  # noqa: E402
 from glasswork.jobs import JobMessage, JobService, Worker  # noqa: E402
 from glasswork.jobs.drivers.base import QueueDriver  # noqa: E402
+from glasswork.jobs.drivers.inspection import OutcomeCount  # noqa: E402
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
-from glasswork.jobs.inspection import OutcomeCount  # noqa: E402
-from glasswork.jobs.outcome_log import OutcomeLog  # noqa: E402
+from glasswork.jobs.metrics.outcome_log import OutcomeLog  # noqa: E402
 
 if TYPE_CHECKING:
     from glasswork.jobs.drivers.sqs import SQSQueueDriver
@@ -106,7 +106,7 @@ def seed_sqs(endpoint: str, prefix: str, region: str = "us-east-1") -> SQSShop:
     import boto3
 
     from glasswork.jobs.drivers.sqs import SQSQueueDriver
-    from glasswork.jobs.scheduler import create_scheduler_table
+    from glasswork.jobs.drivers.sqs.scheduler import create_scheduler_table
 
     sqs = boto3.client("sqs", region_name=region, endpoint_url=endpoint)
     queues = {}

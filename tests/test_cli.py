@@ -73,11 +73,11 @@ def test_sqs_url_builds_the_sqs_driver_lazily() -> None:
     queue = "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs"
     driver = driver_from_url(f"sqs://eu-west-1?queue.default={queue}&queue.emails={queue}")
     assert driver.name == "sqs"
-    assert "glasswork.jobs.drivers.sqs" in sys.modules
+    assert "glasswork.jobs.drivers.sqs.driver" in sys.modules
 
 
 def test_missing_sqs_driver_module_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "glasswork.jobs.drivers.sqs", None)
+    monkeypatch.setitem(sys.modules, "glasswork.jobs.drivers.sqs.driver", None)
     with pytest.raises(ConfigurationError, match=r"SQS driver .* is not available"):
         driver_from_url("sqs://?region=us-east-1&queue.default=https://q")
 

@@ -12,7 +12,7 @@ pytest.importorskip("starlette")
 
 from glasswork.dashboard.charts import DepthSampler, Grid, outcome_chart
 from glasswork.jobs.drivers.base import QueueStats
-from glasswork.jobs.inspection import OutcomeCount
+from glasswork.jobs.drivers.inspection import OutcomeCount
 
 NOW = datetime(2024, 5, 1, 12, 30, 20, tzinfo=UTC)
 

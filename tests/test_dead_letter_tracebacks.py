@@ -28,12 +28,12 @@ from glasswork.jobs import (
     bootstrap_worker,
     define_job,
 )
-from glasswork.jobs.drivers import sqlite as sqlite_driver
 from glasswork.jobs.drivers.base import QueueDriver
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver, schema
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
+from glasswork.jobs.drivers.sqlite import driver as sqlite_driver
+from glasswork.jobs.errors import MAX_TRACEBACK_CHARS, failure_traceback
 from glasswork.jobs.testing import sqs_event
-from glasswork.jobs.tracebacks import MAX_TRACEBACK_CHARS, failure_traceback
 from glasswork.jobs.worker import Worker
 from pgtest import connect, dsn, fresh_schema
 

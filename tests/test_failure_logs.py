@@ -17,13 +17,7 @@ from typing import Any
 import pytest
 
 from glasswork import define_module
-from glasswork.jobs import (
-    JobContext,
-    JobMessage,
-    MockQueueDriver,
-    TransientJobError,
-    define_job,
-)
+from glasswork.jobs import JobContext, JobMessage, MockQueueDriver, TransientJobError, define_job
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.worker import Worker
 

@@ -29,7 +29,7 @@ from glasswork.jobs import (
 )
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.metrics import metric_sinks
-from glasswork.jobs.outcome_log import OutcomeLog
+from glasswork.jobs.metrics.outcome_log import OutcomeLog
 from glasswork.jobs.steps import worker_steps
 from glasswork.jobs.worker import Worker
 
@@ -168,7 +168,7 @@ def test_counts_are_flushed_when_the_process_exits(tmp_path: Path) -> None:
 from glasswork import define_module
 from glasswork.jobs import Executor, JobMessage, JobMetrics, define_job
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
-from glasswork.jobs.outcome_log import OutcomeLog
+from glasswork.jobs.metrics.outcome_log import OutcomeLog
 
 job = define_job(name="flaky", handler=lambda p, ctx: None, queue="work")
 log = OutcomeLog(SQLiteQueueDriver({str(tmp_path / "jobs.db")!r}), flush_every=3600)

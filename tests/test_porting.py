@@ -20,16 +20,6 @@ SRC = Path(glasswork.__file__).resolve().parent
 
 
 def test_the_workers_page_imports_work_from_the_package_root() -> None:
-    from glasswork import (  # noqa: F401 - the seeds' Workers page, line by line
-        EnqueueResult,
-        JobMessage,
-        JobService,
-        MockQueueDriver,
-        PermanentJobError,
-        QueueDriver,
-        TransientJobError,
-        bootstrap_worker,
-    )
 
     assert set(glasswork.jobs.__all__) <= set(glasswork.__all__)
     for name in glasswork.__all__:

@@ -14,9 +14,9 @@ import pytest
 from dashboard_support import seed_driver
 from glasswork.cli import main
 from glasswork.jobs import JobMessage
+from glasswork.jobs.drivers.inspection import OutcomeCount
 from glasswork.jobs.drivers.postgres import SCHEMA_VERSION, PostgresQueueDriver
 from glasswork.jobs.errors import ConfigurationError
-from glasswork.jobs.inspection import OutcomeCount
 from pgtest import connect, dsn, fresh_schema, url
 
 pytestmark = pytest.mark.postgres
@@ -91,7 +91,7 @@ def test_a_real_worker_records_its_outcomes(driver: PostgresQueueDriver) -> None
 def test_records_outcomes_false_leaves_the_log_out(driver: PostgresQueueDriver) -> None:
     from fixtures_app.shop import ShopModule
     from glasswork.jobs import Worker
-    from glasswork.jobs.outcome_log import OutcomeLog
+    from glasswork.jobs.metrics.outcome_log import OutcomeLog
 
     driver.records_outcomes = False
     worker = Worker(module=ShopModule, driver=driver, install_signal_handlers=False)

@@ -3,7 +3,7 @@ SQLite (one file) and PostgreSQL (the real server, a schema per test).
 
 Leases and receipts, attempts per delivery, lost-lease dead-lettering, delays, queue
 fairness, unique keys, batches, dead letters, stats and periodic claims; and what the
-dashboard reads (glasswork.jobs.inspection): outcome history and job lookup. What a job
+dashboard reads (glasswork.jobs.drivers.inspection): outcome history and job lookup. What a job
 may hold (unique keys, due times) is checked on every driver, SQS and the mock included,
 through JobService: input one driver cannot store is refused alike on all of them."""
 
@@ -29,10 +29,10 @@ from glasswork.jobs import (
     MockQueueDriver,
     define_job,
 )
+from glasswork.jobs.drivers.inspection import JobFinder, OutcomeCount, OutcomeStore
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.errors import ConfigurationError
-from glasswork.jobs.inspection import JobFinder, OutcomeCount, OutcomeStore
 from pgtest import POSTGRESQL, dsn, fresh_schema
 
 Make = Callable[..., Any]
@@ -101,7 +101,7 @@ def sqs_driver(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any
     """An SQS driver on the moto server, keeping unique keys in DynamoDB."""
     boto3 = pytest.importorskip("boto3")
     from glasswork.jobs.drivers.sqs import SQSQueueDriver
-    from glasswork.jobs.scheduler import create_scheduler_table
+    from glasswork.jobs.drivers.sqs.scheduler import create_scheduler_table
     from moto_support import reset_moto
 
     reset_moto(moto_endpoint)

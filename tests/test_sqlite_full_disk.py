@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from glasswork.jobs import EnqueueError, JobMessage
-from glasswork.jobs.drivers import sqlite_reserve
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
+from glasswork.jobs.drivers.sqlite import reserve as sqlite_reserve
 from glasswork.jobs.drivers.urls import driver_from_url
 from glasswork.jobs.errors import ConfigurationError
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from glasswork.jobs.scheduler import TTL_ATTRIBUTE
+from glasswork.jobs.drivers.sqs.scheduler import TTL_ATTRIBUTE
 
 yaml = pytest.importorskip("yaml")
 

@@ -14,7 +14,7 @@ import pytest
 
 from glasswork.jobs import ConfigurationError, JobMessage, JobService, QueueStats, define_job
 from glasswork.jobs.drivers.sqs import SQSQueueDriver
-from glasswork.jobs.scheduler import (
+from glasswork.jobs.drivers.sqs.scheduler import (
     TABLE_SHARDS,
     ScheduledJobsTable,
     create_scheduler_handler,
@@ -483,7 +483,7 @@ def test_items_another_scheduler_claims_meanwhile_are_left_and_the_rest_sent(
 _SCHEDULER_PROCESS = """
 import logging, os, signal, sys, threading, time
 from glasswork.jobs import SQSQueueDriver
-from glasswork.jobs.scheduler import run_scheduler
+from glasswork.jobs.drivers.sqs.scheduler import run_scheduler
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 endpoint, url, table, sig, when = sys.argv[1:6]
 

@@ -22,7 +22,7 @@ from glasswork.jobs import (
     define_job,
 )
 from glasswork.jobs.drivers.sqs import SQSQueueDriver
-from glasswork.jobs.scheduler import ScheduledJobsTable, create_scheduler_table
+from glasswork.jobs.drivers.sqs.scheduler import ScheduledJobsTable, create_scheduler_table
 
 from .conftest import REGION, Aws
 

@@ -11,8 +11,8 @@ import pytest
 
 from glasswork import define_module
 from glasswork.jobs import JobMessage, JobService, bootstrap_worker, define_job
-from glasswork.jobs.drivers.sqs import TRACEBACK_ATTRIBUTE, SQSQueueDriver
-from glasswork.jobs.drivers.sqs_dead_letters import dead_letter_attributes
+from glasswork.jobs.drivers.sqs.dead_letters import dead_letter_attributes
+from glasswork.jobs.drivers.sqs.driver import TRACEBACK_ATTRIBUTE, SQSQueueDriver
 from glasswork.jobs.testing import sqs_event
 from glasswork.jobs.worker import Worker
 

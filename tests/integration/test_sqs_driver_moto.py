@@ -20,8 +20,8 @@ from glasswork.jobs import (
     ReceivedMessage,
     define_job,
 )
-from glasswork.jobs.drivers.sqs import EnqueueBatchError, SQSQueueDriver
-from glasswork.jobs.scheduler import ScheduledJobsTable, create_scheduler_table
+from glasswork.jobs.drivers.sqs.driver import EnqueueBatchError, SQSQueueDriver
+from glasswork.jobs.drivers.sqs.scheduler import ScheduledJobsTable, create_scheduler_table
 
 from .conftest import REGION, Aws
 

@@ -23,8 +23,8 @@ from glasswork.jobs import (
     define_job,
 )
 from glasswork.jobs.drivers.sqs import SQSQueueDriver
-from glasswork.jobs.drivers.sqs_dead_letters import dead_letter_attributes
-from glasswork.jobs.scheduler import create_scheduler_table
+from glasswork.jobs.drivers.sqs.dead_letters import dead_letter_attributes
+from glasswork.jobs.drivers.sqs.scheduler import create_scheduler_table
 from glasswork.jobs.testing import sqs_record
 
 from .conftest import REGION, Aws

@@ -13,7 +13,7 @@ from typing import Any
 from glasswork.jobs import JobService
 from glasswork.jobs.drivers.base import ReceivedMessage
 from glasswork.jobs.drivers.sqs import SQSQueueDriver
-from glasswork.jobs.drivers.sqs_consuming import MAX_VISIBILITY_SECONDS
+from glasswork.jobs.drivers.sqs.consuming import MAX_VISIBILITY_SECONDS
 
 from .conftest import REGION, Aws
 from .test_sqs_driver_moto import RequestCounter

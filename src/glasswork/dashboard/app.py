@@ -20,19 +20,12 @@ from starlette.templating import Jinja2Templates
 from ..jobs.execution import JobRegistry
 from .dead_letter_pages import DeadLetterPages
 from .driver_view import DriverView
-from .security import (
-    LOOPBACK_NAMES,
-    BasicAuth,
-    CsrfGuard,
-    Redactor,
-    SecurityHeaders,
-    redact_url,
-)
+from .security import LOOPBACK_NAMES, BasicAuth, CsrfGuard, Redactor, SecurityHeaders, redact_url
 from .views import Pages
 
 if TYPE_CHECKING:
     from ..jobs.drivers.base import QueueDriver
-    from ..jobs.inspection import OutcomeHistory
+    from ..jobs.drivers.inspection import OutcomeHistory
     from ..jobs.metrics.lambda_concurrency import LambdaConcurrency
     from ..modules import Module
 

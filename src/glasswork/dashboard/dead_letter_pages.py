@@ -19,8 +19,8 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..jobs.dead_letter_query import PAGE_SIZE, DeadLetterPage, DeadLetterQuery
 from ..jobs.drivers.base import DeadLetterRecord
+from ..jobs.drivers.dead_letter_query import PAGE_SIZE, DeadLetterPage, DeadLetterQuery
 from .filters import Filters, read_filters
 from .forms import bounded_int, distinct_ids, read_form
 from .security import CsrfGuard

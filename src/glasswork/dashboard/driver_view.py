@@ -3,7 +3,7 @@
 Only the driver-agnostic methods are used: the dead-letter search and heartbeats of
 :class:`~glasswork.jobs.drivers.base.QueueDriver` (whose defaults say the driver cannot),
 and ``stats``, ``dead_letters``, ``redrive``, ``purge_dead_letters`` and the optional
-``outcome_history`` and ``find_job`` of :mod:`glasswork.jobs.inspection` (with their
+``outcome_history`` and ``find_job`` of :mod:`glasswork.jobs.drivers.inspection` (with their
 optional ``outcome_source`` and ``job_lookup_scope`` texts), found by duck typing, so any
 driver that grows one gets the page that uses it. A driver that can only list its dead
 letters is searched in memory. Outcome history may come from elsewhere than the driver
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..jobs.dead_letter_query import DeadLetterPage, DeadLetterQuery, search, time_cursor
 from ..jobs.drivers.base import DeadLetterRecord, QueueDriver, QueueStats
-from ..jobs.heartbeats import WorkerBeat
-from ..jobs.inspection import FoundJob, OutcomeCount, OutcomeHistory
+from ..jobs.drivers.dead_letter_query import DeadLetterPage, DeadLetterQuery, search, time_cursor
+from ..jobs.drivers.heartbeats import WorkerBeat
+from ..jobs.drivers.inspection import FoundJob, OutcomeCount, OutcomeHistory
 from .security import Redactor
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
 """The dead-letter page's filters: read from a URL's query (or a posted form) into a
-:class:`~glasswork.jobs.dead_letter_query.DeadLetterQuery`, and written back into links.
+:class:`~glasswork.jobs.drivers.dead_letter_query.DeadLetterQuery`, and written back into links.
 
 Parameters: ``queue``, ``job`` (job name), ``q`` (text in the reason), ``from`` and
 ``until`` (failure times, ``2024-05-01T13:00``, UTC unless an offset is given), ``reason``
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from ..jobs.dead_letter_query import DeadLetterQuery
+from ..jobs.drivers.dead_letter_query import DeadLetterQuery
 
 #: The longest text a filter field takes.
 MAX_FIELD = 4096

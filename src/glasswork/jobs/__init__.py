@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._lazy import load_lazily
 from .async_service import AsyncJobService
+from .aws_lambda.handler import LambdaWorker, bootstrap_worker
 from .context import JobContext, JobLogger
 from .definition import JobDefinition, RetryPolicy, define_job, define_periodic_job
 from .drivers.base import (
@@ -19,7 +19,8 @@ from .drivers.base import (
     QueueStats,
     ReceivedMessage,
 )
-from .drivers.mock import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
+from .drivers.inspection import FoundJob, OutcomeCount
+from .drivers.mock.driver import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
 from .drivers.urls import driver_from_url
 from .durations import parse_duration
 from .errors import (
@@ -51,10 +52,9 @@ from .execution import (
     Retry,
     RunStep,
 )
+from .extras import MovedModules, load_lazily
 from .idempotency import Idempotency, IdempotencyStore, MemoryIdempotencyStore
 from .idempotency.step import Duplicate
-from .inspection import FoundJob, OutcomeCount
-from .lambda_handler import LambdaWorker, bootstrap_worker
 from .message import MAX_MESSAGE_BYTES, JobMessage
 from .metrics import EMFMetrics, JobMetrics, MetricsSink
 from .service import JobService
@@ -63,22 +63,22 @@ from .timeouts import JobTimeout
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     from .drivers.postgres import PostgresQueueDriver
-    from .drivers.sqlite import SQLiteQueueDriver
-    from .drivers.sqs import SQSQueueDriver
+    from .drivers.sqlite.driver import SQLiteQueueDriver
+    from .drivers.sqs.driver import SQSQueueDriver
+    from .drivers.sqs.scheduler import create_scheduler_handler, run_scheduler
     from .idempotency.dynamodb import DynamoDBIdempotencyStore, create_idempotency_table
     from .idempotency.sqlite import SQLiteIdempotencyStore
+    from .metrics.outcome_log import OutcomeLog
     from .metrics.prometheus import PrometheusMetrics
-    from .outcome_log import OutcomeLog
-    from .scheduler import create_scheduler_handler, run_scheduler
     from .worker import Worker
 
 # Names whose modules import boto3 or other optional packages: loaded on first use.
 _LAZY = {
     "SQSQueueDriver": ".drivers.sqs",
-    "create_scheduler_handler": ".scheduler",
-    "run_scheduler": ".scheduler",
+    "create_scheduler_handler": ".drivers.sqs.scheduler",
+    "run_scheduler": ".drivers.sqs.scheduler",
     "SQLiteQueueDriver": ".drivers.sqlite",
-    "OutcomeLog": ".outcome_log",
+    "OutcomeLog": ".metrics.outcome_log",
     "PostgresQueueDriver": ".drivers.postgres",
     "Worker": ".worker",
     "SQLiteIdempotencyStore": ".idempotency.sqlite",
@@ -90,6 +90,45 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     return load_lazily(__name__, _LAZY, name)
+
+
+# Module paths of earlier releases, still importable (with a DeprecationWarning).
+MovedModules.register(
+    {
+        f"{__name__}.{old}": f"{__name__}.{new}"
+        for old, new in {
+            "lambda_handler": "aws_lambda.handler",
+            "lambda_batch": "aws_lambda.batch",
+            "lambda_settle": "aws_lambda.settle",
+            "lambda_sqs": "aws_lambda.source_queues",
+            "lambda_checks": "aws_lambda.checks",
+            "scheduler": "drivers.sqs.scheduler",
+            "drivers.sqs_async": "drivers.sqs.async_enqueuer",
+            "drivers.sqs_consuming": "drivers.sqs.consuming",
+            "drivers.sqs_dead_letters": "drivers.sqs.dead_letters",
+            "drivers.sqs_fifo": "drivers.sqs.fifo",
+            "drivers.sqs_lookup": "drivers.sqs.lookup",
+            "drivers.sqs_problems": "drivers.sqs.problems",
+            "drivers.sqs_sending": "drivers.sqs.sending",
+            "drivers.sqs_unique": "drivers.sqs.unique",
+            "drivers.sqlite_files": "drivers.sqlite.files",
+            "drivers.sqlite_inspection": "drivers.sqlite.inspection",
+            "drivers.sqlite_reserve": "drivers.sqlite.reserve",
+            "drivers.sqlite_dead_letters": "drivers.sqlite.dead_letters",
+            "drivers.sqlite_workers": "drivers.sqlite.workers",
+            "outcome_log": "metrics.outcome_log",
+            "aws_errors": "aws.errors",
+            "dynamodb_tables": "aws.tables",
+            "inspection": "drivers.inspection",
+            "heartbeats": "drivers.heartbeats",
+            "dead_letter_query": "drivers.dead_letter_query",
+            "tracebacks": "errors",
+            "loops": "execution",
+            "scoped_keys": "message",
+            "_lazy": "extras",
+        }.items()
+    }
+)
 
 
 __all__ = [

@@ -16,6 +16,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,11 +33,10 @@ from .errors import (
     PermanentJobError,
     TransientJobError,
     UnknownJobError,
+    is_deliberate,
 )
-from .loops import PrivateLoop, as_coroutine
 from .message import ENVELOPE_VERSION, JobMessage
 from .outcomes import DeadLetter, Discard, Done, Outcome, Retry, done_for
-from .tracebacks import is_deliberate
 
 if TYPE_CHECKING:
     from ..modules import Module
@@ -513,8 +513,8 @@ class Executor:
         """The outcome of a run that raised ``error``, logged once: WARNING for a retry or a
         discard, ERROR for a dead letter. The first attempt's line (and the dead letter's)
         carries the traceback, except for a deliberate job error (see
-        :mod:`~glasswork.jobs.tracebacks`). Workers log no failure lines of their own: this
-        is the one place, for Lambda and the long-running worker alike."""
+        :func:`~glasswork.jobs.errors.failure_traceback`). Workers log no failure lines of
+        their own: this is the one place, for Lambda and the long-running worker alike."""
         if isinstance(error, PermanentJobError):
             return await self._dead_letter(ctx, error)
         await self._hook(self.hooks.on_job_failed, ctx, error)
@@ -625,3 +625,44 @@ def _describe(error: BaseException) -> str:
 
 def _name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+# -- the private event loop ------------------------------------------------------------------
+
+
+class PrivateLoop:
+    """One event loop, made on first use and kept, so a Lambda container reuses it between
+    invocations; :meth:`run` runs a coroutine to completion on it."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
+    def run(self, coro: Awaitable[Any]) -> Any:
+        """Run ``coro`` to completion here; from a thread whose own loop is running (an
+        async caller), on a fresh loop in a helper thread instead."""
+        if asyncio._get_running_loop() is not None:
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(asyncio.run, as_coroutine(coro)).result()
+        loop = self.loop
+        try:
+            return loop.run_until_complete(coro)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # SystemExit/KeyboardInterrupt leave the loop mid-iteration, with a stale
+                # stop callback queued: start the next run on a fresh loop.
+                self._loop = None
+                loop.close()
+            raise
+
+
+async def as_coroutine(awaitable: Awaitable[Any]) -> Any:
+    """Any awaitable as a coroutine (what ``run_until_complete`` and ``asyncio.run`` take)."""
+    return await awaitable

@@ -1,11 +1,19 @@
 """The optional extras (``pip install 'glasswork[sqs]'``, ...) and the error a missing one
 gives: importing a part that needs one says which extra to install, while any other import
-failure (a bug, a broken installation) surfaces as itself."""
+failure (a bug, a broken installation) surfaces as itself; and names a package loads on first
+use (:func:`load_lazily`), so that optional extras and the modules that need them stay out of
+``import glasswork.jobs``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from .errors import ConfigurationError
 
@@ -33,3 +41,43 @@ def needs_extra(
             message = what.replace("{name}", exc.name)  # not format(): `what` may hold braces
             raise error(f"{message}: pip install 'glasswork[{extra}]'") from None
         raise
+
+
+def load_lazily(package: str, names: Mapping[str, str], name: str) -> Any:
+    """``package``'s attribute ``name`` from the module ``names[name]`` (relative to
+    ``package``), imported now and kept on the package; a module ``__getattr__`` calls it."""
+    module = names.get(name)
+    if module is None:
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, package), name)
+    setattr(sys.modules[package], name, value)
+    return value
+
+
+class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Old module paths that still import, as the modules now at their new paths (with a
+    ``DeprecationWarning``): ``import glasswork.jobs.scheduler`` gives
+    ``glasswork.jobs.drivers.sqs.scheduler``. Registered once by ``glasswork.jobs``."""
+
+    def __init__(self, moved: Mapping[str, str]) -> None:
+        self.moved = dict(moved)
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname not in self.moved:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec: Any) -> Any:
+        new = self.moved[spec.name]
+        warnings.warn(
+            f"{spec.name} is now {new}; import it from there", DeprecationWarning, stacklevel=2
+        )
+        return importlib.import_module(new)
+
+    def exec_module(self, module: Any) -> None:
+        """Nothing to run: the module at the new path is loaded already."""
+
+    @classmethod
+    def register(cls, moved: Mapping[str, str]) -> None:
+        if not any(isinstance(finder, cls) for finder in sys.meta_path):
+            sys.meta_path.append(cls(moved))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .tracebacks import failure_traceback
+from .errors import failure_traceback
 
 if TYPE_CHECKING:
     from .context import JobContext
@@ -117,7 +117,7 @@ class DeadLetter(_Failed):
     def traceback(self) -> str | None:
         """The formatted traceback of ``error`` kept with the dead letter (about 8 KB at
         most, the end kept), or None for a deliberate job error: see
-        :mod:`glasswork.jobs.tracebacks`."""
+        :func:`glasswork.jobs.errors.failure_traceback`."""
         return failure_traceback(self.error)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import EnqueueResult, QueueDriver, ReceivedMessage
-from .mock import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
+from .mock.driver import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
 
 __all__ = [
     "DeadLetterEntry",

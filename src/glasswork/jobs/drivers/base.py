@@ -22,8 +22,8 @@ from ..message import MAX_MESSAGE_BYTES, JobMessage
 
 if TYPE_CHECKING:
     from ..execution import RunStep
-    from ..heartbeats import HeartbeatStore
     from ..idempotency.store import IdempotencyStore
+    from .heartbeats import HeartbeatStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ class DeadLetterRecord:
     """One dead letter: the driver's ``id`` for it (what ``redrive``/``purge_dead_letters``
     take), the original body, the reason, when it failed (None when unknown) and the
     formatted traceback of the failure (None for a deliberate job error, a lost lease, or a
-    dead letter kept without one; see :mod:`glasswork.jobs.tracebacks`)."""
+    dead letter kept without one; see :func:`glasswork.jobs.errors.failure_traceback`)."""
 
     id: str
     queue: str | None
@@ -332,7 +332,7 @@ class QueueDriver(ABC):
     ) -> DeadLetterPage:
         """The dead letters ``query`` matches, newest first: the page after ``cursor`` (a
         page's ``next_cursor``; None: the first), with the count and the groups by reason
-        of every match (see :mod:`glasswork.jobs.dead_letter_query`)."""
+        of every match (see :mod:`glasswork.jobs.drivers.dead_letter_query`)."""
         raise NotImplementedError(f"driver {self.name!r} cannot list dead letters")
 
     def find_dead_letter(self, record_id: str) -> DeadLetterRecord | None:

@@ -1,4 +1,4 @@
-"""The WHERE clause of a dead-letter search (:class:`~glasswork.jobs.dead_letter_query.
+"""The WHERE clause of a dead-letter search (:class:`~glasswork.jobs.drivers.dead_letter_query.
 DeadLetterQuery`) over a ``glasswork_dead_letters`` table, for SQLite and PostgreSQL.
 
 Cursors are ids as text: ids only grow (SQLite: AUTOINCREMENT; PostgreSQL: an identity
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..dead_letter_query import DeadLetterQuery
 from ..errors import ConfigurationError
+from .dead_letter_query import DeadLetterQuery
 
 
 @dataclass(frozen=True, slots=True)

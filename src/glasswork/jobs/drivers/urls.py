@@ -146,7 +146,7 @@ def _query(url: str, query: str) -> list[tuple[str, str]]:
 
 
 def _sqlite(url: str, host: str, path: str, query: str, create: bool) -> QueueDriver:
-    from .sqlite import SQLiteQueueDriver
+    from .sqlite.driver import SQLiteQueueDriver
 
     if host or not path.startswith("/") or path == "/":
         raise ConfigurationError(
@@ -208,7 +208,7 @@ def _sqs(url: str, host: str, query: str) -> QueueDriver:
         )
     try:
         with needs_extra("sqs", "the SQS driver needs boto3"):
-            from .sqs import SQSQueueDriver
+            from .sqs.driver import SQSQueueDriver
     except ModuleNotFoundError as exc:
         raise ConfigurationError(
             f"the SQS driver (glasswork.jobs.drivers.sqs) is not available in this "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._lazy import load_lazily
+from ..extras import load_lazily
 from .memory import MemoryIdempotencyStore
 from .options import DEFAULT_EXPIRES, Idempotency, idempotency_key
 from .store import COMPLETED, IN_PROGRESS, IdempotencyRecord, IdempotencyStore

@@ -14,8 +14,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ..aws_errors import CONDITION_FAILED, error_code
-from ..dynamodb_tables import dynamodb_client, ensure_table
+from ..aws.errors import CONDITION_FAILED, error_code
+from ..aws.tables import dynamodb_client, ensure_table
 from .store import COMPLETED, IN_PROGRESS, IdempotencyRecord, IdempotencyStore
 
 #: The table's TTL attribute.

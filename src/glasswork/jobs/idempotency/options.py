@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..durations import Delay, parse_duration
 from ..errors import ConfigurationError
-from ..scoped_keys import scoped_key
+from ..message import scoped_key
 
 if TYPE_CHECKING:
     from .store import IdempotencyStore
@@ -70,7 +70,7 @@ class Idempotency:
 
 def idempotency_key(job_name: str, key: object) -> str:
     """The stored key of a run: the job name and its key (a job id or a payload's key), one
-    string per pair (:func:`~glasswork.jobs.scoped_keys.scoped_key`). A key over 200
+    string per pair (:func:`~glasswork.jobs.message.scoped_key`). A key over 200
     characters is stored as ``sha256:<hex>`` so any store can hold it; so is one that already
     starts with ``sha256:``, which could otherwise pass for another key's hash."""
     text = str(key)

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 
-from ..drivers.sqlite_files import check_synchronous, file_path, open_file
+from ..drivers.sqlite.files import check_synchronous, file_path, open_file
 from .store import COMPLETED, IN_PROGRESS, IdempotencyRecord, IdempotencyStore
 
 _SCHEMA = """

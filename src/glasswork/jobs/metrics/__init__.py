@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._lazy import load_lazily
+from ..extras import load_lazily
 from .emf import EMFMetrics
 from .sink import JobMetrics, MetricsOption, MetricsSink, flush_metrics, metric_sinks
 

@@ -23,7 +23,7 @@ import boto3
 from botocore.config import Config
 
 if TYPE_CHECKING:
-    from ..drivers.sqs import SQSQueueDriver
+    from ..drivers.sqs.driver import SQSQueueDriver
 
 #: Minutes of ConcurrentExecutions read back.
 WINDOW_MINUTES = 15

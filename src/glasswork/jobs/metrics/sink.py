@@ -63,7 +63,7 @@ def metric_sinks(
         if not any(isinstance(sink, PrometheusMetrics) for sink in sinks):
             sinks += (PrometheusMetrics(),)
     if _stores_outcomes(driver):
-        from ..outcome_log import OutcomeLog
+        from .outcome_log import OutcomeLog
 
         sinks += (OutcomeLog(driver),)  # type: ignore[arg-type]
     return sinks

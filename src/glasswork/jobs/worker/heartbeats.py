@@ -1,5 +1,5 @@
 """HeartbeatWriter: the worker's row in the driver's heartbeat store, beaten from a thread of
-its own (see :mod:`glasswork.jobs.heartbeats`).
+its own (see :mod:`glasswork.jobs.drivers.heartbeats`).
 
 A beat is one small write every ``every`` seconds, off the control thread, so a slow store
 never delays receiving or settling jobs; a failed beat is logged once per outage and
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from ..heartbeats import HeartbeatStore, WorkerBeat
+from ..drivers.heartbeats import HeartbeatStore, WorkerBeat
 
 
 class HeartbeatWriter:

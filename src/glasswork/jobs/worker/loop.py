@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..drivers.base import QueueDriver
+from ..drivers.heartbeats import BEAT_SECONDS
 from ..durations import Delay, positive_seconds
 from ..errors import ConfigurationError
 from ..execution import Executor, Hook, JobHooks, RunStep
-from ..heartbeats import BEAT_SECONDS
 from ..metrics.sink import MetricsOption, MetricsSink, flush_metrics, metric_sinks
 from ..steps import worker_steps
 from ..stop_signals import STOP_SIGNALS

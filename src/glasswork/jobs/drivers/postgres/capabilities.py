@@ -1,5 +1,5 @@
 """What the PostgreSQL driver offers beyond the queue contract: outcome history and job
-lookup (the optional capabilities of :mod:`glasswork.jobs.inspection`, which the dashboard
+lookup (the optional capabilities of :mod:`glasswork.jobs.drivers.inspection`, which the dashboard
 uses).
 
 Outcome counts live in one small table, added by schema version 2::
@@ -7,7 +7,7 @@ Outcome counts live in one small table, added by schema version 2::
     glasswork_outcomes(minute, queue, job_name, outcome, count)   # minute: timestamptz
 
 Every worker on the driver records into it through its
-:class:`~glasswork.jobs.outcome_log.OutcomeLog` (one upsert every few seconds per worker
+:class:`~glasswork.jobs.metrics.outcome_log.OutcomeLog` (one upsert every few seconds per worker
 process); recording drops rows older than ``outcome_retention`` seconds, so the table holds
 a day of minutes by default.
 """
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ...inspection import FoundJob, OutcomeCount
+from ..inspection import FoundJob, OutcomeCount
 from .inspection import dead_letter_record
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
 """Searching the PostgreSQL driver's dead letters (pages newest first, groups by reason, one
-by id) and acting on every match of a search; see :mod:`glasswork.jobs.dead_letter_query`.
+by id) and acting on every match of a search; see :mod:`glasswork.jobs.drivers.dead_letter_query`.
 
 Ids come from an identity column, so they are never reused and pages are keyset pages on
 the id. Schema version 4 adds the indexes ``(job_name, id)`` and ``(failed_at)``.
@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
-from ...dead_letter_query import GROUPS, DeadLetterGroup, DeadLetterPage, DeadLetterQuery
 from ..base import DeadLetterRecord
+from ..dead_letter_query import GROUPS, DeadLetterGroup, DeadLetterPage, DeadLetterQuery
 from ..dead_letter_sql import POSTGRES, row_id, where
 from . import inspection
 

@@ -1,4 +1,4 @@
-"""The PostgreSQL driver's worker heartbeats (see :mod:`glasswork.jobs.heartbeats`), in one
+"""The PostgreSQL driver's worker heartbeats (see :mod:`glasswork.jobs.drivers.heartbeats`), in one
 small table added by schema version 4::
 
     glasswork_workers(id, host, pid, queues, concurrency, in_flight, every, started_at,
@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import TYPE_CHECKING
 
-from ...heartbeats import FORGET_AFTER, WorkerBeat
+from ..heartbeats import FORGET_AFTER, WorkerBeat
 
 if TYPE_CHECKING:
     import psycopg

@@ -1,0 +1,336 @@
+"""bootstrap_worker: the AWS Lambda handler for SQS batches and EventBridge events.
+
+The pieces: :mod:`~glasswork.jobs.aws_lambda.batch` runs a batch's records (concurrency, FIFO
+groups, the invocation's time), :mod:`~glasswork.jobs.aws_lambda.settle` turns outcomes into
+dead letters and retry delays, :mod:`~glasswork.jobs.aws_lambda.checks` checks the deployment
+on the first batch from each queue. This module routes events and builds the response.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..drivers.base import QueueDriver
+from ..errors import (
+    BatchRetryError,
+    ConfigurationError,
+    DeadLetterUnavailableError,
+    TransientJobError,
+)
+from ..execution import DeadLetter, Done, Executor, Hook, JobHooks, Retry, RunStep
+from ..message import JobMessage
+from ..metrics.sink import MetricsOption, flush_metrics, metric_sinks
+from ..steps import worker_steps
+from .batch import CUT, HELD_BACK, NO_TIME, BatchResult, BatchRunner
+from .checks import SetupChecks
+from .settle import Settler
+from .source_queues import RecordQueues, default_client
+
+if TYPE_CHECKING:
+    from ...modules import Module
+    from ..idempotency.store import IdempotencyStore
+
+logger = logging.getLogger("glasswork.jobs")
+
+# dict first: isinstance() matches it without the ABC machinery Mapping needs.
+_MAPPINGS = (dict, Mapping)
+
+#: How long the first batch waits for the setup checks when Lambda gives no deadline.
+CHECKS_WAIT_SECONDS = 5.0
+
+
+class LambdaWorker:
+    """The callable ``bootstrap_worker`` returns: ``handler(event, context)``.
+
+    * SQS event (``{"Records": [...]}``): runs the records and returns the partial batch
+      response ``{"batchItemFailures": [{"itemIdentifier": message_id}, ...]}`` listing only
+      the records to retry. When every record is to be retried, or when a partial response
+      cannot carry the retries (see ``report_batch_item_failures``), it raises
+      :class:`~glasswork.jobs.BatchRetryError` instead, so Lambda returns the batch.
+    * EventBridge event (``{"jobName": ...}`` or ``{"detail": {"jobName": ...}}``): runs the
+      named job once with the event's ``payload``; a retriable failure, or a dead letter that
+      cannot be kept, raises, so Lambda's asynchronous retries apply.
+    """
+
+    def __init__(
+        self,
+        module: Module,
+        driver: QueueDriver | None = None,
+        hooks: JobHooks | Mapping[str, Hook] | None = None,
+        log: logging.Logger | None = None,
+        steps: Sequence[RunStep] = (),
+        metrics: MetricsOption = None,
+        idempotency_store: IdempotencyStore | None = None,
+        *,
+        report_batch_item_failures: bool = True,
+        batch_concurrency: int | None = None,
+        sync_concurrency: int = 1,
+        deadline_margin: float = 0.5,
+        check_setup: bool = True,
+    ) -> None:
+        from ...modules import Module
+
+        if not isinstance(module, Module):
+            raise TypeError(f"module must come from define_module, got {module!r}")
+        _check_options(batch_concurrency, sync_concurrency, deadline_margin)
+        self.module = module
+        self.driver = driver
+        self.log = log or logger
+        self.report_batch_item_failures = report_batch_item_failures
+        self.metrics = metric_sinks(metrics, driver=driver)
+        self.executor = Executor.for_module(module, hooks, self.log)
+        self.executor.steps = tuple(
+            worker_steps(
+                self.executor.registry,
+                driver,
+                steps,
+                metrics=self.metrics,
+                idempotency_store=idempotency_store,
+            )
+        )
+        self.registry = self.executor.registry
+        self.services = self.executor.services
+        self.queues = RecordQueues(_client_factory(driver))
+        self.settler = Settler(driver, self.queues, self.log)
+        self.runner = BatchRunner(
+            self.executor,
+            self.settler,
+            batch_concurrency=batch_concurrency,
+            sync_concurrency=sync_concurrency,
+            deadline_margin=deadline_margin,
+            log=self.log,
+        )
+        self.checks = SetupChecks(self.registry, self.queues, self.log) if check_setup else None
+
+    def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        try:
+            return self._dispatch(event, context)
+        finally:
+            if self.metrics:
+                flush_metrics(self.metrics)  # one EMF line per invocation's batch
+
+    def _dispatch(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        if not isinstance(event, _MAPPINGS):
+            raise TypeError(f"expected an SQS or EventBridge event (a dict), got {type(event)}")
+        if "Records" in event:
+            return self.handle_sqs(event, context)
+        detail = event.get("detail")
+        job_name = event.get("jobName") or (
+            detail.get("jobName") if isinstance(detail, Mapping) else None
+        )
+        if isinstance(job_name, str) and job_name:
+            payload = event.get("payload")
+            if payload is None and isinstance(detail, Mapping):
+                payload = detail.get("payload")
+            return self.handle_periodic(job_name, payload, context, event_id=event.get("id"))
+        raise ValueError(
+            "unrecognised event: expected an SQS batch ({'Records': [...]}) or an EventBridge "
+            f"event naming a job ({{'jobName': ...}}); got keys {sorted(event)}"
+        )
+
+    def handle_sqs(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        """Run an SQS batch; returns the Lambda partial batch response (or raises
+        :class:`~glasswork.jobs.BatchRetryError`, see the class docstring)."""
+        records = event["Records"]
+        if not isinstance(records, list):
+            raise ValueError(
+                f"the SQS event's 'Records' must be a list of records, got {type(records).__name__}"
+            )
+        if not records:
+            return {"batchItemFailures": []}
+        first = records[0]
+        arn = first.get("eventSourceARN") if isinstance(first, _MAPPINGS) else None
+        arn = arn if isinstance(arn, str) else ""
+        checks = (
+            self.checks
+            if arn and self.checks is not None and self.checks.start(arn, context)
+            else None
+        )
+        result = self.runner.run(
+            records, context, fifo=arn.endswith(".fifo"), job_names=checks is not None
+        )
+        if checks is not None and result.job_names is not None:
+            deadline = result.deadline
+            wait = CHECKS_WAIT_SECONDS if deadline is None else deadline - time.monotonic()
+            checks.finish(arn, result.job_names, wait)
+        if result.reported or result.counts is not None:
+            self._log_batch(len(records), result)
+        if not result.reported:
+            return {"batchItemFailures": []}
+        return self._respond(records, result, arn)
+
+    def _respond(self, records: list[Any], result: BatchResult, arn: str) -> dict[str, Any]:
+        retried = [
+            r.get("messageId") if isinstance(r, Mapping) else None for r, _ in result.reported
+        ]
+        ids = [str(i) for i in retried if isinstance(i, str) and i]
+        if len(result.reported) == len(records):
+            reasons = Counter(why for _, why in result.reported)
+            raise BatchRetryError(
+                f"all {len(records)} records of the batch are to be retried "
+                f"({_tally(reasons)}); raising so Lambda returns the batch to the queue",
+                ids,
+            )
+        why_not_partial = self._why_not_partial(arn, all_named=len(ids) == len(retried))
+        if why_not_partial is None:
+            return {"batchItemFailures": [{"itemIdentifier": i} for i in ids]}
+        reported = {id(r) for r, _ in result.reported}
+        finished = [r for r in records if id(r) not in reported and isinstance(r, Mapping)]
+        self.settler.ack(finished)  # a failed delete is logged: that record runs again
+        raise BatchRetryError(
+            f"{len(result.reported)} of {len(records)} records are to be retried and a partial "
+            f"batch response cannot carry them ({why_not_partial}); the {len(finished)} "
+            "finished records were deleted first; raising so Lambda returns the rest",
+            ids,
+        )
+
+    def _why_not_partial(self, arn: str, *, all_named: bool) -> str | None:
+        """Why this batch's retries cannot go in a partial batch response (None: they can)."""
+        if not self.report_batch_item_failures:
+            return "report_batch_item_failures=False"
+        if self.checks is not None and self.checks.partial_responses_ignored(arn):
+            return "the event source mapping lacks ReportBatchItemFailures"
+        if not all_named:
+            return "a record to retry has no messageId"
+        return None
+
+    def handle_periodic(
+        self, job_name: str, payload: Any = None, context: Any = None, event_id: Any = None
+    ) -> dict[str, Any]:
+        """Run the job an EventBridge rule names."""
+        message = JobMessage.create(
+            job_name, payload, queue="periodic", job_id=str(event_id) if event_id else None
+        )
+        outcome = self.executor.execute_sync(message, 1, lambda_context=context)
+        if isinstance(outcome, Retry):
+            raise TransientJobError(
+                f"job {job_name!r} failed; raising so Lambda retries the event: {outcome.error!r}"
+            ) from outcome.error
+        if isinstance(outcome, DeadLetter):
+            why = self.settler.keep(message.encode(), outcome, "periodic")
+            if why is not None:
+                raise DeadLetterUnavailableError(
+                    f"periodic job {job_name!r} failed for good ({outcome.reason}) and its dead "
+                    f"letter could not be kept: {why}; raising so Lambda's asynchronous retries "
+                    "and on-failure destination keep the event"
+                ) from outcome.error
+            return {
+                "jobName": job_name,
+                "jobId": message.job_id,
+                "status": "dead_letter",
+                "reason": outcome.reason,
+            }
+        status = "done" if isinstance(outcome, Done) else "discarded"
+        return {"jobName": job_name, "jobId": message.job_id, "status": status}
+
+    def _log_batch(self, size: int, result: BatchResult) -> None:
+        reasons = Counter(why for _, why in result.reported)
+        late = reasons[NO_TIME] + reasons[CUT]
+        if late:
+            self.log.warning(
+                "%d record(s) did not run to the end within the invocation's time (%.2fs "
+                "at the start of the batch, keeping %.2fs to settle it); reported for retry",
+                late,
+                (result.seconds_left or 0) + self.runner.deadline_margin,
+                self.runner.deadline_margin,
+            )
+        if reasons[HELD_BACK]:
+            self.log.info(
+                "%d record(s) held back behind an earlier record of their FIFO group; "
+                "reported for retry",
+                reasons[HELD_BACK],
+            )
+        if result.counts is not None:  # the summary is built only to be logged
+            counts = result.counts + Counter({"reported": len(result.reported)})
+            self.log.info("batch of %d: %s", size, _tally(counts) or "empty")
+
+
+def _tally(counts: Counter[str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()) if v)
+
+
+def _check_options(
+    batch_concurrency: int | None, sync_concurrency: int, deadline_margin: float
+) -> None:
+    if batch_concurrency is not None and (
+        not isinstance(batch_concurrency, int) or batch_concurrency < 1
+    ):
+        raise ConfigurationError(
+            f"batch_concurrency must be a positive integer or None (the whole batch), got "
+            f"{batch_concurrency!r}"
+        )
+    if not isinstance(sync_concurrency, int) or sync_concurrency < 1:
+        raise ConfigurationError(
+            f"sync_concurrency must be a positive integer (1: sync jobs run in order), got "
+            f"{sync_concurrency!r}"
+        )
+    if not isinstance(deadline_margin, int | float) or deadline_margin < 0:
+        raise ConfigurationError(
+            f"deadline_margin must be seconds (0 or more), got {deadline_margin!r}"
+        )
+
+
+def _client_factory(driver: QueueDriver | None) -> Any:
+    """The SQS client for looking at source queues: the SQS driver's own (its region,
+    endpoint and credentials) when the worker has one, else one per region."""
+    sqs = sys.modules.get("glasswork.jobs.drivers.sqs.driver")
+    if sqs is not None and isinstance(driver, sqs.SQSQueueDriver):
+        return lambda region: driver.client
+    return default_client
+
+
+def bootstrap_worker(
+    *,
+    module: Module,
+    driver: QueueDriver | None = None,
+    hooks: JobHooks | Mapping[str, Hook] | None = None,
+    logger: logging.Logger | None = None,
+    steps: Sequence[RunStep] = (),
+    metrics: MetricsOption = None,
+    idempotency_store: IdempotencyStore | None = None,
+    report_batch_item_failures: bool = True,
+    batch_concurrency: int | None = None,
+    sync_concurrency: int = 1,
+    deadline_margin: float = 0.5,
+    check_setup: bool = True,
+) -> LambdaWorker:
+    """Make the AWS Lambda handler for ``module``'s jobs (and every module it imports).
+
+    ``driver`` gives retries their backoff and permanent failures a dead letter (without
+    one, dead letters go to the DLQ of the record's queue, from its redrive policy);
+    ``hooks`` maps ``on_job_start``/``on_job_complete``/``on_job_failed``/
+    ``on_job_dead_letter`` to functions; ``steps`` wrap every run (see
+    :class:`~glasswork.jobs.RunStep`). ``metrics`` (an :class:`~glasswork.jobs.EMFMetrics`,
+    or sinks) count every run, flushed once per invocation. ``idempotency_store`` keeps the
+    keys of ``idempotent`` jobs that name no store of their own.
+
+    ``report_batch_item_failures=False`` raises on any retry, for event source mappings
+    without ``FunctionResponseTypes: [ReportBatchItemFailures]``. ``batch_concurrency``
+    bounds how many records of a batch run at once (default: all; async handlers run
+    concurrently); ``sync_concurrency`` runs sync handlers on that many threads (default 1:
+    in order, on the handler's thread). ``deadline_margin`` is the time (seconds) kept free
+    before Lambda's deadline to settle a batch. ``check_setup`` checks the event source
+    mapping and redrive policy on the first batch from each queue. Duplicate job names,
+    idempotent jobs without a store and bad options raise here, at bootstrap.
+
+    >>> handler = bootstrap_worker(module=WorkerModule)   # doctest: +SKIP
+    """
+    return LambdaWorker(
+        module,
+        driver,
+        hooks,
+        logger,
+        steps,
+        metrics,
+        idempotency_store,
+        report_batch_item_failures=report_batch_item_failures,
+        batch_concurrency=batch_concurrency,
+        sync_concurrency=sync_concurrency,
+        deadline_margin=deadline_margin,
+        check_setup=check_setup,
+    )
