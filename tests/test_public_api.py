@@ -142,6 +142,30 @@ def test_both_packages_export_at_most_35_names() -> None:
     assert not internals & set(glasswork.__all__)
 
 
+def test_the_seeds_names_are_in_the_application_tier() -> None:
+    """The TypeScript seeds' imports from 'glasswork' and 'glasswork/jobs', in snake_case."""
+    seeds = {
+        "define_job",
+        "define_periodic_job",
+        "define_module",
+        "JobService",
+        "SQSQueueDriver",
+        "MockQueueDriver",
+        "QueueDriver",
+        "JobMessage",
+        "EnqueueResult",
+        "bootstrap_worker",
+        "create_scheduler_handler",
+        "TransientJobError",
+        "PermanentJobError",
+        "InvalidJobPayloadError",
+        "PayloadTooLargeError",
+        "DuplicateJobError",
+    }
+    assert seeds <= set(glasswork.__all__)
+    assert seeds - {"define_module"} <= set(glasswork.jobs.__all__)
+
+
 @pytest.mark.parametrize("package", [glasswork, glasswork.jobs], ids=lambda p: p.__name__)
 def test_dir_shows_the_application_tier(package: object) -> None:
     shown = {name for name in dir(package) if not name.startswith("__")}
@@ -190,6 +214,20 @@ def test_every_name_exported_before_the_tiers_still_imports(package: str, name: 
     assert {w.filename for w in seen} == {__file__}
 
 
+def test_every_error_imports_from_both_packages_without_a_warning() -> None:
+    errors = importlib.import_module("glasswork.jobs.errors")
+    defined = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, glasswork.GlassworkError)
+    }
+    assert defined == QUIET | {n for n in glasswork.jobs.__all__ if n.endswith("Error")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in defined:
+            assert getattr(glasswork.jobs, name) is getattr(glasswork, name) is vars(errors)[name]
+
+
 def test_unknown_names_still_raise_attribute_error() -> None:
     with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
         glasswork.jobs.Nope  # type: ignore[attr-defined]
@@ -199,7 +237,7 @@ def test_unknown_names_still_raise_attribute_error() -> None:
 
 def test_every_moved_name_is_documented_where_its_warning_sends_you() -> None:
     places = documented_places()
-    moved = {**glasswork.jobs._MOVED, **glasswork._MOVED}
+    moved = {**glasswork.jobs.MOVED_NAMES, **glasswork.MOVED_NAMES}
     assert set(moved) == (set(OLD_GLASSWORK_ALL) - set(glasswork.__all__))
     for name, place in moved.items():
         assert places.get(name) == place, name

@@ -63,7 +63,11 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 # Names exported here before the API had tiers: those glasswork.jobs exported, and these.
-_MOVED = {**jobs._MOVED, "Services": f"{__name__}.services", "Provider": f"{__name__}.services"}
+MOVED_NAMES = {
+    **jobs.MOVED_NAMES,
+    "Services": f"{__name__}.services",
+    "Provider": f"{__name__}.services",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -71,7 +75,7 @@ def __getattr__(name: str) -> Any:
         value = getattr(jobs, name)  # a lazily loaded name (boto3, croniter, ...)
         globals()[name] = value
         return value
-    return load_moved(__name__, _MOVED, name, jobs._QUIET)
+    return load_moved(__name__, MOVED_NAMES, name, jobs.QUIET_NAMES)
 
 
 def __dir__() -> list[str]:

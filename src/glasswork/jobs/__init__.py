@@ -95,7 +95,7 @@ _LAZY = {
 # Names exported here before the API had tiers, and where they live now. They still import
 # from here (never kept on the package, so every old import is seen), with a
 # DeprecationWarning naming the new place; `glasswork` forwards the same names.
-_MOVED = {
+MOVED_NAMES = {
     # For steps, hooks and runtimes of your own: what runs a job and what it decides.
     **dict.fromkeys(
         [
@@ -146,7 +146,7 @@ _MOVED = {
     "parse_duration": f"{__name__}.durations",
     "LambdaWorker": f"{__name__}.aws_lambda.handler",
     # Errors a worker raises rather than an application: documented as importable from here
-    # too, so that an `except` written against this package never has to change (_QUIET).
+    # too, so that an `except` written against this package never has to change (QUIET_NAMES).
     **dict.fromkeys(
         [
             "JobError",
@@ -159,13 +159,13 @@ _MOVED = {
         f"{__name__}.errors",
     ),
 }
-_QUIET = frozenset(name for name, place in _MOVED.items() if place == f"{__name__}.errors")
+QUIET_NAMES = frozenset(n for n, place in MOVED_NAMES.items() if place == f"{__name__}.errors")
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return load_lazily(__name__, _LAZY, name)
-    return load_moved(__name__, _MOVED, name, _QUIET)
+    return load_moved(__name__, MOVED_NAMES, name, QUIET_NAMES)
 
 
 def __dir__() -> list[str]:
