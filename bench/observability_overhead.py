@@ -69,16 +69,9 @@ def sdk_provider() -> Any:
 def lambda_handlers(tmp: Path) -> dict[str, tuple[Handler, bool]]:
     """Contender label → (handler, whether it is fed the same events again)."""
     from glasswork import define_module
-    from glasswork.jobs import (
-        EMFMetrics,
-        Idempotency,
-        MemoryIdempotencyStore,
-        SQLiteIdempotencyStore,
-        Tracing,
-        bootstrap_worker,
-        define_job,
-        set_tracing,
-    )
+    from glasswork.jobs import EMFMetrics, Idempotency, bootstrap_worker, define_job, set_tracing
+    from glasswork.jobs.idempotency import MemoryIdempotencyStore, SQLiteIdempotencyStore
+    from glasswork.jobs.telemetry import Tracing
 
     set_tracing(False)  # tracing only where a contender adds its step itself
 

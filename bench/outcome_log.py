@@ -97,7 +97,9 @@ def drain_once(n: int, kind: str, *, log_on: bool) -> float:
 def run_cost(m: int, *, log_on: bool, workdir: Path) -> float:
     """µs per ``execute_sync`` of a no-op job, with the outcome log as the only step or none."""
     from glasswork import define_module
-    from glasswork.jobs import Executor, JobMessage, JobMetrics, SQLiteQueueDriver, define_job
+    from glasswork.jobs import JobMessage, SQLiteQueueDriver, define_job
+    from glasswork.jobs.execution import Executor
+    from glasswork.jobs.metrics import JobMetrics
     from glasswork.jobs.metrics.outcome_log import OutcomeLog
 
     job = define_job(name="bench-noop", handler=noop, schema=Payload)

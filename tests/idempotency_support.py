@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 
 from glasswork import define_module
-from glasswork.jobs import Done, Idempotency, JobMessage, bootstrap_worker, define_job
+from glasswork.jobs import Idempotency, JobMessage, bootstrap_worker, define_job
+from glasswork.jobs.execution import Done
 from glasswork.jobs.idempotency import IdempotencyStore
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from glasswork.cli import main
-from glasswork.jobs import JobMessage, MockQueueDriver, QueueStats
+from glasswork.jobs import JobMessage, MockQueueDriver
+from glasswork.jobs.drivers import QueueStats
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.drivers.urls import driver_from_url
 from glasswork.jobs.errors import ConfigurationError

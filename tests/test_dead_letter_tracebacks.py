@@ -13,14 +13,10 @@ from typing import Any
 
 import pytest
 
-from glasswork import Services, define_module
+from glasswork import define_module
 from glasswork.cli import main
 from glasswork.jobs import (
-    DeadLetter,
-    Executor,
-    JobHooks,
     JobMessage,
-    JobRegistry,
     JobService,
     MockQueueDriver,
     PermanentJobError,
@@ -33,8 +29,10 @@ from glasswork.jobs.drivers.postgres import PostgresQueueDriver, schema
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.drivers.sqlite import driver as sqlite_driver
 from glasswork.jobs.errors import MAX_TRACEBACK_CHARS, failure_traceback
+from glasswork.jobs.execution import DeadLetter, Executor, JobHooks, JobRegistry
 from glasswork.jobs.testing import sqs_event
 from glasswork.jobs.worker import Worker
+from glasswork.services import Services
 from pgtest import connect, dsn, fresh_schema
 
 

@@ -10,8 +10,9 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from glasswork import define_module
-from glasswork.jobs import Executor, JobMessage, MalformedMessageError, define_job
+from glasswork.jobs import JobMessage, MalformedMessageError, define_job
 from glasswork.jobs.decoding import BodyDecoder
+from glasswork.jobs.execution import Executor
 
 
 class Address(BaseModel):

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 
-from glasswork.jobs import parse_duration
+from glasswork.jobs.durations import parse_duration
 
 
 @pytest.mark.parametrize(

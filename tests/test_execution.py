@@ -6,19 +6,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from glasswork import Services, define_module
-from glasswork.jobs import (
+from glasswork import define_module
+from glasswork.jobs import JobMessage, TransientJobError, define_job
+from glasswork.jobs.execution import (
     DeadLetter,
     Discard,
     Done,
     Executor,
     JobHooks,
-    JobMessage,
     JobRegistry,
     Retry,
-    TransientJobError,
-    define_job,
 )
+from glasswork.services import Services
 
 
 def executor_for(*jobs, hooks=None):

@@ -17,25 +17,26 @@ from pydantic import BaseModel
 from glasswork import define_module
 from glasswork.jobs import (
     BatchRetryError,
-    DeadLetter,
-    Done,
-    Duplicate,
     Idempotency,
-    IdempotencyStore,
     JobInProgressError,
     JobMessage,
     JobService,
-    MemoryIdempotencyStore,
     MockQueueDriver,
     PermanentJobError,
-    Retry,
     bootstrap_worker,
     define_job,
     define_periodic_job,
 )
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.errors import ConfigurationError
-from glasswork.jobs.idempotency import SQLiteIdempotencyStore, idempotency_key
+from glasswork.jobs.execution import DeadLetter, Done, Retry
+from glasswork.jobs.idempotency import (
+    Duplicate,
+    IdempotencyStore,
+    MemoryIdempotencyStore,
+    SQLiteIdempotencyStore,
+    idempotency_key,
+)
 from glasswork.jobs.testing import eventbridge_event, sqs_record
 from glasswork.jobs.worker import Worker
 

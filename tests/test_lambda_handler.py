@@ -12,7 +12,6 @@ from glasswork.jobs import (
     BatchRetryError,
     ConfigurationError,
     JobContext,
-    JobHooks,
     JobMessage,
     MockQueueDriver,
     PermanentJobError,
@@ -21,6 +20,7 @@ from glasswork.jobs import (
     define_job,
     define_periodic_job,
 )
+from glasswork.jobs.execution import JobHooks
 from glasswork.jobs.testing import eventbridge_event, sqs_event, sqs_record
 
 

@@ -3,12 +3,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from glasswork.jobs import (
-    MAX_MESSAGE_BYTES,
-    JobMessage,
-    MalformedMessageError,
-    PayloadTooLargeError,
-)
+from glasswork.jobs import JobMessage, MalformedMessageError, PayloadTooLargeError
+from glasswork.jobs.message import MAX_MESSAGE_BYTES
 
 
 def test_wire_format_is_camel_case_json_with_version():

@@ -1,8 +1,9 @@
 import pytest
 
-from glasswork import Services, define_module, provide
+from glasswork import define_module, provide
 from glasswork.jobs import ConfigurationError, bootstrap_worker, define_job
 from glasswork.modules import snake_case
+from glasswork.services import Services
 
 
 class Database:

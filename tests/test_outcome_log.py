@@ -17,10 +17,7 @@ import pytest
 
 from glasswork import define_module
 from glasswork.jobs import (
-    Done,
     EMFMetrics,
-    Executor,
-    JobMetrics,
     JobService,
     MockQueueDriver,
     PermanentJobError,
@@ -28,7 +25,8 @@ from glasswork.jobs import (
     define_job,
 )
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
-from glasswork.jobs.metrics import metric_sinks
+from glasswork.jobs.execution import Done, Executor
+from glasswork.jobs.metrics import JobMetrics, metric_sinks
 from glasswork.jobs.metrics.outcome_log import OutcomeLog
 from glasswork.jobs.steps import worker_steps
 from glasswork.jobs.worker import Worker

@@ -13,8 +13,9 @@ import pytest
 
 import glasswork
 import glasswork.jobs
-from glasswork import Services, define_module
+from glasswork import define_module
 from glasswork.jobs import JobService, MockQueueDriver, define_job
+from glasswork.services import Services
 
 SRC = Path(glasswork.__file__).resolve().parent
 

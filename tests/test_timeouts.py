@@ -11,15 +11,12 @@ import pytest
 from glasswork import define_module
 from glasswork.jobs import (
     ConfigurationError,
-    DeadLetter,
-    Done,
-    Executor,
     JobMessage,
     JobTimeoutError,
-    Retry,
     TransientJobError,
     define_job,
 )
+from glasswork.jobs.execution import DeadLetter, Done, Executor, Retry
 from glasswork.jobs.timeouts import JobTimeout
 
 

@@ -1,9 +1,16 @@
 """Glasswork: background jobs for Python services on AWS.
 
-The jobs API is re-exported here, so ``from glasswork import define_job, JobService`` works
-as well as ``from glasswork.jobs import ...``; the module system (``define_module``) lives
-here too. Names whose modules need optional packages (``SQSQueueDriver`` needs boto3) load
-on first use.
+What an application writes, from one place: the module system (:func:`define_module`,
+:class:`Module`, :func:`provide`) and the application tier of :mod:`glasswork.jobs` (jobs,
+services, workers, drivers, options, errors; its docstring lists them), so
+``from glasswork import define_job, JobService`` works as well as
+``from glasswork.jobs import ...``. Names whose modules need optional packages
+(``SQSQueueDriver`` needs boto3) load on first use.
+
+Everything else lives in named submodules (see :mod:`glasswork.jobs`); ``Services`` and
+``Provider``, the services container and a provider's type, live in :mod:`glasswork.services`.
+Names this package exported before it had tiers still import from here, with a
+``DeprecationWarning`` naming their new place (the errors without one).
 """
 
 from __future__ import annotations
@@ -12,87 +19,55 @@ from typing import TYPE_CHECKING, Any
 
 from . import jobs
 from .jobs import (
-    MAX_MESSAGE_BYTES,
-    AsyncEnqueuer,
     AsyncJobService,
-    BatchRetryError,
     ConfigurationError,
-    DeadLetter,
-    DeadLetterEntry,
-    DeadLetterRecord,
-    DeadLetterUnavailableError,
-    Discard,
-    Done,
-    DrainResult,
-    Duplicate,
     DuplicateJobError,
     EMFMetrics,
-    EnqueuedJob,
     EnqueueError,
     EnqueueResult,
-    Executor,
-    FoundJob,
     GlassworkError,
     Idempotency,
-    IdempotencyStore,
     InvalidJobPayloadError,
     JobContext,
     JobDefinition,
-    JobError,
-    JobHooks,
-    JobInProgressError,
-    JobLogger,
     JobMessage,
-    JobMetrics,
-    JobRegistry,
-    JobRun,
     JobService,
-    JobTimeout,
     JobTimeoutError,
-    LambdaWorker,
-    MalformedMessageError,
-    MemoryIdempotencyStore,
-    MetricsSink,
     MockQueueDriver,
-    Outcome,
-    OutcomeCount,
     PayloadTooLargeError,
     PermanentJobError,
     QueueDriver,
-    QueueStats,
-    ReceivedMessage,
-    Retry,
     RetryPolicy,
-    RunStep,
-    Tracing,
     TransientJobError,
-    UnknownJobError,
     bootstrap_worker,
     define_job,
     define_periodic_job,
     driver_from_url,
-    parse_duration,
     set_tracing,
 )
+from .jobs.extras import load_moved
 from .modules import Module, define_module
-from .services import Provider, Services, provide
+from .services import provide
 
 if TYPE_CHECKING:
     from .jobs import (
-        DynamoDBIdempotencyStore,
-        OutcomeLog,
         PostgresQueueDriver,
         PrometheusMetrics,
-        SQLiteIdempotencyStore,
         SQLiteQueueDriver,
         SQSQueueDriver,
         Worker,
-        create_idempotency_table,
         create_scheduler_handler,
         run_scheduler,
     )
 
 __version__ = "0.1.0"
+
+# Names exported here before the API had tiers: those glasswork.jobs exported, and these.
+MOVED_NAMES = {
+    **jobs.MOVED_NAMES,
+    "Services": f"{__name__}.services",
+    "Provider": f"{__name__}.services",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -100,84 +75,46 @@ def __getattr__(name: str) -> Any:
         value = getattr(jobs, name)  # a lazily loaded name (boto3, croniter, ...)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'glasswork' has no attribute {name!r}")
+    return load_moved(__name__, MOVED_NAMES, name, jobs.QUIET_NAMES)
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
 
 
 __all__ = [
-    "MAX_MESSAGE_BYTES",
-    "AsyncEnqueuer",
     "AsyncJobService",
-    "BatchRetryError",
     "ConfigurationError",
-    "DeadLetter",
-    "DeadLetterEntry",
-    "DeadLetterRecord",
-    "DeadLetterUnavailableError",
-    "Discard",
-    "Done",
-    "DrainResult",
-    "Duplicate",
     "DuplicateJobError",
-    "DynamoDBIdempotencyStore",
     "EMFMetrics",
     "EnqueueError",
     "EnqueueResult",
-    "EnqueuedJob",
-    "Executor",
-    "FoundJob",
     "GlassworkError",
     "Idempotency",
-    "IdempotencyStore",
     "InvalidJobPayloadError",
     "JobContext",
     "JobDefinition",
-    "JobError",
-    "JobHooks",
-    "JobInProgressError",
-    "JobLogger",
     "JobMessage",
-    "JobMetrics",
-    "JobRegistry",
-    "JobRun",
     "JobService",
-    "JobTimeout",
     "JobTimeoutError",
-    "LambdaWorker",
-    "MalformedMessageError",
-    "MemoryIdempotencyStore",
-    "MetricsSink",
     "MockQueueDriver",
     "Module",
-    "Outcome",
-    "OutcomeCount",
-    "OutcomeLog",
     "PayloadTooLargeError",
     "PermanentJobError",
     "PostgresQueueDriver",
     "PrometheusMetrics",
-    "Provider",
     "QueueDriver",
-    "QueueStats",
-    "ReceivedMessage",
-    "Retry",
     "RetryPolicy",
-    "RunStep",
-    "SQLiteIdempotencyStore",
     "SQLiteQueueDriver",
     "SQSQueueDriver",
-    "Services",
-    "Tracing",
     "TransientJobError",
-    "UnknownJobError",
     "Worker",
     "bootstrap_worker",
-    "create_idempotency_table",
     "create_scheduler_handler",
     "define_job",
     "define_module",
     "define_periodic_job",
     "driver_from_url",
-    "parse_duration",
     "provide",
     "run_scheduler",
     "set_tracing",

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from glasswork.jobs import ConfigurationError, JobMessage, JobService, QueueStats, define_job
+from glasswork.jobs import ConfigurationError, JobMessage, JobService, define_job
+from glasswork.jobs.drivers import QueueStats
 from glasswork.jobs.drivers.sqs import SQSQueueDriver
 from glasswork.jobs.drivers.sqs.scheduler import (
     TABLE_SHARDS,

@@ -11,15 +11,8 @@ from typing import Any
 
 import pytest
 
-from glasswork.jobs import (
-    ConfigurationError,
-    EnqueueError,
-    JobMessage,
-    JobService,
-    QueueStats,
-    ReceivedMessage,
-    define_job,
-)
+from glasswork.jobs import ConfigurationError, EnqueueError, JobMessage, JobService, define_job
+from glasswork.jobs.drivers import QueueStats, ReceivedMessage
 from glasswork.jobs.drivers.sqs.driver import EnqueueBatchError, SQSQueueDriver
 from glasswork.jobs.drivers.sqs.scheduler import ScheduledJobsTable, create_scheduler_table
 

@@ -14,12 +14,11 @@ from glasswork.jobs import (
     JobContext,
     JobService,
     PermanentJobError,
-    QueueStats,
-    ReceivedMessage,
     TransientJobError,
     bootstrap_worker,
     define_job,
 )
+from glasswork.jobs.drivers import QueueStats, ReceivedMessage
 from glasswork.jobs.drivers.sqs import SQSQueueDriver
 from glasswork.jobs.testing import sqs_record
 

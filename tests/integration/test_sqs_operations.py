@@ -18,10 +18,10 @@ from glasswork.jobs import (
     JobMessage,
     JobService,
     PayloadTooLargeError,
-    QueueStats,
     bootstrap_worker,
     define_job,
 )
+from glasswork.jobs.drivers import QueueStats
 from glasswork.jobs.drivers.sqs import SQSQueueDriver
 from glasswork.jobs.drivers.sqs.dead_letters import dead_letter_attributes
 from glasswork.jobs.drivers.sqs.scheduler import create_scheduler_table

@@ -21,6 +21,7 @@ from glasswork import (
     SQLiteQueueDriver,
     SQSQueueDriver,
     Worker,
+    bootstrap_worker,
     create_scheduler_handler,
     define_job,
     define_module,
@@ -28,6 +29,9 @@ from glasswork import (
     run_scheduler,
 )
 from glasswork.jobs import SQSQueueDriver as JobsSQSQueueDriver
+from glasswork.jobs.execution import CallNext, JobRun, Outcome
+from glasswork.jobs.idempotency import DynamoDBIdempotencyStore
+from glasswork.jobs.metrics import OutcomeLog
 
 
 class Welcome(BaseModel):
@@ -148,3 +152,24 @@ async def welcome_route(user_id: str) -> str:
         await async_jobs.enqueue_raw(welcome, {"user_id": user_id})
         await async_jobs.enqueue(welcome, {"user_id": user_id})  # expect-error
         return result.job_id
+
+
+class Audit:
+    """A step of the app's own, typed from glasswork.jobs.execution."""
+
+    async def __call__(self, run: JobRun, call_next: CallNext) -> Outcome:
+        outcome = await call_next()
+        print(run.message.job_name if run.message else None, outcome.kind)
+        return outcome
+
+
+class NotAStep:
+    def __call__(self, run: JobRun) -> None:
+        pass
+
+
+keys = DynamoDBIdempotencyStore("idempotency-keys", region="us-east-1")
+lambda_handler = bootstrap_worker(module=AppModule, steps=[Audit()], idempotency_store=keys)
+bootstrap_worker(module=AppModule, steps=[NotAStep()])  # expect-error
+not_any_store: int = DynamoDBIdempotencyStore  # expect-error
+not_any_log: int = OutcomeLog  # expect-error

@@ -1,6 +1,47 @@
 """Glasswork jobs: typed background jobs for Python services on AWS.
 
 >>> from glasswork.jobs import define_job, JobService, MockQueueDriver   # doctest: +SKIP
+
+This package exports what an application writes (``__all__``, also exported by
+``glasswork``):
+
+* jobs: :func:`define_job`, :func:`define_periodic_job`, :class:`JobContext` (a handler's
+  second argument), :class:`JobDefinition` (what ``define_job`` returns), :class:`RetryPolicy`;
+* enqueueing: :class:`JobService`, :class:`AsyncJobService`, :class:`JobMessage` (the wire
+  envelope), :class:`EnqueueResult`;
+* workers: :func:`bootstrap_worker` (the Lambda handler), :class:`Worker` (long-running);
+* drivers: :class:`MockQueueDriver`, :class:`SQLiteQueueDriver`, :class:`PostgresQueueDriver`,
+  :class:`SQSQueueDriver`, :func:`driver_from_url`, and :class:`QueueDriver` to write your own;
+  the SQS driver's long-delay scheduler: :func:`create_scheduler_handler`, :func:`run_scheduler`;
+* options: :class:`Idempotency`, :class:`EMFMetrics`, :class:`PrometheusMetrics`,
+  :func:`set_tracing`;
+* the errors a handler raises or its caller catches: :class:`GlassworkError` (the root of
+  all), :class:`ConfigurationError`, :class:`TransientJobError`, :class:`PermanentJobError`,
+  :class:`JobTimeoutError`, :class:`InvalidJobPayloadError`, :class:`EnqueueError`,
+  :class:`PayloadTooLargeError`, :class:`DuplicateJobError`.
+
+Everything else lives in a named submodule, for the code that needs it:
+
+* :mod:`glasswork.jobs.errors`: every error, those a worker raises included
+  (:class:`~glasswork.jobs.errors.UnknownJobError`, ``BatchRetryError``, ...); each is also
+  importable from here;
+* :mod:`glasswork.jobs.testing`: Lambda events and context for tests (``sqs_event``,
+  ``FakeLambdaContext``, ...);
+* :mod:`glasswork.jobs.idempotency`: the stores (``DynamoDBIdempotencyStore``, ...);
+* :mod:`glasswork.jobs.metrics`: ``MetricsSink`` for sinks of your own, and the others;
+* :mod:`glasswork.jobs.execution`: what runs a job (``Executor``, ``JobRun``, ``RunStep``
+  for steps of your own, ``JobHooks``, ``JobRegistry``, the outcomes ``Done``, ``Retry``,
+  ``DeadLetter``, ``Discard``);
+* :mod:`glasswork.jobs.drivers`: for driver authors (``ReceivedMessage``, ``QueueStats``,
+  ``DeadLetterRecord``, ...), and the mock driver's records (``DrainResult``, ...);
+* :mod:`glasswork.jobs.telemetry` (``Tracing``), :mod:`glasswork.jobs.timeouts`
+  (``JobTimeout``), :mod:`glasswork.jobs.context` (``JobLogger``, ``ctx.logger``'s type),
+  :mod:`glasswork.jobs.durations` (``parse_duration``), :mod:`glasswork.jobs.message`
+  (``MAX_MESSAGE_BYTES``), :mod:`glasswork.jobs.aws_lambda` and :mod:`glasswork.jobs.worker`
+  (the two runtimes).
+
+Names this package exported before it had tiers still import from here, with a
+``DeprecationWarning`` naming their new place (the errors without one).
 """
 
 from __future__ import annotations
@@ -8,67 +49,35 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .async_service import AsyncJobService
-from .aws_lambda.handler import LambdaWorker, bootstrap_worker
-from .context import JobContext, JobLogger
+from .aws_lambda.handler import bootstrap_worker
+from .context import JobContext
 from .definition import JobDefinition, RetryPolicy, define_job, define_periodic_job
-from .drivers.base import (
-    AsyncEnqueuer,
-    DeadLetterRecord,
-    EnqueueResult,
-    QueueDriver,
-    QueueStats,
-    ReceivedMessage,
-)
-from .drivers.inspection import FoundJob, OutcomeCount
-from .drivers.mock.driver import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
+from .drivers.base import EnqueueResult, QueueDriver
+from .drivers.mock.driver import MockQueueDriver
 from .drivers.urls import driver_from_url
-from .durations import parse_duration
 from .errors import (
-    BatchRetryError,
     ConfigurationError,
-    DeadLetterUnavailableError,
     DuplicateJobError,
     EnqueueError,
     GlassworkError,
     InvalidJobPayloadError,
-    JobError,
-    JobInProgressError,
     JobTimeoutError,
-    MalformedMessageError,
     PayloadTooLargeError,
     PermanentJobError,
     TransientJobError,
-    UnknownJobError,
 )
-from .execution import (
-    DeadLetter,
-    Discard,
-    Done,
-    Executor,
-    JobHooks,
-    JobRegistry,
-    JobRun,
-    Outcome,
-    Retry,
-    RunStep,
-)
-from .extras import MovedModules, load_lazily
-from .idempotency import Idempotency, IdempotencyStore, MemoryIdempotencyStore
-from .idempotency.step import Duplicate
-from .message import MAX_MESSAGE_BYTES, JobMessage
-from .metrics import EMFMetrics, JobMetrics, MetricsSink
+from .extras import MovedModules, load_lazily, load_moved
+from .idempotency import Idempotency
+from .message import JobMessage
+from .metrics import EMFMetrics
 from .service import JobService
-from .telemetry import Tracing, set_tracing
-from .timeouts import JobTimeout
+from .telemetry import set_tracing
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     from .drivers.postgres import PostgresQueueDriver
     from .drivers.sqlite.driver import SQLiteQueueDriver
     from .drivers.sqs.driver import SQSQueueDriver
     from .drivers.sqs.scheduler import create_scheduler_handler, run_scheduler
-    from .idempotency.dynamodb import DynamoDBIdempotencyStore, create_idempotency_table
-    from .idempotency.sqlite import SQLiteIdempotencyStore
-    from .metrics.outcome_log import OutcomeLog
     from .metrics.prometheus import PrometheusMetrics
     from .worker import Worker
 
@@ -78,18 +87,89 @@ _LAZY = {
     "create_scheduler_handler": ".drivers.sqs.scheduler",
     "run_scheduler": ".drivers.sqs.scheduler",
     "SQLiteQueueDriver": ".drivers.sqlite",
-    "OutcomeLog": ".metrics.outcome_log",
     "PostgresQueueDriver": ".drivers.postgres",
     "Worker": ".worker",
-    "SQLiteIdempotencyStore": ".idempotency.sqlite",
-    "DynamoDBIdempotencyStore": ".idempotency.dynamodb",
-    "create_idempotency_table": ".idempotency.dynamodb",
     "PrometheusMetrics": ".metrics.prometheus",
 }
 
+# Names exported here before the API had tiers, and where they live now. They still import
+# from here (never kept on the package, so every old import is seen), with a
+# DeprecationWarning naming the new place; `glasswork` forwards the same names.
+MOVED_NAMES = {
+    # For steps, hooks and runtimes of your own: what runs a job and what it decides.
+    **dict.fromkeys(
+        [
+            "Executor",
+            "JobRun",
+            "RunStep",
+            "JobHooks",
+            "JobRegistry",
+            "Outcome",
+            "Done",
+            "Retry",
+            "DeadLetter",
+            "Discard",
+        ],
+        f"{__name__}.execution",
+    ),
+    # For driver authors, and the mock driver's records.
+    **dict.fromkeys(
+        [
+            "ReceivedMessage",
+            "AsyncEnqueuer",
+            "QueueStats",
+            "DeadLetterRecord",
+            "FoundJob",
+            "OutcomeCount",
+            "DeadLetterEntry",
+            "DrainResult",
+            "EnqueuedJob",
+        ],
+        f"{__name__}.drivers",
+    ),
+    **dict.fromkeys(
+        [
+            "IdempotencyStore",
+            "MemoryIdempotencyStore",
+            "SQLiteIdempotencyStore",
+            "DynamoDBIdempotencyStore",
+            "create_idempotency_table",
+            "Duplicate",
+        ],
+        f"{__name__}.idempotency",
+    ),
+    **dict.fromkeys(["MetricsSink", "JobMetrics", "OutcomeLog"], f"{__name__}.metrics"),
+    "Tracing": f"{__name__}.telemetry",
+    "JobTimeout": f"{__name__}.timeouts",
+    "JobLogger": f"{__name__}.context",
+    "MAX_MESSAGE_BYTES": f"{__name__}.message",
+    "parse_duration": f"{__name__}.durations",
+    "LambdaWorker": f"{__name__}.aws_lambda.handler",
+    # Errors a worker raises rather than an application: documented as importable from here
+    # too, so that an `except` written against this package never has to change (QUIET_NAMES).
+    **dict.fromkeys(
+        [
+            "JobError",
+            "UnknownJobError",
+            "MalformedMessageError",
+            "JobInProgressError",
+            "BatchRetryError",
+            "DeadLetterUnavailableError",
+        ],
+        f"{__name__}.errors",
+    ),
+}
+QUIET_NAMES = frozenset(n for n, place in MOVED_NAMES.items() if place == f"{__name__}.errors")
+
 
 def __getattr__(name: str) -> Any:
-    return load_lazily(__name__, _LAZY, name)
+    if name in _LAZY:
+        return load_lazily(__name__, _LAZY, name)
+    return load_moved(__name__, MOVED_NAMES, name, QUIET_NAMES)
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
 
 
 # Module paths of earlier releases, still importable (with a DeprecationWarning).
@@ -132,76 +212,36 @@ MovedModules.register(
 
 
 __all__ = [
-    "MAX_MESSAGE_BYTES",
-    "AsyncEnqueuer",
     "AsyncJobService",
-    "BatchRetryError",
     "ConfigurationError",
-    "DeadLetter",
-    "DeadLetterEntry",
-    "DeadLetterRecord",
-    "DeadLetterUnavailableError",
-    "Discard",
-    "Done",
-    "DrainResult",
-    "Duplicate",
     "DuplicateJobError",
-    "DynamoDBIdempotencyStore",
     "EMFMetrics",
     "EnqueueError",
     "EnqueueResult",
-    "EnqueuedJob",
-    "Executor",
-    "FoundJob",
     "GlassworkError",
     "Idempotency",
-    "IdempotencyStore",
     "InvalidJobPayloadError",
     "JobContext",
     "JobDefinition",
-    "JobError",
-    "JobHooks",
-    "JobInProgressError",
-    "JobLogger",
     "JobMessage",
-    "JobMetrics",
-    "JobRegistry",
-    "JobRun",
     "JobService",
-    "JobTimeout",
     "JobTimeoutError",
-    "LambdaWorker",
-    "MalformedMessageError",
-    "MemoryIdempotencyStore",
-    "MetricsSink",
     "MockQueueDriver",
-    "Outcome",
-    "OutcomeCount",
-    "OutcomeLog",
     "PayloadTooLargeError",
     "PermanentJobError",
     "PostgresQueueDriver",
     "PrometheusMetrics",
     "QueueDriver",
-    "QueueStats",
-    "ReceivedMessage",
-    "Retry",
     "RetryPolicy",
-    "RunStep",
-    "SQLiteIdempotencyStore",
     "SQLiteQueueDriver",
     "SQSQueueDriver",
-    "Tracing",
     "TransientJobError",
-    "UnknownJobError",
     "Worker",
     "bootstrap_worker",
-    "create_idempotency_table",
     "create_scheduler_handler",
     "define_job",
     "define_periodic_job",
     "driver_from_url",
-    "parse_duration",
     "run_scheduler",
     "set_tracing",
 ]

@@ -71,7 +71,7 @@ class JobContext:
     naming a job the worker does not know; typed loosely here, since definitions name this
     class in their handlers' type and the two modules must not import each other).
 
-    Workers get contexts from :meth:`Executor.prepare <glasswork.jobs.Executor.prepare>`,
+    Workers get contexts from :meth:`Executor.prepare <glasswork.jobs.execution.Executor.prepare>`,
     which leaves ``job`` and ``logger`` to be made on first read: most handlers never touch
     them, and a run costs less without.
     """

@@ -1,8 +1,9 @@
 """The optional extras (``pip install 'glasswork[sqs]'``, ...) and the error a missing one
 gives: importing a part that needs one says which extra to install, while any other import
-failure (a bug, a broken installation) surfaces as itself; and names a package loads on first
+failure (a bug, a broken installation) surfaces as itself; names a package loads on first
 use (:func:`load_lazily`), so that optional extras and the modules that need them stay out of
-``import glasswork.jobs``."""
+``import glasswork.jobs``; and names and modules of earlier releases, still importable from
+their old places (:func:`load_moved`, :class:`MovedModules`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import importlib.abc
 import importlib.util
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -51,6 +52,29 @@ def load_lazily(package: str, names: Mapping[str, str], name: str) -> Any:
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(module, package), name)
     setattr(sys.modules[package], name, value)
+    return value
+
+
+def load_moved(
+    package: str, moved: Mapping[str, str], name: str, quiet: Container[str] = ()
+) -> Any:
+    """``package``'s attribute ``name`` that now lives in the module ``moved[name]`` (a full
+    path), for a module ``__getattr__``: a ``DeprecationWarning`` naming the new place, unless
+    ``name`` is in ``quiet`` (still documented at the old place). Not kept on the package, so
+    that every old import warns where it is written."""
+    module = moved.get(name)
+    if module is None:
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    # `from package import name` asks twice: the import system's hasattr, then the
+    # statement's own getattr, which warns (once per statement, not twice).
+    asked_by_import_system = sys._getframe(2).f_code.co_name == "_handle_fromlist"
+    if name not in quiet and not asked_by_import_system:
+        warnings.warn(
+            f"{package}.{name} is now {module}.{name}; import it from {module}",
+            DeprecationWarning,
+            stacklevel=3,  # the line that imports it, past the package's __getattr__
+        )
     return value
 
 

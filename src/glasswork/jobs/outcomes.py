@@ -1,4 +1,4 @@
-"""What :meth:`Executor.execute <glasswork.jobs.Executor.execute>` decides for one run.
+"""What :meth:`Executor.execute <glasswork.jobs.execution.Executor.execute>` decides for one run.
 
 * :class:`Done`: the handler returned.
 * :class:`Retry`: a transient failure below ``retry.max_attempts``; run again after ``delay``.

@@ -8,7 +8,7 @@ Order, and why:
    included, and is the current span for all of it (their logs and the handler's own spans
    land in the job's trace); its status is the run's final outcome;
 2. :class:`~glasswork.jobs.metrics.JobMetrics` (when the worker has ``metrics`` sinks, the
-   dashboard's :class:`~glasswork.jobs.OutcomeLog` among them), so the counts and durations
+   dashboard's :class:`~glasswork.jobs.metrics.OutcomeLog` among them), so the counts and durations
    are those of the final outcome too: a timeout, a duplicate skipped by idempotency,
    whatever a user step decided;
 3. the worker's own ``steps`` (user steps) see the outcome of everything below;

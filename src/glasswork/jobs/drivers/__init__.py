@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from .base import EnqueueResult, QueueDriver, ReceivedMessage
+from .base import (
+    AsyncEnqueuer,
+    DeadLetterRecord,
+    EnqueueResult,
+    QueueDriver,
+    QueueStats,
+    ReceivedMessage,
+)
+from .inspection import FoundJob, OutcomeCount
 from .mock.driver import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
 
 __all__ = [
+    "AsyncEnqueuer",
     "DeadLetterEntry",
+    "DeadLetterRecord",
     "DrainResult",
     "EnqueueResult",
     "EnqueuedJob",
+    "FoundJob",
     "MockQueueDriver",
+    "OutcomeCount",
     "QueueDriver",
+    "QueueStats",
     "ReceivedMessage",
 ]

@@ -7,22 +7,34 @@
   ``/healthz`` liveness endpoint by :class:`MetricsServer`;
 * :class:`MetricsSink`: the interface of both, for your own;
 * :class:`CloudWatchOutcomes`: the outcome counts of ``EMFMetrics`` read back from CloudWatch
-  (for the dashboard's chart).
+  (for the dashboard's chart);
+* :class:`OutcomeLog`: the sink every worker adds for the dashboard's outcome history;
+* :class:`JobMetrics`: the around-run step that feeds the sinks.
+
+``EMFMetrics`` and ``PrometheusMetrics`` are also exported by ``glasswork.jobs``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..extras import load_lazily
 from .emf import EMFMetrics
 from .sink import JobMetrics, MetricsOption, MetricsSink, flush_metrics, metric_sinks
 
-# These import prometheus-client or boto3 (optional extras) when first used.
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from .cloudwatch import CloudWatchOutcomes
+    from .outcome_log import OutcomeLog
+    from .prometheus import PrometheusMetrics
+    from .server import MetricsServer
+
+# These import prometheus-client or boto3 (optional extras) when first used; the outcome
+# log imports the executor, which imports this package.
 _LAZY = {
     "PrometheusMetrics": ".prometheus",
     "MetricsServer": ".server",
     "CloudWatchOutcomes": ".cloudwatch",
+    "OutcomeLog": ".outcome_log",
 }
 
 
@@ -37,6 +49,7 @@ __all__ = [
     "MetricsOption",
     "MetricsServer",
     "MetricsSink",
+    "OutcomeLog",
     "PrometheusMetrics",
     "flush_metrics",
     "metric_sinks",

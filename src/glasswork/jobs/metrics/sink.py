@@ -46,7 +46,7 @@ def metric_sinks(
     ``prometheus`` (the worker serves ``/metrics``), a :class:`PrometheusMetrics` is added
     unless one is there; a ``driver`` that stores outcome counts for the dashboard
     (``record_outcomes``, as SQLite's does, unless ``driver.records_outcomes = False``) gets
-    an :class:`~glasswork.jobs.OutcomeLog` feeding it."""
+    an :class:`~glasswork.jobs.metrics.OutcomeLog` feeding it."""
     if option is None:
         sinks: tuple[MetricsSink, ...] = ()
     else:

@@ -1,5 +1,9 @@
 """Helpers for tests: build the events (and the context) AWS Lambda hands a worker.
 
+The in-memory driver for tests is :class:`~glasswork.jobs.MockQueueDriver` (exported by
+``glasswork.jobs``); its records (``DrainResult``, ``EnqueuedJob``, ``DeadLetterEntry``) are
+in :mod:`glasswork.jobs.drivers`.
+
 >>> event = sqs_event([message.to_json()])                 # doctest: +SKIP
 >>> handler(event, None)                                   # doctest: +SKIP
 {'batchItemFailures': []}

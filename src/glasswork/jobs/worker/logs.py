@@ -61,7 +61,7 @@ def log_end(
     seconds: float,
 ) -> None:
     """The end line, at INFO whatever the outcome: a failure itself is logged once, where it
-    is decided (:class:`~glasswork.jobs.Executor`, logger ``glasswork.jobs``: WARNING with
+    is decided (:class:`~glasswork.jobs.execution.Executor`, logger ``glasswork.jobs``: WARNING with
     the traceback of the first failure, ERROR for a dead letter), as on Lambda."""
     if not log.isEnabledFor(logging.INFO):
         return

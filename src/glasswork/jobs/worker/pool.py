@@ -1,7 +1,7 @@
 """JobPool: ``concurrency`` job threads, and the jobs they run.
 
 A thread takes a received job from the :class:`~.handoff.Handoff` and runs it from start to
-outcome: reading it (:meth:`Executor.prepare <glasswork.jobs.Executor.prepare>`), the
+outcome: reading it (:meth:`Executor.prepare <glasswork.jobs.execution.Executor.prepare>`), the
 around-run steps, hooks and a sync handler, all on the thread, in a context of the job's own
 (so a step's context variables, such as the trace span, are the handler's and end with the
 job); an async job it hands to :class:`~.event_loop.AsyncJobs` (with the async jobs right
