@@ -28,7 +28,7 @@ from glasswork.jobs import (
     bootstrap_worker,
     define_job,
 )
-from glasswork.jobs.drivers.base import QueueDriver
+from glasswork.jobs.drivers.contract import QueueDriver
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver, schema
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.drivers.sqlite import driver as sqlite_driver

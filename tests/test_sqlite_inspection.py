@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from glasswork.jobs import JobMessage
-from glasswork.jobs.drivers.inspection import OutcomeCount
+from glasswork.jobs.drivers.records import OutcomeCount
 from glasswork.jobs.drivers.sqlite import SCHEMA_VERSION, SQLiteQueueDriver
 from glasswork.jobs.errors import ConfigurationError
 

@@ -23,7 +23,7 @@ import pytest
 
 from glasswork import define_module
 from glasswork.jobs import JobMessage, define_job
-from glasswork.jobs.drivers.heartbeats import FORGET_AFTER, WorkerBeat
+from glasswork.jobs.drivers.records import FORGET_AFTER, WorkerBeat
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.worker import Worker
 from pgtest import POSTGRESQL

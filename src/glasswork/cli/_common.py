@@ -19,7 +19,7 @@ from ._errors import UsageError as UsageError
 from ._options import option
 
 if TYPE_CHECKING:
-    from ..jobs.drivers.base import QueueDriver
+    from ..jobs.drivers.contract import QueueDriver
     from ..modules import Module
 
 

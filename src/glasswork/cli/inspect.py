@@ -9,7 +9,7 @@ import argparse
 import json
 from typing import Any
 
-from ..jobs.drivers.base import QueueStats
+from ..jobs.drivers.records import QueueStats
 from ._common import (
     add_app_option,
     add_command,

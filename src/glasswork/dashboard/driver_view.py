@@ -19,10 +19,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..jobs.drivers.base import DeadLetterRecord, QueueDriver, QueueStats
-from ..jobs.drivers.dead_letter_query import DeadLetterPage, DeadLetterQuery, search, time_cursor
-from ..jobs.drivers.heartbeats import WorkerBeat
-from ..jobs.drivers.inspection import FoundJob, OutcomeCount, OutcomeHistory
+from ..jobs.drivers.contract import OutcomeHistory, QueueDriver
+from ..jobs.drivers.dead_letter_search import search, time_cursor
+from ..jobs.drivers.records import (
+    DeadLetterPage,
+    DeadLetterQuery,
+    DeadLetterRecord,
+    FoundJob,
+    OutcomeCount,
+    QueueStats,
+    WorkerBeat,
+)
 from .security import Redactor
 
 if TYPE_CHECKING:

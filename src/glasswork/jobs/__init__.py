@@ -11,7 +11,7 @@ from .async_service import AsyncJobService
 from .aws_lambda.handler import LambdaWorker, bootstrap_worker
 from .context import JobContext, JobLogger
 from .definition import JobDefinition, RetryPolicy, define_job, define_periodic_job
-from .drivers.base import (
+from .drivers.contract import (
     AsyncEnqueuer,
     DeadLetterRecord,
     EnqueueResult,
@@ -19,8 +19,8 @@ from .drivers.base import (
     QueueStats,
     ReceivedMessage,
 )
-from .drivers.inspection import FoundJob, OutcomeCount
 from .drivers.mock.driver import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
+from .drivers.records import FoundJob, OutcomeCount
 from .drivers.urls import driver_from_url
 from .durations import parse_duration
 from .errors import (
@@ -119,9 +119,14 @@ MovedModules.register(
             "outcome_log": "metrics.outcome_log",
             "aws_errors": "aws.errors",
             "dynamodb_tables": "aws.tables",
-            "inspection": "drivers.inspection",
-            "heartbeats": "drivers.heartbeats",
-            "dead_letter_query": "drivers.dead_letter_query",
+            "inspection": "drivers.contract",
+            "heartbeats": "drivers.contract",
+            "dead_letter_query": "drivers.dead_letter_search",
+            "drivers.base": "drivers.contract",
+            "drivers.inspection": "drivers.contract",
+            "drivers.heartbeats": "drivers.contract",
+            "drivers.dead_letter_query": "drivers.dead_letter_search",
+            "drivers.dead_letter_sql": "drivers.dead_letter_search",
             "tracebacks": "errors",
             "loops": "execution",
             "scoped_keys": "message",

@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 
 from .definition import JobDefinition
 from .drivers.aio import async_enqueuer
-from .drivers.base import EnqueueResult, QueueDriver
+from .drivers.contract import QueueDriver
+from .drivers.records import EnqueueResult
 from .durations import Delay
 from .inflight import InFlight
 from .message import JobMessage

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from .definition import JobDefinition
-from .drivers.base import EnqueueResult, QueueDriver
+from .drivers.contract import QueueDriver
+from .drivers.records import EnqueueResult
 from .durations import Delay, parse_duration
 from .errors import ConfigurationError, InvalidJobPayloadError
 from .message import JobMessage

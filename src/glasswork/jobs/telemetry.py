@@ -26,7 +26,7 @@ from .errors import ConfigurationError
 from .message import MAX_MESSAGE_BYTES, JobMessage
 
 if TYPE_CHECKING:
-    from .drivers.base import QueueDriver
+    from .drivers.contract import QueueDriver
     from .execution import CallNext, JobRun, Outcome
 
 R = TypeVar("R")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .base import EnqueueResult, QueueDriver, ReceivedMessage
+from .contract import QueueDriver
 from .mock.driver import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
+from .records import EnqueueResult, ReceivedMessage
 
 __all__ = [
     "DeadLetterEntry",

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ..message import MAX_MESSAGE_BYTES, JobMessage
-from .base import AsyncEnqueuer, EnqueueResult
+from .contract import AsyncEnqueuer
+from .records import EnqueueResult
 
 T = TypeVar("T")
 

@@ -25,7 +25,7 @@ from ..extras import needs_extra
 from .sink import timed_out
 
 if TYPE_CHECKING:
-    from ..drivers.base import QueueDriver
+    from ..drivers.contract import QueueDriver
     from ..execution import JobRun, Outcome
 
 logger = logging.getLogger("glasswork.worker")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from ..drivers.base import QueueDriver, ReceivedMessage
+from ..drivers.contract import QueueDriver
+from ..drivers.records import ReceivedMessage
 from .pool import JobPool
 
 #: Seconds before trying again to read a lease length that could not be read (SQS).

@@ -21,8 +21,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ..drivers.base import QueueDriver
-from ..drivers.heartbeats import BEAT_SECONDS
+from ..drivers.contract import QueueDriver
+from ..drivers.records import BEAT_SECONDS
 from ..durations import Delay, positive_seconds
 from ..errors import ConfigurationError
 from ..execution import Executor, Hook, JobHooks, RunStep

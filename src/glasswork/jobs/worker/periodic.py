@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ..drivers.base import QueueDriver
+from ..drivers.contract import QueueDriver
 from ..message import JobMessage
 from .summary import WorkerSummary
 

@@ -7,7 +7,8 @@ import logging
 import time
 from collections.abc import Sequence
 
-from ..drivers.base import QueueDriver, ReceivedMessage
+from ..drivers.contract import QueueDriver
+from ..drivers.records import ReceivedMessage
 from .pool import JobPool
 
 #: Jobs that take less than this on average (seconds) let the worker hold extra messages.

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..drivers.base import QueueDriver, ReceivedMessage
+from ..drivers.contract import QueueDriver
+from ..drivers.records import ReceivedMessage
 from ..execution import DeadLetter, DeadLetterSender, Retry, send_to_dead_letter
 from .pool import Finished
 from .slots import Held

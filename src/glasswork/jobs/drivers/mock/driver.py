@@ -14,7 +14,8 @@ from ...errors import BatchRetryError, DuplicateJobError
 from ...idempotency.memory import MemoryIdempotencyStore
 from ...message import JobMessage
 from ...testing import sqs_record
-from ..base import EnqueueResult, QueueDriver, ReceivedMessage
+from ..contract import QueueDriver
+from ..records import EnqueueResult, ReceivedMessage
 
 if TYPE_CHECKING:
     from ....modules import Module

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ..inspection import FoundJob, OutcomeCount
+from ..records import FoundJob, OutcomeCount
 from .inspection import dead_letter_record
 
 if TYPE_CHECKING:

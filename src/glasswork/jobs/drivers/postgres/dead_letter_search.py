@@ -10,9 +10,8 @@ from __future__ import annotations
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
-from ..base import DeadLetterRecord
-from ..dead_letter_query import GROUPS, DeadLetterGroup, DeadLetterPage, DeadLetterQuery
-from ..dead_letter_sql import POSTGRES, row_id, where
+from ..dead_letter_search import POSTGRES, row_id, where
+from ..records import GROUPS, DeadLetterGroup, DeadLetterPage, DeadLetterQuery, DeadLetterRecord
 from . import inspection
 
 if TYPE_CHECKING:

@@ -15,7 +15,8 @@ import psycopg
 from ...durations import setting_seconds
 from ...errors import ConfigurationError
 from ...message import JobMessage, identify
-from ..base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
+from ..contract import QueueDriver
+from ..records import DeadLetterRecord, EnqueueResult, QueueStats, ReceivedMessage
 from . import claims, deadlines, inspection, schema
 from .bound import BoundPostgresDriver
 from .capabilities import InspectionCapabilities

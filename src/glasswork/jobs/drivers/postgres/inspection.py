@@ -11,7 +11,7 @@ import psycopg
 
 from ...errors import ConfigurationError
 from ...message import identify
-from ..base import DeadLetterRecord, QueueStats
+from ..records import DeadLetterRecord, QueueStats
 from .statements import Statements
 from .text import storable
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import TYPE_CHECKING
 
-from ..heartbeats import FORGET_AFTER, WorkerBeat
+from ..records import FORGET_AFTER, WorkerBeat
 
 if TYPE_CHECKING:
     import psycopg

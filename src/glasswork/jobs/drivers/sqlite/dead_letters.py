@@ -16,9 +16,8 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..base import DeadLetterRecord
-from ..dead_letter_query import GROUPS, DeadLetterGroup, DeadLetterPage, DeadLetterQuery
-from ..dead_letter_sql import SQLITE, row_id, where
+from ..dead_letter_search import SQLITE, row_id, where
+from ..records import GROUPS, DeadLetterGroup, DeadLetterPage, DeadLetterQuery, DeadLetterRecord
 
 _TABLE = "glasswork_dead_letters"
 _COLUMNS = "id, queue, job_name, job_id, body, reason, failed_at"

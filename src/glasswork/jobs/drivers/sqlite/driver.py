@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ...durations import setting_seconds
 from ...errors import ConfigurationError, DuplicateJobError, EnqueueError
 from ...message import JobMessage, identify
-from ..base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
+from ..contract import QueueDriver
+from ..records import DeadLetterRecord, EnqueueResult, QueueStats, ReceivedMessage
 from .dead_letters import SQLiteDeadLetterSearch, never_reuse_ids
 from .files import check_synchronous, file_path, open_file
 from .inspection import OUTCOMES_SCHEMA, SQLiteInspection

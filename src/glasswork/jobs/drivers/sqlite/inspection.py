@@ -18,8 +18,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..base import DeadLetterRecord
-from ..inspection import FoundJob, OutcomeCount
+from ..records import DeadLetterRecord, FoundJob, OutcomeCount
 
 #: Schema version 1 → 2.
 OUTCOMES_SCHEMA = """

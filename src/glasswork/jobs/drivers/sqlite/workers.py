@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ..heartbeats import FORGET_AFTER, WorkerBeat
+from ..records import FORGET_AFTER, WorkerBeat
 
 WORKERS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS glasswork_workers (

@@ -23,7 +23,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...message import JobMessage
-from ..base import EnqueueBatchError, EnqueueResult, FailedEnqueue
+from ..records import EnqueueBatchError, EnqueueResult, FailedEnqueue
 from .driver import SQSQueueDriver
 from .sending import BatchSend, send_error, sent
 from .unique import is_condition_failure

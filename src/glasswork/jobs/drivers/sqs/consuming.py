@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from ...aws.errors import error_code
 from ...errors import ConfigurationError
-from ..base import ReceivedMessage
+from ..records import ReceivedMessage
 from .sending import SQS_BATCH_SIZE
 
 logger = logging.getLogger("glasswork.jobs")

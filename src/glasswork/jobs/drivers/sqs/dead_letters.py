@@ -38,8 +38,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ...errors import DuplicateJobError, GlassworkError, bounded
 from ...message import identify
-from ..base import DeadLetterRecord
-from ..dead_letter_query import DeadLetterPage, DeadLetterQuery, search, time_cursor
+from ..dead_letter_search import search, time_cursor
+from ..records import DeadLetterPage, DeadLetterQuery, DeadLetterRecord
 from .fifo import fifo_id
 from .unique import UniqueKeys
 

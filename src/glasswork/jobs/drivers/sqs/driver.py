@@ -29,15 +29,8 @@ from ...aws.errors import error_code
 from ...errors import ConfigurationError, EnqueueError, MalformedMessageError
 from ...message import MAX_MESSAGE_BYTES, JobMessage
 from ...telemetry import sqs_message_attributes
-from ..base import (
-    AsyncEnqueuer,
-    DeadLetterRecord,
-    EnqueueBatchError,
-    EnqueueResult,
-    FailedEnqueue,
-    QueueDriver,
-    QueueStats,
-)
+from ..contract import AsyncEnqueuer, QueueDriver
+from ..records import DeadLetterRecord, EnqueueBatchError, EnqueueResult, FailedEnqueue, QueueStats
 from .consuming import SQSConsumer
 from .dead_letters import (
     REASON_ATTRIBUTE,
@@ -54,7 +47,7 @@ from .unique import ReleaseUniqueKeys, UniqueKeys
 
 if TYPE_CHECKING:
     from ...execution import RunStep
-    from ..dead_letter_query import DeadLetterPage, DeadLetterQuery
+    from ..records import DeadLetterPage, DeadLetterQuery
     from .scheduler import ScheduledJobsTable
 
 __all__ = [

@@ -17,10 +17,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..inspection import FoundJob
+from ..records import FoundJob
 
 if TYPE_CHECKING:
-    from ..base import DeadLetterRecord
+    from ..records import DeadLetterRecord
 
 #: Dead letters peeked at most (over every DLQ) by one lookup.
 LOOKUP_LIMIT = 1000

@@ -57,7 +57,8 @@ from ...aws.tables import dynamodb_client, ensure_table
 from ...errors import ConfigurationError, MalformedMessageError
 from ...message import JobMessage
 from ...stop_signals import on_stop_signals
-from ..base import EnqueueBatchError, QueueDriver
+from ..contract import QueueDriver
+from ..records import EnqueueBatchError
 
 logger = logging.getLogger("glasswork.jobs.scheduler")
 

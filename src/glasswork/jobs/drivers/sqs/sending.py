@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from ...aws.errors import error_code
 from ...errors import EnqueueError
 from ...message import JobMessage
-from ..base import EnqueueResult, FailedEnqueue
+from ..records import EnqueueResult, FailedEnqueue
 
 logger = logging.getLogger("glasswork.jobs")
 
