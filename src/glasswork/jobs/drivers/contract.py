@@ -61,7 +61,6 @@ from .records import (
 )
 
 if TYPE_CHECKING:
-    from ..execution import RunStep
     from ..idempotency.store import IdempotencyStore
 
 __all__ = [
@@ -225,7 +224,9 @@ class QueueDriver(ABC):
         drivers check at construction)."""
         return None
 
-    def run_steps(self) -> Sequence[RunStep]:
+    # Steps are RunSteps (glasswork.jobs.execution), typed Any so the contract does not
+    # import the execution it is imported by.
+    def run_steps(self) -> Sequence[Any]:
         """:class:`RunSteps`; by default none."""
         return ()
 
@@ -562,8 +563,9 @@ class IdempotencyProvider(Protocol):
 class RunSteps(Protocol):
     """Around-run steps every worker on the driver adds to each run."""
 
-    def run_steps(self) -> Sequence[RunStep]:
-        """The steps (say, releasing a unique key the driver holds once a job finishes)."""
+    def run_steps(self) -> Sequence[Any]:
+        """The steps, each a :class:`~glasswork.jobs.RunStep` (say, releasing a unique key
+        the driver holds once a job finishes)."""
         ...
 
 
@@ -714,14 +716,23 @@ _STUBS = {
 _MISSING = object()
 
 
-@dataclass(frozen=True, slots=True)
 class _Answer:
-    """What :func:`capabilities_of` found out about a driver class (or instance)."""
+    """What :func:`capabilities_of` found out about a driver class (or instance). (Not a
+    dataclass: each costs ``import glasswork.jobs`` about half a millisecond.)"""
 
-    groups: tuple[str, ...]
-    dead_letter_traceback: bool
-    purge_by_queue: bool
-    async_def: tuple[str, ...]
+    __slots__ = ("async_def", "dead_letter_traceback", "groups", "purge_by_queue")
+
+    def __init__(
+        self,
+        groups: tuple[str, ...],
+        dead_letter_traceback: bool,
+        purge_by_queue: bool,
+        async_def: tuple[str, ...],
+    ) -> None:
+        self.groups = groups
+        self.dead_letter_traceback = dead_letter_traceback
+        self.purge_by_queue = purge_by_queue
+        self.async_def = async_def
 
 
 _answers: dict[type, _Answer] = {}
@@ -825,27 +836,28 @@ def _takes_keyword(method: Callable[..., Any], name: str) -> bool:
 # -- the optional parts of a group -----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class CoroutineMethods:
     """The rest of a :class:`CoroutineProducing` driver, each None where it has none:
     ``enqueue_at`` and ``enqueue_many`` when they are ``async def`` too, ``message_limit``
     (sync or async) and ``aclose``."""
 
-    enqueue_at: Callable[[JobMessage, datetime], Awaitable[EnqueueResult]] | None
-    enqueue_many: Callable[[Sequence[JobMessage], float], Awaitable[list[EnqueueResult]]] | None
-    message_limit: Callable[[str], Any] | None
-    aclose: Callable[[], Awaitable[None]] | None
+    __slots__ = ("aclose", "enqueue_at", "enqueue_many", "message_limit")
+
+    def __init__(self, driver: CoroutineProducing) -> None:
+        at, many = _bound(driver, "enqueue_at"), _bound(driver, "enqueue_many")
+        self.enqueue_at: Callable[[JobMessage, datetime], Awaitable[EnqueueResult]] | None = (
+            at if inspect.iscoroutinefunction(at) else None
+        )
+        self.enqueue_many: (
+            Callable[[Sequence[JobMessage], float], Awaitable[list[EnqueueResult]]] | None
+        ) = many if inspect.iscoroutinefunction(many) else None
+        self.message_limit: Callable[[str], Any] | None = _bound(driver, "message_limit")
+        self.aclose: Callable[[], Awaitable[None]] | None = _bound(driver, "aclose")
 
 
 def coroutine_methods(driver: CoroutineProducing) -> CoroutineMethods:
     """The optional methods of a driver written with coroutines."""
-    at, many = _bound(driver, "enqueue_at"), _bound(driver, "enqueue_many")
-    return CoroutineMethods(
-        at if inspect.iscoroutinefunction(at) else None,
-        many if inspect.iscoroutinefunction(many) else None,
-        _bound(driver, "message_limit"),
-        _bound(driver, "aclose"),
-    )
+    return CoroutineMethods(driver)
 
 
 def lease_seconds(driver: LeaseExtension) -> object:

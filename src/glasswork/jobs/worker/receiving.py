@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from ..drivers.contract import QueueDriver
+from ..drivers.contract import Consuming
 from ..drivers.records import ReceivedMessage
 from .pool import JobPool
 
@@ -23,7 +23,7 @@ class Receiver:
 
     def __init__(
         self,
-        driver: QueueDriver,
+        driver: Consuming,
         queues: Sequence[str] | None,
         concurrency: int,
         batch_size: int,

@@ -38,7 +38,24 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ...durations import setting_seconds
 from ...errors import ConfigurationError, DuplicateJobError, EnqueueError
 from ...message import JobMessage, identify
-from ..contract import QueueDriver
+from ..contract import (
+    BatchAck,
+    BatchNack,
+    Closing,
+    Consuming,
+    DeadLetterAdmin,
+    DeadLetterSearch,
+    HandBack,
+    Heartbeats,
+    IdempotencyProvider,
+    JobFinder,
+    LeaseExtension,
+    OutcomeStore,
+    PendingCount,
+    PeriodicClaims,
+    QueueCounts,
+    QueueDriver,
+)
 from ..records import DeadLetterRecord, EnqueueResult, QueueStats, ReceivedMessage
 from .dead_letters import SQLiteDeadLetterSearch, never_reuse_ids
 from .files import check_synchronous, file_path, open_file
@@ -144,7 +161,25 @@ _LATEST = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
 
 
 class SQLiteQueueDriver(
-    SQLiteInspection, SQLiteDeadLetterSearch, SQLiteWorkerHeartbeats, QueueDriver
+    SQLiteInspection,
+    SQLiteDeadLetterSearch,
+    SQLiteWorkerHeartbeats,
+    QueueDriver,
+    Consuming,
+    BatchAck,
+    BatchNack,
+    HandBack,
+    LeaseExtension,
+    PeriodicClaims,
+    QueueCounts,
+    PendingCount,
+    DeadLetterAdmin,
+    DeadLetterSearch,
+    OutcomeStore,
+    JobFinder,
+    Heartbeats,
+    IdempotencyProvider,
+    Closing,
 ):
     """A durable queue in a SQLite file: no server, delays of any length, safe across processes.
 
@@ -718,15 +753,18 @@ class SQLiteQueueDriver(
                 moved += 1
         return moved
 
-    def purge_dead_letters(self, ids: Sequence[int | str] | None = None) -> int:
-        """Delete dead letters (the given ``ids``, or all). Returns how many."""
+    def purge_dead_letters(
+        self, ids: Sequence[int | str] | None = None, *, queue: str | None = None
+    ) -> int:
+        """Delete dead letters (the given ``ids``, or all; of ``queue``, when given). Returns
+        how many."""
+        of_queue, params = ("", []) if queue is None else (" AND queue = ?", [queue])
         with self._transaction() as conn:
             if ids is None:
-                return conn.execute("DELETE FROM glasswork_dead_letters").rowcount
-            return sum(
-                conn.execute("DELETE FROM glasswork_dead_letters WHERE id = ?", (i,)).rowcount
-                for i in _row_ids(ids)
-            )
+                where = "" if queue is None else " WHERE queue = ?"
+                return conn.execute(f"DELETE FROM glasswork_dead_letters{where}", params).rowcount
+            sql = f"DELETE FROM glasswork_dead_letters WHERE id = ?{of_queue}"
+            return sum(conn.execute(sql, [i, *params]).rowcount for i in _row_ids(ids))
 
 
 def _migrate(conn: sqlite3.Connection) -> int:
