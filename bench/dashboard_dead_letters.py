@@ -103,7 +103,7 @@ def pages(driver: Any) -> dict[str, str]:
     """The addresses measured (the deep cursor and the group's from the driver)."""
     from urllib.parse import urlencode
 
-    from glasswork.jobs.drivers.dead_letter_query import DeadLetterQuery
+    from glasswork.jobs.drivers.records import DeadLetterQuery
 
     first = driver.dead_letter_page(DeadLetterQuery(), None, 100)
     oldest = int(min(r.id for r in driver.dead_letters(limit=200)))

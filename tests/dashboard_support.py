@@ -36,8 +36,8 @@ if str(TESTS) not in sys.path:
 
 from fixtures_app.shop import ShopModule, charge_card, resize_image, send_receipt  # noqa: E402
 from glasswork.jobs import JobMessage, JobService, Worker  # noqa: E402
-from glasswork.jobs.drivers.base import QueueDriver  # noqa: E402
-from glasswork.jobs.drivers.inspection import OutcomeCount  # noqa: E402
+from glasswork.jobs.drivers.contract import QueueDriver  # noqa: E402
+from glasswork.jobs.drivers.records import OutcomeCount  # noqa: E402
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
 from glasswork.jobs.metrics.outcome_log import OutcomeLog  # noqa: E402
 

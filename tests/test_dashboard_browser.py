@@ -178,7 +178,7 @@ def screenshot_queues(page: Page, dashboard: Dashboard, path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
     from glasswork.jobs import JobMessage
-    from glasswork.jobs.drivers.heartbeats import WorkerBeat
+    from glasswork.jobs.drivers.records import WorkerBeat
 
     store = dashboard.driver.heartbeat_store()
     started = datetime.now(UTC) - timedelta(hours=3, minutes=12)

@@ -11,8 +11,7 @@ import pytest
 pytest.importorskip("starlette")
 
 from glasswork.dashboard.charts import DepthSampler, Grid, outcome_chart
-from glasswork.jobs.drivers.base import QueueStats
-from glasswork.jobs.drivers.inspection import OutcomeCount
+from glasswork.jobs.drivers.records import OutcomeCount, QueueStats
 
 NOW = datetime(2024, 5, 1, 12, 30, 20, tzinfo=UTC)
 

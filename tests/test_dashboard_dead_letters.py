@@ -26,8 +26,7 @@ from starlette.testclient import TestClient
 from dashboard_support import Seeded, bury, seed, set_failed_at, shop_driver
 from fixtures_app.shop import ShopModule
 from glasswork.dashboard import create_app
-from glasswork.jobs.drivers.base import DeadLetterRecord
-from glasswork.jobs.drivers.dead_letter_query import DeadLetterPage, DeadLetterQuery
+from glasswork.jobs.drivers.records import DeadLetterPage, DeadLetterQuery, DeadLetterRecord
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from pgtest import POSTGRESQL
 

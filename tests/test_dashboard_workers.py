@@ -26,7 +26,7 @@ from dashboard_support import Seeded, shop_driver
 from glasswork import define_module
 from glasswork.dashboard import create_app
 from glasswork.jobs import JobMessage, MockQueueDriver, define_job
-from glasswork.jobs.drivers.heartbeats import WorkerBeat
+from glasswork.jobs.drivers.records import WorkerBeat
 from glasswork.jobs.worker import Worker
 from pgtest import POSTGRESQL
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from glasswork.jobs.drivers.base import DeadLetterRecord
-from glasswork.jobs.drivers.dead_letter_query import DeadLetterQuery, search, time_cursor
+from glasswork.jobs.drivers.dead_letter_search import search, time_cursor
+from glasswork.jobs.drivers.records import DeadLetterQuery, DeadLetterRecord
 
 START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

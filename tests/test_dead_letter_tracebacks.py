@@ -24,10 +24,10 @@ from glasswork.jobs import (
     bootstrap_worker,
     define_job,
 )
-from glasswork.jobs.drivers.base import QueueDriver
+from glasswork.jobs.drivers.contract import QueueDriver
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver, schema
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
-from glasswork.jobs.drivers.sqlite import driver as sqlite_driver
+from glasswork.jobs.drivers.sqlite import schema as sqlite_schema
 from glasswork.jobs.errors import MAX_TRACEBACK_CHARS, failure_traceback
 from glasswork.jobs.execution import DeadLetter, Executor, JobHooks, JobRegistry
 from glasswork.jobs.testing import sqs_event
@@ -225,7 +225,7 @@ def test_a_driver_whose_dead_letter_takes_no_traceback_still_keeps_dead_letters(
 
 def test_an_sqlite_file_from_before_tracebacks_is_upgraded(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    before = sqlite_driver._MIGRATIONS.index(sqlite_driver._TRACEBACKS)
+    before = sqlite_schema.MIGRATIONS.index(sqlite_schema._TRACEBACKS)
     old = SQLiteQueueDriver(path)
     old.dead_letter("{}", "old failure", queue="q")
     old.close()

@@ -14,8 +14,8 @@ import pytest
 from dashboard_support import seed_driver
 from glasswork.cli import main
 from glasswork.jobs import JobMessage
-from glasswork.jobs.drivers.inspection import OutcomeCount
 from glasswork.jobs.drivers.postgres import SCHEMA_VERSION, PostgresQueueDriver
+from glasswork.jobs.drivers.records import OutcomeCount
 from glasswork.jobs.errors import ConfigurationError
 from pgtest import connect, dsn, fresh_schema, url
 

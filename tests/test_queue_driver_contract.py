@@ -3,7 +3,7 @@ SQLite (one file) and PostgreSQL (the real server, a schema per test).
 
 Leases and receipts, attempts per delivery, lost-lease dead-lettering, delays, queue
 fairness, unique keys, batches, dead letters, stats and periodic claims; and what the
-dashboard reads (glasswork.jobs.drivers.inspection): outcome history and job lookup. What a job
+dashboard reads (glasswork.jobs.drivers.contract): outcome history and job lookup. What a job
 may hold (unique keys, due times) is checked on every driver, SQS and the mock included,
 through JobService: input one driver cannot store is refused alike on all of them."""
 
@@ -29,8 +29,9 @@ from glasswork.jobs import (
     MockQueueDriver,
     define_job,
 )
-from glasswork.jobs.drivers.inspection import JobFinder, OutcomeCount, OutcomeStore
+from glasswork.jobs.drivers.contract import JobFinder, OutcomeStore
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver
+from glasswork.jobs.drivers.records import OutcomeCount
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.errors import ConfigurationError
 from pgtest import POSTGRESQL, dsn, fresh_schema

@@ -50,7 +50,7 @@ def test_a_threads_connection_closes_when_the_thread_ends(driver: SQLiteQueueDri
         t.start()
         t.join()
     gc.collect()
-    assert len(driver._connections) == 1  # only this thread's
+    assert len(driver.file.connections) == 1  # only this thread's
     assert driver.pending_count() == 20
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from glasswork.jobs import JobMessage
-from glasswork.jobs.drivers.inspection import OutcomeCount
+from glasswork.jobs.drivers.records import OutcomeCount
 from glasswork.jobs.drivers.sqlite import SCHEMA_VERSION, SQLiteQueueDriver
 from glasswork.jobs.errors import ConfigurationError
 
@@ -167,7 +167,7 @@ def test_a_version_2_file_is_upgraded_to_ids_never_reused_and_keeps_its_dead_let
         newest = _bury_one(driver, "d")
         assert driver.purge_dead_letters([newest]) == 1
         assert int(_bury_one(driver, "e")) > int(newest)
-        assert driver.workers() == []
+        assert driver.heartbeat_store().workers() == []
     finally:
         driver.close()
     conn = sqlite3.connect(path)

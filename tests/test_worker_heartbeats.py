@@ -23,8 +23,9 @@ import pytest
 
 from glasswork import define_module
 from glasswork.jobs import JobMessage, define_job
-from glasswork.jobs.drivers.heartbeats import FORGET_AFTER, WorkerBeat
+from glasswork.jobs.drivers.records import FORGET_AFTER, WorkerBeat
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
+from glasswork.jobs.drivers.sqlite.workers import WorkerRows
 from glasswork.jobs.worker import Worker
 from pgtest import POSTGRESQL
 
@@ -178,11 +179,18 @@ def age(driver: Any, worker_id: str, seconds: float) -> None:
         )
 
 
-class _FailingHeartbeats(SQLiteQueueDriver):
-    """A driver whose heartbeat writes fail (a locked file, a full disk)."""
+class _FailingRows(WorkerRows):
+    """A heartbeat store whose writes fail (a locked file, a full disk)."""
 
     def record_worker(self, beat: WorkerBeat) -> None:
         raise OSError("disk I/O error")
+
+
+class _FailingHeartbeats(SQLiteQueueDriver):
+    """A driver whose heartbeat writes fail."""
+
+    def heartbeat_store(self) -> WorkerRows:
+        return _FailingRows(self.file)
 
 
 def test_a_store_that_cannot_take_heartbeats_does_not_stop_the_jobs(

@@ -269,16 +269,17 @@ class FlakyBatchDriver(SQSQueueDriver):
 
     def __init__(self, *args: Any, bad_entry: str, bad_attempts: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.bad_entry = bad_entry
-        self.bad_attempts = bad_attempts
+        entry_of = self.sender.batch_entry
 
-    def _batch_entry(
-        self, entry_id: str, message: JobMessage, delay_seconds: float, attempt: int
-    ) -> dict[str, Any]:
-        entry = super()._batch_entry(entry_id, message, delay_seconds, attempt)
-        if entry_id == self.bad_entry and attempt < self.bad_attempts:
-            entry["DelaySeconds"] = 1000  # SQS refuses this entry alone
-        return entry
+        def flaky_entry(
+            entry_id: str, message: JobMessage, delay_seconds: float, attempt: int
+        ) -> dict[str, Any]:
+            entry = entry_of(entry_id, message, delay_seconds, attempt)
+            if entry_id == bad_entry and attempt < bad_attempts:
+                entry["DelaySeconds"] = 1000  # SQS refuses this entry alone
+            return entry
+
+        self.sender.batch_entry = flaky_entry  # type: ignore[method-assign]
 
 
 def test_batch_retries_entries_sqs_rejected(aws: Aws) -> None:

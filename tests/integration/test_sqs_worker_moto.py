@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from glasswork.jobs import JobService
-from glasswork.jobs.drivers.base import ReceivedMessage
+from glasswork.jobs.drivers.records import ReceivedMessage
 from glasswork.jobs.drivers.sqs import SQSQueueDriver
 from glasswork.jobs.drivers.sqs.consuming import MAX_VISIBILITY_SECONDS
 

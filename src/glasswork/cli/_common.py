@@ -9,8 +9,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..jobs.drivers.contract import capabilities_of
 from ..jobs.drivers.urls import DEFAULT_URL, driver_from_url
 from ..jobs.durations import parse_duration
 from ..jobs.errors import ConfigurationError
@@ -19,8 +20,10 @@ from ._errors import UsageError as UsageError
 from ._options import option
 
 if TYPE_CHECKING:
-    from ..jobs.drivers.base import QueueDriver
+    from ..jobs.drivers.contract import QueueDriver
     from ..modules import Module
+
+T = TypeVar("T")
 
 
 #: Commands that only look at or act on existing jobs: they never create a database file,
@@ -74,10 +77,10 @@ def close_drivers(args: argparse.Namespace) -> None:
     """Close the drivers :func:`open_driver` opened for this command (a PostgreSQL pool,
     SQLite connections), so a command ends with its connections released."""
     for driver in getattr(args, "opened_drivers", []):
-        close = getattr(driver, "close", None)
-        if callable(close):
+        closing = capabilities_of(driver).closing
+        if closing is not None:
             try:
-                close()
+                closing.close()
             except Exception as exc:  # the command's own outcome matters more
                 logging.getLogger("glasswork.cli").debug("closing %r: %s", driver, exc)
 
@@ -195,13 +198,12 @@ def check_queue(driver: QueueDriver, queue: str | None) -> None:
     letters)."""
     if queue is None:
         return
-    resolve = getattr(driver, "queue_name", None)
-    if resolve is not None:
-        resolve(queue)  # ConfigurationError naming the configured queues
+    caps = capabilities_of(driver)
+    if caps.configured_queues is not None:
+        caps.configured_queues.queue_name(queue)  # ConfigurationError naming them
         return
-    stats = getattr(driver, "stats", None)
-    if stats is not None:
-        known = sorted(stats())
+    if caps.stats is not None:
+        known = sorted(caps.stats.stats())
         if queue not in known:
             raise CommandError(
                 f"unknown queue {queue!r}: no jobs or dead letters on it; queues: "
@@ -222,11 +224,11 @@ def warn_unknown_queues(
 
     if not queues:
         return
-    resolve = getattr(driver, "queue_name", None)
+    configured = capabilities_of(driver).configured_queues
     used = {job.queue or "default" for job in JobRegistry.for_module(module)}
     for queue in queues:
-        if resolve is not None:
-            resolve(queue)
+        if configured is not None:
+            configured.queue_name(queue)
         if queue not in used:
             message = (
                 f"no job of {module.name!r} uses queue {queue!r} "
@@ -258,12 +260,12 @@ def need_app(args: argparse.Namespace) -> str:
     return str(args.app)
 
 
-def capability(driver: QueueDriver, method: str, what: str) -> Any:
-    """``driver.<method>``, or a :class:`CommandError` saying the driver cannot ``what``."""
-    fn = getattr(driver, method, None)
-    if fn is None:
+def need(group: T | None, driver: QueueDriver, what: str) -> T:
+    """``group`` (a field of the driver's :class:`~glasswork.jobs.drivers.contract.
+    Capabilities`), or a :class:`CommandError` saying the driver cannot ``what``."""
+    if group is None:
         raise CommandError(f"the {driver.name} driver cannot {what}; the SQLite driver can")
-    return fn
+    return group
 
 
 def parse_time(text: str) -> datetime:

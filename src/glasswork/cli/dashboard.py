@@ -147,10 +147,12 @@ def _cloudwatch(namespace: str | None, dimensions: dict[str, str], driver: Any) 
     if not namespace:
         return None
     with needs_extra("sqs", "--cloudwatch-namespace needs boto3", CommandError):
+        from ..jobs.drivers.sqs.driver import SQSQueueDriver
         from ..jobs.metrics.cloudwatch import CloudWatchOutcomes
+    on_aws = driver if isinstance(driver, SQSQueueDriver) else None
     return CloudWatchOutcomes(
         namespace,
         dimensions,
-        region=getattr(driver, "region", None),
-        endpoint_url=getattr(driver, "endpoint_url", None),
+        region=on_aws.region if on_aws is not None else None,
+        endpoint_url=on_aws.endpoint_url if on_aws is not None else None,
     )

@@ -1,4 +1,5 @@
-"""``glasswork dlq``: list, redrive or purge dead letters (SQLite and SQS drivers).
+"""``glasswork dlq``: list, redrive or purge dead letters (drivers with dead-letter admin:
+SQLite, PostgreSQL, SQS).
 
 ``list`` leaves dead letters in place (on SQS it peeks: receives with a short visibility
 timeout and releases at once). Unknown ids and unknown queues are errors, and nothing is
@@ -8,19 +9,19 @@ changed then.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import re
 import sys
 from pathlib import PurePath
 from typing import Any
 
+from ..jobs.drivers.contract import DeadLetterAdmin, QueueDriver, capabilities_of
 from ._common import (
     CommandError,
     add_command,
     age,
-    capability,
     check_queue,
+    need,
     open_driver,
     positive_int,
     print_table,
@@ -116,9 +117,9 @@ def _add_selection(sub: argparse.ArgumentParser) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     driver = open_driver(args)
-    dead_letters = capability(driver, "dead_letters", "list dead letters")
+    admin = need(capabilities_of(driver).dead_letter_admin, driver, "list dead letters")
     check_queue(driver, args.queue)
-    records = dead_letters(queue=args.queue, limit=args.limit)
+    records = admin.dead_letters(queue=args.queue, limit=args.limit)
     if args.json:
         print(json.dumps([_as_dict(r) for r in records], indent=2))
     elif not records:
@@ -142,37 +143,42 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_redrive(args: argparse.Namespace) -> int:
     driver = open_driver(args)
-    redrive = capability(driver, "redrive", "redrive dead letters")
-    ids = _selected(driver, args)
-    moved = redrive(ids, queue=args.queue)
+    admin = need(capabilities_of(driver).dead_letter_admin, driver, "redrive dead letters")
+    ids = _selected(driver, admin, args)
+    moved = admin.redrive(ids, queue=args.queue)
     print(f"redrove {moved} dead letter(s)")
     return 0
 
 
 def run_purge(args: argparse.Namespace) -> int:
     driver = open_driver(args)
-    purge = capability(driver, "purge_dead_letters", "purge dead letters")
-    ids = _selected(driver, args)
-    by_queue = "queue" in inspect.signature(purge).parameters
-    if args.queue and ids is None and not by_queue:
+    caps = capabilities_of(driver)
+    admin = need(caps.dead_letter_admin, driver, "purge dead letters")
+    ids = _selected(driver, admin, args)
+    if args.queue and ids is None and not caps.purge_by_queue:
         # This driver purges by id: a queue's dead letters are the ids it lists.
-        ids = [r.id for r in driver.dead_letters(queue=args.queue, limit=_ALL)]  # type: ignore[attr-defined]
+        ids = [r.id for r in admin.dead_letters(queue=args.queue, limit=_ALL)]
     what = f"dead letters {', '.join(ids)}" if ids is not None else "every dead letter"
     where = f" of queue {args.queue!r}" if args.queue else ""
     if not args.yes and not _confirm(f"Purge {what}{where} for good? [y/N] "):
         raise CommandError("nothing purged (answer y, or pass --yes)")
-    purged = purge(ids, queue=args.queue) if by_queue else purge(ids)
+    if caps.purge_by_queue:
+        purged = admin.purge_dead_letters(ids, queue=args.queue)
+    else:  # a driver written before purge_dead_letters took queue=
+        purged = admin.purge_dead_letters(ids)
     print(f"purged {purged} dead letter(s)")
     return 0
 
 
-def _selected(driver: Any, args: argparse.Namespace) -> list[str] | None:
+def _selected(
+    driver: QueueDriver, admin: DeadLetterAdmin, args: argparse.Namespace
+) -> list[str] | None:
     """The ids to act on (None: all), after checking the queue and that every id exists."""
     check_queue(driver, args.queue)
     if args.all:
         return None
     ids = [str(i) for i in args.ids]
-    known = {r.id for r in driver.dead_letters(queue=args.queue, limit=_ALL)}
+    known = {r.id for r in admin.dead_letters(queue=args.queue, limit=_ALL)}
     missing = [i for i in ids if i not in known]
     if missing:
         where = f" of queue {args.queue!r}" if args.queue else ""

@@ -9,12 +9,13 @@ import argparse
 import json
 from typing import Any
 
-from ..jobs.drivers.base import QueueStats
+from ..jobs.drivers.contract import capabilities_of
+from ..jobs.drivers.records import QueueStats
 from ._common import (
     add_app_option,
     add_command,
-    capability,
     load_app,
+    need,
     need_app,
     open_driver,
     print_table,
@@ -76,7 +77,7 @@ def run_jobs(args: argparse.Namespace) -> int:
 
 def run_stats(args: argparse.Namespace) -> int:
     driver = open_driver(args)
-    stats: dict[str, QueueStats] = capability(driver, "stats", "report queue stats")()
+    stats = need(capabilities_of(driver).stats, driver, "report queue stats").stats()
     if args.json:
         print(json.dumps({q: _counts(s) for q, s in stats.items()}, indent=2))
         return 0

@@ -24,8 +24,7 @@ from .security import LOOPBACK_NAMES, BasicAuth, CsrfGuard, Redactor, SecurityHe
 from .views import Pages
 
 if TYPE_CHECKING:
-    from ..jobs.drivers.base import QueueDriver
-    from ..jobs.drivers.inspection import OutcomeHistory
+    from ..jobs.drivers.contract import OutcomeHistory, QueueDriver
     from ..jobs.metrics.lambda_concurrency import LambdaConcurrency
     from ..modules import Module
 

@@ -16,8 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from ..jobs.drivers.base import QueueStats
-from ..jobs.drivers.inspection import OUTCOME_KINDS, OutcomeCount
+from ..jobs.drivers.records import OUTCOME_KINDS, OutcomeCount, QueueStats
 
 WIDTH, HEIGHT = 960.0, 190.0
 LEFT, RIGHT, TOP, BOTTOM = 44.0, 24.0, 8.0, 22.0

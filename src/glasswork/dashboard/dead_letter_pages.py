@@ -19,8 +19,7 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..jobs.drivers.base import DeadLetterRecord
-from ..jobs.drivers.dead_letter_query import PAGE_SIZE, DeadLetterPage, DeadLetterQuery
+from ..jobs.drivers.records import PAGE_SIZE, DeadLetterPage, DeadLetterQuery, DeadLetterRecord
 from .filters import Filters, read_filters
 from .forms import bounded_int, distinct_ids, read_form
 from .security import CsrfGuard

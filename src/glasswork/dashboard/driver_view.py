@@ -1,15 +1,14 @@
 """The dashboard's view of a driver: each feature is a capability the driver may lack.
 
-Only the driver-agnostic methods are used: the dead-letter search and heartbeats of
-:class:`~glasswork.jobs.drivers.base.QueueDriver` (whose defaults say the driver cannot),
-and ``stats``, ``dead_letters``, ``redrive``, ``purge_dead_letters`` and the optional
-``outcome_history`` and ``find_job`` of :mod:`glasswork.jobs.drivers.inspection` (with their
-optional ``outcome_source`` and ``job_lookup_scope`` texts), found by duck typing, so any
-driver that grows one gets the page that uses it. A driver that can only list its dead
-letters is searched in memory. Outcome history may come from elsewhere than the driver
-(``outcomes``: CloudWatch's metrics of the Lambda workers), and so may the workers panel
-(``lambdas``: the Lambda functions working SQS queues). A missing capability raises
-:class:`Unsupported`, which pages show as "the <driver> driver cannot ...".
+What the driver can do comes from the driver contract
+(:func:`~glasswork.jobs.drivers.contract.capabilities_of`): queue counts, dead-letter admin
+and search, outcome history, job lookup, heartbeats; any driver that has a group (declared,
+or by writing its methods) gets the page that uses it. A driver that can only list its dead
+letters is searched in memory; one that can only list them is looked up there too. Outcome
+history may come from elsewhere than the driver (``outcomes``: CloudWatch's metrics of the
+Lambda workers), and so may the workers panel (``lambdas``: the Lambda functions working SQS
+queues). A missing capability raises :class:`Unsupported`, which pages show as "the
+<driver> driver cannot ...".
 """
 
 from __future__ import annotations
@@ -17,16 +16,31 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..jobs.drivers.base import DeadLetterRecord, QueueDriver, QueueStats
-from ..jobs.drivers.dead_letter_query import DeadLetterPage, DeadLetterQuery, search, time_cursor
-from ..jobs.drivers.heartbeats import WorkerBeat
-from ..jobs.drivers.inspection import FoundJob, OutcomeCount, OutcomeHistory
+from ..jobs.drivers.contract import (
+    OutcomeHistory,
+    QueueDriver,
+    capabilities_of,
+    lookup_scope,
+    outcome_source,
+)
+from ..jobs.drivers.dead_letter_search import search, time_cursor
+from ..jobs.drivers.records import (
+    DeadLetterPage,
+    DeadLetterQuery,
+    DeadLetterRecord,
+    FoundJob,
+    OutcomeCount,
+    QueueStats,
+    WorkerBeat,
+)
 from .security import Redactor
 
 if TYPE_CHECKING:
     from ..jobs.metrics.lambda_concurrency import LambdaConcurrency, LambdaWorkers
+
+T = TypeVar("T")
 
 #: Dead letters read at most from a driver that can only list them (no search of its own).
 DEAD_LETTER_LIMIT = 100_000
@@ -67,6 +81,7 @@ class DriverView:
         lambdas: LambdaConcurrency | None = None,
     ) -> None:
         self.driver = driver
+        self.capabilities = capabilities_of(driver)
         self.redact = redact
         self.outcomes = outcomes
         self.lambdas = lambdas
@@ -75,13 +90,11 @@ class DriverView:
     def name(self) -> str:
         return self.driver.name
 
-    def can(self, method: str) -> bool:
-        return callable(getattr(self.driver, method, None))
-
-    def _method(self, method: str, what: str) -> Any:
-        if not self.can(method):
+    def _need(self, group: T | None, what: str) -> T:
+        """``group`` (a field of :attr:`capabilities`), or :class:`Unsupported`."""
+        if group is None:
             raise Unsupported(f"the {self.name} driver cannot {what}")
-        return getattr(self.driver, method)
+        return group
 
     def error_text(self, error: BaseException) -> str:
         """An error as the page shows it: its type and message, secrets masked."""
@@ -93,48 +106,43 @@ class DriverView:
 
     def stats(self) -> list[QueueStats]:
         """Per queue counts, sorted by queue."""
-        raw = self._method("stats", "report queue counts")()
+        raw = self._need(self.capabilities.stats, "report queue counts").stats()
         return [_as_stats(queue, value) for queue, value in sorted(raw.items())]
 
     def dead_letters(
         self, queue: str | None = None, limit: int = DEAD_LETTER_LIMIT
     ) -> list[DeadLetterRecord]:
-        read = self._method("dead_letters", "list dead letters")
-        records: list[DeadLetterRecord] = read(queue=queue, limit=limit)
-        return records
+        admin = self._need(self.capabilities.dead_letter_admin, "list dead letters")
+        return admin.dead_letters(queue=queue, limit=limit)
 
     def dead_letter_page(
         self, query: DeadLetterQuery, cursor: str | None, limit: int
     ) -> DeadLetterPage:
         """A page of the dead letters ``query`` matches, newest first."""
-        try:
-            return self.driver.dead_letter_page(query, cursor, limit)
-        except NotImplementedError:
-            pass
+        searching = self.capabilities.dead_letter_search
+        if searching is not None:
+            return searching.dead_letter_page(query, cursor, limit)
         return search(self.dead_letters(query.queue), query, cursor, limit)
 
     def dead_letter(self, record_id: str) -> DeadLetterRecord | None:
         """One dead letter by its id, wherever it is in the list."""
-        try:
-            return self.driver.find_dead_letter(record_id)
-        except NotImplementedError:
-            pass
+        searching = self.capabilities.dead_letter_search
+        if searching is not None:
+            return searching.find_dead_letter(record_id)
         return next((r for r in self.dead_letters() if r.id == record_id), None)
 
     def redrive_matching(self, query: DeadLetterQuery) -> int:
         """Redrive every dead letter ``query`` matches."""
-        try:
-            return self.driver.redrive_matching(query)
-        except NotImplementedError:
-            pass
+        searching = self.capabilities.dead_letter_search
+        if searching is not None:
+            return searching.redrive_matching(query)
         return self.redrive(self._matching_ids(query))
 
     def purge_matching(self, query: DeadLetterQuery) -> int:
         """Purge every dead letter ``query`` matches."""
-        try:
-            return self.driver.purge_matching(query)
-        except NotImplementedError:
-            pass
+        searching = self.capabilities.dead_letter_search
+        if searching is not None:
+            return searching.purge_matching(query)
         return self.purge(self._matching_ids(query))
 
     def _matching_ids(self, query: DeadLetterQuery) -> list[str]:
@@ -145,7 +153,8 @@ class DriverView:
     def workers(self) -> Workers:
         """The workers panel: heartbeats where the driver keeps them, else the Lambda
         functions working its queues (SQS)."""
-        store = self.driver.heartbeat_store()
+        heartbeats = self.capabilities.heartbeats
+        store = heartbeats.heartbeat_store() if heartbeats is not None else None
         if store is not None:
             return Workers(
                 f"the heartbeats workers write through the {self.name} driver",
@@ -158,29 +167,29 @@ class DriverView:
     def outcome_history(self, since: datetime) -> list[OutcomeCount]:
         if self.outcomes is not None:
             return self.outcomes.outcome_history(since)
-        read = self._method("outcome_history", "record job outcomes per minute")
-        counts: list[OutcomeCount] = read(since)
-        return counts
+        history = self._need(self.capabilities.outcome_history, "record job outcomes per minute")
+        return history.outcome_history(since)
 
     @property
     def has_outcomes(self) -> bool:
         """Whether there is an outcome history to read (the driver's, or ``outcomes``)."""
-        return self.outcomes is not None or self.can("outcome_history")
+        return self.outcomes is not None or self.capabilities.outcome_history is not None
 
     @property
     def outcome_source(self) -> str:
         """Where the outcome counts come from, for the page."""
-        source = self.outcomes if self.outcomes is not None else self.driver
-        default = f"the outcome counts the workers record through the {self.name} driver"
-        return str(getattr(source, "outcome_source", default))
+        source = self.outcomes if self.outcomes is not None else self.capabilities.outcome_history
+        said = outcome_source(source) if source is not None else None
+        return said or f"the outcome counts the workers record through the {self.name} driver"
 
     def find_job(self, job_id: str) -> Lookup:
         """Pending and dead copies of ``job_id`` where the driver can look them up; a driver
         that can only list dead letters is searched there."""
-        if self.can("find_job"):
-            scope = getattr(self.driver, "job_lookup_scope", "pending jobs and dead letters")
-            return Lookup(self.driver.find_job(job_id), str(scope))  # type: ignore[attr-defined]
-        if self.can("dead_letters"):
+        finder = self.capabilities.job_lookup
+        if finder is not None:
+            scope = lookup_scope(finder) or "pending jobs and dead letters"
+            return Lookup(finder.find_job(job_id), scope)
+        if self.capabilities.dead_letter_admin is not None:
             found = [
                 FoundJob(job_id, "dead", r.queue, r.job_name, r.body, dead_letter=r)
                 for r in self.dead_letters()
@@ -197,14 +206,15 @@ class DriverView:
     def redrive(self, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        moved: int = self._method("redrive", "redrive dead letters")(list(ids))
-        return moved
+        return self._need(self.capabilities.dead_letter_admin, "redrive dead letters").redrive(
+            list(ids)
+        )
 
     def purge(self, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        purged: int = self._method("purge_dead_letters", "purge dead letters")(list(ids))
-        return purged
+        admin = self._need(self.capabilities.dead_letter_admin, "purge dead letters")
+        return admin.purge_dead_letters(list(ids))
 
 
 def _as_stats(queue: str, value: Any) -> QueueStats:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from ..jobs.drivers.dead_letter_query import DeadLetterQuery
+from ..jobs.drivers.records import DeadLetterQuery
 
 #: The longest text a filter field takes.
 MAX_FIELD = 4096

@@ -52,7 +52,7 @@ from .async_service import AsyncJobService
 from .aws_lambda.handler import bootstrap_worker
 from .context import JobContext
 from .definition import JobDefinition, RetryPolicy, define_job, define_periodic_job
-from .drivers.base import EnqueueResult, QueueDriver
+from .drivers.contract import EnqueueResult, QueueDriver
 from .drivers.mock.driver import MockQueueDriver
 from .drivers.urls import driver_from_url
 from .errors import (
@@ -199,9 +199,14 @@ MovedModules.register(
             "outcome_log": "metrics.outcome_log",
             "aws_errors": "aws.errors",
             "dynamodb_tables": "aws.tables",
-            "inspection": "drivers.inspection",
-            "heartbeats": "drivers.heartbeats",
-            "dead_letter_query": "drivers.dead_letter_query",
+            "inspection": "drivers.contract",
+            "heartbeats": "drivers.contract",
+            "dead_letter_query": "drivers.dead_letter_search",
+            "drivers.base": "drivers.contract",
+            "drivers.inspection": "drivers.contract",
+            "drivers.heartbeats": "drivers.contract",
+            "drivers.dead_letter_query": "drivers.dead_letter_search",
+            "drivers.dead_letter_sql": "drivers.dead_letter_search",
             "tracebacks": "errors",
             "loops": "execution",
             "scoped_keys": "message",

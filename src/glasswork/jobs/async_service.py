@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 
 from .definition import JobDefinition
 from .drivers.aio import async_enqueuer
-from .drivers.base import EnqueueResult, QueueDriver
+from .drivers.contract import Producing, QueueDriver, missing_methods
+from .drivers.records import EnqueueResult
 from .durations import Delay
 from .inflight import InFlight
 from .message import JobMessage
@@ -63,7 +64,7 @@ class AsyncJobService(EnqueueBase):
         default_queue: str = "default",
         max_threads: int = 8,
     ) -> None:
-        missing = [m for m in ("enqueue", "enqueue_in") if not callable(getattr(driver, m, None))]
+        missing = missing_methods(driver, Producing)
         if missing:
             raise TypeError(
                 f"driver must be a QueueDriver or have async enqueue/enqueue_in methods; "

@@ -3,15 +3,17 @@ body, the reason and the traceback of the failure, the same for every worker.
 
 ``QueueDriver.dead_letter`` takes ``traceback=`` (keyword-only). A custom driver written
 before it did (``dead_letter(body, reason, *, queue=None)``) still works: whether the driver
-takes it is decided once, when the worker is built, and such a driver keeps no traceback.
+takes it is decided once, when the worker is built (the driver contract reads its
+signature: :attr:`~glasswork.jobs.drivers.contract.Capabilities.dead_letter_traceback`), and
+such a driver keeps no traceback.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import Protocol
 
+from .drivers.contract import capabilities_of
 from .outcomes import DeadLetter
 
 logger = logging.getLogger("glasswork.jobs")
@@ -27,19 +29,6 @@ class DeadLetterTarget(Protocol):
     ) -> bool: ...
 
 
-def takes_traceback(driver: DeadLetterTarget) -> bool:
-    """Whether ``driver.dead_letter`` accepts ``traceback=`` (by name, or ``**kwargs``)."""
-    try:
-        parameters = inspect.signature(driver.dead_letter).parameters.values()
-    except (TypeError, ValueError):  # no signature to read (a builtin, say)
-        return False
-    return any(
-        p.kind is p.VAR_KEYWORD
-        or (p.name == "traceback" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
-        for p in parameters
-    )
-
-
 class DeadLetterSender:
     """Sends dead letters to ``driver`` (None: there is none, and nothing is kept).
 
@@ -51,7 +40,7 @@ class DeadLetterSender:
 
     def __init__(self, driver: DeadLetterTarget | None) -> None:
         self.driver = driver
-        self.with_traceback = driver is not None and takes_traceback(driver)
+        self.with_traceback = driver is not None and capabilities_of(driver).dead_letter_traceback
         if driver is not None and not self.with_traceback:
             logger.info(
                 "the %s driver's dead_letter() takes no traceback= argument: its dead letters "

@@ -7,22 +7,19 @@ checking a payload and building its message, is :class:`EnqueueBase`.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from .definition import JobDefinition
-from .drivers.base import EnqueueResult, QueueDriver
+from .drivers.contract import QueueDriver, capabilities_of
+from .drivers.records import EnqueueResult
 from .durations import Delay, parse_duration
 from .errors import ConfigurationError, InvalidJobPayloadError
 from .message import JobMessage
 from .telemetry import traced_send
 
 P = TypeVar("P")
-
-#: The producing methods a driver may have; ``async def`` ones need AsyncJobService.
-PRODUCING_METHODS = ("enqueue", "enqueue_in", "enqueue_at", "enqueue_many")
 
 
 class EnqueueBase:
@@ -134,7 +131,7 @@ class JobService(EnqueueBase):
     def __init__(self, driver: QueueDriver, *, default_queue: str = "default") -> None:
         if not isinstance(driver, QueueDriver):
             raise TypeError(f"driver must be a QueueDriver, got {type(driver).__name__}")
-        coroutines = [m for m in PRODUCING_METHODS if _is_coroutine(getattr(driver, m, None))]
+        coroutines = capabilities_of(driver).async_def
         if coroutines:
             raise ConfigurationError(
                 f"{type(driver).__name__}.{coroutines[0]} is async def, and JobService calls "
@@ -153,7 +150,7 @@ class JobService(EnqueueBase):
         transaction, so the job exists if and only if that transaction commits (drivers on
         a database, such as PostgreSQL; others raise :class:`ConfigurationError`)."""
         driver = self._driver(connection)
-        return traced_send(driver.enqueue, self._message(driver, job, payload))
+        return traced_send(driver, driver.enqueue, self._message(driver, job, payload))
 
     def enqueue_in(
         self, job: JobDefinition[P], payload: P, delay: Delay, *, connection: Any = None
@@ -164,8 +161,8 @@ class JobService(EnqueueBase):
         driver = self._driver(connection)
         message = self._message(driver, job, payload)
         if seconds == 0:
-            return traced_send(driver.enqueue, message)
-        return traced_send(driver.enqueue_in, message, seconds)
+            return traced_send(driver, driver.enqueue, message)
+        return traced_send(driver, driver.enqueue_in, message, seconds)
 
     def enqueue_at(
         self, job: JobDefinition[P], payload: P, when: datetime, *, connection: Any = None
@@ -173,7 +170,7 @@ class JobService(EnqueueBase):
         """Enqueue ``job`` to run at ``when``, an aware datetime (a time in the past: now)."""
         check_when(when)
         driver = self._driver(connection)
-        return traced_send(driver.enqueue_at, self._message(driver, job, payload), when)
+        return traced_send(driver, driver.enqueue_at, self._message(driver, job, payload), when)
 
     def enqueue_many(
         self,
@@ -190,7 +187,7 @@ class JobService(EnqueueBase):
         messages = [self._message(driver, job, p) for p in payloads]
         if not messages:
             return []
-        return traced_send(driver.enqueue_many, messages, seconds)
+        return traced_send(driver, driver.enqueue_many, messages, seconds)
 
     def enqueue_raw(
         self,
@@ -224,7 +221,3 @@ class JobService(EnqueueBase):
 
     def _driver(self, connection: Any) -> QueueDriver:
         return self.driver if connection is None else self.driver.bind(connection)
-
-
-def _is_coroutine(method: object) -> bool:
-    return method is not None and inspect.iscoroutinefunction(method)

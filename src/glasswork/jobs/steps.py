@@ -34,7 +34,7 @@ from .timeouts import JobTimeout
 
 if TYPE_CHECKING:
     from .definition import JobDefinition
-    from .drivers.base import QueueDriver
+    from .drivers.contract import QueueDriver
     from .execution import RunStep
     from .idempotency.store import IdempotencyStore
     from .metrics.sink import MetricsSink

@@ -22,11 +22,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from .drivers.contract import driver_name
 from .errors import ConfigurationError
 from .message import MAX_MESSAGE_BYTES, JobMessage
 
 if TYPE_CHECKING:
-    from .drivers.base import QueueDriver
+    from .drivers.contract import QueueDriver
     from .execution import CallNext, JobRun, Outcome
 
 R = TypeVar("R")
@@ -125,13 +126,14 @@ def _version() -> str | None:
 
 
 def traced_send(
-    send: Callable[..., R], message: JobMessage | Sequence[JobMessage], *args: Any
+    driver: QueueDriver,
+    send: Callable[..., R],
+    message: JobMessage | Sequence[JobMessage],
+    *args: Any,
 ) -> R:
-    """``send(message, *args)`` (a driver's ``enqueue*``) inside a PRODUCER span, the span's
-    context written into the message(s) first. Without tracing, just the call."""
-    driver = getattr(send, "__self__", None)
-    limit_of = getattr(driver, "message_limit", None)
-    producing = _producing(message, driver, limit_of if callable(limit_of) else None)
+    """``send(message, *args)`` (one of ``driver``'s ``enqueue*``) inside a PRODUCER span,
+    the span's context written into the message(s) first. Without tracing, just the call."""
+    producing = _producing(message, driver, driver.message_limit)
     if producing is None:
         return send(message, *args)
     with producing as payload:
@@ -449,7 +451,7 @@ def _mark_error(span: Any, error: BaseException, description: str) -> None:
 
 def _system(driver: object) -> str:
     """``messaging.system``: SQS by its semantic-conventions name, other drivers by theirs."""
-    name = getattr(driver, "name", None)
+    name = driver_name(driver)
     return "aws_sqs" if name in (None, "sqs") else str(name)
 
 

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..drivers.base import QueueDriver
+from ..drivers.contract import QueueDriver
 from ..errors import (
     BatchRetryError,
     ConfigurationError,

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..drivers.base import QueueDriver, ReceivedMessage
+from ..drivers.contract import QueueDriver, ReceivedMessage
 from ..execution import DeadLetter, DeadLetterSender, Outcome, Retry
 from .source_queues import RecordQueues, in_lambda
 

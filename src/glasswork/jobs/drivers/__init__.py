@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from .base import (
-    AsyncEnqueuer,
+from .contract import AsyncEnqueuer, QueueDriver
+from .mock.driver import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
+from .records import (
     DeadLetterRecord,
     EnqueueResult,
-    QueueDriver,
+    FoundJob,
+    OutcomeCount,
     QueueStats,
     ReceivedMessage,
 )
-from .inspection import FoundJob, OutcomeCount
-from .mock.driver import DeadLetterEntry, DrainResult, EnqueuedJob, MockQueueDriver
 
 __all__ = [
     "AsyncEnqueuer",

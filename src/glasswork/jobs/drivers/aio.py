@@ -18,19 +18,20 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ..message import MAX_MESSAGE_BYTES, JobMessage
-from .base import AsyncEnqueuer, EnqueueResult
+from .contract import AsyncEnqueuer, CoroutineProducing, capabilities_of, coroutine_methods
+from .records import EnqueueResult
 
 T = TypeVar("T")
 
 
 def async_enqueuer(driver: Any, max_threads: int) -> AsyncEnqueuer:
     """The way to run ``driver`` from a coroutine (see the module docstring)."""
-    if inspect.iscoroutinefunction(getattr(driver, "enqueue", None)):
-        return CoroutineDriver(driver)
-    native = getattr(driver, "async_enqueuer", None)
-    enqueuer = native() if callable(native) else None
+    caps = capabilities_of(driver)
+    if caps.coroutine_producing is not None:
+        return CoroutineDriver(caps.coroutine_producing)
+    enqueuer = caps.native_async.async_enqueuer() if caps.native_async is not None else None
     if enqueuer is not None:
-        return enqueuer  # type: ignore[no-any-return]
+        return enqueuer
     return ThreadedDriver(driver, max_threads)
 
 
@@ -86,8 +87,9 @@ class CoroutineDriver:
 
     mode = "native"
 
-    def __init__(self, driver: Any) -> None:
+    def __init__(self, driver: CoroutineProducing) -> None:
         self.driver = driver
+        self.methods = coroutine_methods(driver)
 
     def __repr__(self) -> str:
         return f"CoroutineDriver({self.driver!r})"
@@ -101,32 +103,29 @@ class CoroutineDriver:
         return result
 
     async def enqueue_at(self, message: JobMessage, run_at: datetime) -> EnqueueResult:
-        own = getattr(self.driver, "enqueue_at", None)
-        if inspect.iscoroutinefunction(own):
-            result: EnqueueResult = await own(message, run_at)
-            return result
+        own = self.methods.enqueue_at
+        if own is not None:
+            return await own(message, run_at)
         delay = (run_at - datetime.now(UTC)).total_seconds()
         return await (self.enqueue_in(message, delay) if delay > 0 else self.enqueue(message))
 
     async def enqueue_many(
         self, messages: Sequence[JobMessage], delay_seconds: float = 0.0
     ) -> list[EnqueueResult]:
-        own = getattr(self.driver, "enqueue_many", None)
-        if inspect.iscoroutinefunction(own):
-            results: list[EnqueueResult] = await own(messages, delay_seconds)
-            return results
+        own = self.methods.enqueue_many
+        if own is not None:
+            return await own(messages, delay_seconds)
         if delay_seconds > 0:
             return [await self.enqueue_in(m, delay_seconds) for m in messages]
         return [await self.enqueue(m) for m in messages]
 
     async def message_limit(self, queue: str) -> int:
-        limit = getattr(self.driver, "message_limit", None)
+        limit = self.methods.message_limit
         if limit is None:
             return MAX_MESSAGE_BYTES
         value = limit(queue)
         return int(await value) if inspect.isawaitable(value) else int(value)
 
     async def aclose(self) -> None:
-        close = getattr(self.driver, "aclose", None)
-        if close is not None:
-            await close()
+        if self.methods.aclose is not None:
+            await self.methods.aclose()

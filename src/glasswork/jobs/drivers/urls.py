@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..errors import ConfigurationError
 from ..extras import needs_extra
-from .base import QueueDriver
+from .contract import QueueDriver
 
 DEFAULT_URL = "sqlite:///glasswork.db"
 

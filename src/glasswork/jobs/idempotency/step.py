@@ -30,7 +30,7 @@ from .store import IdempotencyStore
 
 if TYPE_CHECKING:
     from ..definition import JobDefinition
-    from ..drivers.base import QueueDriver
+    from ..drivers.contract import QueueDriver
     from ..message import JobMessage
 
 T = TypeVar("T")

@@ -22,7 +22,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from ..drivers.inspection import OutcomeCount
+from ..drivers.records import OutcomeCount
 from .emf import JOB_DIMENSION, OUTCOME_METRICS
 
 #: The outcome kinds the chart shows, by metric name.

@@ -23,7 +23,8 @@ import weakref
 from collections import Counter
 from datetime import UTC, datetime
 
-from ..drivers.inspection import OutcomeCount, OutcomeStore
+from ..drivers.contract import OutcomeStore
+from ..drivers.records import OutcomeCount
 from ..execution import JobRun, Outcome
 
 logger = logging.getLogger("glasswork.jobs")

@@ -21,11 +21,12 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..drivers.contract import capabilities_of
 from ..extras import needs_extra
 from .sink import timed_out
 
 if TYPE_CHECKING:
-    from ..drivers.base import QueueDriver
+    from ..drivers.contract import QueueCounts, QueueDriver
     from ..execution import JobRun, Outcome
 
 logger = logging.getLogger("glasswork.worker")
@@ -110,10 +111,12 @@ class PrometheusMetrics:
         """Nothing to do: Prometheus pulls."""
 
     def watch(self, driver: QueueDriver) -> None:
-        """Report ``driver``'s queue depth at each scrape (drivers with ``stats()``)."""
-        if self._watched is not None or not callable(getattr(driver, "stats", None)):
+        """Report ``driver``'s queue depth at each scrape (drivers with queue counts:
+        :class:`~glasswork.jobs.drivers.contract.QueueCounts`)."""
+        counts = capabilities_of(driver).stats
+        if self._watched is not None or counts is None:
             return
-        self._watched = QueueDepth(driver, f"{self.namespace}_queue_messages", self.stats_interval)
+        self._watched = QueueDepth(counts, f"{self.namespace}_queue_messages", self.stats_interval)
         self.registry.register(self._watched)
 
 
@@ -121,7 +124,7 @@ class QueueDepth:
     """A Prometheus collector of ``driver.stats()``, cached for ``interval`` seconds so a
     busy scraper does not load the queue."""
 
-    def __init__(self, driver: QueueDriver, name: str, interval: float) -> None:
+    def __init__(self, driver: QueueCounts, name: str, interval: float) -> None:
         self.driver = driver
         self.name = name
         self.interval = interval
@@ -151,7 +154,7 @@ class QueueDepth:
             if time.monotonic() - self._read_at >= self.interval:
                 self._read_at = time.monotonic()
                 try:
-                    self._cached = _depths(self.driver.stats())  # type: ignore[attr-defined]
+                    self._cached = _depths(self.driver.stats())
                 except Exception:
                     logger.warning("could not read queue depth from %r", self.driver, exc_info=True)
                     self._cached = {}

@@ -26,7 +26,7 @@ from ..errors import ConfigurationError
 from .prometheus import PrometheusMetrics
 
 if TYPE_CHECKING:
-    from ..drivers.base import QueueDriver
+    from ..drivers.contract import QueueDriver
     from .sink import MetricsSink
 
 logger = logging.getLogger("glasswork.worker")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ..drivers.contract import capabilities_of, records_outcomes
 from ..errors import ConfigurationError, JobTimeoutError
 
 if TYPE_CHECKING:
@@ -45,8 +46,9 @@ def metric_sinks(
     """Read a worker's ``metrics=`` option: a sink, a sequence of sinks, or None. With
     ``prometheus`` (the worker serves ``/metrics``), a :class:`PrometheusMetrics` is added
     unless one is there; a ``driver`` that stores outcome counts for the dashboard
-    (``record_outcomes``, as SQLite's does, unless ``driver.records_outcomes = False``) gets
-    an :class:`~glasswork.jobs.metrics.OutcomeLog` feeding it."""
+    (:class:`~glasswork.jobs.drivers.contract.OutcomeStore`, as SQLite's and PostgreSQL's
+    do, unless ``driver.records_outcomes = False``) gets an
+    :class:`~glasswork.jobs.metrics.OutcomeLog` feeding it."""
     if option is None:
         sinks: tuple[MetricsSink, ...] = ()
     else:
@@ -62,17 +64,12 @@ def metric_sinks(
 
         if not any(isinstance(sink, PrometheusMetrics) for sink in sinks):
             sinks += (PrometheusMetrics(),)
-    if _stores_outcomes(driver):
+    store = capabilities_of(driver).outcome_store if driver is not None else None
+    if store is not None and records_outcomes(store):
         from .outcome_log import OutcomeLog
 
-        sinks += (OutcomeLog(driver),)  # type: ignore[arg-type]
+        sinks += (OutcomeLog(store),)
     return sinks
-
-
-def _stores_outcomes(driver: object) -> bool:
-    return callable(getattr(driver, "record_outcomes", None)) and bool(
-        getattr(driver, "records_outcomes", True)
-    )
 
 
 def flush_metrics(sinks: Sequence[MetricsSink]) -> None:

@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from ..drivers.heartbeats import HeartbeatStore, WorkerBeat
+from ..drivers.contract import HeartbeatStore
+from ..drivers.records import WorkerBeat
 
 
 class HeartbeatWriter:

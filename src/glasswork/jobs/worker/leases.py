@@ -1,7 +1,8 @@
 """Leases: keep the jobs a worker holds hidden from other workers while they run.
 
 A received job is leased for the driver's ``visibility_timeout`` (SQLite: its setting; SQS:
-the queue's ``VisibilityTimeout``). Drivers with ``extend_leases`` let the worker renew it:
+the queue's ``VisibilityTimeout``). Drivers with lease extension
+(:class:`~glasswork.jobs.drivers.contract.LeaseExtension`) let the worker renew it:
 every third of the lease, jobs held that long are extended by a full lease, so a job longer
 than its lease is not delivered to a second worker. A job taken from its thread (timed out,
 released) is no longer held, so its lease is no longer renewed.
@@ -10,9 +11,8 @@ released) is no longer held, so its lease is no longer renewed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 
-from ..drivers.base import QueueDriver, ReceivedMessage
+from ..drivers.contract import LeaseExtension, lease_seconds
 from .pool import JobPool
 
 #: Seconds before trying again to read a lease length that could not be read (SQS).
@@ -22,12 +22,11 @@ RETRY_LOOKUP = 5.0
 class Leases:
     """The worker's lease keeper; :meth:`keep_alive` runs on every turn of its loop."""
 
-    def __init__(self, driver: QueueDriver, log: logging.Logger) -> None:
+    def __init__(self, driver: LeaseExtension | None, log: logging.Logger) -> None:
+        """``driver``: the driver as :class:`LeaseExtension`, None when it cannot extend."""
         self.driver = driver
         self.log = log
-        self._extend: Callable[[Sequence[ReceivedMessage], float], int] | None = getattr(
-            driver, "extend_leases", None
-        )
+        self._extend = driver.extend_leases if driver is not None else None
         self.seconds: float | None = None
         self._next = 0.0
 
@@ -64,8 +63,9 @@ class Leases:
             )
 
     def _look_up(self, now: float) -> bool:
+        assert self.driver is not None
         try:
-            seconds = getattr(self.driver, "visibility_timeout", None)
+            seconds = lease_seconds(self.driver)
         except Exception:
             self.log.exception(
                 "could not read the driver's lease length; trying again in %.0fs", RETRY_LOOKUP

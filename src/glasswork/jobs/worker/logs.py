@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from ..context import JobContext
-from ..drivers.base import ReceivedMessage
+from ..drivers.records import ReceivedMessage
 from ..execution import DeadLetter, Discard, Outcome, Retry
 
 logger = logging.getLogger("glasswork.worker")

@@ -21,8 +21,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ..drivers.base import QueueDriver
-from ..drivers.heartbeats import BEAT_SECONDS
+from ..drivers.contract import QueueDriver, capabilities_of
+from ..drivers.records import BEAT_SECONDS
 from ..durations import Delay, positive_seconds
 from ..errors import ConfigurationError
 from ..execution import Executor, Hook, JobHooks, RunStep
@@ -37,7 +37,7 @@ from .logs import logger
 from .periodic import PeriodicFirer, schedules_of
 from .pool import JobPool
 from .receiving import Receiver
-from .settling import Settler
+from .settling import Settler, cannot_consume
 from .shutdown import StopControl
 from .slots import Held, SlotWatch
 from .summary import WorkerSummary
@@ -62,8 +62,8 @@ class Worker:
       :class:`~glasswork.jobs.JobTimeoutError` (retried, then dead-lettered);
     * ``queues``: the queues to receive from (None: all the driver has);
     * ``periodic``: also fire the module's periodic jobs on their ``schedule``, by enqueueing
-      them on ``periodic_queue`` (drivers with ``claim_periodic``, such as SQLite, fire each
-      time once across all workers; otherwise run one worker with ``periodic=True``);
+      them on ``periodic_queue`` (drivers with periodic claims, SQLite and PostgreSQL, fire
+      each time once across all workers; otherwise run one worker with ``periodic=True``);
     * ``grace_period``: seconds (0 or more) to let in-flight jobs finish after SIGTERM,
       SIGINT or SIGHUP (or :meth:`stop`); jobs still running then are released to run
       again elsewhere;
@@ -78,10 +78,13 @@ class Worker:
       concurrency, jobs in flight) where the driver keeps them (SQLite, PostgreSQL), for the
       dashboard's workers panel; it is shown as gone after three missed beats.
 
-    Drivers may offer ``ack_many`` (acks in batches), ``release_many`` (a release at shutdown
-    that is not an attempt) and ``extend_leases`` with a ``visibility_timeout`` (leases of
-    long jobs are kept alive); the SQLite and PostgreSQL drivers have all, the SQS driver
-    the last.
+    The driver must be able to receive jobs (:class:`~glasswork.jobs.drivers.contract.
+    Consuming`); a :class:`ConfigurationError` says so at once otherwise. The worker uses
+    what else it can do (:func:`~glasswork.jobs.drivers.contract.capabilities_of`): batch
+    acks, hand-backs at shutdown that are not attempts, lease extension for long jobs,
+    periodic claims, an exact pending count (``run_until_empty(include_delayed=True)``) and
+    heartbeats; the SQLite and PostgreSQL drivers have all, the SQS driver batch acks and
+    lease extension. What the driver lacks is said once when the worker starts.
     """
 
     def __init__(
@@ -114,6 +117,9 @@ class Worker:
             raise ConfigurationError(f"module must come from define_module, got {module!r}")
         if not isinstance(driver, QueueDriver):
             raise ConfigurationError(f"driver must be a QueueDriver, got {driver!r}")
+        self.capabilities = capabilities = capabilities_of(driver)
+        if capabilities.consuming is None:
+            raise ConfigurationError(cannot_consume(driver))
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
         if not 0 <= grace_period < float("inf"):
@@ -162,9 +168,14 @@ class Worker:
         self._retries_within = 0.0
         self._pool: JobPool | None = None
         self._settler = Settler(driver, self.summary, self.log)
-        self._leases = Leases(driver, self.log)
+        self._leases = Leases(capabilities.lease_extension, self.log)
         self._receiver = Receiver(
-            driver, self.queues, concurrency, self.batch_size, poll_interval, self.log
+            capabilities.consuming,
+            self.queues,
+            concurrency,
+            self.batch_size,
+            poll_interval,
+            self.log,
         )
 
     # -- public ------------------------------------------------------------------------------
@@ -245,11 +256,7 @@ class Worker:
         timeout: float | None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> WorkerSummary:
-        if (
-            until_empty
-            and include_delayed
-            and not callable(getattr(self.driver, "pending_count", None))
-        ):
+        if until_empty and include_delayed and self.capabilities.pending_count is None:
             raise ConfigurationError(
                 f"driver {self.driver.name!r} cannot count pending jobs, so the worker cannot "
                 "wait for delayed ones; use run_until_empty(include_delayed=False)"
@@ -274,7 +281,14 @@ class Worker:
             name=f"glasswork-job-{id(self):x}",
         )
         periodic = (
-            PeriodicFirer(self.driver, self.schedules, self.periodic_queue, self.summary, self.log)
+            PeriodicFirer(
+                self.driver,
+                self.schedules,
+                self.periodic_queue,
+                self.summary,
+                self.log,
+                self.capabilities.periodic_claims,
+            )
             if self.schedules and not until_empty
             else None
         )
@@ -386,7 +400,8 @@ class Worker:
 
     def _heartbeat_writer(self, pool: JobPool) -> HeartbeatWriter | None:
         """The writer of this worker's heartbeats, where the driver keeps them."""
-        store = self.driver.heartbeat_store()
+        heartbeats = self.capabilities.heartbeats
+        store = heartbeats.heartbeat_store() if heartbeats is not None else None
         if store is None:
             return None
         return HeartbeatWriter(
@@ -414,7 +429,8 @@ class Worker:
         if retries.due_within(received_at + self._retries_within):
             return False  # a retry comes due soon: wait for it and run it
         if include_delayed:
-            return bool(self.driver.pending_count(self.queues) == 0)  # type: ignore[attr-defined]
+            assert self.capabilities.pending_count is not None  # checked when the run began
+            return self.capabilities.pending_count.pending_count(self.queues) == 0
         self.summary.pending_retries = len(retries)
         return True
 
@@ -489,6 +505,24 @@ class Worker:
             self.driver,
             f", periodic: {', '.join(self.schedules)}" if self.schedules else "",
         )
+        lacks = self._lacks()
+        if lacks:
+            self.log.info("the %s driver %s", self.driver.name, "; ".join(lacks))
+
+    def _lacks(self) -> list[str]:
+        """What the driver cannot do that changes how this worker runs jobs, said once."""
+        caps, lacks = self.capabilities, []
+        if caps.lease_extension is None:
+            lacks.append(
+                "cannot extend leases: a job running longer than its lease may be delivered "
+                "to another worker too"
+            )
+        if self.schedules and caps.periodic_claims is None:
+            lacks.append(
+                "cannot claim periodic fires: every worker with periodic=True fires each "
+                "periodic job, so run only one"
+            )
+        return lacks
 
 
 def _chain(

@@ -1,20 +1,22 @@
 """PeriodicFirer: enqueue periodic jobs on their schedules, from a thread of its own.
 
 Each fire enqueues the job on the worker's ``periodic_queue``, so it runs with the usual
-retries and dead letters. Drivers with ``claim_periodic`` (SQLite) let exactly one of many
-workers fire each time; with others, run one worker with ``periodic=True``. A thread of its
-own, so a long poll or a slow settle on the control thread never delays a fire.
+retries and dead letters. Drivers with periodic claims
+(:class:`~glasswork.jobs.drivers.contract.PeriodicClaims`: SQLite, PostgreSQL) let exactly
+one of many workers fire each time; with others, run one worker with ``periodic=True``. A
+thread of its own, so a long poll or a slow settle on the control thread never delays a
+fire.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ..drivers.base import QueueDriver
+from ..drivers.contract import PeriodicClaims, QueueDriver
 from ..message import JobMessage
 from .summary import WorkerSummary
 
@@ -45,8 +47,12 @@ class PeriodicFirer:
         queue: str,
         summary: WorkerSummary,
         log: logging.Logger,
+        claims: PeriodicClaims | None = None,
     ) -> None:
+        """``claims``: the driver as :class:`PeriodicClaims` (None: it cannot claim fires,
+        so every worker firing fires)."""
         self.driver = driver
+        self.claims = claims
         self.schedules = dict(schedules)
         self.queue = queue
         self.summary = summary
@@ -62,7 +68,7 @@ class PeriodicFirer:
         self._thread.join(5.0)
 
     def _run(self) -> None:
-        claim: Callable[[str, datetime], bool] | None = getattr(self.driver, "claim_periodic", None)
+        claim = self.claims.claim_periodic if self.claims is not None else None
         now = datetime.now(UTC)
         upcoming = {name: s.next_after(now) for name, s in self.schedules.items()}
         while not self._stop.is_set():

@@ -7,7 +7,8 @@ import logging
 import time
 from collections.abc import Sequence
 
-from ..drivers.base import QueueDriver, ReceivedMessage
+from ..drivers.contract import Consuming
+from ..drivers.records import ReceivedMessage
 from .pool import JobPool
 
 #: Jobs that take less than this on average (seconds) let the worker hold extra messages.
@@ -22,7 +23,7 @@ class Receiver:
 
     def __init__(
         self,
-        driver: QueueDriver,
+        driver: Consuming,
         queues: Sequence[str] | None,
         concurrency: int,
         batch_size: int,

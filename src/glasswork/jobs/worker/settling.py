@@ -1,8 +1,11 @@
 """Settler: turns finished jobs' outcomes into driver calls, in batches, on the control thread.
 
 Done/Discard → ack, Retry → nack(delay), DeadLetter → the driver's dead letter, then ack;
-released jobs (shutdown) → ``release_many`` where the driver has it (SQLite: the delivery
-does not count as an attempt), else nack with no delay. Every count of the run's
+acks go in batches where the driver can (:class:`~glasswork.jobs.drivers.contract.BatchAck`);
+released jobs (shutdown) → ``release_many`` where the driver can hand jobs back
+(:class:`~glasswork.jobs.drivers.contract.HandBack`: the delivery does not count as an
+attempt), else ``nack_many`` (:class:`~glasswork.jobs.drivers.contract.BatchNack`), else
+nack one by one with no delay. Every count of the run's
 :class:`WorkerSummary` is kept here, on one thread.
 """
 
@@ -13,7 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..drivers.base import QueueDriver, ReceivedMessage
+from ..drivers.contract import Consuming, QueueDriver, capabilities_of
+from ..drivers.records import ReceivedMessage
+from ..errors import ConfigurationError
 from ..execution import DeadLetter, DeadLetterSender, Retry, send_to_dead_letter
 from .pool import Finished
 from .slots import Held
@@ -61,9 +66,17 @@ class Settler:
         self._dead_letters = DeadLetterSender(driver)
         #: Moving average of job run time in seconds (None until a job finished).
         self.job_seconds: float | None = None
-        self._ack_many: Batch | None = getattr(driver, "ack_many", None)
-        self._release_many: Batch | None = getattr(driver, "release_many", None) or getattr(
-            driver, "nack_many", None
+        caps = capabilities_of(driver)
+        if caps.consuming is None:
+            raise ConfigurationError(cannot_consume(driver))
+        self._consuming: Consuming = caps.consuming
+        self._ack_many: Batch | None = caps.batch_ack.ack_many if caps.batch_ack else None
+        self._release_many: Batch | None = (
+            caps.hand_back.release_many
+            if caps.hand_back
+            else caps.batch_nack.nack_many
+            if caps.batch_nack
+            else None
         )
         self._acks: list[ReceivedMessage] = []
         self._nacks: list[tuple[ReceivedMessage, float]] = []
@@ -163,7 +176,7 @@ class Settler:
                 self._ack_many(acks)
             else:
                 while acks:
-                    self.driver.ack(acks[-1])
+                    self._consuming.ack(acks[-1])
                     acks.pop()
         except Exception as exc:
             self._acks = acks
@@ -175,7 +188,7 @@ class Settler:
         while nacks:
             received, delay = nacks[-1]
             try:
-                self.driver.nack(received, delay)
+                self._consuming.nack(received, delay)
             except Exception as exc:
                 self._nacks = nacks
                 return exc
@@ -194,7 +207,7 @@ class Settler:
                 self._release_many(messages)
             else:
                 for received in messages:
-                    self.driver.nack(received, 0.0)
+                    self._consuming.nack(received, 0.0)
         except Exception:
             self.log.exception(
                 "could not release %d job(s); they run again when their leases run out",
@@ -203,3 +216,11 @@ class Settler:
             return
         self.summary.counts["released"] += len(messages)
         self.log.warning("released %d job(s) to run again: %s", len(messages), why)
+
+
+def cannot_consume(driver: QueueDriver) -> str:
+    """Why no worker can run on ``driver``."""
+    return (
+        f"the {driver.name} driver cannot receive jobs (it has no receive, ack and nack: "
+        "see docs/drivers.md), so no worker can run on it"
+    )

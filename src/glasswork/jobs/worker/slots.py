@@ -20,7 +20,7 @@ from contextvars import Context, ContextVar
 from threading import Lock, Thread
 from typing import Any
 
-from ..drivers.base import ReceivedMessage
+from ..drivers.records import ReceivedMessage
 from ..execution import CallNext, JobRun, Outcome
 from ..timeouts import JobTimeout
 

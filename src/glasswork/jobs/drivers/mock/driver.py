@@ -14,7 +14,8 @@ from ...errors import BatchRetryError, DuplicateJobError
 from ...idempotency.memory import MemoryIdempotencyStore
 from ...message import JobMessage
 from ...testing import sqs_record
-from ..base import EnqueueResult, QueueDriver, ReceivedMessage
+from ..contract import Consuming, IdempotencyProvider, QueueDriver
+from ..records import EnqueueResult, ReceivedMessage
 
 if TYPE_CHECKING:
     from ....modules import Module
@@ -78,7 +79,7 @@ class _Pending:
     order: int = 0
 
 
-class MockQueueDriver(QueueDriver):
+class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider):
     """In-memory queue for tests: records every enqueue and can run them all.
 
     * ``driver.jobs``: messages enqueued (``.job_name``, ``.payload``);

@@ -10,7 +10,8 @@ import psycopg
 
 from ...errors import ConfigurationError
 from ...message import JobMessage
-from ..base import EnqueueResult, QueueDriver
+from ..contract import QueueDriver
+from ..records import EnqueueResult
 from .producing import Producer, insert_jobs
 from .statements import Statements
 

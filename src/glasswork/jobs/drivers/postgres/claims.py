@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from ..base import ReceivedMessage
+from ..records import ReceivedMessage
 from .statements import Statements
 
 

@@ -1,5 +1,7 @@
 """Searching the PostgreSQL driver's dead letters (pages newest first, groups by reason, one
-by id) and acting on every match of a search; see :mod:`glasswork.jobs.drivers.dead_letter_query`.
+by id) and acting on every match of a search: the driver's
+:class:`~glasswork.jobs.drivers.contract.DeadLetterSearch`, in SQL
+(:mod:`glasswork.jobs.drivers.dead_letter_search`).
 
 Ids come from an identity column, so they are never reused and pages are keyset pages on
 the id. Schema version 4 adds the indexes ``(job_name, id)`` and ``(failed_at)``.
@@ -10,9 +12,8 @@ from __future__ import annotations
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
-from ..base import DeadLetterRecord
-from ..dead_letter_query import GROUPS, DeadLetterGroup, DeadLetterPage, DeadLetterQuery
-from ..dead_letter_sql import POSTGRES, row_id, where
+from ..dead_letter_search import POSTGRES, row_id, where
+from ..records import GROUPS, DeadLetterGroup, DeadLetterPage, DeadLetterQuery, DeadLetterRecord
 from . import inspection
 
 if TYPE_CHECKING:
@@ -24,15 +25,14 @@ if TYPE_CHECKING:
 _COLUMNS = "id, queue, job_name, job_id, body, reason, failed_at"
 
 
-class DeadLetterSearch:
-    """Dead-letter search for :class:`~glasswork.jobs.drivers.postgres.PostgresQueueDriver`
-    (a mixin: it uses the driver's connections and statements)."""
+class DeadLetterTable:
+    """The dead-letter table of one driver, searched on its ``connections``."""
 
-    if TYPE_CHECKING:  # the driver's
-        sql: Statements
-        _connections: Connections
+    def __init__(self, connections: Connections, statements: Statements) -> None:
+        self._connections = connections
+        self.sql = statements
 
-    def dead_letter_page(
+    def page(
         self, query: DeadLetterQuery, cursor: str | None = None, limit: int = 100
     ) -> DeadLetterPage:
         """The dead letters ``query`` matches, newest first, after ``cursor``; their count and
@@ -70,7 +70,7 @@ class DeadLetterSearch:
             distinct,
         )
 
-    def find_dead_letter(self, record_id: str) -> DeadLetterRecord | None:
+    def find(self, record_id: str) -> DeadLetterRecord | None:
         """The dead letter with this id (None: there is none, or the id is not a number)."""
         try:
             number = row_id(record_id, POSTGRES)

@@ -15,20 +15,64 @@ import psycopg
 from ...durations import setting_seconds
 from ...errors import ConfigurationError
 from ...message import JobMessage, identify
-from ..base import DeadLetterRecord, EnqueueResult, QueueDriver, QueueStats, ReceivedMessage
+from ..contract import (
+    BatchAck,
+    BatchNack,
+    Closing,
+    Consuming,
+    DeadLetterAdmin,
+    DeadLetterSearch,
+    HandBack,
+    Heartbeats,
+    JobFinder,
+    LeaseExtension,
+    OutcomeStore,
+    PendingCount,
+    PeriodicClaims,
+    QueueCounts,
+    QueueDriver,
+    TransactionalEnqueue,
+)
+from ..records import (
+    DeadLetterPage,
+    DeadLetterQuery,
+    DeadLetterRecord,
+    EnqueueResult,
+    FoundJob,
+    OutcomeCount,
+    QueueStats,
+    ReceivedMessage,
+)
 from . import claims, deadlines, inspection, schema
 from .bound import BoundPostgresDriver
-from .capabilities import InspectionCapabilities
 from .connections import Connections, redacted
-from .dead_letter_search import DeadLetterSearch
+from .dead_letter_search import DeadLetterTable
 from .notifications import Notifications
+from .outcomes import OutcomeCounts
 from .producing import Producer, find_inserted, insert_jobs
 from .statements import Statements
 from .text import storable
-from .workers import WorkerHeartbeats
+from .workers import WorkerRows
 
 
-class PostgresQueueDriver(InspectionCapabilities, DeadLetterSearch, WorkerHeartbeats, Producer):
+class PostgresQueueDriver(
+    Producer,
+    Consuming,
+    BatchAck,
+    BatchNack,
+    HandBack,
+    LeaseExtension,
+    PeriodicClaims,
+    QueueCounts,
+    PendingCount,
+    DeadLetterAdmin,
+    DeadLetterSearch,
+    OutcomeStore,
+    JobFinder,
+    Heartbeats,
+    TransactionalEnqueue,
+    Closing,
+):
     """A durable queue in PostgreSQL: any number of workers on any number of machines,
     delays of any length, and enqueues that commit with your own transaction.
 
@@ -51,13 +95,20 @@ class PostgresQueueDriver(InspectionCapabilities, DeadLetterSearch, WorkerHeartb
       ``glasswork migrate`` has brought them to this version).
 
     Workers on it record outcome counts per minute and heartbeats, and it finds jobs by id
-    and searches dead letters, for the dashboard (see :mod:`.capabilities`,
-    :mod:`.workers`, :mod:`.dead_letter_search`).
+    and searches dead letters, for the dashboard (see :mod:`.outcomes`, :mod:`.workers`,
+    :mod:`.inspection`, :mod:`.dead_letter_search`); set ``records_outcomes = False`` before
+    building a worker to leave the outcome counts out, ``outcome_retention`` (seconds, a
+    day by default) to keep more or less of them.
 
     The object may be shared between threads; each process opens its own pool.
     """
 
     name = "postgresql"
+    #: Seconds of outcome history kept.
+    outcome_retention: float = 86400.0
+    #: Whether workers on this driver record outcome counts (set False before building a
+    #: worker to leave the outcome log out of its chain; the dashboard then has no chart).
+    records_outcomes: bool = True
 
     def __init__(
         self,
@@ -108,6 +159,9 @@ class PostgresQueueDriver(InspectionCapabilities, DeadLetterSearch, WorkerHeartb
                 f"cannot read the PostgreSQL connection string: {exc}"
             ) from None
         self._notifications = Notifications(dsn, self.sql.channel, statement_timeout)
+        self._outcomes = OutcomeCounts(self._connections, self.sql)
+        self._dead_letter_table = DeadLetterTable(self._connections, self.sql)
+        self._workers = WorkerRows(self._connections, self.sql)
         self._rotation = itertools.count()
         # Close the pool and the listener when the driver is dropped (or at exit), on the
         # thread dropping it: an unclosed pool left to the garbage collector may be collected
@@ -314,11 +368,56 @@ class PostgresQueueDriver(InspectionCapabilities, DeadLetterSearch, WorkerHeartb
             "redrive dead letters", lambda conn, _: inspection.redrive(conn, self.sql, ids, queue)
         )
 
-    def purge_dead_letters(self, ids: Sequence[int | str] | None = None) -> int:
-        """Delete dead letters (the given ``ids``, or all). Returns how many."""
+    def purge_dead_letters(
+        self, ids: Sequence[int | str] | None = None, *, queue: str | None = None
+    ) -> int:
+        """Delete dead letters (the given ``ids``, or all; of ``queue``, when given). Returns
+        how many."""
         return self._connections.run(
-            "purge dead letters", lambda conn, _: inspection.purge(conn, self.sql, ids)
+            "purge dead letters", lambda conn, _: inspection.purge(conn, self.sql, ids, queue)
         )
+
+    def dead_letter_page(
+        self, query: DeadLetterQuery, cursor: str | None = None, limit: int = 100
+    ) -> DeadLetterPage:
+        """The dead letters ``query`` matches, newest first, after ``cursor``; their count and
+        groups come from the same snapshot."""
+        return self._dead_letter_table.page(query, cursor, limit)
+
+    def find_dead_letter(self, record_id: str) -> DeadLetterRecord | None:
+        """The dead letter with this id (None: there is none, or the id is not a number)."""
+        return self._dead_letter_table.find(record_id)
+
+    def redrive_matching(self, query: DeadLetterQuery) -> int:
+        """Move every dead letter ``query`` matches back onto its queue, in one transaction;
+        one whose unique key a pending job holds stays. Returns how many moved."""
+        return self._dead_letter_table.redrive_matching(query)
+
+    def purge_matching(self, query: DeadLetterQuery) -> int:
+        """Delete every dead letter ``query`` matches; returns how many."""
+        return self._dead_letter_table.purge_matching(query)
+
+    def find_job(self, job_id: str) -> list[FoundJob]:
+        """The pending and dead-lettered copies of job ``job_id``, read in one snapshot (a
+        scan: job ids are not indexed, so that enqueueing pays nothing for lookups)."""
+        return self._connections.run(
+            "look up a job", lambda conn, _: inspection.find_job(conn, self.sql, job_id)
+        )
+
+    # -- what workers record -----------------------------------------------------------------
+
+    def record_outcomes(self, counts: Sequence[OutcomeCount]) -> None:
+        """Add outcome counts (one statement; counts of the same key add up), then drop
+        minutes past ``outcome_retention``."""
+        self._outcomes.record(counts, self.outcome_retention)
+
+    def outcome_history(self, since: datetime) -> list[OutcomeCount]:
+        """Outcome counts of the minutes from ``since`` on, oldest first."""
+        return self._outcomes.history(since)
+
+    def heartbeat_store(self) -> WorkerRows:
+        """Where workers beat: a table in this driver's schema."""
+        return self._workers
 
 
 def _release(notifications: Notifications, connections: Connections) -> None:

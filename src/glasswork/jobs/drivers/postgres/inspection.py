@@ -1,5 +1,5 @@
-"""What the driver shows and tidies: counts per queue and the dead-letter table (list,
-redrive, purge), each on a connection the driver lends."""
+"""What the driver shows and tidies: counts per queue, a job by id, and the dead-letter table
+(list, redrive, purge), each on a connection the driver lends."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import psycopg
 
 from ...errors import ConfigurationError
 from ...message import identify
-from ..base import DeadLetterRecord, QueueStats
+from ..records import DeadLetterRecord, FoundJob, QueueStats
 from .statements import Statements
 from .text import storable
 
@@ -30,6 +30,44 @@ def pending(conn: psycopg.Connection, statements: Statements, queues: list[str] 
     """Jobs not finished yet in ``queues`` (None: all)."""
     row = conn.execute(statements.pending, {"queues": queues}).fetchone()
     return int(row[0]) if row else 0
+
+
+def find_job(conn: psycopg.Connection, statements: Statements, job_id: str) -> list[FoundJob]:
+    """The pending and dead-lettered copies of job ``job_id``, read in one snapshot (a scan:
+    job ids are not indexed, so that enqueueing pays nothing for lookups)."""
+    rows = conn.execute(statements.find_job, {"job_id": job_id}).fetchall()
+    return [_found(job_id, *row) for row in rows]
+
+
+def _found(
+    job_id: str,
+    dead: int,
+    row_id: int,
+    queue: str | None,
+    job_name: str | None,
+    body: str,
+    attempts: int | None,
+    state: str,
+    visible_at: datetime | None,
+    enqueued_at: datetime | None,
+    reason: str | None,
+    failed_at: datetime | None,
+    traceback: str | None,
+) -> FoundJob:
+    if dead:
+        assert reason is not None  # NOT NULL columns of the dead letters
+        assert failed_at is not None
+        record = dead_letter_record(
+            row_id, queue, job_name, job_id, body, reason, failed_at, traceback
+        )
+        return FoundJob(job_id, "dead", queue, job_name, body, dead_letter=record)
+    return FoundJob(
+        job_id, state, queue, job_name, body, attempts, _utc(visible_at), _utc(enqueued_at)
+    )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.astimezone(UTC) if moment is not None else None
 
 
 def list_dead(
@@ -95,9 +133,14 @@ def redrive_rows(
     return moved
 
 
-def purge(conn: psycopg.Connection, statements: Statements, ids: Sequence[int | str] | None) -> int:
-    """Delete dead letters (the given ``ids``, or all); returns how many."""
-    return conn.execute(statements.purge, {"ids": row_ids(ids)}).rowcount
+def purge(
+    conn: psycopg.Connection,
+    statements: Statements,
+    ids: Sequence[int | str] | None,
+    queue: str | None = None,
+) -> int:
+    """Delete dead letters (the given ``ids``, or all; of ``queue``); returns how many."""
+    return conn.execute(statements.purge, {"ids": row_ids(ids), "queue": queue}).rowcount
 
 
 def row_ids(ids: Sequence[int | str] | None) -> list[int] | None:

@@ -18,7 +18,8 @@ from psycopg.rows import tuple_row
 
 from ...errors import DuplicateJobError
 from ...message import JobMessage
-from ..base import EnqueueResult, QueueDriver
+from ..contract import QueueDriver
+from ..records import EnqueueResult
 from .statements import Statements
 
 

@@ -176,7 +176,7 @@ class Statements:
             f"%(body)s, now()) {_ON_CONFLICT} RETURNING 1) "
             f"DELETE FROM {dead} WHERE id = %(id)s AND EXISTS (SELECT FROM moved)"
         )
-        self.purge = f"DELETE FROM {dead} WHERE %(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s)"
+        self.purge = f"DELETE FROM {dead} WHERE {_dead_filter}"
 
         # Job lookup: the pending rows, then the dead letters, of one job id, in one snapshot
         # (a job moving between the tables meanwhile is still found). No index on job_id:

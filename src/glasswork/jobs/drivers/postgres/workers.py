@@ -1,5 +1,5 @@
-"""The PostgreSQL driver's worker heartbeats (see :mod:`glasswork.jobs.drivers.heartbeats`), in one
-small table added by schema version 4::
+"""The PostgreSQL driver's worker heartbeats (:class:`~glasswork.jobs.drivers.records.WorkerBeat`),
+in one small table added by schema version 4::
 
     glasswork_workers(id, host, pid, queues, concurrency, in_flight, every, started_at,
                       last_seen)              # last_seen: the server's now() at each beat
@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import TYPE_CHECKING
 
-from ..heartbeats import FORGET_AFTER, WorkerBeat
+from ..records import FORGET_AFTER, WorkerBeat
 
 if TYPE_CHECKING:
     import psycopg
@@ -21,17 +21,13 @@ if TYPE_CHECKING:
     from .statements import Statements
 
 
-class WorkerHeartbeats:
-    """The heartbeat store of :class:`~glasswork.jobs.drivers.postgres.PostgresQueueDriver`
-    (a mixin: it uses the driver's connections and statements)."""
+class WorkerRows:
+    """The heartbeat store of one driver
+    (:class:`~glasswork.jobs.drivers.contract.HeartbeatStore`), on its ``connections``."""
 
-    if TYPE_CHECKING:  # the driver's
-        sql: Statements
-        _connections: Connections
-
-    def heartbeat_store(self) -> WorkerHeartbeats:
-        """This driver: workers beat in its schema."""
-        return self
+    def __init__(self, connections: Connections, statements: Statements) -> None:
+        self._connections = connections
+        self.sql = statements
 
     def record_worker(self, beat: WorkerBeat) -> None:
         """Write ``beat`` at the server's now; forget workers silent for

@@ -1,7 +1,10 @@
 """The SQLite driver: a durable queue in one file, shared safely by the processes of one
-machine. :mod:`.driver` (the queue: enqueue, claim, settle), :mod:`.files` (opening the
-file), :mod:`.reserve` (the disk reserve), :mod:`.dead_letters` (dead-letter search),
-:mod:`.inspection` (outcome history, job lookup), :mod:`.workers` (heartbeats)."""
+machine. :mod:`.driver` (the driver: its settings and parts), :mod:`.schema` (the tables and
+their versions), :mod:`.connections` (the file: connections, write transactions),
+:mod:`.files` (how a Glasswork SQLite file is opened), :mod:`.reserve` (the disk reserve),
+:mod:`.producing` (storing jobs), :mod:`.claims` (claiming them), :mod:`.settling` (acks,
+releases, leases), :mod:`.dead_letters` (dead letters and their search), :mod:`.inspection`
+(counts, job lookup), :mod:`.outcomes` (outcome history), :mod:`.workers` (heartbeats)."""
 
 from __future__ import annotations
 

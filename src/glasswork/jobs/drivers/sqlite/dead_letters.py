@@ -1,89 +1,133 @@
-"""Searching the SQLite driver's dead letters (pages newest first, groups by reason, one by
-id) and acting on every match of a search; see :mod:`glasswork.jobs.drivers.dead_letter_query`.
+"""The SQLite driver's dead letters: keeping one, listing, redriving and purging them
+(:class:`~glasswork.jobs.drivers.contract.DeadLetterAdmin`), and searching them a page at a
+time, newest first, grouped by reason, acting on every match
+(:class:`~glasswork.jobs.drivers.contract.DeadLetterSearch`, in SQL:
+:mod:`glasswork.jobs.drivers.dead_letter_search`).
 
-Schema version 4 makes dead-letter ids never reused: the table is rebuilt with
-``AUTOINCREMENT`` (without it SQLite hands the highest id out again after that row is
-deleted, so an id copied into a ticket could later name another job), and indexes
-``(job_name, id)`` and ``(failed_at)`` serve the filters.
+Dead-letter ids are never reused (``AUTOINCREMENT``, schema version 4), so an id copied into
+a ticket always names the same dead letter, and pages are keyset pages on the id.
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..base import DeadLetterRecord
-from ..dead_letter_query import GROUPS, DeadLetterGroup, DeadLetterPage, DeadLetterQuery
-from ..dead_letter_sql import SQLITE, row_id, where
+from ...errors import ConfigurationError
+from ...message import identify
+from ..dead_letter_search import SQLITE, row_id, where
+from ..records import GROUPS, DeadLetterGroup, DeadLetterPage, DeadLetterQuery, DeadLetterRecord
+from .connections import QueueFile
+from .producing import INSERT
 
 _TABLE = "glasswork_dead_letters"
 _COLUMNS = "id, queue, job_name, job_id, body, reason, failed_at"
-_INDEXES = (
-    f"CREATE INDEX IF NOT EXISTS glasswork_dead_letters_job ON {_TABLE} (job_name, id)",
-    f"CREATE INDEX IF NOT EXISTS glasswork_dead_letters_failed ON {_TABLE} (failed_at)",
-)
 
 
-def never_reuse_ids(conn: sqlite3.Connection) -> None:
-    """Schema step: rebuild the dead-letter table with ``AUTOINCREMENT`` (its columns and
-    indexes as they are, whatever earlier steps added), then add the search indexes. Runs
-    inside the migration's transaction."""
-    (create,) = conn.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (_TABLE,)
-    ).fetchone()
-    if "AUTOINCREMENT" not in create.upper():
-        rebuilt = re.sub(
-            r"\bid\s+INTEGER\s+PRIMARY\s+KEY\b",
-            "id INTEGER PRIMARY KEY AUTOINCREMENT",
-            create,
-            count=1,
-            flags=re.IGNORECASE,
-        ).replace(_TABLE, f"{_TABLE}_v3", 1)
-        indexes = [
-            sql
-            for (sql,) in conn.execute(
-                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
-                "AND sql IS NOT NULL",
-                (_TABLE,),
-            )
+def add_dead(
+    conn: sqlite3.Connection,
+    body: str,
+    reason: str,
+    queue: str | None,
+    now: float,
+    traceback: str | None = None,
+) -> None:
+    """Keep ``body`` as a dead letter (inside the caller's transaction)."""
+    job_name, job_id, _ = identify(body)
+    conn.execute(
+        f"INSERT INTO {_TABLE} (queue, job_name, job_id, body, reason, failed_at, traceback) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (queue, job_name, job_id, body, reason, now, traceback),
+    )
+
+
+class DeadLetters:
+    """The dead letters of one queue ``file``."""
+
+    def __init__(self, file: QueueFile) -> None:
+        self.file = file
+
+    def add(self, body: str, reason: str, queue: str | None, traceback: str | None = None) -> None:
+        """Keep ``body`` as a dead letter, with the reason and the failure's traceback."""
+        self.file.write(lambda c: add_dead(c, body, reason, queue, time.time(), traceback))
+
+    # -- listing, redriving, purging ---------------------------------------------------------
+
+    def records(self, queue: str | None = None, limit: int = 100) -> list[DeadLetterRecord]:
+        """Dead letters, oldest first (``queue`` filters)."""
+        sql = (
+            f"SELECT id, queue, job_name, job_id, body, reason, failed_at, traceback FROM {_TABLE}"
+        )
+        params: list[Any] = []
+        if queue is not None:
+            sql += " WHERE queue = ?"
+            params.append(queue)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        return [
+            DeadLetterRecord(str(i), q, n, j, b, r, datetime.fromtimestamp(t, UTC), tb)
+            for i, q, n, j, b, r, t, tb in self.file.conn().execute(sql, params)
         ]
-        conn.execute(rebuilt)
-        # Same columns in the same order; sqlite_sequence starts at the highest id kept.
-        conn.execute(f"INSERT INTO {_TABLE}_v3 SELECT * FROM {_TABLE}")
-        conn.execute(f"DROP TABLE {_TABLE}")
-        conn.execute(f"ALTER TABLE {_TABLE}_v3 RENAME TO {_TABLE}")
-        for sql in indexes:
-            conn.execute(sql)
-    for sql in _INDEXES:
-        conn.execute(sql)
 
+    def redrive(self, ids: Sequence[int | str] | None = None, *, queue: str | None = None) -> int:
+        """Move dead letters back onto their queues to run again now, with a fresh attempt
+        count: the given ``ids``, or all (of ``queue``, when given). A job whose unique key is
+        held by a pending job stays in the dead letter. Returns how many moved."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if ids is not None:
+            if not ids:
+                return 0
+            clauses.append(f"id IN ({','.join('?' * len(ids))})")
+            params.extend(_row_ids(ids))
+        if queue is not None:
+            clauses.append("queue = ?")
+            params.append(queue)
+        return self._redrive_where(f"WHERE {' AND '.join(clauses)}" if clauses else "", params)
 
-class SQLiteDeadLetterSearch:
-    """Dead-letter search for :class:`~glasswork.jobs.drivers.sqlite.SQLiteQueueDriver` (a
-    mixin: it uses the driver's connections and its redrive)."""
+    def _redrive_where(self, clause: str, params: list[Any]) -> int:
+        """Redrive the dead letters ``clause`` (``WHERE ...`` or empty) selects."""
+        sql = f"SELECT id, queue, body FROM {_TABLE} {clause}"
+        moved = 0
+        with self.file.transaction() as conn:
+            now = time.time()
+            for dead_id, dead_queue, body in conn.execute(sql, params).fetchall():
+                job_name, job_id, unique_key = identify(body)
+                try:
+                    conn.execute(
+                        INSERT,
+                        (dead_queue or "default", job_name, job_id, unique_key, body, now, now),
+                    )
+                except sqlite3.IntegrityError:
+                    continue  # a pending job holds its unique key; leave it dead
+                conn.execute(f"DELETE FROM {_TABLE} WHERE id = ?", (dead_id,))
+                moved += 1
+        return moved
 
-    if TYPE_CHECKING:  # the driver's
+    def purge(self, ids: Sequence[int | str] | None = None, *, queue: str | None = None) -> int:
+        """Delete dead letters (the given ``ids``, or all; of ``queue``, when given). Returns
+        how many."""
+        of_queue, params = ("", []) if queue is None else (" AND queue = ?", [queue])
+        with self.file.transaction() as conn:
+            if ids is None:
+                where = "" if queue is None else " WHERE queue = ?"
+                return conn.execute(f"DELETE FROM {_TABLE}{where}", params).rowcount
+            sql = f"DELETE FROM {_TABLE} WHERE id = ?{of_queue}"
+            return sum(conn.execute(sql, [i, *params]).rowcount for i in _row_ids(ids))
 
-        def _conn(self) -> sqlite3.Connection: ...
+    # -- searching ---------------------------------------------------------------------------
 
-        def _transaction(
-            self, conn: sqlite3.Connection | None = None
-        ) -> AbstractContextManager[sqlite3.Connection]: ...
-
-        def _redrive_where(self, clause: str, params: list[Any]) -> int: ...
-
-    def dead_letter_page(
+    def page(
         self, query: DeadLetterQuery, cursor: str | None = None, limit: int = 100
     ) -> DeadLetterPage:
         """The dead letters ``query`` matches, newest first, after ``cursor``; their count and
         groups come from the same snapshot."""
         clause, params = where(query, SQLITE, before=cursor)
         every, every_params = where(query, SQLITE)
-        with self._snapshot() as conn:
+        with self.file.snapshot() as conn:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM {_TABLE} {clause} ORDER BY id DESC LIMIT ?",
                 [*params, limit + 1],
@@ -107,14 +151,14 @@ class SQLiteDeadLetterSearch:
             distinct,
         )
 
-    def find_dead_letter(self, record_id: str) -> DeadLetterRecord | None:
+    def find(self, record_id: str) -> DeadLetterRecord | None:
         """The dead letter with this id (None: there is none, or the id is not a number)."""
         try:
             number = row_id(record_id, SQLITE)
         except ValueError:
             return None
         row = (
-            self._conn()
+            self.file.conn()
             .execute(f"SELECT {_COLUMNS} FROM {_TABLE} WHERE id = ?", (number,))
             .fetchone()
         )
@@ -128,18 +172,8 @@ class SQLiteDeadLetterSearch:
     def purge_matching(self, query: DeadLetterQuery) -> int:
         """Delete every dead letter ``query`` matches, in one transaction; returns how many."""
         clause, params = where(query, SQLITE)
-        with self._transaction() as conn:
+        with self.file.transaction() as conn:
             return conn.execute(f"DELETE FROM {_TABLE} {clause}", params).rowcount
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: its statements see one state of the file."""
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
 
 
 def _record(
@@ -156,3 +190,11 @@ def _record(
 
 def _time(seconds: float | None) -> datetime | None:
     return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
+
+
+def _row_ids(ids: Sequence[int | str]) -> list[int]:
+    """Dead-letter ids as rows: the ints of :attr:`DeadLetterRecord.id` strings."""
+    try:
+        return [int(i) for i in ids]
+    except ValueError:
+        raise ConfigurationError(f"SQLite dead-letter ids are numbers, got {list(ids)}") from None

@@ -1,109 +1,67 @@
-"""What the SQLite driver offers beyond the queue contract: outcome history and job lookup
-(see :mod:`glasswork.jobs.drivers.inspection`).
-
-Outcome counts live in one small table, added by schema version 2::
-
-    glasswork_outcomes(minute, queue, job_name, outcome, count)   # minute: Unix time
-
-Recording adds to the row of its key (an upsert) and drops rows older than
-``outcome_retention`` seconds, so the table holds at most a day of minutes by default.
-"""
+"""What the SQLite queue shows: counts per queue (:class:`~.records.QueueStats`), the jobs
+not finished yet, and a job by id (pending copies and dead letters), each read on a
+connection the driver lends."""
 
 from __future__ import annotations
 
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..base import DeadLetterRecord
-from ..inspection import FoundJob, OutcomeCount
-
-#: Schema version 1 → 2.
-OUTCOMES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS glasswork_outcomes (
-    minute INTEGER NOT NULL,
-    queue TEXT NOT NULL,
-    job_name TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    count INTEGER NOT NULL,
-    PRIMARY KEY (minute, queue, job_name, outcome)
-) WITHOUT ROWID
-"""
-
-_UPSERT = (
-    "INSERT INTO glasswork_outcomes (minute, queue, job_name, outcome, count) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (minute, queue, job_name, outcome) "
-    "DO UPDATE SET count = count + excluded.count"
-)
+from ..records import DeadLetterRecord, FoundJob, QueueStats
 
 
-class SQLiteInspection:
-    """Outcome history and job lookup for :class:`~glasswork.jobs.drivers.sqlite.
-    SQLiteQueueDriver` (a mixin: it uses the driver's connections)."""
+def stats(conn: sqlite3.Connection) -> dict[str, QueueStats]:
+    """Counts per queue, sorted by queue name."""
+    now = time.time()
+    counts: dict[str, dict[str, int]] = {}
+    for queue, ready, delayed, in_flight in conn.execute(
+        "SELECT queue, SUM(visible_at <= ?), SUM(leased = 0 AND visible_at > ?), "
+        "SUM(leased = 1 AND visible_at > ?) FROM glasswork_jobs GROUP BY queue",
+        (now, now, now),
+    ):
+        counts[queue] = {"ready": ready, "delayed": delayed, "in_flight": in_flight}
+    for queue, dead in conn.execute(
+        "SELECT COALESCE(queue, 'default'), COUNT(*) FROM glasswork_dead_letters GROUP BY 1"
+    ):
+        counts.setdefault(queue, {})["dead"] = dead
+    return {q: QueueStats(q, **counts[q]) for q in sorted(counts)}
 
-    #: Seconds of outcome history kept.
-    outcome_retention: float = 86400.0
-    #: Whether workers on this driver record outcome counts (set False before building a
-    #: worker to leave the outcome log out of its chain; the dashboard then has no chart).
-    records_outcomes: bool = True
 
-    if TYPE_CHECKING:  # the driver's
+def pending_count(conn: sqlite3.Connection, queues: Sequence[str] | None) -> int:
+    """Jobs not yet finished (ready, delayed or in flight) in ``queues`` (None: all)."""
+    if not queues:
+        return int(conn.execute("SELECT COUNT(*) FROM glasswork_jobs").fetchone()[0])
+    marks = ",".join("?" * len(queues))
+    sql = f"SELECT COUNT(*) FROM glasswork_jobs WHERE queue IN ({marks})"
+    return int(conn.execute(sql, list(queues)).fetchone()[0])
 
-        def _conn(self) -> sqlite3.Connection: ...
 
-        def _transaction(
-            self, conn: sqlite3.Connection | None = None
-        ) -> AbstractContextManager[sqlite3.Connection]: ...
-
-    def record_outcomes(self, counts: Sequence[OutcomeCount]) -> None:
-        """Add outcome counts (one transaction), dropping minutes past the retention."""
-        rows = [
-            (int(c.minute.timestamp()) // 60 * 60, c.queue, c.job_name, c.outcome, c.count)
-            for c in counts
-        ]
-        with self._transaction() as conn:
-            conn.executemany(_UPSERT, rows)
-            conn.execute(
-                "DELETE FROM glasswork_outcomes WHERE minute < ?",
-                (time.time() - self.outcome_retention,),
-            )
-
-    def outcome_history(self, since: datetime) -> list[OutcomeCount]:
-        """Outcome counts of the minutes from ``since`` on, oldest first."""
-        rows = self._conn().execute(
-            "SELECT minute, queue, job_name, outcome, count FROM glasswork_outcomes "
-            "WHERE minute >= ? ORDER BY minute, queue, job_name, outcome",
-            (int(since.timestamp()) // 60 * 60,),
+def find_job(conn: sqlite3.Connection, job_id: str) -> list[FoundJob]:
+    """The pending and dead-lettered copies of job ``job_id`` (a table scan: job ids are
+    not indexed, so that enqueueing pays nothing for lookups)."""
+    now = time.time()
+    found = [
+        FoundJob(
+            job_id,
+            _state(leased, visible_at, now),
+            queue,
+            name,
+            body,
+            attempts,
+            _time(visible_at),
+            _time(enqueued_at),
         )
-        return [OutcomeCount(datetime.fromtimestamp(m, UTC), q, n, o, c) for m, q, n, o, c in rows]
-
-    def find_job(self, job_id: str) -> list[FoundJob]:
-        """The pending and dead-lettered copies of job ``job_id`` (a table scan: job ids are
-        not indexed, so that enqueueing pays nothing for lookups)."""
-        conn = self._conn()
-        now = time.time()
-        found = [
-            FoundJob(
-                job_id,
-                _state(leased, visible_at, now),
-                queue,
-                name,
-                body,
-                attempts,
-                _time(visible_at),
-                _time(enqueued_at),
-            )
-            for queue, name, body, attempts, leased, visible_at, enqueued_at in conn.execute(
-                "SELECT queue, job_name, body, attempts, leased, visible_at, enqueued_at "
-                "FROM glasswork_jobs WHERE job_id = ? ORDER BY id",
-                (job_id,),
-            )
-        ]
-        found.extend(_dead(conn, job_id))
-        return found
+        for queue, name, body, attempts, leased, visible_at, enqueued_at in conn.execute(
+            "SELECT queue, job_name, body, attempts, leased, visible_at, enqueued_at "
+            "FROM glasswork_jobs WHERE job_id = ? ORDER BY id",
+            (job_id,),
+        )
+    ]
+    found.extend(_dead(conn, job_id))
+    return found
 
 
 def _dead(conn: sqlite3.Connection, job_id: str) -> Iterator[FoundJob]:

@@ -1,5 +1,6 @@
-"""The SQLite driver's worker heartbeats (see :mod:`glasswork.jobs.drivers.heartbeats`), in
-one small table added by schema version 4::
+"""The SQLite driver's worker heartbeats (its
+:class:`~glasswork.jobs.drivers.contract.HeartbeatStore`), in one small table added by schema
+version 4 (:data:`.schema.WORKERS_SCHEMA`)::
 
     glasswork_workers(id PRIMARY KEY, host, pid, queues, concurrency, in_flight, every,
                       started_at, last_seen)        # times: Unix seconds; queues: JSON
@@ -10,27 +11,11 @@ A beat is one upsert of the worker's row (and a delete of rows silent for a day)
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-from ..heartbeats import FORGET_AFTER, WorkerBeat
-
-WORKERS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS glasswork_workers (
-    id TEXT PRIMARY KEY,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    queues TEXT,
-    concurrency INTEGER NOT NULL,
-    in_flight INTEGER NOT NULL,
-    every REAL NOT NULL,
-    started_at REAL NOT NULL,
-    last_seen REAL NOT NULL
-)
-"""
+from ..records import FORGET_AFTER, WorkerBeat
+from .connections import QueueFile
 
 _UPSERT = (
     "INSERT INTO glasswork_workers (id, host, pid, queues, concurrency, in_flight, every, "
@@ -39,21 +24,11 @@ _UPSERT = (
 )
 
 
-class SQLiteWorkerHeartbeats:
-    """The heartbeat store of :class:`~glasswork.jobs.drivers.sqlite.SQLiteQueueDriver` (a
-    mixin: it uses the driver's connections)."""
+class WorkerRows:
+    """The heartbeat store of one queue ``file``."""
 
-    if TYPE_CHECKING:  # the driver's
-
-        def _conn(self) -> sqlite3.Connection: ...
-
-        def _transaction(
-            self, conn: sqlite3.Connection | None = None
-        ) -> AbstractContextManager[sqlite3.Connection]: ...
-
-    def heartbeat_store(self) -> SQLiteWorkerHeartbeats:
-        """This driver: workers beat in its file."""
-        return self
+    def __init__(self, file: QueueFile) -> None:
+        self.file = file
 
     def record_worker(self, beat: WorkerBeat) -> None:
         """Write ``beat``, now; forget workers silent for :data:`FORGET_AFTER` seconds."""
@@ -70,19 +45,19 @@ class SQLiteWorkerHeartbeats:
             beat.started_at.timestamp(),
             now,
         )
-        with self._transaction() as conn:
+        with self.file.transaction() as conn:
             conn.execute(_UPSERT, row)
             conn.execute("DELETE FROM glasswork_workers WHERE last_seen < ?", (now - FORGET_AFTER,))
 
     def remove_worker(self, worker_id: str) -> None:
         """Delete the row of a worker that stopped."""
-        with self._transaction() as conn:
+        with self.file.transaction() as conn:
             conn.execute("DELETE FROM glasswork_workers WHERE id = ?", (worker_id,))
 
     def workers(self) -> list[WorkerBeat]:
         """Every worker with a row, the most recently started first."""
         now = time.time()
-        rows = self._conn().execute(
+        rows = self.file.conn().execute(
             "SELECT id, host, pid, queues, concurrency, in_flight, every, started_at, "
             "last_seen FROM glasswork_workers ORDER BY started_at DESC, id"
         )

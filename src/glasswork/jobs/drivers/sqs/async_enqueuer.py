@@ -23,7 +23,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ...message import JobMessage
-from ..base import EnqueueBatchError, EnqueueResult, FailedEnqueue
+from ..records import EnqueueBatchError, EnqueueResult, FailedEnqueue
 from .driver import SQSQueueDriver
 from .sending import BatchSend, send_error, sent
 from .unique import is_condition_failure
@@ -54,8 +54,9 @@ class AsyncSQSEnqueuer:
         client = self._clients.get(service)
         if client is None:
             assert self._stack is not None
-            region, endpoint = self.driver.region, self.driver.endpoint_url
-            given = self.driver._client  # a boto3 client the driver was given: same place
+            clients = self.driver.clients
+            region, endpoint = clients.region, clients.endpoint_url
+            given = clients.given_sqs  # a boto3 client the driver was given: same place
             if given is not None:
                 region, endpoint = given.meta.region_name, given.meta.endpoint_url
             config = AioConfig(
@@ -78,8 +79,9 @@ class AsyncSQSEnqueuer:
     # -- size limits ------------------------------------------------------------------------
 
     async def message_limit(self, queue: str) -> int:
-        url = self.driver.queue_url(queue)
-        limit = self.driver._limits.get(url)
+        directory = self.driver.directory
+        url = directory.queue_url(queue)
+        limit = directory.known_limit(url)
         if limit is not None:
             return limit
         sqs = await self._client("sqs")
@@ -89,7 +91,7 @@ class AsyncSQSEnqueuer:
             )
         except (ClientError, BotoCoreError):
             response = {}
-        return self.driver.remember_limit(url, response)
+        return directory.remember_limit(url, response)
 
     # -- producing ------------------------------------------------------------------------------
 
@@ -112,9 +114,9 @@ class AsyncSQSEnqueuer:
         try:
             if delay <= 0:
                 return await self._send(sqs, message, 0)
-            if driver.accepts_delay(message.queue, delay):
+            if driver.directory.accepts_delay(message.queue, delay):
                 return await self._send(sqs, message, delay)
-            return await asyncio.to_thread(driver._schedule, message, due)
+            return await asyncio.to_thread(driver.delays.schedule, message, due)
         except BaseException:
             # Not sent, or not known to be (cancelled mid-call by a closing service): the
             # key is given back, so that no retry is refused for a job that may not exist.
@@ -122,11 +124,11 @@ class AsyncSQSEnqueuer:
             raise
 
     async def _send(self, sqs: Any, message: JobMessage, delay_seconds: float) -> EnqueueResult:
-        url = self.driver.queue_url(message.queue)
+        url = self.driver.directory.queue_url(message.queue)
         await self.message_limit(message.queue)  # so the sync parameters need no request
         try:
             response = await sqs.send_message(
-                QueueUrl=url, **self.driver._send_params(message, delay_seconds)
+                QueueUrl=url, **self.driver.sender.params(message, delay_seconds)
             )
         except (ClientError, BotoCoreError) as exc:
             raise send_error(message, url, exc) from exc
@@ -137,7 +139,7 @@ class AsyncSQSEnqueuer:
     ) -> list[EnqueueResult]:
         driver = self.driver
         results: list[EnqueueResult | None] = [None] * len(messages)
-        batched, scheduled = driver.plan_batch(messages, delay_seconds)
+        batched, scheduled = driver.producer.plan_batch(messages, delay_seconds)
         sqs = await self._client("sqs")
         dynamodb, taken = await self._claim(messages, delay_seconds)
         failed: list[FailedEnqueue] = []
@@ -145,12 +147,12 @@ class AsyncSQSEnqueuer:
             if scheduled:
                 due = time.time() + delay_seconds
                 failed = await asyncio.to_thread(
-                    driver.schedule_many, messages, scheduled, due, results
+                    driver.delays.schedule_many, messages, scheduled, due, results
                 )
             for url, indexes in batched.items():
                 await self.message_limit(messages[indexes[0]].queue)
-                for chunk in driver.chunks(url, messages, indexes):
-                    batch = BatchSend(driver, url, messages, chunk, delay_seconds, results)
+                for chunk in driver.sender.chunks(url, messages, indexes):
+                    batch = BatchSend(driver.sender, url, messages, chunk, delay_seconds, results)
                     for attempt in range(batch.attempts):
                         if attempt:
                             await asyncio.sleep(batch.pause(attempt))
@@ -183,7 +185,7 @@ class AsyncSQSEnqueuer:
         whose keys may be held now (see :meth:`UniqueKeys.claim`)."""
         keys = self.driver.unique_keys
         if keys is None:
-            self.driver.warn_unique_ignored(messages)
+            self.driver.producer.warn_unique_ignored(messages)
             return None, []
         if all(m.unique_key is None for m in messages):
             return None, []

@@ -1,5 +1,5 @@
 """Consuming from SQS: receive across queues, ack, nack and lease extension, the worker's
-side of :class:`~glasswork.jobs.SQSQueueDriver` (a mixin on the driver)."""
+side of :class:`~glasswork.jobs.SQSQueueDriver`."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import logging
 import math
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from ...aws.errors import error_code
 from ...errors import ConfigurationError
-from ..base import ReceivedMessage
+from ..records import ReceivedMessage
+from .clients import Clients
+from .queues import QueueDirectory
 from .sending import SQS_BATCH_SIZE
 
 logger = logging.getLogger("glasswork.jobs")
@@ -23,17 +24,15 @@ MAX_VISIBILITY_SECONDS = 43_200
 
 
 class SQSConsumer:
-    """Receive, ack, nack and extend leases for :class:`~glasswork.jobs.SQSQueueDriver`."""
+    """Receive, ack, nack and extend leases on one driver's queues (``directory``), with its
+    SQS client."""
 
-    if TYPE_CHECKING:  # the driver's
-        queues: dict[str, str]
-        client: Any
-        _lock: threading.Lock
-        _next_queue: int
-        _visibility: float | None
-
-        def queue_name(self, queue: str) -> str: ...
-        def queue_url(self, queue: str) -> str: ...
+    def __init__(self, directory: QueueDirectory, clients: Clients) -> None:
+        self.directory = directory
+        self.clients = clients
+        self._lock = threading.Lock()
+        self._next_queue = 0
+        self._visibility: float | None = None
 
     def receive(
         self, queues: Sequence[str] | None = None, max_messages: int = 10, wait_seconds: float = 0.0
@@ -43,7 +42,7 @@ class SQSConsumer:
 
         With several queues the wait is shared between them and the starting queue rotates
         each call, so a busy queue does not starve the others."""
-        names = [self.queue_name(q) for q in queues] if queues is not None else list(self.queues)
+        names = self.directory.names(queues)
         if not names:
             return []
         with self._lock:
@@ -60,8 +59,8 @@ class SQSConsumer:
         return received
 
     def _receive_from(self, queue: str, count: int, wait: int) -> list[ReceivedMessage]:
-        url = self.queues[queue]
-        response = self.client.receive_message(
+        url = self.directory.urls[queue]
+        response = self.clients.sqs.receive_message(
             QueueUrl=url,
             MaxNumberOfMessages=count,
             WaitTimeSeconds=wait,
@@ -82,7 +81,7 @@ class SQSConsumer:
 
     def ack(self, received: ReceivedMessage) -> None:
         """Delete the message (``DeleteMessage``)."""
-        self.client.delete_message(
+        self.clients.sqs.delete_message(
             QueueUrl=self._received_url(received), ReceiptHandle=received.receipt
         )
 
@@ -91,7 +90,7 @@ class SQSConsumer:
         :class:`RuntimeError` naming the entries SQS refused."""
         failures: list[str] = []
         for url, chunk in self._batches(received):
-            response = self.client.delete_message_batch(
+            response = self.clients.sqs.delete_message_batch(
                 QueueUrl=url,
                 Entries=[{"Id": str(i), "ReceiptHandle": r.receipt} for i, r in enumerate(chunk)],
             )
@@ -108,7 +107,7 @@ class SQSConsumer:
         :class:`~glasswork.jobs.RetryPolicy`."""
         timeout = min(MAX_VISIBILITY_SECONDS, max(0, math.ceil(delay_seconds)))
         try:
-            self.client.change_message_visibility(
+            self.clients.sqs.change_message_visibility(
                 QueueUrl=self._received_url(received),
                 ReceiptHandle=received.receipt,
                 VisibilityTimeout=timeout,
@@ -129,11 +128,11 @@ class SQSConsumer:
             self._visibility = float(
                 min(
                     int(
-                        self.client.get_queue_attributes(
+                        self.clients.sqs.get_queue_attributes(
                             QueueUrl=url, AttributeNames=["VisibilityTimeout"]
                         )["Attributes"]["VisibilityTimeout"]
                     )
-                    for url in self.queues.values()
+                    for url in self.directory.urls.values()
                 )
             )
         return self._visibility
@@ -147,7 +146,7 @@ class SQSConsumer:
         held = 0
         for url, chunk in self._batches(received):
             try:
-                response = self.client.change_message_visibility_batch(
+                response = self.clients.sqs.change_message_visibility_batch(
                     QueueUrl=url,
                     Entries=[
                         {"Id": str(i), "ReceiptHandle": r.receipt, "VisibilityTimeout": timeout}
@@ -164,7 +163,7 @@ class SQSConsumer:
 
     def _extend_one(self, url: str, received: ReceivedMessage, timeout: int) -> bool:
         try:
-            self.client.change_message_visibility(
+            self.clients.sqs.change_message_visibility(
                 QueueUrl=url, ReceiptHandle=received.receipt, VisibilityTimeout=timeout
             )
         except ClientError:
@@ -187,9 +186,9 @@ class SQSConsumer:
         if isinstance(url, str):
             return url
         try:
-            return self.queue_url(received.queue)
+            return self.directory.queue_url(received.queue)
         except ConfigurationError:
             arn = received.attributes.get("eventSourceARN")
             if isinstance(arn, str) and arn:
-                return self.queue_url(arn)
+                return self.directory.queue_url(arn)
             raise

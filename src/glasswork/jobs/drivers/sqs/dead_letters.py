@@ -30,17 +30,19 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ...errors import DuplicateJobError, GlassworkError, bounded
-from ...message import identify
-from ..base import DeadLetterRecord
-from ..dead_letter_query import DeadLetterPage, DeadLetterQuery, search, time_cursor
+from ...errors import DuplicateJobError, GlassworkError, MalformedMessageError, bounded
+from ...message import JobMessage, identify
+from ..dead_letter_search import search, time_cursor
+from ..records import DeadLetterPage, DeadLetterQuery, DeadLetterRecord
+from .clients import Clients
 from .fifo import fifo_id
+from .queues import QueueDirectory
 from .unique import UniqueKeys
 
 logger = logging.getLogger("glasswork.jobs")
@@ -133,27 +135,47 @@ class _Held:
         return value if isinstance(value, str) else None
 
 
-class _Driver(Protocol):
-    """What these operations use of :class:`~glasswork.jobs.SQSQueueDriver`."""
-
-    queues: dict[str, str]
-    unique_table: str | None
-    unique_keys: UniqueKeys | None
-
-    @property
-    def client(self) -> Any: ...
-    def queue_name(self, queue: str) -> str: ...
-    def dead_letter_queue_url(self, queue: str) -> str | None: ...
-
-
 class SQSDeadLetters:
-    """The DLQ operations of one :class:`~glasswork.jobs.SQSQueueDriver`."""
+    """The DLQs of one driver's queues (``directory``), with its SQS client; with
+    ``unique_keys``, a redriven job takes its unique key again. A peek's receive waits
+    ``wait_seconds`` to come back empty."""
 
-    def __init__(self, driver: _Driver, wait_seconds: int = 1) -> None:
-        self.driver = driver
+    def __init__(
+        self,
+        directory: QueueDirectory,
+        clients: Clients,
+        unique_keys: UniqueKeys | None,
+        wait_seconds: int = 1,
+    ) -> None:
+        self.directory = directory
+        self.clients = clients
+        self.unique_keys = unique_keys
         self.wait_seconds = wait_seconds
 
     # -- the operations -----------------------------------------------------------------------
+
+    def send(
+        self, body: str, reason: str, *, queue: str | None = None, traceback: str | None = None
+    ) -> bool:
+        """Send ``body`` to the DLQ of ``queue`` (see
+        :meth:`SQSQueueDriver.dead_letter <glasswork.jobs.SQSQueueDriver.dead_letter>`)."""
+        name = self.directory.queue_name(queue or "default")
+        dlq = self.directory.dead_letter_queue_url(name)
+        if dlq is None:
+            return False
+        params: dict[str, Any] = {
+            "QueueUrl": dlq,
+            "MessageBody": body,
+            "MessageAttributes": dead_letter_attributes(
+                body, reason, name, self.directory.limit_of_url(dlq), traceback
+            ),
+        }
+        if dlq.endswith(".fifo"):
+            digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+            params["MessageGroupId"] = fifo_id(_group_of(body) or "dead-letter")
+            params["MessageDeduplicationId"] = digest
+        self.clients.sqs.send_message(**params)
+        return True
 
     def records(self, queue: str | None = None, limit: int = 100) -> list[DeadLetterRecord]:
         """Up to ``limit`` dead letters (of ``queue``'s DLQ, or of every queue's), oldest
@@ -197,7 +219,7 @@ class SQSDeadLetters:
             if held is None:
                 depth = self.depth(dlq)
                 try:
-                    self.driver.client.purge_queue(QueueUrl=dlq)
+                    self.clients.sqs.purge_queue(QueueUrl=dlq)
                     purged += depth
                     continue
                 except ClientError as exc:  # e.g. PurgeQueueInProgress: one a minute
@@ -256,7 +278,7 @@ class SQSDeadLetters:
 
     def depth(self, dlq: str) -> int:
         """Messages in a DLQ (visible and in flight), approximately."""
-        attributes = self.driver.client.get_queue_attributes(
+        attributes = self.clients.sqs.get_queue_attributes(
             QueueUrl=dlq,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         ).get("Attributes", {})
@@ -268,10 +290,12 @@ class SQSDeadLetters:
 
     def _dlqs(self, queue: str | None) -> dict[str, list[str]]:
         """DLQ URL → the configured queues it serves (of ``queue`` only, when given)."""
-        names = [self.driver.queue_name(queue)] if queue is not None else list(self.driver.queues)
+        names = (
+            [self.directory.queue_name(queue)] if queue is not None else list(self.directory.urls)
+        )
         found: dict[str, list[str]] = {}
         for name in names:
-            dlq = self.driver.dead_letter_queue_url(name)
+            dlq = self.directory.dead_letter_queue_url(name)
             if dlq is not None:
                 found.setdefault(dlq, []).append(name)
         return found
@@ -311,7 +335,7 @@ class SQSDeadLetters:
         """``query`` with its queue as configured (it may name it by URL or ARN)."""
         if query.queue is None:
             return query
-        return replace(query, queue=self.driver.queue_name(query.queue))
+        return replace(query, queue=self.directory.queue_name(query.queue))
 
     def _matching(self, query: DeadLetterQuery) -> Iterator[tuple[str, list[str], list[_Held]]]:
         """Each DLQ with its source queues and the messages ``query`` matches, held (every
@@ -351,7 +375,7 @@ class SQSDeadLetters:
         held: dict[str, _Held] = {}
         while limit is None or len(held) < limit:
             want = _BATCH if limit is None else min(_BATCH, limit - len(held))
-            response = self.driver.client.receive_message(
+            response = self.clients.sqs.receive_message(
                 QueueUrl=dlq,
                 MaxNumberOfMessages=want,
                 VisibilityTimeout=PEEK_SECONDS,
@@ -375,7 +399,7 @@ class SQSDeadLetters:
         ):
             if candidate:
                 try:
-                    return self.driver.queue_name(candidate)
+                    return self.directory.queue_name(candidate)
                 except GlassworkError:
                     pass
         return sources[0]
@@ -400,13 +424,13 @@ class SQSDeadLetters:
     def _move_task(self, dlq: str, sources: list[str]) -> int | None:
         """Start SQS's own move of the whole DLQ to its one source queue; None when that is
         not possible here (several sources, unique keys to take again, or SQS refuses)."""
-        if len(sources) != 1 or self.driver.unique_table:
+        if len(sources) != 1 or self.unique_keys is not None:
             return None
         depth = self.depth(dlq)
         try:
-            client = _admin_client(self.driver.client)
+            client = _admin_client(self.clients.sqs)
             client.start_message_move_task(
-                SourceArn=self._arn(dlq), DestinationArn=self._arn(self.driver.queues[sources[0]])
+                SourceArn=self._arn(dlq), DestinationArn=self._arn(self.directory.urls[sources[0]])
             )
         except (ClientError, BotoCoreError) as exc:
             logger.info("StartMessageMoveTask unavailable for %s (%s); moving in batches", dlq, exc)
@@ -414,7 +438,7 @@ class SQSDeadLetters:
         return depth
 
     def _arn(self, url: str) -> str:
-        attributes = self.driver.client.get_queue_attributes(
+        attributes = self.clients.sqs.get_queue_attributes(
             QueueUrl=url, AttributeNames=["QueueArn"]
         )
         return str(attributes["Attributes"]["QueueArn"])
@@ -427,11 +451,11 @@ class SQSDeadLetters:
         sent: list[_Held] = []
         for queue, items in by_queue.items():
             items = self._take_unique_keys(dlq, items)
-            url = self.driver.queues[queue]
+            url = self.directory.urls[queue]
             for start in range(0, len(items), _BATCH):
                 chunk = items[start : start + _BATCH]
                 entries = [{"Id": str(i), **_resend_params(url, h)} for i, h in enumerate(chunk)]
-                response = self.driver.client.send_message_batch(QueueUrl=url, Entries=entries)
+                response = self.clients.sqs.send_message_batch(QueueUrl=url, Entries=entries)
                 ok = {int(e["Id"]) for e in response.get("Successful", [])}
                 sent.extend(h for i, h in enumerate(chunk) if i in ok)
                 if len(ok) < len(chunk):
@@ -445,11 +469,9 @@ class SQSDeadLetters:
         return self._delete(dlq, sent)
 
     def _take_unique_keys(self, dlq: str, held: list[_Held]) -> list[_Held]:
-        keys = self.driver.unique_keys
+        keys = self.unique_keys
         if keys is None:
             return held
-        from ...message import JobMessage
-
         free: list[_Held] = []
         for h in held:
             try:
@@ -467,7 +489,7 @@ class SQSDeadLetters:
         deleted = 0
         for start in range(0, len(held), _BATCH):
             chunk = held[start : start + _BATCH]
-            response = self.driver.client.delete_message_batch(
+            response = self.clients.sqs.delete_message_batch(
                 QueueUrl=dlq,
                 Entries=[{"Id": str(i), "ReceiptHandle": h.receipt} for i, h in enumerate(chunk)],
             )
@@ -478,7 +500,7 @@ class SQSDeadLetters:
         """Make peeked messages visible again at once."""
         for start in range(0, len(held), _BATCH):
             chunk = held[start : start + _BATCH]
-            self.driver.client.change_message_visibility_batch(
+            self.clients.sqs.change_message_visibility_batch(
                 QueueUrl=dlq,
                 Entries=[
                     {"Id": str(i), "ReceiptHandle": h.receipt, "VisibilityTimeout": 0}
@@ -517,3 +539,12 @@ def _group(body: str) -> str | None:
         return None
     group = data.get("groupId") or data.get("jobName")
     return group if isinstance(group, str) else None
+
+
+def _group_of(body: str) -> str | None:
+    """The FIFO group of a dead letter's job (None: the body is no job)."""
+    try:
+        message = JobMessage.from_json(body)
+    except MalformedMessageError:
+        return None
+    return message.group_id or message.job_name

@@ -57,7 +57,8 @@ from ...aws.tables import dynamodb_client, ensure_table
 from ...errors import ConfigurationError, MalformedMessageError
 from ...message import JobMessage
 from ...stop_signals import on_stop_signals
-from ..base import EnqueueBatchError, QueueDriver
+from ..contract import QueueDriver, capabilities_of
+from ..records import EnqueueBatchError
 
 logger = logging.getLogger("glasswork.jobs.scheduler")
 
@@ -400,6 +401,7 @@ class Scheduler:
             raise ConfigurationError(f"claim_seconds must be positive, got {claim_seconds}")
         self.table = table
         self.driver = driver
+        self._delays = capabilities_of(driver).delay_limit  # the SQS driver's: 15 min, no FIFO
         self.lookahead = lookahead
         self.claim_seconds = claim_seconds
         self.clock = clock
@@ -436,10 +438,9 @@ class Scheduler:
         assert item.message is not None
         if item.due_at <= now:
             return True
-        accepts_delay = getattr(self.driver, "accepts_delay", None)  # the SQS driver's
-        if accepts_delay is not None:
+        if self._delays is not None:
             try:
-                return bool(accepts_delay(item.message.queue, item.due_at - now))
+                return self._delays.accepts_delay(item.message.queue, item.due_at - now)
             except ConfigurationError:
                 return True  # let the send fail and record why
         return True

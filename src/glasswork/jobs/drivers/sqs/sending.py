@@ -1,20 +1,26 @@
-"""Sending to SQS in batches: ``SendMessageBatch`` chunking, the retry of entries SQS
-rejects, and the results and errors of a send; shared by the sync driver and the async
-(aiobotocore) path."""
+"""Sending to SQS: the parameters of a send (:class:`Sender`), ``SendMessageBatch``
+chunking, the retry of entries SQS rejects (:class:`BatchSend`), and the results and errors
+of a send; shared by the sync driver and the async (aiobotocore) path."""
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ...aws.errors import error_code
 from ...errors import EnqueueError
 from ...message import JobMessage
-from ..base import EnqueueResult, FailedEnqueue
+from ...telemetry import sqs_message_attributes
+from ..records import EnqueueResult, FailedEnqueue
+from .clients import Clients
+from .fifo import deduplication_id, fifo_id
+from .queues import MAX_SQS_DELAY_SECONDS, QueueDirectory
 
 logger = logging.getLogger("glasswork.jobs")
 
@@ -22,14 +28,87 @@ logger = logging.getLogger("glasswork.jobs")
 SQS_BATCH_SIZE = 10
 
 
-class BatchSender(Protocol):
-    """What :class:`BatchSend` needs of the driver."""
+class Sender:
+    """Sends one driver's messages to its queues (``directory``) on its SQS client:
+    ``SendMessage`` one at a time, ``SendMessageBatch`` 10 (or a request's size limit) at a
+    time, each rejected entry retried ``batch_retries`` times. ``by_unique_key``: FIFO
+    deduplication ids come from unique keys (when no unique-key table enforces them)."""
 
-    batch_retries: int
+    def __init__(
+        self,
+        directory: QueueDirectory,
+        clients: Clients,
+        *,
+        batch_retries: int,
+        by_unique_key: bool,
+    ) -> None:
+        self.directory = directory
+        self.clients = clients
+        self.batch_retries = batch_retries
+        self.by_unique_key = by_unique_key
 
-    def _batch_entry(
+    def params(self, message: JobMessage, delay_seconds: float) -> dict[str, Any]:
+        """``SendMessage`` parameters (less the queue URL); shared with the async path."""
+        limit = self.directory.message_limit(message.queue)
+        params: dict[str, Any] = {"MessageBody": message.encode(limit)}
+        if message.trace and (attributes := sqs_message_attributes(message, limit)):
+            params["MessageAttributes"] = attributes  # the trace context, for any consumer
+        if self.directory.is_fifo(message.queue):
+            params["MessageGroupId"] = fifo_id(message.group_id or message.job_name)
+            params["MessageDeduplicationId"] = deduplication_id(
+                message, by_unique_key=self.by_unique_key
+            )
+        elif delay_seconds > 0:
+            params["DelaySeconds"] = min(MAX_SQS_DELAY_SECONDS, math.ceil(delay_seconds))
+        return params
+
+    def batch_entry(
         self, entry_id: str, message: JobMessage, delay_seconds: float, attempt: int
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        """One ``SendMessageBatch`` entry (``attempt`` counts retries of this entry from 0)."""
+        return {"Id": entry_id, **self.params(message, delay_seconds)}
+
+    def send(self, message: JobMessage, delay_seconds: float) -> EnqueueResult:
+        """``SendMessage`` with SQS's own delay (at most 15 minutes)."""
+        url = self.directory.queue_url(message.queue)
+        try:
+            response = self.clients.sqs.send_message(
+                QueueUrl=url, **self.params(message, delay_seconds)
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise send_error(message, url, exc) from exc
+        return sent(message, response, delay_seconds)
+
+    def chunks(
+        self, url: str, messages: Sequence[JobMessage], indexes: list[int]
+    ) -> Iterable[list[int]]:
+        """``indexes`` split into ``SendMessageBatch`` requests: at most 10 entries, and
+        bodies within the queue's size limit in total."""
+        limit = self.directory.limit_of_url(url)
+        return chunks(indexes, [messages[i].encode() for i in indexes], limit)
+
+    def send_chunk(
+        self,
+        url: str,
+        messages: Sequence[JobMessage],
+        chunk: list[int],
+        delay_seconds: float,
+        results: list[EnqueueResult | None],
+    ) -> list[FailedEnqueue]:
+        """Send ``messages[chunk]`` in one request, retrying the entries SQS rejects; fills
+        ``results`` and returns what still failed."""
+        batch = BatchSend(self, url, messages, chunk, delay_seconds, results)
+        for attempt in range(batch.attempts):
+            if attempt:
+                time.sleep(batch.pause(attempt))
+            entries = batch.entries(attempt)
+            try:
+                response = self.clients.sqs.send_message_batch(QueueUrl=url, Entries=entries)
+            except (ClientError, BotoCoreError) as exc:
+                response = batch.failed_request(exc, entries)
+            if batch.settle(response):
+                break
+        return batch.failures()
 
 
 class BatchSend:
@@ -38,21 +117,21 @@ class BatchSend:
 
     def __init__(
         self,
-        driver: BatchSender,
+        sender: Sender,
         url: str,
         messages: Sequence[JobMessage],
         chunk: list[int],
         delay_seconds: float,
         results: list[EnqueueResult | None],
     ) -> None:
-        self.driver = driver
+        self.sender = sender
         self.url = url
         self.messages = messages
         self.pending = chunk
         self.delay_seconds = delay_seconds
         self.results = results
         self.errors: dict[int, tuple[str, str]] = {}
-        self.attempts = 1 + max(0, driver.batch_retries)
+        self.attempts = 1 + max(0, sender.batch_retries)
 
     @staticmethod
     def pause(attempt: int) -> float:
@@ -60,7 +139,7 @@ class BatchSend:
 
     def entries(self, attempt: int) -> list[dict[str, Any]]:
         return [
-            self.driver._batch_entry(str(i), self.messages[i], self.delay_seconds, attempt)
+            self.sender.batch_entry(str(i), self.messages[i], self.delay_seconds, attempt)
             for i in self.pending
         ]
 

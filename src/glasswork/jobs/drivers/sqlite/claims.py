@@ -1,0 +1,179 @@
+"""Claiming due jobs from the SQLite queue for a worker, and burying the rows that cannot be
+delivered: a job whose lease keeps running out, and corrupt rows (a body that is not text,
+a queue name or due time of the wrong type), which must not fail every claim.
+
+A claim bumps ``attempts`` and pushes ``visible_at`` out by the lease inside one
+``BEGIN IMMEDIATE`` transaction (``UPDATE ... RETURNING``), so two workers never hold one
+job; the receipt is ``(id, attempts)``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..records import ReceivedMessage
+from .connections import QueueFile
+from .dead_letters import add_dead
+
+# The inner SELECT walks the (queue, visible_at) index in order and stops after LIMIT rows;
+# `lost` counts deliveries whose lease ran out (the row was still leased when re-claimed).
+_CLAIM = """
+UPDATE glasswork_jobs
+SET attempts = attempts + 1, lost = lost + leased, leased = 1, visible_at = ?
+WHERE id IN (
+    SELECT id FROM glasswork_jobs WHERE queue = ? AND visible_at <= ?
+    ORDER BY visible_at LIMIT ?
+)
+RETURNING id, CAST(body AS BLOB), attempts, lost
+"""
+
+# Distinct queue names by skipping through the index: a few lookups, not a table scan.
+_QUEUES = """
+WITH RECURSIVE q(name) AS (
+    SELECT MIN(queue) FROM glasswork_jobs
+    UNION ALL
+    SELECT (SELECT MIN(queue) FROM glasswork_jobs WHERE queue > q.name) FROM q
+    WHERE q.name IS NOT NULL
+)
+SELECT typeof(name), CAST(name AS BLOB) FROM q WHERE name IS NOT NULL
+"""
+# Text and blobs sort after every number in SQLite: a row whose visible_at is not a number
+# (a corrupt row) is found at the far end of the (queue, visible_at) index.
+_NOT_A_TIME = "visible_at >= ''"
+
+
+class Claims:
+    """Claims on one queue ``file``; a job whose lease ran out ``max_lost_leases`` times is
+    dead-lettered instead of being delivered again."""
+
+    def __init__(self, file: QueueFile, *, max_lost_leases: int) -> None:
+        self.file = file
+        self.max_lost_leases = max_lost_leases
+        self._rotation = 0
+
+    def claim(
+        self, queues: Sequence[str] | None, limit: int, lease: float
+    ) -> tuple[list[ReceivedMessage], float | None]:
+        """Up to ``limit`` due jobs of ``queues`` (None: every queue), each leased for
+        ``lease`` seconds, oldest due first in each queue; and when the next one is due
+        (None: none is waiting)."""
+        conn = self.file.conn()
+        names = list(queues) if queues else self._queue_names(conn)
+        now = time.time()
+        # Look before locking: an idle worker polling must not take the write lock.
+        due: list[str] = []
+        next_due: float | None = None
+        for queue in names:
+            row = conn.execute(
+                "SELECT visible_at FROM glasswork_jobs WHERE queue = ? ORDER BY visible_at LIMIT 1",
+                (queue,),
+            ).fetchone()
+            if row is None:
+                continue
+            first = row[0]
+            if not isinstance(first, int | float):  # only corrupt rows are left in this queue
+                self._bury_where(
+                    f"queue = ? AND {_NOT_A_TIME}", (queue,), "its visible_at is not a number"
+                )
+            elif first <= now:
+                due.append(queue)
+            elif next_due is None or first < next_due:
+                next_due = first
+        if not due or limit <= 0:
+            return [], next_due
+        # Rotate the starting queue so one busy queue cannot starve the others.
+        self._rotation += 1
+        start = self._rotation % len(due)
+        received = self.file.write(
+            lambda c: self._claim_due(c, due[start:] + due[:start], limit, lease)
+        )
+        received.sort(key=lambda r: int(r.message_id))
+        return received, next_due
+
+    def _claim_due(
+        self, conn: sqlite3.Connection, queues: list[str], limit: int, lease: float
+    ) -> list[ReceivedMessage]:
+        received: list[ReceivedMessage] = []
+        now = time.time()
+        lease_until = now + lease
+        for queue in queues:
+            if len(received) >= limit:
+                break
+            rows = conn.execute(_CLAIM, (lease_until, queue, now, limit - len(received)))
+            for row_id, raw, attempts, lost in rows.fetchall():
+                try:
+                    body, attempt = _read_row(raw, attempts)
+                except ValueError as exc:
+                    # A corrupt row must not fail every claim: it goes to the dead letters.
+                    _bury(conn, row_id, queue, raw, f"the row is corrupt: {exc}")
+                    continue
+                if lost >= self.max_lost_leases:
+                    _bury(conn, row_id, queue, body, _lost_reason(attempts, lost, lease))
+                    continue
+                received.append(
+                    ReceivedMessage(body, (row_id, attempts), attempt, queue, str(row_id))
+                )
+        return received
+
+    def _queue_names(self, conn: sqlite3.Connection) -> list[str]:
+        names = []
+        for kind, raw in conn.execute(_QUEUES).fetchall():
+            try:
+                if kind != "text":
+                    raise ValueError(f"it is {kind}, not text")
+                names.append(raw.decode("utf-8"))
+            except ValueError as exc:  # UnicodeDecodeError included
+                why = f"its queue name {raw!r} is not usable: {_describe(exc)}"
+                self._bury_where("CAST(queue AS BLOB) = ?", (raw,), why)
+        return names
+
+    def _bury_where(self, where: str, params: tuple[Any, ...], why: str) -> None:
+        """Dead-letter the corrupt rows ``where`` selects."""
+        sql = (
+            f"SELECT id, CAST(queue AS BLOB), CAST(body AS BLOB) FROM glasswork_jobs WHERE {where}"
+        )
+
+        def bury(conn: sqlite3.Connection) -> None:
+            for row_id, queue, body in conn.execute(sql, params).fetchall():
+                name = queue.decode("utf-8", "backslashreplace") if queue is not None else None
+                _bury(conn, row_id, name, body, f"the row is corrupt: {why}")
+
+        self.file.write(bury)
+
+
+def _bury(conn: sqlite3.Connection, row_id: int, queue: str | None, body: Any, reason: str) -> None:
+    """Move a job row to the dead letters (a body that is not text is kept readable,
+    invalid bytes as ``\\x`` escapes)."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "backslashreplace")
+    add_dead(conn, str(body), reason, queue, time.time())
+    conn.execute("DELETE FROM glasswork_jobs WHERE id = ?", (row_id,))
+
+
+def _lost_reason(attempts: Any, lost: Any, lease: float) -> str:
+    return (
+        f"delivered {attempts} times; {lost} times its lease "
+        f"({lease:g}s) ran out before a worker finished it: the worker "
+        "died or stalled while running it"
+    )
+
+
+def _read_row(raw: Any, attempts: Any) -> tuple[str, int]:
+    """A claimed row's body as text and its attempt count; ValueError saying what is wrong."""
+    if not isinstance(raw, bytes):
+        raise ValueError(f"its body is {raw!r}, not text")
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"its body is not UTF-8 text ({exc})") from None
+    try:
+        return body, int(attempts)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"its attempt count {attempts!r} is not a number") from None
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

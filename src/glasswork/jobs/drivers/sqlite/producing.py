@@ -1,0 +1,87 @@
+"""Storing jobs in the SQLite queue: one row each, due at ``visible_at``, in one transaction
+per call; a duplicate unique key stores nothing and raises
+:class:`~glasswork.jobs.DuplicateJobError` naming the job holding it."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from ...errors import DuplicateJobError, EnqueueError
+from ...message import JobMessage
+from ..records import EnqueueResult
+from .connections import QueueFile
+
+INSERT = (
+    "INSERT INTO glasswork_jobs (queue, job_name, job_id, unique_key, body, visible_at, "
+    "enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+#: The latest time a job may be due: datetime's limit.
+LATEST = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+
+
+def insert(
+    file: QueueFile, messages: Sequence[JobMessage], visible_at: float
+) -> list[EnqueueResult]:
+    """Store ``messages`` due at ``visible_at`` (epoch seconds): all of them, or (a duplicate
+    unique key, a full disk) none."""
+    if not visible_at <= LATEST:
+        raise ValueError(
+            f"job {messages[0].job_name!r} would be due after the year 9999: the delay "
+            "is too long; nothing was stored"
+        )
+    now = time.time()
+    rows = [
+        (m.queue, m.job_name, m.job_id, m.unique_key, m.encode(), visible_at, now) for m in messages
+    ]
+    conn = file.conn()
+    try:
+        if len(rows) == 1:
+            # One statement is a transaction of its own (it takes the write lock before
+            # reading, waiting on busy_timeout like BEGIN IMMEDIATE): no BEGIN, no COMMIT.
+            ids = [conn.execute(INSERT, rows[0]).lastrowid]
+        else:
+            with file.transaction(conn):
+                ids = [conn.execute(INSERT, row).lastrowid for row in rows]
+    except sqlite3.IntegrityError:
+        raise _duplicate(conn, messages) from None
+    except sqlite3.Error as exc:
+        raise _store_error(file, messages, exc) from exc
+    scheduled = datetime.fromtimestamp(visible_at, UTC) if visible_at > now + 0.001 else None
+    return [
+        EnqueueResult(str(row_id), m.job_id, m.queue, scheduled)
+        for row_id, m in zip(ids, messages, strict=True)
+    ]
+
+
+def _store_error(
+    file: QueueFile, messages: Sequence[JobMessage], error: sqlite3.Error
+) -> EnqueueError:
+    """An enqueue the database refused (a full disk, a read-only file, a lock held past
+    ``busy_timeout``), naming the file and SQLite's reason; nothing was stored."""
+    first = messages[0]
+    what = (
+        f"job {first.job_name!r} (id {first.job_id})"
+        if len(messages) == 1
+        else f"{len(messages)} jobs"
+    )
+    return EnqueueError(f"could not store {what} in {file.path}: {error}; nothing was stored")
+
+
+def _duplicate(conn: sqlite3.Connection, messages: Sequence[JobMessage]) -> Exception:
+    seen: dict[tuple[str, str], str] = {}
+    for m in messages:
+        if m.unique_key is None:
+            continue
+        key = (m.job_name, m.unique_key)
+        held = conn.execute(
+            "SELECT job_id FROM glasswork_jobs WHERE job_name = ? AND unique_key = ?", key
+        ).fetchone()
+        if held is not None:
+            return DuplicateJobError(m.job_name, m.unique_key, held[0])
+        if key in seen:  # two messages of this batch share the key
+            return DuplicateJobError(m.job_name, m.unique_key, seen[key])
+        seen[key] = m.job_id
+    return sqlite3.IntegrityError("unique constraint failed on glasswork_jobs")

@@ -1,0 +1,172 @@
+"""The SQLite queue's tables and their versions (``PRAGMA user_version``): a new file runs
+every step, an older one the steps it lacks, when a driver opens it.
+
+    glasswork_jobs(id INTEGER PRIMARY KEY, queue, job_name, job_id, unique_key, body,
+                   attempts, leased, lost, visible_at, enqueued_at)
+    glasswork_dead_letters(id INTEGER PRIMARY KEY AUTOINCREMENT, queue, job_name, job_id,
+                           body, reason, failed_at, traceback)  # v3: traceback; v4: ids
+    glasswork_periodic(job_name PRIMARY KEY, last_fire)   # which periodic fires happened
+    glasswork_outcomes(minute, queue, job_name, outcome, count)   # v2: outcomes.py
+    glasswork_workers(id PRIMARY KEY, host, pid, ...)  # v4: heartbeats, workers.py
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS glasswork_jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    job_name TEXT,
+    job_id TEXT,
+    unique_key TEXT,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    leased INTEGER NOT NULL DEFAULT 0,
+    lost INTEGER NOT NULL DEFAULT 0,
+    visible_at REAL NOT NULL,
+    enqueued_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS glasswork_jobs_due ON glasswork_jobs (queue, visible_at);
+CREATE UNIQUE INDEX IF NOT EXISTS glasswork_jobs_unique
+    ON glasswork_jobs (job_name, unique_key) WHERE unique_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS glasswork_dead_letters (
+    id INTEGER PRIMARY KEY,
+    queue TEXT,
+    job_name TEXT,
+    job_id TEXT,
+    body TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    failed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS glasswork_dead_letters_queue
+    ON glasswork_dead_letters (queue, id);
+CREATE TABLE IF NOT EXISTS glasswork_periodic (
+    job_name TEXT PRIMARY KEY,
+    last_fire REAL NOT NULL
+);
+"""
+
+#: Schema version 1 → 2: outcome counts per minute (minute: Unix time).
+OUTCOMES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS glasswork_outcomes (
+    minute INTEGER NOT NULL,
+    queue TEXT NOT NULL,
+    job_name TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (minute, queue, job_name, outcome)
+) WITHOUT ROWID
+"""
+
+#: The traceback of each dead letter's failure (NULL for none, and for older rows).
+_TRACEBACKS = "ALTER TABLE glasswork_dead_letters ADD COLUMN traceback TEXT"
+
+#: Version 4: worker heartbeats (times: Unix seconds; queues: JSON).
+WORKERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS glasswork_workers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    queues TEXT,
+    concurrency INTEGER NOT NULL,
+    in_flight INTEGER NOT NULL,
+    every REAL NOT NULL,
+    started_at REAL NOT NULL,
+    last_seen REAL NOT NULL
+)
+"""
+
+_DEAD = "glasswork_dead_letters"
+_DEAD_LETTER_INDEXES = (
+    f"CREATE INDEX IF NOT EXISTS glasswork_dead_letters_job ON {_DEAD} (job_name, id)",
+    f"CREATE INDEX IF NOT EXISTS glasswork_dead_letters_failed ON {_DEAD} (failed_at)",
+)
+
+
+def never_reuse_ids(conn: sqlite3.Connection) -> None:
+    """Version 4: rebuild the dead-letter table with ``AUTOINCREMENT`` (without it SQLite
+    hands the highest id out again after that row is deleted, so an id copied into a ticket
+    could later name another job), its columns and indexes as they are, whatever earlier
+    steps added; then add the search indexes ``(job_name, id)`` and ``(failed_at)``."""
+    (create,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (_DEAD,)
+    ).fetchone()
+    if "AUTOINCREMENT" not in create.upper():
+        rebuilt = re.sub(
+            r"\bid\s+INTEGER\s+PRIMARY\s+KEY\b",
+            "id INTEGER PRIMARY KEY AUTOINCREMENT",
+            create,
+            count=1,
+            flags=re.IGNORECASE,
+        ).replace(_DEAD, f"{_DEAD}_v3", 1)
+        indexes = [
+            sql
+            for (sql,) in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                "AND sql IS NOT NULL",
+                (_DEAD,),
+            )
+        ]
+        conn.execute(rebuilt)
+        # Same columns in the same order; sqlite_sequence starts at the highest id kept.
+        conn.execute(f"INSERT INTO {_DEAD}_v3 SELECT * FROM {_DEAD}")
+        conn.execute(f"DROP TABLE {_DEAD}")
+        conn.execute(f"ALTER TABLE {_DEAD}_v3 RENAME TO {_DEAD}")
+        for sql in indexes:
+            conn.execute(sql)
+    for sql in _DEAD_LETTER_INDEXES:
+        conn.execute(sql)
+
+
+def _version_4(conn: sqlite3.Connection) -> None:
+    """Dead-letter ids never reused, the dead-letter search indexes, worker heartbeats."""
+    never_reuse_ids(conn)
+    conn.execute(WORKERS_SCHEMA)
+
+
+# Step i takes a file from schema version i to i + 1 (a new file runs them all): a script,
+# or a function of the connection, inside the migration's transaction.
+MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
+    _SCHEMA,
+    OUTCOMES_SCHEMA,
+    _TRACEBACKS,
+    _version_4,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to :data:`SCHEMA_VERSION` (inside the caller's transaction);
+    returns the version the file now has (a newer one is left alone)."""
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version >= SCHEMA_VERSION:
+        return version
+    for step in MIGRATIONS[version:]:
+        if callable(step):
+            step(conn)
+            continue
+        for statement in step.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return SCHEMA_VERSION
+
+
+def schema_version(path: Path) -> int | None:
+    """The file's ``PRAGMA user_version``, read without changing it (None: unreadable, for
+    the real open to explain)."""
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
