@@ -86,6 +86,9 @@ class JobMessage(BaseModel):
     enqueued_at: datetime | None = Field(default=None, alias="enqueuedAt")
     unique_key: str | None = Field(default=None, alias="uniqueKey")
     group_id: str | None = Field(default=None, alias="groupId")
+    #: Higher runs first within a queue, on drivers that order by it; None (left out of the
+    #: body) is 0.
+    priority: int | None = None
     #: The enqueue's trace context (W3C ``traceparent``/``tracestate``), set by tracing. A
     #: value of the wrong JSON type is ignored (its text entries kept): the job still runs.
     trace: Annotated[dict[str, str] | None, _Salvaged()] = None
@@ -100,6 +103,7 @@ class JobMessage(BaseModel):
         unique_key: str | None = None,
         group_id: str | None = None,
         job_id: str | None = None,
+        priority: int = 0,
     ) -> JobMessage:
         """Build a new message stamped with a fresh job id and the current time."""
         # model_construct skips re-validating values this library produced itself.
@@ -112,6 +116,7 @@ class JobMessage(BaseModel):
             enqueued_at=datetime.now(UTC),
             unique_key=unique_key,
             group_id=group_id,
+            priority=priority or None,
         )
 
     def __eq__(self, other: object) -> bool:

@@ -53,7 +53,9 @@ from .records import (
     EnqueueBatchError,
     EnqueueResult,
     FailedEnqueue,
+    FinalStatus,
     FoundJob,
+    JobStatus,
     OutcomeCount,
     QueueStats,
     ReceivedMessage,
@@ -88,12 +90,14 @@ __all__ = [
     "EnqueueBatchError",
     "EnqueueResult",
     "FailedEnqueue",
+    "FinalStatus",
     "FoundJob",
     "HandBack",
     "HeartbeatStore",
     "Heartbeats",
     "IdempotencyProvider",
     "JobFinder",
+    "JobStatus",
     "LeaseExtension",
     "NativeAsync",
     "OutcomeCount",
@@ -108,6 +112,7 @@ __all__ = [
     "ReceivedMessage",
     "RunSteps",
     "SetupCheck",
+    "StatusStore",
     "TransactionalEnqueue",
     "WorkerBeat",
     "capabilities_of",
@@ -609,6 +614,67 @@ class CoroutineProducing(Protocol):
     async def enqueue_in(self, message: JobMessage, delay_seconds: float) -> EnqueueResult: ...
 
 
+@runtime_checkable
+class StatusStore(Protocol):
+    """A job's life kept by the driver: its status and result, cancellation and progress
+    (``JobService.status/wait/cancel``, ``ctx.progress``, ``ctx.cancelled``).
+
+    Live jobs' states may be derived from what the driver holds anyway (SQLite and
+    PostgreSQL read them off the job's row); an ended job's :class:`FinalStatus` is written
+    by :meth:`finish` together with the acknowledgement, so a status never says ``done`` for
+    a job whose end was not recorded, and is kept for its ``keep_for`` seconds."""
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        """The status of job ``job_id``; None when the driver knows no such job (never
+        enqueued here, or ended longer ago than it was kept)."""
+        ...
+
+    def job_history(
+        self,
+        *,
+        state: str | None = None,
+        job_name: str | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[JobStatus]:
+        """Jobs newest first (by ``updated_at``), filtered; ``before`` is the ``job_id`` of
+        the last one of the previous page."""
+        ...
+
+    def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a job that has not ended: one that waits (scheduled, pending, retrying)
+        ends as ``cancelled`` now and never runs, also after a restart; a running one is
+        marked, and its worker asks it to stop (:meth:`cancel_requested`). False when the
+        job is unknown or has ended."""
+        ...
+
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of these running jobs have been asked to stop."""
+        ...
+
+    def record_start(self, received: ReceivedMessage) -> bool:
+        """Called before a delivery runs; False: it must not run (it was cancelled, or it
+        ended before: a redelivery after its end was recorded), and the worker settles it
+        without running it. A driver whose claims already skip such jobs returns True."""
+        ...
+
+    def record_retry(self, received: ReceivedMessage, error: str, traceback: str | None) -> None:
+        """The run of ``received`` failed and will be retried: keep the error (state
+        ``retrying``). Drivers may write it with the nack instead."""
+        ...
+
+    def record_progress(self, job_id: str, fraction: float, note: str | None) -> None:
+        """The running job's progress (workers throttle the calls)."""
+        ...
+
+    def finish(self, received: ReceivedMessage, final: FinalStatus) -> None:
+        """Acknowledge ``received`` (as :meth:`Consuming.ack` does) and record how its job
+        ended; where the store allows, both at once. A ``dead`` one is dead-lettered by the
+        worker as before; ``finish`` records its status."""
+        ...
+
+
 # -- asking ----------------------------------------------------------------------------------
 
 
@@ -646,6 +712,7 @@ class Capabilities:
     setup_check: SetupCheck | None = None
     closing: Closing | None = None
     coroutine_producing: CoroutineProducing | None = None
+    status: StatusStore | None = None
     dead_letter_traceback: bool = False
     purge_by_queue: bool = False
     async_def: tuple[str, ...] = ()
@@ -681,6 +748,7 @@ CAPABILITY_GROUPS: tuple[tuple[str, type], ...] = (
     ("native_async", NativeAsync),
     ("setup_check", SetupCheck),
     ("closing", Closing),
+    ("status", StatusStore),
 )
 #: The producing methods a driver may write as ``async def``.
 PRODUCING_METHODS = ("enqueue", "enqueue_in", "enqueue_at", "enqueue_many")

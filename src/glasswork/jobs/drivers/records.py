@@ -8,14 +8,16 @@
   :class:`OutcomeCount` (runs per outcome and minute);
 * dead letters: :class:`DeadLetterRecord`, searched with a :class:`DeadLetterQuery` a
   :class:`DeadLetterPage` at a time, grouped by reason (:class:`DeadLetterGroup`);
-* heartbeats: :class:`WorkerBeat`, one long-running worker as its last beat described it.
+* heartbeats: :class:`WorkerBeat`, one long-running worker as its last beat described it;
+* a job's life: :class:`JobStatus` (what ``JobService.status`` answers) and
+  :class:`FinalStatus` (what a worker hands the driver when a job ends).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import EnqueueError
 
@@ -280,3 +282,58 @@ class WorkerBeat:
         """Whether :data:`MISSED_BEATS` beats are missing: it died, or cannot reach the
         store."""
         return self.silent_for > self.every * MISSED_BEATS
+
+
+# -- a job's life ------------------------------------------------------------------------------
+
+#: Where a job is in its life.
+JobState = Literal[
+    "scheduled", "pending", "running", "retrying", "done", "failed", "dead", "cancelled"
+]
+#: The states a job ends in (``failed``: discarded after a failure, the job had ``retry=False``).
+TERMINAL_STATES: frozenset[str] = frozenset({"done", "failed", "dead", "cancelled"})
+#: Seconds an ended job's status is kept unless its job says otherwise (``result_ttl``).
+DEFAULT_RESULT_TTL = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """One job's life as its driver knows it: ``state``, ``attempts`` (runs started so far),
+    ``progress`` (0.0 to 1.0, with ``progress_note``), ``result`` (the JSON value the handler
+    returned; ``done`` only), ``error`` and ``traceback`` (of the last failure, or why it was
+    cancelled), ``enqueued_at`` and ``updated_at`` (aware, UTC), its ``priority``."""
+
+    job_id: str
+    job_name: str
+    queue: str
+    state: JobState
+    attempts: int = 0
+    progress: float | None = None
+    progress_note: str | None = None
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    enqueued_at: datetime | None = None
+    updated_at: datetime | None = None
+    priority: int = 0
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has ended (done, failed, dead or cancelled)."""
+        return self.state in TERMINAL_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class FinalStatus:
+    """How a job ended, handed by a worker to the driver with its last delivery: ``state``,
+    ``result`` (JSON-able, already dumped; ``done`` only), ``error`` and ``traceback`` of the
+    failure, the last ``progress``, and ``keep_for``: seconds to keep it (the job's
+    ``result_ttl``; 0 keeps nothing)."""
+
+    state: Literal["done", "failed", "dead", "cancelled"]
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    progress: float | None = None
+    progress_note: str | None = None
+    keep_for: float = DEFAULT_RESULT_TTL
