@@ -39,12 +39,13 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from _common import Row, best_and_median, emit, parser, row, skipped, throughput_rows
 from peers import pgqueuer_pg, procrastinate_pg
@@ -65,6 +66,7 @@ SETTINGS = (
     "work_mem",
     "checkpoint_timeout",
 )
+T = TypeVar("T")
 THROUGHPUT = "postgres throughput"
 LATENCY = "postgres idle latency"
 
@@ -310,7 +312,7 @@ def measure(kinds: list[str], n: int, repeats: int, latency_jobs: int) -> list[R
                 continue
             try:
                 for workers, batch in PLANS[kind]:
-                    result = throughput_once(kind, n, workers, batch)
+                    result = _once_again_on_failure(throughput_once, kind, n, workers, batch)
                     runs[(kind, workers, batch)].append(result)
                     rate = n / (result["enqueue_s"] + result["drain_s"])
                     print(
@@ -321,7 +323,7 @@ def measure(kinds: list[str], n: int, repeats: int, latency_jobs: int) -> list[R
                     )
                 if kind not in LATENCY_KINDS:
                     continue
-                samples = latency_once(kind, latency_jobs)
+                samples = _once_again_on_failure(latency_once, kind, latency_jobs)
                 p50, p99 = _percentiles(samples)
                 lat[kind].append((p50, p99))
                 print(
@@ -356,6 +358,17 @@ def measure(kinds: list[str], n: int, repeats: int, latency_jobs: int) -> list[R
                 )
             )
     return rows
+
+
+def _once_again_on_failure(run: Callable[..., T], *args: Any) -> T:
+    """``run(*args)``, and once more if it fails (a peer's rare hiccup should not take all of
+    its rows out of the run); the first failure is printed."""
+    try:
+        return run(*args)
+    except Exception:
+        traceback.print_exc()
+        print("  (that run failed: trying it once more)", flush=True)
+        return run(*args)
 
 
 def _label(kind: str, workers: int, batch: bool) -> str:

@@ -60,6 +60,11 @@ PACKAGES = [
     "rq",
     "dramatiq",
     "redis",
+    "psycopg",
+    "procrastinate",
+    "pgqueuer",
+    "asyncpg",
+    "uvloop",
 ]
 
 

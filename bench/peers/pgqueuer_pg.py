@@ -109,7 +109,10 @@ class Producer:
         self.loop.run_until_complete(self.queries.enqueue([ENTRYPOINT] * n, payloads, [0] * n))
 
     def close(self) -> None:
-        self.loop.run_until_complete(self.conn.close())
+        try:
+            self.loop.run_until_complete(self.conn.close())
+        except Exception:  # asyncpg busy with a statement of its own: the socket goes anyway
+            self.conn.terminate()
         self.loop.close()
 
 
