@@ -49,7 +49,7 @@ MAX_RESTART_DELAY = 30.0
 #: A child that lived this long resets the backoff.
 STABLE_AFTER = 60.0
 #: An error exit this soon after the supervisor started is a setup mistake, not a crash.
-STARTUP_WINDOW = 5.0
+STARTUP_WINDOW = 10.0
 #: How often the supervisor looks at its children.
 POLL_INTERVAL = 0.1
 
