@@ -1,17 +1,24 @@
-"""PostgreSQL queue: Glasswork's PostgresQueueDriver vs procrastinate on the same server, and
-Glasswork's SQLite driver, in one run.
+"""PostgreSQL queue: Glasswork's PostgresQueueDriver vs PgQueuer and procrastinate on the same
+server, and Glasswork's SQLite driver, in one run.
 
-* **Throughput**: N (20,000) no-op jobs enqueued one call per job (each its own commit), then
-  drained by 1 and by 2 worker processes; *end to end* is N / (enqueue + drain). The worker
-  processes start (imports, connections) before the clock does and wait for a signal, so
-  the drain time is jobs, not process start-up. Glasswork: ``JobService.enqueue``, then
-  ``Worker(concurrency=10).run_until_empty()`` per process; procrastinate: ``task.defer``,
-  then ``app.run_worker(concurrency=10, wait=False)`` per process (bench/peers/).
+* **Throughput**: N (20,000) no-op jobs enqueued, then drained by 1 and by 2 worker
+  processes; *end to end* is N / (enqueue + drain). Enqueued one call per job (each its own
+  commit), and (rows marked *batch enqueue*) all N in one call. The worker processes start
+  (imports, connections) before the clock does and wait for a signal, so the drain time is
+  jobs, not process start-up. Glasswork: ``JobService.enqueue`` / ``enqueue_many``, then
+  ``Worker(concurrency=10).run_until_empty()`` per process; PgQueuer: ``queries.enqueue``
+  (one job, or lists of N), then ``PgQueuer.run(batch_size=100, mode=drain)`` per process on
+  uvloop; procrastinate: ``task.defer`` (one call per job only: its drain, ~80 jobs/s, is
+  most of this script's time), then ``app.run_worker(concurrency=10, wait=False)`` per
+  process (bench/peers/).
+* **Deadlines**: the same one-call-per-job run with 1 worker process on a Glasswork driver
+  made with ``statement_timeout=0`` (no per-round-trip deadline, no watchdog), beside the
+  default one: what the deadlines cost.
 * **Idle latency**: a worker process waits for work; 200 jobs are enqueued one at a time,
   each after the previous one started and the worker went idle again; the latency is from
   the enqueue's return (its commit) to the handler's first line (``time.monotonic()`` is
-  system-wide on Linux). Glasswork-PostgreSQL and procrastinate wake on LISTEN/NOTIFY; the
-  SQLite driver polls every 50 ms.
+  system-wide on Linux). Glasswork-PostgreSQL, PgQueuer and procrastinate wake on
+  LISTEN/NOTIFY; the SQLite driver polls every 50 ms.
 
 Every run uses a fresh schema (or SQLite file). Contenders run interleaved, repetition by
 repetition; the headline is the best repetition, the median beside it. The server's version
@@ -19,7 +26,8 @@ and settings are printed first (and written as a row). The server: ``$BENCH_POST
 default ``postgresql://postgres@127.0.0.1:5432/test``.
 
 Run: ``python bench/postgres_queue.py [--quick] [--n N] [--repeats R] [--json PATH]``;
-``BENCH_CONTENDERS=glasswork-pg,procrastinate`` limits the contenders.
+``BENCH_CONTENDERS=glasswork-pg,pgqueuer`` limits the contenders (of
+glasswork-pg, glasswork-pg-nodeadline, pgqueuer, procrastinate, glasswork-sqlite).
 """
 
 from __future__ import annotations
@@ -31,15 +39,16 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from _common import Row, best_and_median, emit, parser, row, skipped, throughput_rows
-from peers import procrastinate_pg
+from peers import pgqueuer_pg, procrastinate_pg
 from workload import PAYLOAD, Payload, noop
 
 DSN = os.environ.get("BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -57,6 +66,7 @@ SETTINGS = (
     "work_mem",
     "checkpoint_timeout",
 )
+T = TypeVar("T")
 THROUGHPUT = "postgres throughput"
 LATENCY = "postgres idle latency"
 
@@ -72,9 +82,23 @@ class Target:
 
 LABELS = {
     "glasswork-pg": "Glasswork PostgresQueueDriver",
+    "glasswork-pg-nodeadline": "Glasswork PostgresQueueDriver, no deadlines",
+    "pgqueuer": pgqueuer_pg.LABEL,
     "procrastinate": procrastinate_pg.LABEL,
     "glasswork-sqlite": "Glasswork SQLiteQueueDriver",
 }
+
+#: The throughput runs of each contender: (worker processes, all N in one enqueue call).
+EACH, BATCH = False, True
+PLANS: dict[str, list[tuple[int, bool]]] = {
+    "glasswork-pg": [(1, EACH), (2, EACH), (1, BATCH), (2, BATCH)],
+    "glasswork-pg-nodeadline": [(1, EACH)],
+    "pgqueuer": [(1, EACH), (2, EACH), (1, BATCH), (2, BATCH)],
+    "procrastinate": [(1, EACH), (2, EACH)],
+    "glasswork-sqlite": [(1, EACH), (2, EACH), (1, BATCH), (2, BATCH)],
+}
+#: Contenders whose idle latency is measured.
+LATENCY_KINDS = ("glasswork-pg", "pgqueuer", "procrastinate", "glasswork-sqlite")
 
 
 # -- Glasswork, both drivers -----------------------------------------------------------------
@@ -94,9 +118,11 @@ def _glasswork(target: Target, on_run: Callable[[], None] = lambda: None) -> tup
 
 
 def _driver(target: Target) -> Any:
-    if target.kind == "glasswork-pg":
+    if target.kind.startswith("glasswork-pg"):
         from glasswork.jobs import PostgresQueueDriver
 
+        if target.kind == "glasswork-pg-nodeadline":
+            return PostgresQueueDriver(DSN, schema=target.where, statement_timeout=0)
         return PostgresQueueDriver(DSN, schema=target.where)
     from glasswork.jobs import SQLiteQueueDriver
 
@@ -137,6 +163,8 @@ def fresh(kind: str) -> Iterator[Target]:
     schema = f"bench_{kind.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
     if kind == "procrastinate":
         procrastinate_pg.prepare(DSN, schema)
+    elif kind == "pgqueuer":
+        pgqueuer_pg.prepare(DSN, schema)
     try:
         yield Target(kind, schema)
     finally:
@@ -144,34 +172,59 @@ def fresh(kind: str) -> Iterator[Target]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def producer(target: Target) -> tuple[Callable[[], None], Callable[[], None]]:
-    """``(enqueue one job, close)`` in this process."""
-    if target.kind == "procrastinate":
-        return procrastinate_pg.producer(DSN, target.where)
-    from glasswork.jobs import JobService
+class Producer:
+    """Enqueues for one contender in this process: one call per job, or all in one."""
 
-    job, _, driver = _glasswork(target)
-    service = JobService(driver)
-    return (lambda: service.enqueue(job, PAYLOAD)), driver.close
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        if target.kind == "pgqueuer":
+            self.peer = pgqueuer_pg.Producer(DSN, target.where)
+        elif target.kind == "procrastinate":
+            self.one, self.close = procrastinate_pg.producer(DSN, target.where)
+        else:
+            from glasswork.jobs import JobService
+
+            job, _, driver = _glasswork(target)
+            service = JobService(driver)
+            self.one, self.close = (lambda: service.enqueue(job, PAYLOAD)), driver.close
+            self.many = lambda n: service.enqueue_many(job, [PAYLOAD] * n)
+
+    def enqueue(self, n: int, batch: bool) -> None:
+        if self.target.kind == "pgqueuer":
+            (self.peer.enqueue_batch if batch else self.peer.enqueue_each)(n)
+        elif batch:
+            self.many(n)
+        else:
+            one = self.one
+            for _ in range(n):
+                one()
+
+    def finish(self) -> None:
+        (self.peer.close if self.target.kind == "pgqueuer" else self.close)()
 
 
 def drain_target(target: Target) -> tuple[Callable[..., None], tuple[Any, ...]]:
     if target.kind == "procrastinate":
         return procrastinate_pg.drain, (DSN, target.where, CONCURRENCY)
+    if target.kind == "pgqueuer":
+        return pgqueuer_pg.drain, (DSN, target.where)
     return _glasswork_drain, (target, CONCURRENCY)
 
 
 def serve_target(target: Target) -> tuple[Callable[..., None], tuple[Any, ...]]:
     if target.kind == "procrastinate":
         return procrastinate_pg.serve, (DSN, target.where)
+    if target.kind == "pgqueuer":
+        return pgqueuer_pg.serve, (DSN, target.where)
     return _glasswork_serve, (target,)
 
 
 # -- the measurements --------------------------------------------------------------------------
 
 
-def throughput_once(kind: str, n: int, workers: int) -> dict[str, float]:
-    """Enqueue ``n`` jobs, then drain them with ``workers`` processes: seconds of each."""
+def throughput_once(kind: str, n: int, workers: int, batch: bool) -> dict[str, float]:
+    """Enqueue ``n`` jobs (one call each, or all in one ``batch``), then drain them with
+    ``workers`` processes: seconds of each."""
     ctx = multiprocessing.get_context("spawn")
     with fresh(kind) as target:
         go, out = ctx.Event(), ctx.Queue()
@@ -182,12 +235,11 @@ def throughput_once(kind: str, n: int, workers: int) -> dict[str, float]:
         try:
             for _ in procs:
                 assert out.get(timeout=120) == "ready"
-            enqueue, close = producer(target)
+            producing = Producer(target)
             start = time.perf_counter()
-            for _ in range(n):
-                enqueue()
+            producing.enqueue(n, batch)
             enqueued = time.perf_counter()
-            close()
+            producing.finish()
             go.set()
             ran = sum(out.get(timeout=900) for _ in procs)
             drained = time.perf_counter()
@@ -213,17 +265,17 @@ def latency_once(kind: str, jobs: int) -> list[float]:
         samples = []
         try:
             assert out.get(timeout=120) == "ready"
-            enqueue, close = producer(target)
+            producing = Producer(target)
             time.sleep(1.0)  # the worker is up and waiting
             gaps = random.Random(12).uniform
             for i in range(jobs + 10):  # the first 10 warm up connections and caches
                 time.sleep(gaps(*IDLE_GAP))
-                enqueue()
+                producing.enqueue(1, EACH)
                 committed = time.monotonic()
                 started = out.get(timeout=30)
                 if i >= 10:
                     samples.append(started - committed)
-            close()
+            producing.finish()
         finally:
             proc.terminate()
             proc.join(30)
@@ -249,8 +301,8 @@ def measure(kinds: list[str], n: int, repeats: int, latency_jobs: int) -> list[R
     version, settings = server_info()
     print(f"server: {version}; {settings}", flush=True)
     rows = [row("postgres server", version, "settings", None, "", notes=settings)]
-    runs: dict[tuple[str, int], list[dict[str, float]]] = {
-        (k, w): [] for k in kinds for w in (1, 2)
+    runs: dict[tuple[str, int, bool], list[dict[str, float]]] = {
+        (k, w, b): [] for k in kinds for w, b in PLANS[k]
     }
     lat: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
     failed: dict[str, str] = {}
@@ -259,15 +311,19 @@ def measure(kinds: list[str], n: int, repeats: int, latency_jobs: int) -> list[R
             if kind in failed:
                 continue
             try:
-                for workers in (1, 2):
-                    result = throughput_once(kind, n, workers)
-                    runs[(kind, workers)].append(result)
+                for workers, batch in PLANS[kind]:
+                    result = _once_again_on_failure(throughput_once, kind, n, workers, batch)
+                    runs[(kind, workers, batch)].append(result)
                     rate = n / (result["enqueue_s"] + result["drain_s"])
                     print(
-                        f"  rep {rep + 1}: {LABELS[kind]}, {workers} worker(s): {rate:,.0f} jobs/s",
+                        f"  rep {rep + 1}: {_label(kind, workers, batch)}: {rate:,.0f} jobs/s "
+                        f"(enqueue {n / result['enqueue_s']:,.0f}, "
+                        f"drain {n / result['drain_s']:,.0f})",
                         flush=True,
                     )
-                samples = latency_once(kind, latency_jobs)
+                if kind not in LATENCY_KINDS:
+                    continue
+                samples = _once_again_on_failure(latency_once, kind, latency_jobs)
                 p50, p99 = _percentiles(samples)
                 lat[kind].append((p50, p99))
                 print(
@@ -281,8 +337,10 @@ def measure(kinds: list[str], n: int, repeats: int, latency_jobs: int) -> list[R
         if kind in failed:
             rows.append(skipped(THROUGHPUT, LABELS[kind], failed[kind], status="failed"))
             continue
-        for workers in (1, 2):
-            rows.extend(_throughput_rows(kind, workers, runs[(kind, workers)], n))
+        for workers, batch in PLANS[kind]:
+            rows.extend(_throughput_rows(kind, workers, batch, runs[(kind, workers, batch)], n))
+        if kind not in LATENCY_KINDS:
+            continue
         for metric, index in (("p50 ms", 0), ("p99 ms", 1)):
             best, median = best_and_median(
                 [s[index] * 1000 for s in lat[kind]], higher_is_better=False
@@ -302,14 +360,39 @@ def measure(kinds: list[str], n: int, repeats: int, latency_jobs: int) -> list[R
     return rows
 
 
-def _throughput_rows(kind: str, workers: int, runs: list[dict[str, float]], n: int) -> list[Row]:
-    label = f"{LABELS[kind]}, {workers} worker process{'es' if workers > 1 else ''}"
-    notes = f"N={n:,}; " + (
-        procrastinate_pg.NOTES.format(c=CONCURRENCY)
-        if kind == "procrastinate"
-        else f"enqueue() each; Worker(concurrency={CONCURRENCY}).run_until_empty() per process"
-    )
-    return [{**r, "benchmark": THROUGHPUT} for r in throughput_rows(label, runs, n, notes)]
+def _once_again_on_failure(run: Callable[..., T], *args: Any) -> T:
+    """``run(*args)``, and once more if it fails (a peer's rare hiccup should not take all of
+    its rows out of the run); the first failure is printed."""
+    try:
+        return run(*args)
+    except Exception:
+        traceback.print_exc()
+        print("  (that run failed: trying it once more)", flush=True)
+        return run(*args)
+
+
+def _label(kind: str, workers: int, batch: bool) -> str:
+    """The row label: ``<contender>[, batch enqueue], <k> worker process(es)``."""
+    how = ", batch enqueue" if batch else ""
+    return f"{LABELS[kind]}{how}, {workers} worker process{'es' if workers > 1 else ''}"
+
+
+def _throughput_rows(
+    kind: str, workers: int, batch: bool, runs: list[dict[str, float]], n: int
+) -> list[Row]:
+    if kind == "procrastinate":
+        how = procrastinate_pg.NOTES.format(c=CONCURRENCY)
+    elif kind == "pgqueuer":
+        enqueue = f"enqueue() of {n:,} at once" if batch else "enqueue() each"
+        how = f"{enqueue}; " + pgqueuer_pg.NOTES.format(b=pgqueuer_pg.BATCH_SIZE)
+    else:
+        enqueue = f"enqueue_many() of {n:,}" if batch else "enqueue() each"
+        how = f"{enqueue}; Worker(concurrency={CONCURRENCY}).run_until_empty() per process"
+        if kind == "glasswork-pg-nodeadline":
+            how += "; statement_timeout=0"
+    label = _label(kind, workers, batch)
+    rows = throughput_rows(label, runs, n, f"N={n:,}; {how}")
+    return [{**r, "benchmark": THROUGHPUT} for r in rows]
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -318,26 +401,24 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def ratios(rows: list[Row]) -> list[str]:
-    """The comparisons the issue asks for, from this run's headline numbers."""
+    """Glasswork-PostgreSQL against each other contender, row by row, from this run's
+    headline numbers (above 1.0x: Glasswork is ahead), and what the deadlines cost."""
     value = {(r["library"], r["metric"]): r["value"] for r in rows if r["status"] == "ok"}
+    ours, unbounded = LABELS["glasswork-pg"], LABELS["glasswork-pg-nodeadline"]
     lines = []
-    for workers in (1, 2):
-        suffix = f", {workers} worker process{'es' if workers > 1 else ''}"
-        ours = value.get((LABELS["glasswork-pg"] + suffix, "jobs/s end to end"))
-        for peer in ("procrastinate", "glasswork-sqlite"):
-            theirs = value.get((LABELS[peer] + suffix, "jobs/s end to end"))
-            if ours and theirs:
-                lines.append(
-                    f"end to end, {workers} worker(s): PostgreSQL driver / {LABELS[peer]} "
-                    f"= {ours / theirs:.2f}x"
-                )
-    ours = value.get((LABELS["glasswork-pg"], "p50 ms"))
-    for peer in ("procrastinate", "glasswork-sqlite"):
-        theirs = value.get((LABELS[peer], "p50 ms"))
-        if ours and theirs:
-            lines.append(
-                f"idle latency p50: {LABELS[peer]} / PostgreSQL driver = {theirs / ours:.1f}x"
-            )
+    for peer in ("pgqueuer", "procrastinate", "glasswork-sqlite"):
+        for (library, metric), mine in value.items():
+            if not library.startswith(ours) or library.startswith(unbounded):
+                continue
+            theirs = value.get((LABELS[peer] + library[len(ours) :], metric))
+            if mine and theirs:
+                ahead = theirs / mine if metric.endswith(" ms") else mine / theirs
+                lines.append(f"{library} ÷ {LABELS[peer]}, {metric}: {ahead:.2f}x")
+    metric = "jobs/s enqueue only"
+    on = value.get((_label("glasswork-pg", 1, EACH), metric))
+    off = value.get((_label("glasswork-pg-nodeadline", 1, EACH), metric))
+    if on and off:
+        lines.append(f"deadlines on ÷ off, {metric} (one call per job): {on / off:.2f}x")
     return lines
 
 

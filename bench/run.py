@@ -45,7 +45,9 @@ from targets import TARGETS
 #: unpacked by git archive.
 BASELINE_REV = "cee8d73"
 
-ALL_STEPS = "lambda,embedded,sqs,scheduler,memory,async,observability,outcomes,postgres,profile"
+ALL_STEPS = (
+    "lambda,embedded,sqs,scheduler,memory,async,observability,outcomes,postgres,processes,profile"
+)
 
 PACKAGES = [
     "glasswork",
@@ -58,6 +60,11 @@ PACKAGES = [
     "rq",
     "dramatiq",
     "redis",
+    "psycopg",
+    "procrastinate",
+    "pgqueuer",
+    "asyncpg",
+    "uvloop",
 ]
 
 
@@ -440,8 +447,10 @@ def main() -> int:
             if "outcomes" in only:
                 rows += step("outcome_log.py", [], env)
             if "postgres" in only:
-                # procrastinate drains ~80 jobs/s: most of this step's ~25 minutes.
+                # procrastinate drains ~80 jobs/s: most of this step's ~30 minutes.
                 rows += step("postgres_queue.py", [], env, timeout=3600)
+            if "processes" in only:
+                rows += step("worker_processes.py", [], env)
             if "profile" in only:
                 for step_env, suffix in ((env, ""), (old_env, " (before)")):
                     if step_env is None:

@@ -27,6 +27,8 @@ GW_LAMBDA = "Glasswork bootstrap_worker"
 GW_WORKER = "Glasswork Worker (SQLite)"
 GW_PG = "Glasswork PostgresQueueDriver"
 PROCRASTINATE = "procrastinate (PostgreSQL)"
+PGQUEUER = "PgQueuer (PostgreSQL)"
+CPU = "worker processes (CPU-bound)"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,20 @@ def _ratio_at_most(limit: float) -> Callable[[float, float | None], bool | None]
 
 def _ratio_at_least(limit: float) -> Callable[[float, float | None], bool | None]:
     return lambda ours, ratio: None if ratio is None else ratio >= limit
+
+
+def _vs_pgqueuer(what: str, label: str, metric: str) -> Target:
+    """Issue 25: a PostgreSQL row at least even with PgQueuer's, in the same run."""
+    return Target(
+        25,
+        f"PostgreSQL vs PgQueuer: {what}",
+        (PG, f"{GW_PG}{label}", metric),
+        "jobs/s",
+        peer=(PG, f"{PGQUEUER}{label}", metric),
+        ratio="ours/peer",
+        goal="≥ 1.0x PgQueuer",
+        met=_ratio_at_least(1.0),
+    )
 
 
 def _observability(name: str) -> Target:
@@ -155,6 +171,30 @@ TARGETS: list[Target] = [
     Target(12, "PostgreSQL idle latency, p99",
            (PG_LATENCY, GW_PG, "p99 ms"), "ms",
            peer=(PG_LATENCY, PROCRASTINATE, "p99 ms"), ratio="peer/ours"),
+    # Issue 25: PostgreSQL against PgQueuer on every row; all the cores from one command.
+    _vs_pgqueuer("enqueue, one call per job", ", 1 worker process", "jobs/s enqueue only"),
+    _vs_pgqueuer("enqueue, one batch call", ", batch enqueue, 1 worker process",
+                 "jobs/s enqueue only"),
+    _vs_pgqueuer("drain only, 1 worker process", ", 1 worker process", "jobs/s drain only"),
+    _vs_pgqueuer("end to end, 1 worker process", ", 1 worker process", "jobs/s end to end"),
+    _vs_pgqueuer("end to end, 2 worker processes", ", 2 worker processes", "jobs/s end to end"),
+    _vs_pgqueuer("end to end, batch enqueue, 1 worker process",
+                 ", batch enqueue, 1 worker process", "jobs/s end to end"),
+    _vs_pgqueuer("end to end, batch enqueue, 2 worker processes",
+                 ", batch enqueue, 2 worker processes", "jobs/s end to end"),
+    Target(25, "PostgreSQL vs PgQueuer: idle latency p50", (PG_LATENCY, GW_PG, "p50 ms"), "ms",
+           peer=(PG_LATENCY, PGQUEUER, "p50 ms"), ratio="peer/ours",
+           goal="≥ 1.0x (peer ÷ ours)", met=_ratio_at_least(1.0)),
+    Target(25, "PostgreSQL vs PgQueuer: idle latency p99", (PG_LATENCY, GW_PG, "p99 ms"), "ms",
+           peer=(PG_LATENCY, PGQUEUER, "p99 ms"), ratio="peer/ours",
+           goal="≥ 1.0x (peer ÷ ours)", met=_ratio_at_least(1.0)),
+    Target(25, "PostgreSQL per-round-trip deadlines: enqueue with ÷ without",
+           (PG, f"{GW_PG}, 1 worker process", "jobs/s enqueue only"), "jobs/s",
+           peer=(PG, f"{GW_PG}, no deadlines, 1 worker process", "jobs/s enqueue only"),
+           ratio="ours/peer", goal="measured (about 1.0: cheap)"),
+    Target(25, "CPU-bound jobs: worker --processes 2 ÷ --processes 1 (2 cores)",
+           (CPU, "--processes 2 ÷ --processes 1", "scaling"), "x",
+           goal="≥ 1.6x", met=_at_least(1.6)),
     # Issue 13: the dashboard's outcome log, on by default for SQLite workers.
     Target(13, "Outcome log (dashboard chart): µs added per run",
            (OUTCOMES, "outcome log", "µs added per run"), "µs", goal="measured"),

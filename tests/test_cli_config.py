@@ -26,6 +26,7 @@ SAMPLES = {
     "driver": "sqlite:///elsewhere.db",
     "app": "pkg.mod:App",
     "concurrency": "3",
+    "processes": "2",
     "queues": "a,b",
     "grace": "5s",
     "job_timeout": "10m",

@@ -1,4 +1,5 @@
 import json
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -100,3 +101,32 @@ def test_size_limit_counts_bytes_not_characters():
     chars = (MAX_MESSAGE_BYTES - overhead) // 2 + 1
     with pytest.raises(PayloadTooLargeError):
         JobMessage.create("j", "é" * chars, job_id="x").encode()
+
+
+def test_job_ids_are_random_uuids():
+    ids = [JobMessage.create("a", None).job_id for _ in range(200)]
+    for job_id in ids:
+        parsed = uuid.UUID(hex=job_id)
+        assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, job_id)
+    assert len(set(ids)) == 200
+
+
+def test_create_builds_what_model_construct_would():
+    message = JobMessage.create("a", {"x": [1]}, queue="q", unique_key="k", job_id="id-1")
+    constructed = JobMessage.model_construct(
+        version=1,
+        job_name="a",
+        job_id="id-1",
+        payload={"x": [1]},
+        queue="q",
+        enqueued_at=message.enqueued_at,
+        unique_key="k",
+        group_id=None,
+    )
+    assert message == constructed
+    assert list(message.__dict__) == list(constructed.__dict__)  # fields in the model's order
+    assert message.model_fields_set == constructed.model_fields_set
+    assert message.encode() == constructed.encode()
+    assert repr(message) == repr(constructed)
+    copy = message.model_copy(update={"trace": {"traceparent": "00-x"}})
+    assert copy.trace == {"traceparent": "00-x"} and message.trace is None

@@ -151,3 +151,36 @@ def test_service_refuses_things_that_are_not_jobs_or_drivers(service):
         service.enqueue(lambda p, c: None, {})
     with pytest.raises(TypeError, match="QueueDriver"):
         JobService(object())
+
+
+def test_enqueue_many_holds_off_the_garbage_collector_while_it_builds(driver):
+    # Thousands of new messages that all live on make the cyclic collector run over them
+    # again and again; it waits until the batch is sent, and is left as it was found.
+    import gc
+
+    from pydantic import field_validator
+
+    seen = []
+
+    class Watched(BaseModel):
+        n: int
+
+        @field_validator("n")
+        @classmethod
+        def note(cls, value: int) -> int:
+            seen.append(gc.isenabled())
+            return value
+
+    watched = define_job(name="watched", schema=Watched, handler=lambda payload, ctx: None)
+    service = JobService(driver)
+    service.enqueue_many(watched, [{"n": 1}, {"n": 2}, {"n": 3}])
+    assert seen == [False, False, False] and gc.isenabled()
+    with pytest.raises(InvalidJobPayloadError):
+        service.enqueue_many(welcome, [{"user_id": "1"}, {"nope": 1}])
+    assert gc.isenabled()  # after a failure too
+    gc.disable()
+    try:
+        service.enqueue_many(watched, [{"n": 4}])
+        assert not gc.isenabled()  # one the application turned off stays off
+    finally:
+        gc.enable()

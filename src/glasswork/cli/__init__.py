@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``glasswork`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for worker --processes
     if args.command is None:
         parser.print_help()
         return 2

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: With several worker processes (``worker --processes``), whose lines interleave.
+TEXT_FORMAT_PID = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 LOG_FORMATS = ("text", "json")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -21,7 +23,11 @@ class JsonFormatter(logging.Formatter):
     """One JSON object a line: ``time`` (UTC, ISO 8601), ``level``, ``logger``,
     ``message``, the record's ``extra`` fields (the worker's ``job_name``, ``job_id``,
     ``attempt``, ``queue``, ``outcome``, ``duration_ms``) and, when there is one,
-    ``exception`` (the formatted traceback)."""
+    ``exception`` (the formatted traceback); with ``pid``, also ``pid`` (the process id)."""
+
+    def __init__(self, pid: bool = False) -> None:
+        super().__init__()
+        self.pid = pid
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -30,6 +36,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.pid:
+            entry["pid"] = record.process
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_") and key not in entry:
                 entry[key] = value
@@ -50,9 +58,12 @@ def log_level(text: str) -> str:
     return name
 
 
-def configure_logging(level: str, log_format: str = "text") -> None:
-    """Log to stderr at ``level``, as text lines or JSON objects."""
+def configure_logging(level: str, log_format: str = "text", *, pid: bool = False) -> None:
+    """Log to stderr at ``level``, as text lines or JSON objects; with ``pid``, each line
+    says which process wrote it."""
     handler = logging.StreamHandler(sys.stderr)
-    json_lines = log_format == "json"
-    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter(pid))
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT_PID if pid else TEXT_FORMAT))
     logging.basicConfig(level=logging.getLevelName(level), handlers=[handler])

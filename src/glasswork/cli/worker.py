@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from typing import Any
 
 from ._common import (
@@ -29,6 +31,7 @@ def register(commands: Any) -> None:
         "Run jobs until stopped (SIGTERM, SIGINT and SIGHUP stop gracefully).",
         examples=[
             "glasswork worker myapp.worker:AppModule --concurrency 8",
+            "glasswork worker myapp.worker:AppModule --processes auto",
             "glasswork worker myapp.worker --driver sqlite:///jobs.db --periodic",
             "GLASSWORK_APP=myapp.worker glasswork worker --queues emails,default --until-empty",
         ],
@@ -42,6 +45,15 @@ def register(commands: Any) -> None:
     add_app_option(worker, "the app, as APP")
     option(
         worker, "--concurrency", metavar="N", type=positive_int, default=10, help="jobs run at once"
+    )
+    option(
+        worker,
+        "--processes",
+        metavar="N",
+        type=process_count,
+        default=1,
+        help="worker processes, each with --concurrency threads, under a supervisor that "
+        "starts another when one dies and passes stop signals on; auto: one per core",
     )
     option(worker, "--queues", metavar="A,B", help="comma-separated queues to read (default: all)")
     option(
@@ -104,10 +116,53 @@ def register(commands: Any) -> None:
     worker.set_defaults(run=run)
 
 
+#: Set in a child of ``--processes``: ``<supervisor pid>:<index>``.
+SUPERVISED = "GLASSWORK_SUPERVISED"
+
+
+def process_count(text: str) -> int:
+    """argparse type: a number of processes of at least 1, or ``auto`` (one per core)."""
+    if text.strip().lower() == "auto":
+        from ..jobs.worker.supervisor import cpu_count
+
+        return cpu_count()
+    try:
+        return positive_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number or auto, got {text!r}") from None
+
+
 def run(args: argparse.Namespace) -> int:
+    supervised = os.environ.get(SUPERVISED)
+    configure_logging(args.log_level, args.log_format, pid=bool(supervised) or args.processes > 1)
+    if supervised:  # a child of a supervisor: one worker, whatever --processes says
+        pid, index = (int(part) for part in supervised.split(":"))
+        return _work(args, supervisor=pid, index=index)
+    if args.processes > 1:
+        return _supervise(args)
+    return _work(args)
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """``--processes N``: N copies of this very command line, each a single worker."""
+    from ..jobs.worker.supervisor import Supervisor
+
+    _app(args)  # a missing app is a usage error here, not N times over
+    command = [sys.executable, "-m", "glasswork.cli", *args.argv]
+    env = {**os.environ}
+    supervisor = Supervisor(
+        lambda index: command,
+        args.processes,
+        env=lambda index: {**env, SUPERVISED: f"{os.getpid()}:{index}"},
+        # Past the children's grace period, time for them to release what they hold.
+        kill_after=args.grace + 30.0,
+    )
+    return supervisor.run()
+
+
+def _work(args: argparse.Namespace, *, supervisor: int | None = None, index: int = 0) -> int:
     from ..jobs.worker import DEFAULT_JOB_TIMEOUT, Worker
 
-    configure_logging(args.log_level, args.log_format)
     module = load_app(_app(args))
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
     driver = open_driver(args, queues)
@@ -122,9 +177,14 @@ def run(args: argparse.Namespace) -> int:
         periodic=args.periodic,
         grace_period=args.grace,
         job_timeout=args.job_timeout or DEFAULT_JOB_TIMEOUT,
-        metrics_port=args.metrics_port,
+        # Each worker process of a supervisor serves its metrics on a port of its own.
+        metrics_port=args.metrics_port + index if args.metrics_port else args.metrics_port,
         metrics_host=args.metrics_host,
     )
+    if supervisor is not None:
+        from ..jobs.worker.supervisor import watch_supervisor
+
+        watch_supervisor(supervisor, worker.stop)
     if args.until_empty:
         worker.run_until_empty(retries_within=args.grace)
     else:

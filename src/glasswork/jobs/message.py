@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
+import os
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -106,11 +106,15 @@ class JobMessage(BaseModel):
         priority: int = 0,
     ) -> JobMessage:
         """Build a new message stamped with a fresh job id and the current time."""
-        # model_construct skips re-validating values this library produced itself.
-        return cls.model_construct(
+        # What model_construct does (no re-validating of values this library produced
+        # itself), minus its lookups of every field's aliases: half of the time an enqueue
+        # spends building its message, which a batch enqueue pays per job.
+        message = cls.__new__(cls)
+        fields = _DEFAULTS.copy()  # every field, in the model's order
+        fields.update(
             version=ENVELOPE_VERSION,
             job_name=job_name,
-            job_id=job_id or uuid.uuid4().hex,
+            job_id=job_id or new_job_id(),
             payload=payload,
             queue=queue,
             enqueued_at=datetime.now(UTC),
@@ -118,6 +122,12 @@ class JobMessage(BaseModel):
             group_id=group_id,
             priority=priority or None,
         )
+        _set(message, "__dict__", fields)
+        _set(message, "__pydantic_fields_set__", set(_CREATED))
+        _set(message, "__pydantic_extra__", None)
+        _set(message, "__pydantic_private__", None)
+        _set(message, "_body", None)
+        return message
 
     def __eq__(self, other: object) -> bool:
         # Compare fields only: the cached wire text is not part of a message's identity.
@@ -134,7 +144,8 @@ class JobMessage(BaseModel):
 
     def to_json(self) -> str:
         """Serialize to the wire format (optional keys that are unset are left out)."""
-        return self.model_dump_json(by_alias=True, exclude_none=True)
+        # The serializer itself: what model_dump_json calls, minus its frame and checks.
+        return _serialize(self, by_alias=True, exclude_none=True).decode()
 
     def encode(self, limit: int | None = None) -> str:
         """Serialize and check the size limit; raises :class:`PayloadTooLargeError`.
@@ -174,6 +185,30 @@ class JobMessage(BaseModel):
                 f"version {ENVELOPE_VERSION})"
             )
         return message
+
+
+_set = object.__setattr__
+_serialize = JobMessage.__pydantic_serializer__.to_json
+# The version (4) and variant (RFC 4122) bits of a random UUID.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def new_job_id() -> str:
+    """A new job id: a random UUID (version 4) as 32 hex digits, ``uuid.uuid4().hex`` at
+    half its cost (no ``UUID`` object)."""
+    return f"{(int.from_bytes(os.urandom(16), 'big') & _UUID4_CLEAR) | _UUID4_SET:032x}"
+
+
+#: The fields :meth:`JobMessage.create` sets, and every field with its default (None for
+#: the required ones, which it always sets).
+_CREATED = frozenset(
+    ("version", "job_name", "job_id", "payload", "queue", "enqueued_at", "unique_key", "group_id")
+)
+_DEFAULTS = {
+    name: None if field.is_required() else field.get_default(call_default_factory=True)
+    for name, field in JobMessage.model_fields.items()
+}
 
 
 def identify(body: str) -> tuple[str | None, str | None, str | None]:

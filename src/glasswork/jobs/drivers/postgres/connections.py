@@ -137,18 +137,23 @@ class Connections:
             return result
 
     def _attempt(self, work: Callable[[psycopg.Connection, bool], T], *, retrying: bool) -> T:
+        pool = self.pool()
         try:
-            with self.pool().connection(timeout=5.0) as conn:
-                try:
-                    return work(conn, retrying)
-                except psycopg.OperationalError as exc:
-                    # The server went away, or the connection was closed as dead
-                    # (.deadlines): the pool drops it.
-                    if conn.closed:
-                        raise ConnectionLost(exc) from exc
-                    raise
+            conn = pool.getconn(timeout=5.0)
         except PoolTimeout as exc:
             raise ConnectionLost(exc) from exc
+        # Not pool.connection(): its ``with conn`` adds a commit, a wait for nothing on these
+        # autocommit connections, to every call. putconn() rolls back a transaction left open.
+        try:
+            return work(conn, retrying)
+        except psycopg.OperationalError as exc:
+            # The server went away, or the connection was closed as dead (.deadlines): the
+            # pool drops it.
+            if conn.closed:
+                raise ConnectionLost(exc) from exc
+            raise
+        finally:
+            pool.putconn(conn)
 
     def _discard_broken(self) -> None:
         """After one pooled connection broke, the others probably did too (a restart, a

@@ -80,6 +80,16 @@ class BoundedConnection(psycopg.Connection[TupleRow]):
     ends within :attr:`answer_timeout` seconds (None: no deadline)."""
 
     answer_timeout: float | None = None
+    _cursor: psycopg.Cursor[TupleRow] | None = None
+
+    def reused_cursor(self) -> psycopg.Cursor[TupleRow]:
+        """This connection's cursor for the driver's statements, made once: making one costs
+        about as much client time as running a short statement. Only for statements whose
+        rows are read at once (the next one replaces them)."""
+        cursor = self._cursor
+        if cursor is None or cursor.closed:
+            cursor = self._cursor = self.cursor()
+        return cursor
 
     def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
         # Every round trip of a psycopg connection goes through wait().
@@ -128,47 +138,65 @@ class _Waiting:
 
 
 class _Watchdog:
-    """One thread per process, sleeping until the earliest deadline of the waits in
-    progress. A wait is registered only while its thread is inside it, so its socket is
-    still open whenever the watchdog acts on it."""
+    """One thread per process, waking at the earliest deadline of the waits in progress.
+
+    A wait is registered only while its thread is inside it (and the watchdog acts only
+    under the same lock), so its socket is still open whenever the watchdog shuts it.
+
+    Registering costs a plain lock and a dict entry, not a wake-up of the thread (this runs
+    on every round trip): no wait is shorter than the shortest timeout registered so far, so
+    a thread that sleeps no longer than that past its last look never misses a deadline.
+    Only a thread parked with nothing to watch is woken.
+    """
 
     def __init__(self) -> None:
         self._reset()
         os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._waits: dict[int, _Waiting] = {}
-        self._wake_at = math.inf
+        self._shortest = math.inf
+        self._parked = True
         self._running = False
 
     def start(self, fd: int, seconds: float) -> _Waiting:
         waiting = _Waiting(fd, time.monotonic() + seconds)
-        with self._changed:
-            if not self._running:
-                threading.Thread(
-                    target=self._run, name="glasswork-postgres-deadlines", daemon=True
-                ).start()
-                self._running = True
+        with self._lock:
             self._waits[id(waiting)] = waiting
-            if waiting.deadline < self._wake_at:
-                self._changed.notify()
+            # A shorter timeout than any before: the thread may be sleeping past its deadline.
+            wake = self._parked or seconds < self._shortest
+            self._shortest = min(self._shortest, seconds)
+            if wake:
+                self._parked = False
+                if self._running:
+                    self._changed.notify()
+                else:
+                    self._running = True
+                    threading.Thread(
+                        target=self._run, name="glasswork-postgres-deadlines", daemon=True
+                    ).start()
         return waiting
 
     def stop(self, waiting: _Waiting) -> None:
-        with self._changed:
-            self._waits.pop(id(waiting), None)
+        with self._lock:
+            self._waits.pop(id(waiting), None)  # gone if it expired
 
     def _run(self) -> None:
-        with self._changed:
+        with self._lock:
             while True:
                 now = time.monotonic()
                 for key, waiting in list(self._waits.items()):
                     if waiting.deadline <= now:
                         del self._waits[key]
                         waiting.expire()
-                self._wake_at = min((w.deadline for w in self._waits.values()), default=math.inf)
-                self._changed.wait(None if self._wake_at == math.inf else self._wake_at - now)
+                if not self._waits:
+                    self._parked = True
+                    self._changed.wait()
+                    continue
+                earliest = min(w.deadline for w in self._waits.values())
+                self._changed.wait(min(earliest, now + self._shortest) - now)
 
 
 _WATCHDOG = _Watchdog()

@@ -20,6 +20,7 @@ from ...errors import DuplicateJobError
 from ...message import JobMessage
 from ..contract import QueueDriver
 from ..records import EnqueueResult
+from .deadlines import BoundedConnection
 from .statements import Statements
 
 
@@ -59,9 +60,11 @@ def insert_jobs(
     at: datetime | None = None,
 ) -> list[EnqueueResult]:
     """Insert ``messages`` in one statement, due after ``delay`` seconds or ``at``: all of
-    them, or (on a duplicate unique key) none. Without a transaction of its own (autocommit),
-    a batch gets one, so no job of it is visible before all are."""
-    if conn.autocommit and len(messages) > 1:
+    them, or (on a duplicate unique key) none. One statement is atomic on its own; a batch
+    with unique keys, which may have to take back the jobs it inserted before a duplicate,
+    gets a transaction when it has none (autocommit), so none of them is ever visible."""
+    unique = len(messages) > 1 and any(m.unique_key is not None for m in messages)
+    if conn.autocommit and unique:
         with conn.transaction():
             return _insert(conn, statements, messages, delay, at)
     return _insert(conn, statements, messages, delay, at)
@@ -85,38 +88,49 @@ def _insert(
     delay: float,
     at: datetime | None,
 ) -> list[EnqueueResult]:
-    when: dict[str, Any] = {"delay": max(0.0, delay), "at": at}
+    unique = any(m.unique_key is not None for m in messages)
+    later = delay > 0 or at is not None
+    statement = statements.insert(many=len(messages) > 1, unique=unique, later=later)
+    params: dict[str, Any] = {"delay": max(0.0, delay), "at": at} if later else {}
     if len(messages) == 1:
         [m] = messages
-        params = {
-            "queue": m.queue,
-            "name": m.job_name,
-            "job_id": m.job_id,
-            "key": m.unique_key,
-            "body": m.encode(),
-            **when,
-        }
-        rows = _execute(conn, statements.insert_one, params).fetchall()
+        params.update(queue=m.queue, name=m.job_name, job_id=m.job_id, body=m.encode())
+        if unique:
+            params["key"] = m.unique_key
     else:
-        params = {
-            "queues": [m.queue for m in messages],
-            "names": [m.job_name for m in messages],
-            "job_ids": [m.job_id for m in messages],
-            "keys": [m.unique_key for m in messages],
-            "bodies": [m.encode() for m in messages],
-            **when,
-        }
-        rows = _execute(conn, statements.insert_many, params).fetchall()
+        params.update(
+            queues=[m.queue for m in messages],
+            names=[m.job_name for m in messages],
+            job_ids=[m.job_id for m in messages],
+            bodies=[m.encode() for m in messages],
+        )
+        if unique:
+            params["keys"] = [m.unique_key for m in messages]
+    # Prepared at once, as these few statements run again and again; unless the connection
+    # (a caller's) has preparing turned off, as behind some poolers it must be.
+    prepare = None if conn.prepare_threshold is None else True
+    rows = _execute(conn, statement, params, prepare).fetchall()
     if len(rows) < len(messages):
         if rows:
             _execute(conn, statements.delete_jobs, ([r[0] for r in rows],))
         raise _duplicate(conn, statements, messages)
-    return _results(messages, sorted(rows))
+    rows.sort()  # identity ids are drawn in insertion order, which follows the messages'
+    if not later:  # due now: no due time came back
+        return [
+            EnqueueResult(str(row_id), m.job_id, m.queue)
+            for m, (row_id,) in zip(messages, rows, strict=True)
+        ]
+    return _results(messages, rows)
 
 
-def _execute(conn: psycopg.Connection, statement: str, params: Any) -> psycopg.Cursor[Any]:
-    # A cursor of our own row factory: the caller's connection may make dicts or classes.
-    return conn.cursor(row_factory=tuple_row).execute(statement, params)
+def _execute(
+    conn: psycopg.Connection, statement: str, params: Any, prepare: bool | None = None
+) -> psycopg.Cursor[Any]:
+    if isinstance(conn, BoundedConnection):  # the driver's own
+        cursor = conn.reused_cursor()
+    else:  # a caller's connection may make dicts or classes: a cursor of our row factory
+        cursor = conn.cursor(row_factory=tuple_row)
+    return cursor.execute(statement, params, prepare=prepare)
 
 
 def _results(messages: Sequence[JobMessage], rows: Sequence[Any]) -> list[EnqueueResult]:

@@ -71,6 +71,36 @@ _ON_CONFLICT = "ON CONFLICT (job_name, unique_key) WHERE unique_key IS NOT NULL 
 _VISIBLE_AT = "COALESCE(%(at)s::timestamptz, now() + %(delay)s * interval '1 second')"
 _INSERTED = "RETURNING id, visible_at, visible_at > now()"
 
+# One job, or any number in one statement (arrays sent in binary: no quoting of the bodies
+# on the client or parsing on the server; ids follow the arrays' order).
+_ONE = "VALUES (%(queue)s, %(name)s, %(job_id)s, {key}, %(body)s, {due})"
+_MANY = (
+    "SELECT r.queue, r.name, r.job_id, {key}, r.body, {due} "
+    "FROM unnest(%(queues)b::text[], %(names)b::text[], %(job_ids)b::text[], "
+    "%(bodies)b::text[]{keys}) WITH ORDINALITY AS r(queue, name, job_id, body{key_column}, n) "
+    "ORDER BY r.n"
+)
+
+
+def _insert(columns: str, many: bool, unique: bool, later: bool) -> str:
+    """The insert of :meth:`Statements.insert`."""
+    shape = _MANY if many else _ONE
+    due = _VISIBLE_AT if later else "now()"
+    if many:
+        key = "r.key" if unique else "NULL"
+        arrays = {
+            "keys": ", %(keys)b::text[]" if unique else "",
+            "key_column": ", key" if unique else "",
+        }
+    else:
+        key, arrays = ("%(key)s" if unique else "NULL"), {}
+    values = shape.format(key=key, due=due, **arrays)
+    conflict = f" {_ON_CONFLICT}" if unique else ""
+    # A job due now is never later: its id is all the caller needs back.
+    returning = _INSERTED if later else "RETURNING id"
+    return f"{columns} {values}{conflict} {returning}"
+
+
 _RECEIPTS = "unnest(%(ids)s::bigint[], %(attempts)s::integer[]) AS r(id, attempts)"
 _MATCHES = "t.id = r.id AND t.attempts = r.attempts"
 
@@ -91,18 +121,12 @@ class Statements:
         listed, every = _LISTED, _ALL.format(jobs=jobs)
 
         columns = f"INSERT INTO {jobs} (queue, job_name, job_id, unique_key, body, visible_at)"
-        self.insert_one = (
-            f"{columns} VALUES (%(queue)s, %(name)s, %(job_id)s, %(key)s, %(body)s, "
-            f"{_VISIBLE_AT}) {_ON_CONFLICT} {_INSERTED}"
-        )
-        # One statement for any number of jobs; ids follow the arrays' order.
-        self.insert_many = (
-            f"{columns} SELECT r.queue, r.name, r.job_id, r.key, r.body, {_VISIBLE_AT} "
-            "FROM unnest(%(queues)s::text[], %(names)s::text[], %(job_ids)s::text[], "
-            "%(keys)s::text[], %(bodies)s::text[]) WITH ORDINALITY "
-            "AS r(queue, name, job_id, key, body, n) "
-            f"ORDER BY r.n {_ON_CONFLICT} {_INSERTED}"
-        )
+        self._inserts = {
+            (many, unique, later): _insert(columns, many, unique, later)
+            for many in (False, True)
+            for unique in (False, True)
+            for later in (False, True)
+        }
         self.find_jobs = (
             f"SELECT id, visible_at, visible_at > now() FROM {jobs} "
             "WHERE job_id = ANY(%s) ORDER BY id"
@@ -232,3 +256,9 @@ class Statements:
             f"SELECT minute, queue, job_name, outcome, count FROM {outcomes} "
             "WHERE minute >= %(since)s ORDER BY minute, queue, job_name, outcome"
         )
+
+    def insert(self, *, many: bool, unique: bool, later: bool) -> str:
+        """The insert of one job or (``many``) of arrays of them: with ``ON CONFLICT`` on the
+        unique-key index when a job has a ``unique`` key (others never conflict), and
+        returning each row's due time only for jobs that may be due ``later`` than now."""
+        return self._inserts[(many, unique, later)]
