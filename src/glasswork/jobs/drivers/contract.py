@@ -176,6 +176,9 @@ class QueueDriver(ABC):
     #: The largest message (bytes of wire text) this driver takes, unless
     #: :meth:`message_limit` says otherwise per queue. Set it on an instance to change it.
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    #: Whether it claims a queue's jobs higher ``JobMessage.priority`` first (read through
+    #: :func:`capabilities_of`; a driver that does not refuses non-zero priorities).
+    claims_by_priority: bool = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -670,8 +673,14 @@ class StatusStore(Protocol):
 
     def finish(self, received: ReceivedMessage, final: FinalStatus) -> None:
         """Acknowledge ``received`` (as :meth:`Consuming.ack` does) and record how its job
-        ended; where the store allows, both at once. A ``dead`` one is dead-lettered by the
-        worker as before; ``finish`` records its status."""
+        ended; where the store allows, both at once. A ``dead`` one has been dead-lettered
+        by the worker (``dead_letter``, which consumed it) before: ``finish`` only records
+        its status and must not acknowledge it again."""
+        ...
+
+    def finish_many(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> None:
+        """:meth:`finish` for many deliveries at once (what the worker's batched settling
+        calls; one statement or request where the store allows)."""
         ...
 
 
@@ -683,10 +692,12 @@ class Capabilities:
     """What one driver can do: each group field is the driver itself, typed as the group's
     Protocol, or None when it lacks the group. Made by :func:`capabilities_of`.
 
-    Besides the groups, three facts read from the driver's signatures:
-    ``dead_letter_traceback`` (its ``dead_letter`` takes ``traceback=``),
-    ``purge_by_queue`` (its ``purge_dead_letters`` takes ``queue=``) and ``async_def`` (which
-    of its producing methods are ``async def``)."""
+    Besides the groups, four facts read from the driver: ``dead_letter_traceback`` (its
+    ``dead_letter`` takes ``traceback=``), ``purge_by_queue`` (its ``purge_dead_letters``
+    takes ``queue=``), ``async_def`` (which of its producing methods are ``async def``) and
+    ``priorities`` (its class sets ``claims_by_priority = True``: it claims a queue's jobs
+    higher :attr:`JobMessage.priority` first; a driver without it refuses a non-zero
+    priority)."""
 
     producing: Producing | None = None
     consuming: Consuming | None = None
@@ -716,6 +727,7 @@ class Capabilities:
     dead_letter_traceback: bool = False
     purge_by_queue: bool = False
     async_def: tuple[str, ...] = ()
+    priorities: bool = False
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -788,7 +800,7 @@ class _Answer:
     """What :func:`capabilities_of` found out about a driver class (or instance). (Not a
     dataclass: each costs ``import glasswork.jobs`` about half a millisecond.)"""
 
-    __slots__ = ("async_def", "dead_letter_traceback", "groups", "purge_by_queue")
+    __slots__ = ("async_def", "dead_letter_traceback", "groups", "priorities", "purge_by_queue")
 
     def __init__(
         self,
@@ -796,11 +808,13 @@ class _Answer:
         dead_letter_traceback: bool,
         purge_by_queue: bool,
         async_def: tuple[str, ...],
+        priorities: bool,
     ) -> None:
         self.groups = groups
         self.dead_letter_traceback = dead_letter_traceback
         self.purge_by_queue = purge_by_queue
         self.async_def = async_def
+        self.priorities = priorities
 
 
 _answers: dict[type, _Answer] = {}
@@ -827,6 +841,7 @@ def capabilities_of(driver: object) -> Capabilities:
         dead_letter_traceback=answer.dead_letter_traceback,
         purge_by_queue=answer.purge_by_queue,
         async_def=answer.async_def,
+        priorities=answer.priorities,
     )
 
 
@@ -868,6 +883,7 @@ def _answer(driver: object, kind: type) -> _Answer:
         tuple(
             name for name in PRODUCING_METHODS if inspect.iscoroutinefunction(_bound(driver, name))
         ),
+        getattr(driver, "claims_by_priority", False) is True,
     )
 
 
