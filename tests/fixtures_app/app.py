@@ -21,21 +21,28 @@ def _runs() -> sqlite3.Connection:
     return conn
 
 
-def _record(key: str, attempt: int, seconds: float) -> None:
+def _record(key: str, attempt: int, seconds: float, until: str | None = None) -> None:
+    """Record a run that takes ``seconds``, or, given ``until`` (a file path), lasts until
+    that file exists, for at most ``seconds``."""
     conn = _runs()
     try:
         row = conn.execute(
             "INSERT INTO runs (key, pid, attempt, started) VALUES (?, ?, ?, ?)",
             (key, os.getpid(), attempt, time.time()),
         ).lastrowid
-        time.sleep(seconds)
+        if until is None:
+            time.sleep(seconds)
+        else:
+            deadline = time.monotonic() + seconds
+            while not os.path.exists(until) and time.monotonic() < deadline:
+                time.sleep(0.02)
         conn.execute("UPDATE runs SET finished = ? WHERE rowid = ?", (time.time(), row))
     finally:
         conn.close()
 
 
 def _record_handler(payload: dict[str, Any], ctx: Any) -> None:
-    _record(payload["key"], ctx.attempt, float(payload.get("sleep", 0)))
+    _record(payload["key"], ctx.attempt, float(payload.get("sleep", 0)), payload.get("until"))
 
 
 def _fail_handler(payload: dict[str, Any], ctx: Any) -> None:

@@ -167,7 +167,8 @@ def test_a_server_restart_loses_no_job_and_runs_none_twice_at_once(pg: PgSetup) 
     pg.url = url(pg.schema, visibility_timeout=10)
     workers = [pg.start_worker("--concurrency", "4", name=f"w{i}") for i in range(2)]
     jobs = pg.jobs()
-    jobs.enqueue(record, {"key": "long", "sleep": 5.0})
+    released = pg.dir / "release-long"  # the long job lasts until after the restart
+    jobs.enqueue(record, {"key": "long", "sleep": 8.0, "until": str(released)})
     jobs.enqueue_many(record, [{"key": f"job-{i}", "sleep": 0.05} for i in range(400)])
     wait_until(lambda: len(pg.finished()) >= 40, what="the workers to be busy")
     assert "long" not in pg.finished()
@@ -175,6 +176,7 @@ def test_a_server_restart_loses_no_job_and_runs_none_twice_at_once(pg: PgSetup) 
     restarted = time.time()
     with connect() as conn:  # the server is back
         conn.execute("SELECT 1")
+    released.touch()
     jobs.enqueue_many(record, [{"key": f"after-{i}"} for i in range(50)])
 
     wait_until(lambda: len(pg.finished()) == 451, timeout=90, what="every job to finish")
