@@ -411,9 +411,9 @@ class Executor:
     ) -> Outcome:
         """:meth:`execute_prepared` on the calling thread, which must not be running an
         event loop: sync handlers run here; async handlers (with their steps) and async
-        hooks on the private loop (:attr:`loop`). ``log_done`` says whether the DEBUG line of a finished job is
-        wanted, and ``steps`` what :meth:`current_steps` said (None: ask now; a worker
-        running a batch asks once for all its runs)."""
+        hooks on the private loop (:attr:`loop`). ``log_done`` says whether the DEBUG line
+        of a finished job is wanted, and ``steps`` what :meth:`current_steps` said (None:
+        ask now; a worker running a batch asks once for all its runs)."""
         definition: JobDefinition[Any] | None = ctx.definition
         value = ctx._fields["payload"]
         if steps is None:
