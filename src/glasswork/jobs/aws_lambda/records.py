@@ -93,7 +93,7 @@ class RecordReader:
         attributes = dict(attributes) if isinstance(attributes, Mapping) else {}
         count = attributes.get("ApproximateReceiveCount")
         try:
-            attempt = int(count)
+            attempt = int(count)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             self.log.warning(
                 "record %s: ApproximateReceiveCount %r is not an integer; counting this "
