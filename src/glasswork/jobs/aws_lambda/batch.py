@@ -99,21 +99,19 @@ class BatchRunner:
             self._deadline(context), self.log.isEnabledFor(logging.INFO), job_names
         )
         self._longest = 0.0
-        loop_running = asyncio._get_running_loop() is not None
-        if not self._async_jobs and self.sync_concurrency == 1 and not loop_running:
-            self._run_in_order(messages, None, context, result, fifo)
-            return result
         prepare = self.executor.prepare
         prepared = [prepare(m.body, m.attempt, context, m.attributes) for m in messages]
         if (
-            loop_running
-            or self.sync_concurrency > 1
-            or any(type(c) is JobContext and _is_async(c) for c in prepared)
-        ):
+            (self._async_jobs or self.sync_concurrency > 1)
+            and (
+                self.sync_concurrency > 1
+                or any(type(c) is JobContext and _is_async(c) for c in prepared)
+            )
+        ) or asyncio._get_running_loop() is not None:
             pairs = list(zip(messages, prepared, strict=True))
             self.executor.run_on_loop(self._run_concurrently(pairs, result, fifo))
         else:
-            self._run_in_order(messages, prepared, context, result, fifo)
+            self._run_in_order(messages, prepared, result, fifo)
         return result
 
     # -- in order, no event loop -------------------------------------------------------------
@@ -121,26 +119,19 @@ class BatchRunner:
     def _run_in_order(
         self,
         messages: Sequence[LambdaMessage],
-        prepared: Sequence[Prepared] | None,
-        context: Any,
+        prepared: list[Prepared],
         result: BatchResult,
         fifo: bool,
     ) -> None:
-        """Run messages one after another, prepared here (or given ``prepared``, one a
-        message). The worker's per-message hot path."""
-        execute, prepare = self.executor.execute_prepared_sync, self.executor.prepare
+        """Run messages one after another: the worker's per-message hot path."""
+        execute = self.executor.execute_prepared_sync
         log_done = self.executor.log.isEnabledFor(logging.DEBUG)
         # Chosen once a batch: a tracing SDK set up mid-batch applies from the next one.
         steps = self.executor.current_steps()
         plain = result.deadline is None and result.job_names is None
         counts = result.counts
         held: set[Any] | None = set() if fifo else None
-        for index, message in enumerate(messages):
-            ctx = (
-                prepare(message.body, message.attempt, context, message.attributes)
-                if prepared is None
-                else prepared[index]
-            )
+        for message, ctx in zip(messages, prepared, strict=True):
             if held and message.group in held:
                 result.reported.append((message, HELD_BACK))
                 continue

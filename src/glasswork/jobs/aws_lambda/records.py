@@ -60,8 +60,8 @@ class RecordReader:
                 message.attempt = int(attributes["ApproximateReceiveCount"])
                 arn = message.source_arn = record["eventSourceARN"]
                 message.receipt = record["receiptHandle"]
-                message.message_id = record["messageId"]
-                if type(body) is not str or type(message.message_id) is not str:
+                message_id = message.message_id = record["messageId"]
+                if type(body) is not str or type(message_id) is not str:
                     raise TypeError
                 if arn != last_arn:
                     if type(arn) is not str:
