@@ -329,9 +329,7 @@ class Executor:
         ctx = self.prepare(body, attempt, lambda_context, attributes)
         if isinstance(ctx, Outcome):
             return ctx
-        if (
-            ctx.definition is not None and ctx.definition.is_async
-        ) or asyncio._get_running_loop() is not None:
+        if asyncio._get_running_loop() is not None:
             return self.run_on_loop(self.execute_prepared(ctx))  # type: ignore[no-any-return]
         return self.execute_prepared_sync(ctx)
 
@@ -412,25 +410,31 @@ class Executor:
         steps: tuple[RunStep, ...] | None = None,
     ) -> Outcome:
         """:meth:`execute_prepared` on the calling thread, which must not be running an
-        event loop: sync handlers run here; async handlers and hooks on the private loop
-        (:attr:`loop`). ``log_done`` says whether the DEBUG line of a finished job is
-        wanted, and ``steps`` what :meth:`current_steps` said (None: ask now; a worker
-        running a batch asks once for all its runs)."""
+        event loop: sync handlers run here; async handlers (with their steps) and async
+        hooks on the private loop (:attr:`loop`). ``log_done`` says whether the DEBUG line
+        of a finished job is wanted, and ``steps`` what :meth:`current_steps` said (None:
+        ask now; a worker running a batch asks once for all its runs)."""
         definition: JobDefinition[Any] | None = ctx.definition
         value = ctx._fields["payload"]
         if steps is None:
             steps = self._chain() if self._switchable else self._steps
-        if steps or definition is None or definition.is_async or value is UNVALIDATED:
+        if definition is not None and definition.is_async:
+            # The whole run on the private loop, so steps such as the job's timeout bound
+            # it there (driven without a loop, they could not).
+            ran: Outcome = self.run_on_loop(self._execute_with(steps, ctx, None))
+            return ran
+        if steps or definition is None or value is UNVALIDATED:
             outcome: Outcome = _drive(self._execute_with(steps, ctx, None))
             return outcome
         # The Lambda worker's hot path: _run's hooks, in the same order, and the same
-        # classification, without a coroutine per message. With no event loop running, a
+        # classification, without a coroutine per message (tests/test_execution_paths.py
+        # holds it to _run). With no event loop running, a
         # CancelledError here can only be the job's own: a failure, like any other.
         hooks = self.hooks
         if hooks.on_job_start is not None:
             _drive(self._hook(hooks.on_job_start, ctx))
         try:
-            result = definition.run(value, ctx)
+            result = definition._call(value, ctx)  # definition.run, inline: a call less
             if result is not None and inspect.isawaitable(result):
                 self.run_on_loop(as_coroutine(result))
         except BaseException as exc:

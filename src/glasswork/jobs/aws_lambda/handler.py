@@ -1,15 +1,16 @@
 """bootstrap_worker: the AWS Lambda handler for SQS batches and EventBridge events.
 
-The pieces: :mod:`~glasswork.jobs.aws_lambda.batch` runs a batch's records (concurrency, FIFO
-groups, the invocation's time), :mod:`~glasswork.jobs.aws_lambda.settle` turns outcomes into
-dead letters and retry delays, :mod:`~glasswork.jobs.aws_lambda.checks` checks the deployment
-on the first batch from each queue. This module routes events and builds the response.
+The pieces: :mod:`~glasswork.jobs.aws_lambda.records` reads each SQS record into a
+:class:`~glasswork.jobs.drivers.records.ReceivedMessage`, once;
+:mod:`~glasswork.jobs.aws_lambda.batch` runs a batch's messages (concurrency, FIFO groups, the
+invocation's time), :mod:`~glasswork.jobs.aws_lambda.settle` turns outcomes into dead letters
+and retry delays, :mod:`~glasswork.jobs.aws_lambda.checks` checks the deployment on the first
+batch from each queue. This module routes events and builds the response.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -28,8 +29,9 @@ from ..metrics.sink import MetricsOption, flush_metrics, metric_sinks
 from ..steps import worker_steps
 from .batch import CUT, HELD_BACK, NO_TIME, BatchResult, BatchRunner
 from .checks import SetupChecks
-from .settle import Settler
-from .source_queues import RecordQueues, default_client
+from .records import LambdaMessage, RecordReader
+from .settle import BatchSettler
+from .source_queues import ClientFactory, RecordQueues, default_client
 
 if TYPE_CHECKING:
     from ...modules import Module
@@ -96,7 +98,8 @@ class LambdaWorker:
         self.registry = self.executor.registry
         self.services = self.executor.services
         self.queues = RecordQueues(_client_factory(driver))
-        self.settler = Settler(driver, self.queues, self.log)
+        self.reader = RecordReader(self.log)
+        self.settler = BatchSettler(driver, self.queues, self.log)
         self.runner = BatchRunner(
             self.executor,
             self.settler,
@@ -143,47 +146,45 @@ class LambdaWorker:
             )
         if not records:
             return {"batchItemFailures": []}
-        first = records[0]
-        arn = first.get("eventSourceARN") if isinstance(first, _MAPPINGS) else None
-        arn = arn if isinstance(arn, str) else ""
+        messages = self.reader.read(records)
+        arn = messages[0].source_arn
         checks = (
             self.checks
             if arn and self.checks is not None and self.checks.start(arn, context)
             else None
         )
         result = self.runner.run(
-            records, context, fifo=arn.endswith(".fifo"), job_names=checks is not None
+            messages, context, fifo=arn.endswith(".fifo"), job_names=checks is not None
         )
         if checks is not None and result.job_names is not None:
             deadline = result.deadline
             wait = CHECKS_WAIT_SECONDS if deadline is None else deadline - time.monotonic()
             checks.finish(arn, result.job_names, wait)
         if result.reported or result.counts is not None:
-            self._log_batch(len(records), result)
+            self._log_batch(len(messages), result)
         if not result.reported:
             return {"batchItemFailures": []}
-        return self._respond(records, result, arn)
+        return self._respond(messages, result, arn)
 
-    def _respond(self, records: list[Any], result: BatchResult, arn: str) -> dict[str, Any]:
-        retried = [
-            r.get("messageId") if isinstance(r, Mapping) else None for r, _ in result.reported
-        ]
-        ids = [str(i) for i in retried if isinstance(i, str) and i]
-        if len(result.reported) == len(records):
+    def _respond(
+        self, messages: list[LambdaMessage], result: BatchResult, arn: str
+    ) -> dict[str, Any]:
+        ids = [m.message_id for m, _ in result.reported if m.message_id]
+        if len(result.reported) == len(messages):
             reasons = Counter(why for _, why in result.reported)
             raise BatchRetryError(
-                f"all {len(records)} records of the batch are to be retried "
+                f"all {len(messages)} records of the batch are to be retried "
                 f"({_tally(reasons)}); raising so Lambda returns the batch to the queue",
                 ids,
             )
-        why_not_partial = self._why_not_partial(arn, all_named=len(ids) == len(retried))
+        why_not_partial = self._why_not_partial(arn, all_named=len(ids) == len(result.reported))
         if why_not_partial is None:
             return {"batchItemFailures": [{"itemIdentifier": i} for i in ids]}
-        reported = {id(r) for r, _ in result.reported}
-        finished = [r for r in records if id(r) not in reported and isinstance(r, Mapping)]
+        reported = {id(m) for m, _ in result.reported}
+        finished = [m for m in messages if id(m) not in reported]
         self.settler.ack(finished)  # a failed delete is logged: that record runs again
         raise BatchRetryError(
-            f"{len(result.reported)} of {len(records)} records are to be retried and a partial "
+            f"{len(result.reported)} of {len(messages)} records are to be retried and a partial "
             f"batch response cannot carry them ({why_not_partial}); the {len(finished)} "
             "finished records were deleted first; raising so Lambda returns the rest",
             ids,
@@ -275,13 +276,20 @@ def _check_options(
         )
 
 
-def _client_factory(driver: QueueDriver | None) -> Any:
+def _client_factory(driver: QueueDriver | None) -> ClientFactory:
     """The SQS client for looking at source queues: the SQS driver's own (its region,
-    endpoint and credentials) when the worker has one, else one per region."""
-    sqs = sys.modules.get("glasswork.jobs.drivers.sqs.driver")
-    if sqs is not None and isinstance(driver, sqs.SQSQueueDriver):
-        return lambda region: driver.client
-    return default_client
+    endpoint and credentials) when the worker has one, else one per region. Decided at the
+    first look-up, not here: the SQS driver's module imports boto3, which a worker on
+    another driver (or none) must not pay for at its cold start."""
+    if driver is None:
+        return default_client
+
+    def client_for(region: str) -> Any:
+        from ..drivers.sqs.driver import SQSQueueDriver
+
+        return driver.client if isinstance(driver, SQSQueueDriver) else default_client(region)
+
+    return client_for
 
 
 def bootstrap_worker(

@@ -1,0 +1,212 @@
+"""Lambda cold start: a whole Python process loading a Lambda module, Glasswork vs Powertools.
+
+Each contender is a Lambda-like module written to a temporary directory and run as its own
+process (``python module.py``), the contenders interleaved run by run so machine noise hits
+them alike; each gets one untimed run first (so both read compiled ``.pyc`` files, as a
+deployed function does). Two numbers per run:
+
+* **process**: the wall time of the whole process, interpreter start to exit;
+* **init**: inside the process, from the module's first line to its handler built (imports,
+  the pydantic model, the handler): what Lambda's init phase adds to the interpreter.
+
+Contenders, each with the same one pydantic model (:class:`Payload` of bench/workload.py):
+
+* ``glasswork``: imports ``glasswork.jobs``, defines a job with the model, calls
+  ``bootstrap_worker``;
+* ``powertools``: imports ``aws_lambda_powertools.utilities.batch``, builds a
+  ``BatchProcessor(EventType.SQS)`` whose record handler validates the model;
+* ``powertools-model``: the same with ``BatchProcessor(model=...)`` (Powertools' parser);
+* ``floor``: Python and pydantic with the model alone: what every contender pays.
+
+Run: ``python bench/cold_start.py [--quick] [--runs N]``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from _common import Row, emit, parser, row, skipped
+
+BENCH = "lambda cold start"
+
+MODEL = """
+from pydantic import BaseModel, Field
+
+
+class Payload(BaseModel):
+    user_id: str
+    email: str
+    plan: str = "free"
+    seats: int = 1
+    tags: list[str] = Field(default_factory=list)
+"""
+
+MODULES = {
+    "glasswork": """
+from glasswork import define_module
+from glasswork.jobs import bootstrap_worker, define_job
+
+
+def send_welcome(payload: Payload) -> None:
+    return None
+
+
+welcome = define_job(name="send-welcome", handler=send_welcome, schema=Payload)
+handler = bootstrap_worker(module=define_module("cold", jobs=[welcome]))
+""",
+    "powertools": """
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record):
+    Payload.model_validate_json(record.body)
+
+
+def handler(event, context):
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+""",
+    "powertools-model": """
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from pydantic import Json
+
+
+class PayloadRecord(SqsRecordModel):
+    body: Json[Payload]
+
+
+processor = BatchProcessor(event_type=EventType.SQS, model=PayloadRecord)
+
+
+def record_handler(record: PayloadRecord) -> None:
+    return None
+
+
+def handler(event, context):
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+""",
+    "floor": """
+handler = Payload
+""",
+}
+
+LABELS = {
+    "glasswork": "Glasswork bootstrap_worker",
+    "powertools": "Powertools BatchProcessor",
+    "powertools-model": "Powertools BatchProcessor(model=)",
+    "floor": "floor (Python + pydantic model)",
+}
+#: What the ratio column divides by.
+PEER = "powertools"
+
+
+def source(name: str) -> str:
+    """The module: a clock started on its first line, the model, the contender, and the
+    init time printed (ms) once the handler exists."""
+    return (
+        "import time\n_started = time.perf_counter()\n"
+        + MODEL
+        + MODULES[name]
+        + "\nprint((time.perf_counter() - _started) * 1e3)\n"
+    )
+
+
+def run_once(path: Path) -> tuple[float, float]:
+    """(process ms, init ms) of one process running ``path``."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, cwd=path.parent
+    )
+    wall = (time.perf_counter() - started) * 1e3
+    if done.returncode != 0:
+        raise RuntimeError(f"{path.name} failed:\n{done.stderr}")
+    return wall, float(done.stdout.strip().splitlines()[-1])
+
+
+def available(name: str) -> str | None:
+    """Why ``name`` cannot run here (None: it can)."""
+    module = "aws_lambda_powertools" if name.startswith("powertools") else "glasswork"
+    try:
+        __import__(module)
+    except ImportError:
+        return f"not installed ({module})"
+    return None
+
+
+def measure(contenders: Sequence[str], runs: int) -> list[Row]:
+    rows: list[Row] = []
+    samples: dict[str, list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths: dict[str, Path] = {}
+        for name in contenders:
+            why = available(name)
+            if why is not None:
+                rows.append(skipped(BENCH, LABELS[name], why))
+                continue
+            paths[name] = Path(tmp, f"{name.replace('-', '_')}_function.py")
+            paths[name].write_text(source(name))
+            run_once(paths[name])  # compiles the .pyc files: a deployed function has them
+            samples[name] = []
+        for _ in range(runs):
+            for name, path in paths.items():
+                samples[name].append(run_once(path))
+    medians = {
+        name: (statistics.median(w for w, _ in s), statistics.median(i for _, i in s))
+        for name, s in samples.items()
+    }
+    peer = medians.get(PEER)
+    print(f"\n{'':<36}{'process ms':>12}{'init ms':>10}{'process ÷ peer':>16}{'init ÷ peer':>13}")
+    for name, (wall, init) in medians.items():
+        ratios = (
+            (f"{wall / peer[0]:.2f}x", f"{init / peer[1]:.2f}x") if peer is not None else ("", "")
+        )
+        print(f"{LABELS[name]:<36}{wall:>12.1f}{init:>10.1f}{ratios[0]:>16}{ratios[1]:>13}")
+        notes = f"median of {runs} processes; init (module only) {init:.1f} ms"
+        rows.append(
+            row(
+                BENCH,
+                LABELS[name],
+                "ms per process",
+                wall,
+                "ms",
+                median=wall,
+                runs=runs,
+                notes=notes,
+            )
+        )
+    print(f"(medians of {runs} runs each, interleaved; peer: {LABELS[PEER]})\n")
+    return rows
+
+
+def main(argv: Sequence[str]) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=None, help="processes per contender")
+    p.add_argument("--contenders", default=",".join(LABELS), help=f"from {', '.join(LABELS)}")
+    args = p.parse_args(argv)
+    runs = args.runs or (7 if args.quick else 21)
+    emit(measure(args.contenders.split(","), runs), args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
