@@ -527,3 +527,68 @@ def test_async_enqueues_write_the_status_too(aws: Aws, driver: SQSQueueDriver) -
         "pending",
         "pending",
     ]
+
+
+# -- what it costs ----------------------------------------------------------------------------
+
+
+def run_batch(driver: SQSQueueDriver, count: int) -> dict[str, int]:
+    """Enqueue ``count`` jobs one by one and ``count`` in a batch, run them as a Lambda batch
+    would (start all, finish all), and count the AWS requests of each step."""
+    jobs = JobService(driver)
+    driver.message_limit("default")  # read once per queue: not a cost per job
+    sqs, dynamodb = RequestCounter(driver.client), RequestCounter(driver.dynamodb)
+    for i in range(count):
+        jobs.enqueue(ping, {"n": i})
+    jobs.enqueue_many(ping, [{"n": i} for i in range(count)])
+    enqueued = [*sqs.calls, *dynamodb.calls]
+    sqs.calls.clear(), dynamodb.calls.clear()
+    received: list[ReceivedMessage] = []
+    deadline = time.monotonic() + 10
+    while len(received) < 2 * count and time.monotonic() < deadline:
+        received += driver.receive(max_messages=10, wait_seconds=1)
+    sqs.calls.clear()
+    assert all(driver.record_start_many(received))
+    driver.finish_many([(r, FinalStatus("done", result={"ok": True})) for r in received])
+    ran = [*sqs.calls, *dynamodb.calls]
+    return {f"enqueue:{op}": enqueued.count(op) for op in set(enqueued)} | {
+        f"run:{op}": ran.count(op) for op in set(ran)
+    }
+
+
+def test_requests_per_job_with_and_without_the_status_table(aws: Aws, url: str) -> None:
+    """What docs/sqs.md says a job costs: 10 single enqueues, a batch of 10, and a run of
+    the 20 as two Lambda batches of 10."""
+    without = run_batch(make_driver(aws, {"default": url}, status_table=None), 10)
+    assert without == {
+        "enqueue:SendMessage": 10,
+        "enqueue:SendMessageBatch": 1,
+        "run:DeleteMessageBatch": 2,
+    }
+    with_table = run_batch(make_driver(aws, {"default": url}), 10)
+    assert with_table == {
+        "enqueue:SendMessage": 10,
+        "enqueue:PutItem": 10,  # conditional
+        "enqueue:SendMessageBatch": 1,
+        "enqueue:TransactWriteItems": 1,  # 10 conditional puts
+        "run:UpdateItem": 20,  # record_start, side by side
+        "run:BatchWriteItem": 1,  # the 20 ends, 25 a request
+        "run:DeleteMessageBatch": 2,
+    }
+
+
+def test_record_start_many_refuses_only_the_cancelled(driver: SQSQueueDriver) -> None:
+    jobs = JobService(driver)
+    ids = [jobs.enqueue(ping, {"n": i}).job_id for i in range(5)]
+    driver.cancel(ids[2])
+    received: list[ReceivedMessage] = []
+    while len(received) < 5:
+        received += driver.receive(max_messages=10, wait_seconds=1)
+    started = dict(
+        zip(
+            [JobMessage.from_json(r.body).job_id for r in received],
+            driver.record_start_many(received),
+            strict=True,
+        )
+    )
+    assert started == {job_id: job_id != ids[2] for job_id in ids}

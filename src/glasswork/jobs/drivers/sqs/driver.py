@@ -462,6 +462,11 @@ class SQSQueueDriver(
         """One conditional ``UpdateItem`` before a run (none without a status table)."""
         return self.statuses.record_start(received)
 
+    def record_start_many(self, received: Sequence[ReceivedMessage]) -> list[bool]:
+        """:meth:`record_start` of each, the requests side by side (one round trip's wait
+        for a Lambda batch)."""
+        return self.statuses.record_start_many(received)
+
     def record_retry(self, received: ReceivedMessage, error: str, traceback: str | None) -> None:
         self.statuses.record_retry(received, error, traceback)
 
