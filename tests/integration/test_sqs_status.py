@@ -15,8 +15,8 @@ from glasswork.jobs import ConfigurationError, JobMessage, JobService, define_jo
 from glasswork.jobs.drivers.contract import capabilities_of
 from glasswork.jobs.drivers.records import FinalStatus, ReceivedMessage
 from glasswork.jobs.drivers.sqs import SQSQueueDriver, create_status_table
+from glasswork.jobs.drivers.sqs.job_items import TEXT_LIMIT
 from glasswork.jobs.drivers.sqs.scheduler import create_scheduler_handler, create_scheduler_table
-from glasswork.jobs.drivers.sqs.status import TEXT_LIMIT
 
 from .conftest import REGION, Aws
 from .test_sqs_driver_moto import RequestCounter
@@ -204,7 +204,7 @@ def test_a_redelivery_of_a_job_whose_end_was_recorded_does_not_start(
 
 
 def _ended(received: ReceivedMessage) -> tuple[Any, ...]:
-    from glasswork.jobs.drivers.sqs.status import Delivered
+    from glasswork.jobs.drivers.sqs.job_items import Delivered
 
     job = Delivered.of(received)
     assert job is not None
@@ -251,6 +251,34 @@ def test_a_dead_job_is_only_recorded_and_a_redriven_one_runs_again(
     assert driver.job_status(job.job_id).attempts == 2  # type: ignore[union-attr]
 
 
+def test_record_ends_records_without_deleting_even_from_fresh_delivery_objects(
+    aws: Aws, driver: SQSQueueDriver, url: str
+) -> None:
+    """The Lambda path: Lambda deletes a batch's finished records itself, and the worker
+    may build a new ReceivedMessage for the same record when it settles."""
+    job = JobService(driver).enqueue(ping, {})
+    received = receive_one(driver)
+    assert driver.record_start_many([received]) == [True]
+    fresh = ReceivedMessage(
+        received.body, received.receipt, received.attempt, received.queue, received.message_id
+    )
+    sqs, dynamodb = RequestCounter(driver.client), RequestCounter(driver.dynamodb)
+    assert driver.record_ends([(fresh, FinalStatus("done", result=[1, 2]))]) is True
+    assert (sqs.calls, dynamodb.calls) == ([], ["BatchWriteItem"])
+    status = driver.job_status(job.job_id)
+    assert status is not None and (status.state, status.result, status.attempts) == (
+        "done",
+        [1, 2],
+        1,
+    )
+    assert (
+        aws.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]["ApproximateNumberOfMessagesNotVisible"]
+        == "1"
+    )  # still Lambda's to delete
+
+
 def test_a_job_kept_zero_seconds_leaves_no_status(driver: SQSQueueDriver) -> None:
     jobs = JobService(driver)
     first, second = jobs.enqueue(ping, {}), jobs.enqueue(ping, {})
@@ -278,15 +306,16 @@ def test_a_result_too_large_for_an_item_is_not_kept_and_the_error_says_why(
 
 
 def test_finish_without_a_recorded_start_here_keeps_the_attempt_count(
-    driver: SQSQueueDriver,
+    aws: Aws, driver: SQSQueueDriver
 ) -> None:
     """Another process recorded the start: the end is an update, not a whole item."""
     job = JobService(driver).enqueue(ping, {})
     received = receive_one(driver)
-    driver.record_start(received)
-    received.attributes.clear()
-    received.attributes["queue_url"] = driver.queue_url("default")
+    other = make_driver(aws, driver.queues)  # another process, say
+    assert other.record_start(received)
+    counter = RequestCounter(driver.dynamodb)
     driver.finish(received, FinalStatus("failed", error="discarded"))
+    assert counter.calls == ["UpdateItem"]
     status = driver.job_status(job.job_id)
     assert status is not None and (status.state, status.attempts, status.error) == (
         "failed",
@@ -483,6 +512,8 @@ def test_without_a_status_table_asking_says_how_to_enable_it_and_running_costs_n
     driver.record_progress("x", 0.5, None)
     driver.record_retry(received, "boom", None)
     assert driver.cancel_requested(["x"]) == set()
+    assert driver.record_start_many([received]) == [True]
+    assert driver.record_ends([(received, FinalStatus("done"))]) is True
     driver.finish_many([(received, FinalStatus("done", result=1))])
     assert dynamodb.calls == []
     assert sqs.calls == ["DeleteMessageBatch"]  # finishing is acknowledging

@@ -6,7 +6,8 @@ One collaborator per module: :mod:`.driver` (configuration and where each enqueu
 :mod:`.dead_letters` (DLQs), :mod:`.unique` (the unique-key table), :mod:`.fifo`,
 :mod:`.lookup` (finding a job), :mod:`.problems` (AWS setup mistakes as what to fix),
 :mod:`.scheduler` (the DynamoDB delay table and its handler), :mod:`.status` (the
-DynamoDB status table: a job's life, cancellation) and :mod:`.history` (reading it back),
+DynamoDB status table: a job's life, cancellation), :mod:`.job_items` (its items and
+requests) and :mod:`.history` (reading it back),
 :mod:`.async_enqueuer` (aiobotocore). Loaded on first use, so that boto3 is imported only
 by code that sends.
 """

@@ -29,7 +29,6 @@ from ..records import EnqueueBatchError, EnqueueResult, FailedEnqueue
 from .driver import SQSQueueDriver
 from .producing import refuse_priority
 from .sending import BatchSend, send_error, sent
-from .status import StatusTable
 from .unique import is_condition_failure
 
 #: Connections per client: enough for a web app's concurrent requests to enqueue at once.
@@ -194,9 +193,9 @@ class AsyncSQSEnqueuer:
 
     async def _record(self, messages: Sequence[JobMessage], due: float | None) -> list[str]:
         """Write the status of ``messages`` (with a status table; see
-        :meth:`.status.StatusTable.enqueued`): the job ids written."""
-        statuses = self.driver.statuses
-        if not isinstance(statuses, StatusTable):
+        :meth:`.status.EnqueueStatuses.enqueued`): the job ids written."""
+        statuses = self.driver.producer.statuses
+        if statuses is None:
             return []
         if len(messages) > 1:
             return await asyncio.to_thread(statuses.enqueued, messages, due)
@@ -213,8 +212,8 @@ class AsyncSQSEnqueuer:
         return [message.job_id]
 
     async def _forget(self, job_ids: list[str]) -> None:
-        statuses = self.driver.statuses
-        if job_ids and isinstance(statuses, StatusTable):
+        statuses = self.driver.producer.statuses
+        if job_ids and statuses is not None:
             await asyncio.to_thread(statuses.forget, job_ids)
 
     # -- unique keys ----------------------------------------------------------------------------

@@ -181,17 +181,14 @@ class SQSQueueDriver(
             retention=scheduler_retention,
         )
         self.consumer = consumer = SQSConsumer(directory, clients)
-        self.statuses: StatusTable | NoStatusTable = (
-            StatusTable(status_table, clients, consumer)
-            if status_table
-            else NoStatusTable(consumer, settings)
-        )
+        table = StatusTable(status_table, clients, consumer) if status_table else None
+        self.statuses: StatusTable | NoStatusTable = table or NoStatusTable(consumer, settings)
         self.producer = Producer(
             directory=directory,
             sender=self.sender,
             delays=self.delays,
             unique_keys=self.unique_keys,
-            statuses=self.statuses,
+            statuses=table.at_enqueue if table is not None else None,
             settings=settings,
         )
         self.dead_letter_admin = SQSDeadLetters(directory, clients, self.unique_keys)
@@ -477,6 +474,11 @@ class SQSQueueDriver(
         """Record the end, then delete the message (as :meth:`ack`; a dead one only
         records). Without a status table: :meth:`ack`."""
         self.statuses.finish(received, final)
+
+    def record_ends(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> bool:
+        """Record how the jobs ended without deleting their messages (the Lambda service
+        deletes a batch's finished records itself); nothing without a status table."""
+        return self.statuses.record_ends(finished)
 
     def finish_many(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> None:
         """:meth:`finish` of each: one ``BatchWriteItem`` per 25, one

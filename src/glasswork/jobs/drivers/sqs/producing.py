@@ -17,7 +17,7 @@ from .delays import DelayTable
 from .problems import Settings
 from .queues import QueueDirectory
 from .sending import Sender
-from .status import NoStatusTable, StatusTable
+from .status import EnqueueStatuses
 from .unique import UniqueKeys
 
 logger = logging.getLogger("glasswork.jobs")
@@ -34,7 +34,7 @@ class Producer:
         sender: Sender,
         delays: DelayTable,
         unique_keys: UniqueKeys | None,
-        statuses: StatusTable | NoStatusTable,
+        statuses: EnqueueStatuses | None,
         settings: Settings,
     ) -> None:
         self.directory = directory
@@ -53,7 +53,8 @@ class Producer:
         taken = self.claim([message], delay)
         written: list[str] = []
         try:
-            written = self.statuses.enqueued([message], due if delay > 0 else None)
+            if self.statuses is not None:
+                written = self.statuses.enqueued([message], due if delay > 0 else None)
             if delay <= 0:
                 return self.sender.send(message, 0)
             if self.directory.accepts_delay(message.queue, delay):
@@ -61,7 +62,7 @@ class Producer:
             return self.delays.schedule(message, due)
         except BaseException:
             self.unclaim(taken)
-            self.statuses.forget(written)
+            self.forget(written)
             raise
 
     def enqueue_many(
@@ -74,19 +75,20 @@ class Producer:
         taken = self.claim(messages, delay_seconds)
         written: list[str] = []
         try:
-            due = time.time() + delay_seconds if delay_seconds > 0 else None
-            written = self.statuses.enqueued(messages, due)
+            if self.statuses is not None:
+                due = time.time() + delay_seconds if delay_seconds > 0 else None
+                written = self.statuses.enqueued(messages, due)
             failed = self._send_planned(messages, delay_seconds, batched, scheduled, results)
         except BaseException:
             self.unclaim(taken)
             sent_ids = {r.job_id for r in results if r is not None}
-            self.statuses.forget(job_id for job_id in written if job_id not in sent_ids)
+            self.forget([job_id for job_id in written if job_id not in sent_ids])
             raise
         sent = [r for r in results if r is not None]
         if failed:
             failed_ids = {f.job_id for f in failed}
             self.unclaim([m for m in taken if m.job_id in failed_ids])
-            self.statuses.forget(job_id for job_id in written if job_id in failed_ids)
+            self.forget([job_id for job_id in written if job_id in failed_ids])
             raise EnqueueBatchError(failed, sent, 1 + max(0, self.sender.batch_retries))
         return sent
 
@@ -120,6 +122,11 @@ class Producer:
             for chunk in self.sender.chunks(url, messages, indexes):
                 failed.extend(self.sender.send_chunk(url, messages, chunk, delay_seconds, results))
         return failed
+
+    def forget(self, written: list[str]) -> None:
+        """Delete the statuses written for jobs that were not sent."""
+        if written and self.statuses is not None:
+            self.statuses.forget(written)
 
     # -- unique keys -------------------------------------------------------------------------
 

@@ -29,20 +29,16 @@ when a delay ends.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
+import threading
 import time
-import zlib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ...aws.errors import CONDITION_FAILED, error_code
+from ...aws.errors import error_code
 from ...aws.expressions import expression
 from ...aws.tables import Index, dynamodb_client, ensure_table
 from ...errors import ConfigurationError, EnqueueError
@@ -50,382 +46,19 @@ from ...message import JobMessage
 from ..records import FinalStatus, JobStatus, ReceivedMessage
 from .clients import Clients
 from .consuming import SQSConsumer
-from .history import (
-    HISTORY_ATTRIBUTES,
-    HISTORY_INDEX,
-    HISTORY_SHARDS,
-    TTL_ATTRIBUTE,
-    StatusHistory,
-    status_of,
-)
+from .history import HISTORY_ATTRIBUTES, HISTORY_INDEX, TTL_ATTRIBUTE, StatusHistory, status_of
+from .job_items import Delivered, StatusRequests, is_condition_failure
 from .problems import Settings
 
 logger = logging.getLogger("glasswork.jobs")
 
-#: How long the status of a job that has not ended is kept past its due time or last run:
-#: SQS's longest message retention, after which no message of it can arrive.
-LIVE_SECONDS = 14 * 86400
-#: Bytes kept of an error (its start) and of a traceback (its end).
-TEXT_LIMIT = 8192
-#: The largest result kept (JSON bytes); DynamoDB items hold 400 KB.
-RESULT_LIMIT = 350_000
 #: Items per TransactWriteItems, BatchWriteItem and BatchGetItem request (DynamoDB's limits).
 TRANSACT_BATCH, WRITE_BATCH, READ_BATCH = 100, 25, 100
 #: Starts recorded side by side by record_start_many (a Lambda batch holds up to 10).
 START_THREADS = 10
-#: Where record_start leaves the attempt count for finish (in ReceivedMessage.attributes).
-ATTEMPTS_SEEN = "glasswork.attempts"
-
+#: Runs whose attempt count a store remembers between their start and end, at most.
+REMEMBERED_RUNS = 10_000
 _RETRIED = 5
-
-
-def shard_of(job_id: str) -> str:
-    """The history-index partition of a job."""
-    return str(zlib.crc32(job_id.encode("utf-8")) % HISTORY_SHARDS)
-
-
-def updated_key(at: float, job_id: str) -> str:
-    """The history index's sort key: epoch milliseconds, zero-padded so text order is time
-    order, then the job id to make it unique."""
-    return f"{int(at * 1000):015d}#{job_id}"
-
-
-def _n(value: float) -> dict[str, str]:
-    return {"N": str(value) if isinstance(value, int) else f"{value:.6f}"}
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _states(*states: str) -> dict[str, Any]:
-    return {f":{state}": _s(state) for state in states}
-
-
-def trim_start(text: str) -> str:
-    """``text`` cut to its first :data:`TEXT_LIMIT` bytes."""
-    raw = text.encode("utf-8")
-    return text if len(raw) <= TEXT_LIMIT else raw[:TEXT_LIMIT].decode("utf-8", "ignore") + "…"
-
-
-def trim_end(text: str) -> str:
-    """``text`` cut to its last :data:`TEXT_LIMIT` bytes (a traceback's end says most)."""
-    raw = text.encode("utf-8")
-    return text if len(raw) <= TEXT_LIMIT else "…" + raw[-TEXT_LIMIT:].decode("utf-8", "ignore")
-
-
-@dataclass(frozen=True, slots=True)
-class Delivered:
-    """Who a delivery's job is, read off its body (a malformed body has none)."""
-
-    job_id: str
-    job_name: str
-    queue: str
-    enqueued_at: float | None
-
-    @classmethod
-    def of(cls, received: ReceivedMessage) -> Delivered | None:
-        try:
-            data = json.loads(received.body)
-        except ValueError:
-            return None
-        if not isinstance(data, dict):
-            return None
-        job_id = data.get("jobId", data.get("job_id"))
-        if not isinstance(job_id, str) or not job_id:
-            return None
-        name = data.get("jobName", data.get("job_name"))
-        queue = data.get("queue")
-        return cls(
-            job_id,
-            name if isinstance(name, str) else "?",
-            queue if isinstance(queue, str) else received.queue,
-            _epoch(data.get("enqueuedAt", data.get("enqueued_at"))),
-        )
-
-
-def _epoch(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
-
-
-def result_text(final: FinalStatus) -> tuple[str | None, str | None]:
-    """The result as stored (JSON text) and the error to keep: a result that is not JSON,
-    or too large for an item, is not kept, and the error says so (the job still ran)."""
-    if final.state != "done" or final.result is None:
-        return None, final.error
-    try:
-        text = json.dumps(final.result, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        return None, f"the result could not be stored: it is not JSON ({exc})"
-    size = len(text.encode("utf-8"))
-    if size > RESULT_LIMIT:
-        return None, (
-            f"the result could not be stored: {size} bytes of JSON, over the status table's "
-            f"{RESULT_LIMIT} (a DynamoDB item holds 400 KB)"
-        )
-    return text, final.error
-
-
-class StatusRequests:
-    """The requests on the status table ``table_name``: built here, sent by the sync store
-    (:class:`StatusTable`) or the async enqueuer (aiobotocore)."""
-
-    #: An enqueue writes a status unless one lives: a job the scheduler sends on, a tombstone,
-    #: or the same job sent twice. A job id enqueued anew after its job ended starts afresh.
-    ENQUEUE_CONDITION = (
-        "attribute_not_exists(#job_id) OR #expires_at < :now OR "
-        "(#state IN (:done, :failed, :dead) AND #enqueued_at <> :enqueued_at)"
-    )
-    #: A run starts unless the job was cancelled or its end was recorded; a dead job runs
-    #: again only from another message (a redriven dead letter), not a redelivery.
-    START_CONDITION = (
-        "attribute_not_exists(#job_id) OR #expires_at < :now OR "
-        "#state IN (:scheduled, :pending, :running, :retrying) OR "
-        "(#state = :dead AND (attribute_not_exists(#message_id) OR #message_id <> :message_id))"
-    )
-
-    def __init__(self, table_name: str) -> None:
-        self.table_name = table_name
-
-    def key(self, job_id: str) -> dict[str, Any]:
-        return {"job_id": _s(job_id)}
-
-    def enqueued(self, message: JobMessage, due: float | None, now: float) -> dict[str, Any]:
-        """The conditional ``PutItem`` of a job sent now (``due`` None) or delayed."""
-        enqueued = message.enqueued_at.timestamp() if message.enqueued_at else now
-        item = {
-            "job_id": _s(message.job_id),
-            "shard": _s(shard_of(message.job_id)),
-            "updated": _s(updated_key(now, message.job_id)),
-            "state": _s("scheduled" if due is not None else "pending"),
-            "job_name": _s(message.job_name),
-            "queue": _s(message.queue),
-            "enqueued_at": _n(enqueued),
-            "attempts": _n(0),
-            TTL_ATTRIBUTE: _n(math.ceil(max(now, due or now) + LIVE_SECONDS)),
-        }
-        if due is not None:
-            item["due_at"] = _n(due)
-        values = {
-            ":now": _n(now),
-            ":enqueued_at": _n(enqueued),
-            **_states("done", "failed", "dead"),
-        }
-        return {
-            "TableName": self.table_name,
-            "Item": item,
-            **expression(values, ConditionExpression=self.ENQUEUE_CONDITION),
-        }
-
-    def forget(self, job_id: str) -> dict[str, Any]:
-        """The ``DeleteItem`` of the status of a job whose send failed (if it never ran)."""
-        return {
-            "TableName": self.table_name,
-            "Key": self.key(job_id),
-            **expression(
-                {":zero": _n(0), **_states("scheduled", "pending")},
-                ConditionExpression="#state IN (:scheduled, :pending) AND #attempts = :zero",
-            ),
-        }
-
-    def start(self, job: Delivered, message_id: str, now: float) -> dict[str, Any]:
-        """The conditional ``UpdateItem`` that records a run's start (see
-        :data:`START_CONDITION`); it returns the new attempt count."""
-        values = {
-            ":now": _n(now),
-            ":zero": _n(0),
-            ":one": _n(1),
-            ":updated": _s(updated_key(now, job.job_id)),
-            ":live": _n(math.ceil(now + LIVE_SECONDS)),
-            ":message_id": _s(message_id),
-            ":job_name": _s(job.job_name),
-            ":queue": _s(job.queue),
-            ":enqueued_at": _n(job.enqueued_at if job.enqueued_at is not None else now),
-            ":shard": _s(shard_of(job.job_id)),
-            **_states("scheduled", "pending", "running", "retrying", "dead"),
-        }
-        update = (
-            "SET #state = :running, #attempts = if_not_exists(#attempts, :zero) + :one, "
-            "#updated = :updated, #expires_at = :live, #message_id = :message_id, "
-            "#job_name = if_not_exists(#job_name, :job_name), "
-            "#queue = if_not_exists(#queue, :queue), "
-            "#enqueued_at = if_not_exists(#enqueued_at, :enqueued_at), "
-            "#shard = if_not_exists(#shard, :shard)"
-        )
-        return {
-            "TableName": self.table_name,
-            "Key": self.key(job.job_id),
-            "ReturnValues": "UPDATED_NEW",
-            **expression(values, UpdateExpression=update, ConditionExpression=self.START_CONDITION),
-        }
-
-    def retry(self, job_id: str, error: str, traceback: str | None, now: float) -> dict[str, Any]:
-        """The ``UpdateItem`` of a failed run that will be retried (unless the job ended)."""
-        values = {
-            ":retrying": _s("retrying"),
-            ":error": _s(trim_start(error)),
-            ":traceback": _s(trim_end(traceback or "")),
-            ":updated": _s(updated_key(now, job_id)),
-            ":live": _n(math.ceil(now + LIVE_SECONDS)),
-            **_states("done", "failed", "dead", "cancelled"),
-        }
-        update = "SET #state = :retrying, #error = :error, #updated = :updated, #expires_at = :live"
-        update += ", #traceback = :traceback" if traceback else " REMOVE #traceback"
-        condition = (
-            "attribute_exists(#job_id) AND attribute_not_exists(#cancel_requested) AND "
-            "NOT (#state IN (:done, :failed, :dead, :cancelled))"
-        )
-        return {
-            "TableName": self.table_name,
-            "Key": self.key(job_id),
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            **expression(values, UpdateExpression=update, ConditionExpression=condition),
-        }
-
-    def cancel_failed(
-        self, job_id: str, error: str, traceback: str | None, now: float
-    ) -> dict[str, Any]:
-        """The ``UpdateItem`` for a run that failed after it was asked to stop: the job is
-        cancelled rather than retried (a tombstone for the message the worker hands back)."""
-        values = {
-            ":cancelled": _s("cancelled"),
-            ":running": _s("running"),
-            ":error": _s(
-                trim_start(f"cancelled while running; the failed run is not retried: {error}")
-            ),
-            ":traceback": _s(trim_end(traceback or "")),
-            ":updated": _s(updated_key(now, job_id)),
-            ":live": _n(math.ceil(now + LIVE_SECONDS)),
-        }
-        update = (
-            "SET #state = :cancelled, #error = :error, #updated = :updated, #expires_at = :live"
-        )
-        update += ", #traceback = :traceback" if traceback else ""
-        update += " REMOVE #cancel_requested" + ("" if traceback else ", #traceback")
-        return {
-            "TableName": self.table_name,
-            "Key": self.key(job_id),
-            **expression(values, UpdateExpression=update, ConditionExpression="#state = :running"),
-        }
-
-    def progress(
-        self, job_id: str, fraction: float, note: str | None, now: float
-    ) -> dict[str, Any]:
-        """The ``UpdateItem`` of a running job's progress."""
-        values = {
-            ":progress": _n(min(1.0, max(0.0, float(fraction)))),
-            ":note": _s(trim_start(note or "")),
-            ":updated": _s(updated_key(now, job_id)),
-            ":running": _s("running"),
-        }
-        update = "SET #progress = :progress, #updated = :updated"
-        update += ", #progress_note = :note" if note else " REMOVE #progress_note"
-        return {
-            "TableName": self.table_name,
-            "Key": self.key(job_id),
-            **expression(values, UpdateExpression=update, ConditionExpression="#state = :running"),
-        }
-
-    def ended_item(
-        self, job: Delivered, message_id: str, attempts: int, final: FinalStatus, now: float
-    ) -> dict[str, Any]:
-        """The whole item of a job that ended, written over what was there (a ``PutItem``,
-        so that a batch of them is one ``BatchWriteItem``)."""
-        result, error = result_text(final)
-        item = {
-            "job_id": _s(job.job_id),
-            "shard": _s(shard_of(job.job_id)),
-            "updated": _s(updated_key(now, job.job_id)),
-            "state": _s(final.state),
-            "job_name": _s(job.job_name),
-            "queue": _s(job.queue),
-            "attempts": _n(attempts),
-            "message_id": _s(message_id),
-            TTL_ATTRIBUTE: _n(math.ceil(now + final.keep_for)),
-        }
-        optional = {
-            "enqueued_at": _n(job.enqueued_at) if job.enqueued_at is not None else None,
-            "progress": _n(final.progress) if final.progress is not None else None,
-            "progress_note": _s(trim_start(final.progress_note)) if final.progress_note else None,
-            "result": _s(result) if result is not None else None,
-            "error": _s(trim_start(error)) if error else None,
-            "traceback": _s(trim_end(final.traceback)) if final.traceback else None,
-        }
-        item.update((name, value) for name, value in optional.items() if value is not None)
-        return item
-
-    def ended_update(
-        self, job: Delivered, message_id: str, final: FinalStatus, now: float
-    ) -> dict[str, Any]:
-        """The ``UpdateItem`` that records a job's end when its attempt count is not known
-        here (its start was recorded by another process): everything but the count."""
-        item = self.ended_item(job, message_id, 0, final, now)
-        del item["job_id"], item["attempts"]
-        sets = [f"#{name} = :{name}" for name in item]
-        removed = [
-            f"#{name}"
-            for name in ("progress", "progress_note", "result", "error", "traceback", "due_at")
-            if name not in item
-        ]
-        update = "SET " + ", ".join(sets) + ", #attempts = if_not_exists(#attempts, :one)"
-        update += " REMOVE " + ", ".join([*removed, "#cancel_requested"])
-        values = {f":{name}": value for name, value in item.items()} | {":one": _n(1)}
-        return {
-            "TableName": self.table_name,
-            "Key": self.key(job.job_id),
-            **expression(values, UpdateExpression=update),
-        }
-
-    def cancel_waiting(self, job_id: str, reason: str, now: float) -> dict[str, Any]:
-        """The ``UpdateItem`` that cancels a job still waiting: it becomes a tombstone, kept
-        as long as its message may arrive. The old item comes back when it fails."""
-        values = {
-            ":cancelled": _s("cancelled"),
-            ":reason": _s(trim_start(reason)),
-            ":updated": _s(updated_key(now, job_id)),
-            ":now": _n(now),
-            **_states("scheduled", "pending", "retrying"),
-        }
-        return {
-            "TableName": self.table_name,
-            "Key": self.key(job_id),
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            **expression(
-                values,
-                UpdateExpression="SET #state = :cancelled, #error = :reason, #updated = :updated",
-                ConditionExpression=(
-                    "#state IN (:scheduled, :pending, :retrying) AND #expires_at > :now"
-                ),
-            ),
-        }
-
-    def cancel_running(self, job_id: str, now: float) -> dict[str, Any]:
-        """The ``UpdateItem`` that asks a running job to stop."""
-        values = {
-            ":yes": {"BOOL": True},
-            ":running": _s("running"),
-            ":updated": _s(updated_key(now, job_id)),
-            ":now": _n(now),
-        }
-        return {
-            "TableName": self.table_name,
-            "Key": self.key(job_id),
-            **expression(
-                values,
-                UpdateExpression="SET #cancel_requested = :yes, #updated = :updated",
-                ConditionExpression="#state = :running AND #expires_at > :now",
-            ),
-        }
-
-
-def is_condition_failure(exc: BaseException) -> bool:
-    return error_code(exc) == CONDITION_FAILED
 
 
 class NoStatusTable:
@@ -451,12 +84,6 @@ class NoStatusTable:
             f"the sqs:// URL ({where}); create it with create_status_table(...)"
         )
 
-    def enqueued(self, messages: Sequence[JobMessage], due: float | None) -> list[str]:
-        return []
-
-    def forget(self, job_ids: Iterable[str]) -> None:
-        return None
-
     def record_start(self, received: ReceivedMessage) -> bool:
         return True
 
@@ -478,6 +105,9 @@ class NoStatusTable:
         if acked:
             self.consumer.ack_many(acked)
 
+    def record_ends(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> bool:
+        return True
+
     def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
         return set()  # nothing can have been asked: cancel() needs the table
 
@@ -491,24 +121,39 @@ class NoStatusTable:
         raise self.unavailable()
 
 
-class StatusTable:
-    """The statuses of one driver's jobs in the DynamoDB table ``table_name`` (see the
-    module), on the driver's clients; finishing deletes messages through its ``consumer``."""
+class RunsStarted:
+    """The attempt count of each run a store recorded the start of, by SQS message id, until
+    its end is recorded (so the end is a whole item, which batches; a run whose count is
+    not here ends in an ``UpdateItem``). At most :data:`REMEMBERED_RUNS`, oldest forgotten."""
 
-    enabled = True
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._attempts: dict[str, int] = {}
 
-    def __init__(self, table_name: str, clients: Clients, consumer: SQSConsumer) -> None:
-        self.table_name = table_name
-        self.requests = StatusRequests(table_name)
+    def started(self, message_id: str, attempts: int) -> None:
+        with self._lock:
+            self._attempts.pop(message_id, None)
+            self._attempts[message_id] = attempts
+            if len(self._attempts) > REMEMBERED_RUNS:
+                del self._attempts[next(iter(self._attempts))]
+
+    def ended(self, message_id: str) -> int | None:
+        with self._lock:
+            return self._attempts.pop(message_id, None)
+
+
+class EnqueueStatuses:
+    """The statuses a driver's enqueues write in the status table (see
+    :data:`~.job_items.StatusRequests.ENQUEUE_CONDITION`), on its clients."""
+
+    def __init__(self, requests: StatusRequests, clients: Clients) -> None:
+        self.table_name = requests.table_name
+        self.requests = requests
         self.clients = clients
-        self.consumer = consumer
-        self.history = StatusHistory(table_name, clients)
-        self._pool: ThreadPoolExecutor | None = None
 
-    def __repr__(self) -> str:
-        return f"StatusTable({self.table_name!r})"
-
-    # -- producing -------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        return self.clients.dynamodb
 
     def enqueued(self, messages: Sequence[JobMessage], due: float | None) -> list[str]:
         """Write the status of ``messages`` before they are sent (``due``: when delayed
@@ -588,6 +233,26 @@ class StatusTable:
                         exc,
                     )
 
+
+class StatusTable:
+    """The statuses of one driver's jobs in the DynamoDB table ``table_name`` (see the
+    module), on the driver's clients; finishing deletes messages through its ``consumer``."""
+
+    enabled = True
+
+    def __init__(self, table_name: str, clients: Clients, consumer: SQSConsumer) -> None:
+        self.table_name = table_name
+        self.requests = requests = StatusRequests(table_name)
+        self.clients = clients
+        self.at_enqueue = EnqueueStatuses(requests, clients)
+        self.consumer = consumer
+        self.history = StatusHistory(table_name, clients)
+        self._pool: ThreadPoolExecutor | None = None
+        self._runs = RunsStarted()
+
+    def __repr__(self) -> str:
+        return f"StatusTable({self.table_name!r})"
+
     # -- the worker's side -----------------------------------------------------------------
 
     @property
@@ -609,7 +274,7 @@ class StatusTable:
             raise
         attempts = response.get("Attributes", {}).get("attempts", {}).get("N")
         if attempts is not None:
-            received.attributes[ATTEMPTS_SEEN] = int(attempts)
+            self._runs.started(received.message_id, int(attempts))
         return True
 
     def record_start_many(self, received: Sequence[ReceivedMessage]) -> list[bool]:
@@ -628,6 +293,7 @@ class StatusTable:
         job = Delivered.of(received)
         if job is None:
             return
+        self._runs.ended(received.message_id)
         now = time.time()
         try:
             self.client.update_item(**self.requests.retry(job.job_id, error, traceback, now))
@@ -657,8 +323,25 @@ class StatusTable:
         self.finish_many([(received, final)])
 
     def finish_many(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> None:
-        """Record how the jobs ended, one ``BatchWriteItem`` per 25 (a job kept 0 seconds
-        is deleted), then delete their messages, one ``DeleteMessageBatch`` per 10."""
+        """Record how the jobs ended (:meth:`record_ends`), then delete their messages, one
+        ``DeleteMessageBatch`` per 10 (a ``dead`` one only records)."""
+        # The end is written before the messages are deleted. Dying between the two leaves
+        # a message whose job has ended: SQS delivers it again, record_start refuses it
+        # (the end is recorded) and the worker deletes it without running it. The other
+        # order could leave a finished job shown as running; and writing done only after
+        # the handler returned means a status never says done for a job that did not
+        # finish. An end that could not be written does not keep the messages: the jobs
+        # ran, and must not run again (their status shows their last state meanwhile).
+        self.record_ends(finished)
+        acked = [received for received, final in finished if final.state != "dead"]
+        if acked:
+            self.consumer.ack_many(acked)
+
+    def record_ends(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> bool:
+        """Record how the jobs ended, deleting no message (the Lambda service deletes a
+        batch's finished messages itself): one ``BatchWriteItem`` per 25 (a job kept 0
+        seconds is deleted), or an ``UpdateItem`` each for jobs whose start another process
+        recorded. False (logged) when DynamoDB did not take them."""
         now = time.time()
         writes: dict[str, dict[str, Any]] = {}  # by job id: a job delivered twice, once
         updates: list[dict[str, Any]] = []
@@ -666,21 +349,14 @@ class StatusTable:
             job = Delivered.of(received)
             if job is None:
                 continue
-            attempts = received.attributes.get(ATTEMPTS_SEEN)
+            attempts = self._runs.ended(received.message_id)
             if final.keep_for <= 0:
                 writes[job.job_id] = {"DeleteRequest": {"Key": self.requests.key(job.job_id)}}
-            elif isinstance(attempts, int):
+            elif attempts is not None:
                 item = self.requests.ended_item(job, received.message_id, attempts, final, now)
                 writes[job.job_id] = {"PutRequest": {"Item": item}}
             else:
                 updates.append(self.requests.ended_update(job, received.message_id, final, now))
-        # The end is written before the messages are deleted. Dying between the two leaves
-        # a message whose job has ended: SQS delivers it again, record_start refuses it
-        # (the end is recorded) and the worker deletes it without running it. The other
-        # order could leave a finished job shown as running, and a status must never say
-        # done for a job that did not finish, which writing done only after the handler
-        # returned guarantees. A write that fails does not keep the messages: the jobs ran,
-        # and must not run again.
         try:
             self._write(list(writes.values()))
             for request in updates:
@@ -693,9 +369,8 @@ class StatusTable:
                 self.table_name,
                 exc_info=True,
             )
-        acked = [received for received, final in finished if final.state != "dead"]
-        if acked:
-            self.consumer.ack_many(acked)
+            return False
+        return True
 
     def _write(self, entries: list[dict[str, Any]]) -> None:
         """``BatchWriteItem`` 25 at a time, retrying what DynamoDB leaves unprocessed."""
