@@ -78,6 +78,7 @@ EXPECTED = {
         "run_steps",
         "native_async",
         "setup_check",
+        "status",
     ),
 }
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from glasswork.jobs.drivers.sqs.history import HISTORY_ATTRIBUTES, HISTORY_INDEX
 from glasswork.jobs.drivers.sqs.scheduler import TTL_ATTRIBUTE
 
 yaml = pytest.importorskip("yaml")
@@ -73,7 +74,10 @@ def test_scheduler_runs_every_minute(resources: dict) -> None:
 
 def test_scheduler_may_make_the_calls_a_pass_makes(resources: dict) -> None:
     policies = resources["SchedulerFunction"]["Properties"]["Policies"]
-    [statement] = [s for p in policies if "Statement" in p for s in p["Statement"]]
+    statements = [s for p in policies if "Statement" in p for s in p["Statement"]]
+    [statement] = [s for s in statements if s["Resource"] == {"GetAtt": "ScheduledJobsTable.Arn"}]
+    [status] = [s for s in statements if s["Resource"] == {"GetAtt": "JobStatusTable.Arn"}]
+    assert status["Action"] == "dynamodb:PutItem"  # the jobs it sends on find their status
     # Query for due items, UpdateItem for claims (alone or in a TransactWriteItems, which
     # has no action of its own), BatchWriteItem for the deletes.
     assert set(statement["Action"]) == {
@@ -93,6 +97,16 @@ def test_table_matches_the_scheduler_schema(resources: dict) -> None:
         {"AttributeName": "pk", "KeyType": "HASH"},
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+
+
+def test_status_table_matches_the_status_schema(resources: dict) -> None:
+    table = resources["JobStatusTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
+    [index] = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == HISTORY_INDEX
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["shard", "updated"]
+    assert tuple(index["Projection"]["NonKeyAttributes"]) == HISTORY_ATTRIBUTES
     assert table["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
 
 

@@ -55,4 +55,6 @@ def make_driver() -> SQSQueueDriver:
         # Optional: names the DLQ outright instead of reading the queue's redrive policy.
         dead_letter_queues={"default": os.environ["JOB_DLQ_URL"]},
         scheduler_table=os.environ["SCHEDULED_JOBS_TABLE"],
+        # Job status, results and cancellation (JobService.status/wait/cancel).
+        status_table=os.environ.get("JOB_STATUS_TABLE"),
     )

@@ -5,8 +5,11 @@ One collaborator per module: :mod:`.driver` (configuration and where each enqueu
 :mod:`.sending` (batches), :mod:`.consuming` (receive, ack, nack, leases),
 :mod:`.dead_letters` (DLQs), :mod:`.unique` (the unique-key table), :mod:`.fifo`,
 :mod:`.lookup` (finding a job), :mod:`.problems` (AWS setup mistakes as what to fix),
-:mod:`.scheduler` (the DynamoDB delay table and its handler), :mod:`.async_enqueuer`
-(aiobotocore). Loaded on first use, so that boto3 is imported only by code that sends.
+:mod:`.scheduler` (the DynamoDB delay table and its handler), :mod:`.status` (the
+DynamoDB status table: a job's life, cancellation), :mod:`.job_items` (its items and
+requests) and :mod:`.history` (reading it back),
+:mod:`.async_enqueuer` (aiobotocore). Loaded on first use, so that boto3 is imported only
+by code that sends.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ if TYPE_CHECKING:
         create_scheduler_table,
         run_scheduler,
     )
+    from .status import create_status_table
 
 __all__ = [
     "TABLE_SHARDS",
     "SQSQueueDriver",
     "create_scheduler_handler",
     "create_scheduler_table",
+    "create_status_table",
     "run_scheduler",
 ]
 
@@ -37,6 +42,7 @@ _LAZY = {
     "TABLE_SHARDS": ".scheduler",
     "create_scheduler_handler": ".scheduler",
     "create_scheduler_table": ".scheduler",
+    "create_status_table": ".status",
     "run_scheduler": ".scheduler",
 }
 

@@ -4,7 +4,9 @@
 Sends (``SendMessage``, ``SendMessageBatch``), queue size lookups and unique-key writes run
 on the event loop through aiobotocore, with the same request parameters as the sync driver.
 Writes to the DynamoDB scheduler table (delays SQS cannot hold) run the sync driver's code
-in a thread (``asyncio.to_thread``): they are one ``PutItem`` per long-delayed job.
+in a thread (``asyncio.to_thread``): they are one ``PutItem`` per long-delayed job. With a
+status table, an enqueue's status is one conditional ``PutItem`` on the loop; a batch's
+(``TransactWriteItems`` and their retries) runs the sync code in a thread.
 
 Clients are made on first use, on the running loop, and closed by :meth:`aclose`.
 """
@@ -25,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ...message import JobMessage
 from ..records import EnqueueBatchError, EnqueueResult, FailedEnqueue
 from .driver import SQSQueueDriver
+from .producing import refuse_priority
 from .sending import BatchSend, send_error, sent
 from .unique import is_condition_failure
 
@@ -109,9 +112,12 @@ class AsyncSQSEnqueuer:
 
     async def _route(self, message: JobMessage, delay: float, due: float) -> EnqueueResult:
         driver = self.driver
+        refuse_priority([message])
         sqs = await self._client("sqs")
         dynamodb, taken = await self._claim([message], delay)
+        written: list[str] = []
         try:
+            written = await self._record([message], due if delay > 0 else None)
             if delay <= 0:
                 return await self._send(sqs, message, 0)
             if driver.directory.accepts_delay(message.queue, delay):
@@ -121,6 +127,7 @@ class AsyncSQSEnqueuer:
             # Not sent, or not known to be (cancelled mid-call by a closing service): the
             # key is given back, so that no retry is refused for a job that may not exist.
             await self._unclaim(dynamodb, taken)
+            await self._forget(written)
             raise
 
     async def _send(self, sqs: Any, message: JobMessage, delay_seconds: float) -> EnqueueResult:
@@ -138,12 +145,16 @@ class AsyncSQSEnqueuer:
         self, messages: Sequence[JobMessage], delay_seconds: float = 0.0
     ) -> list[EnqueueResult]:
         driver = self.driver
+        refuse_priority(messages)
         results: list[EnqueueResult | None] = [None] * len(messages)
         batched, scheduled = driver.producer.plan_batch(messages, delay_seconds)
         sqs = await self._client("sqs")
         dynamodb, taken = await self._claim(messages, delay_seconds)
         failed: list[FailedEnqueue] = []
+        written: list[str] = []
         try:
+            due = time.time() + delay_seconds if delay_seconds > 0 else None
+            written = await self._record(messages, due)
             if scheduled:
                 due = time.time() + delay_seconds
                 failed = await asyncio.to_thread(
@@ -168,13 +179,42 @@ class AsyncSQSEnqueuer:
             # The jobs sent so far keep their keys; the others give theirs back.
             sent_ids = {r.job_id for r in results if r is not None}
             await self._unclaim(dynamodb, [m for m in taken if m.job_id not in sent_ids])
+            await self._forget([job_id for job_id in written if job_id not in sent_ids])
             raise
         sent = [r for r in results if r is not None]
         if failed:
             failed_ids = {f.job_id for f in failed}
             await self._unclaim(dynamodb, [m for m in taken if m.job_id in failed_ids])
+            await self._forget([job_id for job_id in written if job_id in failed_ids])
             raise EnqueueBatchError(failed, sent, 1 + max(0, driver.batch_retries))
         return sent
+
+    # -- status ---------------------------------------------------------------------------------
+
+    async def _record(self, messages: Sequence[JobMessage], due: float | None) -> list[str]:
+        """Write the status of ``messages`` (with a status table; see
+        :meth:`.status.EnqueueStatuses.enqueued`): the job ids written."""
+        statuses = self.driver.producer.statuses
+        if statuses is None:
+            return []
+        if len(messages) > 1:
+            return await asyncio.to_thread(statuses.enqueued, messages, due)
+        [message] = messages
+        dynamodb = await self._client("dynamodb")
+        try:
+            await dynamodb.put_item(**statuses.requests.enqueued(message, due, time.time()))
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return []  # its status lives already (see StatusRequests.ENQUEUE_CONDITION)
+            raise statuses.failure([message], exc) from exc
+        except BotoCoreError as exc:
+            raise statuses.failure([message], exc) from exc
+        return [message.job_id]
+
+    async def _forget(self, job_ids: list[str]) -> None:
+        statuses = self.driver.producer.statuses
+        if job_ids and statuses is not None:
+            await asyncio.to_thread(statuses.forget, job_ids)
 
     # -- unique keys ----------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from ..contract import (
     QueueDriver,
     RunSteps,
     SetupCheck,
+    StatusStore,
 )
 from ..records import (
     DeadLetterPage,
@@ -45,7 +46,9 @@ from ..records import (
     EnqueueBatchError,
     EnqueueResult,
     FailedEnqueue,
+    FinalStatus,
     FoundJob,
+    JobStatus,
     QueueStats,
     ReceivedMessage,
 )
@@ -64,6 +67,7 @@ from .problems import Settings
 from .producing import Producer
 from .queues import MAX_SQS_DELAY_SECONDS, QueueDirectory
 from .sending import Sender
+from .status import NoStatusTable, StatusTable
 from .unique import ReleaseUniqueKeys, UniqueKeys
 
 if TYPE_CHECKING:
@@ -97,6 +101,7 @@ class SQSQueueDriver(
     RunSteps,
     NativeAsync,
     SetupCheck,
+    StatusStore,
 ):
     """Send jobs to SQS queues and, for workers, receive, ack, nack and dead-letter them.
 
@@ -110,6 +115,13 @@ class SQSQueueDriver(
     serve) makes unique keys hold on every queue: a second enqueue of a pending key raises
     :class:`~glasswork.jobs.DuplicateJobError`, and the key is released when the job finishes
     or after ``unique_ttl`` past its due time (see :mod:`glasswork.jobs.drivers.sqs.unique`).
+
+    ``status_table`` (a DynamoDB table made by
+    :func:`~glasswork.jobs.drivers.sqs.status.create_status_table`) keeps each job's status,
+    result and cancellation (``JobService.status/wait/cancel``; see
+    :mod:`glasswork.jobs.drivers.sqs.status`). Without it the worker's status calls cost
+    nothing and asking for a status is a :class:`ConfigurationError` saying how to enable it.
+    SQS queues have no order: a job with a non-zero priority is refused.
 
     Each queue's size limit is its ``MaximumMessageSize``, read once per queue (262,144
     bytes when it cannot be read). ``client`` / ``dynamodb_client`` take ready boto3 clients
@@ -136,6 +148,7 @@ class SQSQueueDriver(
         batch_retries: int = 2,
         unique_table: str | None = None,
         unique_ttl: timedelta = timedelta(days=1),
+        status_table: str | None = None,
         url: str | None = None,
     ) -> None:
         self.settings = settings = Settings(url)
@@ -145,6 +158,7 @@ class SQSQueueDriver(
         self.scheduler_retention = scheduler_retention
         self.batch_retries = batch_retries
         self.unique_table = unique_table
+        self.status_table = status_table
         self.clients = clients = Clients(
             region=region,
             endpoint_url=endpoint_url,
@@ -166,14 +180,17 @@ class SQSQueueDriver(
             settings=settings,
             retention=scheduler_retention,
         )
+        self.consumer = consumer = SQSConsumer(directory, clients)
+        table = StatusTable(status_table, clients, consumer) if status_table else None
+        self.statuses: StatusTable | NoStatusTable = table or NoStatusTable(consumer, settings)
         self.producer = Producer(
             directory=directory,
             sender=self.sender,
             delays=self.delays,
             unique_keys=self.unique_keys,
+            statuses=table.at_enqueue if table is not None else None,
             settings=settings,
         )
-        self.consumer = SQSConsumer(directory, clients)
         self.dead_letter_admin = SQSDeadLetters(directory, clients, self.unique_keys)
         self.lookup = SQSJobLookup(self.dead_letter_admin, scheduler_table, clients)
 
@@ -183,6 +200,7 @@ class SQSQueueDriver(
             for k, v in (
                 ("scheduler_table", self.scheduler_table),
                 ("unique_table", self.unique_table),
+                ("status_table", self.status_table),
             )
             if v
         )
@@ -406,3 +424,63 @@ class SQSQueueDriver(
         """Job ``job_id`` among the scheduler table's delayed jobs (when the driver has
         one) and the dead letters (see :mod:`.lookup`)."""
         return self.lookup.find_job(job_id)
+
+    # -- status: see .status ---------------------------------------------------------------
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        """The job's status in the status table (one strongly consistent ``GetItem``)."""
+        return self.statuses.job_status(job_id)
+
+    def job_history(
+        self,
+        *,
+        state: str | None = None,
+        job_name: str | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[JobStatus]:
+        """Jobs newest first from the status table's ``history`` index (see
+        :mod:`.history`)."""
+        return self.statuses.job_history(
+            state=state, job_name=job_name, queue=queue, limit=limit, before=before
+        )
+
+    def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
+        """A waiting job becomes a tombstone that its message meets when it arrives; a
+        running one is asked to stop."""
+        return self.statuses.cancel(job_id, reason)
+
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of these running jobs were asked to stop (``BatchGetItem``)."""
+        return self.statuses.cancel_requested(job_ids)
+
+    def record_start(self, received: ReceivedMessage) -> bool:
+        """One conditional ``UpdateItem`` before a run (none without a status table)."""
+        return self.statuses.record_start(received)
+
+    def record_start_many(self, received: Sequence[ReceivedMessage]) -> list[bool]:
+        """:meth:`record_start` of each, the requests side by side (one round trip's wait
+        for a Lambda batch)."""
+        return self.statuses.record_start_many(received)
+
+    def record_retry(self, received: ReceivedMessage, error: str, traceback: str | None) -> None:
+        self.statuses.record_retry(received, error, traceback)
+
+    def record_progress(self, job_id: str, fraction: float, note: str | None) -> None:
+        self.statuses.record_progress(job_id, fraction, note)
+
+    def finish(self, received: ReceivedMessage, final: FinalStatus) -> None:
+        """Record the end, then delete the message (as :meth:`ack`; a dead one only
+        records). Without a status table: :meth:`ack`."""
+        self.statuses.finish(received, final)
+
+    def record_ends(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> bool:
+        """Record how the jobs ended without deleting their messages (the Lambda service
+        deletes a batch's finished records itself); nothing without a status table."""
+        return self.statuses.record_ends(finished)
+
+    def finish_many(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> None:
+        """:meth:`finish` of each: one ``BatchWriteItem`` per 25, one
+        ``DeleteMessageBatch`` per 10 (without a status table: :meth:`ack_many`)."""
+        self.statuses.finish_many(finished)

@@ -1,6 +1,8 @@
-"""Where each enqueue goes on SQS: its unique key taken first (with a unique-key table),
-then sent now, sent with SQS's own delay, or written to the scheduler table, as the delay
-allows; a send that fails gives the key back. Batches go in ``SendMessageBatch`` requests."""
+"""Where each enqueue goes on SQS: its unique key taken first (with a unique-key table), its
+status written (with a status table), then sent now, sent with SQS's own delay, or written
+to the scheduler table, as the delay allows; a send that fails gives the key back and
+deletes the status. Batches go in ``SendMessageBatch`` requests. A non-zero priority is
+refused: SQS queues have no order."""
 
 from __future__ import annotations
 
@@ -8,12 +10,14 @@ import logging
 import time
 from collections.abc import Sequence
 
+from ...errors import ConfigurationError
 from ...message import JobMessage
 from ..records import EnqueueBatchError, EnqueueResult, FailedEnqueue
 from .delays import DelayTable
 from .problems import Settings
 from .queues import QueueDirectory
 from .sending import Sender
+from .status import EnqueueStatuses
 from .unique import UniqueKeys
 
 logger = logging.getLogger("glasswork.jobs")
@@ -30,21 +34,27 @@ class Producer:
         sender: Sender,
         delays: DelayTable,
         unique_keys: UniqueKeys | None,
+        statuses: EnqueueStatuses | None,
         settings: Settings,
     ) -> None:
         self.directory = directory
         self.sender = sender
         self.delays = delays
         self.unique_keys = unique_keys
+        self.statuses = statuses
         self.settings = settings
         self._warned_unique = False
 
     def route(self, message: JobMessage, delay: float, due: float) -> EnqueueResult:
         """Take the unique key, then send now, with SQS's own delay, or through the
         scheduler table, as ``delay`` (seconds from now; ``due`` is the same moment as an
-        epoch time) allows. A failed send gives the key back."""
+        epoch time) allows. A failed send gives the key back and deletes the status."""
+        refuse_priority([message])
         taken = self.claim([message], delay)
+        written: list[str] = []
         try:
+            if self.statuses is not None:
+                written = self.statuses.enqueued([message], due if delay > 0 else None)
             if delay <= 0:
                 return self.sender.send(message, 0)
             if self.directory.accepts_delay(message.queue, delay):
@@ -52,24 +62,33 @@ class Producer:
             return self.delays.schedule(message, due)
         except BaseException:
             self.unclaim(taken)
+            self.forget(written)
             raise
 
     def enqueue_many(
         self, messages: Sequence[JobMessage], delay_seconds: float
     ) -> list[EnqueueResult]:
         """See :meth:`SQSQueueDriver.enqueue_many <glasswork.jobs.SQSQueueDriver.enqueue_many>`."""
+        refuse_priority(messages)
         results: list[EnqueueResult | None] = [None] * len(messages)
         batched, scheduled = self.plan_batch(messages, delay_seconds)
         taken = self.claim(messages, delay_seconds)
+        written: list[str] = []
         try:
+            if self.statuses is not None:
+                due = time.time() + delay_seconds if delay_seconds > 0 else None
+                written = self.statuses.enqueued(messages, due)
             failed = self._send_planned(messages, delay_seconds, batched, scheduled, results)
         except BaseException:
             self.unclaim(taken)
+            sent_ids = {r.job_id for r in results if r is not None}
+            self.forget([job_id for job_id in written if job_id not in sent_ids])
             raise
         sent = [r for r in results if r is not None]
         if failed:
             failed_ids = {f.job_id for f in failed}
             self.unclaim([m for m in taken if m.job_id in failed_ids])
+            self.forget([job_id for job_id in written if job_id in failed_ids])
             raise EnqueueBatchError(failed, sent, 1 + max(0, self.sender.batch_retries))
         return sent
 
@@ -104,6 +123,11 @@ class Producer:
                 failed.extend(self.sender.send_chunk(url, messages, chunk, delay_seconds, results))
         return failed
 
+    def forget(self, written: list[str]) -> None:
+        """Delete the statuses written for jobs that were not sent."""
+        if written and self.statuses is not None:
+            self.statuses.forget(written)
+
     # -- unique keys -------------------------------------------------------------------------
 
     def claim(self, messages: Sequence[JobMessage], delay: float) -> list[JobMessage]:
@@ -133,3 +157,16 @@ class Producer:
             next(m.job_name for m in messages if m.unique_key is not None),
             self.settings.add("unique_table", "<DynamoDB table>"),
         )
+
+
+def refuse_priority(messages: Sequence[JobMessage]) -> None:
+    """SQS hands a queue's messages out in no order, so a priority cannot be kept: a
+    non-zero one is a :class:`ConfigurationError` naming what to do instead."""
+    for message in messages:
+        if message.priority:
+            raise ConfigurationError(
+                f"job {message.job_name!r} has priority {message.priority}, but SQS queues "
+                "have no order, so the SQS driver cannot run it sooner: send urgent jobs to "
+                "a separate queue with its own concurrency (its own Lambda function or "
+                "workers) instead; nothing was sent"
+            )
