@@ -4,7 +4,8 @@ a queue name or due time of the wrong type), which must not fail every claim.
 
 A claim bumps ``attempts`` and pushes ``visible_at`` out by the lease inside one
 ``BEGIN IMMEDIATE`` transaction (``UPDATE ... RETURNING``), so two workers never hold one
-job; the receipt is ``(id, attempts)``.
+job; the receipt is ``(id, attempts)``. A claimed row whose job was asked to stop
+(``cancel_requested``: its worker died holding it) is ended as cancelled instead.
 """
 
 from __future__ import annotations
@@ -14,20 +15,34 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..lifecycle import CANCELLED
 from ..records import ReceivedMessage
 from .connections import QueueFile
 from .dead_letters import add_dead
+from .results import cancel_row
 
-# The inner SELECT walks the (queue, visible_at) index in order and stops after LIMIT rows;
+# Highest priority first, then oldest due. Jobs with a priority (few, usually) come from
+# their partial index (queue, priority DESC, visible_at), those without from the
+# (queue, visible_at) index; each inner SELECT walks its index in order and stops after
+# LIMIT rows. (`priority <> 0` is spelled out so SQLite sees the partial index applies.)
 # `lost` counts deliveries whose lease ran out (the row was still leased when re-claimed).
-_CLAIM = """
-UPDATE glasswork_jobs
-SET attempts = attempts + 1, lost = lost + leased, leased = 1, visible_at = ?
-WHERE id IN (
-    SELECT id FROM glasswork_jobs WHERE queue = ? AND visible_at <= ?
-    ORDER BY visible_at LIMIT ?
+_BAND = (
+    "SELECT id FROM (SELECT id FROM glasswork_jobs WHERE queue = :queue AND {band} "
+    "AND visible_at <= :now ORDER BY {order} LIMIT :limit)"
 )
-RETURNING id, CAST(body AS BLOB), attempts, lost
+_CLAIM = f"""
+UPDATE glasswork_jobs
+SET attempts = attempts + 1, lost = lost + leased, leased = 1, visible_at = :lease_until,
+    updated_at = :now
+WHERE id IN (
+    {_BAND.format(band="priority <> 0 AND priority > 0", order="priority DESC, visible_at")}
+    UNION ALL
+    {_BAND.format(band="priority = 0", order="visible_at")}
+    UNION ALL
+    {_BAND.format(band="priority <> 0 AND priority < 0", order="priority DESC, visible_at")}
+    LIMIT :limit
+)
+RETURNING id, CAST(body AS BLOB), attempts, lost, priority, cancel_requested
 """
 
 # Distinct queue names by skipping through the index: a few lookups, not a table scan.
@@ -58,8 +73,8 @@ class Claims:
         self, queues: Sequence[str] | None, limit: int, lease: float
     ) -> tuple[list[ReceivedMessage], float | None]:
         """Up to ``limit`` due jobs of ``queues`` (None: every queue), each leased for
-        ``lease`` seconds, oldest due first in each queue; and when the next one is due
-        (None: none is waiting)."""
+        ``lease`` seconds, highest priority then oldest due first in each queue; and when
+        the next one is due (None: none is waiting)."""
         conn = self.file.conn()
         names = list(queues) if queues else self._queue_names(conn)
         now = time.time()
@@ -90,20 +105,31 @@ class Claims:
         received = self.file.write(
             lambda c: self._claim_due(c, due[start:] + due[:start], limit, lease)
         )
-        received.sort(key=lambda r: int(r.message_id))
         return received, next_due
 
     def _claim_due(
         self, conn: sqlite3.Connection, queues: list[str], limit: int, lease: float
     ) -> list[ReceivedMessage]:
-        received: list[ReceivedMessage] = []
+        received: list[tuple[int, int, ReceivedMessage]] = []
         now = time.time()
         lease_until = now + lease
         for queue in queues:
             if len(received) >= limit:
                 break
-            rows = conn.execute(_CLAIM, (lease_until, queue, now, limit - len(received)))
-            for row_id, raw, attempts, lost in rows.fetchall():
+            params = {
+                "lease_until": lease_until,
+                "queue": queue,
+                "now": now,
+                "limit": limit - len(received),
+            }
+            for row_id, raw, attempts, lost, priority, cancelled in conn.execute(
+                _CLAIM, params
+            ).fetchall():
+                if cancelled:
+                    # Cancelled while its worker held it, and that worker is gone: it ends
+                    # here, never handed out again.
+                    cancel_row(conn, row_id, attempts, CANCELLED, claimed=True)
+                    continue
                 try:
                     body, attempt = _read_row(raw, attempts)
                 except ValueError as exc:
@@ -113,10 +139,10 @@ class Claims:
                 if lost >= self.max_lost_leases:
                     _bury(conn, row_id, queue, body, _lost_reason(attempts, lost, lease))
                     continue
-                received.append(
-                    ReceivedMessage(body, (row_id, attempts), attempt, queue, str(row_id))
-                )
-        return received
+                message = ReceivedMessage(body, (row_id, attempts), attempt, queue, str(row_id))
+                received.append((-int(priority or 0), row_id, message))
+        received.sort(key=lambda entry: entry[:2])
+        return [message for *_, message in received]
 
     def _queue_names(self, conn: sqlite3.Connection) -> list[str]:
         names = []
