@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pgtest import connect, dsn, fresh_schema
-from status_support import StatusRules, claim_one, msg
 
 from glasswork.jobs.drivers.postgres import SCHEMA_VERSION, PostgresQueueDriver
 from glasswork.jobs.drivers.records import FinalStatus
+from pgtest import connect, dsn, fresh_schema
+from status_support import StatusRules, claim_one, msg
 
 pytestmark = pytest.mark.postgres
 
