@@ -311,6 +311,15 @@ class StatusRules:
         assert claimed == [messages[n].job_id for n in (2, 0, 3, 1, 4)]
         assert [driver.job_status(m.job_id).priority for m in messages] == [1, 0, 7, 1, -2]
 
+    def test_many_distinct_priorities_are_still_claimed_in_order(self, open_driver: Opener) -> None:
+        driver = open_driver()
+        levels = [(n * 7) % 41 - 20 for n in range(41)]  # -20..20, shuffled
+        messages = [msg(payload={"n": n}, priority=p) for n, p in enumerate(levels)]
+        driver.enqueue_many(messages)
+        claimed = [job_id_of(r) for r in driver.receive(max_messages=50)]
+        ranked = sorted(range(len(levels)), key=lambda n: -levels[n])
+        assert claimed == [messages[n].job_id for n in ranked]
+
     def test_a_delayed_high_priority_job_waits_for_its_time(self, open_driver: Opener) -> None:
         driver = open_driver()
         urgent_later, plain = msg(priority=9), msg()

@@ -32,38 +32,51 @@ queues AS (
     FROM names WHERE name IS NOT NULL
 )"""
 
-# Highest priority first, then oldest due, within each queue: jobs with a priority come from
-# their partial index (queue, priority DESC, visible_at), the others (priority 0, most) from
-# (queue, visible_at), each band stopping after LIMIT rows (a locking clause cannot sit in a
-# UNION's own branches: each is a subquery). SKIP LOCKED lets concurrent claims pass each
-# other's rows instead of waiting. The nested loop keeps the queues' order, and the outer
-# LIMIT stops it (and the row locking) as soon as enough rows are in hand. ``lost`` counts
-# deliveries whose lease ran out: the row was still leased when claimed again.
-_BAND = """SELECT id FROM (
-            SELECT id FROM {{jobs}} WHERE queue = q.name AND {band} AND visible_at <= now()
-            ORDER BY {order} LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-        ) AS {name}"""
-_BANDS = "\n        UNION ALL\n        ".join(
-    (
-        _BAND.format(
-            band="priority <> 0 AND priority > 0", order="priority DESC, visible_at", name="high"
-        ),
-        _BAND.format(band="priority = 0", order="visible_at", name="plain"),
-        _BAND.format(
-            band="priority <> 0 AND priority < 0", order="priority DESC, visible_at", name="low"
-        ),
-    )
-)
-_CLAIM = (
-    """
+# Highest priority first, then oldest due, within each queue. The priorities present in a
+# queue are found by skipping through the partial index of jobs with one
+# (queue, priority DESC, visible_at): a lookup per priority, one (finding none) for a queue
+# without any. Each priority is then one band walking its index in visible_at order, which
+# stops at LIMIT rows or at the first job not due yet, so jobs waiting for their time (or
+# held by a worker) at a high priority are never walked past; priority 0 (most jobs) comes
+# from (queue, visible_at). (A locking clause cannot sit in a UNION's own branches: each is
+# a subquery; `priority <> 0` is spelled out so the planner sees the partial index applies.)
+# SKIP LOCKED lets concurrent claims pass each other's rows instead of waiting. The nested
+# loops keep the queues' and the priorities' order, and the outer LIMIT stops them (and the
+# row locking) as soon as enough rows are in hand. ``lost`` counts deliveries whose lease ran
+# out: the row was still leased when claimed again.
+_CLAIM = """
 WITH RECURSIVE {queues},
+levels AS (
+    SELECT name, (
+        SELECT priority FROM {jobs} WHERE queue = queues.name AND priority <> 0
+        ORDER BY priority DESC LIMIT 1
+    ) AS p FROM queues
+    UNION ALL
+    SELECT name, (
+        SELECT priority FROM {jobs} WHERE queue = levels.name AND priority <> 0
+        AND priority < levels.p ORDER BY priority DESC LIMIT 1
+    ) FROM levels WHERE p IS NOT NULL
+),
 picked AS (
     SELECT j.id
     FROM (SELECT name FROM queues ORDER BY n) AS q
     CROSS JOIN LATERAL (
-        """
-    + _BANDS
-    + """
+        SELECT p FROM levels WHERE levels.name = q.name AND p IS NOT NULL
+        UNION ALL SELECT 0
+        ORDER BY 1 DESC
+    ) AS lv
+    CROSS JOIN LATERAL (
+        SELECT id FROM (
+            SELECT id FROM {jobs}
+            WHERE queue = q.name AND priority <> 0 AND priority = lv.p AND visible_at <= now()
+            ORDER BY visible_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+        ) AS ranked
+        UNION ALL
+        SELECT id FROM (
+            SELECT id FROM {jobs}
+            WHERE lv.p = 0 AND queue = q.name AND priority = 0 AND visible_at <= now()
+            ORDER BY visible_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+        ) AS plain
     ) AS j
     LIMIT %(limit)s
 )
@@ -73,7 +86,6 @@ SET attempts = t.attempts + 1, lost = t.lost + t.leased::int, leased = true,
 FROM picked WHERE t.id = picked.id
 RETURNING t.id, t.queue, t.body, t.attempts, t.lost, t.priority, t.cancel_requested
 """
-)
 
 # Seconds until the next row of these queues becomes visible (a delayed job or a lease
 # running out), or NULL when they are empty.

@@ -21,29 +21,60 @@ from .connections import QueueFile
 from .dead_letters import add_dead
 from .results import cancel_row
 
-# Highest priority first, then oldest due. Jobs with a priority (few, usually) come from
-# their partial index (queue, priority DESC, visible_at), those without from the
-# (queue, visible_at) index; each inner SELECT walks its index in order and stops after
-# LIMIT rows. (`priority <> 0` is spelled out so SQLite sees the partial index applies.)
-# `lost` counts deliveries whose lease ran out (the row was still leased when re-claimed).
+# Highest priority first, then oldest due. The priorities present in a queue are found by
+# skipping through the partial index of jobs with one (queue, priority DESC, visible_at):
+# a lookup per priority, and one (finding none) for a queue without any. Then one band per
+# priority, each walking its index in visible_at order and stopping at LIMIT rows or at
+# the first job not due yet, so jobs waiting for their time (or held by a worker) at a
+# high priority are never walked past; jobs without a priority come from the
+# (queue, visible_at) index. (`priority <> 0` is spelled out so SQLite sees the partial
+# index applies.) `lost` counts deliveries whose lease ran out (the row was still leased
+# when re-claimed).
+_LEVELS = """
+WITH RECURSIVE levels(p) AS (
+    SELECT (SELECT priority FROM glasswork_jobs WHERE queue = :queue AND priority <> 0
+            ORDER BY priority DESC LIMIT 1)
+    UNION ALL
+    SELECT (SELECT priority FROM glasswork_jobs WHERE queue = :queue AND priority <> 0
+            AND priority < levels.p ORDER BY priority DESC LIMIT 1)
+    FROM levels WHERE levels.p IS NOT NULL LIMIT :most
+)
+SELECT p FROM levels WHERE p IS NOT NULL
+"""
+#: Priorities in one queue claimed band by band; beyond, one band walks them all in order.
+MAX_LEVELS = 16
 _BAND = (
     "SELECT id FROM (SELECT id FROM glasswork_jobs WHERE queue = :queue AND {band} "
     "AND visible_at <= :now ORDER BY {order} LIMIT :limit)"
 )
-_CLAIM = f"""
+_PLAIN_BAND = _BAND.format(band="priority = 0", order="visible_at")
+_CLAIM = """
 UPDATE glasswork_jobs
 SET attempts = attempts + 1, lost = lost + leased, leased = 1, visible_at = :lease_until,
     updated_at = :now
-WHERE id IN (
-    {_BAND.format(band="priority <> 0 AND priority > 0", order="priority DESC, visible_at")}
-    UNION ALL
-    {_BAND.format(band="priority = 0", order="visible_at")}
-    UNION ALL
-    {_BAND.format(band="priority <> 0 AND priority < 0", order="priority DESC, visible_at")}
-    LIMIT :limit
-)
+WHERE id IN ({bands} LIMIT :limit)
 RETURNING id, CAST(body AS BLOB), attempts, lost, priority, cancel_requested
 """
+_PLAIN_CLAIM = _CLAIM.format(bands=_PLAIN_BAND)
+
+
+def _claim_statement(levels: list[int]) -> str:
+    """The claim of a queue holding jobs with these priorities (besides 0), highest first."""
+    if not levels:
+        return _PLAIN_CLAIM
+    if len(levels) > MAX_LEVELS:
+        order = "priority DESC, visible_at"
+        high = [_BAND.format(band="priority <> 0 AND priority > 0", order=order)]
+        low = [_BAND.format(band="priority <> 0 AND priority < 0", order=order)]
+    else:
+        bands = [
+            _BAND.format(band=f"priority <> 0 AND priority = {int(p)}", order="visible_at")
+            for p in levels
+        ]
+        high = [b for b, p in zip(bands, levels, strict=True) if p > 0]
+        low = [b for b, p in zip(bands, levels, strict=True) if p < 0]
+    return _CLAIM.format(bands=" UNION ALL ".join([*high, _PLAIN_BAND, *low]))
+
 
 # Distinct queue names by skipping through the index: a few lookups, not a table scan.
 _QUEUES = """
@@ -122,8 +153,9 @@ class Claims:
                 "now": now,
                 "limit": limit - len(received),
             }
+            levels = [p for (p,) in conn.execute(_LEVELS, {"queue": queue, "most": MAX_LEVELS + 1})]
             for row_id, raw, attempts, lost, priority, cancelled in conn.execute(
-                _CLAIM, params
+                _claim_statement(levels), params
             ).fetchall():
                 if cancelled:
                     # Cancelled while its worker held it, and that worker is gone: it ends
