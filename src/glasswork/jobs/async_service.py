@@ -26,7 +26,15 @@ from .drivers.aio import async_enqueuer
 from .drivers.contract import Producing, QueueDriver, missing_methods
 from .drivers.records import EnqueueResult, JobStatus
 from .durations import Delay
-from .following import CANCELLED, POLL, AsyncJobHandle, call_async, status_store, wait_async
+from .following import (
+    CANCELLED,
+    POLL,
+    AsyncJobHandle,
+    async_job_handle,
+    call_async,
+    status_store,
+    wait_async,
+)
 from .inflight import InFlight
 from .message import JobMessage
 from .service import EnqueueBase, check_raw_timing, check_when, delay_seconds
@@ -91,7 +99,9 @@ class AsyncJobService(EnqueueBase):
         """Enqueue ``job`` to run as soon as a worker is free; returns its
         :class:`~glasswork.jobs.following.AsyncJobHandle` (``await handle.wait()``).
         ``priority`` as for :meth:`JobService.enqueue <glasswork.jobs.JobService.enqueue>`."""
-        return self._handle(job, await self._run(job, payload, priority, self.enqueuer.enqueue))
+        return async_job_handle(
+            self, job, await self._run(job, payload, priority, self.enqueuer.enqueue)
+        )
 
     async def enqueue_in(
         self, job: JobDefinition[P, T], payload: P, delay: Delay, *, priority: int | None = None
@@ -102,15 +112,15 @@ class AsyncJobService(EnqueueBase):
             sent = await self._run(job, payload, priority, self.enqueuer.enqueue)
         else:
             sent = await self._run(job, payload, priority, self.enqueuer.enqueue_in, seconds)
-        return self._handle(job, sent)
+        return async_job_handle(self, job, sent)
 
     async def enqueue_at(
         self, job: JobDefinition[P, T], payload: P, when: datetime, *, priority: int | None = None
     ) -> AsyncJobHandle[T]:
         """Enqueue ``job`` to run at ``when``, an aware datetime."""
         check_when(when)
-        return self._handle(
-            job, await self._run(job, payload, priority, self.enqueuer.enqueue_at, when)
+        return async_job_handle(
+            self, job, await self._run(job, payload, priority, self.enqueuer.enqueue_at, when)
         )
 
     async def enqueue_many(
@@ -188,11 +198,6 @@ class AsyncJobService(EnqueueBase):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-    def _handle(self, job: JobDefinition[Any, T], sent: EnqueueResult) -> AsyncJobHandle[T]:
-        return AsyncJobHandle(
-            sent.message_id, sent.job_id, sent.queue, sent.scheduled_at, service=self, job=job
-        )
 
     async def _run(
         self,

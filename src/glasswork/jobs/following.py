@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol
 
 from typing_extensions import TypeVar
 
-from .drivers.contract import StatusStore, capabilities_of
+from .drivers.contract import StatusStore, capabilities_of, driver_name
 from .drivers.records import EnqueueResult, JobStatus
 from .errors import JobFailedError, JobNotFoundError, StatusUnavailableError
 
@@ -54,7 +54,7 @@ def status_store(driver: object) -> StatusStore:
 
 def _unavailable(driver: object) -> str:
     kind = type(driver).__name__
-    if getattr(driver, "name", None) == "sqs":
+    if driver_name(driver) == "sqs":  # say how to give it a status table
         how = (
             "pass status_table=... to SQSQueueDriver (or ?status_table= in its URL), a "
             "DynamoDB table made by create_status_table (see docs/sqs.md)"
@@ -194,23 +194,35 @@ class _Handle(EnqueueResult):
     def __reduce__(self) -> tuple[Any, ...]:
         return EnqueueResult, (self.message_id, self.job_id, self.queue, self.scheduled_at)
 
-    def _set(
-        self,
-        message_id: str,
-        job_id: str,
-        queue: str,
-        scheduled_at: datetime | None,
-        service: object,
-        job: JobDefinition[Any, Any],
-    ) -> None:
-        # The parent is a frozen dataclass: set its slots as its own __init__ does.
-        put = object.__setattr__
-        put(self, "message_id", message_id)
-        put(self, "job_id", job_id)
-        put(self, "queue", queue)
-        put(self, "scheduled_at", scheduled_at)
-        put(self, "_service", service)
-        put(self, "_job", job)
+
+# Set slots through their descriptors, as a frozen dataclass's own __init__ must: a handle is
+# made on every enqueue, and this is a third of what keyword arguments and
+# object.__setattr__ cost.
+_new = object.__new__
+_SLOTS = (
+    *(EnqueueResult.__dict__[name].__set__ for name in ("message_id", "job_id", "queue")),
+    EnqueueResult.__dict__["scheduled_at"].__set__,
+    _Handle.__dict__["_service"].__set__,
+    _Handle.__dict__["_job"].__set__,
+)
+
+
+def _fill(
+    handle: _Handle,
+    message_id: str,
+    job_id: str,
+    queue: str,
+    scheduled_at: datetime | None,
+    service: object,
+    job: object,
+) -> None:
+    put_message_id, put_job_id, put_queue, put_at, put_service, put_job = _SLOTS
+    put_message_id(handle, message_id)
+    put_job_id(handle, job_id)
+    put_queue(handle, queue)
+    put_at(handle, scheduled_at)
+    put_service(handle, service)
+    put_job(handle, job)
 
 
 class JobHandle(_Handle, Generic[R]):
@@ -232,7 +244,7 @@ class JobHandle(_Handle, Generic[R]):
         service: Follows,
         job: JobDefinition[Any, R],
     ) -> None:
-        self._set(message_id, job_id, queue, scheduled_at, service, job)
+        _fill(self, message_id, job_id, queue, scheduled_at, service, job)
 
     def status(self) -> JobStatus | None:
         """The job's status now (:meth:`JobService.status <glasswork.jobs.JobService.status>`)."""
@@ -267,7 +279,7 @@ class AsyncJobHandle(_Handle, Generic[R]):
         service: FollowsAsync,
         job: JobDefinition[Any, R],
     ) -> None:
-        self._set(message_id, job_id, queue, scheduled_at, service, job)
+        _fill(self, message_id, job_id, queue, scheduled_at, service, job)
 
     async def status(self) -> JobStatus | None:
         """The job's status now."""
@@ -280,3 +292,20 @@ class AsyncJobHandle(_Handle, Generic[R]):
     async def cancel(self, reason: str = CANCELLED) -> bool:
         """Cancel the job."""
         return await self._service.cancel(self.job_id, reason)
+
+
+def job_handle(service: Follows, job: JobDefinition[Any, R], sent: EnqueueResult) -> JobHandle[R]:
+    """The :class:`JobHandle` of the enqueue that gave ``sent``, made without running
+    ``__init__`` (the hot path of every enqueue)."""
+    handle: JobHandle[R] = _new(JobHandle)
+    _fill(handle, sent.message_id, sent.job_id, sent.queue, sent.scheduled_at, service, job)
+    return handle
+
+
+def async_job_handle(
+    service: FollowsAsync, job: JobDefinition[Any, R], sent: EnqueueResult
+) -> AsyncJobHandle[R]:
+    """:func:`job_handle` for :class:`AsyncJobService`."""
+    handle: AsyncJobHandle[R] = _new(AsyncJobHandle)
+    _fill(handle, sent.message_id, sent.job_id, sent.queue, sent.scheduled_at, service, job)
+    return handle

@@ -18,7 +18,7 @@ from .drivers.contract import QueueDriver, capabilities_of
 from .drivers.records import EnqueueResult, JobStatus
 from .durations import Delay, parse_duration
 from .errors import ConfigurationError, InvalidJobPayloadError, PriorityUnsupportedError
-from .following import CANCELLED, POLL, JobHandle, status_store, wait_sync
+from .following import CANCELLED, POLL, JobHandle, job_handle, status_store, wait_sync
 from .message import JobMessage
 from .telemetry import traced_send
 
@@ -186,7 +186,7 @@ class JobService(EnqueueBase):
         :class:`ConfigurationError`)."""
         driver = self._driver(connection)
         message = self._message(driver, job, payload, priority)
-        return self._handle(job, traced_send(driver, driver.enqueue, message))
+        return job_handle(self, job, traced_send(driver, driver.enqueue, message))
 
     def enqueue_in(
         self,
@@ -203,8 +203,8 @@ class JobService(EnqueueBase):
         driver = self._driver(connection)
         message = self._message(driver, job, payload, priority)
         if seconds == 0:
-            return self._handle(job, traced_send(driver, driver.enqueue, message))
-        return self._handle(job, traced_send(driver, driver.enqueue_in, message, seconds))
+            return job_handle(self, job, traced_send(driver, driver.enqueue, message))
+        return job_handle(self, job, traced_send(driver, driver.enqueue_in, message, seconds))
 
     def enqueue_at(
         self,
@@ -219,7 +219,7 @@ class JobService(EnqueueBase):
         check_when(when)
         driver = self._driver(connection)
         message = self._message(driver, job, payload, priority)
-        return self._handle(job, traced_send(driver, driver.enqueue_at, message, when))
+        return job_handle(self, job, traced_send(driver, driver.enqueue_at, message, when))
 
     def enqueue_many(
         self,
@@ -306,12 +306,7 @@ class JobService(EnqueueBase):
         priority: int | None,
     ) -> JobMessage:
         limit = driver.message_limit(self.queue_of(job))
-        return super().build_message(job, payload, limit, priority)
-
-    def _handle(self, job: JobDefinition[Any, R], sent: EnqueueResult) -> JobHandle[R]:
-        return JobHandle(
-            sent.message_id, sent.job_id, sent.queue, sent.scheduled_at, service=self, job=job
-        )
+        return EnqueueBase.build_message(self, job, payload, limit, priority)
 
     def _driver(self, connection: Any) -> QueueDriver:
         return self.driver if connection is None else self.driver.bind(connection)
