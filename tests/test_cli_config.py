@@ -45,6 +45,10 @@ SAMPLES = {
     "refresh": "2",
     "cloudwatch_namespace": "Shop",
     "cloudwatch_dimension": "service=orders",
+    "state": "dead",
+    "job": "send-receipt",
+    "before": "3f0c9a2e",
+    "reason": "order refunded",
 }
 
 
@@ -83,6 +87,8 @@ def needed(path: list[str], dest: str) -> list[str]:
     """What the command line needs besides the option under test."""
     if path == ["enqueue"]:
         return ["record"]
+    if path[0] in ("status", "cancel"):
+        return ["3f0c9a2e"]  # the job id
     if path[0] == "dlq" and path[1] in ("redrive", "purge") and dest not in ("ids", "all"):
         return ["--all"]
     return []

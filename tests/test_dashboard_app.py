@@ -321,9 +321,10 @@ def test_a_driver_without_capabilities_says_what_it_cannot_do() -> None:
 
 
 class _DeadLettersOnly(SQLiteQueueDriver):
-    """A driver that can list dead letters but not look jobs up."""
+    """A driver that can list dead letters but neither look jobs up nor keep statuses."""
 
     find_job = None  # type: ignore[assignment]
+    job_status = None  # type: ignore[assignment]
 
 
 def test_lookup_falls_back_to_dead_letters(tmp_path: Path) -> None:

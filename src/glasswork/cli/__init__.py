@@ -1,4 +1,5 @@
-"""The ``glasswork`` command: run workers, enqueue jobs, inspect queues and dead letters.
+"""The ``glasswork`` command: run workers, enqueue jobs, inspect queues and dead letters,
+follow jobs (status, cancel, history).
 
 The app is a ``module.path:ModuleName`` import path: ``--app`` or the ``GLASSWORK_APP``
 environment variable (``worker`` also takes it as its first argument). The driver is
@@ -20,14 +21,14 @@ from collections.abc import Sequence
 from .. import __version__
 from ..jobs.drivers.urls import DEFAULT_URL
 from ..jobs.errors import GlassworkError
-from . import dashboard, dlq, enqueue, inspect, migrate, worker
+from . import dashboard, dlq, enqueue, following, inspect, migrate, worker
 from ._common import CommandError, UsageError, close_drivers, load_app
 from ._errors import backend_error
 from ._options import from_environment
 
 __all__ = ["CommandError", "load_app", "main", "parse_args"]
 
-COMMANDS = (worker, enqueue, inspect, dlq, migrate, dashboard)
+COMMANDS = (worker, enqueue, inspect, following, dlq, migrate, dashboard)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 #: Commands that only look at or act on existing jobs: they never create a database file,
 #: a schema or a table (nor upgrade one); what is missing is an error.
-EXISTING_ONLY = frozenset({"stats", "dlq", "dashboard"})
+EXISTING_ONLY = frozenset({"stats", "dlq", "dashboard", "status", "cancel", "history"})
 
 
 def add_command(

@@ -20,6 +20,7 @@ from starlette.templating import Jinja2Templates
 from ..jobs.execution import JobRegistry
 from .dead_letter_pages import DeadLetterPages
 from .driver_view import DriverView
+from .job_pages import JobPages
 from .security import LOOPBACK_NAMES, BasicAuth, CsrfGuard, Redactor, SecurityHeaders, redact_url
 from .views import Pages
 
@@ -44,10 +45,11 @@ def create_app(
     outcomes: OutcomeHistory | None = None,
     lambdas: LambdaConcurrency | None = None,
 ) -> Starlette:
-    """The dashboard over ``driver``; ``module`` (the app) fills the jobs page.
+    """The dashboard over ``driver``; ``module`` (the app) fills the jobs page's registered
+    jobs (its recent jobs come from the driver's status store).
 
     ``driver_url`` is shown with its password masked; ``read_only`` hides and refuses every
-    action; ``auth`` is ``(user, password)`` for HTTP Basic authentication;
+    action (redrive, purge, cancel); ``auth`` is ``(user, password)`` for HTTP Basic authentication;
     ``allowed_hosts`` are the ``Host`` names served (``["*"]``: any; the default, loopback
     names, suits a dashboard bound to 127.0.0.1). Serving it on a public interface without
     ``auth`` is the caller's decision: the ``glasswork dashboard`` command refuses it.
@@ -75,6 +77,7 @@ def create_app(
         refresh_seconds=refresh_seconds,
     )
     dead = DeadLetterPages(pages)
+    jobs = JobPages(pages)
     routes = [
         Route("/", pages.queues, name="queues"),
         Route("/fragments/queues", pages.queues_fragment, name="queues_fragment"),
@@ -92,8 +95,10 @@ def create_app(
         Route("/dead-letters/purge-all", dead.purge_matching, methods=["POST"], name="purge_all"),
         # ":path": a driver's ids may hold a "/" (the id is all the path has left).
         Route("/dead-letters/{record_id:path}", dead.detail, name="dead_letter"),
-        Route("/jobs", pages.jobs, name="jobs"),
-        Route("/lookup", pages.lookup, name="lookup"),
+        Route("/jobs", jobs.listing, name="jobs"),
+        Route("/jobs/cancel", jobs.cancel, methods=["POST"], name="cancel_job"),
+        Route("/jobs/{job_id:path}", jobs.detail, name="job"),
+        Route("/lookup", jobs.lookup, name="lookup"),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     # Outermost first: headers on every answer, then the host check, then authentication.

@@ -21,8 +21,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..jobs.drivers.records import PAGE_SIZE, DeadLetterPage, DeadLetterQuery, DeadLetterRecord
 from .filters import Filters, read_filters
-from .forms import bounded_int, distinct_ids, read_form
-from .security import CsrfGuard
+from .forms import bounded_int, distinct_ids
 from .views import Pages, Section
 
 logger = logging.getLogger("glasswork.dashboard")
@@ -166,7 +165,7 @@ class DeadLetterPages:
     async def _act(
         self, request: Request, action: str, fn: Callable[[Sequence[str]], int], done: str
     ) -> Response:
-        form, refused = await self._checked_form(request, action)
+        form, refused = await self.pages.checked_form(request, action)
         if refused is not None:
             return refused
         assert form is not None
@@ -186,7 +185,7 @@ class DeadLetterPages:
         fn: Callable[[DeadLetterQuery], int],
         done: str,
     ) -> Response:
-        form, refused = await self._checked_form(request, action)
+        form, refused = await self.pages.checked_form(request, action)
         if refused is not None:
             return refused
         assert form is not None
@@ -219,19 +218,6 @@ class DeadLetterPages:
         if action not in ACTIONS:
             return self.pages.refuse(request, "Choose redrive or purge.", 400)
         return None
-
-    async def _checked_form(self, request: Request, action: str) -> tuple[Any, Response | None]:
-        """The POSTed form, or the refusal of the request (read-only, no form, CSRF)."""
-        if self.pages.read_only:
-            return None, self.pages.refuse(request, "This dashboard is read-only.")
-        form = await read_form(request)
-        if form is None:
-            return None, self.pages.refuse(request, "The form is too large or not a form.", 400)
-        problem = self.pages.csrf.problem(form.get(CsrfGuard.FIELD), request.headers)
-        if problem is not None:
-            logger.warning("refused a %s request: %s", action, problem)
-            return None, self.pages.refuse(request, problem)
-        return form, None
 
     def _failed(self, request: Request, error: str) -> Response:
         return self.pages.render(

@@ -2,7 +2,8 @@
 
 What the driver can do comes from the driver contract
 (:func:`~glasswork.jobs.drivers.contract.capabilities_of`): queue counts, dead-letter admin
-and search, outcome history, job lookup, heartbeats; any driver that has a group (declared,
+and search, outcome history, job lookup, heartbeats, job statuses (history, one job's
+status, cancelling); any driver that has a group (declared,
 or by writing its methods) gets the page that uses it. A driver that can only list its dead
 letters is searched in memory; one that can only list them is looked up there too. Outcome
 history may come from elsewhere than the driver (``outcomes``: CloudWatch's metrics of the
@@ -13,7 +14,7 @@ queues). A missing capability raises :class:`Unsupported`, which pages show as "
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..jobs.drivers.contract import (
     OutcomeHistory,
     QueueDriver,
+    StatusStore,
     capabilities_of,
     lookup_scope,
     outcome_source,
@@ -31,10 +33,12 @@ from ..jobs.drivers.records import (
     DeadLetterQuery,
     DeadLetterRecord,
     FoundJob,
+    JobStatus,
     OutcomeCount,
     QueueStats,
     WorkerBeat,
 )
+from ..jobs.errors import ConfigurationError
 from .security import Redactor
 
 if TYPE_CHECKING:
@@ -201,7 +205,44 @@ class DriverView:
             )
         raise Unsupported(f"the {self.name} driver cannot look up jobs")
 
+    @property
+    def has_status(self) -> bool:
+        """Whether the driver has a status store (an SQS driver without its status table
+        has one that says so when asked)."""
+        return self.capabilities.status is not None
+
+    def job_history(
+        self,
+        state: str | None,
+        job_name: str | None,
+        queue: str | None,
+        limit: int,
+        before: str | None,
+    ) -> list[JobStatus]:
+        """Jobs newest first (by their last change), filtered; ``before``: the job id
+        the previous page ended with."""
+        return self._statuses(
+            lambda store: store.job_history(
+                state=state, job_name=job_name, queue=queue, limit=limit, before=before
+            )
+        )
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        return self._statuses(lambda store: store.job_status(job_id))
+
+    def _statuses(self, fn: Callable[[StatusStore], T]) -> T:
+        store = self._need(self.capabilities.status, "keep job statuses")
+        try:
+            return fn(store)
+        except ConfigurationError as exc:  # the store is not set up (SQS: no status table)
+            raise Unsupported(str(exc)) from exc
+
     # -- acting --------------------------------------------------------------------------
+
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancel job ``job_id`` (a running one is asked to stop); False when it is
+        unknown or has ended."""
+        return self._statuses(lambda store: store.cancel(job_id, "cancelled from the dashboard"))
 
     def redrive(self, ids: Sequence[str]) -> int:
         if not ids:

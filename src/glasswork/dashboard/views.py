@@ -1,5 +1,6 @@
-"""The dashboard's pages: queues (with the workers panel), jobs, job lookup, and the page of
-an error; the dead-letter pages are :mod:`.dead_letter_pages`.
+"""The dashboard's pages: queues (with the workers panel) and the page of an error, and what
+every page shares (rendering, driver calls, the checks of a form that changes something);
+the dead-letter pages are :mod:`.dead_letter_pages`, the jobs pages :mod:`.job_pages`.
 
 Pages read the driver through :class:`~glasswork.dashboard.driver_view.DriverView` in
 Starlette's thread pool (driver calls block); a failing or missing capability becomes a
@@ -21,9 +22,9 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from ..jobs.execution import JobRegistry
-from .catalog import job_rows
 from .charts import DepthSampler, outcome_chart
 from .driver_view import DriverView, Unsupported
+from .forms import Form, read_form
 from .security import CsrfGuard
 
 logger = logging.getLogger("glasswork.dashboard")
@@ -45,6 +46,8 @@ class Section:
 
     value: Any = None
     error: str | None = None
+    #: The driver lacks what the section needs: the page shows a note instead of it.
+    unsupported: bool = False
 
 
 class Pages:
@@ -92,7 +95,7 @@ class Pages:
         try:
             return Section(await run_in_threadpool(fn, *args))
         except Unsupported as exc:
-            return Section(error=str(exc))
+            return Section(error=str(exc), unsupported=True)
         except Exception as exc:
             text = self.view.error_text(exc)
             logger.warning("driver call %s failed: %s", getattr(fn, "__name__", fn), text)
@@ -100,6 +103,22 @@ class Pages:
 
     def refuse(self, request: Request, reason: str, status_code: int = 403) -> Response:
         return self.render(request, "error.html", status_code, title="Refused", message=reason)
+
+    async def checked_form(
+        self, request: Request, action: str
+    ) -> tuple[Form | None, Response | None]:
+        """The POSTed form of ``action``, or the refusal of the request (read-only, not a
+        form, no or a wrong CSRF token, another site)."""
+        if self.read_only:
+            return None, self.refuse(request, "This dashboard is read-only.")
+        form = await read_form(request)
+        if form is None:
+            return None, self.refuse(request, "The form is too large or not a form.", 400)
+        problem = self.csrf.problem(form.get(CsrfGuard.FIELD), request.headers)
+        if problem is not None:
+            logger.warning("refused a %s request: %s", action, problem)
+            return None, self.refuse(request, problem)
+        return form, None
 
     async def http_error(self, request: Request, exc: Exception) -> Response:
         """The page of an HTTP error (an unknown address, a GET of a form's target), with
@@ -134,14 +153,3 @@ class Pages:
             "has_outcomes": self.view.has_outcomes,
             "depth": self.sampler.chart(),
         }
-
-    # -- jobs and lookup -------------------------------------------------------------------
-
-    async def jobs(self, request: Request) -> Response:
-        rows = job_rows(self.registry, datetime.now(UTC)) if self.registry is not None else None
-        return self.render(request, "jobs.html", page="jobs", rows=rows)
-
-    async def lookup(self, request: Request) -> Response:
-        job_id = request.query_params.get("job_id", "").strip()
-        result = await self.section(self.view.find_job, job_id) if job_id else None
-        return self.render(request, "lookup.html", page="lookup", job_id=job_id, result=result)

@@ -1,4 +1,5 @@
-// Glasswork dashboard: live refresh of [data-refresh] regions, and "select all" boxes.
+// Glasswork dashboard: live refresh of [data-refresh] regions, "select all" boxes, and a
+// question before a [data-confirm] form is sent.
 // No build step and no framework: the server renders every fragment (escaped) as HTML.
 "use strict";
 
@@ -20,5 +21,11 @@ for (const box of document.querySelectorAll("[data-select-all]")) {
     for (const other of box.form.querySelectorAll(`input[name="${box.dataset.selectAll}"]`)) {
       other.checked = box.checked;
     }
+  });
+}
+
+for (const form of document.querySelectorAll("form[data-confirm]")) {
+  form.addEventListener("submit", (event) => {
+    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
   });
 }
