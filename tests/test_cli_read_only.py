@@ -1,4 +1,5 @@
-"""Commands that only look (stats, dlq, dashboard) create nothing: no file, no schema, no
+"""Commands that only look at or act on existing jobs (stats, dlq, dashboard, status,
+history, cancel) create nothing: no file, no schema, no
 table; what is missing is one `error:` line and exit 2. And a PostgreSQL error in the middle
 of a command is one line too."""
 
@@ -13,7 +14,15 @@ import pytest
 
 from glasswork.cli import main
 
-READ_ONLY = [["stats"], ["stats", "--json"], ["dlq", "list"], ["dashboard"]]
+READ_ONLY = [
+    ["stats"],
+    ["stats", "--json"],
+    ["dlq", "list"],
+    ["dashboard"],
+    ["status", "some-job"],
+    ["history"],
+    ["cancel", "some-job"],
+]
 
 
 @pytest.fixture
