@@ -8,30 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from glasswork.cli import main
-from glasswork.jobs import JobMessage
-from glasswork.jobs.drivers.records import FinalStatus, ReceivedMessage
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
-
-TRACEBACK = 'Traceback (most recent call last):\n  File "shop.py", line 9\nValueError: bad\n'
-
-
-@dataclass(frozen=True)
-class Lives:
-    """Jobs in each state: their ids."""
-
-    done: str
-    running: str
-    retrying: str
-    dead: str
-    pending: str
-    scheduled: str
+from job_lives import RESULT, TRACEBACK, Lives, live_jobs
 
 
 @pytest.fixture
@@ -42,44 +26,9 @@ def driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SQLiteQu
     opened.close()
 
 
-def claim(driver: SQLiteQueueDriver, message: JobMessage) -> ReceivedMessage:
-    driver.enqueue(message)
-    (received,) = driver.receive([message.queue or "default"], max_messages=1, wait_seconds=0)
-    return received
-
-
 @pytest.fixture
 def lives(driver: SQLiteQueueDriver) -> Lives:
-    """One job per state, each on a queue of its own (a claim takes the job just enqueued)."""
-    done = JobMessage.create("send-receipt", {"order": 1}, queue="emails")
-    driver.finish(
-        claim(driver, done),
-        FinalStatus("done", result={"sent": True, "to": "a@example.com"}, progress=1.0),
-    )
-    running = JobMessage.create("resize-image", {"image": "cat.png"}, queue="media")
-    claim(driver, running)
-    driver.record_progress(running.job_id, 0.4, "page 4 of 10")
-    retrying = JobMessage.create("charge-card", {"amount": 12}, queue="payments")
-    failed = claim(driver, retrying)
-    driver.record_retry(failed, "ConnectionError: bank down", TRACEBACK)
-    driver.nack(failed, 3600)
-    dead = JobMessage.create("charge-card", {"amount": 99}, queue="refunds")
-    buried = claim(driver, dead)
-    driver.dead_letter(buried.body, "ValueError: bad", queue="refunds", traceback=TRACEBACK)
-    driver.ack(buried)  # the worker's dead-lettering consumes the delivery, then records its end
-    driver.finish(buried, FinalStatus("dead", error="ValueError: bad", traceback=TRACEBACK))
-    pending = JobMessage.create("send-receipt", {"order": 2}, queue="emails")
-    driver.enqueue(pending)
-    scheduled = JobMessage.create("send-receipt", {"order": 3}, queue="emails")
-    driver.enqueue_at(scheduled, datetime.now(UTC) + timedelta(hours=1))
-    return Lives(
-        done.job_id,
-        running.job_id,
-        retrying.job_id,
-        dead.job_id,
-        pending.job_id,
-        scheduled.job_id,
-    )
+    return live_jobs(driver)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -102,7 +51,7 @@ def test_status_shows_a_done_jobs_result(capsys: pytest.CaptureFixture[str], liv
     lines = dict(line.split(None, 1) for line in out.splitlines() if not line.startswith("job"))
     assert lines["state"] == "done" and lines["queue"] == "emails"
     assert lines["attempts"] == "1" and lines["progress"] == "100%"
-    assert json.loads(lines["result"]) == {"sent": True, "to": "a@example.com"}
+    assert json.loads(lines["result"]) == RESULT
     assert f"job id    {lives.done}" in out and "job       send-receipt" in out
     assert "enqueued  20" in out and "ago)" in out
 
