@@ -67,6 +67,7 @@ from dashboard_support import (  # noqa: E402
     serve_dashboard,
 )
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver  # noqa: E402
+from job_lives import live_jobs  # noqa: E402
 from pgtest import POSTGRESQL  # noqa: E402
 
 
@@ -318,6 +319,52 @@ def test_read_only_dashboard_shows_no_actions(page: Page, tmp_path: Path) -> Non
         assert page.locator('input[type="checkbox"]').count() == 0
         assert page.locator("text=Redrive selected").count() == 0
         assert page.inner_text(".badge") == "read-only"
+        waiting = dashboard.driver.job_history(state="scheduled")[0]
+        page.goto(f"{dashboard.url}/jobs/{waiting.job_id}")
+        assert page.get_attribute("#job-state", "data-job-state") == "scheduled"
+        assert page.locator("#cancel-button").count() == 0
+
+
+def test_jobs_are_filtered_by_state_and_one_is_cancelled_by_clicking(
+    page: Page, dashboard: Dashboard, tmp_path: Path
+) -> None:
+    driver = dashboard.driver
+    lives = live_jobs(driver)
+    page.goto(dashboard.url + "/")
+    page.click("text=Jobs")
+    assert page.locator(f'tr[data-job-id="{lives.dead}"]').count() == 1
+    assert page.locator(f'tr[data-job-id="{lives.pending}"]').count() == 1
+
+    page.select_option('#job-filters select[name="state"]', "pending")
+    page.click("#job-filters button[type=submit]")
+    expect(page.locator("tr[data-job-id]")).to_have_count(1)
+    assert page.get_attribute("tr[data-job-id]", "data-job-id") == lives.pending
+    assert page.input_value('#job-filters select[name="state"]') == "pending"
+    page.screenshot(path=str(tmp_path / "jobs-pending.png"), full_page=True)
+
+    page.click(f'tr[data-job-id="{lives.pending}"] a')
+    assert page.get_attribute("#job-state", "data-job-state") == "pending"
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.once("dialog", lambda dialog: dialog.dismiss())  # "Cancel job ...?" No.
+    page.click("#cancel-button")
+    assert page.get_attribute("#job-state", "data-job-state") == "pending"
+    page.once("dialog", lambda dialog: dialog.accept())
+    with page.expect_navigation():
+        page.click("#cancel-button")
+    assert posts == [f"{dashboard.url}/jobs/cancel"]  # the dismissed question sent nothing
+    assert page.inner_text("#cancel-flash") == "Cancelled: it will not run."
+    assert page.get_attribute("#job-state", "data-job-state") == "cancelled"
+    assert page.locator("#cancel-button").count() == 0
+    page.screenshot(path=str(tmp_path / "job-cancelled.png"), full_page=True)
+    assert driver.job_status(lives.pending).state == "cancelled"
+    assert driver.receive(["emails"], max_messages=10, wait_seconds=0) == []
+
+    page.click("text=Jobs")
+    page.select_option('#job-filters select[name="state"]', "cancelled")
+    page.click("#job-filters button[type=submit]")
+    expect(page.locator("tr[data-job-id]")).to_have_count(1)
+    assert page.get_attribute("tr[data-job-id]", "data-job-id") == lives.pending
 
 
 def test_screenshot_of_the_queues_page(page: Page, tmp_path: Path) -> None:
