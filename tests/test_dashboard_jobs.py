@@ -178,6 +178,20 @@ def test_the_header_lookup_opens_the_job_page(client: TestClient, lives: Lives) 
     assert 'name="job_id"' in client.get("/lookup").text
 
 
+def test_a_job_id_with_slashes_and_query_characters_keeps_its_page(
+    client: TestClient, driver: Any
+) -> None:
+    odd = JobMessage.create("send-receipt", {}, queue="emails", job_id="a/b?c#d <e>")
+    driver.enqueue(odd)
+    link = re.search(r'<a href="([^"]+)"><code>a/b\?c#d &lt;e&gt;</code>', client.get("/jobs").text)
+    assert link is not None
+    page = client.get(html.unescape(link[1]).removeprefix(BASE)).text
+    assert "<h1>Job <code>a/b?c#d &lt;e&gt;</code></h1>" in page
+    assert 'data-job-state="pending"' in page
+    answer = cancel(client, odd.job_id)
+    assert client.get(answer.headers["location"]).text.count('data-job-state="cancelled"') == 1
+
+
 # -- cancelling -------------------------------------------------------------------------------
 
 

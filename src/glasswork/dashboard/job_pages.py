@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, get_args
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -138,7 +138,8 @@ class JobPages:
                 request, "error.html", 502, page="jobs", title="Failed", message=done.error
             )
         logger.info("cancel of job %s: %s", job_id, "done" if done.value else "refused")
-        where = request.url_for("job", job_id=job_id).path
+        # Quoted: a job id may hold "?", "#" or "/" (the path is unquoted before matching).
+        where = request.url_for("job", job_id=quote(job_id, safe="")).path
         return RedirectResponse(f"{where}?cancelled={1 if done.value else 0}", 303)
 
 
