@@ -17,6 +17,7 @@ from glasswork.jobs.drivers.records import FinalStatus, ReceivedMessage
 from glasswork.jobs.drivers.sqs import SQSQueueDriver, create_status_table
 from glasswork.jobs.drivers.sqs.job_items import TEXT_LIMIT
 from glasswork.jobs.drivers.sqs.scheduler import create_scheduler_handler, create_scheduler_table
+from glasswork.jobs.errors import StatusUnavailableError
 
 from .conftest import REGION, Aws
 from .test_sqs_driver_moto import RequestCounter
@@ -498,11 +499,14 @@ def test_without_a_status_table_asking_says_how_to_enable_it_and_running_costs_n
         lambda: driver.cancel("x"),
     ):
         with pytest.raises(
-            ConfigurationError, match=r"pass status_table=\.\.\. .*create_status_table"
+            StatusUnavailableError,
+            match=r"pass SQSQueueDriver\(status_table=<table>\).*create_status_table",
         ):
             ask()
     from_url = driver_from_url(f"sqs://{REGION}?queue.default={url}&endpoint_url={aws.endpoint}")
-    with pytest.raises(ConfigurationError, match=r"\?status_table=<table> in the sqs:// URL"):
+    with pytest.raises(
+        StatusUnavailableError, match=r"add \?status_table=<table> to the sqs:// URL"
+    ):
         from_url.job_status("x")  # type: ignore[attr-defined]
 
     JobService(driver).enqueue(ping, {})

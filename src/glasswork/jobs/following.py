@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol
 
 from typing_extensions import TypeVar
 
-from .drivers.contract import StatusStore, capabilities_of, driver_name
+from .drivers.contract import StatusStore, capabilities_of
 from .drivers.records import EnqueueResult, JobStatus
 from .errors import JobFailedError, JobNotFoundError, StatusUnavailableError
 
@@ -54,19 +54,11 @@ def status_store(driver: object) -> StatusStore:
 
 
 def _unavailable(driver: object) -> str:
-    kind = type(driver).__name__
-    if driver_name(driver) == "sqs":  # say how to give it a status table
-        how = (
-            "pass status_table=... to SQSQueueDriver (or ?status_table= in its URL), a "
-            "DynamoDB table made by create_status_table (see docs/sqs.md)"
-        )
-    else:
-        how = (
-            "use a driver that keeps them (SQLite, PostgreSQL, SQS with a status table, the "
-            "mock), or implement the StatusStore methods on this one (see docs/drivers.md)"
-        )
     return (
-        f"{kind} keeps no job statuses, so a job's status, result or cancel is unknown to it: {how}"
+        f"{type(driver).__name__} keeps no job statuses, so a job's status, result or cancel "
+        "is unknown to it: use a driver that keeps them (SQLite, PostgreSQL, SQS with a "
+        "status table, the mock), or implement the StatusStore methods on this one (see "
+        "docs/drivers.md)"
     )
 
 
