@@ -533,11 +533,11 @@ class Executor:
         :func:`~glasswork.jobs.errors.failure_traceback`). Workers log no failure lines of
         their own: this is the one place, for Lambda and the long-running worker alike.
 
-        The rules, first match wins: a :class:`JobCancelledError` cancels; a
-        :class:`PermanentJobError` dead-letters; a :class:`TransientJobError` is retried;
+        The rules, first match wins: a :class:`JobCancelledError`, or any failure of a job
+        asked to stop (``ctx.cancelled``), cancels; a :class:`PermanentJobError` dead-letters; a :class:`TransientJobError` is retried;
         an error of the job's ``retry["dead_letter_on"]`` (and not more closely of its
         ``retry_on``) dead-letters; anything else is retried, until ``max_attempts``."""
-        if isinstance(error, JobCancelledError):
+        if isinstance(error, JobCancelledError) or ctx.cancelled:
             return await self.cancelled(ctx, error)
         policy = definition.retry
         if isinstance(error, PermanentJobError) or (
@@ -571,19 +571,20 @@ class Executor:
 
     async def cancelled(self, ctx: JobContext, error: BaseException | None = None) -> Cancelled:
         """The outcome of a run that stopped because it was asked to (``error``: the
-        :class:`JobCancelledError`, or the cancellation of an async handler's task; None:
-        it was asked before it started), logged at INFO, ``on_job_cancelled`` called.
-        Must be awaited from the job's own task, if it has one (its cancellation, which was
-        the job's end, is taken back)."""
-        if isinstance(error, asyncio.CancelledError):
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
+        :class:`JobCancelledError`, the cancellation of an async handler's task, or how a
+        job asked to stop failed; None: it was asked before it started), logged at INFO,
+        ``on_job_cancelled`` called with a :class:`JobCancelledError`. Must be awaited from
+        the job's own task, if it has one (its cancellation, the job's end, is taken back)."""
         if isinstance(error, JobCancelledError):
             reason = error.reason
         else:
+            if isinstance(error, asyncio.CancelledError):
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
             reason = ctx.cancel_reason or "cancelled"
-            error = JobCancelledError(reason)
+            cause, error = error, JobCancelledError(reason)
+            error.__cause__ = cause
         ctx.logger.info("cancelled: %s", reason)
         await self._hook(self.hooks.on_job_cancelled, ctx, error)
         return Cancelled(ctx.job, reason, error)
