@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pydantic
@@ -78,8 +78,8 @@ def worker_for(driver: MockQueueDriver, *jobs: Any, **options: Any) -> Worker:
 
 
 @pytest.fixture
-def driver() -> Iterator[MockQueueDriver]:
-    yield MockQueueDriver()
+def driver() -> MockQueueDriver:
+    return MockQueueDriver()
 
 
 def test_a_jobs_status_goes_pending_running_done_with_its_result(

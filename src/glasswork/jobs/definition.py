@@ -280,7 +280,8 @@ def define_job(
     key is refused. ``retry`` is ``{"max_attempts": N, "backoff": s, "max_backoff": s,
     "jitter": bool, "retry_on": (errors...), "dead_letter_on": (errors...)}``, a
     :class:`RetryPolicy`, or ``False`` to discard the job after its first failure (see
-    :class:`RetryPolicy` for which errors are retried). ``group_id`` sets the FIFO message group (a string or payload → string).
+    :class:`RetryPolicy` for which errors are retried). ``group_id`` sets the FIFO message
+    group (a string or payload → string).
     ``timeout`` (seconds, ``"30s"`` or a timedelta) bounds one run: past it the run fails
     with :class:`JobTimeoutError` (transient; async handlers are cancelled, a sync handler's
     thread is abandoned by the long-running worker). ``idempotent=True`` runs the handler at

@@ -534,9 +534,10 @@ class Executor:
         their own: this is the one place, for Lambda and the long-running worker alike.
 
         The rules, first match wins: a :class:`JobCancelledError`, or any failure of a job
-        asked to stop (``ctx.cancelled``), cancels; a :class:`PermanentJobError` dead-letters; a :class:`TransientJobError` is retried;
-        an error of the job's ``retry["dead_letter_on"]`` (and not more closely of its
-        ``retry_on``) dead-letters; anything else is retried, until ``max_attempts``."""
+        asked to stop (``ctx.cancelled``), cancels; a :class:`PermanentJobError`
+        dead-letters; a :class:`TransientJobError` is retried; an error of the job's
+        ``retry["dead_letter_on"]`` (and not more closely of its ``retry_on``) dead-letters;
+        anything else is retried, until ``max_attempts``."""
         if isinstance(error, JobCancelledError) or ctx.cancelled:
             return await self.cancelled(ctx, error)
         policy = definition.retry

@@ -83,8 +83,9 @@ class AsyncJobs:
             return await executor.execute_prepared(ctx)
         except asyncio.CancelledError as exc:
             # Asked to stop outside the handler (in a step): the end of the job all the
-            # same. Given up on (taken), it is no outcome of ours.
-            if not ctx.cancelled or slot.taken:
+            # same. Given up on (taken), it is no outcome of ours. (The flag is read
+            # afresh: the control thread set it meanwhile.)
+            if ctx.cancel_reason is None or slot.taken:
                 raise
             return await executor.cancelled(ctx, exc)
 

@@ -89,7 +89,9 @@ class JobStatuses:
         for slot, ctx in jobs:
             if slot.job_id in cancelled and not ctx.cancelled:
                 ctx.request_cancel()
-                self.log.info("job %s %s was cancelled: asking it to stop", slot.job_name, slot.job_id)
+                self.log.info(
+                    "job %s %s was cancelled: asking it to stop", slot.job_name, slot.job_id
+                )
                 if slot.async_job:
                     cancel_task(slot)
 
