@@ -117,8 +117,7 @@ def test_a_result_that_cannot_be_stored_leaves_the_job_done_with_a_note(
 
 
 def test_a_job_with_result_ttl_0_keeps_no_status_once_done(driver: MockQueueDriver) -> None:
-    job = define_job(name="quiet", handler=lambda: "secret")
-    object.__setattr__(job, "result_ttl", 0.0)  # define_job(result_ttl=0), as coreapi adds
+    job = define_job(name="quiet", handler=lambda: "secret", result_ttl=0)
     job_id = JobService(driver).enqueue(job, None).job_id
     assert worker_for(driver, job).run_until_empty(timeout=DEADLINE).done == 1
     assert driver.job_status(job_id) is None and driver.pending == []

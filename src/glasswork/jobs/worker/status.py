@@ -155,6 +155,5 @@ def retry_note(error: BaseException) -> tuple[str, str | None]:
 
 def _result_ttl(ctx: JobContext | None) -> float:
     definition = ctx.definition if ctx is not None else None
-    # Definitions made before result_ttl existed (or an unknown job's) keep the default.
-    ttl = getattr(definition, "result_ttl", None)
-    return DEFAULT_RESULT_TTL if ttl is None else float(ttl)
+    # An unknown job's (no definition) keeps the default.
+    return DEFAULT_RESULT_TTL if definition is None else float(definition.result_ttl)
