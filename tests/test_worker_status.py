@@ -16,7 +16,7 @@ import pytest
 from glasswork import define_module
 from glasswork.jobs import JobService, MockQueueDriver, define_job
 from glasswork.jobs.drivers.records import JobStatus
-from glasswork.jobs.errors import JobCancelledError
+from glasswork.jobs.errors import JobCancelledError, JobFailedError
 from glasswork.jobs.worker import Worker
 
 DEADLINE = 10.0
@@ -267,10 +267,12 @@ def test_a_job_cancelled_between_receive_and_start_is_acked_without_running(
     # One thread; a few quick jobs first, so the worker then receives ahead (the blocker
     # and the victim in one receive) while the blocker holds the thread.
     go = threading.Event()
+    blocking = threading.Event()
     ran: list[str] = []
 
     def block() -> None:
         ran.append("block")
+        blocking.set()
         assert go.wait(DEADLINE)
 
     quick = define_job(name="quick", handler=lambda: ran.append("quick"))
@@ -286,9 +288,8 @@ def test_a_job_cancelled_between_receive_and_start_is_acked_without_running(
         driver, quick, blocker, victim, concurrency=1, batch_size=10, hooks=hooks.as_option()
     )
     with Running(worker):
-        wait_for_state(driver, blocker_id, "running")
+        assert blocking.wait(DEADLINE)  # the one thread is busy
         wait_for_state(driver, victim_id, "running")  # received: held, not started
-        assert ran[-1] == "block"
         assert driver.cancel(victim_id, "changed my mind")
         go.set()
         wait_for_state(driver, blocker_id, "done")
@@ -357,3 +358,41 @@ def test_a_worker_stopped_mid_job_never_leaves_its_status_done(driver: MockQueue
     assert worker_for(driver, job).run_until_empty(timeout=DEADLINE).done == 1
     done = status_of(driver, job_id)
     assert done.state == "done" and done.result == "result" and done.attempts == 2
+
+
+def test_the_service_follows_a_job_the_worker_runs_wait_status_and_cancel(
+    driver: MockQueueDriver,
+) -> None:
+    started = threading.Event()
+
+    def add(payload: dict[str, int]) -> int:
+        return payload["a"] + payload["b"]
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.sleep(DEADLINE)
+
+    def broken() -> None:
+        raise ValueError("never works")
+
+    jobs = [
+        define_job(name="add", handler=add),
+        define_job(name="forever", handler=forever),
+        define_job(name="broken", handler=broken, retry={"dead_letter_on": ValueError}),
+    ]
+    service = JobService(driver)
+    added = service.enqueue(jobs[0], {"a": 2, "b": 3})
+    endless = service.enqueue(jobs[1], None)
+    failing = service.enqueue(jobs[2], None)
+    with Running(worker_for(driver, *jobs, concurrency=3)):
+        assert added.wait(timeout=DEADLINE) == 5
+        with pytest.raises(JobFailedError) as dead:
+            failing.wait(timeout=DEADLINE)
+        assert dead.value.state == "dead" and "never works" in (dead.value.traceback or "")
+        assert started.wait(DEADLINE)
+        assert endless.cancel()
+        with pytest.raises(JobFailedError) as cancelled:
+            endless.wait(timeout=DEADLINE)
+    assert cancelled.value.state == "cancelled"
+    status = service.status(added.job_id)
+    assert status is not None and status.state == "done" and status.result == 5
