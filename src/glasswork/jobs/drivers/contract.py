@@ -112,6 +112,7 @@ __all__ = [
     "ReceivedMessage",
     "RunSteps",
     "SetupCheck",
+    "StatusBatches",
     "StatusStore",
     "TransactionalEnqueue",
     "WorkerBeat",
@@ -684,6 +685,24 @@ class StatusStore(Protocol):
         ...
 
 
+@runtime_checkable
+class StatusBatches(Protocol):
+    """The status calls of a runtime that settles deliveries itself (the Lambda handler: the
+    Lambda service deletes a batch's finished records): a batch's starts at once, and ends
+    recorded without acknowledging. A driver whose status store is switched off leaves this
+    group out (so such a runtime pays nothing)."""
+
+    def record_start_many(self, received: Sequence[ReceivedMessage]) -> list[bool]:
+        """:meth:`StatusStore.record_start` of each, in order (side by side where it can)."""
+        ...
+
+    def record_ends(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> bool:
+        """Record how these jobs ended, acknowledging none (a ``dead`` one as
+        :meth:`StatusStore.finish` does); False (logged) when the store did not take them:
+        the jobs ran, so the caller settles them anyway."""
+        ...
+
+
 # -- asking ----------------------------------------------------------------------------------
 
 
@@ -724,6 +743,7 @@ class Capabilities:
     closing: Closing | None = None
     coroutine_producing: CoroutineProducing | None = None
     status: StatusStore | None = None
+    status_batches: StatusBatches | None = None
     dead_letter_traceback: bool = False
     purge_by_queue: bool = False
     async_def: tuple[str, ...] = ()
@@ -761,6 +781,7 @@ CAPABILITY_GROUPS: tuple[tuple[str, type], ...] = (
     ("setup_check", SetupCheck),
     ("closing", Closing),
     ("status", StatusStore),
+    ("status_batches", StatusBatches),
 )
 #: The producing methods a driver may write as ``async def``.
 PRODUCING_METHODS = ("enqueue", "enqueue_in", "enqueue_at", "enqueue_many")

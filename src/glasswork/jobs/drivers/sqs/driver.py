@@ -184,6 +184,8 @@ class SQSQueueDriver(
         self.consumer = consumer = SQSConsumer(directory, clients)
         table = StatusTable(status_table, clients, consumer) if status_table else None
         self.statuses: StatusTable | NoStatusTable = table or NoStatusTable(consumer, settings)
+        if table is None:  # no status kept: the Lambda handler skips the status calls
+            self.record_start_many = self.record_ends = None  # type: ignore[assignment]
         self.producer = Producer(
             directory=directory,
             sender=self.sender,
