@@ -58,7 +58,7 @@ SQLITE_GROUPS = (
     "status",
 )
 EXPECTED = {
-    "mock": ("producing", "consuming", "idempotency"),
+    "mock": ("producing", "consuming", "idempotency", "status"),
     "sqlite": SQLITE_GROUPS,
     "postgresql": (
         *(g for g in SQLITE_GROUPS if g not in ("idempotency", "closing", "status")),

@@ -150,6 +150,7 @@ MOVED_NAMES = {
     **dict.fromkeys(
         [
             "JobError",
+            "JobCancelledError",
             "UnknownJobError",
             "MalformedMessageError",
             "JobInProgressError",

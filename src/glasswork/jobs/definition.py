@@ -40,12 +40,22 @@ class RetryPolicy:
     ``max_attempts`` counts runs, the first included (3 means two retries). Delays grow
     exponentially from ``backoff`` seconds, capped at ``max_backoff``; ``jitter`` spreads
     them over the upper half of each step so retries of a burst do not arrive together.
+
+    ``dead_letter_on`` and ``retry_on`` (exception classes, as ``except`` takes them) sort
+    failures: an error of ``dead_letter_on`` is dead-lettered at once, one of ``retry_on``
+    retried until ``max_attempts``; an error in neither is retried, as by default. When
+    both match, the class nearer the error's own wins (``retry_on=(Exception,)``,
+    ``dead_letter_on=(ValueError,)`` dead-letters a ``ValueError``; the other way round
+    retries it); an exact tie dead-letters. :class:`~glasswork.jobs.TransientJobError` and
+    :class:`~glasswork.jobs.PermanentJobError` keep their meaning whatever the lists say.
     """
 
     max_attempts: int = 3
     backoff: float = 10.0
     max_backoff: float = 900.0
     jitter: bool = True
+    retry_on: tuple[type[BaseException], ...] = ()
+    dead_letter_on: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -54,6 +64,17 @@ class RetryPolicy:
             )
         if self.backoff < 0 or self.max_backoff < 0:
             raise ConfigurationError("retry backoff and max_backoff cannot be negative")
+        for name in ("retry_on", "dead_letter_on"):
+            object.__setattr__(self, name, _exception_classes(name, getattr(self, name)))
+
+    def dead_letters(self, error: BaseException) -> bool:
+        """Whether ``error`` is one of ``dead_letter_on`` (and not more closely one of
+        ``retry_on``): see the class docstring."""
+        dead = _closeness(type(error), self.dead_letter_on)
+        if dead is None:
+            return False
+        retry = _closeness(type(error), self.retry_on)
+        return retry is None or dead <= retry
 
     def delay_for(self, attempt: int) -> float:
         """Seconds to wait before the run after failed run number ``attempt`` (1-based)."""
@@ -86,6 +107,27 @@ class RetryPolicy:
 
 #: ``retry=``: a mapping of :class:`RetryPolicy` settings, a policy, True (defaults) or False.
 RetryOption = RetryPolicy | Mapping[str, Any] | bool | None
+
+
+def _exception_classes(name: str, value: object) -> tuple[type[BaseException], ...]:
+    """``retry_on``/``dead_letter_on`` as a tuple: an exception class or a tuple (or list)
+    of them, as ``except`` takes them."""
+    classes = value if isinstance(value, tuple | list) else (value,)
+    for cls in classes:
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise ConfigurationError(
+                f"retry {name} must be an exception class or a tuple of exception classes, "
+                f"got {value!r} ({cls!r} is not an exception class)"
+            )
+    return tuple(classes)
+
+
+def _closeness(error: type[BaseException], classes: tuple[type[BaseException], ...]) -> int | None:
+    """How near ``error``'s own class the nearest of ``classes`` it belongs to is (0: that
+    very class), or None when it belongs to none of them."""
+    mro = error.__mro__
+    found = [mro.index(c) if c in mro else len(mro) for c in classes if issubclass(error, c)]
+    return min(found, default=None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -236,8 +278,10 @@ def define_job(
 
     ``unique`` is ``{"key": fn}`` or ``fn``: payload → key; a second pending job with the same
     key is refused. ``retry`` is ``{"max_attempts": N, "backoff": s, "max_backoff": s,
-    "jitter": bool}``, a :class:`RetryPolicy`, or ``False`` to discard the job after its
-    first failure. ``group_id`` sets the FIFO message group (a string or payload → string).
+    "jitter": bool, "retry_on": (errors...), "dead_letter_on": (errors...)}``, a
+    :class:`RetryPolicy`, or ``False`` to discard the job after its first failure (see
+    :class:`RetryPolicy` for which errors are retried). ``group_id`` sets the FIFO message
+    group (a string or payload → string).
     ``timeout`` (seconds, ``"30s"`` or a timedelta) bounds one run: past it the run fails
     with :class:`JobTimeoutError` (transient; async handlers are cancelled, a sync handler's
     thread is abandoned by the long-running worker). ``idempotent=True`` runs the handler at

@@ -10,12 +10,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ...errors import BatchRetryError, DuplicateJobError
+from ...errors import DuplicateJobError
 from ...idempotency.memory import MemoryIdempotencyStore
 from ...message import JobMessage
-from ...testing import sqs_record
-from ..contract import Consuming, IdempotencyProvider, QueueDriver
-from ..records import EnqueueResult, ReceivedMessage
+from ..contract import Consuming, IdempotencyProvider, QueueDriver, StatusStore
+from ..records import (
+    DEFAULT_RESULT_TTL,
+    EnqueueResult,
+    FinalStatus,
+    JobState,
+    JobStatus,
+    ReceivedMessage,
+)
+from .drain import DrainResult as DrainResult
+from .drain import drain
+from .status import EndedJobs, history_page
 
 if TYPE_CHECKING:
     from ....modules import Module
@@ -58,16 +67,6 @@ class DeadLetterEntry:
             return None
 
 
-@dataclass(frozen=True, slots=True)
-class DrainResult:
-    """What :meth:`MockQueueDriver.drain` ran: deliveries made, how many were reported for
-    retry, and how many messages went to the dead letter."""
-
-    deliveries: int
-    retried: int
-    dead_lettered: int
-
-
 @dataclass(slots=True)
 class _Pending:
     message_id: str
@@ -77,24 +76,88 @@ class _Pending:
     attempt: int = 0
     leased_by: str | None = None
     order: int = 0
+    updated_at: datetime | None = None
+    error: str | None = None
+    traceback: str | None = None
+    progress: float | None = None
+    progress_note: str | None = None
+    cancel_reason: str | None = None  # set while running: its worker is asked to stop
+
+    def status(self, now: float) -> JobStatus:
+        """The live status, from what the queue holds."""
+        m = self.message
+        state: JobState
+        if self.leased_by is not None:
+            state = "running"
+        elif self.attempt:
+            state = "retrying"
+        else:
+            state = "scheduled" if self.due > now else "pending"
+        return JobStatus(
+            m.job_id,
+            m.job_name,
+            m.queue,
+            state,
+            attempts=self.attempt,
+            progress=self.progress,
+            progress_note=self.progress_note,
+            error=self.error,
+            traceback=self.traceback,
+            enqueued_at=m.enqueued_at,
+            updated_at=self.updated_at or m.enqueued_at,
+            priority=m.priority or 0,
+        )
+
+    def ended(self, final: FinalStatus) -> JobStatus:
+        """The status of its job ended as ``final`` says."""
+        m = self.message
+        return JobStatus(
+            m.job_id,
+            m.job_name,
+            m.queue,
+            final.state,
+            attempts=self.attempt,
+            progress=final.progress if final.progress is not None else self.progress,
+            progress_note=final.progress_note or self.progress_note,
+            result=final.result,
+            error=final.error,
+            traceback=final.traceback,
+            enqueued_at=m.enqueued_at,
+            updated_at=datetime.now(UTC),
+            priority=m.priority or 0,
+        )
+
+    @staticmethod
+    def acked(received: ReceivedMessage) -> _Pending | None:
+        """What an acknowledged delivery was, from its body (None: not a message)."""
+        try:
+            message = JobMessage.from_json(received.body)
+        except ValueError:
+            return None
+        return _Pending(received.message_id, received.body, message, 0.0, received.attempt)
 
 
-class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider):
+class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore):
     """In-memory queue for tests: records every enqueue and can run them all.
 
     * ``driver.jobs``: messages enqueued (``.job_name``, ``.payload``);
     * ``driver.enqueued``: records with ``.message``, ``.delay_seconds`` and ``.run_at``;
     * ``driver.dead_letters``: what workers dead-lettered, with reasons and tracebacks;
     * ``driver.drain(AppModule)``: run everything through the real Lambda worker path;
-    * a second pending job with the same unique key raises :class:`DuplicateJobError`.
+    * a second pending job with the same unique key raises :class:`DuplicateJobError`;
+    * jobs' statuses and results, in memory for the life of the driver (ended ones for their
+      ``result_ttl``); higher priorities are received first within a queue.
     """
 
     name = "mock"
+    claims_by_priority = True
 
     def __init__(self) -> None:
         self.enqueued: list[EnqueuedJob] = []
         self.dead_letters: list[DeadLetterEntry] = []
         self._pending: dict[str, _Pending] = {}
+        self._by_job: dict[str, _Pending] = {}  # the live delivery of each job id
+        self._ended = EndedJobs()
         self._unique: dict[tuple[str, str], str] = {}
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
@@ -117,12 +180,14 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider):
             return [p.message for p in sorted(self._pending.values(), key=lambda p: p.order)]
 
     def clear(self) -> None:
-        """Forget everything: enqueued records, pending messages, dead letters, unique keys
-        and idempotency keys."""
+        """Forget everything: enqueued records, pending messages, dead letters, statuses,
+        unique keys and idempotency keys."""
         with self._lock:
             self.enqueued.clear()
             self.dead_letters.clear()
             self._pending.clear()
+            self._by_job.clear()
+            self._ended.clear()
             self._unique.clear()
             self._idempotency.clear()
 
@@ -138,17 +203,7 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider):
         self, messages: Sequence[JobMessage], delay_seconds: float = 0.0
     ) -> list[EnqueueResult]:
         with self._lock:
-            # Check every unique key before storing any, so a refused batch stores nothing.
-            claimed: dict[tuple[str, str], str] = {}
-            for m in messages:
-                if m.unique_key is None:
-                    continue
-                key = (m.job_name, m.unique_key)
-                holder = self._unique.get(key) or claimed.get(key)
-                if holder is not None:
-                    raise DuplicateJobError(m.job_name, m.unique_key, holder)
-                claimed[key] = m.job_id
-            self._unique.update(claimed)
+            self._unique.update(_unique_keys(messages, self._unique))
             now = time.time()
             results = []
             for m in messages:
@@ -160,9 +215,8 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider):
                     else None
                 )
                 result = EnqueueResult(message_id, m.job_id, m.queue, run_at)
-                self._pending[message_id] = _Pending(
-                    message_id, m.encode(), m, now + delay_seconds, order=order
-                )
+                pending = _Pending(message_id, m.encode(), m, now + delay_seconds, order=order)
+                self._pending[message_id] = self._by_job[m.job_id] = pending
                 self.enqueued.append(EnqueuedJob(m, delay_seconds, run_at, result))
                 results.append(result)
             return results
@@ -178,7 +232,7 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider):
         include_delayed: bool = False,
     ) -> list[ReceivedMessage]:
         """Lease up to ``max_messages`` due messages (all pending ones with
-        ``include_delayed``), oldest first."""
+        ``include_delayed``), the highest priority first, then the oldest."""
         with self._lock:
             now = time.time()
             ready = sorted(
@@ -189,12 +243,13 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider):
                     and (include_delayed or p.due <= now)
                     and (queues is None or p.message.queue in queues)
                 ),
-                key=lambda p: (p.due, p.order),
+                key=lambda p: (-(p.message.priority or 0), p.due, p.order),
             )[:max_messages]
             received = []
             for p in ready:
                 p.attempt += 1
                 p.leased_by = f"{p.message_id}#{p.attempt}"
+                p.updated_at = datetime.now(UTC)
                 received.append(
                     ReceivedMessage(p.body, p.leased_by, p.attempt, p.message.queue, p.message_id)
                 )
@@ -203,19 +258,16 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider):
     def ack(self, received: ReceivedMessage) -> None:
         with self._lock:
             pending = self._lease(received)
-            if pending is None:
-                return
-            del self._pending[pending.message_id]
-            m = pending.message
-            if m.unique_key is not None:
-                self._unique.pop((m.job_name, m.unique_key), None)
+            if pending is not None:
+                self._remove(pending)
 
     def nack(self, received: ReceivedMessage, delay_seconds: float = 0.0) -> None:
         with self._lock:
             pending = self._lease(received)
             if pending is not None:
-                pending.leased_by = None
+                pending.leased_by = pending.cancel_reason = None
                 pending.due = time.time() + delay_seconds
+                pending.updated_at = datetime.now(UTC)
 
     def dead_letter(
         self, body: str, reason: str, *, queue: str | None = None, traceback: str | None = None
@@ -233,6 +285,103 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider):
         if pending is None or pending.leased_by != received.receipt:
             return None  # already acked or nacked, or a stale lease
         return pending
+
+    def _remove(self, pending: _Pending) -> None:
+        del self._pending[pending.message_id]
+        m = pending.message
+        if self._by_job.get(m.job_id) is pending:
+            del self._by_job[m.job_id]
+        if m.unique_key is not None:
+            self._unique.pop((m.job_name, m.unique_key), None)
+
+    # -- status (StatusStore) ----------------------------------------------------------
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        with self._lock:
+            live = self._by_job.get(job_id)
+            return live.status(time.time()) if live is not None else self._ended.get(job_id)
+
+    def job_history(
+        self,
+        *,
+        state: str | None = None,
+        job_name: str | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[JobStatus]:
+        with self._lock:
+            now = time.time()
+            live = sorted(self._by_job.values(), key=lambda p: p.order)
+            statuses = [*self._ended.all(), *(p.status(now) for p in live)]
+        return history_page(
+            statuses, state=state, job_name=job_name, queue=queue, limit=limit, before=before
+        )
+
+    def cancel(self, job_id: str, reason: str = "cancelled") -> bool:
+        with self._lock:
+            pending = self._by_job.get(job_id)
+            if pending is None:
+                return False  # unknown, or ended
+            if pending.leased_by is not None:
+                pending.cancel_reason = reason  # its worker asks it to stop
+                return True
+            self._remove(pending)
+            self._ended.keep(
+                pending.ended(FinalStatus("cancelled", error=reason)), DEFAULT_RESULT_TTL
+            )
+            return True
+
+    def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            return {
+                job_id
+                for job_id in job_ids
+                if (p := self._by_job.get(job_id)) is not None and p.cancel_reason is not None
+            }
+
+    def record_start(self, received: ReceivedMessage) -> bool:
+        with self._lock:
+            pending = self._lease(received)
+            if pending is None:
+                return False  # ended (acked) already, or another delivery holds it
+            if pending.cancel_reason is not None:  # cancelled between receive and start
+                self._remove(pending)
+                cancelled = FinalStatus("cancelled", error=pending.cancel_reason)
+                self._ended.keep(pending.ended(cancelled), DEFAULT_RESULT_TTL)
+                return False
+            return True
+
+    def record_retry(self, received: ReceivedMessage, error: str, traceback: str | None) -> None:
+        with self._lock:
+            pending = self._lease(received)
+            if pending is not None:
+                pending.error, pending.traceback = error, traceback
+                pending.updated_at = datetime.now(UTC)
+
+    def record_progress(self, job_id: str, fraction: float, note: str | None) -> None:
+        with self._lock:
+            pending = self._by_job.get(job_id)
+            if pending is not None:
+                pending.progress, pending.progress_note = fraction, note
+                pending.updated_at = datetime.now(UTC)
+
+    def finish(self, received: ReceivedMessage, final: FinalStatus) -> None:
+        self.finish_many([(received, final)])
+
+    def finish_many(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> None:
+        with self._lock:
+            for received, final in finished:
+                pending = self._lease(received)
+                if pending is None:
+                    # Acked already (a dead letter's ack may come first), or held by another
+                    # delivery now: record the end only when no delivery of it is live.
+                    pending = _Pending.acked(received)
+                    if pending is None or pending.message.job_id in self._by_job:
+                        continue
+                else:
+                    self._remove(pending)
+                self._ended.keep(pending.ended(final), final.keep_for)
 
     # -- running -----------------------------------------------------------------------
 
@@ -257,38 +406,21 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider):
         handler = (
             bootstrap_worker(module=worker, driver=self) if isinstance(worker, Module) else worker
         )
-        deliveries = retried = 0
-        dead_before = len(self.dead_letters)
-        while batch := self.receive(max_messages=10, include_delayed=include_delayed):
-            deliveries += len(batch)
-            if deliveries > max_deliveries:
-                for r in batch:
-                    self.nack(r)
-                raise RuntimeError(
-                    f"drain stopped after {max_deliveries} deliveries: a job keeps failing "
-                    "or enqueuing more jobs"
-                )
-            event = {
-                "Records": [
-                    sqs_record(
-                        r.body,
-                        message_id=r.message_id,
-                        receipt_handle=str(r.receipt),
-                        receive_count=r.attempt,
-                        queue=r.queue,
-                    )
-                    for r in batch
-                ]
-            }
-            try:
-                response = handler(event, None)
-            except BatchRetryError as exc:  # Lambda returns the batch (finished ones deleted)
-                response = {"batchItemFailures": [{"itemIdentifier": i} for i in exc.retried]}
-            failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-            for r in batch:
-                if r.message_id in failed:
-                    retried += 1
-                    self.nack(r)  # no-op when the worker already nacked it with its backoff
-                else:
-                    self.ack(r)
-        return DrainResult(deliveries, retried, len(self.dead_letters) - dead_before)
+        return drain(self, handler, include_delayed=include_delayed, max_deliveries=max_deliveries)
+
+
+def _unique_keys(
+    messages: Sequence[JobMessage], held: dict[tuple[str, str], str]
+) -> dict[tuple[str, str], str]:
+    """The unique keys ``messages`` take, every one checked before any is taken (so a
+    refused batch stores nothing): :class:`DuplicateJobError` for one ``held`` already."""
+    claimed: dict[tuple[str, str], str] = {}
+    for m in messages:
+        if m.unique_key is None:
+            continue
+        key = (m.job_name, m.unique_key)
+        holder = held.get(key) or claimed.get(key)
+        if holder is not None:
+            raise DuplicateJobError(m.job_name, m.unique_key, holder)
+        claimed[key] = m.job_id
+    return claimed
