@@ -113,6 +113,11 @@ QUIET = {
     "JobInProgressError",
     "BatchRetryError",
     "DeadLetterUnavailableError",
+    # Added since the tiers (issue 20), for an application's `except` clauses.
+    "JobFailedError",
+    "JobNotFoundError",
+    "StatusUnavailableError",
+    "PriorityUnsupportedError",
 }
 
 

@@ -75,7 +75,7 @@ def __getattr__(name: str) -> Any:
         value = getattr(jobs, name)  # a lazily loaded name (boto3, croniter, ...)
         globals()[name] = value
         return value
-    return load_moved(__name__, MOVED_NAMES, name, jobs.QUIET_NAMES)
+    return load_moved(__name__, {**MOVED_NAMES, **jobs.ERRORS_HERE}, name, jobs.QUIET_NAMES)
 
 
 def __dir__() -> list[str]:

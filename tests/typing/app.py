@@ -14,6 +14,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from glasswork import (
     AsyncJobService,
+    EnqueueResult,
     JobContext,
     JobDefinition,
     JobService,
@@ -29,7 +30,10 @@ from glasswork import (
     run_scheduler,
 )
 from glasswork.jobs import SQSQueueDriver as JobsSQSQueueDriver
+from glasswork.jobs.drivers import JobStatus
+from glasswork.jobs.errors import JobFailedError
 from glasswork.jobs.execution import CallNext, JobRun, Outcome
+from glasswork.jobs.following import AsyncJobHandle, JobHandle
 from glasswork.jobs.idempotency import DynamoDBIdempotencyStore
 from glasswork.jobs.metrics import OutcomeLog
 
@@ -74,7 +78,7 @@ grouped = define_job(
 )
 bad_handler = define_job(name="bad", schema=Welcome, handler=takes_int)  # expect-error
 bad_key = define_job(name="k", schema=Welcome, handler=print, unique=lambda p: p.x)  # expect-error
-bad_return = define_job(name="bad-return", schema=Welcome, handler=returns_value)  # expect-error
+counted = define_job(name="counted", schema=Welcome, handler=returns_value)
 wrong_type: JobDefinition[int] = welcome  # expect-error
 
 
@@ -131,6 +135,53 @@ jobs.enqueue(untyped_job, {"anything": True})
 jobs.enqueue(cleanup, None)
 JobService(MockQueueDriver(), {"defaultQueue": "default"})  # expect-error
 
+
+# What a handler returns types what waiting for its job gives back.
+class Receipt(BaseModel):
+    total: int
+
+
+def make_receipt(payload: Welcome) -> Receipt:
+    return Receipt(total=1)
+
+
+async def count_async(payload: Welcome, ctx: JobContext) -> int:
+    return 1
+
+
+receipt_job = define_job(name="receipt", schema=Welcome, handler=make_receipt)
+counted_async = define_job(name="counted-async", schema=Welcome, handler=count_async)
+counted_checked: JobDefinition[Welcome, int] = counted
+counted_one_param: JobDefinition[Welcome] = counted  # R defaults to Any
+async_checked: JobDefinition[Welcome, int] = counted_async
+not_a_coroutine: JobDefinition[Welcome, str] = counted_async  # expect-error
+wrong_result: JobDefinition[Welcome, str] = counted  # expect-error
+handle = jobs.enqueue(counted, Welcome(user_id="1"))
+handle_checked: JobHandle[int] = handle
+still_a_result: EnqueueResult = handle
+total: int = handle.wait(timeout=5)
+total_text: str = handle.wait()  # expect-error
+receipt: Receipt = jobs.enqueue(receipt_job, Welcome(user_id="1")).wait(timeout=1.5, poll=0.1)
+not_a_receipt: int = jobs.enqueue(receipt_job, Welcome(user_id="1")).wait()  # expect-error
+nothing: None = jobs.enqueue(welcome, Welcome(user_id="1")).wait()
+delayed_total: int = jobs.enqueue_in(counted, Welcome(user_id="1"), "1m", priority=5).wait()
+raw_total: int = jobs.enqueue_raw(counted, {"user_id": "1"}).wait()
+jobs.enqueue(counted, Welcome(user_id="1"), priority="high")  # expect-error
+status: JobStatus | None = handle.status()
+state: str | None = status.state if status is not None else None
+cancelled: bool = handle.cancel()
+by_id: object = jobs.wait(handle.job_id, timeout=1)
+jobs.status(handle.job_id).state  # expect-error
+kept = define_job(name="kept", schema=Welcome, handler=send_welcome, result_ttl="1h", priority=3)
+define_job(name="ttl", handler=send_welcome, result_ttl=[1])  # expect-error
+periodic_total = define_periodic_job(name="totals", handler=lambda: 3, schedule="rate(1 hour)")
+periodic_checked: JobDefinition[None, int] = periodic_total
+periodic_text: JobDefinition[None, str] = periodic_total  # expect-error
+try:
+    handle.wait()
+except JobFailedError as failed:
+    why: str | None = failed.error
+
 AppModule = define_module(
     name="app", providers=[UserService], jobs=[welcome, welcome_async, charge_job, cleanup]
 )
@@ -151,6 +202,12 @@ async def welcome_route(user_id: str) -> str:
         await async_jobs.enqueue_in(welcome, Welcome(user_id=user_id), 30)
         await async_jobs.enqueue_raw(welcome, {"user_id": user_id})
         await async_jobs.enqueue(welcome, {"user_id": user_id})  # expect-error
+        counting: AsyncJobHandle[int] = await async_jobs.enqueue(counted_async, Welcome(user_id=""))
+        counted_now: int = await counting.wait(timeout=1)
+        counted_text: str = await counting.wait()  # expect-error
+        now: JobStatus | None = await async_jobs.status(counting.job_id)
+        print(counted_now, counted_text, now, await counting.cancel())
+        print(await async_jobs.wait(result.job_id))
         return result.job_id
 
 

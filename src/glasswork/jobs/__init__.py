@@ -23,8 +23,11 @@ This package exports what an application writes (``__all__``, also exported by
 Everything else lives in a named submodule, for the code that needs it:
 
 * :mod:`glasswork.jobs.errors`: every error, those a worker raises included
-  (:class:`~glasswork.jobs.errors.UnknownJobError`, ``BatchRetryError``, ...); each is also
-  importable from here;
+  (:class:`~glasswork.jobs.errors.UnknownJobError`, ``BatchRetryError``, ...), and those of
+  following a job (``JobFailedError``, ``JobNotFoundError``, ``StatusUnavailableError``,
+  ``PriorityUnsupportedError``); each is also importable from here;
+* :mod:`glasswork.jobs.following`: what ``enqueue`` returns, ``JobHandle`` (and
+  ``AsyncJobHandle``), to follow a job: ``status()``, ``wait()``, ``cancel()``;
 * :mod:`glasswork.jobs.testing`: Lambda events and context for tests (``sqs_event``,
   ``FakeLambdaContext``, ...);
 * :mod:`glasswork.jobs.idempotency`: the stores (``DynamoDBIdempotencyStore``, ...);
@@ -160,13 +163,23 @@ MOVED_NAMES = {
         f"{__name__}.errors",
     ),
 }
-QUIET_NAMES = frozenset(n for n, place in MOVED_NAMES.items() if place == f"{__name__}.errors")
+# Errors added since the tiers, which an application catches (waiting for a job, asking a
+# driver for what it cannot do): they live in errors, and import from here and from
+# `glasswork` too, without a warning, like the errors above.
+ERRORS_HERE = dict.fromkeys(
+    ["JobFailedError", "JobNotFoundError", "StatusUnavailableError", "PriorityUnsupportedError"],
+    f"{__name__}.errors",
+)
+QUIET_NAMES = frozenset(
+    [*(n for n, place in MOVED_NAMES.items() if place == f"{__name__}.errors"), *ERRORS_HERE]
+)
+_FORWARDED = {**MOVED_NAMES, **ERRORS_HERE}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return load_lazily(__name__, _LAZY, name)
-    return load_moved(__name__, MOVED_NAMES, name, QUIET_NAMES)
+    return load_moved(__name__, _FORWARDED, name, QUIET_NAMES)
 
 
 def __dir__() -> list[str]:

@@ -24,8 +24,17 @@ from typing import Any, TypeVar
 from .definition import JobDefinition
 from .drivers.aio import async_enqueuer
 from .drivers.contract import Producing, QueueDriver, missing_methods
-from .drivers.records import EnqueueResult
+from .drivers.records import EnqueueResult, JobStatus
 from .durations import Delay
+from .following import (
+    CANCELLED,
+    POLL,
+    AsyncJobHandle,
+    async_job_handle,
+    call_async,
+    status_store,
+    wait_async,
+)
 from .inflight import InFlight
 from .message import JobMessage
 from .service import EnqueueBase, check_raw_timing, check_when, delay_seconds
@@ -33,6 +42,7 @@ from .telemetry import traced_send_async
 
 P = TypeVar("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 #: Seconds :meth:`AsyncJobService.aclose` waits for enqueues in flight before cancelling them.
 CLOSE_TIMEOUT = 30.0
@@ -83,24 +93,43 @@ class AsyncJobService(EnqueueBase):
         """``"native"`` or ``"threads"``: how this service runs its driver."""
         return self.enqueuer.mode
 
-    async def enqueue(self, job: JobDefinition[P], payload: P) -> EnqueueResult:
-        """Enqueue ``job`` to run as soon as a worker is free."""
-        return await self._run(job, payload, self.enqueuer.enqueue)
+    async def enqueue(
+        self, job: JobDefinition[P, T], payload: P, *, priority: int | None = None
+    ) -> AsyncJobHandle[T]:
+        """Enqueue ``job`` to run as soon as a worker is free; returns its
+        :class:`~glasswork.jobs.following.AsyncJobHandle` (``await handle.wait()``).
+        ``priority`` as for :meth:`JobService.enqueue <glasswork.jobs.JobService.enqueue>`."""
+        return async_job_handle(
+            self, job, await self._run(job, payload, priority, self.enqueuer.enqueue)
+        )
 
-    async def enqueue_in(self, job: JobDefinition[P], payload: P, delay: Delay) -> EnqueueResult:
+    async def enqueue_in(
+        self, job: JobDefinition[P, T], payload: P, delay: Delay, *, priority: int | None = None
+    ) -> AsyncJobHandle[T]:
         """Enqueue ``job`` to run after ``delay`` (``"10m"``, seconds or a timedelta)."""
         seconds = delay_seconds(job, delay)
         if seconds == 0:
-            return await self._run(job, payload, self.enqueuer.enqueue)
-        return await self._run(job, payload, self.enqueuer.enqueue_in, seconds)
+            sent = await self._run(job, payload, priority, self.enqueuer.enqueue)
+        else:
+            sent = await self._run(job, payload, priority, self.enqueuer.enqueue_in, seconds)
+        return async_job_handle(self, job, sent)
 
-    async def enqueue_at(self, job: JobDefinition[P], payload: P, when: datetime) -> EnqueueResult:
+    async def enqueue_at(
+        self, job: JobDefinition[P, T], payload: P, when: datetime, *, priority: int | None = None
+    ) -> AsyncJobHandle[T]:
         """Enqueue ``job`` to run at ``when``, an aware datetime."""
         check_when(when)
-        return await self._run(job, payload, self.enqueuer.enqueue_at, when)
+        return async_job_handle(
+            self, job, await self._run(job, payload, priority, self.enqueuer.enqueue_at, when)
+        )
 
     async def enqueue_many(
-        self, job: JobDefinition[P], payloads: Iterable[P], *, delay: Delay | None = None
+        self,
+        job: JobDefinition[P],
+        payloads: Iterable[P],
+        *,
+        delay: Delay | None = None,
+        priority: int | None = None,
     ) -> list[EnqueueResult]:
         """Enqueue one job per payload, in batches where the driver has them; every payload
         is validated first."""
@@ -109,7 +138,7 @@ class AsyncJobService(EnqueueBase):
 
         async def many() -> list[EnqueueResult]:
             limit = await self.enqueuer.message_limit(queue)
-            messages = [self.build_message(job, p, limit) for p in given]
+            messages = [self.build_message(job, p, limit, priority) for p in given]
             if not messages:
                 return []
             return await self._send(self.enqueuer.enqueue_many, messages, limit, seconds)
@@ -118,18 +147,38 @@ class AsyncJobService(EnqueueBase):
 
     async def enqueue_raw(
         self,
-        job: JobDefinition[Any],
+        job: JobDefinition[Any, T],
         payload: object,
         *,
         delay: Delay | None = None,
         at: datetime | None = None,
-    ) -> EnqueueResult:
+        priority: int | None = None,
+    ) -> AsyncJobHandle[T]:
         """Enqueue a plain JSON-like ``payload``, validated against the job's schema (see
         :meth:`JobService.enqueue_raw <glasswork.jobs.JobService.enqueue_raw>`)."""
         check_raw_timing(delay, at)
         if at is not None:
-            return await self.enqueue_at(job, payload, at)
-        return await self.enqueue_in(job, payload, delay or 0)
+            return await self.enqueue_at(job, payload, at, priority=priority)
+        return await self.enqueue_in(job, payload, delay or 0, priority=priority)
+
+    # -- following a job (the driver's status store, off the loop) ---------------------
+
+    async def status(self, job_id: str) -> JobStatus | None:
+        """:meth:`JobService.status <glasswork.jobs.JobService.status>`, awaited (a sync
+        store is asked in a thread)."""
+        store = status_store(self.driver)
+        status: JobStatus | None = await call_async(store.job_status, job_id)
+        return status
+
+    async def wait(self, job_id: str, timeout: float | None = None, *, poll: float = POLL) -> Any:
+        """:meth:`JobService.wait <glasswork.jobs.JobService.wait>`, sleeping on the loop
+        between polls."""
+        return await wait_async(status_store(self.driver), job_id, timeout, poll)
+
+    async def cancel(self, job_id: str, reason: str = CANCELLED) -> bool:
+        """:meth:`JobService.cancel <glasswork.jobs.JobService.cancel>`, awaited."""
+        store = status_store(self.driver)
+        return bool(await call_async(store.cancel, job_id, reason))
 
     async def aclose(self, timeout: float = CLOSE_TIMEOUT) -> None:
         """Close what the service opened (the aiobotocore clients, the thread pool), once
@@ -154,6 +203,7 @@ class AsyncJobService(EnqueueBase):
         self,
         job: JobDefinition[Any],
         payload: object,
+        priority: int | None,
         send: Callable[..., Awaitable[EnqueueResult]],
         *args: Any,
     ) -> EnqueueResult:
@@ -161,7 +211,7 @@ class AsyncJobService(EnqueueBase):
 
         async def enqueue() -> EnqueueResult:
             limit = await self.enqueuer.message_limit(queue)
-            message = self.build_message(job, payload, limit)
+            message = self.build_message(job, payload, limit, priority)
             return await self._send(send, message, limit, *args)
 
         return await self._in_flight.run(job.name, enqueue)

@@ -7,26 +7,34 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from types import UnionType
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, overload
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
+from typing_extensions import TypeVar
 
 from .context import JobContext
-from .durations import Delay, positive_seconds
+from .drivers.records import DEFAULT_RESULT_TTL
+from .durations import Delay, parse_duration, positive_seconds
 from .errors import ConfigurationError, InvalidJobPayloadError
 from .idempotency.options import Idempotency
 
 P = TypeVar("P")
+#: What the handler returns (an ``async def`` handler: what it awaits to); Any by default, so
+#: ``JobDefinition[Payload]`` still means a job of any result.
+R = TypeVar("R", default=Any)
 
-#: What a handler returns: nothing, or an awaitable of nothing (``async def``).
-HandlerResult = None | Awaitable[None]
-#: A handler of payload type ``P``: ``(payload, ctx)``, ``(payload)`` or ``()``.
-Handler = (
-    Callable[[P, JobContext], HandlerResult]
-    | Callable[[P], HandlerResult]
-    | Callable[[], HandlerResult]
+#: A sync handler of payload type ``P`` returning ``R``: ``(payload, ctx)``, ``(payload)`` or
+#: ``()``.
+Handler = Callable[[P, JobContext], R] | Callable[[P], R] | Callable[[], R]
+#: An ``async def`` handler of payload type ``P`` whose coroutine returns ``R``.
+AsyncHandler = (
+    Callable[[P, JobContext], Awaitable[R]]
+    | Callable[[P], Awaitable[R]]
+    | Callable[[], Awaitable[R]]
 )
+#: The priorities every driver that has them can store (a 32-bit integer).
+PRIORITY_RANGE = range(-(2**31), 2**31)
 #: ``unique=``: payload -> key, or ``{"key": payload -> key}``.
 UniqueOption = Callable[[P], object] | Mapping[str, Callable[[P], object]] | None
 #: ``group_id=``: a FIFO message group, or payload -> group.
@@ -131,12 +139,14 @@ def _closeness(error: type[BaseException], classes: tuple[type[BaseException], .
 
 
 @dataclass(frozen=True, eq=False)
-class JobDefinition(Generic[P]):
+class JobDefinition(Generic[P, R]):
     """A registered job: made by :func:`define_job` or :func:`define_periodic_job`.
 
     ``P`` is the payload type its schema validates to (a model class gives its instances):
     ``JobService.enqueue(job, payload)`` takes a ``P``, and :meth:`validate` turns any
-    JSON-like value (a dict from a request body, say) into one.
+    JSON-like value (a dict from a request body, say) into one. ``R`` is what its handler
+    returns (what an ``async def`` one returns when awaited), what ``handle.wait()`` gives
+    back; ``JobDefinition[P]`` is ``JobDefinition[P, Any]``.
     """
 
     name: str
@@ -150,6 +160,10 @@ class JobDefinition(Generic[P]):
     schedule: str | None = None
     timeout: float | None = None
     idempotency: Idempotency | None = None
+    #: Seconds its status and result are kept after it ends (0: none).
+    result_ttl: float = DEFAULT_RESULT_TTL
+    #: Higher runs first within its queue (drivers that claim by priority); 0 by default.
+    priority: int = 0
 
     def __post_init__(self) -> None:
         adapter: TypeAdapter[Any] | None
@@ -165,6 +179,8 @@ class JobDefinition(Generic[P]):
     _adapter: TypeAdapter[Any] | None = field(init=False, repr=False, default=None)
     is_async: bool = field(init=False, default=False)
     _call: Callable[[Any, JobContext], Any] = field(init=False, repr=False, default=None)  # type: ignore[assignment]
+    # What result_from validates with: None until first used, then _NO_ADAPTER or one.
+    _results: Any = field(init=False, repr=False, default=None)
 
     def validate(self, payload: object) -> P:
         """Validate ``payload`` against the schema, returning the payload type (a model
@@ -211,6 +227,22 @@ class JobDefinition(Generic[P]):
         """Call the handler; returns its result (an awaitable for async handlers)."""
         return self._call(value, ctx)
 
+    def result_from(self, value: Any) -> R:
+        """A stored result (the JSON value the handler's return was kept as) as the type the
+        handler is annotated to return: a model rebuilt from its dict, say. The value as
+        stored when the annotation says nothing more (none, Any, a name that cannot be
+        resolved) or does not fit it."""
+        adapter = self._results
+        if adapter is None:
+            adapter = _result_adapter(self.handler)
+            object.__setattr__(self, "_results", adapter)
+        if adapter is _NO_ADAPTER or value is None:
+            return value  # type: ignore[no-any-return]
+        try:
+            return adapter.validate_python(value)  # type: ignore[no-any-return]
+        except ValidationError:
+            return value  # type: ignore[no-any-return]
+
     def __repr__(self) -> str:
         kind = "periodic job" if self.periodic else "job"
         return f"<{kind} {self.name!r} queue={self.queue!r}>"
@@ -220,7 +252,7 @@ class JobDefinition(Generic[P]):
 def define_job(
     *,
     name: str,
-    handler: Handler[P],
+    handler: AsyncHandler[P, R],
     schema: type[P] | TypeAdapter[P],
     queue: str | None = None,
     unique: UniqueOption[P] = None,
@@ -228,12 +260,29 @@ def define_job(
     group_id: GroupOption[P] = None,
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
-) -> JobDefinition[P]: ...
+    result_ttl: Delay = DEFAULT_RESULT_TTL,
+    priority: int = 0,
+) -> JobDefinition[P, R]: ...
 @overload
 def define_job(
     *,
     name: str,
-    handler: Handler[Any],
+    handler: Handler[P, R],
+    schema: type[P] | TypeAdapter[P],
+    queue: str | None = None,
+    unique: UniqueOption[P] = None,
+    retry: RetryOption = None,
+    group_id: GroupOption[P] = None,
+    timeout: Delay | None = None,
+    idempotent: bool | Idempotency = False,
+    result_ttl: Delay = DEFAULT_RESULT_TTL,
+    priority: int = 0,
+) -> JobDefinition[P, R]: ...
+@overload
+def define_job(
+    *,
+    name: str,
+    handler: AsyncHandler[Any, R],
     schema: None = None,
     queue: str | None = None,
     unique: UniqueOption[Any] = None,
@@ -241,12 +290,29 @@ def define_job(
     group_id: GroupOption[Any] = None,
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
-) -> JobDefinition[Any]: ...
+    result_ttl: Delay = DEFAULT_RESULT_TTL,
+    priority: int = 0,
+) -> JobDefinition[Any, R]: ...
 @overload
 def define_job(
     *,
     name: str,
-    handler: Handler[Any],
+    handler: Handler[Any, R],
+    schema: None = None,
+    queue: str | None = None,
+    unique: UniqueOption[Any] = None,
+    retry: RetryOption = None,
+    group_id: GroupOption[Any] = None,
+    timeout: Delay | None = None,
+    idempotent: bool | Idempotency = False,
+    result_ttl: Delay = DEFAULT_RESULT_TTL,
+    priority: int = 0,
+) -> JobDefinition[Any, R]: ...
+@overload
+def define_job(
+    *,
+    name: str,
+    handler: AsyncHandler[Any, R],
     schema: UnionType,
     queue: str | None = None,
     unique: UniqueOption[Any] = None,
@@ -254,11 +320,28 @@ def define_job(
     group_id: GroupOption[Any] = None,
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
-) -> JobDefinition[Any]: ...
+    result_ttl: Delay = DEFAULT_RESULT_TTL,
+    priority: int = 0,
+) -> JobDefinition[Any, R]: ...
+@overload
 def define_job(
     *,
     name: str,
-    handler: Handler[Any],
+    handler: Handler[Any, R],
+    schema: UnionType,
+    queue: str | None = None,
+    unique: UniqueOption[Any] = None,
+    retry: RetryOption = None,
+    group_id: GroupOption[Any] = None,
+    timeout: Delay | None = None,
+    idempotent: bool | Idempotency = False,
+    result_ttl: Delay = DEFAULT_RESULT_TTL,
+    priority: int = 0,
+) -> JobDefinition[Any, R]: ...
+def define_job(
+    *,
+    name: str,
+    handler: Callable[..., Any],
     schema: Any = None,
     queue: str | None = None,
     unique: UniqueOption[Any] = None,
@@ -266,15 +349,18 @@ def define_job(
     group_id: GroupOption[Any] = None,
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
-) -> JobDefinition[Any]:
+    result_ttl: Delay = DEFAULT_RESULT_TTL,
+    priority: int = 0,
+) -> JobDefinition[Any, Any]:
     """Turn a plain function into a job.
 
     ``handler(payload, ctx)`` (or ``handler(payload)``, or ``handler()``) may be sync or
     ``async def``; it receives the payload validated by ``schema``: a pydantic model, a
     ``TypedDict``, a dataclass, or any type pydantic's ``TypeAdapter`` accepts (pass a
     ``TypeAdapter`` for forms such as ``Annotated[...]``, so type checkers know the type).
-    The job is a ``JobDefinition[P]`` for a schema of type ``P``, and type checkers check the
-    handler, and every enqueue, against ``P``.
+    The job is a ``JobDefinition[P, R]`` for a schema of type ``P`` and a handler returning
+    ``R``, and type checkers check the handler, and every enqueue, against ``P``, and what
+    ``handle.wait()`` returns against ``R``.
 
     ``unique`` is ``{"key": fn}`` or ``fn``: payload → key; a second pending job with the same
     key is refused. ``retry`` is ``{"max_attempts": N, "backoff": s, "max_backoff": s,
@@ -288,6 +374,13 @@ def define_job(
     most once per job id however often the message is delivered; ``Idempotency(store=,
     key=, expires=)`` picks the store, keys on the payload and sets how long a key is kept.
 
+    ``result_ttl`` (seconds, ``"1h"`` or a timedelta; a day by default) is how long the
+    driver keeps the job's status and result after it ends (``JobService.status``,
+    ``wait``); ``0`` keeps none. ``priority`` (an integer, 0 by default): higher runs first
+    within the queue, on drivers that claim by priority (SQLite, PostgreSQL, the mock); a
+    non-zero one on another driver is refused at enqueue
+    (:class:`~glasswork.jobs.errors.PriorityUnsupportedError`).
+
     >>> ping = define_job(name="ping", handler=lambda: None)
     """
     return JobDefinition(
@@ -300,6 +393,8 @@ def define_job(
         group_id=group_id,
         timeout=_check_timeout(name, timeout),
         idempotency=Idempotency.from_option(idempotent),
+        result_ttl=_check_result_ttl(name, result_ttl),
+        priority=check_priority(priority, f"job {name!r}: priority"),
     )
 
 
@@ -307,40 +402,67 @@ def define_job(
 def define_periodic_job(
     *,
     name: str,
-    handler: Handler[P],
+    handler: AsyncHandler[P, R],
     schema: type[P] | TypeAdapter[P],
     schedule: str | None = None,
     retry: RetryOption = None,
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
-) -> JobDefinition[P]: ...
+    result_ttl: Delay = DEFAULT_RESULT_TTL,
+) -> JobDefinition[P, R]: ...
 @overload
 def define_periodic_job(
     *,
     name: str,
-    handler: Handler[Any],
+    handler: Handler[P, R],
+    schema: type[P] | TypeAdapter[P],
+    schedule: str | None = None,
+    retry: RetryOption = None,
+    timeout: Delay | None = None,
+    idempotent: bool | Idempotency = False,
+    result_ttl: Delay = DEFAULT_RESULT_TTL,
+) -> JobDefinition[P, R]: ...
+@overload
+def define_periodic_job(
+    *,
+    name: str,
+    handler: AsyncHandler[Any, R],
     schema: None = None,
     schedule: str | None = None,
     retry: RetryOption = None,
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
-) -> JobDefinition[Any]: ...
+    result_ttl: Delay = DEFAULT_RESULT_TTL,
+) -> JobDefinition[Any, R]: ...
+@overload
 def define_periodic_job(
     *,
     name: str,
-    handler: Handler[Any],
+    handler: Handler[Any, R],
+    schema: None = None,
+    schedule: str | None = None,
+    retry: RetryOption = None,
+    timeout: Delay | None = None,
+    idempotent: bool | Idempotency = False,
+    result_ttl: Delay = DEFAULT_RESULT_TTL,
+) -> JobDefinition[Any, R]: ...
+def define_periodic_job(
+    *,
+    name: str,
+    handler: Callable[..., Any],
     schema: Any = None,
     schedule: str | None = None,
     retry: RetryOption = None,
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
-) -> JobDefinition[Any]:
+    result_ttl: Delay = DEFAULT_RESULT_TTL,
+) -> JobDefinition[Any, Any]:
     """A job run on a schedule: by an EventBridge rule whose input is ``{"jobName": name}``,
     or by the long-running worker (``--periodic``) from ``schedule``, a cron expression
     (``"0 3 * * *"``, ``"cron(0 3 * * ? *)"``) or ``"rate(5 minutes)"``. A schedule that
     cannot be read (or that EventBridge would refuse) raises :class:`ConfigurationError`
     here, when the job is defined. With ``idempotent=True`` an EventBridge event delivered
-    twice (same event id) runs once.
+    twice (same event id) runs once. ``result_ttl`` as for :func:`define_job`.
     """
     return JobDefinition(
         name=_check_name(name),
@@ -352,7 +474,34 @@ def define_periodic_job(
         schedule=_check_schedule(name, schedule),
         timeout=_check_timeout(name, timeout),
         idempotency=Idempotency.from_option(idempotent),
+        result_ttl=_check_result_ttl(name, result_ttl),
     )
+
+
+def check_priority(priority: object, what: str) -> int:
+    """``priority`` if it is an integer in :data:`PRIORITY_RANGE`; a
+    :class:`ConfigurationError` naming ``what`` otherwise."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ConfigurationError(f"{what} must be an integer, got {priority!r}")
+    if priority not in PRIORITY_RANGE:
+        raise ConfigurationError(
+            f"{what} must be from {PRIORITY_RANGE.start:,} to {PRIORITY_RANGE.stop - 1:,}, "
+            f"got {priority:,}"
+        )
+    return priority
+
+
+def _check_result_ttl(name: str, result_ttl: Delay) -> float:
+    what = f"job {name!r}: result_ttl"
+    try:
+        seconds = parse_duration(result_ttl)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{what}: {exc}") from None
+    if not seconds < float("inf"):
+        raise ConfigurationError(
+            f"{what} must be finite seconds (0 keeps none), got {result_ttl!r}"
+        )
+    return seconds
 
 
 def _check_name(name: str) -> str:
@@ -420,3 +569,21 @@ def _adapt_arity(name: str, handler: Callable[..., Any]) -> Callable[[Any, JobCo
             f"job {name!r}: handler must accept (payload, ctx), (payload) or nothing"
         )
     return lambda _value, _ctx: handler()
+
+
+_NO_ADAPTER = object()
+
+
+def _result_adapter(handler: Callable[..., Any]) -> Any:
+    """A TypeAdapter for what ``handler`` is annotated to return, or :data:`_NO_ADAPTER`."""
+    target = handler if inspect.isroutine(handler) else getattr(handler, "__call__", handler)  # noqa: B004
+    try:
+        annotation = inspect.signature(target, eval_str=True).return_annotation
+    except Exception:  # no signature, or an annotation naming what cannot be imported here
+        return _NO_ADAPTER
+    if annotation in (inspect.Signature.empty, None, type(None), Any, object):
+        return _NO_ADAPTER
+    try:
+        return TypeAdapter(annotation)
+    except Exception:  # an annotation pydantic cannot validate (a protocol, say)
+        return _NO_ADAPTER

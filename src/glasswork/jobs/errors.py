@@ -163,6 +163,48 @@ class DeadLetterUnavailableError(GlassworkError):
     so that Lambda's asynchronous retries and on-failure destination keep the event."""
 
 
+# -- following a job (JobService.status / wait / cancel, priorities) -------------------------
+
+
+class JobFailedError(GlassworkError):
+    """A job waited for (``JobService.wait``, ``handle.wait()``) ended without a result:
+    ``state`` is ``failed`` (discarded), ``dead`` (dead-lettered) or ``cancelled``; ``error``
+    and ``traceback`` are those its status kept (None when none was kept)."""
+
+    def __init__(
+        self, job_id: str, state: str, error: str | None = None, traceback: str | None = None
+    ) -> None:
+        self.job_id = job_id
+        self.state = state
+        self.error = error
+        self.traceback = traceback
+        why = f": {error}" if error else ""
+        super().__init__(f"job {job_id} ended {state}{why}")
+
+
+class JobNotFoundError(GlassworkError, LookupError):
+    """The driver has no status for a job waited for: it was never enqueued there, or it
+    ended longer ago than its ``result_ttl`` (``result_ttl=0`` keeps none), or it was enqueued
+    in a transaction not committed yet."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(
+            f"no status for job {job_id}: never enqueued on this driver, or ended longer ago "
+            "than its result_ttl (0 keeps none)"
+        )
+
+
+class StatusUnavailableError(ConfigurationError):
+    """The driver keeps no job statuses, so a job's status, result or cancellation cannot be
+    asked of it (the message says how to enable them, where the driver can)."""
+
+
+class PriorityUnsupportedError(ConfigurationError):
+    """A non-zero priority was asked of a driver that does not claim jobs by priority;
+    nothing was sent."""
+
+
 # -- the traceback a failure keeps ----------------------------------------------------------
 #
 # The traceback of a job's failure: kept with its dead letter, logged with its first failure.

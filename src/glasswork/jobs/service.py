@@ -13,15 +13,17 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from .definition import JobDefinition
+from .definition import JobDefinition, check_priority
 from .drivers.contract import QueueDriver, capabilities_of
-from .drivers.records import EnqueueResult
+from .drivers.records import EnqueueResult, JobStatus
 from .durations import Delay, parse_duration
-from .errors import ConfigurationError, InvalidJobPayloadError
+from .errors import ConfigurationError, InvalidJobPayloadError, PriorityUnsupportedError
+from .following import CANCELLED, POLL, JobHandle, job_handle, status_store, wait_sync
 from .message import JobMessage
 from .telemetry import traced_send
 
 P = TypeVar("P")
+R = TypeVar("R")
 
 
 class EnqueueBase:
@@ -34,6 +36,7 @@ class EnqueueBase:
                 f"default_queue must be a non-empty queue name, got {default_queue!r}"
             )
         self.default_queue = default_queue
+        self._producer = driver
 
     def queue_of(self, job: JobDefinition[Any]) -> str:
         """The queue ``job`` goes to: its own ``queue``, else the service's default."""
@@ -41,10 +44,17 @@ class EnqueueBase:
             raise TypeError(f"expected a job made by define_job, got {job!r}")
         return job.queue or self.default_queue
 
-    def build_message(self, job: JobDefinition[Any], payload: object, limit: int) -> JobMessage:
+    def build_message(
+        self, job: JobDefinition[Any], payload: object, limit: int, priority: int | None = None
+    ) -> JobMessage:
         """Validate ``payload`` and build the message, checking it against ``limit`` bytes
         (:class:`PayloadTooLargeError`) before any driver sees it. A unique key no driver
-        could store alike is an :class:`InvalidJobPayloadError` here, on every driver."""
+        could store alike is an :class:`InvalidJobPayloadError` here, on every driver.
+        ``priority`` (None: the job's own) must be 0 on a driver that does not claim by
+        priority (:class:`PriorityUnsupportedError`)."""
+        chosen = job.priority if priority is None else priority
+        if chosen:
+            chosen = self.checked_priority(job, chosen)
         value = job.validate(payload)
         unique_key = job.unique_key_for(value)
         if unique_key is not None and "\x00" in unique_key:
@@ -60,9 +70,23 @@ class EnqueueBase:
             queue=self.queue_of(job),
             unique_key=unique_key,
             group_id=job.group_id_for(value),
+            priority=chosen,
         )
         message.encode(limit)
         return message
+
+    def checked_priority(self, job: JobDefinition[Any], priority: int) -> int:
+        """``priority`` for ``job``, if it is one and the driver claims by priority."""
+        check_priority(priority, f"job {job.name!r}: priority")
+        if priority and not capabilities_of(self._producer).priorities:
+            raise PriorityUnsupportedError(
+                f"{type(self._producer).__name__} does not claim jobs by priority, so job "
+                f"{job.name!r} cannot have priority {priority}; nothing was sent. Give urgent "
+                "jobs a queue of their own, with its own workers or concurrency "
+                '(define_job(..., queue="urgent")), or use a driver that claims by priority '
+                "(SQLite, PostgreSQL)"
+            )
+        return priority
 
 
 #: The latest time a job may be due, on every driver: SQLite stores times up to it, and due
@@ -144,35 +168,58 @@ class JobService(EnqueueBase):
         self.driver = driver
 
     def enqueue(
-        self, job: JobDefinition[P], payload: P, *, connection: Any = None
-    ) -> EnqueueResult:
-        """Enqueue ``job`` to run as soon as a worker is free.
+        self,
+        job: JobDefinition[P, R],
+        payload: P,
+        *,
+        priority: int | None = None,
+        connection: Any = None,
+    ) -> JobHandle[R]:
+        """Enqueue ``job`` to run as soon as a worker is free; returns its
+        :class:`~glasswork.jobs.following.JobHandle` (an :class:`EnqueueResult` with
+        ``status()``, ``wait()`` and ``cancel()``).
 
-        ``connection``: write through your own database connection, inside your open
-        transaction, so the job exists if and only if that transaction commits (drivers on
-        a database, such as PostgreSQL; others raise :class:`ConfigurationError`)."""
+        ``priority`` (None: the job's own): higher runs first within the queue, on drivers
+        that claim by priority. ``connection``: write through your own database connection,
+        inside your open transaction, so the job exists if and only if that transaction
+        commits (drivers on a database, such as PostgreSQL; others raise
+        :class:`ConfigurationError`)."""
         driver = self._driver(connection)
-        return traced_send(driver, driver.enqueue, self._message(driver, job, payload))
+        message = self._message(driver, job, payload, priority)
+        return job_handle(self, job, traced_send(driver, driver.enqueue, message))
 
     def enqueue_in(
-        self, job: JobDefinition[P], payload: P, delay: Delay, *, connection: Any = None
-    ) -> EnqueueResult:
+        self,
+        job: JobDefinition[P, R],
+        payload: P,
+        delay: Delay,
+        *,
+        priority: int | None = None,
+        connection: Any = None,
+    ) -> JobHandle[R]:
         """Enqueue ``job`` to run after ``delay``: ``"30s"``, ``"10m"``, ``"1h30m"``, seconds
         or a timedelta."""
         seconds = delay_seconds(job, delay)
         driver = self._driver(connection)
-        message = self._message(driver, job, payload)
+        message = self._message(driver, job, payload, priority)
         if seconds == 0:
-            return traced_send(driver, driver.enqueue, message)
-        return traced_send(driver, driver.enqueue_in, message, seconds)
+            return job_handle(self, job, traced_send(driver, driver.enqueue, message))
+        return job_handle(self, job, traced_send(driver, driver.enqueue_in, message, seconds))
 
     def enqueue_at(
-        self, job: JobDefinition[P], payload: P, when: datetime, *, connection: Any = None
-    ) -> EnqueueResult:
+        self,
+        job: JobDefinition[P, R],
+        payload: P,
+        when: datetime,
+        *,
+        priority: int | None = None,
+        connection: Any = None,
+    ) -> JobHandle[R]:
         """Enqueue ``job`` to run at ``when``, an aware datetime (a time in the past: now)."""
         check_when(when)
         driver = self._driver(connection)
-        return traced_send(driver, driver.enqueue_at, self._message(driver, job, payload), when)
+        message = self._message(driver, job, payload, priority)
+        return job_handle(self, job, traced_send(driver, driver.enqueue_at, message, when))
 
     def enqueue_many(
         self,
@@ -180,6 +227,7 @@ class JobService(EnqueueBase):
         payloads: Iterable[P],
         *,
         delay: Delay | None = None,
+        priority: int | None = None,
         connection: Any = None,
     ) -> list[EnqueueResult]:
         """Enqueue one job per payload, in batches where the driver has them. Every payload is
@@ -187,40 +235,78 @@ class JobService(EnqueueBase):
         seconds = delay_seconds(job, delay) if delay is not None else 0.0
         driver = self._driver(connection)
         with _collector_paused():
-            messages = [self._message(driver, job, p) for p in payloads]
+            messages = [self._message(driver, job, p, priority) for p in payloads]
             if not messages:
                 return []
             return traced_send(driver, driver.enqueue_many, messages, seconds)
 
     def enqueue_raw(
         self,
-        job: JobDefinition[Any],
+        job: JobDefinition[Any, R],
         payload: object,
         *,
         delay: Delay | None = None,
         at: datetime | None = None,
+        priority: int | None = None,
         connection: Any = None,
-    ) -> EnqueueResult:
+    ) -> JobHandle[R]:
         """Enqueue a plain JSON-like ``payload`` (say, a dict from a request body), validated
         against the job's schema as any payload is: the explicit untyped path, for when the
         payload is not (yet) the schema's type. ``delay`` or ``at`` as for
         :meth:`enqueue_in` / :meth:`enqueue_at`."""
         check_raw_timing(delay, at)
         if at is not None:
-            return self.enqueue_at(job, payload, at, connection=connection)
-        return self.enqueue_in(job, payload, delay or 0, connection=connection)
+            return self.enqueue_at(job, payload, at, priority=priority, connection=connection)
+        return self.enqueue_in(job, payload, delay or 0, priority=priority, connection=connection)
+
+    # -- following a job ---------------------------------------------------------------
+
+    def status(self, job_id: str) -> JobStatus | None:
+        """Job ``job_id``'s :class:`~glasswork.jobs.drivers.records.JobStatus` (state,
+        attempts, progress, result, error, traceback), or None when the driver knows no such
+        job (never enqueued here, or ended longer ago than its ``result_ttl``).
+        :class:`~glasswork.jobs.errors.StatusUnavailableError` on a driver that keeps no
+        statuses."""
+        return status_store(self.driver).job_status(job_id)
+
+    def wait(self, job_id: str, timeout: float | None = None, *, poll: float = POLL) -> Any:
+        """Wait for job ``job_id`` to end and return its result (the JSON value it was
+        stored as; ``handle.wait()`` gives it the handler's type). Polls the status, from
+        every 10 ms up to every ``poll`` seconds. Raises
+        :class:`~glasswork.jobs.errors.JobFailedError` when it ended ``failed``, ``dead`` or
+        ``cancelled``, :class:`TimeoutError` when it has not ended after ``timeout`` seconds
+        (None: wait as long as it takes), :class:`~glasswork.jobs.errors.JobNotFoundError`
+        when the driver has no status for it."""
+        return wait_sync(status_store(self.driver), job_id, timeout, poll)
+
+    def cancel(self, job_id: str, reason: str = CANCELLED) -> bool:
+        """Cancel job ``job_id``: one waiting (scheduled, pending, retrying) ends
+        ``cancelled`` and never runs; a running one is asked to stop (``ctx.cancelled``).
+        False when the job is unknown or has ended."""
+        return status_store(self.driver).cancel(job_id, reason)
 
     def build_message(
-        self, job: JobDefinition[Any], payload: object, limit: int | None = None
+        self,
+        job: JobDefinition[Any],
+        payload: object,
+        limit: int | None = None,
+        priority: int | None = None,
     ) -> JobMessage:
         """Validate ``payload`` and build its message, checked against the driver's size limit
         (or ``limit`` bytes)."""
         if limit is None:
             limit = self.driver.message_limit(self.queue_of(job))
-        return super().build_message(job, payload, limit)
+        return super().build_message(job, payload, limit, priority)
 
-    def _message(self, driver: QueueDriver, job: JobDefinition[Any], payload: object) -> JobMessage:
-        return super().build_message(job, payload, driver.message_limit(self.queue_of(job)))
+    def _message(
+        self,
+        driver: QueueDriver,
+        job: JobDefinition[Any],
+        payload: object,
+        priority: int | None,
+    ) -> JobMessage:
+        limit = driver.message_limit(self.queue_of(job))
+        return EnqueueBase.build_message(self, job, payload, limit, priority)
 
     def _driver(self, connection: Any) -> QueueDriver:
         return self.driver if connection is None else self.driver.bind(connection)

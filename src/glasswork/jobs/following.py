@@ -1,0 +1,311 @@
+"""Following a job once it is enqueued: its status, waiting for its result, cancelling it.
+
+``JobService.enqueue`` returns a :class:`JobHandle` (``AsyncJobService``: an
+:class:`AsyncJobHandle`), the :class:`~glasswork.jobs.EnqueueResult` it always was, bound to
+the service that made it::
+
+    handle = jobs.enqueue(resize_job, Image(url=...))
+    handle.status()            # JobStatus | None
+    size = handle.wait(timeout=30)   # what the handler returned, typed as it is annotated
+    handle.cancel()            # True: it will not run (or is asked to stop)
+
+All of it asks the driver's :class:`~glasswork.jobs.drivers.contract.StatusStore`; a driver
+without one raises :class:`~glasswork.jobs.errors.StatusUnavailableError`. See
+``docs/status.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, Protocol
+
+from typing_extensions import TypeVar
+
+from .drivers.contract import StatusStore, capabilities_of, driver_name
+from .drivers.records import EnqueueResult, JobStatus
+from .errors import JobFailedError, JobNotFoundError, StatusUnavailableError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from .definition import JobDefinition
+
+R = TypeVar("R", default=Any)
+
+#: The first pause between two polls of :meth:`JobService.wait`, in seconds; each pause is
+#: half as long again as the one before, up to ``poll`` (:data:`POLL`).
+FIRST_POLL = 0.01
+#: The longest pause between two polls, unless ``wait(poll=...)`` says otherwise.
+POLL = 0.5
+#: Why a job was cancelled, unless ``cancel(reason=...)`` says.
+CANCELLED = "cancelled"
+
+
+def status_store(driver: object) -> StatusStore:
+    """``driver``'s status store; :class:`StatusUnavailableError` saying how to get one."""
+    store = capabilities_of(driver).status
+    if store is None:
+        raise StatusUnavailableError(_unavailable(driver))
+    return store
+
+
+def _unavailable(driver: object) -> str:
+    kind = type(driver).__name__
+    if driver_name(driver) == "sqs":  # say how to give it a status table
+        how = (
+            "pass status_table=... to SQSQueueDriver (or ?status_table= in its URL), a "
+            "DynamoDB table made by create_status_table (see docs/sqs.md)"
+        )
+    else:
+        how = (
+            "use a driver that keeps them (SQLite, PostgreSQL, SQS with a status table, the "
+            "mock), or implement the StatusStore methods on this one (see docs/drivers.md)"
+        )
+    return (
+        f"{kind} keeps no job statuses, so a job's status, result or cancel is unknown to it: {how}"
+    )
+
+
+def check_wait(timeout: float | None, poll: float) -> None:
+    """Refuse a ``timeout`` or ``poll`` :meth:`JobService.wait` cannot use."""
+    if timeout is not None and (isinstance(timeout, bool) or not timeout >= 0):
+        raise ValueError(f"wait timeout must be 0 or more seconds, or None, got {timeout!r}")
+    if isinstance(poll, bool) or not 0 < poll < float("inf"):
+        raise ValueError(f"wait poll must be positive seconds, got {poll!r}")
+
+
+def pauses(timeout: float | None, poll: float) -> Iterator[float]:
+    """The pauses between polls: growing from :data:`FIRST_POLL` to ``poll``, each cut to
+    what is left of ``timeout``; ends when the time is up."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = min(FIRST_POLL, poll)
+    while True:
+        if deadline is None:
+            yield pause
+        else:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            yield min(pause, left)
+        pause = min(pause * 1.5, poll)
+
+
+def outcome(job_id: str, status: JobStatus | None) -> tuple[bool, Any]:
+    """``(True, result)`` for a job done, ``(False, None)`` for one not ended yet;
+    :class:`JobFailedError` for one that ended otherwise, :class:`JobNotFoundError` for no
+    status."""
+    if status is None:
+        raise JobNotFoundError(job_id)
+    if status.state == "done":
+        return True, status.result
+    if status.finished:
+        raise JobFailedError(job_id, status.state, status.error, status.traceback)
+    return False, None
+
+
+def timed_out(job_id: str, timeout: float | None, status: JobStatus | None) -> TimeoutError:
+    state = status.state if status is not None else "unknown"
+    return TimeoutError(f"job {job_id} has not ended after {timeout:g}s (it is {state})")
+
+
+def wait_sync(store: StatusStore, job_id: str, timeout: float | None, poll: float) -> Any:
+    """:meth:`JobService.wait`: poll ``store`` until the job ends or ``timeout`` passes."""
+    check_wait(timeout, poll)
+    status = store.job_status(job_id)
+    ended, result = outcome(job_id, status)
+    for pause in pauses(timeout, poll):
+        if ended:
+            return result
+        time.sleep(pause)
+        status = store.job_status(job_id)
+        ended, result = outcome(job_id, status)
+    if ended:
+        return result
+    raise timed_out(job_id, timeout, status)
+
+
+async def call_async(method: Callable[..., Any], *args: Any) -> Any:
+    """``method(*args)`` off the event loop: awaited when it is ``async def``, else in a
+    thread."""
+    if inspect.iscoroutinefunction(method):
+        return await method(*args)
+    return await asyncio.to_thread(method, *args)
+
+
+async def wait_async(store: StatusStore, job_id: str, timeout: float | None, poll: float) -> Any:
+    """:meth:`AsyncJobService.wait`: :func:`wait_sync` sleeping on the loop."""
+    check_wait(timeout, poll)
+    status = await call_async(store.job_status, job_id)
+    ended, result = outcome(job_id, status)
+    for pause in pauses(timeout, poll):
+        if ended:
+            return result
+        await asyncio.sleep(pause)
+        status = await call_async(store.job_status, job_id)
+        ended, result = outcome(job_id, status)
+    if ended:
+        return result
+    raise timed_out(job_id, timeout, status)
+
+
+# -- handles -----------------------------------------------------------------------------------
+
+
+class Follows(Protocol):
+    """What a :class:`JobHandle` asks: :class:`~glasswork.jobs.JobService`."""
+
+    def status(self, job_id: str) -> JobStatus | None: ...
+    def wait(self, job_id: str, timeout: float | None = None, *, poll: float = POLL) -> Any: ...
+    def cancel(self, job_id: str, reason: str = CANCELLED) -> bool: ...
+
+
+class FollowsAsync(Protocol):
+    """What an :class:`AsyncJobHandle` awaits: :class:`~glasswork.jobs.AsyncJobService`."""
+
+    def status(self, job_id: str) -> Awaitable[JobStatus | None]: ...
+    def wait(
+        self, job_id: str, timeout: float | None = None, *, poll: float = POLL
+    ) -> Awaitable[Any]: ...
+    def cancel(self, job_id: str, reason: str = CANCELLED) -> Awaitable[bool]: ...
+
+
+class _Handle(EnqueueResult):
+    """An :class:`EnqueueResult` that compares and hashes as one (so ``handle == result``
+    holds for the same enqueue), and pickles as one (without its service)."""
+
+    __slots__ = ("_job", "_service")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EnqueueResult):
+            return NotImplemented
+        return (self.message_id, self.job_id, self.queue, self.scheduled_at) == (
+            other.message_id,
+            other.job_id,
+            other.queue,
+            other.scheduled_at,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.message_id, self.job_id, self.queue, self.scheduled_at))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return EnqueueResult, (self.message_id, self.job_id, self.queue, self.scheduled_at)
+
+
+# Set slots through their descriptors, as a frozen dataclass's own __init__ must: a handle is
+# made on every enqueue, and this is a third of what keyword arguments and
+# object.__setattr__ cost.
+_new = object.__new__
+_SLOTS = (
+    *(EnqueueResult.__dict__[name].__set__ for name in ("message_id", "job_id", "queue")),
+    EnqueueResult.__dict__["scheduled_at"].__set__,
+    _Handle.__dict__["_service"].__set__,
+    _Handle.__dict__["_job"].__set__,
+)
+
+
+def _fill(
+    handle: _Handle,
+    message_id: str,
+    job_id: str,
+    queue: str,
+    scheduled_at: datetime | None,
+    service: object,
+    job: object,
+) -> None:
+    put_message_id, put_job_id, put_queue, put_at, put_service, put_job = _SLOTS
+    put_message_id(handle, message_id)
+    put_job_id(handle, job_id)
+    put_queue(handle, queue)
+    put_at(handle, scheduled_at)
+    put_service(handle, service)
+    put_job(handle, job)
+
+
+class JobHandle(_Handle, Generic[R]):
+    """What :meth:`JobService.enqueue <glasswork.jobs.JobService.enqueue>` returns: the
+    :class:`~glasswork.jobs.EnqueueResult` of the enqueue, and the job to follow through
+    the service that sent it. ``R`` is what the job's handler returns."""
+
+    __slots__ = ()
+    _service: Follows
+    _job: JobDefinition[Any, R]
+
+    def __init__(
+        self,
+        message_id: str,
+        job_id: str,
+        queue: str,
+        scheduled_at: datetime | None = None,
+        *,
+        service: Follows,
+        job: JobDefinition[Any, R],
+    ) -> None:
+        _fill(self, message_id, job_id, queue, scheduled_at, service, job)
+
+    def status(self) -> JobStatus | None:
+        """The job's status now (:meth:`JobService.status <glasswork.jobs.JobService.status>`)."""
+        return self._service.status(self.job_id)
+
+    def wait(self, timeout: float | None = None, *, poll: float = POLL) -> R:
+        """Wait for the job to end and return its result, as the handler's return annotation
+        types it (a model rebuilt from the stored JSON); see
+        :meth:`JobService.wait <glasswork.jobs.JobService.wait>` for the errors."""
+        return self._job.result_from(self._service.wait(self.job_id, timeout, poll=poll))
+
+    def cancel(self, reason: str = CANCELLED) -> bool:
+        """Cancel the job (:meth:`JobService.cancel <glasswork.jobs.JobService.cancel>`)."""
+        return self._service.cancel(self.job_id, reason)
+
+
+class AsyncJobHandle(_Handle, Generic[R]):
+    """What :meth:`AsyncJobService.enqueue <glasswork.jobs.AsyncJobService.enqueue>`
+    returns: :class:`JobHandle` with methods to await."""
+
+    __slots__ = ()
+    _service: FollowsAsync
+    _job: JobDefinition[Any, R]
+
+    def __init__(
+        self,
+        message_id: str,
+        job_id: str,
+        queue: str,
+        scheduled_at: datetime | None = None,
+        *,
+        service: FollowsAsync,
+        job: JobDefinition[Any, R],
+    ) -> None:
+        _fill(self, message_id, job_id, queue, scheduled_at, service, job)
+
+    async def status(self) -> JobStatus | None:
+        """The job's status now."""
+        return await self._service.status(self.job_id)
+
+    async def wait(self, timeout: float | None = None, *, poll: float = POLL) -> R:
+        """Wait for the job to end, without blocking the loop, and return its result."""
+        return self._job.result_from(await self._service.wait(self.job_id, timeout, poll=poll))
+
+    async def cancel(self, reason: str = CANCELLED) -> bool:
+        """Cancel the job."""
+        return await self._service.cancel(self.job_id, reason)
+
+
+def job_handle(service: Follows, job: JobDefinition[Any, R], sent: EnqueueResult) -> JobHandle[R]:
+    """The :class:`JobHandle` of the enqueue that gave ``sent``, made without running
+    ``__init__`` (the hot path of every enqueue)."""
+    handle: JobHandle[R] = _new(JobHandle)
+    _fill(handle, sent.message_id, sent.job_id, sent.queue, sent.scheduled_at, service, job)
+    return handle
+
+
+def async_job_handle(
+    service: FollowsAsync, job: JobDefinition[Any, R], sent: EnqueueResult
+) -> AsyncJobHandle[R]:
+    """:func:`job_handle` for :class:`AsyncJobService`."""
+    handle: AsyncJobHandle[R] = _new(AsyncJobHandle)
+    _fill(handle, sent.message_id, sent.job_id, sent.queue, sent.scheduled_at, service, job)
+    return handle
