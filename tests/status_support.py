@@ -61,13 +61,13 @@ class Running:
         assert not self.thread.is_alive(), "the worker did not stop"
 
 
-def worker_for(driver: Any, *jobs: Any) -> Worker:
+def worker_for(driver: Any, *jobs: Any, concurrency: int = 2) -> Worker:
     return Worker(
         module=define_module(name="m", jobs=list(jobs)),
         driver=driver,
         install_signal_handlers=False,
         wait_seconds=0.05,
-        concurrency=2,
+        concurrency=concurrency,
     )
 
 
@@ -399,7 +399,7 @@ class StatusRules:
         urgent = service.enqueue(job, {"a": 10, "b": 0}, priority=5)
         dropped = service.enqueue(job, {"a": 99, "b": 0})
         assert service.cancel(dropped.job_id)
-        worker_for(driver, job).run_until_empty(timeout=30)
+        worker_for(driver, job, concurrency=1).run_until_empty(timeout=30)  # one at a time
         assert service.wait(handle.job_id, timeout=10) == 3
         assert service.status(urgent.job_id).result == 10
         assert ran == [10, 1]  # the urgent one first; the cancelled one never
