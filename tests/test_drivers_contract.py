@@ -55,14 +55,16 @@ SQLITE_GROUPS = (
     "heartbeats",
     "idempotency",
     "closing",
+    "status",
 )
 EXPECTED = {
     "mock": ("producing", "consuming", "idempotency", "status"),
     "sqlite": SQLITE_GROUPS,
     "postgresql": (
-        *(g for g in SQLITE_GROUPS if g not in ("idempotency", "closing")),
+        *(g for g in SQLITE_GROUPS if g not in ("idempotency", "closing", "status")),
         "transactions",
         "closing",
+        "status",
     ),
     "sqs": (
         "producing",

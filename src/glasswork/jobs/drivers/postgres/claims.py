@@ -1,16 +1,20 @@
-"""Claiming due jobs for a worker, and burying those whose lease keeps running out."""
+"""Claiming due jobs for a worker, burying those whose lease keeps running out, and ending
+those asked to stop while a worker that is gone held them."""
 
 from __future__ import annotations
 
 import psycopg
 
-from ..records import ReceivedMessage
+from ..lifecycle import CANCELLED
+from ..records import DEFAULT_RESULT_TTL, ReceivedMessage
 from .statements import Statements
+from .status import StatusStatements
 
 
 def claim(
     conn: psycopg.Connection,
     statements: Statements,
+    status_statements: StatusStatements,
     *,
     queues: list[str] | None,
     limit: int,
@@ -19,22 +23,36 @@ def claim(
     max_lost_leases: int,
 ) -> list[ReceivedMessage]:
     """Lease up to ``limit`` due jobs of ``queues`` (None: every queue) for ``lease``
-    seconds, in id order. A job whose lease has now run out ``max_lost_leases`` times is
-    moved to the dead letters instead of being handed out again."""
+    seconds, highest priority first, then in id order. A job whose lease has now run out
+    ``max_lost_leases`` times is moved to the dead letters instead of being handed out
+    again; one that was asked to stop while its (now gone) worker held it ends cancelled."""
     params = {"queues": queues, "limit": limit, "lease": lease, "rotation": rotation}
     statement = statements.claim_all if queues is None else statements.claim_listed
     received = []
-    for row_id, queue, body, attempts, lost in conn.execute(statement, params):
-        if lost >= max_lost_leases:
+    for row_id, queue, body, attempts, lost, priority, cancelled in conn.execute(
+        statement, params
+    ).fetchall():
+        if cancelled:
+            conn.execute(
+                status_statements.cancel_claimed,
+                {
+                    "id": row_id,
+                    "attempts": attempts,
+                    "reason": CANCELLED,
+                    "keep": DEFAULT_RESULT_TTL,
+                },
+            )
+        elif lost >= max_lost_leases:
             reason = (
                 f"delivered {attempts} times; {lost} times its lease ({lease:g}s) ran out "
                 "before a worker finished it: the worker died or stalled while running it"
             )
             conn.execute(statements.bury, {"id": row_id, "attempts": attempts, "reason": reason})
         else:
-            received.append(ReceivedMessage(body, (row_id, attempts), attempts, queue, str(row_id)))
-    received.sort(key=lambda r: r.receipt[0])
-    return received
+            message = ReceivedMessage(body, (row_id, attempts), attempts, queue, str(row_id))
+            received.append((-priority, row_id, message))
+    received.sort(key=lambda entry: entry[:2])
+    return [message for *_, message in received]
 
 
 def next_due(

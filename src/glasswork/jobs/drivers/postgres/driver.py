@@ -51,6 +51,7 @@ from .notifications import Notifications
 from .outcomes import OutcomeCounts
 from .producing import Producer, find_inserted, insert_jobs
 from .statements import Statements
+from .status import StatusRows, StatusStatements
 from .text import storable
 from .workers import WorkerRows
 
@@ -72,6 +73,7 @@ class PostgresQueueDriver(
     Heartbeats,
     TransactionalEnqueue,
     Closing,
+    StatusRows,
 ):
     """A durable queue in PostgreSQL: any number of workers on any number of machines,
     delays of any length, and enqueues that commit with your own transaction.
@@ -94,6 +96,11 @@ class PostgresQueueDriver(
     * ``migrate``: create or upgrade the tables now (False: refuse to start unless
       ``glasswork migrate`` has brought them to this version).
 
+    Jobs are claimed highest ``priority`` first, then oldest due. Each job's life is kept
+    (:class:`~glasswork.jobs.drivers.contract.StatusStore`, see :mod:`.status`): a queued
+    job's state is read off its row, an ended one's is written with its removal and kept for
+    its ``result_ttl``.
+
     Workers on it record outcome counts per minute and heartbeats, and it finds jobs by id
     and searches dead letters, for the dashboard (see :mod:`.outcomes`, :mod:`.workers`,
     :mod:`.inspection`, :mod:`.dead_letter_search`); set ``records_outcomes = False`` before
@@ -104,6 +111,7 @@ class PostgresQueueDriver(
     """
 
     name = "postgresql"
+    claims_by_priority = True
     #: Seconds of outcome history kept.
     outcome_retention: float = 86400.0
     #: Whether workers on this driver record outcome counts (set False before building a
@@ -146,6 +154,7 @@ class PostgresQueueDriver(
         self.poll_interval = float(poll_interval)
         self.statement_timeout = statement_timeout
         self.sql = Statements(schema)
+        self.status_sql = StatusStatements(schema)
         try:
             self._connections = Connections(
                 dsn,
@@ -261,6 +270,7 @@ class PostgresQueueDriver(
             received = claims.claim(
                 conn,
                 self.sql,
+                self.status_sql,
                 queues=queues,
                 limit=limit,
                 lease=self.visibility_timeout,

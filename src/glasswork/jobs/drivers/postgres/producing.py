@@ -90,13 +90,16 @@ def _insert(
 ) -> list[EnqueueResult]:
     unique = any(m.unique_key is not None for m in messages)
     later = delay > 0 or at is not None
-    statement = statements.insert(many=len(messages) > 1, unique=unique, later=later)
+    ranked = any(m.priority for m in messages)
+    statement = statements.insert(many=len(messages) > 1, unique=unique, later=later, ranked=ranked)
     params: dict[str, Any] = {"delay": max(0.0, delay), "at": at} if later else {}
     if len(messages) == 1:
         [m] = messages
         params.update(queue=m.queue, name=m.job_name, job_id=m.job_id, body=m.encode())
         if unique:
             params["key"] = m.unique_key
+        if ranked:
+            params["priority"] = m.priority
     else:
         params.update(
             queues=[m.queue for m in messages],
@@ -106,6 +109,8 @@ def _insert(
         )
         if unique:
             params["keys"] = [m.unique_key for m in messages]
+        if ranked:
+            params["priorities"] = [m.priority or 0 for m in messages]
     # Prepared at once, as these few statements run again and again; unless the connection
     # (a caller's) has preparing turned off, as behind some poolers it must be.
     prepare = None if conn.prepare_threshold is None else True

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from psycopg import Connection
 
 #: The schema version this release of glasswork reads and writes.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Placeholders: {schema} (quoted identifier), {channel} (the NOTIFY channel, a literal) and
 # {quote} (the dollar quote of a function body, one the channel cannot end: see _dollar_quote).
@@ -96,6 +96,48 @@ CREATE TABLE {schema}.glasswork_workers (
     started_at timestamptz NOT NULL,
     last_seen timestamptz NOT NULL DEFAULT now()
 );
+""",
+    # A job's life (status.py): what a job row shows while queued, ended jobs' statuses
+    # (kept for their result_ttl), running jobs by job id (progress, cancel requests), and
+    # claims of jobs with a priority: both partial indexes, which a job waiting without a
+    # priority is not in, so enqueueing pays nothing more (a status or a cancel by job id
+    # scans the waiting rows, as find_job does). IF NOT EXISTS: a schema some of it was
+    # added to by hand still upgrades.
+    5: """
+ALTER TABLE {schema}.glasswork_jobs
+    ADD COLUMN IF NOT EXISTS priority integer NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS cancel_requested boolean NOT NULL DEFAULT false,
+    ADD COLUMN IF NOT EXISTS updated_at timestamptz,
+    ADD COLUMN IF NOT EXISTS last_error text,
+    ADD COLUMN IF NOT EXISTS last_traceback text,
+    ADD COLUMN IF NOT EXISTS progress double precision,
+    ADD COLUMN IF NOT EXISTS progress_note text;
+CREATE INDEX IF NOT EXISTS glasswork_jobs_running ON {schema}.glasswork_jobs (job_id)
+    WHERE leased;
+CREATE INDEX IF NOT EXISTS glasswork_jobs_priority
+    ON {schema}.glasswork_jobs (queue, priority DESC, visible_at) WHERE priority <> 0;
+CREATE INDEX IF NOT EXISTS glasswork_dead_letters_job_id
+    ON {schema}.glasswork_dead_letters (job_id);
+CREATE TABLE IF NOT EXISTS {schema}.glasswork_job_results (
+    job_id text PRIMARY KEY,
+    job_name text,
+    queue text NOT NULL,
+    state text NOT NULL,
+    attempts integer NOT NULL,
+    result text,
+    error text,
+    traceback text,
+    progress double precision,
+    progress_note text,
+    priority integer NOT NULL DEFAULT 0,
+    enqueued_at timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS glasswork_job_results_updated
+    ON {schema}.glasswork_job_results (updated_at);
+CREATE INDEX IF NOT EXISTS glasswork_job_results_expires
+    ON {schema}.glasswork_job_results (expires_at);
 """,
 }
 

@@ -32,29 +32,59 @@ queues AS (
     FROM names WHERE name IS NOT NULL
 )"""
 
-# Oldest due first within each queue; SKIP LOCKED lets concurrent claims pass each other's
-# rows instead of waiting. The nested loop keeps the queues' order, and the outer LIMIT stops
-# it (and the row locking) as soon as enough rows are in hand. ``lost`` counts deliveries
-# whose lease ran out: the row was still leased when claimed again.
+# Highest priority first, then oldest due, within each queue. The priorities present in a
+# queue are found by skipping through the partial index of jobs with one
+# (queue, priority DESC, visible_at): a lookup per priority, one (finding none) for a queue
+# without any. Each priority is then one band walking its index in visible_at order, which
+# stops at LIMIT rows or at the first job not due yet, so jobs waiting for their time (or
+# held by a worker) at a high priority are never walked past; priority 0 (most jobs) comes
+# from (queue, visible_at). (A locking clause cannot sit in a UNION's own branches: each is
+# a subquery; `priority <> 0` is spelled out so the planner sees the partial index applies.)
+# SKIP LOCKED lets concurrent claims pass each other's rows instead of waiting. The nested
+# loops keep the queues' and the priorities' order, and the outer LIMIT stops them (and the
+# row locking) as soon as enough rows are in hand. ``lost`` counts deliveries whose lease ran
+# out: the row was still leased when claimed again.
 _CLAIM = """
 WITH RECURSIVE {queues},
+levels AS (
+    SELECT name, (
+        SELECT priority FROM {jobs} WHERE queue = queues.name AND priority <> 0
+        ORDER BY priority DESC LIMIT 1
+    ) AS p FROM queues
+    UNION ALL
+    SELECT name, (
+        SELECT priority FROM {jobs} WHERE queue = levels.name AND priority <> 0
+        AND priority < levels.p ORDER BY priority DESC LIMIT 1
+    ) FROM levels WHERE p IS NOT NULL
+),
 picked AS (
     SELECT j.id
     FROM (SELECT name FROM queues ORDER BY n) AS q
     CROSS JOIN LATERAL (
-        SELECT id FROM {jobs}
-        WHERE queue = q.name AND visible_at <= now()
-        ORDER BY visible_at
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
+        SELECT p FROM levels WHERE levels.name = q.name AND p IS NOT NULL
+        UNION ALL SELECT 0
+        ORDER BY 1 DESC
+    ) AS lv
+    CROSS JOIN LATERAL (
+        SELECT id FROM (
+            SELECT id FROM {jobs}
+            WHERE queue = q.name AND priority <> 0 AND priority = lv.p AND visible_at <= now()
+            ORDER BY visible_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+        ) AS ranked
+        UNION ALL
+        SELECT id FROM (
+            SELECT id FROM {jobs}
+            WHERE lv.p = 0 AND queue = q.name AND priority = 0 AND visible_at <= now()
+            ORDER BY visible_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+        ) AS plain
     ) AS j
     LIMIT %(limit)s
 )
 UPDATE {jobs} AS t
 SET attempts = t.attempts + 1, lost = t.lost + t.leased::int, leased = true,
-    visible_at = now() + %(lease)s * interval '1 second'
+    visible_at = now() + %(lease)s * interval '1 second', updated_at = now()
 FROM picked WHERE t.id = picked.id
-RETURNING t.id, t.queue, t.body, t.attempts, t.lost
+RETURNING t.id, t.queue, t.body, t.attempts, t.lost, t.priority, t.cancel_requested
 """
 
 # Seconds until the next row of these queues becomes visible (a delayed job or a lease
@@ -72,29 +102,37 @@ _VISIBLE_AT = "COALESCE(%(at)s::timestamptz, now() + %(delay)s * interval '1 sec
 _INSERTED = "RETURNING id, visible_at, visible_at > now()"
 
 # One job, or any number in one statement (arrays sent in binary: no quoting of the bodies
-# on the client or parsing on the server; ids follow the arrays' order).
-_ONE = "VALUES (%(queue)s, %(name)s, %(job_id)s, {key}, %(body)s, {due})"
+# on the client or parsing on the server; ids follow the arrays' order). Jobs without a
+# priority leave the column to its default (0): they send nothing more.
+_ONE = "VALUES (%(queue)s, %(name)s, %(job_id)s, {key}, %(body)s, {due}{priority})"
 _MANY = (
-    "SELECT r.queue, r.name, r.job_id, {key}, r.body, {due} "
+    "SELECT r.queue, r.name, r.job_id, {key}, r.body, {due}{priority} "
     "FROM unnest(%(queues)b::text[], %(names)b::text[], %(job_ids)b::text[], "
-    "%(bodies)b::text[]{keys}) WITH ORDINALITY AS r(queue, name, job_id, body{key_column}, n) "
+    "%(bodies)b::text[]{keys}{priorities}) "
+    "WITH ORDINALITY AS r(queue, name, job_id, body{key_column}{priority_column}, n) "
     "ORDER BY r.n"
 )
 
 
-def _insert(columns: str, many: bool, unique: bool, later: bool) -> str:
+def _insert(columns: str, many: bool, unique: bool, later: bool, ranked: bool) -> str:
     """The insert of :meth:`Statements.insert`."""
     shape = _MANY if many else _ONE
     due = _VISIBLE_AT if later else "now()"
+    if ranked:
+        columns = columns.replace(", visible_at)", ", visible_at, priority)")
     if many:
         key = "r.key" if unique else "NULL"
         arrays = {
             "keys": ", %(keys)b::text[]" if unique else "",
             "key_column": ", key" if unique else "",
+            "priorities": ", %(priorities)b::int4[]" if ranked else "",
+            "priority_column": ", priority" if ranked else "",
         }
+        priority = ", r.priority" if ranked else ""
     else:
         key, arrays = ("%(key)s" if unique else "NULL"), {}
-    values = shape.format(key=key, due=due, **arrays)
+        priority = ", %(priority)s" if ranked else ""
+    values = shape.format(key=key, due=due, priority=priority, **arrays)
     conflict = f" {_ON_CONFLICT}" if unique else ""
     # A job due now is never later: its id is all the caller needs back.
     returning = _INSERTED if later else "RETURNING id"
@@ -122,10 +160,11 @@ class Statements:
 
         columns = f"INSERT INTO {jobs} (queue, job_name, job_id, unique_key, body, visible_at)"
         self._inserts = {
-            (many, unique, later): _insert(columns, many, unique, later)
+            (many, unique, later, ranked): _insert(columns, many, unique, later, ranked)
             for many in (False, True)
             for unique in (False, True)
             for later in (False, True)
+            for ranked in (False, True)
         }
         self.find_jobs = (
             f"SELECT id, visible_at, visible_at > now() FROM {jobs} "
@@ -257,8 +296,9 @@ class Statements:
             "WHERE minute >= %(since)s ORDER BY minute, queue, job_name, outcome"
         )
 
-    def insert(self, *, many: bool, unique: bool, later: bool) -> str:
+    def insert(self, *, many: bool, unique: bool, later: bool, ranked: bool = False) -> str:
         """The insert of one job or (``many``) of arrays of them: with ``ON CONFLICT`` on the
-        unique-key index when a job has a ``unique`` key (others never conflict), and
-        returning each row's due time only for jobs that may be due ``later`` than now."""
-        return self._inserts[(many, unique, later)]
+        unique-key index when a job has a ``unique`` key (others never conflict), returning
+        each row's due time only for jobs that may be due ``later`` than now, and writing
+        the priority only when a job has one (``ranked``)."""
+        return self._inserts[(many, unique, later, ranked)]

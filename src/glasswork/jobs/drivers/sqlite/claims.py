@@ -4,7 +4,8 @@ a queue name or due time of the wrong type), which must not fail every claim.
 
 A claim bumps ``attempts`` and pushes ``visible_at`` out by the lease inside one
 ``BEGIN IMMEDIATE`` transaction (``UPDATE ... RETURNING``), so two workers never hold one
-job; the receipt is ``(id, attempts)``.
+job; the receipt is ``(id, attempts)``. A claimed row whose job was asked to stop
+(``cancel_requested``: its worker died holding it) is ended as cancelled instead.
 """
 
 from __future__ import annotations
@@ -14,21 +15,66 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..lifecycle import CANCELLED
 from ..records import ReceivedMessage
 from .connections import QueueFile
 from .dead_letters import add_dead
+from .results import cancel_row
 
-# The inner SELECT walks the (queue, visible_at) index in order and stops after LIMIT rows;
-# `lost` counts deliveries whose lease ran out (the row was still leased when re-claimed).
+# Highest priority first, then oldest due. The priorities present in a queue are found by
+# skipping through the partial index of jobs with one (queue, priority DESC, visible_at):
+# a lookup per priority, and one (finding none) for a queue without any. Then one band per
+# priority, each walking its index in visible_at order and stopping at LIMIT rows or at
+# the first job not due yet, so jobs waiting for their time (or held by a worker) at a
+# high priority are never walked past; jobs without a priority come from the
+# (queue, visible_at) index. (`priority <> 0` is spelled out so SQLite sees the partial
+# index applies.) `lost` counts deliveries whose lease ran out (the row was still leased
+# when re-claimed).
+_LEVELS = """
+WITH RECURSIVE levels(p) AS (
+    SELECT (SELECT priority FROM glasswork_jobs WHERE queue = :queue AND priority <> 0
+            ORDER BY priority DESC LIMIT 1)
+    UNION ALL
+    SELECT (SELECT priority FROM glasswork_jobs WHERE queue = :queue AND priority <> 0
+            AND priority < levels.p ORDER BY priority DESC LIMIT 1)
+    FROM levels WHERE levels.p IS NOT NULL LIMIT :most
+)
+SELECT p FROM levels WHERE p IS NOT NULL
+"""
+#: Priorities in one queue claimed band by band; beyond, one band walks them all in order.
+MAX_LEVELS = 16
+_BAND = (
+    "SELECT id FROM (SELECT id FROM glasswork_jobs WHERE queue = :queue AND {band} "
+    "AND visible_at <= :now ORDER BY {order} LIMIT :limit)"
+)
+_PLAIN_BAND = _BAND.format(band="priority = 0", order="visible_at")
 _CLAIM = """
 UPDATE glasswork_jobs
-SET attempts = attempts + 1, lost = lost + leased, leased = 1, visible_at = ?
-WHERE id IN (
-    SELECT id FROM glasswork_jobs WHERE queue = ? AND visible_at <= ?
-    ORDER BY visible_at LIMIT ?
-)
-RETURNING id, CAST(body AS BLOB), attempts, lost
+SET attempts = attempts + 1, lost = lost + leased, leased = 1, visible_at = :lease_until,
+    updated_at = :now
+WHERE id IN ({bands} LIMIT :limit)
+RETURNING id, CAST(body AS BLOB), attempts, lost, priority, cancel_requested
 """
+_PLAIN_CLAIM = _CLAIM.format(bands=_PLAIN_BAND)
+
+
+def _claim_statement(levels: list[int]) -> str:
+    """The claim of a queue holding jobs with these priorities (besides 0), highest first."""
+    if not levels:
+        return _PLAIN_CLAIM
+    if len(levels) > MAX_LEVELS:
+        order = "priority DESC, visible_at"
+        high = [_BAND.format(band="priority <> 0 AND priority > 0", order=order)]
+        low = [_BAND.format(band="priority <> 0 AND priority < 0", order=order)]
+    else:
+        bands = [
+            _BAND.format(band=f"priority <> 0 AND priority = {int(p)}", order="visible_at")
+            for p in levels
+        ]
+        high = [b for b, p in zip(bands, levels, strict=True) if p > 0]
+        low = [b for b, p in zip(bands, levels, strict=True) if p < 0]
+    return _CLAIM.format(bands=" UNION ALL ".join([*high, _PLAIN_BAND, *low]))
+
 
 # Distinct queue names by skipping through the index: a few lookups, not a table scan.
 _QUEUES = """
@@ -58,8 +104,8 @@ class Claims:
         self, queues: Sequence[str] | None, limit: int, lease: float
     ) -> tuple[list[ReceivedMessage], float | None]:
         """Up to ``limit`` due jobs of ``queues`` (None: every queue), each leased for
-        ``lease`` seconds, oldest due first in each queue; and when the next one is due
-        (None: none is waiting)."""
+        ``lease`` seconds, highest priority then oldest due first in each queue; and when
+        the next one is due (None: none is waiting)."""
         conn = self.file.conn()
         names = list(queues) if queues else self._queue_names(conn)
         now = time.time()
@@ -90,20 +136,32 @@ class Claims:
         received = self.file.write(
             lambda c: self._claim_due(c, due[start:] + due[:start], limit, lease)
         )
-        received.sort(key=lambda r: int(r.message_id))
         return received, next_due
 
     def _claim_due(
         self, conn: sqlite3.Connection, queues: list[str], limit: int, lease: float
     ) -> list[ReceivedMessage]:
-        received: list[ReceivedMessage] = []
+        received: list[tuple[int, int, ReceivedMessage]] = []
         now = time.time()
         lease_until = now + lease
         for queue in queues:
             if len(received) >= limit:
                 break
-            rows = conn.execute(_CLAIM, (lease_until, queue, now, limit - len(received)))
-            for row_id, raw, attempts, lost in rows.fetchall():
+            params = {
+                "lease_until": lease_until,
+                "queue": queue,
+                "now": now,
+                "limit": limit - len(received),
+            }
+            levels = [p for (p,) in conn.execute(_LEVELS, {"queue": queue, "most": MAX_LEVELS + 1})]
+            for row_id, raw, attempts, lost, priority, cancelled in conn.execute(
+                _claim_statement(levels), params
+            ).fetchall():
+                if cancelled:
+                    # Cancelled while its worker held it, and that worker is gone: it ends
+                    # here, never handed out again.
+                    cancel_row(conn, row_id, attempts, CANCELLED, claimed=True)
+                    continue
                 try:
                     body, attempt = _read_row(raw, attempts)
                 except ValueError as exc:
@@ -113,10 +171,10 @@ class Claims:
                 if lost >= self.max_lost_leases:
                     _bury(conn, row_id, queue, body, _lost_reason(attempts, lost, lease))
                     continue
-                received.append(
-                    ReceivedMessage(body, (row_id, attempts), attempt, queue, str(row_id))
-                )
-        return received
+                message = ReceivedMessage(body, (row_id, attempts), attempt, queue, str(row_id))
+                received.append((-int(priority or 0), row_id, message))
+        received.sort(key=lambda entry: entry[:2])
+        return [message for *_, message in received]
 
     def _queue_names(self, conn: sqlite3.Connection) -> list[str]:
         names = []

@@ -19,6 +19,7 @@ from typing import Any
 from ...errors import ConfigurationError
 from ...message import identify
 from ..dead_letter_search import SQLITE, row_id, where
+from ..lifecycle import wire_fields
 from ..records import GROUPS, DeadLetterGroup, DeadLetterPage, DeadLetterQuery, DeadLetterRecord
 from .connections import QueueFile
 from .producing import INSERT
@@ -96,11 +97,9 @@ class DeadLetters:
             now = time.time()
             for dead_id, dead_queue, body in conn.execute(sql, params).fetchall():
                 job_name, job_id, unique_key = identify(body)
+                row = (dead_queue or "default", job_name, job_id, unique_key, body, now, now)
                 try:
-                    conn.execute(
-                        INSERT,
-                        (dead_queue or "default", job_name, job_id, unique_key, body, now, now),
-                    )
+                    conn.execute(INSERT, (*row, wire_fields(body)[3], now))
                 except sqlite3.IntegrityError:
                     continue  # a pending job holds its unique key; leave it dead
                 conn.execute(f"DELETE FROM {_TABLE} WHERE id = ?", (dead_id,))

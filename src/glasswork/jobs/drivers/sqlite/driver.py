@@ -12,7 +12,8 @@ The driver is its settings and the parts it owns, each given what it needs: the 
 (:class:`~.connections.QueueFile`: connections, write transactions, the disk reserve),
 :mod:`.producing`, :class:`~.claims.Claims`, :mod:`.settling`,
 :class:`~.dead_letters.DeadLetters`, :class:`~.outcomes.OutcomeCounts`,
-:mod:`.inspection` and :class:`~.workers.WorkerRows`; the tables are :mod:`.schema`'s.
+:mod:`.inspection` and :class:`~.workers.WorkerRows`; a job's life is
+:class:`~.status.StatusRows`' (with :mod:`.results`); the tables are :mod:`.schema`'s.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from .outcomes import OutcomeCounts
 from .producing import insert
 from .reserve import DEFAULT_RESERVE, DiskReserve
 from .schema import SCHEMA_VERSION
+from .status import StatusRows
 from .workers import WorkerRows
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ class SQLiteQueueDriver(
     Heartbeats,
     IdempotencyProvider,
     Closing,
+    StatusRows,
 ):
     """A durable queue in a SQLite file: no server, delays of any length, safe across processes.
 
@@ -109,12 +112,18 @@ class SQLiteQueueDriver(
       system), given back when the disk fills so workers can still claim and finish the
       jobs already stored (0: none).
 
+    Jobs are claimed highest ``priority`` first, then oldest due. Each job's life is kept
+    (:class:`~glasswork.jobs.drivers.contract.StatusStore`, see :mod:`.status`): a queued
+    job's state is read off its row, an ended one's is written with its removal and kept for
+    its ``result_ttl``.
+
     A file that cannot be used (a directory, a read-only mount) raises
     :class:`ConfigurationError` saying why, at construction. Each thread gets its own
     connection; the object may be shared between threads.
     """
 
     name = "sqlite"
+    claims_by_priority = True
     #: Seconds of outcome history kept.
     outcome_retention: float = 86400.0
     #: Whether workers on this driver record outcome counts (set False before building a

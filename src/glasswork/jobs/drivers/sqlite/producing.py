@@ -16,7 +16,7 @@ from .connections import QueueFile
 
 INSERT = (
     "INSERT INTO glasswork_jobs (queue, job_name, job_id, unique_key, body, visible_at, "
-    "enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "enqueued_at, priority, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 #: The latest time a job may be due: datetime's limit.
 LATEST = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
@@ -34,7 +34,18 @@ def insert(
         )
     now = time.time()
     rows = [
-        (m.queue, m.job_name, m.job_id, m.unique_key, m.encode(), visible_at, now) for m in messages
+        (
+            m.queue,
+            m.job_name,
+            m.job_id,
+            m.unique_key,
+            m.encode(),
+            visible_at,
+            now,
+            m.priority or 0,
+            now,
+        )
+        for m in messages
     ]
     conn = file.conn()
     try:

@@ -8,6 +8,11 @@ every step, an older one the steps it lacks, when a driver opens it.
     glasswork_periodic(job_name PRIMARY KEY, last_fire)   # which periodic fires happened
     glasswork_outcomes(minute, queue, job_name, outcome, count)   # v2: outcomes.py
     glasswork_workers(id PRIMARY KEY, host, pid, ...)  # v4: heartbeats, workers.py
+    # v5: a job's life (status.py): job rows gain priority, cancel_requested, last_error,
+    # last_traceback, progress, progress_note, updated_at; ended jobs' statuses:
+    glasswork_job_results(job_id PRIMARY KEY, job_name, queue, state, attempts, result,
+                          error, traceback, progress, progress_note, priority,
+                          enqueued_at, updated_at, expires_at)
 """
 
 from __future__ import annotations
@@ -129,6 +134,64 @@ def _version_4(conn: sqlite3.Connection) -> None:
     conn.execute(WORKERS_SCHEMA)
 
 
+#: Version 5: the columns a job row gains (added only where missing, so a file some step
+#: already touched by hand still upgrades).
+_JOB_COLUMNS = (
+    ("priority", "INTEGER NOT NULL DEFAULT 0"),
+    ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
+    ("updated_at", "REAL"),
+    ("last_error", "TEXT"),
+    ("last_traceback", "TEXT"),
+    ("progress", "REAL"),
+    ("progress_note", "TEXT"),
+)
+#: Version 5: ended jobs' statuses (times: Unix seconds; result: JSON text).
+RESULTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS glasswork_job_results (
+    job_id TEXT PRIMARY KEY,
+    job_name TEXT,
+    queue TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    result TEXT,
+    error TEXT,
+    traceback TEXT,
+    progress REAL,
+    progress_note TEXT,
+    priority INTEGER NOT NULL DEFAULT 0,
+    enqueued_at REAL,
+    updated_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+)
+"""
+_STATUS_INDEXES = (
+    # Running jobs by job id (progress, cancel requests: what workers write and ask every
+    # second). Only leased rows: a waiting job is not in it, so enqueueing pays nothing
+    # (a status or a cancel by job id scans the waiting rows, as find_job does).
+    "CREATE INDEX IF NOT EXISTS glasswork_jobs_running ON glasswork_jobs (job_id) WHERE leased = 1",
+    # Claims of jobs with a priority; jobs without one (0) are not in it, so they cost
+    # nothing more to store, and a claim finds out at once that a queue has none.
+    "CREATE INDEX IF NOT EXISTS glasswork_jobs_priority "
+    "ON glasswork_jobs (queue, priority DESC, visible_at) WHERE priority <> 0",
+    "CREATE INDEX IF NOT EXISTS glasswork_dead_letters_job_id ON glasswork_dead_letters (job_id)",
+    "CREATE INDEX IF NOT EXISTS glasswork_job_results_updated "
+    "ON glasswork_job_results (updated_at)",
+    "CREATE INDEX IF NOT EXISTS glasswork_job_results_expires "
+    "ON glasswork_job_results (expires_at)",
+)
+
+
+def _version_5(conn: sqlite3.Connection) -> None:
+    """A job's life: status columns on job rows, the results table, their indexes."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(glasswork_jobs)")}
+    for name, kind in _JOB_COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE glasswork_jobs ADD COLUMN {name} {kind}")
+    conn.execute(RESULTS_SCHEMA)
+    for sql in _STATUS_INDEXES:
+        conn.execute(sql)
+
+
 # Step i takes a file from schema version i to i + 1 (a new file runs them all): a script,
 # or a function of the connection, inside the migration's transaction.
 MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
@@ -136,6 +199,7 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     OUTCOMES_SCHEMA,
     _TRACEBACKS,
     _version_4,
+    _version_5,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

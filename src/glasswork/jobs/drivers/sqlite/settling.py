@@ -24,12 +24,13 @@ def ack(file: QueueFile, received: Sequence[ReceivedMessage]) -> None:
     if not received:
         return
     receipts = [r.receipt for r in received]
+    file.write(lambda conn: delete_receipts(conn, receipts))
 
-    def delete(conn: sqlite3.Connection) -> None:
-        for start in range(0, len(receipts), _ACK_CHUNK):
-            conn.execute(*_delete_receipts(receipts[start : start + _ACK_CHUNK]))
 
-    file.write(delete)
+def delete_receipts(conn: sqlite3.Connection, receipts: Sequence[tuple[Any, Any]]) -> None:
+    """Delete the rows of these receipts (inside the caller's transaction)."""
+    for start in range(0, len(receipts), _ACK_CHUNK):
+        conn.execute(*_delete_receipts(receipts[start : start + _ACK_CHUNK]))
 
 
 def nack(file: QueueFile, received: Sequence[ReceivedMessage], delay_seconds: float) -> None:
