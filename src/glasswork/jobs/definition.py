@@ -16,6 +16,7 @@ from .context import JobContext
 from .durations import Delay, positive_seconds
 from .errors import ConfigurationError, InvalidJobPayloadError
 from .idempotency.options import Idempotency
+from .schedules import Catchup, PeriodicPolicy
 
 P = TypeVar("P")
 
@@ -108,6 +109,8 @@ class JobDefinition(Generic[P]):
     schedule: str | None = None
     timeout: float | None = None
     idempotency: Idempotency | None = None
+    #: Catch-up and overlap of a periodic job (None for other jobs).
+    periodic_policy: PeriodicPolicy | None = None
 
     def __post_init__(self) -> None:
         adapter: TypeAdapter[Any] | None
@@ -269,6 +272,9 @@ def define_periodic_job(
     retry: RetryOption = None,
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
+    catchup: Catchup = "none",
+    catchup_limit: int | None = None,
+    overlap: bool = True,
 ) -> JobDefinition[P]: ...
 @overload
 def define_periodic_job(
@@ -280,6 +286,9 @@ def define_periodic_job(
     retry: RetryOption = None,
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
+    catchup: Catchup = "none",
+    catchup_limit: int | None = None,
+    overlap: bool = True,
 ) -> JobDefinition[Any]: ...
 def define_periodic_job(
     *,
@@ -290,6 +299,9 @@ def define_periodic_job(
     retry: RetryOption = None,
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
+    catchup: Catchup = "none",
+    catchup_limit: int | None = None,
+    overlap: bool = True,
 ) -> JobDefinition[Any]:
     """A job run on a schedule: by an EventBridge rule whose input is ``{"jobName": name}``,
     or by the long-running worker (``--periodic``) from ``schedule``, a cron expression
@@ -297,6 +309,14 @@ def define_periodic_job(
     cannot be read (or that EventBridge would refuse) raises :class:`ConfigurationError`
     here, when the job is defined. With ``idempotent=True`` an EventBridge event delivered
     twice (same event id) runs once.
+
+    For the long-running worker on SQLite or PostgreSQL (which record each fire):
+    ``catchup`` says which fires missed while no worker ran are run when one starts again:
+    ``"none"`` (the default), the ``"latest"``, or ``"all"``, the most recent
+    ``catchup_limit`` of them (default 100); the others are logged and counted as missed.
+    ``overlap=False`` skips (logs and counts) a fire while an earlier run of the job is
+    pending, running or waiting to retry. EventBridge misses no fire, and on Lambda
+    ``overlap`` is not enforced (give the function a reserved concurrency of 1).
     """
     return JobDefinition(
         name=_check_name(name),
@@ -308,6 +328,7 @@ def define_periodic_job(
         schedule=_check_schedule(name, schedule),
         timeout=_check_timeout(name, timeout),
         idempotency=Idempotency.from_option(idempotent),
+        periodic_policy=PeriodicPolicy.of(name, catchup, catchup_limit, overlap),
     )
 
 
