@@ -113,6 +113,7 @@ def test_previous_fire_is_strictly_before_a_moment() -> None:
         ({"catchup": "all", "catchup_limit": True}, "catchup_limit must be a whole number"),
         ({"catchup": "all", "catchup_limit": 2.5}, "catchup_limit must be a whole number"),
         ({"overlap": "no"}, "overlap must be True or False"),
+        ({"catchup": "all", "overlap": False}, "use catchup='latest' with overlap=False"),
     ],
 )
 def test_bad_catchup_or_overlap_is_refused_when_defined_naming_the_job(

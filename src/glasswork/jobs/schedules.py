@@ -276,6 +276,12 @@ class PeriodicPolicy:
             )
         if not isinstance(overlap, bool):
             raise ConfigurationError(f"{where}: overlap must be True or False, got {overlap!r}")
+        if catchup == "all" and not overlap:
+            # The missed fires are enqueued at once: all but the first would be skipped.
+            raise ConfigurationError(
+                f"{where}: catchup='all' enqueues the missed fires together, and overlap=False "
+                "would skip all but the first; use catchup='latest' with overlap=False"
+            )
         return cls(catchup, catchup_limit, overlap)  # type: ignore[arg-type]
 
     @property
