@@ -131,6 +131,16 @@ def test_periodic_jobs_default_to_no_catchup_and_overlap_allowed() -> None:
     assert every.periodic_policy == PeriodicPolicy("all", 100, True)
 
 
+def test_the_docs_example_of_catchup_and_overlap_defines_its_jobs() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "worker.md").read_text()
+    section = text.split("### Missed fires and overlapping runs")[1]
+    example = section.split("```python")[1].split("```")[0].replace("handler=...", "handler=noop")
+    defined: dict[str, Any] = {"define_periodic_job": define_periodic_job, "noop": noop}
+    exec(example, defined)
+    assert defined["report"].periodic_policy == PeriodicPolicy("all", 24, True)
+    assert defined["sync"].periodic_policy == PeriodicPolicy("latest", 100, False)
+
+
 @pytest.mark.parametrize("options", [{"catchup": "latest"}, {"overlap": False}])
 def test_a_driver_that_records_no_fires_refuses_catchup_and_no_overlap_at_start(
     options: dict[str, Any],
