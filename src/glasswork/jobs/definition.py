@@ -18,6 +18,7 @@ from .drivers.records import DEFAULT_RESULT_TTL
 from .durations import Delay, parse_duration, positive_seconds
 from .errors import ConfigurationError, InvalidJobPayloadError
 from .idempotency.options import Idempotency
+from .schedules import Catchup, PeriodicPolicy
 
 P = TypeVar("P")
 #: What the handler returns (an ``async def`` handler: what it awaits to); Any by default, so
@@ -164,6 +165,8 @@ class JobDefinition(Generic[P, R]):
     result_ttl: float = DEFAULT_RESULT_TTL
     #: Higher runs first within its queue (drivers that claim by priority); 0 by default.
     priority: int = 0
+    #: Catch-up and overlap of a periodic job (None for other jobs).
+    periodic_policy: PeriodicPolicy | None = None
 
     def __post_init__(self) -> None:
         adapter: TypeAdapter[Any] | None
@@ -409,6 +412,9 @@ def define_periodic_job(
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
+    catchup: Catchup = "none",
+    catchup_limit: int | None = None,
+    overlap: bool = True,
 ) -> JobDefinition[P, R]: ...
 @overload
 def define_periodic_job(
@@ -421,6 +427,9 @@ def define_periodic_job(
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
+    catchup: Catchup = "none",
+    catchup_limit: int | None = None,
+    overlap: bool = True,
 ) -> JobDefinition[P, R]: ...
 @overload
 def define_periodic_job(
@@ -433,6 +442,9 @@ def define_periodic_job(
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
+    catchup: Catchup = "none",
+    catchup_limit: int | None = None,
+    overlap: bool = True,
 ) -> JobDefinition[Any, R]: ...
 @overload
 def define_periodic_job(
@@ -445,6 +457,9 @@ def define_periodic_job(
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
+    catchup: Catchup = "none",
+    catchup_limit: int | None = None,
+    overlap: bool = True,
 ) -> JobDefinition[Any, R]: ...
 def define_periodic_job(
     *,
@@ -456,6 +471,9 @@ def define_periodic_job(
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
+    catchup: Catchup = "none",
+    catchup_limit: int | None = None,
+    overlap: bool = True,
 ) -> JobDefinition[Any, Any]:
     """A job run on a schedule: by an EventBridge rule whose input is ``{"jobName": name}``,
     or by the long-running worker (``--periodic``) from ``schedule``, a cron expression
@@ -463,6 +481,14 @@ def define_periodic_job(
     cannot be read (or that EventBridge would refuse) raises :class:`ConfigurationError`
     here, when the job is defined. With ``idempotent=True`` an EventBridge event delivered
     twice (same event id) runs once. ``result_ttl`` as for :func:`define_job`.
+
+    For the long-running worker on SQLite or PostgreSQL (which record each fire):
+    ``catchup`` says which fires missed while no worker ran are run when one starts again:
+    ``"none"`` (the default), the ``"latest"``, or ``"all"``, the most recent
+    ``catchup_limit`` of them (default 100); the others are logged and counted as missed.
+    ``overlap=False`` skips (logs and counts) a fire while an earlier run of the job is
+    pending, running or waiting to retry. EventBridge misses no fire, and on Lambda
+    ``overlap`` is not enforced (give the function a reserved concurrency of 1).
     """
     return JobDefinition(
         name=_check_name(name),
@@ -475,6 +501,7 @@ def define_periodic_job(
         timeout=_check_timeout(name, timeout),
         idempotency=Idempotency.from_option(idempotent),
         result_ttl=_check_result_ttl(name, result_ttl),
+        periodic_policy=PeriodicPolicy.of(name, catchup, catchup_limit, overlap),
     )
 
 

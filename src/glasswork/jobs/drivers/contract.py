@@ -37,7 +37,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ..errors import ConfigurationError
 from ..message import MAX_MESSAGE_BYTES, JobMessage
@@ -105,6 +105,7 @@ __all__ = [
     "OutcomeStore",
     "PendingCount",
     "PeriodicClaims",
+    "PeriodicFire",
     "Producing",
     "QueueCounts",
     "QueueDriver",
@@ -390,13 +391,32 @@ class LeaseExtension(Protocol):
         ...
 
 
+#: What :meth:`PeriodicClaims.fire_periodic` did with a fire.
+PeriodicFire = Literal["fired", "taken", "skipped"]
+
+
 @runtime_checkable
 class PeriodicClaims(Protocol):
-    """Exactly one of many workers firing each periodic job."""
+    """Exactly one of many workers firing each periodic job, and the record of its last
+    fire (what catching up on missed fires starts from)."""
 
     def claim_periodic(self, job_name: str, fire_at: datetime) -> bool:
         """True for exactly one caller, across every worker on this backend, per
         ``(job_name, fire_at)``; later fire times only."""
+        ...
+
+    def last_periodic_fire(self, job_name: str) -> datetime | None:
+        """The latest fire time claimed for ``job_name`` (None: it never fired here)."""
+        ...
+
+    def fire_periodic(
+        self, job_name: str, fire_at: datetime, message: JobMessage, *, overlap: bool = True
+    ) -> PeriodicFire:
+        """Claim ``(job_name, fire_at)`` as :meth:`claim_periodic` does and, in the same
+        transaction, enqueue ``message``: ``"fired"``. ``"taken"``: another caller won the
+        claim; nothing was enqueued. With ``overlap=False``, while a job named ``job_name``
+        is still stored on ``message.queue`` (pending, running, waiting to retry) the fire
+        is claimed but nothing is enqueued: ``"skipped"``."""
         ...
 
 

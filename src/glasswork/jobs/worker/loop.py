@@ -161,7 +161,9 @@ class Worker:
         self.wait_seconds = wait_seconds
         self.poll_interval = poll_interval
         self.install_signal_handlers = install_signal_handlers
-        self.schedules = schedules_of(self.registry) if periodic else {}
+        self.schedules = (
+            schedules_of(self.registry, capabilities.periodic_claims) if periodic else {}
+        )
         self.summary = WorkerSummary()
         self._changed = threading.Event()  # a job ended, a stop was asked: look again
         self._stop = StopControl(self._changed.set)
@@ -293,6 +295,7 @@ class Worker:
                 self.summary,
                 self.log,
                 self.capabilities.periodic_claims,
+                self.metrics,
             )
             if self.schedules and not until_empty
             else None
