@@ -46,7 +46,8 @@ from targets import TARGETS
 BASELINE_REV = "cee8d73"
 
 ALL_STEPS = (
-    "lambda,embedded,sqs,scheduler,memory,async,observability,outcomes,postgres,processes,profile"
+    "lambda,coldstart,embedded,status,priorities,sqs,scheduler,memory,async,observability,outcomes,"
+    "postgres,processes,profile"
 )
 
 PACKAGES = [
@@ -425,6 +426,8 @@ def main() -> int:
                         ["--contenders", "glasswork", "--label-suffix", " (before)"],
                         old_env,
                     )
+            if "coldstart" in only:
+                rows += step("cold_start.py", [], env)
             if "embedded" in only:
                 extra = ["--baseline-src", old] if old else []
                 if REDIS_URL_ENV not in env:
@@ -434,6 +437,10 @@ def main() -> int:
                         for label in ("RQ SimpleWorker (Redis)", "Dramatiq Worker (Redis)")
                     ]
                 rows += step("embedded_throughput.py", extra, env)
+            if "status" in only:
+                rows += step("status_cost.py", [], env)
+            if "priorities" in only:
+                rows += step("priority_claims.py", [], env)
             if "sqs" in only:
                 rows += step("sqs_requests.py", [], env)
             if "scheduler" in only:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from glasswork import define_module
-from glasswork.jobs import JobMessage, define_job
+from glasswork.jobs import JobMessage, JobService, define_job
 from glasswork.jobs.drivers.contract import capabilities_of
 from glasswork.jobs.drivers.records import FinalStatus, ReceivedMessage
 from glasswork.jobs.worker import Worker
@@ -42,6 +42,33 @@ def claim_one(driver: Any, queue: str = "default", wait: float = 0.0) -> Receive
 
 def job_id_of(received: ReceivedMessage) -> str:
     return JobMessage.from_json(received.body).job_id
+
+
+class Running:
+    """A worker running in a thread until the block ends (then stopped and joined)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.thread = threading.Thread(target=worker.run, daemon=True)
+
+    def __enter__(self) -> Worker:
+        self.thread.start()
+        return self.worker
+
+    def __exit__(self, *exc: object) -> None:
+        self.worker.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "the worker did not stop"
+
+
+def worker_for(driver: Any, *jobs: Any, concurrency: int = 2) -> Worker:
+    return Worker(
+        module=define_module(name="m", jobs=list(jobs)),
+        driver=driver,
+        install_signal_handlers=False,
+        wait_seconds=0.05,
+        concurrency=concurrency,
+    )
 
 
 class StatusRules:
@@ -353,3 +380,65 @@ class StatusRules:
         assert [s.job_id for s in driver.job_history(queue="other")] == [waiting.job_id]
         assert [s.state for s in driver.job_history(state="pending")] == ["pending"]
         assert driver.job_history(state="running") == []
+
+    # -- through the service and the worker -------------------------------------------------
+
+    def test_through_the_service_a_result_is_waited_for_and_a_cancelled_job_never_runs(
+        self, open_driver: Opener
+    ) -> None:
+        ran: list[int] = []
+
+        def add(payload: Any) -> int:
+            ran.append(payload["a"])
+            return int(payload["a"] + payload["b"])
+
+        job = define_job(name="add", handler=add)
+        driver = open_driver()
+        service = JobService(driver)
+        handle = service.enqueue(job, {"a": 1, "b": 2})
+        urgent = service.enqueue(job, {"a": 10, "b": 0}, priority=5)
+        dropped = service.enqueue(job, {"a": 99, "b": 0})
+        assert service.cancel(dropped.job_id)
+        worker_for(driver, job, concurrency=1).run_until_empty(timeout=30)  # one at a time
+        assert service.wait(handle.job_id, timeout=10) == 3
+        assert service.status(urgent.job_id).result == 10
+        assert ran == [10, 1]  # the urgent one first; the cancelled one never
+        assert service.status(dropped.job_id).state == "cancelled"
+
+    def test_through_the_worker_a_running_job_stops_when_cancelled(
+        self, open_driver: Opener
+    ) -> None:
+        started = threading.Event()
+
+        def handler(payload: Any, ctx: Any) -> None:
+            started.set()
+            ctx.progress(0.25, "started")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                ctx.raise_if_cancelled()
+                time.sleep(0.01)
+            raise AssertionError("never asked to stop")
+
+        job = define_job(name="long", handler=handler)
+        driver = open_driver()
+        job_id = JobService(driver).enqueue(job, None).job_id
+        with Running(worker_for(driver, job)):
+            assert started.wait(30)
+            wait_for(lambda: driver.job_status(job_id).progress == 0.25)
+            assert driver.cancel(job_id)
+            ended = wait_for(lambda: (s := driver.job_status(job_id)).finished and s)
+        assert ended.state == "cancelled" and driver.pending_count() == 0
+
+    def test_through_the_worker_a_failing_job_is_retrying_then_dead_with_its_traceback(
+        self, open_driver: Opener
+    ) -> None:
+        def fail(payload: Any) -> None:
+            raise ValueError("broken input")
+
+        job = define_job(name="fail", handler=fail, retry={"max_attempts": 2, "backoff": 0})
+        driver = open_driver()
+        job_id = JobService(driver).enqueue(job, None).job_id
+        worker_for(driver, job).run_until_empty(timeout=30, retries_within=5)
+        dead = driver.job_status(job_id)
+        assert (dead.state, dead.attempts) == ("dead", 2)
+        assert "broken input" in (dead.error or "") and "ValueError" in (dead.traceback or "")

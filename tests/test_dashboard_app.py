@@ -95,7 +95,13 @@ def test_queues_page_shows_counts_and_the_workers_outcomes(
     # The seed's worker run: 6 receipts (3 retried once, 1 twice), 3 charges (2 declined),
     # 1 resize; the outcome log recorded exactly these.
     totals = dict(re.findall(r'data-outcome="(\w+)">(\d+)<', page.text))
-    assert totals == {"done": "8", "retry": "6", "dead_letter": "2", "discarded": "0"}
+    assert totals == {
+        "done": "8",
+        "retry": "6",
+        "dead_letter": "2",
+        "discarded": "0",
+        "cancelled": "0",
+    }
     assert f"the workers record through the {driver.name} driver." in page.text
     assert client.get("/fragments/queues").text.count("<tr data-queue=") == len(stats)
 

@@ -125,6 +125,21 @@ def test_cancelling_a_running_job_asks_its_worker_to_stop() -> None:
     assert [m.job_id for m in driver.pending] == [second.job_id]
 
 
+def test_a_running_job_cancelled_then_released_ends_cancelled_and_never_runs_again() -> None:
+    # A worker that stops (shutdown) hands back a job it was asked to stop: it must not run
+    # on the next worker.
+    driver = MockQueueDriver()
+    message = _message()
+    driver.enqueue(message)
+    [received] = driver.receive()
+    assert driver.record_start(received)
+    assert driver.cancel(message.job_id, "no longer wanted")
+    driver.nack(received, 0)
+    assert driver.receive() == []
+    status = driver.job_status(message.job_id)
+    assert status is not None and (status.state, status.error) == ("cancelled", "no longer wanted")
+
+
 def test_receive_takes_higher_priorities_first_and_fifo_among_equals() -> None:
     driver = MockQueueDriver()
     low1, high1, low2, high2 = (

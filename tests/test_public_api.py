@@ -114,6 +114,7 @@ QUIET = {
     "JobNotFoundError",
     "StatusUnavailableError",
     "PriorityUnsupportedError",
+    "JobCancelledError",
 }
 
 

@@ -323,7 +323,7 @@ def test_sqs_without_a_status_table_says_to_pass_one() -> None:
     from glasswork.jobs.drivers.sqs import SQSQueueDriver
 
     sqs = SQSQueueDriver(region="us-east-1", queues={"default": "https://sqs.example/1/jobs"})
-    with pytest.raises(ConfigurationError, match="status_table"):
+    with pytest.raises(StatusUnavailableError, match="status_table"):
         JobService(sqs).status("some-job")
 
 

@@ -128,7 +128,7 @@ def test_a_version_4_file_is_upgraded_and_keeps_its_jobs(db: Path) -> None:
     driver.close()
 
 
-def test_claims_use_the_indexes(db: Path) -> None:
+def test_claims_and_running_jobs_use_the_indexes(db: Path) -> None:
     driver = SQLiteQueueDriver(db)
     plans = [
         row[3]
@@ -137,7 +137,9 @@ def test_claims_use_the_indexes(db: Path) -> None:
             "AND visible_at <= 1 ORDER BY priority DESC, visible_at LIMIT 5",
             "SELECT id FROM glasswork_jobs WHERE queue = 'q' AND priority = 0 AND visible_at <= 1 "
             "ORDER BY visible_at LIMIT 5",
-            "SELECT job_id FROM glasswork_jobs WHERE job_id = 'x'",
+            "SELECT job_id FROM glasswork_jobs WHERE job_id = 'x' AND leased = 1 "
+            "AND cancel_requested = 1",
+            "UPDATE glasswork_jobs SET progress = 0.5 WHERE job_id = 'x' AND leased = 1",
         )
         for row in driver._conn().execute(f"EXPLAIN QUERY PLAN {sql}")
     ]

@@ -107,6 +107,11 @@ numbers_job = define_job(
 untyped_job = define_job(name="ping", handler=lambda payload, ctx: None)
 bare_job = define_job(name="bare", handler=lambda: None)
 cleanup = define_periodic_job(name="cleanup", handler=lambda: None, schedule="rate(1 day)")
+hourly = define_periodic_job(
+    name="hourly", handler=lambda: None, schedule="rate(1 hour)", catchup="all", catchup_limit=24
+)
+define_periodic_job(name="h", handler=lambda: None, catchup="latest", overlap=False)
+define_periodic_job(name="h", handler=lambda: None, catchup="every")  # expect-error
 
 jobs = JobService(MockQueueDriver(), default_queue="web")
 jobs.enqueue(welcome, Welcome(user_id="1"))

@@ -28,6 +28,7 @@ LABELS = {
     "retry": "retried",
     "dead_letter": "dead-lettered",
     "discarded": "discarded",
+    "cancelled": "cancelled",
 }
 
 

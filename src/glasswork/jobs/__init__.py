@@ -25,7 +25,7 @@ Everything else lives in a named submodule, for the code that needs it:
 * :mod:`glasswork.jobs.errors`: every error, those a worker raises included
   (:class:`~glasswork.jobs.errors.UnknownJobError`, ``BatchRetryError``, ...), and those of
   following a job (``JobFailedError``, ``JobNotFoundError``, ``StatusUnavailableError``,
-  ``PriorityUnsupportedError``); each is also importable from here;
+  ``PriorityUnsupportedError``, ``JobCancelledError``); each is also importable from here;
 * :mod:`glasswork.jobs.following`: what ``enqueue`` returns, ``JobHandle`` (and
   ``AsyncJobHandle``), to follow a job: ``status()``, ``wait()``, ``cancel()``;
 * :mod:`glasswork.jobs.testing`: Lambda events and context for tests (``sqs_event``,
@@ -166,7 +166,13 @@ MOVED_NAMES = {
 # driver for what it cannot do): they live in errors, and import from here and from
 # `glasswork` too, without a warning, like the errors above.
 ERRORS_HERE = dict.fromkeys(
-    ["JobFailedError", "JobNotFoundError", "StatusUnavailableError", "PriorityUnsupportedError"],
+    [
+        "JobFailedError",
+        "JobNotFoundError",
+        "StatusUnavailableError",
+        "PriorityUnsupportedError",
+        "JobCancelledError",
+    ],
     f"{__name__}.errors",
 )
 QUIET_NAMES = frozenset(

@@ -138,7 +138,7 @@ class AsyncJobService(EnqueueBase):
 
         async def many() -> list[EnqueueResult]:
             limit = await self.enqueuer.message_limit(queue)
-            messages = [self.build_message(job, p, limit, priority) for p in given]
+            messages = [self.message_for(job, p, queue, limit, priority) for p in given]
             if not messages:
                 return []
             return await self._send(self.enqueuer.enqueue_many, messages, limit, seconds)
@@ -211,7 +211,7 @@ class AsyncJobService(EnqueueBase):
 
         async def enqueue() -> EnqueueResult:
             limit = await self.enqueuer.message_limit(queue)
-            message = self.build_message(job, payload, limit, priority)
+            message = self.message_for(job, payload, queue, limit, priority)
             return await self._send(send, message, limit, *args)
 
         return await self._in_flight.run(job.name, enqueue)

@@ -7,6 +7,7 @@ from collections.abc import Mapping, MutableMapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .errors import JobCancelledError
 from .message import JobMessage
 
 if TYPE_CHECKING:
@@ -71,17 +72,23 @@ class JobContext:
     naming a job the worker does not know; typed loosely here, since definitions name this
     class in their handlers' type and the two modules must not import each other).
 
+    A long-running job can report :meth:`progress` and look at :attr:`cancelled` (or call
+    :meth:`raise_if_cancelled`) to stop when ``JobService.cancel`` asks it to.
+
     Workers get contexts from :meth:`Executor.prepare <glasswork.jobs.execution.Executor.prepare>`,
     which leaves ``job`` and ``logger`` to be made on first read: most handlers never touch
-    them, and a run costs less without.
+    them, and a run costs less without. The same goes for the cancel flag and the progress
+    (unset slots, read as "not cancelled" and "no progress").
     """
 
     __slots__ = (
         "_body",
+        "_cancel",
         "_fields",
         "_job",
         "_log",
         "_logger",
+        "_progress",
         "attempt",
         "attributes",
         "definition",
@@ -94,6 +101,8 @@ class JobContext:
     _logger: JobLogger
     _fields: dict[str, Any]  # job_name, job_id, queue, payload (validated, or UNVALIDATED)
     _log: logging.Logger
+    _cancel: str | None  # why the job was asked to stop; None (or unset): it was not
+    _progress: tuple[float, str | None] | None  # the latest ctx.progress(); unset: none
 
     def __init__(
         self,
@@ -117,6 +126,8 @@ class JobContext:
         self.lambda_context = lambda_context
         self.definition = definition
         self.attributes = attributes or NO_ATTRIBUTES
+        self._cancel = None
+        self._progress = None
 
     @property
     def job(self) -> JobMessage:
@@ -142,6 +153,61 @@ class JobContext:
             }
             logger = self._logger = JobLogger(self._log, extra)
             return logger
+
+    # -- cancellation and progress --------------------------------------------------------------
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was asked to stop (``JobService.cancel``). A long sync handler
+        looks at it between steps; an ``async def`` one is also cancelled at its next await."""
+        try:
+            return self._cancel is not None
+        except AttributeError:
+            return False
+
+    def raise_if_cancelled(self) -> None:
+        """Raise :class:`~glasswork.jobs.JobCancelledError` if the job was asked to stop: the
+        job then ends ``cancelled`` (not retried, not dead-lettered)."""
+        try:
+            reason = self._cancel
+        except AttributeError:
+            return
+        if reason is not None:
+            raise JobCancelledError(reason)
+
+    def request_cancel(self, reason: str = "cancelled while running") -> None:
+        """Ask the job to stop (what a worker calls when its driver says the job was
+        cancelled): :attr:`cancelled` turns true. Safe from any thread."""
+        self._cancel = reason
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """Why the job was asked to stop (None: it was not)."""
+        try:
+            return self._cancel
+        except AttributeError:
+            return None
+
+    def progress(self, fraction: float, note: str | None = None) -> None:
+        """Report how far the job is, ``fraction`` from 0.0 to 1.0, with an optional
+        ``note``. Only the latest report is kept, here; the worker hands it to the
+        driver's status store about once a second (and the last one when the job ends), so
+        calling this often costs little. Safe from any thread."""
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise TypeError(f"progress must be a number from 0 to 1, got {fraction!r}")
+        if not 0.0 <= fraction <= 1.0:  # NaN fails this too
+            raise ValueError(f"progress must be from 0 to 1, got {fraction!r}")
+        if note is not None and not isinstance(note, str):
+            raise TypeError(f"a progress note must be a string or None, got {note!r}")
+        self._progress = (float(fraction), note)  # one assignment: readers see both or neither
+
+    @property
+    def last_progress(self) -> tuple[float, str | None] | None:
+        """The latest :meth:`progress` report, ``(fraction, note)``, or None."""
+        try:
+            return self._progress
+        except AttributeError:
+            return None
 
     def __repr__(self) -> str:
         job = self.job

@@ -18,6 +18,7 @@ from .drivers.records import DEFAULT_RESULT_TTL
 from .durations import Delay, parse_duration, positive_seconds
 from .errors import ConfigurationError, InvalidJobPayloadError
 from .idempotency.options import Idempotency
+from .schedules import Catchup, PeriodicPolicy
 
 P = TypeVar("P")
 #: What the handler returns (an ``async def`` handler: what it awaits to); Any by default, so
@@ -48,12 +49,22 @@ class RetryPolicy:
     ``max_attempts`` counts runs, the first included (3 means two retries). Delays grow
     exponentially from ``backoff`` seconds, capped at ``max_backoff``; ``jitter`` spreads
     them over the upper half of each step so retries of a burst do not arrive together.
+
+    ``dead_letter_on`` and ``retry_on`` (exception classes, as ``except`` takes them) sort
+    failures: an error of ``dead_letter_on`` is dead-lettered at once, one of ``retry_on``
+    retried until ``max_attempts``; an error in neither is retried, as by default. When
+    both match, the class nearer the error's own wins (``retry_on=(Exception,)``,
+    ``dead_letter_on=(ValueError,)`` dead-letters a ``ValueError``; the other way round
+    retries it); an exact tie dead-letters. :class:`~glasswork.jobs.TransientJobError` and
+    :class:`~glasswork.jobs.PermanentJobError` keep their meaning whatever the lists say.
     """
 
     max_attempts: int = 3
     backoff: float = 10.0
     max_backoff: float = 900.0
     jitter: bool = True
+    retry_on: tuple[type[BaseException], ...] = ()
+    dead_letter_on: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -62,6 +73,17 @@ class RetryPolicy:
             )
         if self.backoff < 0 or self.max_backoff < 0:
             raise ConfigurationError("retry backoff and max_backoff cannot be negative")
+        for name in ("retry_on", "dead_letter_on"):
+            object.__setattr__(self, name, _exception_classes(name, getattr(self, name)))
+
+    def dead_letters(self, error: BaseException) -> bool:
+        """Whether ``error`` is one of ``dead_letter_on`` (and not more closely one of
+        ``retry_on``): see the class docstring."""
+        dead = _closeness(type(error), self.dead_letter_on)
+        if dead is None:
+            return False
+        retry = _closeness(type(error), self.retry_on)
+        return retry is None or dead <= retry
 
     def delay_for(self, attempt: int) -> float:
         """Seconds to wait before the run after failed run number ``attempt`` (1-based)."""
@@ -96,6 +118,27 @@ class RetryPolicy:
 RetryOption = RetryPolicy | Mapping[str, Any] | bool | None
 
 
+def _exception_classes(name: str, value: object) -> tuple[type[BaseException], ...]:
+    """``retry_on``/``dead_letter_on`` as a tuple: an exception class or a tuple (or list)
+    of them, as ``except`` takes them."""
+    classes = value if isinstance(value, tuple | list) else (value,)
+    for cls in classes:
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise ConfigurationError(
+                f"retry {name} must be an exception class or a tuple of exception classes, "
+                f"got {value!r} ({cls!r} is not an exception class)"
+            )
+    return tuple(classes)
+
+
+def _closeness(error: type[BaseException], classes: tuple[type[BaseException], ...]) -> int | None:
+    """How near ``error``'s own class the nearest of ``classes`` it belongs to is (0: that
+    very class), or None when it belongs to none of them."""
+    mro = error.__mro__
+    found = [mro.index(c) if c in mro else len(mro) for c in classes if issubclass(error, c)]
+    return min(found, default=None)
+
+
 @dataclass(frozen=True, eq=False)
 class JobDefinition(Generic[P, R]):
     """A registered job: made by :func:`define_job` or :func:`define_periodic_job`.
@@ -122,6 +165,8 @@ class JobDefinition(Generic[P, R]):
     result_ttl: float = DEFAULT_RESULT_TTL
     #: Higher runs first within its queue (drivers that claim by priority); 0 by default.
     priority: int = 0
+    #: Catch-up and overlap of a periodic job (None for other jobs).
+    periodic_policy: PeriodicPolicy | None = None
 
     def __post_init__(self) -> None:
         adapter: TypeAdapter[Any] | None
@@ -322,8 +367,10 @@ def define_job(
 
     ``unique`` is ``{"key": fn}`` or ``fn``: payload → key; a second pending job with the same
     key is refused. ``retry`` is ``{"max_attempts": N, "backoff": s, "max_backoff": s,
-    "jitter": bool}``, a :class:`RetryPolicy`, or ``False`` to discard the job after its
-    first failure. ``group_id`` sets the FIFO message group (a string or payload → string).
+    "jitter": bool, "retry_on": (errors...), "dead_letter_on": (errors...)}``, a
+    :class:`RetryPolicy`, or ``False`` to discard the job after its first failure (see
+    :class:`RetryPolicy` for which errors are retried). ``group_id`` sets the FIFO message
+    group (a string or payload → string).
     ``timeout`` (seconds, ``"30s"`` or a timedelta) bounds one run: past it the run fails
     with :class:`JobTimeoutError` (transient; async handlers are cancelled, a sync handler's
     thread is abandoned by the long-running worker). ``idempotent=True`` runs the handler at
@@ -365,6 +412,9 @@ def define_periodic_job(
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
+    catchup: Catchup = "none",
+    catchup_limit: int | None = None,
+    overlap: bool = True,
 ) -> JobDefinition[P, R]: ...
 @overload
 def define_periodic_job(
@@ -377,6 +427,9 @@ def define_periodic_job(
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
+    catchup: Catchup = "none",
+    catchup_limit: int | None = None,
+    overlap: bool = True,
 ) -> JobDefinition[P, R]: ...
 @overload
 def define_periodic_job(
@@ -389,6 +442,9 @@ def define_periodic_job(
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
+    catchup: Catchup = "none",
+    catchup_limit: int | None = None,
+    overlap: bool = True,
 ) -> JobDefinition[Any, R]: ...
 @overload
 def define_periodic_job(
@@ -401,6 +457,9 @@ def define_periodic_job(
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
+    catchup: Catchup = "none",
+    catchup_limit: int | None = None,
+    overlap: bool = True,
 ) -> JobDefinition[Any, R]: ...
 def define_periodic_job(
     *,
@@ -412,6 +471,9 @@ def define_periodic_job(
     timeout: Delay | None = None,
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
+    catchup: Catchup = "none",
+    catchup_limit: int | None = None,
+    overlap: bool = True,
 ) -> JobDefinition[Any, Any]:
     """A job run on a schedule: by an EventBridge rule whose input is ``{"jobName": name}``,
     or by the long-running worker (``--periodic``) from ``schedule``, a cron expression
@@ -419,6 +481,14 @@ def define_periodic_job(
     cannot be read (or that EventBridge would refuse) raises :class:`ConfigurationError`
     here, when the job is defined. With ``idempotent=True`` an EventBridge event delivered
     twice (same event id) runs once. ``result_ttl`` as for :func:`define_job`.
+
+    For the long-running worker on SQLite or PostgreSQL (which record each fire):
+    ``catchup`` says which fires missed while no worker ran are run when one starts again:
+    ``"none"`` (the default), the ``"latest"``, or ``"all"``, the most recent
+    ``catchup_limit`` of them (default 100); the others are logged and counted as missed.
+    ``overlap=False`` skips (logs and counts) a fire while an earlier run of the job is
+    pending, running or waiting to retry. EventBridge misses no fire, and on Lambda
+    ``overlap`` is not enforced (give the function a reserved concurrency of 1).
     """
     return JobDefinition(
         name=_check_name(name),
@@ -431,6 +501,7 @@ def define_periodic_job(
         timeout=_check_timeout(name, timeout),
         idempotency=Idempotency.from_option(idempotent),
         result_ttl=_check_result_ttl(name, result_ttl),
+        periodic_policy=PeriodicPolicy.of(name, catchup, catchup_limit, overlap),
     )
 
 

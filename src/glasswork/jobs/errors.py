@@ -6,7 +6,9 @@ Errors raised by a handler decide what happens to the job:
   not the worker), :class:`TransientJobError` or :class:`JobTimeoutError`: retried up to
   ``retry.max_attempts``, then dead-lettered;
 * :class:`PermanentJobError` (and its subclasses :class:`InvalidJobPayloadError`,
-  :class:`UnknownJobError`, :class:`MalformedMessageError`): dead-lettered at once.
+  :class:`UnknownJobError`, :class:`MalformedMessageError`): dead-lettered at once;
+* :class:`JobCancelledError` (``ctx.raise_if_cancelled()``): the job ends ``cancelled``,
+  neither retried nor dead-lettered.
 
 A failure keeps its traceback unless it is deliberate (:func:`failure_traceback`).
 
@@ -86,6 +88,17 @@ class UnknownJobError(PermanentJobError):
 
 class MalformedMessageError(PermanentJobError):
     """A message body is not a valid Glasswork job envelope."""
+
+
+class JobCancelledError(JobError):
+    """The job was asked to stop (``JobService.cancel``): raised by
+    ``ctx.raise_if_cancelled()``, or by a handler itself. The job ends ``cancelled``: it is
+    neither retried nor dead-lettered, and ``on_job_cancelled`` is called instead of
+    ``on_job_failed``."""
+
+    def __init__(self, reason: str = "cancelled") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class EnqueueError(GlassworkError):

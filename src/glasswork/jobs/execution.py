@@ -8,6 +8,8 @@ Every worker (Lambda, long-running, the mock driver's ``drain``) calls
 * :class:`DeadLetter`: a permanent failure, retries used up, an invalid payload, an unknown
   job or a malformed body; keep the message in the dead letter.
 * :class:`Discard`: a failure of a job defined with ``retry=False``.
+* :class:`Cancelled`: the job was asked to stop and did (:class:`JobCancelledError`, or an
+  ``async def`` handler's task cancelled after ``ctx.request_cancel``); never retried.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .definition import JobDefinition
 from .errors import (
     ConfigurationError,
     InvalidJobPayloadError,
+    JobCancelledError,
     MalformedMessageError,
     PermanentJobError,
     TransientJobError,
@@ -36,7 +39,7 @@ from .errors import (
     is_deliberate,
 )
 from .message import ENVELOPE_VERSION, JobMessage
-from .outcomes import DeadLetter, Discard, Done, Outcome, Retry, done_for
+from .outcomes import Cancelled, DeadLetter, Discard, Done, Outcome, Retry, done_for
 
 if TYPE_CHECKING:
     from ..modules import Module
@@ -49,6 +52,7 @@ _new = object.__new__
 # module's interface (workers import them from here).
 __all__ = [
     "CallNext",
+    "Cancelled",
     "DeadLetter",
     "DeadLetterSender",
     "Discard",
@@ -69,20 +73,29 @@ __all__ = [
 # -- hooks, registry ------------------------------------------------------------------------
 
 Hook = Callable[..., Any]
-HOOK_NAMES = ("on_job_start", "on_job_complete", "on_job_failed", "on_job_dead_letter")
+HOOK_NAMES = (
+    "on_job_start",
+    "on_job_complete",
+    "on_job_failed",
+    "on_job_dead_letter",
+    "on_job_cancelled",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class JobHooks:
     """Lifecycle hooks, sync or async: ``on_job_start(job, ctx)``,
     ``on_job_complete(job, ctx)``, ``on_job_failed(job, ctx, err)``,
-    ``on_job_dead_letter(job, ctx, err)``. A hook that raises is logged and changes nothing.
+    ``on_job_dead_letter(job, ctx, err)``, ``on_job_cancelled(job, ctx, err)`` (a job that
+    was asked to stop and did: ``on_job_failed`` is not called for it). A hook that raises
+    is logged and changes nothing.
     """
 
     on_job_start: Hook | None = None
     on_job_complete: Hook | None = None
     on_job_failed: Hook | None = None
     on_job_dead_letter: Hook | None = None
+    on_job_cancelled: Hook | None = None
 
     @classmethod
     def from_option(cls, hooks: JobHooks | Mapping[str, Hook] | None) -> JobHooks:
@@ -436,7 +449,7 @@ class Executor:
         try:
             result = definition._call(value, ctx)  # definition.run, inline: a call less
             if result is not None and inspect.isawaitable(result):
-                self.run_on_loop(as_coroutine(result))
+                result = self.run_on_loop(as_coroutine(result))
         except BaseException as exc:
             failed: Outcome = _drive(self._failed(ctx, definition, exc))
             return failed
@@ -444,9 +457,10 @@ class Executor:
             _drive(self._hook(hooks.on_job_complete, ctx))
         if log_done or (log_done is None and self.log.isEnabledFor(logging.DEBUG)):
             ctx.logger.debug("done")
-        done = _new(Done)  # done_for(ctx), inline: once per message
+        done = _new(Done)  # done_for(ctx, result), inline: once per message
         done._message = None
         done._ctx = ctx
+        done.value = result
         return done
 
     def run_on_loop(self, coro: Awaitable[Any]) -> Any:
@@ -486,19 +500,22 @@ class Executor:
             else:
                 result = await run_sync(definition.run, value, ctx)
             if result is not None and inspect.isawaitable(result):
-                await self._await(result)
+                result = await self._await(result)
         except BaseException as exc:
             # SystemExit, KeyboardInterrupt, GeneratorExit or a CancelledError the handler
             # raised itself are this job's failure; only a cancellation of our own task (a
-            # timeout step, a worker shutting down) passes through.
+            # timeout step, a worker shutting down) passes through, unless the job was asked
+            # to stop: that cancellation is its end.
             if _cancelled_from_outside(exc):
-                raise
+                if not ctx.cancelled:
+                    raise
+                return await self.cancelled(ctx, exc)
             return await self._failed(ctx, definition, exc)
         if hooks.on_job_complete is not None:
             await self._hook(hooks.on_job_complete, ctx)
         if self.log.isEnabledFor(logging.DEBUG):
             ctx.logger.debug("done")
-        return done_for(ctx)
+        return done_for(ctx, result)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -518,11 +535,24 @@ class Executor:
         discard, ERROR for a dead letter. The first attempt's line (and the dead letter's)
         carries the traceback, except for a deliberate job error (see
         :func:`~glasswork.jobs.errors.failure_traceback`). Workers log no failure lines of
-        their own: this is the one place, for Lambda and the long-running worker alike."""
-        if isinstance(error, PermanentJobError):
+        their own: this is the one place, for Lambda and the long-running worker alike.
+
+        The rules, first match wins: a :class:`JobCancelledError`, or any failure of a job
+        asked to stop (``ctx.cancelled``), cancels; a :class:`PermanentJobError`
+        dead-letters; a :class:`TransientJobError` is retried; an error of the job's
+        ``retry["dead_letter_on"]`` (and not more closely of its ``retry_on``) dead-letters;
+        anything else is retried, until ``max_attempts``."""
+        if isinstance(error, JobCancelledError) or ctx.cancelled:
+            return await self.cancelled(ctx, error)
+        policy = definition.retry
+        if isinstance(error, PermanentJobError) or (
+            policy is not None
+            and policy.dead_letter_on
+            and not isinstance(error, TransientJobError)
+            and policy.dead_letters(error)
+        ):
             return await self._dead_letter(ctx, error)
         await self._hook(self.hooks.on_job_failed, ctx, error)
-        policy = definition.retry
         if policy is None:
             ctx.logger.warning(
                 "failed and discarded (retry=False): %r", error, exc_info=_traced(error)
@@ -543,6 +573,26 @@ class Executor:
             exc_info=_traced(error) if ctx.attempt == 1 else None,
         )
         return Retry(ctx.job, delay, error)
+
+    async def cancelled(self, ctx: JobContext, error: BaseException | None = None) -> Cancelled:
+        """The outcome of a run that stopped because it was asked to (``error``: the
+        :class:`JobCancelledError`, the cancellation of an async handler's task, or how a
+        job asked to stop failed; None: it was asked before it started), logged at INFO,
+        ``on_job_cancelled`` called with a :class:`JobCancelledError`. Must be awaited from
+        the job's own task, if it has one (its cancellation, the job's end, is taken back)."""
+        if isinstance(error, JobCancelledError):
+            reason = error.reason
+        else:
+            if isinstance(error, asyncio.CancelledError):
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+            reason = ctx.cancel_reason or "cancelled"
+            cause, error = error, JobCancelledError(reason)
+            error.__cause__ = cause
+        ctx.logger.info("cancelled: %s", reason)
+        await self._hook(self.hooks.on_job_cancelled, ctx, error)
+        return Cancelled(ctx.job, reason, error)
 
     async def _dead_letter(
         self,

@@ -20,11 +20,12 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Generic, Protocol
 
 from typing_extensions import TypeVar
 
-from .drivers.contract import StatusStore, capabilities_of, driver_name
+from .drivers.contract import StatusStore, capabilities_of
 from .drivers.records import EnqueueResult, JobStatus
 from .errors import JobFailedError, JobNotFoundError, StatusUnavailableError
 
@@ -53,19 +54,11 @@ def status_store(driver: object) -> StatusStore:
 
 
 def _unavailable(driver: object) -> str:
-    kind = type(driver).__name__
-    if driver_name(driver) == "sqs":  # say how to give it a status table
-        how = (
-            "pass status_table=... to SQSQueueDriver (or ?status_table= in its URL), a "
-            "DynamoDB table made by create_status_table (see docs/sqs.md)"
-        )
-    else:
-        how = (
-            "use a driver that keeps them (SQLite, PostgreSQL, SQS with a status table, the "
-            "mock), or implement the StatusStore methods on this one (see docs/drivers.md)"
-        )
     return (
-        f"{kind} keeps no job statuses, so a job's status, result or cancel is unknown to it: {how}"
+        f"{type(driver).__name__} keeps no job statuses, so a job's status, result or cancel "
+        "is unknown to it: use a driver that keeps them (SQLite, PostgreSQL, SQS with a "
+        "status table, the mock), or implement the StatusStore methods on this one (see "
+        "docs/drivers.md)"
     )
 
 
@@ -173,10 +166,19 @@ class FollowsAsync(Protocol):
 
 
 class _Handle(EnqueueResult):
-    """An :class:`EnqueueResult` that compares and hashes as one (so ``handle == result``
-    holds for the same enqueue), and pickles as one (without its service)."""
+    """An :class:`EnqueueResult` that reads its fields from the one the driver returned
+    (``_sent``: a handle is made on every enqueue, and one slot set costs a quarter of
+    copying four), compares and hashes as that result (``handle == result``), and pickles as
+    it (without its service)."""
 
-    __slots__ = ("_job", "_service")
+    __slots__ = ("_job", "_sent", "_service")
+    _sent: EnqueueResult
+
+    if not TYPE_CHECKING:  # to type checkers, the dataclass fields they are
+        message_id = property(attrgetter("_sent.message_id"))
+        job_id = property(attrgetter("_sent.job_id"))
+        queue = property(attrgetter("_sent.queue"))
+        scheduled_at = property(attrgetter("_sent.scheduled_at"))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EnqueueResult):
@@ -195,34 +197,12 @@ class _Handle(EnqueueResult):
         return EnqueueResult, (self.message_id, self.job_id, self.queue, self.scheduled_at)
 
 
-# Set slots through their descriptors, as a frozen dataclass's own __init__ must: a handle is
-# made on every enqueue, and this is a third of what keyword arguments and
-# object.__setattr__ cost.
 _new = object.__new__
-_SLOTS = (
-    *(EnqueueResult.__dict__[name].__set__ for name in ("message_id", "job_id", "queue")),
-    EnqueueResult.__dict__["scheduled_at"].__set__,
-    _Handle.__dict__["_service"].__set__,
-    _Handle.__dict__["_job"].__set__,
-)
-
-
-def _fill(
-    handle: _Handle,
-    message_id: str,
-    job_id: str,
-    queue: str,
-    scheduled_at: datetime | None,
-    service: object,
-    job: object,
-) -> None:
-    put_message_id, put_job_id, put_queue, put_at, put_service, put_job = _SLOTS
-    put_message_id(handle, message_id)
-    put_job_id(handle, job_id)
-    put_queue(handle, queue)
-    put_at(handle, scheduled_at)
-    put_service(handle, service)
-    put_job(handle, job)
+# The slots' own setters: the frozen dataclass's __setattr__ refuses, and these are the
+# fastest way past it.
+_put_sent = _Handle.__dict__["_sent"].__set__
+_put_service = _Handle.__dict__["_service"].__set__
+_put_job = _Handle.__dict__["_job"].__set__
 
 
 class JobHandle(_Handle, Generic[R]):
@@ -244,7 +224,9 @@ class JobHandle(_Handle, Generic[R]):
         service: Follows,
         job: JobDefinition[Any, R],
     ) -> None:
-        _fill(self, message_id, job_id, queue, scheduled_at, service, job)
+        _put_sent(self, EnqueueResult(message_id, job_id, queue, scheduled_at))
+        _put_service(self, service)
+        _put_job(self, job)
 
     def status(self) -> JobStatus | None:
         """The job's status now (:meth:`JobService.status <glasswork.jobs.JobService.status>`)."""
@@ -279,7 +261,9 @@ class AsyncJobHandle(_Handle, Generic[R]):
         service: FollowsAsync,
         job: JobDefinition[Any, R],
     ) -> None:
-        _fill(self, message_id, job_id, queue, scheduled_at, service, job)
+        _put_sent(self, EnqueueResult(message_id, job_id, queue, scheduled_at))
+        _put_service(self, service)
+        _put_job(self, job)
 
     async def status(self) -> JobStatus | None:
         """The job's status now."""
@@ -298,7 +282,9 @@ def job_handle(service: Follows, job: JobDefinition[Any, R], sent: EnqueueResult
     """The :class:`JobHandle` of the enqueue that gave ``sent``, made without running
     ``__init__`` (the hot path of every enqueue)."""
     handle: JobHandle[R] = _new(JobHandle)
-    _fill(handle, sent.message_id, sent.job_id, sent.queue, sent.scheduled_at, service, job)
+    _put_sent(handle, sent)
+    _put_service(handle, service)
+    _put_job(handle, job)
     return handle
 
 
@@ -307,5 +293,7 @@ def async_job_handle(
 ) -> AsyncJobHandle[R]:
     """:func:`job_handle` for :class:`AsyncJobService`."""
     handle: AsyncJobHandle[R] = _new(AsyncJobHandle)
-    _fill(handle, sent.message_id, sent.job_id, sent.queue, sent.scheduled_at, service, job)
+    _put_sent(handle, sent)
+    _put_service(handle, service)
+    _put_job(handle, job)
     return handle

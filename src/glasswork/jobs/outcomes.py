@@ -1,17 +1,23 @@
 """What :meth:`Executor.execute <glasswork.jobs.execution.Executor.execute>` decides for one run.
 
-* :class:`Done`: the handler returned.
+* :class:`Done`: the handler returned (its :attr:`~Done.result` is what it returned).
 * :class:`Retry`: a transient failure below ``retry.max_attempts``; run again after ``delay``.
 * :class:`DeadLetter`: a permanent failure, retries used up, an invalid payload, an unknown
   job or a malformed body; keep the message in the dead letter.
 * :class:`Discard`: a failure of a job defined with ``retry=False``.
+* :class:`Cancelled`: the job was asked to stop and did (``JobCancelledError``, or an
+  ``async def`` handler's task cancelled); never retried or dead-lettered.
 
 Outcomes are values: compare them with ``==``, and treat them as read-only.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
 
 from .errors import failure_traceback
 
@@ -65,21 +71,80 @@ class Outcome:
 
 
 class Done(Outcome):
-    """The handler returned: acknowledge the message."""
+    """The handler returned: acknowledge the message. ``value`` is what it returned;
+    :attr:`result` is that value as it is stored (JSON), made on first read."""
 
-    __slots__ = ()
+    __slots__ = ("_stored", "value")
     kind: ClassVar[str] = "done"
+    _fields = ("result",)
+    _stored: tuple[Any, str | None]  # (result, why it was not stored), made on first read
+
+    def __init__(self, message: JobMessage | None, value: Any = None) -> None:
+        super().__init__(message)
+        self.value = value
+
+    @property
+    def result(self) -> Any:
+        """The handler's return value as JSON data: a pydantic model dumped
+        (``model_dump(mode="json")``), anything else as it is if ``json`` can write it,
+        else None (see :attr:`result_error`)."""
+        return self._storable()[0]
+
+    @property
+    def result_error(self) -> str | None:
+        """Why the return value could not be stored (None: it could, or there was none).
+        The job is done all the same: it ran, and never runs again."""
+        return self._storable()[1]
+
+    def _storable(self) -> tuple[Any, str | None]:
+        try:
+            return self._stored
+        except AttributeError:
+            pass
+        stored = self._stored = storable_result(self.value)
+        if stored[1] is not None:
+            message = self.message
+            logger.warning(
+                "[%s %s] done, but %s",
+                message.job_name if message else "?",
+                message.job_id if message else "?",
+                stored[1],
+            )
+        return stored
 
 
-def done_for(ctx: JobContext) -> Done:
-    """``Done.of_context(ctx)``, in fewer steps: one of these is made per finished job."""
+#: Types whose values ``json`` always writes as they are.
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def storable_result(value: Any) -> tuple[Any, str | None]:
+    """``(result, error)``: a handler's return ``value`` as JSON data, or None with why it
+    cannot be (a value ``json.dumps`` refuses, NaN and infinities included)."""
+    if type(value) in _PLAIN:
+        return value, None
+    try:
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        json.dumps(value, allow_nan=False)
+    except Exception as exc:
+        return None, (
+            f"its result could not be stored: a {type(value).__name__} is not "
+            f"JSON-serialisable ({exc}); return JSON data or a pydantic model"
+        )
+    return value, None
+
+
+def done_for(ctx: JobContext, value: Any) -> Done:
+    """``Done.of_context(ctx, value)``, in fewer steps: one of these is made per finished job."""
     done = _new(Done)
     done._message = None
     done._ctx = ctx
+    done.value = value
     return done
 
 
 _new = object.__new__
+logger = logging.getLogger("glasswork.jobs")
 
 
 class Retry(Outcome):
@@ -126,3 +191,12 @@ class Discard(_Failed):
 
     __slots__ = ()
     kind: ClassVar[str] = "discarded"
+
+
+class Cancelled(_Failed):
+    """The job was asked to stop and did: acknowledge it, never retry or dead-letter it.
+    ``reason`` says why; ``error`` is a :class:`~glasswork.jobs.JobCancelledError` (the
+    handler's, or one standing for the cancellation of an ``async def`` handler's task)."""
+
+    __slots__ = ()
+    kind: ClassVar[str] = "cancelled"

@@ -52,6 +52,18 @@ class EnqueueBase:
         could store alike is an :class:`InvalidJobPayloadError` here, on every driver.
         ``priority`` (None: the job's own) must be 0 on a driver that does not claim by
         priority (:class:`PriorityUnsupportedError`)."""
+        return self.message_for(job, payload, self.queue_of(job), limit, priority)
+
+    def message_for(
+        self,
+        job: JobDefinition[Any],
+        payload: object,
+        queue: str,
+        limit: int,
+        priority: int | None,
+    ) -> JobMessage:
+        """:meth:`build_message` for ``job`` on ``queue`` (its :meth:`queue_of`, which the
+        caller has already looked up to learn ``limit``)."""
         chosen = job.priority if priority is None else priority
         if chosen:
             chosen = self.checked_priority(job, chosen)
@@ -67,7 +79,7 @@ class EnqueueBase:
         message = JobMessage.create(
             job.name,
             job.to_wire(value),
-            queue=self.queue_of(job),
+            queue=queue,
             unique_key=unique_key,
             group_id=job.group_id_for(value),
             priority=chosen,
@@ -305,8 +317,8 @@ class JobService(EnqueueBase):
         payload: object,
         priority: int | None,
     ) -> JobMessage:
-        limit = driver.message_limit(self.queue_of(job))
-        return EnqueueBase.build_message(self, job, payload, limit, priority)
+        queue = self.queue_of(job)
+        return self.message_for(job, payload, queue, driver.message_limit(queue), priority)
 
     def _driver(self, connection: Any) -> QueueDriver:
         return self.driver if connection is None else self.driver.bind(connection)

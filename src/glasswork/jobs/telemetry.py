@@ -385,7 +385,7 @@ def consumer_step(driver: QueueDriver | None) -> Tracing | None:
 def _record_outcome(span: Any, outcome: Outcome) -> None:
     span.set_attribute(OUTCOME, outcome.kind)
     error: BaseException | None = getattr(outcome, "error", None)
-    if error is None:
+    if error is None or outcome.kind == "cancelled":  # a cancelled run did what was asked
         return
     delay = getattr(outcome, "delay", None)
     if delay is not None:

@@ -23,7 +23,7 @@ from ..errors import (
     DeadLetterUnavailableError,
     TransientJobError,
 )
-from ..execution import DeadLetter, Done, Executor, Hook, JobHooks, Retry, RunStep
+from ..execution import DeadLetter, Executor, Hook, JobHooks, Retry, RunStep
 from ..message import JobMessage
 from ..metrics.sink import MetricsOption, flush_metrics, metric_sinks
 from ..steps import worker_steps
@@ -226,8 +226,7 @@ class LambdaWorker:
                 "status": "dead_letter",
                 "reason": outcome.reason,
             }
-        status = "done" if isinstance(outcome, Done) else "discarded"
-        return {"jobName": job_name, "jobId": message.job_id, "status": status}
+        return {"jobName": job_name, "jobId": message.job_id, "status": outcome.kind}
 
     def _log_batch(self, size: int, result: BatchResult) -> None:
         reasons = Counter(why for _, why in result.reported)

@@ -37,7 +37,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ..errors import ConfigurationError
 from ..message import MAX_MESSAGE_BYTES, JobMessage
@@ -105,6 +105,7 @@ __all__ = [
     "OutcomeStore",
     "PendingCount",
     "PeriodicClaims",
+    "PeriodicFire",
     "Producing",
     "QueueCounts",
     "QueueDriver",
@@ -112,6 +113,7 @@ __all__ = [
     "ReceivedMessage",
     "RunSteps",
     "SetupCheck",
+    "StatusBatches",
     "StatusStore",
     "TransactionalEnqueue",
     "WorkerBeat",
@@ -389,13 +391,32 @@ class LeaseExtension(Protocol):
         ...
 
 
+#: What :meth:`PeriodicClaims.fire_periodic` did with a fire.
+PeriodicFire = Literal["fired", "taken", "skipped"]
+
+
 @runtime_checkable
 class PeriodicClaims(Protocol):
-    """Exactly one of many workers firing each periodic job."""
+    """Exactly one of many workers firing each periodic job, and the record of its last
+    fire (what catching up on missed fires starts from)."""
 
     def claim_periodic(self, job_name: str, fire_at: datetime) -> bool:
         """True for exactly one caller, across every worker on this backend, per
         ``(job_name, fire_at)``; later fire times only."""
+        ...
+
+    def last_periodic_fire(self, job_name: str) -> datetime | None:
+        """The latest fire time claimed for ``job_name`` (None: it never fired here)."""
+        ...
+
+    def fire_periodic(
+        self, job_name: str, fire_at: datetime, message: JobMessage, *, overlap: bool = True
+    ) -> PeriodicFire:
+        """Claim ``(job_name, fire_at)`` as :meth:`claim_periodic` does and, in the same
+        transaction, enqueue ``message``: ``"fired"``. ``"taken"``: another caller won the
+        claim; nothing was enqueued. With ``overlap=False``, while a job named ``job_name``
+        is still stored on ``message.queue`` (pending, running, waiting to retry) the fire
+        is claimed but nothing is enqueued: ``"skipped"``."""
         ...
 
 
@@ -684,6 +705,24 @@ class StatusStore(Protocol):
         ...
 
 
+@runtime_checkable
+class StatusBatches(Protocol):
+    """The status calls of a runtime that settles deliveries itself (the Lambda handler: the
+    Lambda service deletes a batch's finished records): a batch's starts at once, and ends
+    recorded without acknowledging. A driver whose status store is switched off leaves this
+    group out (so such a runtime pays nothing)."""
+
+    def record_start_many(self, received: Sequence[ReceivedMessage]) -> list[bool]:
+        """:meth:`StatusStore.record_start` of each, in order (side by side where it can)."""
+        ...
+
+    def record_ends(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> bool:
+        """Record how these jobs ended, acknowledging none (a ``dead`` one as
+        :meth:`StatusStore.finish` does); False (logged) when the store did not take them:
+        the jobs ran, so the caller settles them anyway."""
+        ...
+
+
 # -- asking ----------------------------------------------------------------------------------
 
 
@@ -724,6 +763,7 @@ class Capabilities:
     closing: Closing | None = None
     coroutine_producing: CoroutineProducing | None = None
     status: StatusStore | None = None
+    status_batches: StatusBatches | None = None
     dead_letter_traceback: bool = False
     purge_by_queue: bool = False
     async_def: tuple[str, ...] = ()
@@ -761,6 +801,7 @@ CAPABILITY_GROUPS: tuple[tuple[str, type], ...] = (
     ("setup_check", SetupCheck),
     ("closing", Closing),
     ("status", StatusStore),
+    ("status_batches", StatusBatches),
 )
 #: The producing methods a driver may write as ``async def``.
 PRODUCING_METHODS = ("enqueue", "enqueue_in", "enqueue_at", "enqueue_many")

@@ -109,7 +109,7 @@ class QueueStats:
 
 
 #: Outcome kinds as recorded (the ``kind`` of :class:`~glasswork.jobs.Outcome`).
-OUTCOME_KINDS = ("done", "retry", "dead_letter", "discarded")
+OUTCOME_KINDS = ("done", "retry", "dead_letter", "discarded", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@
 * :class:`PrometheusMetrics`: Prometheus series, for the long-running worker
   (``Worker(metrics_port=9100)``, ``glasswork worker --metrics-port 9100``), served with a
   ``/healthz`` liveness endpoint by :class:`MetricsServer`;
-* :class:`MetricsSink`: the interface of both, for your own;
+* :class:`MetricsSink`: the interface of both, for your own (and :class:`PeriodicFireSink`,
+  for counts of periodic fires);
 * :class:`CloudWatchOutcomes`: the outcome counts of ``EMFMetrics`` read back from CloudWatch
   (for the dashboard's chart);
 * :class:`OutcomeLog`: the sink every worker adds for the dashboard's outcome history;
@@ -20,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..extras import load_lazily
 from .emf import EMFMetrics
-from .sink import JobMetrics, MetricsOption, MetricsSink, flush_metrics, metric_sinks
+from .sink import (
+    JobMetrics,
+    MetricsOption,
+    MetricsSink,
+    PeriodicFireSink,
+    flush_metrics,
+    metric_sinks,
+)
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     from .cloudwatch import CloudWatchOutcomes
@@ -50,6 +58,7 @@ __all__ = [
     "MetricsServer",
     "MetricsSink",
     "OutcomeLog",
+    "PeriodicFireSink",
     "PrometheusMetrics",
     "flush_metrics",
     "metric_sinks",

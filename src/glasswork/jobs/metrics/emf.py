@@ -13,6 +13,10 @@ One line looks like this (pretty-printed)::
      "service": "orders", "JobName": "send-welcome-email", "Queue": "emails",
      "JobsDone": 9, "JobsRetried": 1, "JobsDeadLettered": 0, "JobsDiscarded": 0,
      "JobsDuplicate": 0, "JobsTimedOut": 0, "JobDuration": [1.9, 2.4, ...]}
+
+A periodic job fired by a long-running worker (``periodic=True``) also gets the counts of
+its fires that were not plain: ``PeriodicCaughtUp``, ``PeriodicMissed``, ``PeriodicSkipped``
+(and ``PeriodicFired``), when any is not zero.
 """
 
 from __future__ import annotations
@@ -41,6 +45,13 @@ OUTCOME_METRICS = {
     "duplicate": "JobsDuplicate",
 }
 TIMED_OUT_METRIC = "JobsTimedOut"
+#: Count metric per periodic fire outcome (:data:`~.sink.PERIODIC_OUTCOMES`).
+PERIODIC_METRICS = {
+    "fired": "PeriodicFired",
+    "caught_up": "PeriodicCaughtUp",
+    "missed": "PeriodicMissed",
+    "skipped": "PeriodicSkipped",
+}
 DURATION_METRIC = "JobDuration"
 JOB_DIMENSION = "JobName"
 #: EMF allows 100 values per metric in one document; more go to further lines.
@@ -105,6 +116,16 @@ class EMFMetrics:
         if full:
             self.flush()
 
+    def record_fires(self, job_name: str, queue: str, outcome: str, count: int) -> None:
+        metric = PERIODIC_METRICS.get(outcome)
+        if metric is None:
+            return
+        with self._lock:
+            job = self._jobs.get(job_name)
+            if job is None:
+                job = self._jobs[job_name] = _JobCounts(queue)
+            job.counts[metric] = job.counts.get(metric, 0) + count
+
     def flush(self) -> None:
         """Write what was counted since the last flush: one line per job name (and one more
         per 100 durations past the first 100)."""
@@ -123,6 +144,9 @@ class EMFMetrics:
             metric: job.counts.get(kind, 0) for kind, metric in OUTCOME_METRICS.items()
         }
         counts[TIMED_OUT_METRIC] = job.counts.get(TIMED_OUT_METRIC, 0)
+        periodic = {metric: job.counts.get(metric, 0) for metric in PERIODIC_METRICS.values()}
+        if any(periodic.values()):
+            counts.update(periodic)
         chunks = [
             job.durations[i : i + MAX_VALUES] for i in range(0, len(job.durations), MAX_VALUES)
         ]
@@ -162,6 +186,7 @@ def _check_dimensions(dimensions: Mapping[str, str]) -> dict[str, str]:
         )
     taken = {JOB_DIMENSION, "Queue", "_aws", DURATION_METRIC, TIMED_OUT_METRIC}
     taken.update(OUTCOME_METRICS.values())
+    taken.update(PERIODIC_METRICS.values())
     for name, value in dimensions.items():
         if not isinstance(name, str) or not name or name in taken:
             raise ConfigurationError(

@@ -8,6 +8,8 @@ Needs ``prometheus-client`` (``pip install 'glasswork[prometheus]'``), imported 
 * ``glasswork_job_timeouts_total{job, queue}``: runs stopped by their timeout (also counted
   under their outcome);
 * ``glasswork_job_duration_seconds{job, queue}``: a histogram of run times;
+* ``glasswork_periodic_fires_total{job, queue, outcome}``: periodic fires by outcome
+  (``fired``, ``caught_up``, ``missed``, ``skipped``), from a worker with ``periodic=True``;
 * ``glasswork_queue_messages{queue, state}``: depth per ``state`` (``ready``, ``delayed``,
   ``in_flight``, ``dead``), read from the driver's ``stats()`` at scrape time (at most every
   ``stats_interval`` seconds) when the driver can tell.
@@ -98,6 +100,13 @@ class PrometheusMetrics:
             registry=self.registry,
             buckets=tuple(buckets),
         )
+        self.periodic_fires = Counter(
+            "periodic_fires",
+            "Periodic fires by outcome: fired, caught_up, missed, skipped",
+            ["job", "queue", "outcome"],
+            namespace=namespace,
+            registry=self.registry,
+        )
         self._watched: QueueDepth | None = None
 
     def record(self, run: JobRun, outcome: Outcome, seconds: float) -> None:
@@ -106,6 +115,9 @@ class PrometheusMetrics:
         self.duration.labels(name, queue).observe(seconds)
         if timed_out(outcome):
             self.timeouts.labels(name, queue).inc()
+
+    def record_fires(self, job_name: str, queue: str, outcome: str, count: int) -> None:
+        self.periodic_fires.labels(job_name, queue, outcome).inc(count)
 
     def flush(self) -> None:
         """Nothing to do: Prometheus pulls."""

@@ -37,6 +37,22 @@ class MetricsSink(Protocol):
         it returns is ignored."""
 
 
+#: What became of periodic fires, as :class:`PeriodicFireSink` counts them: ``fired`` on
+#: time, ``caught_up`` (missed while no worker ran, then run), ``missed`` (not run, by
+#: ``catchup``), ``skipped`` (an earlier run had not finished, ``overlap=False``).
+PERIODIC_OUTCOMES = ("fired", "caught_up", "missed", "skipped")
+
+
+@runtime_checkable
+class PeriodicFireSink(Protocol):
+    """A sink that also counts periodic fires (the long-running worker's firer calls it;
+    :class:`PrometheusMetrics` and :class:`EMFMetrics` are ones)."""
+
+    def record_fires(self, job_name: str, queue: str, outcome: str, count: int) -> None:
+        """Count ``count`` fires of ``job_name`` (enqueued on ``queue``) that ended in
+        ``outcome``, one of :data:`PERIODIC_OUTCOMES`."""
+
+
 MetricsOption = MetricsSink | Sequence[MetricsSink] | None
 
 

@@ -50,6 +50,15 @@ class AsyncJobs:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._cancel, slot)
 
+    def stop_job(self, slot: Slot) -> None:
+        """Cancel the task of a job asked to stop (its context says so already): it ends
+        with a :class:`~glasswork.jobs.execution.Cancelled` outcome."""
+        loop = self._loop
+        if loop is not None:
+            # Scheduled from the loop, behind the task's first step if it has not run yet:
+            # a task cancelled before it starts would never run the code giving it its end.
+            loop.call_soon_threadsafe(loop.call_soon, self._cancel, slot)
+
     def _start(
         self, jobs: list[tuple[Slot, JobContext]], done: Callable[[Slot, Outcome | None], None]
     ) -> None:
@@ -67,7 +76,18 @@ class AsyncJobs:
 
     async def _execute(self, slot: Slot, ctx: JobContext) -> Outcome:
         CURRENT_SLOT.set(slot)  # this task's copy of the context: for SlotWatch
-        return await self.executor.execute_prepared(ctx)
+        executor = self.executor
+        if ctx.cancelled:  # asked to stop before it started
+            return await executor.cancelled(ctx)
+        try:
+            return await executor.execute_prepared(ctx)
+        except asyncio.CancelledError as exc:
+            # Asked to stop outside the handler (in a step): the end of the job all the
+            # same. Given up on (taken), it is no outcome of ours. (The flag is read
+            # afresh: the control thread set it meanwhile.)
+            if ctx.cancel_reason is None or slot.taken:
+                raise
+            return await executor.cancelled(ctx, exc)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:

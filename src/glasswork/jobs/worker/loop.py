@@ -40,6 +40,7 @@ from .receiving import Receiver
 from .settling import Settler, cannot_consume
 from .shutdown import StopControl
 from .slots import Held, SlotWatch
+from .status import JobStatuses
 from .summary import WorkerSummary
 
 if TYPE_CHECKING:
@@ -160,7 +161,9 @@ class Worker:
         self.wait_seconds = wait_seconds
         self.poll_interval = poll_interval
         self.install_signal_handlers = install_signal_handlers
-        self.schedules = schedules_of(self.registry) if periodic else {}
+        self.schedules = (
+            schedules_of(self.registry, capabilities.periodic_claims) if periodic else {}
+        )
         self.summary = WorkerSummary()
         self._changed = threading.Event()  # a job ended, a stop was asked: look again
         self._stop = StopControl(self._changed.set)
@@ -169,6 +172,9 @@ class Worker:
         self._pool: JobPool | None = None
         self._settler = Settler(driver, self.summary, self.log)
         self._leases = Leases(capabilities.lease_extension, self.log)
+        self._statuses = (
+            JobStatuses(capabilities.status, self.log) if capabilities.status is not None else None
+        )
         self._receiver = Receiver(
             capabilities.consuming,
             self.queues,
@@ -279,6 +285,7 @@ class Worker:
             log=self.log,
             wake=self._wake,
             name=f"glasswork-job-{id(self):x}",
+            may_run=self._statuses.may_run if self._statuses is not None else None,
         )
         periodic = (
             PeriodicFirer(
@@ -288,6 +295,7 @@ class Worker:
                 self.summary,
                 self.log,
                 self.capabilities.periodic_claims,
+                self.metrics,
             )
             if self.schedules and not until_empty
             else None
@@ -382,6 +390,8 @@ class Worker:
         self._leases.keep_alive(pool, now)
         if self._leases.seconds is not None:
             self._settler.give_up_after = self._leases.seconds
+        if self._statuses is not None:
+            self._statuses.tick(pool.running(), pool.stop_async, now)
         self._settler.flush()
 
     def _pause(self, pool: JobPool, now: float, receive_at: float) -> float:
@@ -396,6 +406,8 @@ class Worker:
         renewal = self._leases.due_at()
         if renewal is not None:
             wake.append(renewal)
+        if self._statuses is not None and pool.holding():
+            wake.append(self._statuses.due_at())
         return max(0.001, min(wake) - now)
 
     def _heartbeat_writer(self, pool: JobPool) -> HeartbeatWriter | None:

@@ -6,7 +6,8 @@ around-run steps, hooks and a sync handler, all on the thread, in a context of t
 (so a step's context variables, such as the trace span, are the handler's and end with the
 job); an async job it hands to :class:`~.event_loop.AsyncJobs` (with the async jobs right
 behind it) and goes on. Outcomes go to :attr:`JobPool.finished` for the control thread to
-settle.
+settle. With a status store (``may_run``), a thread asks it before running each delivery,
+and one that must not run is settled unrun (:class:`~.status.Skipped`).
 
 A job past its timeout is taken from its thread (:meth:`JobPool.expire`): the thread is
 abandoned and a new one takes its place, so the pool never shrinks. When the job was inside
@@ -28,11 +29,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ..context import JobContext
+from ..drivers.records import ReceivedMessage
 from ..errors import JobTimeoutError
 from ..execution import Outcome
 from .handoff import Handoff, take_all
 from .logs import log_end, log_start, names_of
 from .slots import ABANDONED, CURRENT_SLOT, Abandoned, Held, Slot, call_inline, drive, unwind
+from .status import SKIPPED
 
 if TYPE_CHECKING:
     from ..execution import Executor
@@ -44,11 +47,13 @@ Prepared = JobContext | Outcome
 
 
 class Finished(NamedTuple):
-    """A job a thread ran: its outcome (None: the worker failed to run it) and run time."""
+    """A job a thread ran: its outcome (None: the worker failed to run it), run time and
+    context (None for a body that is no job, or a delivery not run)."""
 
     held: Held
     outcome: Outcome | None
     seconds: float
+    ctx: JobContext | None = None
 
 
 class JobPool:
@@ -63,8 +68,11 @@ class JobPool:
         log: logging.Logger,
         wake: Callable[[], None],
         name: str,
+        may_run: Callable[[ReceivedMessage], bool] | None = None,
     ) -> None:
         self.size = size
+        #: Asked before a delivery runs (the status store's ``record_start``), if set.
+        self.may_run = may_run
         self.new_executor = new_executor
         self.async_jobs = async_jobs
         self.log = log
@@ -170,6 +178,11 @@ class JobPool:
         self.outstanding -= len(taken)
         return taken
 
+    def stop_async(self, slot: Slot) -> None:
+        """Cancel the task of an async job asked to stop (see :meth:`AsyncJobs.stop_job`)."""
+        if self.async_jobs is not None:
+            self.async_jobs.stop_job(slot)
+
     def _let_go(self, slot: Slot) -> None:
         """A job taken without an outcome: its thread is replaced, or its task cancelled."""
         if slot.async_job:
@@ -251,11 +264,37 @@ class JobPool:
     def _next(self, executor: Executor, block: bool = True) -> tuple[Held, Prepared] | None:
         """The next job for this thread, read; None when the pool is closing (or, with
         ``block`` False, when no job can start at once)."""
-        held = self.handoff.take(block)
-        if held is None:
-            return None
-        received = held.received
-        return held, executor.prepare(received.body, received.attempt, None, received.attributes)
+        while True:
+            held = self.handoff.take(block)
+            if held is None:
+                return None
+            received = held.received
+            if self.may_run is None or self._may_run(held):
+                return held, executor.prepare(
+                    received.body, received.attempt, None, received.attributes
+                )
+
+    def _may_run(self, held: Held) -> bool:
+        """Ask the status store whether ``held`` may run; if not, report it settled unrun
+        (not run, or, when the store failed, with no outcome: its lease runs out and it
+        is delivered again)."""
+        assert self.may_run is not None
+        outcome: Outcome | None = SKIPPED
+        try:
+            if self.may_run(held.received):
+                return True
+        except Exception:
+            self.log.exception(
+                "could not ask the driver whether message %s may run; it runs again when its "
+                "lease runs out",
+                held.received.message_id,
+            )
+            outcome = None
+        self.finished.append(Finished(held, outcome, 0.0))
+        self.handoff.ended()
+        if len(self.handoff.ready) <= self.refill_at:
+            self.wake()
+        return False
 
     def _is_async(self, prepared: Prepared) -> bool:
         if self.async_jobs is None or isinstance(prepared, Outcome):
@@ -278,7 +317,7 @@ class JobPool:
     def _async_slot(self, held: Held, ctx: Prepared) -> tuple[Slot, JobContext]:
         assert isinstance(ctx, JobContext)
         slot = Slot(-1)
-        slot.begin(held, *names_of(ctx, held.received), True)
+        slot.begin(held, *names_of(ctx, held.received), True, ctx)
         if self._loud:
             log_start(self.log, held.received, slot.job_name, slot.job_id)
         self.async_slots[slot] = None
@@ -295,7 +334,8 @@ class JobPool:
         self, slot: Slot, executor: Executor, held: Held, prepared: Prepared
     ) -> Outcome | Abandoned | None:
         received = held.received
-        slot.begin(held, *names_of(prepared, received), False)
+        ctx = prepared if isinstance(prepared, JobContext) else None
+        slot.begin(held, *names_of(prepared, received), False, ctx)
         if self._loud:
             log_start(self.log, received, slot.job_name, slot.job_id)
         if isinstance(prepared, Outcome):  # not a job envelope: prepare() dead-lettered it
@@ -322,7 +362,7 @@ class JobPool:
         assert held is not None
         assert coro is not None
         assert call is not None
-        slot.begin(held, old.job_name, old.job_id, False)
+        slot.begin(held, old.job_name, old.job_id, False, old.ctx)
         slot.started = old.started
         slot.context = old.context
         call.error = error
@@ -351,7 +391,7 @@ class JobPool:
         return outcome
 
     def _report(self, slot: Slot, held: Held, outcome: Outcome | None, seconds: float) -> None:
-        self.finished.append(Finished(held, outcome, seconds))
+        self.finished.append(Finished(held, outcome, seconds, slot.ctx))
         self.handoff.ended()
         if self._loud and outcome is not None:
             log_end(self.log, held.received, slot.job_name, slot.job_id, outcome, seconds)

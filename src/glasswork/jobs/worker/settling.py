@@ -1,7 +1,11 @@
 """Settler: turns finished jobs' outcomes into driver calls, in batches, on the control thread.
 
 Done/Discard → ack, Retry → nack(delay), DeadLetter → the driver's dead letter, then ack;
-acks go in batches where the driver can (:class:`~glasswork.jobs.drivers.contract.BatchAck`);
+acks go in batches where the driver can (:class:`~glasswork.jobs.drivers.contract.BatchAck`).
+With a status store (:class:`~glasswork.jobs.drivers.contract.StatusStore`), how a job ended
+goes with its acknowledgement: Done/Discard/Cancelled → ``finish_many`` (in batches, instead
+of the ack), Retry → ``record_retry`` then nack, DeadLetter → dead letter, ack, then
+``finish_many`` records it (only); a delivery not run (:class:`~.status.Skipped`) → ack;
 released jobs (shutdown) → ``release_many`` where the driver can hand jobs back
 (:class:`~glasswork.jobs.drivers.contract.HandBack`: the delivery does not count as an
 attempt), else ``nack_many`` (:class:`~glasswork.jobs.drivers.contract.BatchNack`), else
@@ -17,11 +21,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..drivers.contract import Consuming, QueueDriver, capabilities_of
-from ..drivers.records import ReceivedMessage
+from ..drivers.records import FinalStatus, ReceivedMessage
 from ..errors import ConfigurationError
 from ..execution import DeadLetter, DeadLetterSender, Retry, send_to_dead_letter
+from ..idempotency.step import Duplicate
 from .pool import Finished
 from .slots import Held
+from .status import Skipped, final_status, retry_note
 from .summary import WorkerSummary
 
 Batch = Callable[[Sequence[ReceivedMessage]], Any]
@@ -78,9 +84,13 @@ class Settler:
             if caps.batch_nack
             else None
         )
+        self._status = caps.status
         self._acks: list[ReceivedMessage] = []
-        self._nacks: list[tuple[ReceivedMessage, float]] = []
-        self._dead: list[tuple[ReceivedMessage, DeadLetter]] = []
+        self._nacks: list[tuple[ReceivedMessage, float, tuple[str, str | None] | None]] = []
+        self._dead: list[tuple[ReceivedMessage, DeadLetter, FinalStatus | None]] = []
+        #: Ended jobs for ``finish_many``; ``_records`` only record (dead-lettered, acked).
+        self._finishes: list[tuple[ReceivedMessage, FinalStatus]] = []
+        self._records: list[tuple[ReceivedMessage, FinalStatus]] = []
         #: The retries this run scheduled, by when they come due.
         self.retries = Retries()
         #: Seconds to keep trying outcomes the driver refuses (the worker sets it to the
@@ -92,20 +102,48 @@ class Settler:
 
     def collect(self, finished: Sequence[Finished]) -> None:
         """Count finished jobs and queue their driver calls."""
+        if self._status is not None:
+            self._collect_with_status(finished)
+            return
         counts = self.summary.counts
         average = self.job_seconds
-        for held, outcome, seconds in finished:
+        for held, outcome, seconds, _ in finished:
             average = seconds if average is None else 0.8 * average + 0.2 * seconds
             if outcome is None:
                 counts["errors"] += 1
                 continue
             counts[outcome.kind] += 1
             if isinstance(outcome, Retry):
-                self._nacks.append((held.received, outcome.delay))
+                self._nacks.append((held.received, outcome.delay, None))
             elif isinstance(outcome, DeadLetter):
-                self._dead.append((held.received, outcome))
-            else:  # Done, Discard
+                self._dead.append((held.received, outcome, None))
+            else:  # Done, Discard, Cancelled, Skipped
                 self._acks.append(held.received)
+        self.job_seconds = average
+
+    def _collect_with_status(self, finished: Sequence[Finished]) -> None:
+        counts = self.summary.counts
+        average = self.job_seconds
+        for held, outcome, seconds, ctx in finished:
+            if outcome is None:
+                counts["errors"] += 1
+                continue
+            counts[outcome.kind] += 1
+            received = held.received
+            if isinstance(outcome, Skipped):
+                self._acks.append(received)  # not run: its state was recorded already
+                continue
+            average = seconds if average is None else 0.8 * average + 0.2 * seconds
+            if isinstance(outcome, Retry):
+                self._nacks.append((received, outcome.delay, retry_note(outcome.error)))
+            elif isinstance(outcome, DeadLetter):
+                # A body that is no job has no status to record.
+                final = final_status(outcome, ctx) if outcome.message is not None else None
+                self._dead.append((received, outcome, final))
+            elif isinstance(outcome, Duplicate):
+                self._acks.append(received)  # the run that completed its key recorded it
+            else:  # Done, Discard, Cancelled
+                self._finishes.append((received, final_status(outcome, ctx)))
         self.job_seconds = average
 
     def lose(self, held: Sequence[Held]) -> None:
@@ -115,7 +153,7 @@ class Settler:
     @property
     def pending(self) -> bool:
         """Outcomes not yet handed to the driver (new ones, or ones it refused so far)."""
-        return bool(self._acks or self._nacks or self._dead)
+        return bool(self._acks or self._nacks or self._dead or self._finishes or self._records)
 
     def flush(self) -> None:
         """Dead letters, then acks, then nacks. What the driver refuses (a full disk, a
@@ -126,14 +164,18 @@ class Settler:
         now = time.monotonic()
         if not self.pending or now < self._retry_at:
             return
-        errors = [e for e in (self._send_dead(), self._send_acks(), self._send_nacks()) if e]
+        sends = [self._send_dead(), self._send_acks()]
+        if self._status is not None:
+            sends.append(self._send_finishes())
+        sends.append(self._send_nacks())
+        errors = [e for e in sends if e]
         if not errors:
             self._tries = 0
             return
         self._tries += 1
         if self._tries == 1:
             self._failing_since = now
-        held = len(self._acks) + len(self._nacks) + len(self._dead)
+        held = len(self._acks) + len(self._nacks) + len(self._dead) + len(self._finishes)
         if now - self._failing_since >= self.give_up_after:
             self.log.error(
                 "giving up settling %d finished job(s) after %.0fs of refusals (%s); they "
@@ -143,6 +185,7 @@ class Settler:
                 errors[0],
             )
             self._acks, self._nacks, self._dead = [], [], []
+            self._finishes, self._records = [], []
             self._tries = 0
             return
         pause = min(MAX_RETRY_PAUSE, 0.05 * 2**self._tries)
@@ -157,15 +200,35 @@ class Settler:
 
     def _send_dead(self) -> Exception | None:
         dead, self._dead = self._dead, []
-        for received, outcome in dead:
+        for received, outcome, final in dead:
             # False: the send failed (and was logged): keep the job, unacknowledged.
             if send_to_dead_letter(
                 self._dead_letters, received.body, outcome, received.queue, self.log
             ):
                 self._acks.append(received)
+                if final is not None:
+                    self._records.append((received, final))
             else:
-                self._dead.append((received, outcome))
+                self._dead.append((received, outcome, final))
         return RuntimeError("the dead-letter send failed") if self._dead else None
+
+    def _send_finishes(self) -> Exception | None:
+        """Ended jobs' statuses, with their acknowledgements (dead-lettered ones', acked
+        already, only recorded: after their acks, so the store never acks them again)."""
+        assert self._status is not None
+        finishes = self._finishes
+        if self._records and not self._acks:
+            finishes = finishes + self._records
+            self._records = []
+        if not finishes:
+            return None
+        self._finishes = []
+        try:
+            self._status.finish_many(finishes)
+        except Exception as exc:
+            self._finishes = finishes
+            return exc
+        return None
 
     def _send_acks(self) -> Exception | None:
         acks, self._acks = self._acks, []
@@ -186,8 +249,11 @@ class Settler:
     def _send_nacks(self) -> Exception | None:
         nacks, self._nacks = self._nacks, []
         while nacks:
-            received, delay = nacks[-1]
+            received, delay, note = nacks[-1]
             try:
+                if note is not None:
+                    assert self._status is not None
+                    self._status.record_retry(received, *note)
                 self._consuming.nack(received, delay)
             except Exception as exc:
                 self._nacks = nacks

@@ -20,6 +20,7 @@ from contextvars import Context, ContextVar
 from threading import Lock, Thread
 from typing import Any
 
+from ..context import JobContext
 from ..drivers.records import ReceivedMessage
 from ..execution import CallNext, JobRun, Outcome
 from ..timeouts import JobTimeout
@@ -57,6 +58,7 @@ class Slot:
         "call",
         "context",
         "coro",
+        "ctx",
         "deadline",
         "held",
         "index",
@@ -87,9 +89,19 @@ class Slot:
         self.call: HandlerCall | None = None  # the handler call in progress, if any
         self.task: asyncio.Task[Outcome] | None = None  # an async job's, on the event loop
         self.taken = False
+        #: The run's context (None for a body that is no job): its cancel flag and progress.
+        self.ctx: JobContext | None = None
 
-    def begin(self, held: Held, job_name: str, job_id: str, async_job: bool) -> None:
+    def begin(
+        self,
+        held: Held,
+        job_name: str,
+        job_id: str,
+        async_job: bool,
+        ctx: JobContext | None = None,
+    ) -> None:
         # ``held`` last: the control thread looks at a slot only once it holds a job.
+        self.ctx = ctx
         self.deadline = None
         self.coro = None
         self.call = None

@@ -6,12 +6,26 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 #: Outcome kinds as counted in :class:`WorkerSummary` (``duplicate``: an idempotent job
-#: whose key was completed already, acknowledged without running), plus ``released``
-#: (handed back unrun or unfinished at shutdown) and ``errors`` (the worker itself could not
-#: settle the job: its lease is left to run out, so it is delivered again).
-SUMMARY_KINDS = ("done", "retry", "dead_letter", "discarded", "duplicate", "released", "errors")
+#: whose key was completed already, acknowledged without running; ``cancelled``: a job
+#: asked to stop that did), plus ``released`` (handed back unrun or unfinished at shutdown),
+#: ``skipped`` (not run: the driver's status store said it was cancelled or had ended) and
+#: ``errors`` (the worker itself could not settle the job: its lease is left to run out, so
+#: it is delivered again).
+SUMMARY_KINDS = (
+    "done",
+    "retry",
+    "dead_letter",
+    "discarded",
+    "cancelled",
+    "duplicate",
+    "released",
+    "skipped",
+    "errors",
+)
 #: The kinds of deliveries that ran to an outcome.
-_RAN = tuple(kind for kind in SUMMARY_KINDS if kind != "released")
+_RAN = tuple(kind for kind in SUMMARY_KINDS if kind not in ("released", "skipped"))
+#: Kinds the summary's line shows only when there were some (jobs' statuses kept).
+_SHOWN_IF_ANY = ("cancelled", "skipped")
 
 
 @dataclass(slots=True)
@@ -51,7 +65,11 @@ class WorkerSummary:
 
     def __str__(self) -> str:
         rate = self.jobs / self.elapsed if self.elapsed > 0 else 0.0
-        parts = ", ".join(f"{k}={self.counts[k]}" for k in SUMMARY_KINDS)
+        parts = ", ".join(
+            f"{k}={self.counts[k]}"
+            for k in SUMMARY_KINDS
+            if self.counts[k] or k not in _SHOWN_IF_ANY
+        )
         fired = f", periodic fired={self.fired}" if self.fired else ""
         pending = self.pending_retries
         later = (

@@ -264,10 +264,14 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore):
     def nack(self, received: ReceivedMessage, delay_seconds: float = 0.0) -> None:
         with self._lock:
             pending = self._lease(received)
-            if pending is not None:
-                pending.leased_by = pending.cancel_reason = None
-                pending.due = time.time() + delay_seconds
-                pending.updated_at = datetime.now(UTC)
+            if pending is None:
+                return
+            if pending.cancel_reason is not None:  # asked to stop, then released: it ends here
+                self._cancel_now(pending, pending.cancel_reason)
+                return
+            pending.leased_by = None
+            pending.due = time.time() + delay_seconds
+            pending.updated_at = datetime.now(UTC)
 
     def dead_letter(
         self, body: str, reason: str, *, queue: str | None = None, traceback: str | None = None
@@ -326,11 +330,12 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore):
             if pending.leased_by is not None:
                 pending.cancel_reason = reason  # its worker asks it to stop
                 return True
-            self._remove(pending)
-            self._ended.keep(
-                pending.ended(FinalStatus("cancelled", error=reason)), DEFAULT_RESULT_TTL
-            )
+            self._cancel_now(pending, reason)
             return True
+
+    def _cancel_now(self, pending: _Pending, reason: str) -> None:
+        self._remove(pending)
+        self._ended.keep(pending.ended(FinalStatus("cancelled", error=reason)), DEFAULT_RESULT_TTL)
 
     def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
         with self._lock:
@@ -346,9 +351,7 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore):
             if pending is None:
                 return False  # ended (acked) already, or another delivery holds it
             if pending.cancel_reason is not None:  # cancelled between receive and start
-                self._remove(pending)
-                cancelled = FinalStatus("cancelled", error=pending.cancel_reason)
-                self._ended.keep(pending.ended(cancelled), DEFAULT_RESULT_TTL)
+                self._cancel_now(pending, pending.cancel_reason)
                 return False
             return True
 

@@ -29,6 +29,7 @@ from ..contract import (
     OutcomeStore,
     PendingCount,
     PeriodicClaims,
+    PeriodicFire,
     QueueCounts,
     QueueDriver,
     TransactionalEnqueue,
@@ -43,7 +44,7 @@ from ..records import (
     QueueStats,
     ReceivedMessage,
 )
-from . import claims, deadlines, inspection, schema
+from . import claims, deadlines, inspection, periodic, schema
 from .bound import BoundPostgresDriver
 from .connections import Connections, redacted
 from .dead_letter_search import DeadLetterTable
@@ -349,6 +350,17 @@ class PostgresQueueDriver(
                 lambda conn, _: conn.execute(self.sql.claim_periodic, row).rowcount == 1,
             )
         )
+
+    def last_periodic_fire(self, job_name: str) -> datetime | None:
+        """The latest claimed fire of periodic job ``job_name`` (None: never)."""
+        return periodic.last_fire(self._connections, self.sql, job_name)
+
+    def fire_periodic(
+        self, job_name: str, fire_at: datetime, message: JobMessage, *, overlap: bool = True
+    ) -> PeriodicFire:
+        """Claim the fire and enqueue ``message`` in one transaction (see
+        :class:`~glasswork.jobs.drivers.contract.PeriodicClaims`)."""
+        return periodic.fire(self._connections, self.sql, job_name, fire_at, message, overlap)
 
     # -- inspecting ------------------------------------------------------------------------
 

@@ -98,9 +98,11 @@ CREATE TABLE {schema}.glasswork_workers (
 );
 """,
     # A job's life (status.py): what a job row shows while queued, ended jobs' statuses
-    # (kept for their result_ttl), lookups by job id, and claims of jobs with a priority
-    # from a partial index (jobs without one are not in it: they cost nothing more to
-    # store). IF NOT EXISTS: a schema some of it was added to by hand still upgrades.
+    # (kept for their result_ttl), running jobs by job id (progress, cancel requests), and
+    # claims of jobs with a priority: both partial indexes, which a job waiting without a
+    # priority is not in, so enqueueing pays nothing more (a status or a cancel by job id
+    # scans the waiting rows, as find_job does). IF NOT EXISTS: a schema some of it was
+    # added to by hand still upgrades.
     5: """
 ALTER TABLE {schema}.glasswork_jobs
     ADD COLUMN IF NOT EXISTS priority integer NOT NULL DEFAULT 0,
@@ -110,7 +112,8 @@ ALTER TABLE {schema}.glasswork_jobs
     ADD COLUMN IF NOT EXISTS last_traceback text,
     ADD COLUMN IF NOT EXISTS progress double precision,
     ADD COLUMN IF NOT EXISTS progress_note text;
-CREATE INDEX IF NOT EXISTS glasswork_jobs_job_id ON {schema}.glasswork_jobs (job_id);
+CREATE INDEX IF NOT EXISTS glasswork_jobs_running ON {schema}.glasswork_jobs (job_id)
+    WHERE leased;
 CREATE INDEX IF NOT EXISTS glasswork_jobs_priority
     ON {schema}.glasswork_jobs (queue, priority DESC, visible_at) WHERE priority <> 0;
 CREATE INDEX IF NOT EXISTS glasswork_dead_letters_job_id

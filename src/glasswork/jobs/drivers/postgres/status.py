@@ -122,7 +122,7 @@ class StatusStatements:
             "ORDER BY failed_at DESC, job_id DESC LIMIT %(limit)s"
         )
         self.cancel_requested = (
-            f"SELECT job_id FROM {jobs} WHERE job_id = ANY(%(ids)s) AND cancel_requested"
+            f"SELECT job_id FROM {jobs} WHERE job_id = ANY(%(ids)s) AND leased AND cancel_requested"
         )
         # The job's rows are locked first, so a claim (SKIP LOCKED) passes them, or this
         # waits for the claim and then sees them leased: never both.

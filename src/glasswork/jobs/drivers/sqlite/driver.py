@@ -44,6 +44,7 @@ from ..contract import (
     OutcomeStore,
     PendingCount,
     PeriodicClaims,
+    PeriodicFire,
     QueueCounts,
     QueueDriver,
 )
@@ -57,7 +58,7 @@ from ..records import (
     QueueStats,
     ReceivedMessage,
 )
-from . import inspection, settling
+from . import inspection, periodic, settling
 from .claims import Claims
 from .connections import QueueFile
 from .dead_letters import DeadLetters
@@ -256,18 +257,18 @@ class SQLiteQueueDriver(
     def claim_periodic(self, job_name: str, fire_at: datetime) -> bool:
         """Claim the firing of periodic job ``job_name`` due at ``fire_at``: True for exactly
         one caller across every worker sharing this file."""
-        claimed: bool = self.file.write(
-            lambda c: (
-                c.execute(
-                    "INSERT INTO glasswork_periodic (job_name, last_fire) VALUES (?, ?) "
-                    "ON CONFLICT (job_name) DO UPDATE SET last_fire = excluded.last_fire "
-                    "WHERE last_fire < excluded.last_fire",
-                    (job_name, fire_at.timestamp()),
-                ).rowcount
-                == 1
-            )
-        )
-        return claimed
+        return periodic.claim(self.file, job_name, fire_at)
+
+    def last_periodic_fire(self, job_name: str) -> datetime | None:
+        """The latest claimed fire of periodic job ``job_name`` (None: never)."""
+        return periodic.last_fire(self.file, job_name)
+
+    def fire_periodic(
+        self, job_name: str, fire_at: datetime, message: JobMessage, *, overlap: bool = True
+    ) -> PeriodicFire:
+        """Claim the fire and enqueue ``message`` in one transaction (see
+        :class:`~glasswork.jobs.drivers.contract.PeriodicClaims`)."""
+        return periodic.fire(self.file, job_name, fire_at, message, overlap)
 
     def idempotency_store(self) -> SQLiteIdempotencyStore:
         """Idempotency keys in this queue's file (table ``glasswork_idempotency``)."""

@@ -165,8 +165,10 @@ CREATE TABLE IF NOT EXISTS glasswork_job_results (
 )
 """
 _STATUS_INDEXES = (
-    # Lookups by job id (status, cancel, progress): one more index entry per enqueue.
-    "CREATE INDEX IF NOT EXISTS glasswork_jobs_job_id ON glasswork_jobs (job_id)",
+    # Running jobs by job id (progress, cancel requests: what workers write and ask every
+    # second). Only leased rows: a waiting job is not in it, so enqueueing pays nothing
+    # (a status or a cancel by job id scans the waiting rows, as find_job does).
+    "CREATE INDEX IF NOT EXISTS glasswork_jobs_running ON glasswork_jobs (job_id) WHERE leased = 1",
     # Claims of jobs with a priority; jobs without one (0) are not in it, so they cost
     # nothing more to store, and a claim finds out at once that a queue has none.
     "CREATE INDEX IF NOT EXISTS glasswork_jobs_priority "

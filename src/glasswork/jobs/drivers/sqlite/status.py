@@ -49,7 +49,9 @@ class StatusRows(StatusStore):
 
     def job_status(self, job_id: str) -> JobStatus | None:
         """The job's row while it is queued, then its kept end, then its dead letter; read
-        in one snapshot, so a job moving between them meanwhile is still found."""
+        in one snapshot, so a job moving between them meanwhile is still found. (Job ids
+        of waiting jobs are not indexed, so that enqueueing pays nothing: the queued rows
+        are scanned, as :meth:`find_job` does; kept ends are found by key.)"""
         now = time.time()
         with self.file.snapshot() as conn:
             row = conn.execute(
@@ -117,7 +119,7 @@ class StatusRows(StatusStore):
                 job_id
                 for (job_id,) in conn.execute(
                     "SELECT job_id FROM glasswork_jobs WHERE job_id IN "
-                    f"({','.join('?' * len(chunk))}) AND cancel_requested = 1",
+                    f"({','.join('?' * len(chunk))}) AND leased = 1 AND cancel_requested = 1",
                     chunk,
                 )
             )

@@ -120,7 +120,8 @@ class SQSQueueDriver(
     :func:`~glasswork.jobs.drivers.sqs.status.create_status_table`) keeps each job's status,
     result and cancellation (``JobService.status/wait/cancel``; see
     :mod:`glasswork.jobs.drivers.sqs.status`). Without it the worker's status calls cost
-    nothing and asking for a status is a :class:`ConfigurationError` saying how to enable it.
+    nothing and asking for a status is a
+    :class:`~glasswork.jobs.errors.StatusUnavailableError` saying how to enable it.
     SQS queues have no order: a job with a non-zero priority is refused.
 
     Each queue's size limit is its ``MaximumMessageSize``, read once per queue (262,144
@@ -183,6 +184,8 @@ class SQSQueueDriver(
         self.consumer = consumer = SQSConsumer(directory, clients)
         table = StatusTable(status_table, clients, consumer) if status_table else None
         self.statuses: StatusTable | NoStatusTable = table or NoStatusTable(consumer, settings)
+        if table is None:  # no status kept: the Lambda handler skips the status calls
+            self.record_start_many = self.record_ends = None  # type: ignore[assignment]
         self.producer = Producer(
             directory=directory,
             sender=self.sender,

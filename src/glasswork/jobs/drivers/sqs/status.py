@@ -41,7 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ...aws.errors import error_code
 from ...aws.expressions import expression
 from ...aws.tables import Index, dynamodb_client, ensure_table
-from ...errors import ConfigurationError, EnqueueError
+from ...errors import EnqueueError, StatusUnavailableError
 from ...message import JobMessage
 from ..records import FinalStatus, JobStatus, ReceivedMessage
 from .clients import Clients
@@ -64,7 +64,7 @@ _RETRIED = 5
 class NoStatusTable:
     """The status of a driver without a status table: the worker's calls cost nothing
     (a run always starts, finishing is acknowledging), and asking for a status is a
-    :class:`ConfigurationError` saying how to keep them."""
+    :class:`StatusUnavailableError` saying how to keep them."""
 
     enabled = False
 
@@ -72,16 +72,15 @@ class NoStatusTable:
         self.consumer = consumer
         self.settings = settings
 
-    def unavailable(self) -> ConfigurationError:
-        # TODO(issue 20 merge): StatusUnavailableError, the service's class for this.
+    def unavailable(self) -> StatusUnavailableError:
         where = (
-            "?status_table=<table> in the sqs:// URL"
+            "add ?status_table=<table> to the sqs:// URL"
             if self.settings.url is not None
-            else "status_table=<table>"
+            else "pass SQSQueueDriver(status_table=<table>)"
         )
-        return ConfigurationError(
-            f"SQSQueueDriver keeps no job status: pass status_table=... or ?status_table= in "
-            f"the sqs:// URL ({where}); create it with create_status_table(...)"
+        return StatusUnavailableError(
+            f"SQSQueueDriver keeps no job status: {where}; create the table with "
+            "create_status_table(...) (docs/sqs.md)"
         )
 
     def record_start(self, received: ReceivedMessage) -> bool:
