@@ -318,7 +318,7 @@ def test_outcome_chart_reads_the_cloudwatch_metrics_of_emf(aws: Aws, shop: SQSSh
         NAMESPACE, {"service": "shop"}, region=REGION, endpoint_url=aws.endpoint
     )
     page = client_for(shop, outcomes=outcomes).get("/").text
-    assert totals(page) == {"done": 8, "retry": 4, "dead_letter": 2, "discarded": 0}
+    assert totals(page) == {"done": 8, "retry": 4, "dead_letter": 2, "discarded": 0, "cancelled": 0}
     assert "From CloudWatch metrics (namespace ShopJobs, service=shop) of EMFMetrics." in page
     minutes = {c.minute for c in outcomes.outcome_history(now - timedelta(hours=1))}
     assert minutes == {
@@ -365,5 +365,5 @@ def test_glasswork_dashboard_charts_cloudwatch_metrics_given_a_namespace(
     options = ("--cloudwatch-namespace", NAMESPACE, "--cloudwatch-dimension", "service=shop")
     with serve_dashboard(tmp_path, *options, driver_url=shop.url) as url:
         page = urllib.request.urlopen(url + "/", timeout=30).read().decode()
-    assert totals(page) == {"done": 4, "retry": 2, "dead_letter": 1, "discarded": 0}
+    assert totals(page) == {"done": 4, "retry": 2, "dead_letter": 1, "discarded": 0, "cancelled": 0}
     assert counts(page)["payments"] == [0, 0, 0, 2]

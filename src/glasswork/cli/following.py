@@ -20,7 +20,7 @@ from typing import Any, TypeVar, get_args
 
 from ..jobs.drivers.contract import QueueDriver, StatusStore
 from ..jobs.drivers.records import JobState, JobStatus
-from ..jobs.errors import ConfigurationError
+from ..jobs.errors import StatusUnavailableError
 from ..jobs.following import status_store
 from ._common import (
     CommandError,
@@ -182,7 +182,7 @@ def _call(driver: QueueDriver, fn: Callable[[StatusStore], T]) -> T:
     driver without its status table) is a :class:`UsageError` saying how to get one."""
     try:
         return fn(status_store(driver))
-    except ConfigurationError as exc:
+    except StatusUnavailableError as exc:
         raise UsageError(str(exc)) from exc
 
 

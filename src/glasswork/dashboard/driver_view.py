@@ -38,7 +38,7 @@ from ..jobs.drivers.records import (
     QueueStats,
     WorkerBeat,
 )
-from ..jobs.errors import ConfigurationError
+from ..jobs.errors import StatusUnavailableError
 from .security import Redactor
 
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ class DriverView:
         store = self._need(self.capabilities.status, "keep job statuses")
         try:
             return fn(store)
-        except ConfigurationError as exc:  # the store is not set up (SQS: no status table)
+        except StatusUnavailableError as exc:  # not set up (SQS: no status table)
             raise Unsupported(str(exc)) from exc
 
     # -- acting --------------------------------------------------------------------------
