@@ -1,6 +1,6 @@
 """What only the PostgreSQL driver does, against the real server: LISTEN/NOTIFY wake-ups,
-lost connections, a pool per process, settings. (The queue semantics it shares with the
-SQLite driver: test_queue_driver_contract.py.) Each test works in a schema of its own."""
+lost connections, a pool per process, settings. (The driver contract:
+test_testing_contract.py; what it shares with SQLite: test_sql_drivers.py.) Each test works in a schema of its own."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """SQLiteQueueDriver: what only the SQLite file does (WAL, per-thread connections, no
-in-memory database); the contract every durable driver keeps, on SQLite and PostgreSQL
-alike, is in test_queue_driver_contract.py."""
+in-memory database); the driver contract is test_testing_contract.py, what it shares with PostgreSQL
+test_sql_drivers.py."""
 
 from __future__ import annotations
 

@@ -233,12 +233,14 @@ class TestProducing:
         result = driver.enqueue(message)
         assert isinstance(result, EnqueueResult)
         assert (result.job_id, result.queue, result.scheduled_at) == (message.job_id, "other", None)
-        assert isinstance(result.message_id, str) and result.message_id
+        assert isinstance(result.message_id, str)
+        assert result.message_id
 
     def test_enqueue_in_says_when_the_job_comes_due(self, driver: Any) -> None:
         before = datetime.now(UTC)
         result = driver.enqueue_in(job(), 120)
-        assert result.scheduled_at is not None and result.scheduled_at.tzinfo is not None
+        assert result.scheduled_at is not None
+        assert result.scheduled_at.tzinfo is not None
         assert before + timedelta(seconds=119) <= result.scheduled_at
         assert result.scheduled_at <= datetime.now(UTC) + timedelta(seconds=125)
 
@@ -263,7 +265,8 @@ class TestProducing:
     def test_message_limit_is_a_positive_number_of_bytes(self, driver: Any) -> None:
         for queue in QUEUES:
             limit = driver.message_limit(queue)
-            assert isinstance(limit, int) and limit > 0
+            assert isinstance(limit, int)
+            assert limit > 0
 
     def test_dead_letter_says_whether_it_kept_the_message(self, driver: Any) -> None:
         kept = driver.dead_letter(job().encode(), "PermanentJobError: no", queue="default")
@@ -306,7 +309,8 @@ class TestConsuming:
         driver.enqueue(job(payload="d", queue="default"))
         driver.enqueue(job(payload="o", queue="other"))
         [other] = receive_exactly(driver, 1, ["other"])
-        assert other.queue == "other" and payloads([other]) == ["o"]
+        assert other.queue == "other"
+        assert payloads([other]) == ["o"]
         assert nothing_due(driver, ["other"])
         [rest] = receive_exactly(driver, 1, None)
         assert rest.queue == "default"
@@ -445,7 +449,9 @@ class TestUniqueKeys:
     def test_a_batch_with_a_taken_key_stores_nothing(self, driver: Any) -> None:
         driver.enqueue(job("welcome", unique_key="taken"))
         with pytest.raises(DuplicateJobError, match="taken"):
-            driver.enqueue_many([job("welcome", unique_key="new"), job("welcome", unique_key="taken")])
+            driver.enqueue_many(
+                [job("welcome", unique_key="new"), job("welcome", unique_key="taken")]
+            )
         with pytest.raises(DuplicateJobError, match="twice"):
             driver.enqueue_many([job("welcome", unique_key="twice") for _ in range(2)])
         # Neither refused batch kept a key.
@@ -487,7 +493,8 @@ class TestLeaseExtension:
         driver.enqueue(job())
         [first] = receive_exactly(driver, 1)
         [second] = receive_exactly(driver, 1, within=lease + PATIENCE)
-        assert second.message_id == first.message_id and second.attempt == 2
+        assert second.message_id == first.message_id
+        assert second.attempt == 2
 
     def test_a_stale_receipt_settles_nothing(self, driver_factory: DriverFactory) -> None:
         driver, lease = short_lease(driver_factory)
@@ -652,9 +659,7 @@ class TestQueueCounts:
 class TestPendingCount:
     """``pending_count`` (the ``PendingCount`` group): exact."""
 
-    def test_pending_count_counts_ready_delayed_and_in_flight_per_queue(
-        self, driver: Any
-    ) -> None:
+    def test_pending_count_counts_ready_delayed_and_in_flight_per_queue(self, driver: Any) -> None:
         group(driver, "pending_count")
         consuming(driver)
         assert driver.pending_count() == 0
@@ -687,7 +692,8 @@ class TestDeadLetterAdmin:
         kept, malformed = by_queue["other"], by_queue["default"]
         assert (kept.job_name, kept.job_id, kept.body) == ("welcome", good.job_id, good.encode())
         assert kept.reason == "PermanentJobError: nope"
-        assert kept.failed_at is not None and kept.failed_at >= before
+        assert kept.failed_at is not None
+        assert kept.failed_at >= before
         assert (malformed.job_name, malformed.body) == (None, "not json")
         assert [d.id for d in driver.dead_letters(queue="other")] == [kept.id]
         assert len(driver.dead_letters(limit=1)) == 1
@@ -753,13 +759,15 @@ class TestDeadLetterSearch:
         group(driver, "dead_letter_search")
         self._three(driver)
         page = driver.dead_letter_page(DeadLetterQuery())
-        assert page.total == 3 and len(page.records) == 3
+        assert page.total == 3
+        assert len(page.records) == 3
         times = [r.failed_at for r in page.records]
         assert all(t is not None for t in times)
         assert times == sorted(times, reverse=True)  # type: ignore[type-var]
         assert {(g.reason, g.count) for g in page.groups} == {("boom", 2), ("bad input", 1)}
         other = driver.dead_letter_page(DeadLetterQuery(queue="other"))
-        assert {r.job_name for r in other.records} == {"b", "c"} and other.total == 2
+        assert {r.job_name for r in other.records} == {"b", "c"}
+        assert other.total == 2
         boom = driver.dead_letter_page(DeadLetterQuery(reason="boom", job_name="a"))
         assert [r.job_name for r in boom.records] == ["a"]
 
@@ -807,9 +815,7 @@ def _minute(offset: int = 0) -> datetime:
 class TestOutcomeStore:
     """``record_outcomes`` and ``outcome_history`` (the ``OutcomeStore`` group)."""
 
-    def test_recorded_counts_of_one_key_add_up_per_minute_oldest_first(
-        self, driver: Any
-    ) -> None:
+    def test_recorded_counts_of_one_key_add_up_per_minute_oldest_first(self, driver: Any) -> None:
         group(driver, "outcome_store")
         driver.record_outcomes([OutcomeCount(_minute(-1), "q", "a", "done", 2)])
         driver.record_outcomes(
@@ -839,7 +845,8 @@ class TestJobFinder:
         driver.dead_letter(message.encode(), "boom", queue="other")
         [dead] = [f for f in driver.find_job(message.job_id) if f.state == "dead"]
         assert (dead.job_id, dead.job_name, dead.queue) == (message.job_id, "a", "other")
-        assert dead.dead_letter is not None and dead.dead_letter.reason == "boom"
+        assert dead.dead_letter is not None
+        assert dead.dead_letter.reason == "boom"
         assert driver.find_job("no-such-job") == []
         assert driver.find_job("x' OR '1'='1") == []
 
@@ -854,18 +861,26 @@ class TestJobFinder:
         driver.enqueue_in(delayed, 3600)
         driver.enqueue(running)
         [claimed] = receive_exactly(driver, 1, ["other"])
-        [found] = driver.find_job(ready.job_id)
-        assert (found.state, found.job_name, found.queue, found.body) == (
-            "ready",
-            "a",
-            "default",
-            ready.encode(),
-        )
+        driver.dead_letter(ready.encode(), "boom", queue="default")  # a second copy, dead
+        found = driver.find_job(ready.job_id)
+        assert [(f.state, f.job_name, f.queue) for f in found] == [
+            ("ready", "a", "default"),
+            ("dead", "a", "default"),
+        ]
+        assert found[0].body == ready.encode()
+        assert found[0].attempts == 0
+        assert found[0].enqueued_at is not None
+        assert found[0].enqueued_at.tzinfo is not None
+        assert found[1].dead_letter is not None
+        assert found[1].dead_letter.reason == "boom"
         [later] = driver.find_job(delayed.job_id)
-        assert later.state == "delayed" and later.due_at is not None
+        assert later.state == "delayed"
+        assert later.due_at is not None
         assert later.due_at > datetime.now(UTC) + timedelta(minutes=59)
         [held] = driver.find_job(running.job_id)
         assert (held.state, held.attempts) == ("in_flight", claimed.attempt)
+        assert held.due_at is not None  # when its lease ends
+        assert held.due_at > datetime.now(UTC)
 
 
 # -- heartbeats, setup, resources --------------------------------------------------------------
@@ -955,7 +970,8 @@ class TestNativeAsync:
                 await enqueuer.aclose()
 
         now, later = asyncio.run(send())
-        assert now.job_id == message.job_id and later.scheduled_at is not None
+        assert now.job_id == message.job_id
+        assert later.scheduled_at is not None
         if caps(driver).consuming is not None:
             [got] = receive_exactly(driver, 1)
             assert got.body == message.encode()
@@ -964,4 +980,3 @@ class TestNativeAsync:
 # -- StatusStore -------------------------------------------------------------------------------
 # The tests of the StatusStore group (a job's status and result, cancellation, progress) go
 # here, as a TestStatusStore class like those above, with the group itself.
-
