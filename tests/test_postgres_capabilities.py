@@ -1,7 +1,8 @@
 """The PostgreSQL driver's outcome history and job lookup (what the dashboard reads), against
 the real server, each test in a schema of its own: counts recorded by a real worker and by
 concurrent writers, the upgrade of a version-1 schema (by the driver, and by ``glasswork
-migrate``). (What it shares with SQLite: test_sql_drivers.py; the contract: test_testing_contract.py.)"""
+migrate``). (What it shares with SQLite: test_sql_drivers.py; the contract:
+test_testing_contract.py.)"""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """What only the PostgreSQL driver does, against the real server: LISTEN/NOTIFY wake-ups,
 lost connections, a pool per process, settings. (The driver contract:
-test_testing_contract.py; what it shares with SQLite: test_sql_drivers.py.) Each test works in a schema of its own."""
+test_testing_contract.py; what it shares with SQLite: test_sql_drivers.py.) Each test
+works in a schema of its own."""
 
 from __future__ import annotations
 

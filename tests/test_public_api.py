@@ -267,7 +267,8 @@ def test_lazy_names_stay_lazy() -> None:
         "if m.startswith(('glasswork.jobs.drivers.sqs', 'glasswork.jobs.drivers.sqlite', "
         "'glasswork.jobs.drivers.postgres', 'glasswork.jobs.worker', "
         "'glasswork.jobs.idempotency.dynamodb', 'glasswork.jobs.idempotency.sqlite', "
-        "'glasswork.jobs.metrics.prometheus', 'glasswork.jobs.metrics.outcome_log', 'boto3'))))"
+        "'glasswork.jobs.metrics.prometheus', 'glasswork.jobs.metrics.outcome_log', 'boto3', "
+        "'pytest', 'glasswork.jobs.testing.contract'))))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

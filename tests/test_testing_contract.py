@@ -6,6 +6,9 @@ a unique-key table)."""
 from __future__ import annotations
 
 import math
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,3 +128,26 @@ def test_each_driver_runs_the_suite_on_a_store_of_its_own(
     first.enqueue(message)
     [got] = second.receive(None, 10, 5.0)
     assert got.body == message.encode()
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_the_example_in_the_driver_docs_runs_the_suite(tmp_path: Path) -> None:
+    """docs/drivers.md "Testing your driver": its test module, run by pytest as a driver
+    author would, passes (the SQLite driver standing in for theirs)."""
+    docs = (Path(__file__).parents[1] / "docs" / "drivers.md").read_text()
+    section = docs[docs.index("## Testing your driver") :]
+    [example] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[:1]
+    (tmp_path / "test_my_driver.py").write_text(example)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    passed = int(re.search(r"(\d+) passed", summary).group(1))  # type: ignore[union-attr]
+    assert passed >= 40, summary
+    assert "failed" not in summary and "error" not in summary, summary
