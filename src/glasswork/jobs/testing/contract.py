@@ -201,7 +201,7 @@ def eventually(check: Callable[[], bool], what: str, within: float = PATIENCE) -
         time.sleep(0.05)
 
 
-def payloads(received: Sequence[ReceivedMessage]) -> list[object]:
+def payloads(received: Sequence[ReceivedMessage]) -> list[Any]:
     return [JobMessage.from_json(r.body).payload for r in received]
 
 
@@ -396,7 +396,7 @@ class TestDelays:
         consuming(driver)
         driver.enqueue_many([job(payload=i) for i in range(3)], delay_seconds=1)
         assert nothing_due(driver)
-        assert sorted(payloads(receive_exactly(driver, 3))) == [0, 1, 2]  # type: ignore[type-var]
+        assert sorted(payloads(receive_exactly(driver, 3))) == [0, 1, 2]
 
 
 # -- the core: unique keys ---------------------------------------------------------------------
@@ -597,7 +597,7 @@ class TestPeriodicClaims:
         self, driver: Any, driver_factory: DriverFactory
     ) -> None:
         group(driver, "periodic_claims")
-        other = driver_factory()
+        other = group(driver_factory(), "periodic_claims")
         at = datetime(2026, 1, 1, 3, tzinfo=UTC)
         assert driver.claim_periodic("cleanup", at)
         assert not other.claim_periodic("cleanup", at)
@@ -763,7 +763,7 @@ class TestDeadLetterSearch:
         assert len(page.records) == 3
         times = [r.failed_at for r in page.records]
         assert all(t is not None for t in times)
-        assert times == sorted(times, reverse=True)  # type: ignore[type-var]
+        assert times == sorted(times, reverse=True)
         assert {(g.reason, g.count) for g in page.groups} == {("boom", 2), ("bad input", 1)}
         other = driver.dead_letter_page(DeadLetterQuery(queue="other"))
         assert {r.job_name for r in other.records} == {"b", "c"}
@@ -925,7 +925,7 @@ class TestClosing:
         driver.close()
         driver.enqueue(job(payload=2))
         if caps(driver).consuming is not None:
-            assert sorted(payloads(receive_exactly(driver, 2))) == [1, 2]  # type: ignore[type-var]
+            assert sorted(payloads(receive_exactly(driver, 2))) == [1, 2]
         driver.close()
         driver.close()  # twice is fine
 
