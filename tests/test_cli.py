@@ -267,6 +267,7 @@ def test_a_driver_url_naming_a_directory_is_a_one_line_usage_error(
     assert "it is a directory, not a database file" in one_line_usage_error(code, err, command)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("target", ["jobs.db", "new.db"])
 def test_a_queue_file_on_a_read_only_mount_is_a_one_line_usage_error(
     capsys: pytest.CaptureFixture[str], url: str, read_only_mount: Path, target: str

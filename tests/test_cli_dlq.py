@@ -27,6 +27,7 @@ def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return value
 
 
+@pytest.mark.subprocess
 def test_piping_into_head_exits_quietly(url: str, tmp_path: Path) -> None:
     driver = driver_from_url(url)
     for n in range(2000):

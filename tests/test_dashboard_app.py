@@ -336,6 +336,7 @@ def test_lookup_falls_back_to_dead_letters(tmp_path: Path) -> None:
     driver.close()
 
 
+@pytest.mark.slow
 def test_an_unreachable_cloudwatch_is_a_notice_not_an_error_page(
     driver: SQLiteQueueDriver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

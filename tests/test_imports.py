@@ -39,6 +39,7 @@ def test_lazy_names_are_listed_and_visible_to_type_checkers() -> None:
         assert lazy <= checked, path
 
 
+@pytest.mark.subprocess
 def test_import_glasswork_stays_light() -> None:
     code = (
         "import sys, glasswork; "

@@ -161,6 +161,7 @@ def _body() -> str:
     return JobMessage.create("flaky", {}, queue="work").encode()
 
 
+@pytest.mark.subprocess
 def test_counts_are_flushed_when_the_process_exits(tmp_path: Path) -> None:
     script = f"""
 from glasswork import define_module

@@ -77,6 +77,7 @@ def _enqueue_after_fork(driver: PostgresQueueDriver) -> None:
     driver.enqueue(msg(payload="child"))
 
 
+@pytest.mark.subprocess
 def test_a_forked_process_opens_its_own_pool(driver: PostgresQueueDriver) -> None:
     driver.enqueue(msg(payload="parent"))  # the parent's pool is open before the fork
     child = multiprocessing.get_context("fork").Process(target=_enqueue_after_fork, args=(driver,))
@@ -192,6 +193,7 @@ def test_a_body_whose_names_hold_nul_is_dead_lettered_and_redriven(
 # -- lost connections --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_terminated_sessions_are_reconnected_and_logged(
     schema: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -233,6 +235,7 @@ def within(seconds: float, call: Callable[[], T]) -> T:
     return results[0]
 
 
+@pytest.mark.slow
 def test_half_open_connections_are_closed_as_dead_and_calls_retried_on_new_ones(
     schema: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -293,6 +293,7 @@ def test_glasswork_migrate_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "glasswork migrate: error: PostgreSQL:" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_a_server_that_never_answers_ends_a_command_with_one_error_line() -> None:
     # A port that accepts connections and never answers (a dead server behind a live
     # address): libpq's connect_timeout, which the driver sets by default, ends the wait.
@@ -319,6 +320,7 @@ def test_a_server_that_never_answers_ends_a_command_with_one_error_line() -> Non
                 proc.wait()
 
 
+@pytest.mark.subprocess
 def test_every_command_takes_a_postgresql_url(
     schema: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

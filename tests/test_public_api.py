@@ -260,6 +260,7 @@ def test_every_exported_name_is_documented() -> None:
     )
 
 
+@pytest.mark.subprocess
 def test_lazy_names_stay_lazy() -> None:
     """The tiers add no eager import: the optional-package parts load on first use."""
     code = (
@@ -302,6 +303,7 @@ def our_import_statements() -> dict[str, list[str]]:
     return {where: found for where, found in statements.items() if found}
 
 
+@pytest.mark.subprocess
 def test_our_docs_examples_benchmarks_and_tests_import_without_deprecation() -> None:
     statements = our_import_statements()
     assert "README.md block 1" in statements and "examples/app/demo.py" in statements

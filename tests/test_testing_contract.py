@@ -21,12 +21,17 @@ from glasswork.jobs.drivers.postgres import PostgresQueueDriver
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.testing.contract import *  # noqa: F403
 from glasswork.jobs.testing.contract import QUEUES, ContractOptions, DriverFactory
-from pgtest import POSTGRESQL, dsn, fresh_schema
+from pgtest import dsn, fresh_schema
 
 SQS = pytest.param("sqs", marks=pytest.mark.aws)
 
 
-@pytest.fixture(params=["sqlite", POSTGRESQL, "mock", SQS])
+#: The suite on PostgreSQL and SQS is left out of the quick loop (pytest -m "not slow"): SQLite
+#: and the mock run it there.
+POSTGRES = pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.slow])
+
+
+@pytest.fixture(params=["sqlite", POSTGRES, "mock", SQS])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -380,6 +380,7 @@ def test_shutdown_releases_prefetched_messages_too(driver: SQLiteQueueDriver) ->
     assert (stats.ready, stats.in_flight) == (7, 0)
 
 
+@pytest.mark.slow
 def test_long_job_keeps_its_lease(tmp_path: Path) -> None:
     lease = 1.0  # renewed every third of it: room for a busy machine's pauses
     driver = SQLiteQueueDriver(tmp_path / "jobs.db", visibility_timeout=lease)
@@ -407,6 +408,7 @@ def test_long_job_keeps_its_lease(tmp_path: Path) -> None:
     assert runs == [1]
 
 
+@pytest.mark.slow
 def test_periodic_jobs_fire_once_per_time_across_workers(driver: SQLiteQueueDriver) -> None:
     runs: list[float] = []
     tick = define_periodic_job(

@@ -468,6 +468,7 @@ def test_dead_letter_queues_must_name_configured_queues(aws: Aws) -> None:
         )
 
 
+@pytest.mark.subprocess
 def test_importing_glasswork_jobs_does_not_import_boto3() -> None:
     code = (
         "import sys, glasswork.jobs\n"
