@@ -71,6 +71,7 @@ def _imports(path: Path, package: str) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_no_import_cycles_between_modules() -> None:
     modules: dict[str, Path] = {}
     for path in SRC.rglob("*.py"):

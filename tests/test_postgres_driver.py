@@ -92,6 +92,7 @@ def test_a_forked_process_opens_its_own_pool(driver: PostgresQueueDriver) -> Non
 # -- wake-ups -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_commit_wakes_a_waiting_receive_without_waiting_for_the_poll(schema: str) -> None:
     with make(schema, poll_interval=60) as driver, make(schema) as producer:
         timer = threading.Timer(0.3, lambda: producer.enqueue(msg(queue="emails")))
@@ -103,6 +104,7 @@ def test_a_commit_wakes_a_waiting_receive_without_waiting_for_the_poll(schema: s
         timer.join()
 
 
+@pytest.mark.slow
 def test_a_notification_for_another_queue_does_not_end_the_wait(schema: str) -> None:
     with make(schema, poll_interval=60) as driver, make(schema) as producer:
         threading.Timer(0.1, lambda: producer.enqueue(msg(queue="other"))).start()
@@ -111,6 +113,7 @@ def test_a_notification_for_another_queue_does_not_end_the_wait(schema: str) -> 
         assert [r.queue for r in got] == ["mine"]
 
 
+@pytest.mark.slow
 def test_a_missed_notification_is_covered_by_the_slow_poll(schema: str) -> None:
     with make(schema, poll_interval=0.3) as driver:
         driver.receive(wait_seconds=0.01)  # listening from here on
@@ -127,6 +130,7 @@ def test_a_missed_notification_is_covered_by_the_slow_poll(schema: str) -> None:
         assert len(driver.receive(wait_seconds=30)) == 1
 
 
+@pytest.mark.slow
 def test_a_row_any_producer_inserts_wakes_a_waiting_receive(schema: str) -> None:
     with make(schema, poll_interval=60) as driver:
         driver.receive(wait_seconds=0.01)  # listening from here on
@@ -270,6 +274,7 @@ def test_half_open_connections_are_closed_as_dead_and_calls_retried_on_new_ones(
         assert JobMessage.from_json(woken.body).payload == 3
 
 
+@pytest.mark.slow
 def test_a_statement_past_statement_timeout_is_cancelled_by_the_server_and_not_retried(
     schema: str, caplog: pytest.LogCaptureFixture
 ) -> None:

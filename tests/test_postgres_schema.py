@@ -65,6 +65,7 @@ def test_the_driver_creates_its_tables_in_the_chosen_schema(schema: str) -> None
         assert [r[0] for r in versions] == list(range(1, SCHEMA_VERSION + 1))
 
 
+@pytest.mark.slow
 def test_a_schema_name_needing_quotes_and_of_the_longest_length_works(schema: str) -> None:
     odd = f'{schema} "odd" Name'.ljust(53, "x")  # the channel name is then 63 bytes
     try:
@@ -76,6 +77,7 @@ def test_a_schema_name_needing_quotes_and_of_the_longest_length_works(schema: st
             conn.execute(f'DROP SCHEMA IF EXISTS "{odd.replace(chr(34), chr(34) * 2)}" CASCADE')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("odd", ["a$$b", "a$$b$glasswork$c"])
 def test_a_schema_name_holding_dollar_quotes_migrates_and_notifies(odd: str) -> None:
     # The NOTIFY channel literal sits inside the trigger function's dollar-quoted body.
@@ -94,6 +96,7 @@ def test_a_schema_name_holding_dollar_quotes_migrates_and_notifies(odd: str) -> 
             assert JobMessage.from_json(got.body).payload == 1
 
 
+@pytest.mark.slow
 def test_two_schemas_are_separate_queues(schema: str) -> None:
     with (
         fresh_schema() as other_schema,

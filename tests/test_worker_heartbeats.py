@@ -69,6 +69,7 @@ def eventually(read: Callable[[], T], ok: Callable[[T], bool], seconds: float = 
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_running_worker_beats_with_its_jobs_in_flight_and_leaves_when_it_stops(
     driver: Any,
 ) -> None:
