@@ -339,10 +339,10 @@ class TestConsuming:
         driver.enqueue(job())
         [first] = receive_exactly(driver, 1)
         nacked_at = time.monotonic()
-        driver.nack(first, delay_seconds=2)
+        driver.nack(first, delay_seconds=1)
         assert nothing_due(driver)
         [again] = receive_exactly(driver, 1)
-        assert time.monotonic() - nacked_at >= 1.5
+        assert time.monotonic() - nacked_at >= 0.9
         assert (again.message_id, again.attempt) == (first.message_id, 2)
 
     def test_an_acked_message_is_gone(self, driver: Any) -> None:
