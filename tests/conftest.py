@@ -1,6 +1,9 @@
 """What every test directory shares: the moto server, started once per session by the first
 test that asks for ``moto_endpoint`` (tests/integration, the dashboard's browser tests), and
-the PostgreSQL server of tests marked ``postgres`` (tests/pgtest.py)."""
+the PostgreSQL server of tests marked ``postgres`` (tests/pgtest.py); and the markers that
+follow from others (``aws`` for a test on the moto server; ``slow`` for one that starts
+processes or a browser, or talks to moto), so that ``pytest -m "not slow"`` is the quick
+loop."""
 
 from __future__ import annotations
 
@@ -21,6 +24,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pgtest.in_marked_test = marked
         if marked:
             pgtest.dsn()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "moto_endpoint" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.aws)
+        if any(item.get_closest_marker(name) for name in ("subprocess", "browser", "aws")):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -14,12 +14,15 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -55,13 +58,26 @@ class Seeded:
     waiting_job_id: str  # send-receipt delayed by an hour
 
 
+#: The shop seeded once per test process (a worker's run, retries included, takes a second),
+#: and copied for each test that asks: (the file, what was seeded), by ``earlier_history``.
+_SEEDED: dict[bool, tuple[Path, Seeded]] = {}
+
+
 def seed(path: Path, *, earlier_history: bool = False) -> Seeded:
-    """Run the shop's jobs into the SQLite file ``path`` (see :func:`seed_driver`)."""
-    driver = SQLiteQueueDriver(path)
-    try:
-        return seed_driver(driver, earlier_history=earlier_history)
-    finally:
-        driver.close()
+    """The shop's jobs, run by a worker (see :func:`seed_driver`), in the SQLite file
+    ``path``: a copy of the file the first call of the test process seeded."""
+    if earlier_history not in _SEEDED:
+        first = Path(tempfile.mkdtemp(prefix="glasswork-shop-")) / "jobs.db"
+        driver = SQLiteQueueDriver(first)
+        try:
+            seeded = seed_driver(driver, earlier_history=earlier_history)
+        finally:
+            driver.close()  # the last connection: the WAL is checkpointed into the file
+        atexit.register(shutil.rmtree, first.parent, ignore_errors=True)
+        _SEEDED[earlier_history] = (first, seeded)
+    first, seeded = _SEEDED[earlier_history]
+    shutil.copyfile(first, path)
+    return seeded
 
 
 def seed_driver(driver: QueueDriver, *, earlier_history: bool = False) -> Seeded:

@@ -298,3 +298,5 @@ def _free_port() -> int:
 
 #: The PostgreSQL case of a test parametrised over drivers, marked ``postgres``.
 POSTGRESQL = pytest.param("postgresql", marks=pytest.mark.postgres)
+#: The same, left out of the quick loop (``pytest -m "not slow"``).
+SLOW_POSTGRESQL = pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.slow])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from glasswork import __version__
 from glasswork.cli import main
 from glasswork.jobs import JobMessage, MockQueueDriver
 from glasswork.jobs.drivers import QueueStats
@@ -266,6 +267,7 @@ def test_a_driver_url_naming_a_directory_is_a_one_line_usage_error(
     assert "it is a directory, not a database file" in one_line_usage_error(code, err, command)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("target", ["jobs.db", "new.db"])
 def test_a_queue_file_on_a_read_only_mount_is_a_one_line_usage_error(
     capsys: pytest.CaptureFixture[str], url: str, read_only_mount: Path, target: str
@@ -336,3 +338,28 @@ def test_commands_close_the_driver_they_open(
         assert "default" in capsys.readouterr().out
         assert len(kept) == 2
         assert connections() == before
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit, match="0"):
+        main(["--version"])
+    assert capsys.readouterr().out == f"glasswork {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "example"),
+    [
+        (["worker", "--help"], "glasswork worker myapp.worker:AppModule --concurrency 8"),
+        (["dlq", "list", "--help"], "glasswork dlq list --queue emails --limit 20"),
+        (["dlq", "redrive", "--help"], "glasswork dlq redrive --id 7 --id 9"),
+        (["dlq", "purge", "--help"], "glasswork dlq purge --all --queue emails --yes"),
+        (["stats", "--help"], "glasswork stats --json"),
+    ],
+)
+def test_each_command_has_help_with_examples(
+    capsys: pytest.CaptureFixture[str], argv: list[str], example: str
+) -> None:
+    with pytest.raises(SystemExit, match="0"):
+        main(argv)
+    out = capsys.readouterr().out
+    assert "examples:" in out and example in out

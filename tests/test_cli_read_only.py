@@ -115,6 +115,7 @@ def test_a_postgresql_schema_without_the_tables_is_not_created(
     assert served == []
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_a_postgresql_error_mid_command_is_one_line(
     schema: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -25,7 +25,7 @@ from glasswork.dashboard import create_app
 from glasswork.jobs import MockQueueDriver
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
-from pgtest import POSTGRESQL, dsn, fresh_schema
+from pgtest import SLOW_POSTGRESQL, dsn, fresh_schema
 
 BASE = "http://127.0.0.1:8765"
 TOKEN = "test-token-0123456789"
@@ -47,7 +47,7 @@ def seeded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any
 
 #: The tests of what each driver shows and does run on SQLite and PostgreSQL (SQS:
 #: tests/integration/test_dashboard_sqs.py).
-EVERY_DRIVER = pytest.mark.parametrize("seeded", ["sqlite", POSTGRESQL], indirect=True)
+EVERY_DRIVER = pytest.mark.parametrize("seeded", ["sqlite", SLOW_POSTGRESQL], indirect=True)
 
 
 @pytest.fixture
@@ -80,6 +80,7 @@ def declined_id(driver: SQLiteQueueDriver) -> str:
 # -- pages ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @EVERY_DRIVER
 def test_queues_page_shows_counts_and_the_workers_outcomes(
     client: TestClient, driver: SQLiteQueueDriver
@@ -343,6 +344,7 @@ def test_lookup_falls_back_to_dead_letters(tmp_path: Path) -> None:
     driver.close()
 
 
+@pytest.mark.slow
 def test_an_unreachable_cloudwatch_is_a_notice_not_an_error_page(
     driver: SQLiteQueueDriver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

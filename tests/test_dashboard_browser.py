@@ -40,7 +40,7 @@ CHROMIUM_ARGS = [
 TESTS = Path(__file__).resolve().parent
 SCREENSHOT_ENV = "GLASSWORK_README_SCREENSHOT"
 T = TypeVar("T")
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.subprocess]
 
 
 def _require(condition: bool, why: str) -> None:

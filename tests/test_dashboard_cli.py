@@ -99,6 +99,7 @@ def test_redactor_masks_the_url_password_decoded_and_aws_keys() -> None:
     assert redact(text) == "*** *** *** *** ***"
 
 
+@pytest.mark.subprocess
 def test_credentials_from_the_environment_guard_the_served_dashboard(tmp_path: Path) -> None:
     seed(tmp_path / "jobs.db")
     env = dict(os.environ, GLASSWORK_DASHBOARD_AUTH="ops:from-env-secret")

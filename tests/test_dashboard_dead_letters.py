@@ -28,13 +28,13 @@ from fixtures_app.shop import ShopModule
 from glasswork.dashboard import create_app
 from glasswork.jobs.drivers.records import DeadLetterPage, DeadLetterQuery, DeadLetterRecord
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
-from pgtest import POSTGRESQL
+from pgtest import SLOW_POSTGRESQL
 
 BASE = "http://127.0.0.1:8765"
 TOKEN = "test-token-0123456789"
 
 
-@pytest.fixture(params=["sqlite", POSTGRESQL])
+@pytest.fixture(params=["sqlite", SLOW_POSTGRESQL])
 def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Seeded]]:
     with shop_driver(request.param, tmp_path) as seeded:
         yield seeded

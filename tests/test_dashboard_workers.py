@@ -28,14 +28,14 @@ from glasswork.dashboard import create_app
 from glasswork.jobs import JobMessage, MockQueueDriver, define_job
 from glasswork.jobs.drivers.records import WorkerBeat
 from glasswork.jobs.worker import Worker
-from pgtest import POSTGRESQL
+from pgtest import SLOW_POSTGRESQL
 
 release = threading.Event()
 waiting = define_job(name="wait", handler=lambda payload, ctx: release.wait(30), queue="slow")
 SlowModule = define_module(name="slow", jobs=[waiting])
 
 
-@pytest.fixture(params=["sqlite", POSTGRESQL])
+@pytest.fixture(params=["sqlite", SLOW_POSTGRESQL])
 def shop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Seeded]]:
     with shop_driver(request.param, tmp_path) as seeded:
         yield seeded

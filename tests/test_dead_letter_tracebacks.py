@@ -173,6 +173,7 @@ def run_on(worker: str, driver: QueueDriver, module: Any, message: JobMessage) -
         assert summary.dead_lettered == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("worker", ["lambda", "worker"])
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.postgres) if n == "postgres" else n for n in DRIVERS]
@@ -243,6 +244,7 @@ def test_an_sqlite_file_from_before_tracebacks_is_upgraded(tmp_path: Path) -> No
     driver.close()
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_a_postgresql_schema_from_before_tracebacks_is_upgraded() -> None:
     [version] = [v for v, sql in schema._MIGRATIONS.items() if "ADD COLUMN traceback" in sql]

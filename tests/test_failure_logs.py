@@ -65,6 +65,7 @@ def run_every_attempt(worker: str, job_name: str, tmp_path: Path) -> None:
 # -- plain logging --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("worker", ["lambda", "worker"])
 def test_each_failed_attempt_logs_one_warning_the_first_with_its_traceback(
     worker: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -81,6 +82,7 @@ def test_each_failed_attempt_logs_one_warning_the_first_with_its_traceback(
     assert error.exc_info is not None and str(error.exc_info[1]) == f"boom {ATTEMPTS}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("worker", ["lambda", "worker"])
 def test_a_deliberate_transient_error_logs_no_traceback(
     worker: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -120,6 +122,7 @@ def powertools_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
         glasswork.setLevel(saved[2])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("worker", ["lambda", "worker"])
 def test_powertools_gets_the_exception_key_at_the_first_failure(
     worker: str, tmp_path: Path, powertools_lines: Callable[[], list[dict[str, Any]]]

@@ -434,6 +434,7 @@ def test_a_dead_letter_frees_its_key_so_a_redrive_runs_it(tmp_path: Path) -> Non
     assert summary.done == 1 and len(attempts) == 2
 
 
+@pytest.mark.slow
 def test_a_timed_out_run_frees_its_key_for_the_retry(tmp_path: Path) -> None:
     attempts: list[int] = []
 

@@ -424,6 +424,7 @@ def test_a_receive_count_that_is_not_a_number_counts_as_attempt_one(caplog):
     assert "ApproximateReceiveCount 'many' is not an integer" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_record_without_a_message_id_runs_and_only_an_unreportable_retry_raises():
     def job(payload: Item, ctx: JobContext):
         ctx.services.log.add(payload.n, "start")

@@ -386,6 +386,7 @@ def get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+@pytest.mark.slow
 def test_healthz_answers_while_the_loop_runs_and_503_when_it_hangs(running_loop) -> None:
     metrics = PrometheusMetrics()
     server = MetricsServer(metrics, 0, "127.0.0.1", liveness_timeout=0.3)
@@ -408,6 +409,7 @@ def test_healthz_answers_while_the_loop_runs_and_503_when_it_hangs(running_loop)
         urllib.request.urlopen(f"{url}/healthz", timeout=2)
 
 
+@pytest.mark.slow
 def test_a_workers_healthz_follows_its_control_loop(tmp_path: Path) -> None:
     """The worker's control loop is a thread: /healthz is 200 while it turns, 503 while it
     is stuck (here, in a driver call that hangs), and gone once the worker stopped."""

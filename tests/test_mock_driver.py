@@ -154,3 +154,7 @@ def test_receive_filters_by_queue(driver):
     service.enqueue(charge_job, {"order_id": "1"})
     service.enqueue(other, None)
     assert [r.queue for r in driver.receive(queues=["emails"])] == ["emails"]
+
+
+def test_the_mock_has_a_readable_repr() -> None:
+    assert repr(MockQueueDriver()) == "MockQueueDriver(pending=0, dead_letters=0)"

@@ -140,3 +140,13 @@ def test_duplicate_job_names_are_refused_at_bootstrap():
     app = define_module(name="app", imports=[one, two])
     with pytest.raises(ConfigurationError, match="two different jobs are named 'send'"):
         bootstrap_worker(module=app)
+
+
+class Clock:
+    pass
+
+
+def test_services_get_by_class() -> None:
+    services = Services.for_module(define_module(name="m", providers=[Clock]))
+    clock: Clock = services.get(Clock)
+    assert isinstance(clock, Clock) and services.get("clock") is clock

@@ -72,6 +72,7 @@ def test_the_section_has_the_two_examples() -> None:
     assert len(blocks()) == 2
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("which", ["powertools", "plain"])
 def test_the_logs_as_json_examples_run_and_log_as_documented(which: str, tmp_path: Path) -> None:
     if which == "powertools":

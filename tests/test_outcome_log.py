@@ -82,6 +82,7 @@ def test_workers_on_a_driver_that_stores_outcomes_get_the_log_as_a_metrics_sink(
     assert not any(isinstance(s, JobMetrics) for s in chain)
 
 
+@pytest.mark.slow
 def test_a_worker_run_records_every_outcome_kind(driver: SQLiteQueueDriver) -> None:
     jobs = JobService(driver)
     jobs.enqueue(flaky, {})
@@ -161,6 +162,7 @@ def _body() -> str:
     return JobMessage.create("flaky", {}, queue="work").encode()
 
 
+@pytest.mark.subprocess
 def test_counts_are_flushed_when_the_process_exits(tmp_path: Path) -> None:
     script = f"""
 from glasswork import define_module

@@ -10,6 +10,7 @@ import pytest
 from pgtest import LocalServer, _CannotStart
 
 
+@pytest.mark.subprocess
 def test_the_tests_own_server_starts_restarts_and_stops() -> None:
     try:
         server = LocalServer.start()

@@ -12,7 +12,7 @@ import pytest
 
 from pgtest import dsn, fresh_schema
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.subprocess]
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "postgres.md"
 

@@ -1,6 +1,7 @@
 """What only the PostgreSQL driver does, against the real server: LISTEN/NOTIFY wake-ups,
-lost connections, a pool per process, settings. (The queue semantics it shares with the
-SQLite driver: test_queue_driver_contract.py.) Each test works in a schema of its own."""
+lost connections, a pool per process, settings. (The driver contract:
+test_testing_contract.py; what it shares with SQLite: test_sql_drivers.py.) Each test
+works in a schema of its own."""
 
 from __future__ import annotations
 
@@ -76,6 +77,7 @@ def _enqueue_after_fork(driver: PostgresQueueDriver) -> None:
     driver.enqueue(msg(payload="child"))
 
 
+@pytest.mark.subprocess
 def test_a_forked_process_opens_its_own_pool(driver: PostgresQueueDriver) -> None:
     driver.enqueue(msg(payload="parent"))  # the parent's pool is open before the fork
     child = multiprocessing.get_context("fork").Process(target=_enqueue_after_fork, args=(driver,))
@@ -90,6 +92,7 @@ def test_a_forked_process_opens_its_own_pool(driver: PostgresQueueDriver) -> Non
 # -- wake-ups -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_commit_wakes_a_waiting_receive_without_waiting_for_the_poll(schema: str) -> None:
     with make(schema, poll_interval=60) as driver, make(schema) as producer:
         timer = threading.Timer(0.3, lambda: producer.enqueue(msg(queue="emails")))
@@ -101,6 +104,7 @@ def test_a_commit_wakes_a_waiting_receive_without_waiting_for_the_poll(schema: s
         timer.join()
 
 
+@pytest.mark.slow
 def test_a_notification_for_another_queue_does_not_end_the_wait(schema: str) -> None:
     with make(schema, poll_interval=60) as driver, make(schema) as producer:
         threading.Timer(0.1, lambda: producer.enqueue(msg(queue="other"))).start()
@@ -109,6 +113,7 @@ def test_a_notification_for_another_queue_does_not_end_the_wait(schema: str) -> 
         assert [r.queue for r in got] == ["mine"]
 
 
+@pytest.mark.slow
 def test_a_missed_notification_is_covered_by_the_slow_poll(schema: str) -> None:
     with make(schema, poll_interval=0.3) as driver:
         driver.receive(wait_seconds=0.01)  # listening from here on
@@ -125,6 +130,7 @@ def test_a_missed_notification_is_covered_by_the_slow_poll(schema: str) -> None:
         assert len(driver.receive(wait_seconds=30)) == 1
 
 
+@pytest.mark.slow
 def test_a_row_any_producer_inserts_wakes_a_waiting_receive(schema: str) -> None:
     with make(schema, poll_interval=60) as driver:
         driver.receive(wait_seconds=0.01)  # listening from here on
@@ -191,6 +197,7 @@ def test_a_body_whose_names_hold_nul_is_dead_lettered_and_redriven(
 # -- lost connections --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_terminated_sessions_are_reconnected_and_logged(
     schema: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -232,6 +239,7 @@ def within(seconds: float, call: Callable[[], T]) -> T:
     return results[0]
 
 
+@pytest.mark.slow
 def test_half_open_connections_are_closed_as_dead_and_calls_retried_on_new_ones(
     schema: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -266,6 +274,7 @@ def test_half_open_connections_are_closed_as_dead_and_calls_retried_on_new_ones(
         assert JobMessage.from_json(woken.body).payload == 3
 
 
+@pytest.mark.slow
 def test_a_statement_past_statement_timeout_is_cancelled_by_the_server_and_not_retried(
     schema: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -66,6 +66,7 @@ def test_the_driver_creates_its_tables_in_the_chosen_schema(schema: str) -> None
         assert [r[0] for r in versions] == list(range(1, SCHEMA_VERSION + 1))
 
 
+@pytest.mark.slow
 def test_a_schema_name_needing_quotes_and_of_the_longest_length_works(schema: str) -> None:
     odd = f'{schema} "odd" Name'.ljust(53, "x")  # the channel name is then 63 bytes
     try:
@@ -77,6 +78,7 @@ def test_a_schema_name_needing_quotes_and_of_the_longest_length_works(schema: st
             conn.execute(f'DROP SCHEMA IF EXISTS "{odd.replace(chr(34), chr(34) * 2)}" CASCADE')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("odd", ["a$$b", "a$$b$glasswork$c"])
 def test_a_schema_name_holding_dollar_quotes_migrates_and_notifies(odd: str) -> None:
     # The NOTIFY channel literal sits inside the trigger function's dollar-quoted body.
@@ -95,6 +97,7 @@ def test_a_schema_name_holding_dollar_quotes_migrates_and_notifies(odd: str) -> 
             assert JobMessage.from_json(got.body).payload == 1
 
 
+@pytest.mark.slow
 def test_two_schemas_are_separate_queues(schema: str) -> None:
     with (
         fresh_schema() as other_schema,
@@ -294,6 +297,7 @@ def test_glasswork_migrate_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert "glasswork migrate: error: PostgreSQL:" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_a_server_that_never_answers_ends_a_command_with_one_error_line() -> None:
     # A port that accepts connections and never answers (a dead server behind a live
     # address): libpq's connect_timeout, which the driver sets by default, ends the wait.
@@ -320,6 +324,7 @@ def test_a_server_that_never_answers_ends_a_command_with_one_error_line() -> Non
                 proc.wait()
 
 
+@pytest.mark.subprocess
 def test_every_command_takes_a_postgresql_url(
     schema: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

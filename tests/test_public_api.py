@@ -266,6 +266,7 @@ def test_every_exported_name_is_documented() -> None:
     )
 
 
+@pytest.mark.subprocess
 def test_lazy_names_stay_lazy() -> None:
     """The tiers add no eager import: the optional-package parts load on first use."""
     code = (
@@ -273,7 +274,8 @@ def test_lazy_names_stay_lazy() -> None:
         "if m.startswith(('glasswork.jobs.drivers.sqs', 'glasswork.jobs.drivers.sqlite', "
         "'glasswork.jobs.drivers.postgres', 'glasswork.jobs.worker', "
         "'glasswork.jobs.idempotency.dynamodb', 'glasswork.jobs.idempotency.sqlite', "
-        "'glasswork.jobs.metrics.prometheus', 'glasswork.jobs.metrics.outcome_log', 'boto3'))))"
+        "'glasswork.jobs.metrics.prometheus', 'glasswork.jobs.metrics.outcome_log', 'boto3', "
+        "'pytest', 'glasswork.jobs.testing.contract'))))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
@@ -307,6 +309,7 @@ def our_import_statements() -> dict[str, list[str]]:
     return {where: found for where, found in statements.items() if found}
 
 
+@pytest.mark.subprocess
 def test_our_docs_examples_benchmarks_and_tests_import_without_deprecation() -> None:
     statements = our_import_statements()
     assert "README.md block 1" in statements and "examples/app/demo.py" in statements

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -78,3 +79,16 @@ def test_aware_times_in_other_zones_are_converted() -> None:
 def test_bad_schedules_say_what_is_wrong(expression: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_schedule(expression)
+
+
+def test_schedules_are_checked_when_defined_even_without_croniter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from glasswork.jobs import ConfigurationError, define_periodic_job
+
+    monkeypatch.setitem(sys.modules, "croniter", None)  # as on a Lambda without the cron extra
+    job = define_periodic_job(name="nightly", handler=lambda: None, schedule="cron(0 3 * * ? *)")
+    assert job.schedule == "cron(0 3 * * ? *)"
+    for bad in ("every 5 minutes", "cron(0 3 * * * *)", "rate(1 minutes)", "rate(2 hour)"):
+        with pytest.raises(ConfigurationError, match="periodic job 'nightly'"):
+            define_periodic_job(name="nightly", handler=lambda: None, schedule=bad)

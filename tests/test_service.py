@@ -1,9 +1,19 @@
+"""JobService: what it checks before anything is sent, and what it sends; input one driver
+cannot store is refused alike on every driver (SQLite, PostgreSQL, SQS on moto, the mock)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
 from glasswork.jobs import (
+    AsyncJobService,
     DuplicateJobError,
     EnqueueResult,
     InvalidJobPayloadError,
@@ -12,6 +22,11 @@ from glasswork.jobs import (
     PayloadTooLargeError,
     define_job,
 )
+from glasswork.jobs.drivers.postgres import PostgresQueueDriver
+from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
+from pgtest import POSTGRESQL, dsn, fresh_schema
+
+Stored = Callable[[], int]
 
 
 class Welcome(BaseModel):
@@ -184,3 +199,112 @@ def test_enqueue_many_holds_off_the_garbage_collector_while_it_builds(driver):
         assert not gc.isenabled()  # one the application turned off stays off
     finally:
         gc.enable()
+
+
+@pytest.fixture(params=["sqlite", POSTGRESQL, pytest.param("sqs", marks=pytest.mark.aws), "mock"])
+def any_driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Any, Stored]]:
+    """Every driver, SQS (with a unique-key table) and the mock included, with a count of
+    the jobs it holds: for what each must answer alike."""
+    if request.param == "sqs":
+        yield request.getfixturevalue("sqs_driver")
+    elif request.param == "mock":
+        mock = MockQueueDriver()
+        yield mock, lambda: len(mock.pending)
+    elif request.param == "sqlite":
+        sqlite = SQLiteQueueDriver(tmp_path / "jobs.db")
+        yield sqlite, sqlite.pending_count
+        sqlite.close()
+    else:
+        with fresh_schema() as schema, PostgresQueueDriver(dsn(), schema=schema) as postgres:
+            yield postgres, postgres.pending_count
+
+
+@pytest.fixture
+def sqs_driver(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Stored]:
+    """An SQS driver on the moto server, keeping unique keys in DynamoDB."""
+    boto3 = pytest.importorskip("boto3")
+    from glasswork.jobs.drivers.sqs import SQSQueueDriver
+    from glasswork.jobs.drivers.sqs.scheduler import create_scheduler_table
+    from moto_support import reset_moto
+
+    reset_moto(moto_endpoint)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=moto_endpoint)
+    queue = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+    create_scheduler_table("jobs-table", region="us-east-1", endpoint_url=moto_endpoint)
+    driver = SQSQueueDriver(
+        queues={"default": queue},
+        region="us-east-1",
+        endpoint_url=moto_endpoint,
+        scheduler_table="jobs-table",
+        unique_table="jobs-table",
+    )
+
+    def stored() -> int:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])
+        counts = attributes["Attributes"]
+        return sum(
+            int(counts[name])
+            for name in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed")
+        )
+
+    return driver, stored
+
+
+# -- input every driver answers alike --------------------------------------------------------
+
+keyed = define_job(name="keyed", handler=lambda payload, ctx: None, unique=lambda p: p["key"])
+
+
+def on_async_service(driver: Any, call: Callable[[AsyncJobService], Awaitable[Any]]) -> Any:
+    """``call`` on an AsyncJobService of ``driver``, which checks input as JobService does."""
+
+    async def run() -> Any:
+        async with AsyncJobService(driver) as jobs:
+            return await call(jobs)
+
+    return asyncio.run(run())
+
+
+def test_a_unique_key_holding_nul_is_refused_on_every_driver_before_anything_is_stored(
+    any_driver: tuple[Any, Stored],
+) -> None:
+    # PostgreSQL text cannot hold U+0000 (a raw psycopg.DataError there); the others took it.
+    driver, stored = any_driver
+    jobs = JobService(driver)
+    with pytest.raises(InvalidJobPayloadError, match=r"unique key 'a\\x00b' holds U\+0000"):
+        jobs.enqueue(keyed, {"key": "a\x00b"})
+    with pytest.raises(InvalidJobPayloadError, match=r"U\+0000"):
+        jobs.enqueue_many(keyed, [{"key": "fine"}, {"key": "\x00"}])
+    with pytest.raises(InvalidJobPayloadError, match=r"U\+0000"):
+        on_async_service(driver, lambda a: a.enqueue(keyed, {"key": "a\x00b"}))
+    assert stored() == 0
+    jobs.enqueue(keyed, {"key": "fine"})  # the batch took nothing, not even its key
+    assert stored() == 1
+
+
+def test_a_due_time_past_the_year_9999_is_refused_on_every_driver_before_anything_is_stored(
+    any_driver: tuple[Any, Stored],
+) -> None:
+    # SQLite refused it; PostgreSQL stored it, then failed to read the time back (or
+    # overflowed); the mock overflowed after taking the key; SQS overflowed.
+    driver, stored = any_driver
+    jobs = JobService(driver)
+    for delay in (1e12, 1e300, float("inf"), timedelta(days=3_000_000)):
+        with pytest.raises(ValueError, match=r"after the year 9999.*nothing was stored"):
+            jobs.enqueue_in(keyed, {"key": "late"}, delay)
+        with pytest.raises(ValueError, match=r"after the year 9999.*nothing was stored"):
+            jobs.enqueue_many(keyed, [{"key": "late"}], delay=delay)
+    with pytest.raises(ValueError, match=r"after the year 9999.*nothing was stored"):
+        on_async_service(driver, lambda a: a.enqueue_in(keyed, {"key": "late"}, 1e12))
+    with pytest.raises(ValueError, match=r"after the year 9999.*nothing was stored"):
+        on_async_service(driver, lambda a: a.enqueue_many(keyed, [{"key": "late"}], delay=1e12))
+    west = timezone(timedelta(hours=-12))  # datetime.max there is past 9999 in UTC
+    with pytest.raises(ValueError, match="nothing was stored"):
+        jobs.enqueue_at(keyed, {"key": "late"}, datetime.max.replace(tzinfo=west))
+    assert stored() == 0
+    jobs.enqueue(keyed, {"key": "late"})  # nothing held the key
+    with pytest.raises(DuplicateJobError):
+        jobs.enqueue(keyed, {"key": "late"})
+    assert stored() == 1

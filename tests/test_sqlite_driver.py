@@ -1,6 +1,6 @@
 """SQLiteQueueDriver: what only the SQLite file does (WAL, per-thread connections, no
-in-memory database); the contract every durable driver keeps, on SQLite and PostgreSQL
-alike, is in test_queue_driver_contract.py."""
+in-memory database); the driver contract is test_testing_contract.py, what it shares with PostgreSQL
+test_sql_drivers.py."""
 
 from __future__ import annotations
 
@@ -101,3 +101,7 @@ def test_a_write_lock_held_past_busy_timeout_fails_the_call_and_stores_nothing(d
     [got] = driver.receive()
     assert JobMessage.from_json(got.body).payload == 1
     driver.close()
+
+
+def test_the_driver_has_a_readable_repr(tmp_path: Path) -> None:
+    assert repr(SQLiteQueueDriver(tmp_path / "j.db")).startswith("SQLiteQueueDriver(")

@@ -1,7 +1,7 @@
 """The SQLite driver's outcome table: the upgrade of a version-1 file (schema version 2); its
 dead-letter ids, never reused, and the upgrade of a version-2 file to them (version 3).
-(Outcome history and job lookup as every durable driver offers them:
-test_queue_driver_contract.py.)"""
+(Outcome history and job lookup as every driver with them offers them: the contract suite,
+test_testing_contract.py.)"""
 
 from __future__ import annotations
 

@@ -411,11 +411,13 @@ def _run_isolated(prelude: str, env: dict[str, str]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.subprocess
 def test_with_tracing_off_running_jobs_loads_no_opentelemetry_or_prometheus() -> None:
     result = _run_isolated("", {"GLASSWORK_TRACING": "off"})
     assert result == {"loaded": [], "done": 1, "tracing": False}
 
 
+@pytest.mark.subprocess
 def test_without_the_otel_extra_nothing_is_imported_and_jobs_run() -> None:
     # What an environment without opentelemetry-api looks like to the import system.
     hide = "sys.modules['opentelemetry'] = None; sys.modules['prometheus_client'] = None"
@@ -424,6 +426,7 @@ def test_without_the_otel_extra_nothing_is_imported_and_jobs_run() -> None:
     assert result == {"loaded": [], "done": 1, "tracing": False}
 
 
+@pytest.mark.subprocess
 def test_with_the_api_installed_tracing_is_on_by_itself() -> None:
     result = _run_isolated("", {"GLASSWORK_TRACING": ""})
     assert result["tracing"] is True
@@ -463,6 +466,7 @@ def test_a_broken_propagator_neither_stops_an_enqueue_nor_a_run(exporter, caplog
     assert "could not start the span of a run; running untraced" in caplog.text
 
 
+@pytest.mark.subprocess
 def test_before_an_sdk_is_configured_no_span_is_made_and_after_it_spans_flow() -> None:
     script = textwrap.dedent(
         """

@@ -27,6 +27,7 @@ def test_the_app_has_both_kinds_of_lines() -> None:
     assert len(APP.read_text().splitlines()) - len(expected_lines()) > 100
 
 
+@pytest.mark.subprocess
 def test_mypy_strict(tmp_path: Path) -> None:
     done = subprocess.run(
         [
@@ -54,6 +55,7 @@ def test_mypy_strict(tmp_path: Path) -> None:
     assert expected_lines() - found == set(), "lines mypy accepted but should refuse"
 
 
+@pytest.mark.subprocess
 def test_pyright_strict() -> None:
     pytest.importorskip("pyright", reason="pyright is in the dev extra")
     done = subprocess.run(
@@ -85,6 +87,7 @@ def test_pyright_strict() -> None:
     assert expected_lines() - found == set(), "lines pyright accepted but should refuse"
 
 
+@pytest.mark.subprocess
 def test_readme_code_is_type_correct(tmp_path: Path) -> None:
     """README's Python blocks, as one file (tests/test_readme.py runs them): no error under
     mypy --strict or pyright's standard mode (its strict mode wants the hook lambdas typed)."""

@@ -160,6 +160,7 @@ def test_async_jobs_overlap_on_the_loop(driver: SQLiteQueueDriver) -> None:
     assert running.peak == 10
 
 
+@pytest.mark.slow
 def test_transient_failures_retry_until_max_attempts_then_dead_letter(
     driver: SQLiteQueueDriver,
 ) -> None:
@@ -183,6 +184,7 @@ def test_transient_failures_retry_until_max_attempts_then_dead_letter(
     assert driver.pending_count() == 0
 
 
+@pytest.mark.slow
 def test_retry_then_success(driver: SQLiteQueueDriver) -> None:
     def handler(payload: Any, ctx: Any) -> None:
         if ctx.attempt == 1:
@@ -255,6 +257,7 @@ class _BrokenDeadLetter(SQLiteQueueDriver):
         raise OSError("disk full")
 
 
+@pytest.mark.slow
 def test_dead_letter_rules_match_the_lambda_worker(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -333,6 +336,7 @@ def test_jobs_still_running_after_grace_period_are_released(driver: SQLiteQueueD
     assert (stats.ready, stats.in_flight) == (1, 0)  # released now, not after the lease
 
 
+@pytest.mark.slow
 def test_slow_jobs_are_not_hoarded_by_one_worker(driver: SQLiteQueueDriver) -> None:
     # All four run at once, so each worker (two threads) must hold two: one that took
     # more would have them wait in its hands, and the four would never meet.
@@ -380,6 +384,7 @@ def test_shutdown_releases_prefetched_messages_too(driver: SQLiteQueueDriver) ->
     assert (stats.ready, stats.in_flight) == (7, 0)
 
 
+@pytest.mark.slow
 def test_long_job_keeps_its_lease(tmp_path: Path) -> None:
     lease = 1.0  # renewed every third of it: room for a busy machine's pauses
     driver = SQLiteQueueDriver(tmp_path / "jobs.db", visibility_timeout=lease)
@@ -407,6 +412,7 @@ def test_long_job_keeps_its_lease(tmp_path: Path) -> None:
     assert runs == [1]
 
 
+@pytest.mark.slow
 def test_periodic_jobs_fire_once_per_time_across_workers(driver: SQLiteQueueDriver) -> None:
     runs: list[float] = []
     tick = define_periodic_job(
@@ -462,6 +468,7 @@ def job_threads(worker: Worker) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(prefix)]
 
 
+@pytest.mark.slow
 def test_hung_sync_jobs_are_timed_out_and_their_threads_replaced(
     driver: SQLiteQueueDriver,
 ) -> None:
@@ -570,6 +577,7 @@ def test_a_job_stuck_outside_its_handler_frees_its_slot_and_its_lease_runs_out(
     assert driver.pending_count() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_run_until_empty_returns_within_its_timeout_releasing_what_runs(
     driver: SQLiteQueueDriver, kind: str
@@ -641,6 +649,7 @@ def test_base_exceptions_fail_the_job_and_keep_the_slot(
     assert (summary.retried, summary.done, summary.counts["errors"]) == (1, 1, 0)
 
 
+@pytest.mark.slow
 def test_log_lines_carry_job_fields_and_the_first_failure_its_traceback(
     driver: SQLiteQueueDriver, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -737,6 +746,7 @@ def test_sync_and_async_jobs_together_stay_within_concurrency(
     assert peak == 3
 
 
+@pytest.mark.slow
 def test_an_async_job_blocking_the_loop_past_its_timeout_is_given_up_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

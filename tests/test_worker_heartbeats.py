@@ -69,6 +69,7 @@ def eventually(read: Callable[[], T], ok: Callable[[T], bool], seconds: float = 
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_a_running_worker_beats_with_its_jobs_in_flight_and_leaves_when_it_stops(
     driver: Any,
 ) -> None:
@@ -131,6 +132,7 @@ def beat_of(driver: Any, pid: int) -> WorkerBeat | None:
     return next((w for w in driver.heartbeat_store().workers() if w.pid == pid), None)
 
 
+@pytest.mark.subprocess
 def test_a_worker_process_stopped_by_sigterm_removes_its_row(url: str, driver: Any) -> None:
     process = start_worker(url)
     try:
@@ -144,6 +146,7 @@ def test_a_worker_process_stopped_by_sigterm_removes_its_row(url: str, driver: A
     assert beat_of(driver, process.pid) is None
 
 
+@pytest.mark.subprocess
 def test_a_killed_worker_is_shown_as_gone_then_forgotten(url: str, driver: Any) -> None:
     process = start_worker(url)
     try:

@@ -47,6 +47,7 @@ def flaky(backoff: float, runs: list[int]) -> Any:
     )
 
 
+@pytest.mark.slow
 def test_a_run_until_empty_waits_for_a_retry_due_within_its_window(
     driver: SQLiteQueueDriver,
 ) -> None:
@@ -76,6 +77,7 @@ def test_a_retry_due_later_is_left_pending_and_the_summary_says_so(
     assert driver.stats()["default"].delayed == 1
 
 
+@pytest.mark.slow
 def test_the_cli_until_empty_runs_retries_due_within_the_grace_period(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -403,6 +403,7 @@ def refusing_aws() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.subprocess
 def test_a_mapping_check_that_is_not_permitted_names_the_permission_once(
     in_lambda, refusing_aws, monkeypatch, caplog
 ):
@@ -421,6 +422,7 @@ def test_a_mapping_check_that_is_not_permitted_names_the_permission_once(
     assert len(told) == 1 and told[0].levelno == logging.INFO
 
 
+@pytest.mark.subprocess
 def test_a_dlq_that_cannot_be_looked_up_keeps_the_message_on_its_queue(
     in_lambda, refusing_aws, monkeypatch, caplog
 ):

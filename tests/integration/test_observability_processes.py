@@ -21,6 +21,8 @@ from . import test_worker_processes
 from .test_worker_processes import COMMAND, TESTS, Setup, wait_until
 from .test_worker_processes import setup as setup  # the same fixture: a SQLite file, 1 s leases
 
+pytestmark = pytest.mark.subprocess
+
 APP = "fixtures_app.once:OnceModule"  # the fixture app and an idempotent job
 
 

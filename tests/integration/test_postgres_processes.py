@@ -25,7 +25,7 @@ from pgtest import connect, dsn, fresh_schema, restart, url
 
 from .test_worker_processes import Setup, assert_no_overlap, sigkill_mid_job, wait_until
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.subprocess]
 
 
 class PgSetup(Setup):

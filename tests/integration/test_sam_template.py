@@ -110,6 +110,7 @@ def test_status_table_matches_the_status_schema(resources: dict) -> None:
     assert table["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
 
 
+@pytest.mark.subprocess
 def test_template_passes_cfn_lint() -> None:
     pytest.importorskip("cfnlint")
     # E2533 (deprecated runtime) depends on today's date, not on the template's validity.

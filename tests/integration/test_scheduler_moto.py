@@ -515,6 +515,7 @@ run_scheduler(table_name=table, region="us-east-1", driver=driver, endpoint_url=
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("when", ["later", "at-start", "in-wait"])
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_run_scheduler_in_a_process_stops_on_a_signal(

@@ -468,6 +468,7 @@ def test_dead_letter_queues_must_name_configured_queues(aws: Aws) -> None:
         )
 
 
+@pytest.mark.subprocess
 def test_importing_glasswork_jobs_does_not_import_boto3() -> None:
     code = (
         "import sys, glasswork.jobs\n"
@@ -476,3 +477,11 @@ def test_importing_glasswork_jobs_does_not_import_boto3() -> None:
         "assert 'boto3' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_driver_has_a_readable_repr() -> None:
+    sqs = SQSQueueDriver(
+        region="eu-west-1",
+        queues={"default": "https://sqs.eu-west-1.amazonaws.com/1/jobs", "emails": "https://x/e"},
+    )
+    assert repr(sqs) == "SQSQueueDriver(region='eu-west-1', queues=['default', 'emails'])"

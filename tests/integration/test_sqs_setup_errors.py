@@ -120,6 +120,7 @@ def test_a_worker_on_a_missing_queue_fails_at_start_naming_it(aws: Aws) -> None:
         worker.run()
 
 
+@pytest.mark.subprocess
 def test_a_worker_process_on_a_missing_queue_exits_at_once(aws: Aws, tmp_path: Path) -> None:
     url = sqs_url(aws.endpoint, f"{aws.endpoint}/123456789012/gone")
     started = time.monotonic()

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from glasswork.jobs import JobService
 from glasswork.jobs.drivers.records import ReceivedMessage
 from glasswork.jobs.drivers.sqs import SQSQueueDriver
@@ -37,6 +39,7 @@ def runs(db: Path) -> list[dict[str, Any]]:
         conn.close()
 
 
+@pytest.mark.subprocess
 def test_a_job_longer_than_the_visibility_timeout_runs_once_with_two_workers(
     aws: Aws, tmp_path: Path
 ) -> None:

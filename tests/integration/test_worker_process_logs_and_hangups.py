@@ -7,7 +7,11 @@ import json
 import signal
 import time
 
+import pytest
+
 from .test_worker_processes import Setup, fail, record, setup, wait_until
+
+pytestmark = pytest.mark.subprocess
 
 __all__ = ["setup"]  # the fixture, used by name
 

@@ -32,6 +32,8 @@ if str(TESTS) not in sys.path:
 from fixtures_app.app import fail, record  # noqa: E402
 from fixtures_app.hazards import block, explode, explode_async, hang  # noqa: E402
 
+pytestmark = pytest.mark.subprocess
+
 SCRIPT = Path(sys.executable).with_name("glasswork")
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "glasswork.cli"]
 APP = "fixtures_app.app:AppModule"

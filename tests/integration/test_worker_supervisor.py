@@ -91,6 +91,7 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.subprocess
 def test_processes_share_the_jobs_and_stop_together_on_sigterm(setup: SupervisedSetup) -> None:
     supervisor = setup.start_supervisor("2", "--concurrency", "4")
     children = setup.wait_for_workers(2)
@@ -113,6 +114,7 @@ def test_processes_share_the_jobs_and_stop_together_on_sigterm(setup: Supervised
     assert f"glasswork.worker[{children[0]}]: worker started" in log
 
 
+@pytest.mark.subprocess
 def test_a_process_killed_mid_job_is_replaced_and_no_job_is_lost_or_run_twice(
     setup: SupervisedSetup,
 ) -> None:
@@ -159,6 +161,7 @@ def keep_busy(setup: SupervisedSetup, children: list[int], jobs: int = 6) -> set
     return {str(r["key"]) for r in running()}
 
 
+@pytest.mark.subprocess
 def test_sigterm_to_the_supervisor_lets_every_process_finish_its_jobs(
     setup: SupervisedSetup,
 ) -> None:
@@ -176,6 +179,7 @@ def test_sigterm_to_the_supervisor_lets_every_process_finish_its_jobs(
     assert setup.log("supervisor").count("SIGTERM: no new jobs; finishing") == 2
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP])
 def test_sigint_and_sighup_are_passed_on_once(setup: SupervisedSetup, signum: int) -> None:
     supervisor = setup.start_supervisor("2", "--concurrency", "1")
@@ -191,6 +195,7 @@ def test_sigint_and_sighup_are_passed_on_once(setup: SupervisedSetup, signum: in
     assert not any(alive(pid) for pid in children)
 
 
+@pytest.mark.subprocess
 def test_processes_stop_when_the_supervisor_is_killed(setup: SupervisedSetup) -> None:
     supervisor = setup.start_supervisor("2")
     children = setup.wait_for_workers(2)
@@ -205,6 +210,7 @@ def test_processes_stop_when_the_supervisor_is_killed(setup: SupervisedSetup) ->
     assert setup.driver().pending_count() == 0
 
 
+@pytest.mark.subprocess
 def test_until_empty_processes_finish_and_are_not_replaced(setup: SupervisedSetup) -> None:
     setup.jobs().enqueue_many(record, [{"key": f"job-{i}"} for i in range(50)])
     supervisor = setup.start_supervisor("2", "--until-empty")
@@ -216,6 +222,7 @@ def test_until_empty_processes_finish_and_are_not_replaced(setup: SupervisedSetu
     assert "starting another" not in log
 
 
+@pytest.mark.subprocess
 def test_a_process_that_fails_as_it_starts_stops_the_supervisor(tmp_path: Path) -> None:
     proc = subprocess.run(
         [*COMMAND, "worker", "fixtures_app.no_such_module:App", "--processes", "2"],
@@ -240,6 +247,7 @@ def test_processes_from_the_environment_and_auto(monkeypatch: pytest.MonkeyPatch
     assert parse_args(["worker", APP]).processes == 1
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("value", ["0", "-1", "many"])
 def test_a_bad_number_of_processes_is_a_usage_error(value: str) -> None:
     proc = subprocess.run(
@@ -268,6 +276,7 @@ def supervise(supervisor: Supervisor) -> tuple[threading.Thread, list[int]]:
     return thread, status
 
 
+@pytest.mark.subprocess
 def test_a_dying_process_is_replaced_after_a_doubling_backoff(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -300,6 +309,7 @@ def ready_after(handler: str, ready: Path) -> list[str]:
     return [*python(code), str(ready)]
 
 
+@pytest.mark.subprocess
 def test_a_process_that_ignores_the_stop_is_killed_after_kill_after(
     caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
@@ -316,6 +326,7 @@ def test_a_process_that_ignores_the_stop_is_killed_after_kill_after(
     assert status == [1]
 
 
+@pytest.mark.subprocess
 def test_processes_that_stop_cleanly_make_status_0(
     caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:

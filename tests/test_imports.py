@@ -1,10 +1,9 @@
-"""What a porter from the TypeScript seeds tries first: imports from the package root, the
-seeds' logging style, typed service lookups, readable drivers, a light import."""
+"""Importing glasswork: every public name from the package root, lazy names visible to type
+checkers, a light import, and no import cycles between modules."""
 
 from __future__ import annotations
 
 import ast
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +12,6 @@ import pytest
 
 import glasswork
 import glasswork.jobs
-from glasswork import define_module
-from glasswork.jobs import JobService, MockQueueDriver, define_job
-from glasswork.services import Services
 
 SRC = Path(glasswork.__file__).resolve().parent
 
@@ -43,6 +39,7 @@ def test_lazy_names_are_listed_and_visible_to_type_checkers() -> None:
         assert lazy <= checked, path
 
 
+@pytest.mark.subprocess
 def test_import_glasswork_stays_light() -> None:
     code = (
         "import sys, glasswork; "
@@ -74,6 +71,7 @@ def _imports(path: Path, package: str) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_no_import_cycles_between_modules() -> None:
     modules: dict[str, Path] = {}
     for path in SRC.rglob("*.py"):
@@ -97,58 +95,3 @@ def test_no_import_cycles_between_modules() -> None:
     for name in modules:
         if name not in inits:
             visit(name, [])
-
-
-def test_seeds_style_structured_logging_keeps_the_line(caplog: pytest.LogCaptureFixture) -> None:
-    def handler(payload: object, ctx: glasswork.JobContext) -> None:
-        ctx.logger.info({"user_id": "u1", "name": "clash"}, "Welcome email sent")
-        ctx.logger.error({"err": "boom"}, "Job failed: %s", "details")
-
-    job = define_job(name="welcome", handler=handler)
-    driver = MockQueueDriver()
-    JobService(driver).enqueue(job, None)
-    with caplog.at_level(logging.INFO, logger="glasswork.jobs"):
-        driver.drain(define_module(name="app", jobs=[job]))
-    sent = next(r for r in caplog.records if "Welcome email sent" in r.getMessage())
-    assert sent.user_id == "u1"  # type: ignore[attr-defined]
-    assert sent.name_ == "clash"  # type: ignore[attr-defined] - 'name' is the logger's own
-    assert sent.job_name == "welcome"  # type: ignore[attr-defined]
-    assert "user_id='u1'" in sent.getMessage()
-    failed = next(r for r in caplog.records if "Job failed" in r.getMessage())
-    assert "Job failed: details" in failed.getMessage() and failed.err == "boom"  # type: ignore[attr-defined]
-    assert not [r for r in caplog.records if "Logging error" in r.getMessage()]
-
-
-class Clock:
-    pass
-
-
-def test_services_get_by_class() -> None:
-    services = Services.for_module(define_module(name="m", providers=[Clock]))
-    clock: Clock = services.get(Clock)
-    assert isinstance(clock, Clock) and services.get("clock") is clock
-
-
-def test_drivers_have_readable_reprs(tmp_path: Path) -> None:
-    from glasswork.jobs import SQLiteQueueDriver, SQSQueueDriver
-
-    sqs = SQSQueueDriver(
-        region="eu-west-1",
-        queues={"default": "https://sqs.eu-west-1.amazonaws.com/1/jobs", "emails": "https://x/e"},
-    )
-    assert repr(sqs) == "SQSQueueDriver(region='eu-west-1', queues=['default', 'emails'])"
-    assert repr(MockQueueDriver()) == "MockQueueDriver(pending=0, dead_letters=0)"
-    assert repr(SQLiteQueueDriver(tmp_path / "j.db")).startswith("SQLiteQueueDriver(")
-
-
-def test_schedules_are_checked_when_defined_even_without_croniter(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from glasswork.jobs import ConfigurationError, define_periodic_job
-
-    monkeypatch.setitem(sys.modules, "croniter", None)  # as on a Lambda without the cron extra
-    job = define_periodic_job(name="nightly", handler=lambda: None, schedule="cron(0 3 * * ? *)")
-    assert job.schedule == "cron(0 3 * * ? *)"
-    for bad in ("every 5 minutes", "cron(0 3 * * * *)", "rate(1 minutes)", "rate(2 hour)"):
-        with pytest.raises(ConfigurationError, match="periodic job 'nightly'"):
-            define_periodic_job(name="nightly", handler=lambda: None, schedule=bad)

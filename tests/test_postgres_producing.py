@@ -68,6 +68,7 @@ def test_one_enqueue_is_one_prepared_statement_in_one_round_trip(
         assert driver.pending_count() == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unique", [False, True])
 def test_a_batch_of_any_size_is_one_prepared_statement(
     driver: PostgresQueueDriver, unique: bool

@@ -1,7 +1,8 @@
 """The PostgreSQL driver's outcome history and job lookup (what the dashboard reads), against
 the real server, each test in a schema of its own: counts recorded by a real worker and by
 concurrent writers, the upgrade of a version-1 schema (by the driver, and by ``glasswork
-migrate``). (What it shares with SQLite: test_queue_driver_contract.py.)"""
+migrate``). (What it shares with SQLite: test_sql_drivers.py; the contract:
+test_testing_contract.py.)"""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ def totals(counts: list[OutcomeCount]) -> dict[str, int]:
     return found
 
 
+@pytest.mark.slow
 def test_workers_recording_the_same_keys_at_once_lose_nothing(schema: str) -> None:
     keys = [("q", f"job-{n}", kind) for n in range(20) for kind in ("done", "retry")]
     errors: list[BaseException] = []
@@ -74,6 +76,7 @@ def test_workers_recording_the_same_keys_at_once_lose_nothing(schema: str) -> No
     assert len(history) == len(keys) and {c.count for c in history} == {40}
 
 
+@pytest.mark.slow
 def test_a_real_worker_records_its_outcomes(driver: PostgresQueueDriver) -> None:
     seeded = seed_driver(driver)
     # 6 receipts (3 retried once, 1 twice... as in the SQLite seed), 3 charges (2 declined),
@@ -135,6 +138,7 @@ def test_a_version_1_schema_is_upgraded_by_the_driver_and_keeps_its_jobs(schema:
         assert [r[0] for r in versions] == list(range(1, SCHEMA_VERSION + 1))
 
 
+@pytest.mark.slow
 def test_glasswork_migrate_shows_then_applies_the_outcomes_migration(
     schema: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,0 +1,982 @@
+"""The driver contract suite: the behaviour ``docs/drivers.md`` promises, as pytest tests a
+driver author runs on their own driver.
+
+In a test module of yours, import the suite and give it a ``driver_factory`` fixture::
+
+    import pytest
+    from glasswork.jobs.testing.contract import *  # noqa: F403 (the tests and fixtures)
+
+    @pytest.fixture
+    def driver_factory(tmp_path):
+        opened = []
+
+        def make(*, lease_seconds=None):
+            opened.append(MyDriver(tmp_path / "jobs", lease=lease_seconds or 30))
+            return opened[-1]
+
+        yield make
+        for driver in opened:
+            driver.close()
+
+Every test of the suite is then collected in your module. The factory's rules:
+
+* ``make()`` returns a new driver; every call within one test opens a driver onto the *same*
+  store (two workers on one backend), and that store is empty when the test starts.
+* ``make(lease_seconds=s)`` returns one whose leases (``visibility_timeout``) last about ``s``
+  seconds (the lease tests ask for half a second; whole seconds are fine, the tests read the
+  lease back).
+* Jobs go to the queues named in :data:`QUEUES`; the driver must take them.
+
+The core tests run on every driver. Each capability group's tests run on a driver that has
+the group (:func:`~glasswork.jobs.drivers.contract.capabilities_of`) and are skipped, naming
+the group, on one that lacks it. What a driver may leave out of the core is said by a
+``contract_options`` fixture returning :class:`ContractOptions` (define it in the same
+module, after the import, to replace the default): whether it keeps unique keys, and the
+tests it is known to fail (run as strict ``xfail``, so a fix shows).
+
+Not covered here: ``TransactionalEnqueue`` (it needs your database's connection),
+``RunSteps`` and ``IdempotencyProvider`` (what they return is checked by the worker's own
+use of it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Protocol
+
+import pytest
+
+from ..drivers.contract import (
+    CAPABILITY_GROUPS,
+    Capabilities,
+    QueueDriver,
+    capabilities_of,
+    driver_name,
+    lease_seconds,
+    lookup_scope,
+)
+from ..drivers.records import (
+    DeadLetterQuery,
+    EnqueueResult,
+    OutcomeCount,
+    QueueStats,
+    ReceivedMessage,
+    WorkerBeat,
+)
+from ..errors import ConfigurationError, DuplicateJobError
+from ..message import JobMessage
+
+__all__ = [
+    "QUEUES",
+    "ContractOptions",
+    "DriverFactory",
+    "TestBatchAck",
+    "TestBatchNack",
+    "TestClosing",
+    "TestConfiguredQueues",
+    "TestConsuming",
+    "TestDeadLetterAdmin",
+    "TestDeadLetterSearch",
+    "TestDelayLimit",
+    "TestDelays",
+    "TestHandBack",
+    "TestHeartbeats",
+    "TestJobFinder",
+    "TestLeaseExtension",
+    "TestNativeAsync",
+    "TestOutcomeStore",
+    "TestPendingCount",
+    "TestPeriodicClaims",
+    "TestProducing",
+    "TestQueueCounts",
+    "TestSetupCheck",
+    "TestUniqueKeys",
+    "contract_options",
+    "driver",
+    "known_gaps",
+]
+
+#: The queues the suite puts jobs on.
+QUEUES = ("default", "other")
+#: How long the suite waits for something the driver should do soon (a delay coming due, a
+#: message long-polled): generous, since a waiting test ends as soon as it happens.
+PATIENCE = 15.0
+
+
+class DriverFactory(Protocol):
+    """What the ``driver_factory`` fixture returns (see the module)."""
+
+    def __call__(self, *, lease_seconds: float | None = None) -> QueueDriver: ...
+
+
+@dataclass(frozen=True)
+class ContractOptions:
+    """What a driver may leave out, and the tests it is known to fail.
+
+    ``unique_keys``: the driver keeps unique keys (``DuplicateJobError`` for a second pending
+    job of the same ``job_name`` and ``unique_key``); False skips those tests.
+    ``known_gaps``: test function name -> why the driver cannot pass it; such a test runs as
+    a strict ``xfail``."""
+
+    unique_keys: bool = True
+    known_gaps: Mapping[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture
+def contract_options() -> ContractOptions:
+    """The default: unique keys kept, no known gaps. Replace it in your module."""
+    return ContractOptions()
+
+
+@pytest.fixture(autouse=True)
+def known_gaps(request: pytest.FixtureRequest, contract_options: ContractOptions) -> None:
+    """Runs each test named in ``contract_options.known_gaps`` as a strict xfail."""
+    name = getattr(request.function, "__name__", "")
+    reason = contract_options.known_gaps.get(name)
+    if reason is not None:
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+
+
+@pytest.fixture
+def driver(driver_factory: DriverFactory) -> QueueDriver:
+    """A driver from the author's factory, on an empty store."""
+    return driver_factory()
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def job(name: str = "contract-job", payload: object = None, **options: Any) -> JobMessage:
+    """A message for the suite's tests."""
+    return JobMessage.create(name, payload, **options)
+
+
+def group(driver: object, field_name: str) -> Any:
+    """``driver`` as the capability group ``field_name``, or the test skipped naming it."""
+    found = getattr(capabilities_of(driver), field_name)
+    if found is None:
+        protocol = dict(CAPABILITY_GROUPS)[field_name].__name__
+        pytest.skip(f"the {driver_name(driver)} driver has no {protocol} ({field_name})")
+    return found
+
+
+def consuming(driver: object) -> Any:
+    return group(driver, "consuming")
+
+
+def receive_exactly(
+    driver: Any, count: int, queues: Sequence[str] | None = None, within: float = PATIENCE
+) -> list[ReceivedMessage]:
+    """``count`` deliveries, waiting up to ``within`` seconds for them to come due; fails
+    with what came when fewer do."""
+    got: list[ReceivedMessage] = []
+    deadline = time.monotonic() + within
+    while len(got) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"expected {count} deliveries within {within} s, got {len(got)}")
+        got.extend(driver.receive(queues, count - len(got), min(1.0, left)))
+    return got
+
+
+def nothing_due(driver: Any, queues: Sequence[str] | None = None) -> bool:
+    """Whether a receive now finds nothing (what it found is handed back)."""
+    found = driver.receive(queues, 10, 0.0)
+    for r in found:
+        driver.nack(r)
+    return not found
+
+
+def eventually(check: Callable[[], bool], what: str, within: float = PATIENCE) -> None:
+    """Wait up to ``within`` seconds for ``check()``; fails saying ``what`` did not happen."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {within} s")
+        time.sleep(0.05)
+
+
+def payloads(received: Sequence[ReceivedMessage]) -> list[Any]:
+    return [JobMessage.from_json(r.body).payload for r in received]
+
+
+def short_lease(driver_factory: DriverFactory) -> tuple[Any, float]:
+    """A driver whose leases are short, and their length."""
+    made = driver_factory(lease_seconds=0.5)
+    lease = lease_seconds(group(made, "lease_extension"))
+    if not isinstance(lease, int | float) or not 0 < lease <= 5:
+        pytest.fail(
+            f"driver_factory(lease_seconds=0.5) made a driver whose lease is {lease!r} s: the "
+            "lease tests need one of a few seconds at most"
+        )
+    return made, float(lease)
+
+
+def caps(driver: object) -> Capabilities:
+    return capabilities_of(driver)
+
+
+# -- the core: producing -----------------------------------------------------------------------
+
+
+class TestProducing:
+    """``enqueue``, ``enqueue_in``, ``enqueue_at``, ``enqueue_many``, ``message_limit`` and
+    ``dead_letter``: what every driver does."""
+
+    def test_enqueue_answers_with_the_job_and_queue_and_no_due_time(self, driver: Any) -> None:
+        message = job(queue="other")
+        result = driver.enqueue(message)
+        assert isinstance(result, EnqueueResult)
+        assert (result.job_id, result.queue, result.scheduled_at) == (message.job_id, "other", None)
+        assert isinstance(result.message_id, str)
+        assert result.message_id
+
+    def test_enqueue_in_says_when_the_job_comes_due(self, driver: Any) -> None:
+        before = datetime.now(UTC)
+        result = driver.enqueue_in(job(), 120)
+        assert result.scheduled_at is not None
+        assert result.scheduled_at.tzinfo is not None
+        assert before + timedelta(seconds=119) <= result.scheduled_at
+        assert result.scheduled_at <= datetime.now(UTC) + timedelta(seconds=125)
+
+    def test_enqueue_at_a_past_time_runs_now_and_a_future_time_later(self, driver: Any) -> None:
+        past = driver.enqueue_at(job(), datetime.now(UTC) - timedelta(days=1))
+        assert past.scheduled_at is None
+        west = timezone(timedelta(hours=-5))
+        run_at = datetime.now(west) + timedelta(minutes=10)
+        future = driver.enqueue_at(job(), run_at)
+        assert future.scheduled_at is not None
+        assert abs((future.scheduled_at - run_at).total_seconds()) < 5
+
+    def test_enqueue_many_answers_each_message_in_order(self, driver: Any) -> None:
+        messages = [job(payload=i) for i in range(12)]
+        results = driver.enqueue_many(messages)
+        assert [r.job_id for r in results] == [m.job_id for m in messages]
+        assert len({r.message_id for r in results}) == 12
+        assert all(r.scheduled_at is None for r in results)
+        delayed = driver.enqueue_many([job(), job()], delay_seconds=120)
+        assert all(r.scheduled_at is not None for r in delayed)
+
+    def test_message_limit_is_a_positive_number_of_bytes(self, driver: Any) -> None:
+        for queue in QUEUES:
+            limit = driver.message_limit(queue)
+            assert isinstance(limit, int)
+            assert limit > 0
+
+    def test_dead_letter_says_whether_it_kept_the_message(self, driver: Any) -> None:
+        kept = driver.dead_letter(job().encode(), "PermanentJobError: no", queue="default")
+        assert isinstance(kept, bool)
+        if caps(driver).dead_letter_traceback:
+            assert isinstance(
+                driver.dead_letter("not json", "bad", queue="other", traceback="Traceback ..."),
+                bool,
+            )
+
+
+# -- the core: consuming -----------------------------------------------------------------------
+
+
+class TestConsuming:
+    """``receive``, ``ack`` and ``nack`` (the ``Consuming`` group): claims, attempts,
+    queues, redelivery."""
+
+    def test_a_received_message_is_the_enqueued_text_on_its_first_attempt(
+        self, driver: Any
+    ) -> None:
+        consuming(driver)
+        message = job(payload={"n": 1}, queue="other")
+        sent = driver.enqueue(message)
+        [got] = receive_exactly(driver, 1)
+        assert got.body == message.encode()
+        assert (got.message_id, got.queue, got.attempt) == (sent.message_id, "other", 1)
+
+    def test_each_message_is_claimed_once_and_hidden_while_held(self, driver: Any) -> None:
+        consuming(driver)
+        sent = driver.enqueue_many([job(payload=i) for i in range(5)])
+        first = driver.receive(None, 2, 0.0)
+        assert 0 < len(first) <= 2
+        rest = receive_exactly(driver, 5 - len(first))
+        assert sorted(r.message_id for r in first + rest) == sorted(r.message_id for r in sent)
+        assert nothing_due(driver)
+
+    def test_receive_takes_only_the_queues_asked_for(self, driver: Any) -> None:
+        consuming(driver)
+        driver.enqueue(job(payload="d", queue="default"))
+        driver.enqueue(job(payload="o", queue="other"))
+        [other] = receive_exactly(driver, 1, ["other"])
+        assert other.queue == "other"
+        assert payloads([other]) == ["o"]
+        assert nothing_due(driver, ["other"])
+        [rest] = receive_exactly(driver, 1, None)
+        assert rest.queue == "default"
+
+    def test_receive_waits_for_a_message_that_comes_due(self, driver: Any) -> None:
+        consuming(driver)
+        sent = driver.enqueue_in(job(), 0.5)
+        deadline = time.monotonic() + PATIENCE
+        got: list[ReceivedMessage] = []
+        while not got and time.monotonic() < deadline:
+            got = driver.receive(None, 10, 5.0)
+        assert [r.message_id for r in got] == [sent.message_id]
+
+    def test_nack_delivers_again_as_the_next_attempt(self, driver: Any) -> None:
+        consuming(driver)
+        message = job(payload="again")
+        driver.enqueue(message)
+        [first] = receive_exactly(driver, 1)
+        driver.nack(first)
+        [second] = receive_exactly(driver, 1)
+        assert (second.message_id, second.body) == (first.message_id, message.encode())
+        assert second.attempt == 2
+
+    def test_nack_with_a_delay_holds_the_message_back_that_long(self, driver: Any) -> None:
+        consuming(driver)
+        driver.enqueue(job())
+        [first] = receive_exactly(driver, 1)
+        nacked_at = time.monotonic()
+        driver.nack(first, delay_seconds=1)
+        assert nothing_due(driver)
+        [again] = receive_exactly(driver, 1)
+        assert time.monotonic() - nacked_at >= 0.9
+        assert (again.message_id, again.attempt) == (first.message_id, 2)
+
+    def test_an_acked_message_is_gone(self, driver: Any) -> None:
+        consuming(driver)
+        driver.enqueue(job(payload="done"))
+        driver.enqueue(job(payload="kept"))
+        received = receive_exactly(driver, 2)
+        done = next(r for r in received if payloads([r]) == ["done"])
+        kept = next(r for r in received if r is not done)
+        driver.ack(done)
+        driver.nack(kept)
+        [again] = receive_exactly(driver, 1)
+        assert payloads([again]) == ["kept"]
+        driver.ack(again)
+        assert nothing_due(driver)
+        if caps(driver).stats is not None:
+            eventually(
+                lambda: all(s.pending == 0 for s in driver.stats().values()),
+                "acked messages still counted",
+            )
+
+    def test_a_dead_lettered_message_is_not_delivered(self, driver: Any) -> None:
+        consuming(driver)
+        driver.dead_letter(job().encode(), "PermanentJobError: no", queue="default")
+        assert nothing_due(driver)
+
+
+class TestDelays:
+    """Due times: delays of any length, shorter ones first (needs ``Consuming``)."""
+
+    def test_only_due_messages_are_delivered_and_a_shorter_delay_comes_due_first(
+        self, driver: Any
+    ) -> None:
+        consuming(driver)
+        driver.enqueue_in(job(payload="later"), 120)
+        driver.enqueue_in(job(payload="sooner"), 1)
+        driver.enqueue_at(job(payload="past"), datetime.now(UTC) - timedelta(hours=1))
+        driver.enqueue(job(payload="now"))
+        assert sorted(payloads(receive_exactly(driver, 2))) == ["now", "past"]
+        assert payloads(receive_exactly(driver, 1)) == ["sooner"]
+        assert nothing_due(driver)
+
+    def test_a_delay_of_days_is_kept_and_not_delivered_early(self, driver: Any) -> None:
+        consuming(driver)
+        far = driver.enqueue_in(job(), 3 * 86400)
+        assert far.scheduled_at is not None
+        assert far.scheduled_at > datetime.now(UTC) + timedelta(days=2, hours=23)
+        assert nothing_due(driver)
+
+    def test_enqueue_many_with_a_delay_holds_every_message_back(self, driver: Any) -> None:
+        consuming(driver)
+        driver.enqueue_many([job(payload=i) for i in range(3)], delay_seconds=1)
+        assert nothing_due(driver)
+        assert sorted(payloads(receive_exactly(driver, 3))) == [0, 1, 2]
+
+
+# -- the core: unique keys ---------------------------------------------------------------------
+
+
+class TestUniqueKeys:
+    """A unique key held by a pending job refuses a second one (``ContractOptions``)."""
+
+    @pytest.fixture(autouse=True)
+    def _keeps_keys(self, contract_options: ContractOptions, driver: Any) -> None:
+        if not contract_options.unique_keys:
+            pytest.skip(f"the {driver_name(driver)} driver keeps no unique keys")
+
+    def test_a_pending_key_is_refused_per_job_name_delayed_or_not(self, driver: Any) -> None:
+        first = driver.enqueue(job("welcome", unique_key="u1"))
+        driver.enqueue(job("other-job", unique_key="u1"))  # keys are per job name
+        with pytest.raises(DuplicateJobError) as refused:
+            driver.enqueue(job("welcome", unique_key="u1"))
+        assert refused.value.existing_job_id == first.job_id
+        with pytest.raises(DuplicateJobError):
+            driver.enqueue_in(job("welcome", unique_key="u1"), 60)
+        delayed = driver.enqueue_in(job("later", unique_key="u2"), 60)
+        with pytest.raises(DuplicateJobError) as also:
+            driver.enqueue(job("later", unique_key="u2"))
+        assert also.value.existing_job_id == delayed.job_id
+
+    def test_a_key_is_held_while_its_job_is_in_flight_or_retried(self, driver: Any) -> None:
+        consuming(driver)
+        driver.enqueue(job("welcome", unique_key="u1"))
+        [claimed] = receive_exactly(driver, 1)
+        with pytest.raises(DuplicateJobError):
+            driver.enqueue(job("welcome", unique_key="u1"))
+        driver.nack(claimed)
+        with pytest.raises(DuplicateJobError):
+            driver.enqueue(job("welcome", unique_key="u1"))
+
+    def test_a_key_is_free_once_its_job_is_acked(self, driver: Any) -> None:
+        consuming(driver)
+        driver.enqueue_many([job("welcome", unique_key=k) for k in ("u1", "u2", "u3")])
+        received = receive_exactly(driver, 3)
+        driver.ack(received[0])
+        batch = capabilities_of(driver).batch_ack
+        if batch is not None:
+            batch.ack_many(received[1:])
+        else:
+            for r in received[1:]:
+                driver.ack(r)
+        driver.enqueue_many([job("welcome", unique_key=k) for k in ("u1", "u2", "u3")])
+
+    def test_a_batch_with_a_taken_key_stores_nothing(self, driver: Any) -> None:
+        driver.enqueue(job("welcome", unique_key="taken"))
+        with pytest.raises(DuplicateJobError, match="taken"):
+            driver.enqueue_many(
+                [job("welcome", unique_key="new"), job("welcome", unique_key="taken")]
+            )
+        with pytest.raises(DuplicateJobError, match="twice"):
+            driver.enqueue_many([job("welcome", unique_key="twice") for _ in range(2)])
+        # Neither refused batch kept a key.
+        driver.enqueue(job("welcome", unique_key="new"))
+        driver.enqueue(job("welcome", unique_key="twice"))
+
+    def test_threads_racing_for_one_key_admit_exactly_one(self, driver: Any) -> None:
+        accepted: list[EnqueueResult] = []
+        refused: list[DuplicateJobError] = []
+        barrier = threading.Barrier(8)
+
+        def attempt() -> None:
+            barrier.wait()
+            try:
+                accepted.append(driver.enqueue(job("welcome", unique_key="same")))
+            except DuplicateJobError as exc:
+                refused.append(exc)
+
+        threads = [threading.Thread(target=attempt) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert (len(accepted), len(refused)) == (1, 7)
+        assert {e.existing_job_id for e in refused} == {accepted[0].job_id}
+
+
+# -- leases ------------------------------------------------------------------------------------
+
+
+class TestLeaseExtension:
+    """Leases that run out, stale receipts and ``extend_leases`` (the ``LeaseExtension``
+    group; the factory's ``lease_seconds``)."""
+
+    def test_a_message_whose_lease_ran_out_is_delivered_again(
+        self, driver_factory: DriverFactory
+    ) -> None:
+        driver, lease = short_lease(driver_factory)
+        driver.enqueue(job())
+        [first] = receive_exactly(driver, 1)
+        [second] = receive_exactly(driver, 1, within=lease + PATIENCE)
+        assert second.message_id == first.message_id
+        assert second.attempt == 2
+
+    def test_a_stale_receipt_settles_nothing(self, driver_factory: DriverFactory) -> None:
+        driver, lease = short_lease(driver_factory)
+        driver.enqueue(job())
+        [first] = receive_exactly(driver, 1)
+        [second] = receive_exactly(driver, 1, within=lease + PATIENCE)
+        # The new holder keeps its lease, so a slow machine cannot let it run out too.
+        assert driver.extend_leases([second], 60) == 1
+        # The first holder's late ack, release or extension must not touch the new delivery.
+        driver.ack(first)
+        driver.nack(first)
+        assert driver.extend_leases([first], 60) == 0
+        assert nothing_due(driver)
+        driver.nack(second)
+        [third] = receive_exactly(driver, 1)
+        assert (third.message_id, third.attempt) == (first.message_id, 3)
+
+    def test_extend_leases_keeps_a_message_hidden_past_its_lease(
+        self, driver_factory: DriverFactory
+    ) -> None:
+        driver, lease = short_lease(driver_factory)
+        driver.enqueue(job())
+        [held] = receive_exactly(driver, 1)
+        extended_at = time.monotonic()
+        assert driver.extend_leases([held], lease * 4) == 1
+        while time.monotonic() - extended_at < lease * 2:
+            assert driver.receive(None, 10, 0.2) == []
+        driver.ack(held)
+        assert driver.extend_leases([held], lease * 4) == 0
+
+
+class TestBatchAck:
+    """``ack_many`` (the ``BatchAck`` group)."""
+
+    def test_ack_many_removes_each(self, driver: Any) -> None:
+        group(driver, "batch_ack")
+        driver.enqueue_many([job(payload=i) for i in range(3)])
+        driver.ack_many(receive_exactly(driver, 3))
+        assert nothing_due(driver)
+        if capabilities_of(driver).stats is not None:
+            eventually(
+                lambda: all(s.pending == 0 for s in driver.stats().values()),
+                "acked messages still counted",
+            )
+
+
+class TestBatchNack:
+    """``nack_many`` (the ``BatchNack`` group)."""
+
+    def test_nack_many_delivers_each_again_as_the_next_attempt(self, driver: Any) -> None:
+        group(driver, "batch_nack")
+        driver.enqueue_many([job(payload=i) for i in range(3)])
+        driver.nack_many(receive_exactly(driver, 3))
+        assert sorted(r.attempt for r in receive_exactly(driver, 3)) == [2, 2, 2]
+
+    def test_nack_many_with_a_delay_holds_them_back(self, driver: Any) -> None:
+        group(driver, "batch_nack")
+        driver.enqueue_many([job(payload=i) for i in range(2)])
+        driver.nack_many(receive_exactly(driver, 2), delay_seconds=60)
+        assert nothing_due(driver)
+
+
+class TestHandBack:
+    """``release_many`` (the ``HandBack`` group)."""
+
+    def test_release_many_hands_jobs_back_at_once_without_spending_an_attempt(
+        self, driver: Any
+    ) -> None:
+        group(driver, "hand_back")
+        driver.enqueue_many([job(payload=i) for i in range(2)])
+        held = receive_exactly(driver, 2)
+        for _ in range(3):  # three clean shutdowns of a worker holding both
+            driver.release_many(held)
+            held = receive_exactly(driver, 2, within=2.0)  # due at once, not after a lease
+            assert [r.attempt for r in held] == [1, 1]
+        driver.nack(held[0])  # a failure is an attempt, as before
+        [again] = receive_exactly(driver, 1)
+        assert again.attempt == 2
+
+    def test_a_stale_release_leaves_the_new_delivery_alone(
+        self, driver_factory: DriverFactory
+    ) -> None:
+        driver, lease = short_lease(driver_factory)
+        group(driver, "hand_back")
+        driver.enqueue(job())
+        [first] = receive_exactly(driver, 1)
+        [second] = receive_exactly(driver, 1, within=lease + PATIENCE)
+        assert driver.extend_leases([second], 60) == 1
+        driver.release_many([first])
+        assert nothing_due(driver)
+
+
+# -- periodic claims -------------------------------------------------------------------------
+
+
+class TestPeriodicClaims:
+    """``claim_periodic`` across drivers on one store (the ``PeriodicClaims`` group)."""
+
+    def test_one_claim_per_fire_time_across_drivers_and_never_an_older_one(
+        self, driver: Any, driver_factory: DriverFactory
+    ) -> None:
+        group(driver, "periodic_claims")
+        other = group(driver_factory(), "periodic_claims")
+        at = datetime(2026, 1, 1, 3, tzinfo=UTC)
+        assert driver.claim_periodic("cleanup", at)
+        assert not other.claim_periodic("cleanup", at)
+        assert not driver.claim_periodic("cleanup", at)
+        assert other.claim_periodic("report", at)
+        assert other.claim_periodic("cleanup", at + timedelta(minutes=5))
+        assert not driver.claim_periodic("cleanup", at)
+
+    def test_threads_racing_for_one_fire_time_claim_it_once(
+        self, driver: Any, driver_factory: DriverFactory
+    ) -> None:
+        group(driver, "periodic_claims")
+        drivers = [driver, *(driver_factory() for _ in range(3))]
+        at = datetime(2026, 1, 1, 4, tzinfo=UTC)
+        barrier = threading.Barrier(len(drivers))
+        won: list[bool] = []
+
+        def claim(d: Any) -> None:
+            barrier.wait()
+            won.append(d.claim_periodic("race", at))
+
+        threads = [threading.Thread(target=claim, args=(d,)) for d in drivers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(won) == [False, False, False, True]
+
+
+# -- counts ------------------------------------------------------------------------------------
+
+
+def _counts(driver: Any, queue: str) -> tuple[int, int, int, int]:
+    stats = driver.stats().get(queue, QueueStats(queue))
+    return (stats.ready, stats.delayed, stats.in_flight, stats.dead)
+
+
+class TestQueueCounts:
+    """``stats`` (the ``QueueCounts`` group); estimates are waited on to settle."""
+
+    def test_stats_count_ready_delayed_in_flight_and_dead_per_queue(self, driver: Any) -> None:
+        group(driver, "stats")
+        consuming(driver)
+        driver.enqueue_many([job(), job()])
+        driver.enqueue_in(job(), 120)
+        driver.enqueue(job(queue="other"))
+        receive_exactly(driver, 1, ["default"])
+        driver.dead_letter(job(queue="other").encode(), "bad", queue="other")
+        eventually(lambda: _counts(driver, "default") == (1, 1, 1, 0), "default's counts")
+        eventually(lambda: _counts(driver, "other") == (1, 0, 0, 1), "other's counts")
+        stats = driver.stats()
+        assert all(isinstance(s, QueueStats) and s.queue == q for q, s in stats.items())
+
+    def test_stats_of_an_empty_store_count_nothing(self, driver: Any) -> None:
+        group(driver, "stats")
+        assert all(_counts(driver, q) == (0, 0, 0, 0) for q in QUEUES)
+
+
+class TestPendingCount:
+    """``pending_count`` (the ``PendingCount`` group): exact."""
+
+    def test_pending_count_counts_ready_delayed_and_in_flight_per_queue(self, driver: Any) -> None:
+        group(driver, "pending_count")
+        consuming(driver)
+        assert driver.pending_count() == 0
+        driver.enqueue_many([job(), job()])
+        driver.enqueue_in(job(), 120)
+        driver.enqueue(job(queue="other"))
+        [held] = receive_exactly(driver, 1, ["default"])
+        driver.dead_letter(job().encode(), "bad", queue="default")
+        assert driver.pending_count() == 4
+        assert driver.pending_count(["default"]) == 3
+        assert driver.pending_count(["other"]) == 1
+        driver.ack(held)
+        assert driver.pending_count(["default"]) == 2
+
+
+# -- dead letters ------------------------------------------------------------------------------
+
+
+class TestDeadLetterAdmin:
+    """``dead_letters``, ``redrive`` and ``purge_dead_letters`` (the ``DeadLetterAdmin``
+    group)."""
+
+    def test_dead_letters_keep_the_body_reason_queue_and_time(self, driver: Any) -> None:
+        group(driver, "dead_letter_admin")
+        good = job("welcome", {"user_id": "1"}, queue="other")
+        before = datetime.now(UTC) - timedelta(seconds=1)
+        assert driver.dead_letter(good.encode(), "PermanentJobError: nope", queue="other")
+        assert driver.dead_letter("not json", "MalformedMessageError: bad", queue="default")
+        by_queue = {d.queue: d for d in driver.dead_letters()}
+        kept, malformed = by_queue["other"], by_queue["default"]
+        assert (kept.job_name, kept.job_id, kept.body) == ("welcome", good.job_id, good.encode())
+        assert kept.reason == "PermanentJobError: nope"
+        assert kept.failed_at is not None
+        assert kept.failed_at >= before
+        assert (malformed.job_name, malformed.body) == (None, "not json")
+        assert [d.id for d in driver.dead_letters(queue="other")] == [kept.id]
+        assert len(driver.dead_letters(limit=1)) == 1
+        assert len(driver.dead_letters()) == 2  # listing leaves them in place
+
+    def test_redrive_puts_dead_letters_back_on_their_queue_as_a_first_attempt(
+        self, driver: Any
+    ) -> None:
+        group(driver, "dead_letter_admin")
+        consuming(driver)
+        first, second = job(payload=1, queue="other"), job(payload=2)
+        driver.dead_letter(first.encode(), "boom", queue="other")
+        driver.dead_letter(second.encode(), "boom", queue="default")
+        [one] = driver.dead_letters(queue="other")
+        assert driver.redrive([one.id]) == 1
+        [again] = receive_exactly(driver, 1)
+        assert (again.body, again.queue, again.attempt) == (first.encode(), "other", 1)
+        assert driver.redrive([]) == 0
+        assert driver.redrive(queue="default") == 1
+        [back] = receive_exactly(driver, 1)
+        assert back.body == second.encode()
+        assert driver.dead_letters() == []
+
+    def test_redrive_leaves_a_dead_letter_whose_unique_key_a_pending_job_holds(
+        self, driver: Any, contract_options: ContractOptions
+    ) -> None:
+        group(driver, "dead_letter_admin")
+        if not contract_options.unique_keys:
+            pytest.skip(f"the {driver_name(driver)} driver keeps no unique keys")
+        dead = job("welcome", unique_key="k")
+        driver.dead_letter(dead.encode(), "boom", queue="default")
+        driver.enqueue(job("welcome", unique_key="k"))
+        [record] = driver.dead_letters()
+        assert driver.redrive([record.id]) == 0
+        assert [d.id for d in driver.dead_letters()] == [record.id]
+
+    def test_purge_deletes_dead_letters_by_id_queue_or_all(self, driver: Any) -> None:
+        admin = group(driver, "dead_letter_admin")
+        for queue in ("default", "default", "other"):
+            driver.dead_letter(job(queue=queue).encode(), "bad", queue=queue)
+        one = driver.dead_letters(queue="default")[0]
+        assert driver.purge_dead_letters([one.id]) == 1
+        assert one.id not in {d.id for d in driver.dead_letters()}
+        if caps(admin).purge_by_queue:
+            assert driver.purge_dead_letters(queue="other") == 1
+            assert [d.queue for d in driver.dead_letters()] == ["default"]
+        assert driver.purge_dead_letters() >= 1
+        assert driver.dead_letters() == []
+
+
+class TestDeadLetterSearch:
+    """``dead_letter_page``, ``find_dead_letter``, ``redrive_matching`` and
+    ``purge_matching`` (the ``DeadLetterSearch`` group)."""
+
+    def _three(self, driver: Any) -> None:
+        driver.dead_letter(job("a", queue="default").encode(), "boom", queue="default")
+        driver.dead_letter(job("b", queue="other").encode(), "boom", queue="other")
+        driver.dead_letter(job("c", queue="other").encode(), "bad input", queue="other")
+
+    def test_a_page_lists_matches_newest_first_with_their_count_and_groups(
+        self, driver: Any
+    ) -> None:
+        group(driver, "dead_letter_search")
+        self._three(driver)
+        page = driver.dead_letter_page(DeadLetterQuery())
+        assert page.total == 3
+        assert len(page.records) == 3
+        times = [r.failed_at for r in page.records]
+        assert all(t is not None for t in times)
+        assert times == sorted(times, reverse=True)
+        assert {(g.reason, g.count) for g in page.groups} == {("boom", 2), ("bad input", 1)}
+        other = driver.dead_letter_page(DeadLetterQuery(queue="other"))
+        assert {r.job_name for r in other.records} == {"b", "c"}
+        assert other.total == 2
+        boom = driver.dead_letter_page(DeadLetterQuery(reason="boom", job_name="a"))
+        assert [r.job_name for r in boom.records] == ["a"]
+
+    def test_pages_follow_their_cursor_through_every_match(self, driver: Any) -> None:
+        group(driver, "dead_letter_search")
+        self._three(driver)
+        seen: list[str] = []
+        cursor = None
+        for _ in range(5):
+            page = driver.dead_letter_page(DeadLetterQuery(), cursor, 2)
+            assert len(page.records) <= 2
+            seen.extend(r.id for r in page.records)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert len(seen) == len(set(seen)) == 3
+
+    def test_find_dead_letter_finds_one_by_id_until_it_is_gone(self, driver: Any) -> None:
+        group(driver, "dead_letter_search")
+        self._three(driver)
+        record = driver.dead_letter_page(DeadLetterQuery(reason="bad input")).records[0]
+        found = driver.find_dead_letter(record.id)
+        assert found is not None
+        assert (found.id, found.body, found.reason) == (record.id, record.body, record.reason)
+        assert driver.purge_matching(DeadLetterQuery(reason="bad input")) == 1
+        assert driver.find_dead_letter(record.id) is None
+
+    def test_redrive_and_purge_matching_act_on_every_match(self, driver: Any) -> None:
+        group(driver, "dead_letter_search")
+        consuming(driver)
+        self._three(driver)
+        assert driver.redrive_matching(DeadLetterQuery(reason="boom")) == 2
+        assert sorted(r.queue for r in receive_exactly(driver, 2)) == ["default", "other"]
+        assert driver.purge_matching(DeadLetterQuery()) == 1
+        assert driver.dead_letter_page(DeadLetterQuery()).total == 0
+
+
+# -- outcome history and job lookup ------------------------------------------------------------
+
+
+def _minute(offset: int = 0) -> datetime:
+    return datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=offset)
+
+
+class TestOutcomeStore:
+    """``record_outcomes`` and ``outcome_history`` (the ``OutcomeStore`` group)."""
+
+    def test_recorded_counts_of_one_key_add_up_per_minute_oldest_first(self, driver: Any) -> None:
+        group(driver, "outcome_store")
+        driver.record_outcomes([OutcomeCount(_minute(-1), "q", "a", "done", 2)])
+        driver.record_outcomes(
+            [
+                OutcomeCount(_minute(-1) + timedelta(seconds=42), "q", "a", "done", 3),
+                OutcomeCount(_minute(), "q", "a", "retry", 1),
+                OutcomeCount(_minute(), "q", "a", "retry", 4),  # one key twice in one call
+            ]
+        )
+        driver.record_outcomes([])
+        assert driver.outcome_history(_minute(-5)) == [
+            OutcomeCount(_minute(-1), "q", "a", "done", 5),
+            OutcomeCount(_minute(), "q", "a", "retry", 5),
+        ]
+        assert driver.outcome_history(_minute() + timedelta(seconds=30)) == [
+            OutcomeCount(_minute(), "q", "a", "retry", 5)
+        ]
+
+
+class TestJobFinder:
+    """``find_job`` (the ``JobFinder`` group): every pending or dead copy of a job, within
+    the driver's ``job_lookup_scope``."""
+
+    def test_a_dead_letter_is_found_by_its_job_id(self, driver: Any) -> None:
+        group(driver, "job_lookup")
+        message = job("a", {"n": 1}, queue="other")
+        driver.dead_letter(message.encode(), "boom", queue="other")
+        [dead] = [f for f in driver.find_job(message.job_id) if f.state == "dead"]
+        assert (dead.job_id, dead.job_name, dead.queue) == (message.job_id, "a", "other")
+        assert dead.dead_letter is not None
+        assert dead.dead_letter.reason == "boom"
+        assert driver.find_job("no-such-job") == []
+        assert driver.find_job("x' OR '1'='1") == []
+
+    def test_pending_jobs_are_found_ready_delayed_or_in_flight(self, driver: Any) -> None:
+        finder = group(driver, "job_lookup")
+        consuming(driver)
+        scope = lookup_scope(finder)
+        if scope is not None:
+            pytest.skip(f"the {driver_name(driver)} driver looks up jobs in {scope} only")
+        ready, delayed, running = job("a", queue="default"), job("b"), job("c", queue="other")
+        driver.enqueue(ready)
+        driver.enqueue_in(delayed, 3600)
+        driver.enqueue(running)
+        [claimed] = receive_exactly(driver, 1, ["other"])
+        driver.dead_letter(ready.encode(), "boom", queue="default")  # a second copy, dead
+        found = driver.find_job(ready.job_id)
+        assert [(f.state, f.job_name, f.queue) for f in found] == [
+            ("ready", "a", "default"),
+            ("dead", "a", "default"),
+        ]
+        assert found[0].body == ready.encode()
+        assert found[0].attempts == 0
+        assert found[0].enqueued_at is not None
+        assert found[0].enqueued_at.tzinfo is not None
+        assert found[1].dead_letter is not None
+        assert found[1].dead_letter.reason == "boom"
+        [later] = driver.find_job(delayed.job_id)
+        assert later.state == "delayed"
+        assert later.due_at is not None
+        assert later.due_at > datetime.now(UTC) + timedelta(minutes=59)
+        [held] = driver.find_job(running.job_id)
+        assert (held.state, held.attempts) == ("in_flight", claimed.attempt)
+        assert held.due_at is not None  # when its lease ends
+        assert held.due_at > datetime.now(UTC)
+
+
+# -- heartbeats, setup, resources --------------------------------------------------------------
+
+
+class TestHeartbeats:
+    """``heartbeat_store`` (the ``Heartbeats`` group)."""
+
+    def test_a_beating_worker_is_listed_until_removed(self, driver: Any) -> None:
+        store = group(driver, "heartbeats").heartbeat_store()
+        if store is None:
+            pytest.skip(f"the {driver_name(driver)} driver's heartbeat_store() is None here")
+        started = datetime.now(UTC) - timedelta(minutes=1)
+        beat = WorkerBeat("w-1", "host-a", 123, ("default",), 4, 1, started)
+        store.record_worker(beat)
+        store.record_worker(WorkerBeat("w-2", "host-b", 456, None, 1, 0, datetime.now(UTC)))
+        listed = {w.worker_id: w for w in store.workers()}
+        assert set(listed) == {"w-1", "w-2"}
+        one = listed["w-1"]
+        assert (one.host, one.pid, one.concurrency, one.in_flight) == ("host-a", 123, 4, 1)
+        assert tuple(one.queues or ()) == ("default",)
+        assert [w.worker_id for w in store.workers()] == ["w-2", "w-1"]  # newest start first
+        store.remove_worker("w-1")
+        assert [w.worker_id for w in store.workers()] == ["w-2"]
+
+
+class TestSetupCheck:
+    """``check`` (the ``SetupCheck`` group)."""
+
+    def test_check_passes_on_the_factorys_driver(self, driver: Any) -> None:
+        group(driver, "setup_check")
+        driver.check()
+        driver.check(list(QUEUES))
+
+
+class TestClosing:
+    """``close`` (the ``Closing`` group)."""
+
+    def test_a_closed_driver_opens_again_when_used(self, driver: Any) -> None:
+        group(driver, "closing")
+        driver.enqueue(job(payload=1))
+        driver.close()
+        driver.enqueue(job(payload=2))
+        if caps(driver).consuming is not None:
+            assert sorted(payloads(receive_exactly(driver, 2))) == [1, 2]
+        driver.close()
+        driver.close()  # twice is fine
+
+
+class TestConfiguredQueues:
+    """``queue_name`` (the ``ConfiguredQueues`` group)."""
+
+    def test_a_configured_queue_is_named_and_an_unknown_one_refused(self, driver: Any) -> None:
+        group(driver, "configured_queues")
+        assert all(isinstance(driver.queue_name(q), str) for q in QUEUES)
+        with pytest.raises(ConfigurationError):
+            driver.queue_name("no-such-queue-of-the-contract-suite")
+
+
+class TestDelayLimit:
+    """``accepts_delay`` (the ``DelayLimit`` group)."""
+
+    def test_a_queue_that_refuses_a_delay_refuses_every_longer_one(self, driver: Any) -> None:
+        group(driver, "delay_limit")
+        delays = [0, 1, 60, 900, 901, 86400, 30 * 86400]
+        for queue in QUEUES:
+            accepted = [bool(driver.accepts_delay(queue, d)) for d in delays]
+            assert accepted[0], "a queue holds a message without delay"
+            assert accepted == sorted(accepted, reverse=True)
+
+
+class TestNativeAsync:
+    """``async_enqueuer`` (the ``NativeAsync`` group)."""
+
+    def test_the_async_enqueuer_sends_what_the_driver_delivers(self, driver: Any) -> None:
+        enqueuer = group(driver, "native_async").async_enqueuer()
+        if enqueuer is None:
+            pytest.skip(f"the {driver_name(driver)} driver's async_enqueuer() is None here")
+        message = job(payload="async")
+
+        async def send() -> list[EnqueueResult]:
+            try:
+                now = await enqueuer.enqueue(message)
+                later = await enqueuer.enqueue_in(job(), 120)
+                return [now, later]
+            finally:
+                await enqueuer.aclose()
+
+        now, later = asyncio.run(send())
+        assert now.job_id == message.job_id
+        assert later.scheduled_at is not None
+        if caps(driver).consuming is not None:
+            [got] = receive_exactly(driver, 1)
+            assert got.body == message.encode()
+
+
+# -- StatusStore -------------------------------------------------------------------------------
+# The tests of the StatusStore group (a job's status and result, cancellation, progress) go
+# here, as a TestStatusStore class like those above, with the group itself.
