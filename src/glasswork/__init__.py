@@ -50,13 +50,13 @@ if TYPE_CHECKING:
         EMFMetrics,
         JobService,
         MockQueueDriver,
-        driver_from_url,
         PostgresQueueDriver,
         PrometheusMetrics,
         SQLiteQueueDriver,
         SQSQueueDriver,
         Worker,
         create_scheduler_handler,
+        driver_from_url,
         run_scheduler,
     )
 

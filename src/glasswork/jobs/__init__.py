@@ -71,14 +71,14 @@ from .telemetry import set_tracing
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     from .async_service import AsyncJobService
     from .drivers.mock.driver import MockQueueDriver
-    from .drivers.urls import driver_from_url
-    from .metrics.emf import EMFMetrics
-    from .service import JobService
     from .drivers.postgres import PostgresQueueDriver
     from .drivers.sqlite.driver import SQLiteQueueDriver
     from .drivers.sqs.driver import SQSQueueDriver
     from .drivers.sqs.scheduler import create_scheduler_handler, run_scheduler
+    from .drivers.urls import driver_from_url
+    from .metrics.emf import EMFMetrics
     from .metrics.prometheus import PrometheusMetrics
+    from .service import JobService
     from .worker import Worker
 
 # Names whose modules import boto3 or other optional packages, and those a Lambda worker

@@ -287,6 +287,7 @@ class Tracing:
     ``messaging.system`` attribute (``aws_sqs``, ``sqlite``, ...)."""
 
     __slots__ = ("_context", "_global", "_propagate", "_trace", "_tracer", "system")
+    _trace: Any  # the opentelemetry.trace module; None until bound (see once_imported)
 
     def __init__(self, tracer_provider: Any = None, *, system: str = "aws_sqs") -> None:
         self._global = tracer_provider is None
