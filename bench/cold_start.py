@@ -5,11 +5,13 @@ process (``python module.py``), the contenders interleaved run by run so machine
 them alike; each gets one untimed run first (so both read compiled ``.pyc`` files, as a
 deployed function does; ``PYTHONDONTWRITEBYTECODE`` is dropped from their environment, else
 Glasswork's sources, installed editable, would be compiled again in every process while the
-peers' installed packages have their ``.pyc``). Two numbers per run:
+peers' installed packages have their ``.pyc``). Three numbers per run:
 
 * **process**: the wall time of the whole process, interpreter start to exit;
 * **init**: inside the process, from the module's first line to its handler built (imports,
-  the pydantic model, the handler): what Lambda's init phase adds to the interpreter.
+  the pydantic model, the handler): what Lambda's init phase adds to the interpreter;
+* **cpu**: the CPU time (user and system) of the whole process, which time spent waiting for
+  a busy machine's cores does not inflate as it does the wall times.
 
 Contenders, each with the same one pydantic model (:class:`Payload` of bench/workload.py):
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -144,16 +147,19 @@ def source(name: str) -> str:
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def run_once(path: Path) -> tuple[float, float]:
-    """(process ms, init ms) of one process running ``path``."""
+def run_once(path: Path) -> tuple[float, float, float]:
+    """(process ms, init ms, cpu ms) of one process running ``path``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, str(path)], capture_output=True, text=True, cwd=path.parent, env=ENV
     )
     wall = (time.perf_counter() - started) * 1e3
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{path.name} failed:\n{done.stderr}")
-    return wall, float(done.stdout.strip().splitlines()[-1])
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1e3
+    return wall, float(done.stdout.strip().splitlines()[-1]), cpu
 
 
 def instructions_once(path: Path) -> int:
@@ -218,7 +224,7 @@ def available(name: str) -> str | None:
 
 def measure(contenders: Sequence[str], runs: int) -> list[Row]:
     rows: list[Row] = []
-    samples: dict[str, list[tuple[float, float]]] = {}
+    samples: dict[str, list[tuple[float, float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         paths: dict[str, Path] = {}
         for name in contenders:
@@ -234,17 +240,21 @@ def measure(contenders: Sequence[str], runs: int) -> list[Row]:
             for name, path in paths.items():
                 samples[name].append(run_once(path))
     medians = {
-        name: (statistics.median(w for w, _ in s), statistics.median(i for _, i in s))
+        name: tuple(statistics.median(column) for column in zip(*s, strict=True))
         for name, s in samples.items()
     }
     peer = medians.get(PEER)
-    print(f"\n{'':<36}{'process ms':>12}{'init ms':>10}{'process ÷ peer':>16}{'init ÷ peer':>13}")
-    for name, (wall, init) in medians.items():
-        ratios = (
-            (f"{wall / peer[0]:.2f}x", f"{init / peer[1]:.2f}x") if peer is not None else ("", "")
+    head = ("process ms", "init ms", "cpu ms", "process ÷ peer", "init ÷ peer", "cpu ÷ peer")
+    print(f"\n{'':<36}" + "".join(f"{h:>{len(h) + 2}}" for h in head))
+    for name, (wall, init, cpu) in medians.items():
+        numbers = [f"{wall:.1f}", f"{init:.1f}", f"{cpu:.1f}"]
+        if peer is not None:
+            numbers += [f"{wall / peer[0]:.2f}x", f"{init / peer[1]:.2f}x", f"{cpu / peer[2]:.2f}x"]
+        print(
+            f"{LABELS[name]:<36}"
+            + "".join(f"{n:>{len(h) + 2}}" for n, h in zip(numbers, head, strict=False))
         )
-        print(f"{LABELS[name]:<36}{wall:>12.1f}{init:>10.1f}{ratios[0]:>16}{ratios[1]:>13}")
-        notes = f"median of {runs} processes; init (module only) {init:.1f} ms"
+        notes = f"median of {runs} processes; init (module only) {init:.1f} ms; cpu {cpu:.1f} ms"
         rows.append(
             row(
                 BENCH,
