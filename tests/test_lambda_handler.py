@@ -472,6 +472,7 @@ NOT_AT_COLD_START = (
     "glasswork.jobs.metrics.emf",
     "glasswork.jobs.testing",
     "opentelemetry.trace",
+    "boto3",
 )
 
 
