@@ -3,6 +3,9 @@
 import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 from pydantic import BaseModel
@@ -455,3 +458,36 @@ def test_bad_hooks_and_modules_are_refused_at_bootstrap():
         build(job, hooks={"on_job_start": "print"})
     with pytest.raises(TypeError, match="define_module"):
         bootstrap_worker(module=[job])
+
+
+# What a Lambda worker never uses, kept out of its cold start (bench/cold_start.py).
+NOT_AT_COLD_START = (
+    "glasswork.jobs.service",
+    "glasswork.jobs.async_service",
+    "glasswork.jobs.drivers.aio",
+    "glasswork.jobs.drivers.mock.driver",
+    "glasswork.jobs.drivers.reports",
+    "glasswork.jobs.drivers.urls",
+    "glasswork.jobs.idempotency.memory",
+    "glasswork.jobs.metrics.emf",
+    "glasswork.jobs.testing",
+    "opentelemetry.trace",
+    "boto3",
+)
+
+
+def test_a_lambda_cold_start_loads_nothing_the_worker_does_not_use() -> None:
+    code = (
+        "import sys\n"
+        "from glasswork import define_module\n"
+        "from glasswork.jobs import bootstrap_worker, define_job\n"
+        "job = define_job(name='j', handler=lambda payload, ctx: None)\n"
+        "bootstrap_worker(module=define_module('app', jobs=[job]))\n"
+        f"print(sorted(m for m in {NOT_AT_COLD_START!r} if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GLASSWORK_TRACING"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -507,6 +507,47 @@ def test_before_an_sdk_is_configured_no_span_is_made_and_after_it_spans_flow() -
     assert result == {"before": None, "spans": ["send default", "process j"]}
 
 
+def test_a_lambda_worker_imports_opentelemetry_only_once_the_application_does() -> None:
+    # A cold start pays nothing for tracing while no SDK can be configured; once the
+    # application imports OpenTelemetry and sets its SDK, the next batch is traced.
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from glasswork import define_module
+        from glasswork.jobs import JobMessage, bootstrap_worker, define_job
+        from glasswork.jobs.testing import sqs_event
+
+        job = define_job(name="j", handler=lambda p, ctx: None)
+        handler = bootstrap_worker(module=define_module("app", jobs=[job]))
+        event = sqs_event([JobMessage.create("j", None).to_json()])
+        assert handler(event, None) == {"batchItemFailures": []}
+        untouched = not [m for m in sys.modules if m.startswith("opentelemetry")]
+
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        assert handler(event, None) == {"batchItemFailures": []}
+        spans = [s.name for s in exporter.get_finished_spans()]
+        print(json.dumps({"untouched": untouched, "spans": spans}))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "GLASSWORK_TRACING"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"untouched": True, "spans": ["process j"]}
+
+
 class FailingOnEnd(SpanProcessor):
     """A span processor whose ``on_end`` raises (the SDK calls it unguarded)."""
 

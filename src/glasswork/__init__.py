@@ -19,10 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import jobs
 from .jobs import (
-    AsyncJobService,
     ConfigurationError,
     DuplicateJobError,
-    EMFMetrics,
     EnqueueError,
     EnqueueResult,
     GlassworkError,
@@ -31,9 +29,7 @@ from .jobs import (
     JobContext,
     JobDefinition,
     JobMessage,
-    JobService,
     JobTimeoutError,
-    MockQueueDriver,
     PayloadTooLargeError,
     PermanentJobError,
     QueueDriver,
@@ -42,7 +38,6 @@ from .jobs import (
     bootstrap_worker,
     define_job,
     define_periodic_job,
-    driver_from_url,
     set_tracing,
 )
 from .jobs.extras import load_moved
@@ -51,12 +46,17 @@ from .services import provide
 
 if TYPE_CHECKING:
     from .jobs import (
+        AsyncJobService,
+        EMFMetrics,
+        JobService,
+        MockQueueDriver,
         PostgresQueueDriver,
         PrometheusMetrics,
         SQLiteQueueDriver,
         SQSQueueDriver,
         Worker,
         create_scheduler_handler,
+        driver_from_url,
         run_scheduler,
     )
 

@@ -51,13 +51,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .async_service import AsyncJobService
 from .aws_lambda.handler import bootstrap_worker
 from .context import JobContext
 from .definition import JobDefinition, RetryPolicy, define_job, define_periodic_job
 from .drivers.contract import EnqueueResult, QueueDriver
-from .drivers.mock.driver import MockQueueDriver
-from .drivers.urls import driver_from_url
 from .errors import (
     ConfigurationError,
     DuplicateJobError,
@@ -72,20 +69,29 @@ from .errors import (
 from .extras import MovedModules, load_lazily, load_moved
 from .idempotency import Idempotency
 from .message import JobMessage
-from .metrics import EMFMetrics
-from .service import JobService
 from .telemetry import set_tracing
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
+    from .async_service import AsyncJobService
+    from .drivers.mock.driver import MockQueueDriver
     from .drivers.postgres import PostgresQueueDriver
     from .drivers.sqlite.driver import SQLiteQueueDriver
     from .drivers.sqs.driver import SQSQueueDriver
     from .drivers.sqs.scheduler import create_scheduler_handler, run_scheduler
+    from .drivers.urls import driver_from_url
+    from .metrics.emf import EMFMetrics
     from .metrics.prometheus import PrometheusMetrics
+    from .service import JobService
     from .worker import Worker
 
-# Names whose modules import boto3 or other optional packages: loaded on first use.
+# Names whose modules import boto3 or other optional packages, and those a Lambda worker
+# does not need (so that its cold start does not pay for them): loaded on first use.
 _LAZY = {
+    "AsyncJobService": ".async_service",
+    "JobService": ".service",
+    "MockQueueDriver": ".drivers.mock.driver",
+    "driver_from_url": ".drivers.urls",
+    "EMFMetrics": ".metrics.emf",
     "SQSQueueDriver": ".drivers.sqs",
     "create_scheduler_handler": ".drivers.sqs.scheduler",
     "run_scheduler": ".drivers.sqs.scheduler",

@@ -15,9 +15,11 @@ off; without the API nothing here imports it, and enqueues and runs cost what th
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,6 +39,9 @@ logger = logging.getLogger("glasswork.jobs")
 SCOPE = "glasswork.jobs"
 #: ``off``/``0``/``false``/``no`` turns tracing off; ``on``/``1``/``true``/``yes`` insists on it.
 ENV_VAR = "GLASSWORK_TRACING"
+_OFF = ("off", "0", "false", "no")
+#: The module an SDK is configured through: once imported, an SDK may be set.
+_OTEL_TRACE = "opentelemetry.trace"
 
 # Messaging semantic conventions, and Glasswork's own attributes.
 SYSTEM = "messaging.system"
@@ -93,7 +98,7 @@ def _resolve() -> Any:
     global _tracer
     if _tracer is _UNRESOLVED:
         setting = os.environ.get(ENV_VAR, "").strip().lower()
-        if setting in ("off", "0", "false", "no"):
+        if setting in _OFF:
             _tracer = None
         else:
             _tracer = _make_tracer()
@@ -282,8 +287,25 @@ class Tracing:
     ``messaging.system`` attribute (``aws_sqs``, ``sqlite``, ...)."""
 
     __slots__ = ("_context", "_global", "_propagate", "_trace", "_tracer", "system")
+    _trace: Any  # the opentelemetry.trace module; None until bound (see once_imported)
 
     def __init__(self, tracer_provider: Any = None, *, system: str = "aws_sqs") -> None:
+        self._global = tracer_provider is None
+        self.system = system
+        self._bind(tracer_provider)
+
+    @classmethod
+    def once_imported(cls, system: str = "aws_sqs") -> Tracing:
+        """The step on the global provider, idle (and OpenTelemetry not imported by it) until
+        something else imports OpenTelemetry: before that no SDK can be configured and every
+        span would be a no-op, so a worker's cold start does not pay for the import."""
+        step = cls.__new__(cls)
+        step._global = True
+        step.system = system
+        step._trace = None
+        return step
+
+    def _bind(self, tracer_provider: Any) -> None:
         tracer = _make_tracer(tracer_provider)
         if tracer is None:
             raise ConfigurationError(
@@ -292,11 +314,9 @@ class Tracing:
         from opentelemetry import context, propagate, trace
 
         self._tracer = tracer
-        self._global = tracer_provider is None
         self._context = context
         self._propagate = propagate
         self._trace = trace
-        self.system = system
 
     def is_active(self) -> bool:
         """Whether runs are traced now: not while the global provider is still
@@ -304,9 +324,14 @@ class Tracing:
         no-op; the executor then leaves this step out of the run."""
         if not self._global:
             return True
+        trace = self._trace
+        if trace is None:  # made by once_imported()
+            if _OTEL_TRACE not in sys.modules:
+                return False
+            self._bind(None)
+            trace = self._trace
         # The API's own global, read directly: get_tracer_provider() spends a microsecond
         # looking up an environment variable on every call while nothing is set.
-        trace = self._trace
         if getattr(trace, "_TRACER_PROVIDER", False) is None:
             return False
         return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
@@ -377,9 +402,26 @@ def _no_sdk() -> bool:
 
 def consumer_step(driver: QueueDriver | None) -> Tracing | None:
     """The tracing step for a worker on ``driver``, or None while tracing is off."""
+    if _not_imported_yet():
+        return Tracing.once_imported(_system(driver))
     if _resolve() is None:
         return None
     return Tracing(_provider, system=_system(driver))
+
+
+def _not_imported_yet() -> bool:
+    """Whether tracing is on by default (neither :func:`set_tracing` nor ``GLASSWORK_TRACING``
+    decided it, no provider of its own), and OpenTelemetry is installed but nothing has
+    imported it, nor names a tracer provider in the environment: no SDK can be configured
+    yet, so a worker's step may wait for the import (:meth:`Tracing.once_imported`)."""
+    return (
+        _tracer is _UNRESOLVED
+        and _provider is None
+        and _OTEL_TRACE not in sys.modules
+        and "OTEL_PYTHON_TRACER_PROVIDER" not in os.environ
+        and os.environ.get(ENV_VAR, "").strip().lower() not in _OFF
+        and importlib.util.find_spec("opentelemetry") is not None
+    )
 
 
 def _record_outcome(span: Any, outcome: Outcome) -> None:

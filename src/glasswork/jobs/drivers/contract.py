@@ -1,7 +1,8 @@
 """The driver contract: what every driver is (:class:`QueueDriver`), what more a driver may do
 (the capability groups, each a :class:`~typing.Protocol`), and the one way to ask
-(:func:`capabilities_of`). The records they exchange are in :mod:`.records` (re-exported
-here); the contract is written down, with each group's semantics, in ``docs/drivers.md``.
+(:func:`capabilities_of`). The records they exchange are in :mod:`.records` and
+:mod:`.reports` (re-exported here); the contract is written down, with each group's
+semantics, in ``docs/drivers.md``.
 
 >>> caps = capabilities_of(driver)                          # doctest: +SKIP
 >>> if caps.stats is not None:
@@ -40,30 +41,58 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ..errors import ConfigurationError
+from ..extras import load_lazily
 from ..message import MAX_MESSAGE_BYTES, JobMessage
 from .records import (
-    BEAT_SECONDS,
-    FORGET_AFTER,
-    MISSED_BEATS,
-    OUTCOME_KINDS,
-    DeadLetterGroup,
-    DeadLetterPage,
-    DeadLetterQuery,
-    DeadLetterRecord,
     EnqueueBatchError,
     EnqueueResult,
     FailedEnqueue,
     FinalStatus,
-    FoundJob,
     JobStatus,
-    OutcomeCount,
-    QueueStats,
     ReceivedMessage,
-    WorkerBeat,
 )
 
 if TYPE_CHECKING:
     from ..idempotency.store import IdempotencyStore
+    from .reports import (
+        BEAT_SECONDS,
+        FORGET_AFTER,
+        MISSED_BEATS,
+        OUTCOME_KINDS,
+        DeadLetterGroup,
+        DeadLetterPage,
+        DeadLetterQuery,
+        DeadLetterRecord,
+        FoundJob,
+        OutcomeCount,
+        QueueStats,
+        WorkerBeat,
+    )
+
+# The records of .reports, re-exported here as the rest are: loaded on first use, since only
+# the groups' annotations name them (a worker's cold start does not build them).
+_REPORTS = dict.fromkeys(
+    [
+        "BEAT_SECONDS",
+        "FORGET_AFTER",
+        "MISSED_BEATS",
+        "OUTCOME_KINDS",
+        "DeadLetterGroup",
+        "DeadLetterPage",
+        "DeadLetterQuery",
+        "DeadLetterRecord",
+        "FoundJob",
+        "OutcomeCount",
+        "QueueStats",
+        "WorkerBeat",
+    ],
+    f"{__package__}.reports",
+)
+
+
+def __getattr__(name: str) -> Any:
+    return load_lazily(__name__, _REPORTS, name)
+
 
 __all__ = [
     "BEAT_SECONDS",
@@ -425,7 +454,7 @@ class QueueCounts(Protocol):
     """Counts per queue (``glasswork stats``, the dashboard, Prometheus' queue depth)."""
 
     def stats(self) -> Mapping[str, QueueStats]:
-        """:class:`~.records.QueueStats` per queue name, for the queues with jobs or dead
+        """:class:`~.reports.QueueStats` per queue name, for the queues with jobs or dead
         letters (SQS: every configured queue)."""
         ...
 
@@ -545,7 +574,7 @@ class HeartbeatStore(Protocol):
 
     def record_worker(self, beat: WorkerBeat) -> None:
         """Write ``beat`` (now is its ``last_seen``), and delete the rows of workers silent
-        for :data:`~.records.FORGET_AFTER` seconds."""
+        for :data:`~.reports.FORGET_AFTER` seconds."""
         ...
 
     def remove_worker(self, worker_id: str) -> None:

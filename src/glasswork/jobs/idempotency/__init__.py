@@ -13,18 +13,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..extras import load_lazily
-from .memory import MemoryIdempotencyStore
 from .options import DEFAULT_EXPIRES, Idempotency, idempotency_key
 from .store import COMPLETED, IN_PROGRESS, IdempotencyRecord, IdempotencyStore
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     from .dynamodb import DynamoDBIdempotencyStore, create_idempotency_table
+    from .memory import MemoryIdempotencyStore
     from .sqlite import SQLiteIdempotencyStore
     from .step import Duplicate, IdempotencyStep, idempotency_step
 
 # The step imports the executor, which imports job definitions, which import this package:
-# it and the stores with heavier imports load on first use.
+# it and the stores load on first use (a worker needs a store only when it is given one).
 _LAZY = {
+    "MemoryIdempotencyStore": ".memory",
     "Duplicate": ".step",
     "IdempotencyStep": ".step",
     "idempotency_step": ".step",

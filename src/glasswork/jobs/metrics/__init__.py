@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..extras import load_lazily
-from .emf import EMFMetrics
 from .sink import (
     JobMetrics,
     MetricsOption,
@@ -32,13 +31,15 @@ from .sink import (
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers
     from .cloudwatch import CloudWatchOutcomes
+    from .emf import EMFMetrics
     from .outcome_log import OutcomeLog
     from .prometheus import PrometheusMetrics
     from .server import MetricsServer
 
 # These import prometheus-client or boto3 (optional extras) when first used; the outcome
-# log imports the executor, which imports this package.
+# log imports the executor, which imports this package; EMF only for the workers using it.
 _LAZY = {
+    "EMFMetrics": ".emf",
     "PrometheusMetrics": ".prometheus",
     "MetricsServer": ".server",
     "CloudWatchOutcomes": ".cloudwatch",
