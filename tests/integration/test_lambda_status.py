@@ -439,3 +439,24 @@ def test_without_a_status_table_the_handler_makes_no_dynamodb_request(aws: Aws, 
     assert len(response["batchItemFailures"]) == 1  # the retry (the dead one is dead-lettered)
     assert sorted(handler.services.calls, key=str) == [-1, 0, 1, "nightly"]
     assert dynamodb.calls == []
+
+
+def test_a_fifo_record_held_back_behind_a_retry_gets_no_status_write(aws: Aws) -> None:
+    create_status_table(STATUS, client=aws.dynamodb)
+    url = aws.create_queue("jobs.fifo")
+    driver = make_driver(aws, url)
+    jobs = JobService(driver)
+    busy, held = jobs.enqueue(report, {"n": 0}), jobs.enqueue(report, {"n": 1})
+    messages = receive(aws, url, 2)
+    handler = make_handler(driver)
+    dynamodb = RequestCounter(driver.dynamodb)
+
+    raised = run(handler, aws, url, messages)
+
+    assert isinstance(raised, BatchRetryError)  # both reported: the batch comes back
+    assert handler.services.calls == [0]  # the second waits behind the first, in order
+    # Both starts recorded before the batch ran, then only the retry.
+    assert sorted(dynamodb.calls) == ["UpdateItem"] * 3
+    assert jobs.status(busy.job_id).state == "retrying"  # type: ignore[union-attr]
+    waiting = jobs.status(held.job_id)
+    assert waiting is not None and (waiting.state, waiting.error) == ("running", None)

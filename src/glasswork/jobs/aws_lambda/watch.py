@@ -36,6 +36,8 @@ class BatchWatch:
 
     def begin(self, contexts: Sequence[JobContext]) -> None:
         """Start watching the jobs of a batch (until :meth:`end`)."""
+        if not contexts:  # bodies that are no jobs: nothing to watch
+            return
         stop = self._stop = threading.Event()
         thread = threading.Thread(
             target=self._watch,
