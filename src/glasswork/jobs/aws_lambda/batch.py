@@ -17,6 +17,11 @@
 Each outcome is handed to ``settle`` (the worker's dead-letter and retry-delay path), which
 returns why the record must be reported for retry, or None.
 
+With a :class:`~glasswork.jobs.aws_lambda.watch.BatchWatch` (a driver that keeps statuses),
+the batch's jobs are watched while it runs (cancellations, progress), a job cancelled
+before its turn does not start (it ends cancelled), and every run is kept in
+:attr:`BatchResult.ran` for the status store; without one, none of this is done.
+
 The records come read, as :class:`~glasswork.jobs.aws_lambda.records.LambdaMessage` s. The two
 loops (in order, and on an event loop) share what is done for one message before it runs
 (:meth:`BatchRunner._admit`) and after (:meth:`BatchRunner._settled`); the loop in order
@@ -36,6 +41,8 @@ from typing import Any
 
 from ..execution import Done, Executor, JobContext, Outcome, RunSync
 from .records import LambdaMessage
+from .status import Ran
+from .watch import BatchWatch
 
 Settle = Callable[[LambdaMessage, Outcome], "str | None"]
 Prepared = JobContext | Outcome
@@ -51,14 +58,17 @@ class BatchResult:
     """What a batch left to do: ``reported`` (message, why) pairs to retry, in record order
     within each FIFO group; ``counts`` of outcome kinds (when asked for); the ``job_names``
     seen (when asked for); the batch's ``deadline`` (``time.monotonic()``; None without a
-    Lambda context) and the time it had at the start (``seconds_left``)."""
+    Lambda context) and the time it had at the start (``seconds_left``); the records that
+    ``ran`` (or began to), for the status store (when asked for: see
+    :data:`~glasswork.jobs.aws_lambda.status.Ran`)."""
 
-    __slots__ = ("counts", "deadline", "job_names", "reported", "seconds_left")
+    __slots__ = ("counts", "deadline", "job_names", "ran", "reported", "seconds_left")
 
-    def __init__(self, deadline: float | None, count: bool, names: bool) -> None:
+    def __init__(self, deadline: float | None, count: bool, names: bool, ran: bool = False) -> None:
         self.reported: list[tuple[LambdaMessage, str]] = []
         self.counts: Counter[str] | None = Counter() if count else None
         self.job_names: set[str] | None = set() if names else None
+        self.ran: list[Ran] | None = [] if ran else None
         self.deadline = deadline
         self.seconds_left = None if deadline is None else deadline - time.monotonic()
 
@@ -75,8 +85,10 @@ class BatchRunner:
         sync_concurrency: int = 1,
         deadline_margin: float = 0.5,
         log: logging.Logger,
+        watch: BatchWatch | None = None,
     ) -> None:
         self.executor = executor
+        self.watch = watch
         self.settle = settle
         self.batch_concurrency = batch_concurrency
         self.sync_concurrency = sync_concurrency
@@ -95,12 +107,33 @@ class BatchRunner:
         job_names: bool = False,
     ) -> BatchResult:
         """Run ``messages`` (the records of an SQS event) with the Lambda ``context``."""
+        watch = self.watch
         result = BatchResult(
-            self._deadline(context), self.log.isEnabledFor(logging.INFO), job_names
+            self._deadline(context),
+            self.log.isEnabledFor(logging.INFO),
+            job_names,
+            ran=watch is not None,
         )
         self._longest = 0.0
         prepare = self.executor.prepare
         prepared = [prepare(m.body, m.attempt, context, m.attributes) for m in messages]
+        if watch is None:
+            self._run(messages, prepared, result, fifo)
+            return result
+        watch.begin([c for c in prepared if type(c) is JobContext])
+        try:
+            self._run(messages, prepared, result, fifo)
+        finally:
+            watch.end()
+        return result
+
+    def _run(
+        self,
+        messages: Sequence[LambdaMessage],
+        prepared: list[Prepared],
+        result: BatchResult,
+        fifo: bool,
+    ) -> None:
         if (
             (self._async_jobs or self.sync_concurrency > 1)
             and (
@@ -112,7 +145,22 @@ class BatchRunner:
             self.executor.run_on_loop(self._run_concurrently(pairs, result, fifo))
         else:
             self._run_in_order(messages, prepared, result, fifo)
-        return result
+
+    def run_watched(self, ctx: JobContext) -> Outcome:
+        """Run one job (an EventBridge event's) watched by :attr:`watch`, which must be set."""
+        watch = self.watch
+        assert watch is not None
+        watch.begin([ctx])
+        try:
+            if _is_async(ctx) or asyncio._get_running_loop() is not None:
+                ran: Outcome = self.executor.run_on_loop(self._execute_watched(watch, ctx, None))
+                return ran
+            if ctx.cancelled:
+                ran = self.executor.run_on_loop(self.executor.cancelled(ctx))
+                return ran
+            return self.executor.execute_prepared_sync(ctx)
+        finally:
+            watch.end()
 
     # -- in order, no event loop -------------------------------------------------------------
 
@@ -128,8 +176,10 @@ class BatchRunner:
         log_done = self.executor.log.isEnabledFor(logging.DEBUG)
         # Chosen once a batch: a tracing SDK set up mid-batch applies from the next one.
         steps = self.executor.current_steps()
-        plain = result.deadline is None and result.job_names is None
+        watched = result.ran is not None
+        plain = result.deadline is None and result.job_names is None and not watched
         counts = result.counts
+        keep = counts is not None or watched  # every outcome, not only failures
         held: set[Any] | None = set() if fifo else None
         for message, ctx in zip(messages, prepared, strict=True):
             if held and message.group in held:
@@ -145,11 +195,14 @@ class BatchRunner:
                 if why is not None:
                     self._report(message, why, result, held)
                     continue
-                started = time.monotonic()
-                outcome = execute(ctx, log_done, steps)
-                self._ran(started)
-            if counts is not None or type(outcome) is not Done:
-                why = self._settled(message, outcome, result)
+                if watched and ctx.cancelled:  # asked to stop while it waited (BatchWatch)
+                    outcome = self.executor.run_on_loop(self.executor.cancelled(ctx))
+                else:
+                    started = time.monotonic()
+                    outcome = execute(ctx, log_done, steps)
+                    self._ran(started)
+            if keep or type(outcome) is not Done:
+                why = self._settled(message, outcome, result, ctx)
                 if why is not None:
                     self._report(message, why, result, held)
 
@@ -199,24 +252,51 @@ class BatchRunner:
                 return True
             deadline = result.deadline
             if deadline is None:
-                outcome = await self.executor.execute_prepared(ctx, run_sync)
+                outcome = await self._execute(ctx, run_sync)
             else:
                 started = time.monotonic()
                 try:
                     # The loop's clock is time.monotonic(), the deadline's clock.
                     async with asyncio.timeout_at(deadline):
-                        outcome = await self.executor.execute_prepared(ctx, run_sync)
+                        outcome = await self._execute(ctx, run_sync)
                 except TimeoutError:
+                    if result.ran is not None:
+                        result.ran.append((message, ctx, None, CUT))
                     self._report(message, CUT, result, None)
                     return True
                 self._ran(started)
         else:
             outcome = ctx
-        why = self._settled(message, outcome, result)
+        why = self._settled(message, outcome, result, ctx)
         if why is None:
             return False
         self._report(message, why, result, None)
         return True
+
+    def _execute(self, ctx: JobContext, run_sync: RunSync | None) -> Awaitable[Outcome]:
+        if self.watch is None:
+            return self.executor.execute_prepared(ctx, run_sync)
+        return self._execute_watched(self.watch, ctx, run_sync)
+
+    async def _execute_watched(
+        self, watch: BatchWatch, ctx: JobContext, run_sync: RunSync | None
+    ) -> Outcome:
+        """Run ``ctx``'s job so that its cancellation reaches it (see :class:`BatchWatch`)."""
+        executor = self.executor
+        if ctx.cancelled:  # asked to stop while it waited its turn
+            return await executor.cancelled(ctx)
+        if not _is_async(ctx):
+            return await executor.execute_prepared(ctx, run_sync)
+        watch.running(ctx)
+        try:
+            return await executor.execute_prepared(ctx, run_sync)
+        except asyncio.CancelledError as exc:
+            # Asked to stop outside the handler (in a step): the job's end all the same.
+            if ctx.cancel_reason is None:
+                raise
+            return await executor.cancelled(ctx, exc)
+        finally:
+            watch.stopped(ctx)
 
     # -- one message: shared by both loops ---------------------------------------------------
 
@@ -236,20 +316,26 @@ class BatchRunner:
         """After a run that started at ``started``: the longest run of the batch so far."""
         self._longest = max(self._longest, time.monotonic() - started)
 
-    def _settled(self, message: LambdaMessage, outcome: Outcome, result: BatchResult) -> str | None:
-        """After a run (or a body that is no job): count the outcome (when asked for) and
-        settle it; why the message is reported for retry, or None."""
+    def _settled(
+        self, message: LambdaMessage, outcome: Outcome, result: BatchResult, ctx: Prepared
+    ) -> str | None:
+        """After a run (or a body that is no job, whose ``ctx`` is its outcome): count the
+        outcome (when asked for), settle it and keep it in ``result.ran`` (when asked for);
+        why the message is reported for retry, or None."""
         if result.counts is not None:
             result.counts[outcome.kind] += 1
-        if type(outcome) is Done:
-            return None
-        try:
-            return self.settle(message, outcome)
-        except Exception:  # a fault of the worker, not of the job: keep the message
-            self.log.exception(
-                "could not settle message %s; reporting it", message.message_id or "?"
-            )
-            return FAULT
+        why: str | None = None
+        if type(outcome) is not Done:
+            try:
+                why = self.settle(message, outcome)
+            except Exception:  # a fault of the worker, not of the job: keep the message
+                self.log.exception(
+                    "could not settle message %s; reporting it", message.message_id or "?"
+                )
+                why = FAULT
+        if result.ran is not None:
+            result.ran.append((message, ctx if type(ctx) is JobContext else None, outcome, why))
+        return why
 
     @staticmethod
     def _report(

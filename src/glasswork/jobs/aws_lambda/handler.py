@@ -5,7 +5,10 @@ The pieces: :mod:`~glasswork.jobs.aws_lambda.records` reads each SQS record into
 :mod:`~glasswork.jobs.aws_lambda.batch` runs a batch's messages (concurrency, FIFO groups, the
 invocation's time), :mod:`~glasswork.jobs.aws_lambda.settle` turns outcomes into dead letters
 and retry delays, :mod:`~glasswork.jobs.aws_lambda.checks` checks the deployment on the first
-batch from each queue. This module routes events and builds the response.
+batch from each queue. On a driver that keeps statuses,
+:mod:`~glasswork.jobs.aws_lambda.status` records each run's start and end and
+:mod:`~glasswork.jobs.aws_lambda.watch` passes cancellations to running jobs. This module
+routes events and builds the response.
 """
 
 from __future__ import annotations
@@ -16,14 +19,15 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..drivers.contract import QueueDriver
+from ..drivers.contract import QueueDriver, capabilities_of
+from ..drivers.records import ReceivedMessage
 from ..errors import (
     BatchRetryError,
     ConfigurationError,
     DeadLetterUnavailableError,
     TransientJobError,
 )
-from ..execution import DeadLetter, Executor, Hook, JobHooks, Retry, RunStep
+from ..execution import DeadLetter, Executor, Hook, JobContext, JobHooks, Outcome, Retry, RunStep
 from ..message import JobMessage
 from ..metrics.sink import MetricsOption, flush_metrics, metric_sinks
 from ..steps import worker_steps
@@ -32,6 +36,8 @@ from .checks import SetupChecks
 from .records import LambdaMessage, RecordReader
 from .settle import BatchSettler
 from .source_queues import ClientFactory, RecordQueues, default_client
+from .status import LambdaStatuses, StatusUnavailable
+from .watch import BatchWatch
 
 if TYPE_CHECKING:
     from ...modules import Module
@@ -57,6 +63,10 @@ class LambdaWorker:
     * EventBridge event (``{"jobName": ...}`` or ``{"detail": {"jobName": ...}}``): runs the
       named job once with the event's ``payload``; a retriable failure, or a dead letter that
       cannot be kept, raises, so Lambda's asynchronous retries apply.
+
+    On a driver that keeps statuses (``capabilities_of(driver).status_batches``, asked
+    once, here), each run's start and end are recorded (:mod:`.status`), and running jobs
+    see their cancellation (:mod:`.watch`); on any other, none of it is done.
     """
 
     def __init__(
@@ -99,7 +109,8 @@ class LambdaWorker:
         self.services = self.executor.services
         self.queues = RecordQueues(_client_factory(driver))
         self.reader = RecordReader(self.log)
-        self.settler = BatchSettler(driver, self.queues, self.log)
+        self.statuses = _statuses(driver, self.log)
+        self.settler = BatchSettler(driver, self.queues, self.log, self.statuses)
         self.runner = BatchRunner(
             self.executor,
             self.settler,
@@ -107,6 +118,7 @@ class LambdaWorker:
             sync_concurrency=sync_concurrency,
             deadline_margin=deadline_margin,
             log=self.log,
+            watch=BatchWatch(self.statuses.store, self.log) if self.statuses else None,
         )
         self.checks = SetupChecks(self.registry, self.queues, self.log) if check_setup else None
 
@@ -147,6 +159,11 @@ class LambdaWorker:
         if not records:
             return {"batchItemFailures": []}
         messages = self.reader.read(records)
+        run = messages
+        if self.statuses is not None:
+            run = self._start(self.statuses, messages)
+            if not run:
+                return {"batchItemFailures": []}
         arn = messages[0].source_arn
         checks = (
             self.checks
@@ -154,8 +171,11 @@ class LambdaWorker:
             else None
         )
         result = self.runner.run(
-            messages, context, fifo=arn.endswith(".fifo"), job_names=checks is not None
+            run, context, fifo=arn.endswith(".fifo"), job_names=checks is not None
         )
+        if result.ran:
+            assert self.statuses is not None
+            self.statuses.ended(result.ran)  # before Lambda deletes the records
         if checks is not None and result.job_names is not None:
             deadline = result.deadline
             wait = CHECKS_WAIT_SECONDS if deadline is None else deadline - time.monotonic()
@@ -165,6 +185,21 @@ class LambdaWorker:
         if not result.reported:
             return {"batchItemFailures": []}
         return self._respond(messages, result, arn)
+
+    def _start(
+        self, statuses: LambdaStatuses, messages: list[LambdaMessage]
+    ) -> list[LambdaMessage]:
+        """The messages whose start the status store recorded (the others were cancelled,
+        or ended before). When it could not record them, none may run: the batch is
+        returned (raises :class:`~glasswork.jobs.BatchRetryError`)."""
+        try:
+            return statuses.start(messages)
+        except StatusUnavailable as exc:
+            raise BatchRetryError(
+                f"could not record the start of the batch's {len(messages)} records in the "
+                f"status store ({exc}); none ran; raising so Lambda returns the batch",
+                [m.message_id for m in messages if m.message_id],
+            ) from exc
 
     def _respond(
         self, messages: list[LambdaMessage], result: BatchResult, arn: str
@@ -207,13 +242,31 @@ class LambdaWorker:
         message = JobMessage.create(
             job_name, payload, queue="periodic", job_id=str(event_id) if event_id else None
         )
-        outcome = self.executor.execute_sync(message, 1, lambda_context=context)
+        statuses = self.statuses
+        if statuses is None:
+            outcome = self.executor.execute_sync(message, 1, lambda_context=context)
+            received = ctx = None
+        else:
+            received = ReceivedMessage(message.encode(), None, 1, "periodic", message.job_id)
+            if not statuses.may_run(received):
+                self.log.info(
+                    "periodic job %s %s not run: it ended before (Lambda delivered the event "
+                    "again), or it was cancelled",
+                    job_name,
+                    message.job_id,
+                )
+                return {"jobName": job_name, "jobId": message.job_id, "status": "skipped"}
+            outcome, ctx = self._run_periodic(message, context)
         if isinstance(outcome, Retry):
+            if statuses is not None and received is not None:
+                statuses.retrying(received, outcome)
             raise TransientJobError(
                 f"job {job_name!r} failed; raising so Lambda retries the event: {outcome.error!r}"
             ) from outcome.error
         if isinstance(outcome, DeadLetter):
             why = self.settler.keep(message.encode(), outcome, "periodic")
+            if statuses is not None and received is not None:
+                statuses.ended([(received, ctx, outcome, why and f"dead letter not kept ({why})")])
             if why is not None:
                 raise DeadLetterUnavailableError(
                     f"periodic job {job_name!r} failed for good ({outcome.reason}) and its dead "
@@ -226,7 +279,15 @@ class LambdaWorker:
                 "status": "dead_letter",
                 "reason": outcome.reason,
             }
+        if statuses is not None and received is not None:
+            statuses.ended([(received, ctx, outcome, None)])
         return {"jobName": job_name, "jobId": message.job_id, "status": outcome.kind}
+
+    def _run_periodic(self, message: JobMessage, context: Any) -> tuple[Outcome, JobContext | None]:
+        ctx = self.executor.prepare(message, 1, context)
+        if isinstance(ctx, Outcome):
+            return ctx, None
+        return self.runner.run_watched(ctx), ctx
 
     def _log_batch(self, size: int, result: BatchResult) -> None:
         reasons = Counter(why for _, why in result.reported)
@@ -273,6 +334,17 @@ def _check_options(
         raise ConfigurationError(
             f"deadline_margin must be seconds (0 or more), got {deadline_margin!r}"
         )
+
+
+def _statuses(driver: QueueDriver | None, log: logging.Logger) -> LambdaStatuses | None:
+    """The handler's status calls, when ``driver`` keeps statuses (None: it does not, and
+    the handler makes none)."""
+    if driver is None:
+        return None
+    caps = capabilities_of(driver)
+    if caps.status_batches is None or caps.status is None:
+        return None
+    return LambdaStatuses(caps.status_batches, caps.status, log)
 
 
 def _client_factory(driver: QueueDriver | None) -> ClientFactory:

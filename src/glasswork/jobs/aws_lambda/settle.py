@@ -1,7 +1,9 @@
 """What the Lambda worker does with a message's outcome besides the batch response.
 
 * :class:`~glasswork.jobs.Retry`: the job's backoff, as the message's visibility timeout,
-  through the driver when it can (SQS); the message is reported for retry.
+  through the driver when it can (SQS); the message is reported for retry. With a status
+  store, the run is recorded ``retrying`` first (so a redelivery due at once that starts
+  meanwhile is not overwritten).
 * :class:`~glasswork.jobs.DeadLetter`: the driver's dead letter; with no driver, the DLQ of
   the message's queue, found from its ``eventSourceARN`` and redrive policy
   (:mod:`glasswork.jobs.aws_lambda.source_queues`). When the dead letter cannot be kept (no
@@ -23,6 +25,7 @@ from ..drivers.contract import QueueDriver
 from ..execution import DeadLetter, DeadLetterSender, Outcome, Retry
 from .records import LambdaMessage
 from .source_queues import RecordQueues, in_lambda
+from .status import LambdaStatuses
 
 RETRY = "retry"
 NOT_KEPT = "dead letter not kept"
@@ -32,15 +35,24 @@ class BatchSettler:
     """Settles the outcomes of one worker's batches: ``settler(message, outcome)`` returns
     why the message must be reported for retry, or None."""
 
-    def __init__(self, driver: QueueDriver | None, queues: RecordQueues, log: logging.Logger):
+    def __init__(
+        self,
+        driver: QueueDriver | None,
+        queues: RecordQueues,
+        log: logging.Logger,
+        statuses: LambdaStatuses | None = None,
+    ):
         self.driver = driver
         self.queues = queues
         self.log = log
+        self.statuses = statuses
         # Whether the driver's dead_letter takes the traceback: decided once, here.
         self.dead_letters = DeadLetterSender(driver)
 
     def __call__(self, message: LambdaMessage, outcome: Outcome) -> str | None:
         if isinstance(outcome, Retry):
+            if self.statuses is not None:
+                self.statuses.retrying(message, outcome)
             self._delay_retry(message, outcome)
             return RETRY
         if isinstance(outcome, DeadLetter):
