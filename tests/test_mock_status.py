@@ -170,3 +170,42 @@ def test_history_is_newest_first_filtered_and_paged() -> None:
     rest = driver.job_history(state="done", before=first[-1].job_id)
     assert [s.job_name for s in first + rest] == ["job2", "job1", "job0"]
     assert [s.job_name for s in driver.job_history(queue="a", job_name="job3")] == ["job3"]
+
+
+def test_a_drain_records_how_each_job_ended_and_wait_returns_the_result() -> None:
+    from pydantic import BaseModel
+
+    from glasswork import define_module
+    from glasswork.jobs import JobService, define_job
+    from glasswork.jobs.errors import JobFailedError
+
+    class Text(BaseModel):
+        text: str
+
+    def count(payload: Text) -> int:
+        return len(payload.text.split())
+
+    def refuse(payload: Text) -> None:
+        raise ValueError(f"no: {payload.text}")
+
+    counted = define_job(name="count", schema=Text, handler=count)
+    refused = define_job(
+        name="refuse", schema=Text, handler=refuse, retry={"max_attempts": 2, "backoff": 0}
+    )
+    driver = MockQueueDriver()
+    service = JobService(driver)
+    ok = service.enqueue(counted, Text(text="a b c"))
+    bad = service.enqueue(refused, Text(text="x"))
+    driver.drain(define_module(name="app", jobs=[counted, refused]))
+    assert ok.wait(timeout=1) == 3
+    done = ok.status()
+    assert done is not None and (done.state, done.attempts, done.result) == ("done", 1, 3)
+    try:
+        bad.wait(timeout=1)
+    except JobFailedError as failed:
+        assert failed.state == "dead" and "no: x" in (failed.error or "")
+        assert failed.traceback is not None and "ValueError" in failed.traceback
+    else:
+        raise AssertionError("a dead job's wait must raise")
+    dead = bad.status()
+    assert dead is not None and dead.attempts == 2

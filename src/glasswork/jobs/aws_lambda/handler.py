@@ -27,7 +27,17 @@ from ..errors import (
     DeadLetterUnavailableError,
     TransientJobError,
 )
-from ..execution import DeadLetter, Executor, Hook, JobContext, JobHooks, Outcome, Retry, RunStep
+from ..execution import (
+    DeadLetter,
+    Done,
+    Executor,
+    Hook,
+    JobContext,
+    JobHooks,
+    Outcome,
+    Retry,
+    RunStep,
+)
 from ..message import JobMessage
 from ..metrics.sink import MetricsOption, flush_metrics, metric_sinks
 from ..steps import worker_steps
@@ -281,7 +291,8 @@ class LambdaWorker:
             }
         if statuses is not None and received is not None:
             statuses.ended([(received, ctx, outcome, None)])
-        return {"jobName": job_name, "jobId": message.job_id, "status": outcome.kind}
+        status = "done" if isinstance(outcome, Done) else outcome.kind  # a duplicate is done
+        return {"jobName": job_name, "jobId": message.job_id, "status": status}
 
     def _run_periodic(self, message: JobMessage, context: Any) -> tuple[Outcome, JobContext | None]:
         ctx = self.executor.prepare(message, 1, context)

@@ -25,9 +25,10 @@ from ..drivers.records import FinalStatus, ReceivedMessage
 from ..errors import ConfigurationError
 from ..execution import DeadLetter, DeadLetterSender, Retry, send_to_dead_letter
 from ..idempotency.step import Duplicate
+from ..job_ends import final_status, retry_note
 from .pool import Finished
 from .slots import Held
-from .status import Skipped, final_status, retry_note
+from .status import Skipped
 from .summary import WorkerSummary
 
 Batch = Callable[[Sequence[ReceivedMessage]], Any]

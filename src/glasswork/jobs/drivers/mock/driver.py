@@ -349,7 +349,12 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore):
         with self._lock:
             pending = self._lease(received)
             if pending is None:
-                return False  # ended (acked) already, or another delivery holds it
+                if received.message_id in self._pending:
+                    return False  # another delivery holds it now
+                # Not held here: ended already (its end kept), or never enqueued through this
+                # driver (a hand-made event in a test), which runs as any delivery does.
+                ended = _Pending.acked(received)
+                return ended is None or self._ended.get(ended.message.job_id) is None
             if pending.cancel_reason is not None:  # cancelled between receive and start
                 self._cancel_now(pending, pending.cancel_reason)
                 return False
@@ -385,6 +390,15 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore):
                 else:
                     self._remove(pending)
                 self._ended.keep(pending.ended(final), final.keep_for)
+
+    def record_start_many(self, received: Sequence[ReceivedMessage]) -> list[bool]:
+        return [self.record_start(r) for r in received]
+
+    def record_ends(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> bool:
+        # The drain deletes what the handler did not report: ending them here first is the
+        # same (a later acknowledgement of an ended delivery is a no-op).
+        self.finish_many(finished)
+        return True
 
     # -- running -----------------------------------------------------------------------
 
