@@ -58,7 +58,7 @@ SQLITE_GROUPS = (
     "status",
 )
 EXPECTED = {
-    "mock": ("producing", "consuming", "idempotency", "status"),
+    "mock": ("producing", "consuming", "idempotency", "status", "status_batches"),
     "sqlite": SQLITE_GROUPS,
     "postgresql": (
         *(g for g in SQLITE_GROUPS if g not in ("idempotency", "closing", "status")),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from glasswork.jobs import MockQueueDriver
 from glasswork.jobs.drivers.contract import capabilities_of
 from glasswork.jobs.drivers.records import FinalStatus
@@ -200,12 +202,9 @@ def test_a_drain_records_how_each_job_ended_and_wait_returns_the_result() -> Non
     assert ok.wait(timeout=1) == 3
     done = ok.status()
     assert done is not None and (done.state, done.attempts, done.result) == ("done", 1, 3)
-    try:
+    with pytest.raises(JobFailedError) as failed:
         bad.wait(timeout=1)
-    except JobFailedError as failed:
-        assert failed.state == "dead" and "no: x" in (failed.error or "")
-        assert failed.traceback is not None and "ValueError" in failed.traceback
-    else:
-        raise AssertionError("a dead job's wait must raise")
+    assert failed.value.state == "dead" and "no: x" in (failed.value.error or "")
+    assert failed.value.traceback is not None and "ValueError" in failed.value.traceback
     dead = bad.status()
     assert dead is not None and dead.attempts == 2

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ...errors import DuplicateJobError
+from ...errors import DuplicateJobError, MalformedMessageError
 from ...idempotency.memory import MemoryIdempotencyStore
 from ...message import JobMessage
 from ..contract import Consuming, IdempotencyProvider, QueueDriver, StatusStore
@@ -132,7 +132,7 @@ class _Pending:
         """What an acknowledged delivery was, from its body (None: not a message)."""
         try:
             message = JobMessage.from_json(received.body)
-        except ValueError:
+        except (ValueError, MalformedMessageError):
             return None
         return _Pending(received.message_id, received.body, message, 0.0, received.attempt)
 
