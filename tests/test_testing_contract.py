@@ -116,10 +116,10 @@ def contract_options(kind: str) -> ContractOptions:
                     "and refuses a stale one's visibility change (moto as AWS)"
                 ),
                 "test_a_stale_delivery_finished_done_does_not_end_the_running_job": (
-                    "SQS deletes a message given any receipt handle it was received with, so "
-                    "a stale delivery's finish ends its job (that run did finish) while the "
-                    "new delivery runs: the status table keys the run by message id, which "
-                    "both deliveries share"
+                    "SQS deletes a message given any receipt handle it was received with, and "
+                    "the status table writes ends unconditionally (BatchWriteItem takes no "
+                    "conditions): a stale delivery's finish ends its job (that run did finish) "
+                    "while the new delivery runs"
                 ),
                 "test_a_key_is_free_once_its_job_is_acked": (
                     "SQS frees a unique key in the worker's run step (its RunSteps) once the "

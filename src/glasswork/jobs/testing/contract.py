@@ -29,10 +29,11 @@ Every test of the suite is then collected in your module. The factory's rules:
 
 The core tests run on every driver. Each capability group's tests run on a driver that has
 the group (:func:`~glasswork.jobs.drivers.contract.capabilities_of`) and are skipped, naming
-the group, on one that lacks it. What a driver may leave out of the core is said by a
-``contract_options`` fixture returning :class:`ContractOptions` (define it in the same
-module, after the import, to replace the default): whether it keeps unique keys, and the
-tests it is known to fail (run as strict ``xfail``, so a fix shows).
+the group, on one that lacks it (the priority tests, on one whose ``priorities`` is false).
+What a driver may leave out of the core is said by a ``contract_options`` fixture
+returning :class:`ContractOptions` (define it in the same module, after the import, to
+replace the default): whether it keeps unique keys, and the tests it is known to fail (run
+as strict ``xfail``, so a fix shows).
 
 Not covered here: ``TransactionalEnqueue`` (it needs your database's connection),
 ``RunSteps`` and ``IdempotencyProvider`` (what they return is checked by the worker's own
@@ -1195,7 +1196,7 @@ class TestCancellation:
         assert driver.cancel(scheduled.job_id, "not needed") is True
         assert status_of(driver, pending.job_id).state == "cancelled"
         assert status_of(driver, scheduled.job_id).error == "not needed"
-        restarted = driver_factory()
+        restarted: Any = driver_factory()
         assert runs_until(restarted, other.job_id, due) == [other.job_id]
         assert status_of(restarted, pending.job_id).state == "cancelled"
         assert status_of(restarted, scheduled.job_id).state == "cancelled"
@@ -1214,9 +1215,7 @@ class TestCancellation:
         cancelled = status_of(driver, message.job_id)
         assert (cancelled.state, cancelled.attempts) == ("cancelled", 1)
 
-    def test_a_running_job_is_asked_to_stop_and_ends_as_its_worker_says(
-        self, driver: Any
-    ) -> None:
+    def test_a_running_job_is_asked_to_stop_and_ends_as_its_worker_says(self, driver: Any) -> None:
         status_store(driver)
         message, other = job(), job()
         driver.enqueue_many([message, other])
@@ -1283,7 +1282,9 @@ class TestStatusBatches:
             FinalStatus("failed", error="ValueError: no"),
             FinalStatus("done", result=0, keep_for=0),
         ]
-        assert batches.record_ends([(received[m.job_id], e) for m, e in zip(messages, ends)])
+        assert batches.record_ends(
+            [(received[m.job_id], e) for m, e in zip(messages, ends, strict=True)]
+        )
         done, failed = status_of(driver, messages[0].job_id), status_of(driver, messages[1].job_id)
         assert (done.state, done.result, done.attempts) == ("done", [1, 2], 1)
         assert (failed.state, failed.error) == ("failed", "ValueError: no")
