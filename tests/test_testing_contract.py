@@ -1,7 +1,7 @@
 """The shipped driver contract suite (glasswork.jobs.testing.contract) run on our four
 drivers, as a driver author runs it on theirs: SQLite (a file), PostgreSQL (the real server,
 a schema per test), the mock, and SQS on the moto server (with DLQs, the scheduler table and
-a unique-key table)."""
+a unique-key table and a status table)."""
 
 from __future__ import annotations
 
@@ -70,10 +70,11 @@ def driver_factory(kind: str, request: pytest.FixtureRequest) -> Iterator[Driver
 
 def sqs_factory(request: pytest.FixtureRequest) -> DriverFactory:
     """SQS drivers on fresh moto queues (each with a DLQ), the scheduler table for long
-    delays and a unique-key table."""
+    delays, a unique-key table and a status table (so the StatusStore tests run)."""
     boto3 = pytest.importorskip("boto3")
     from glasswork.jobs.drivers.sqs import SQSQueueDriver
     from glasswork.jobs.drivers.sqs.scheduler import create_scheduler_table
+    from glasswork.jobs.drivers.sqs.status import create_status_table
     from moto_support import reset_moto
 
     endpoint = request.getfixturevalue("moto_endpoint")
@@ -85,6 +86,7 @@ def sqs_factory(request: pytest.FixtureRequest) -> DriverFactory:
     urls = {q: sqs.create_queue(QueueName=f"jobs-{q}")["QueueUrl"] for q in QUEUES}
     dlqs = {q: sqs.create_queue(QueueName=f"jobs-{q}-dlq")["QueueUrl"] for q in QUEUES}
     create_scheduler_table("jobs-table", region="us-east-1", endpoint_url=endpoint)
+    create_status_table("jobs-status", region="us-east-1", endpoint_url=endpoint)
 
     def make(*, lease_seconds: float | None = None) -> QueueDriver:
         if lease_seconds is not None:  # SQS keeps leases per queue, in whole seconds
@@ -98,6 +100,7 @@ def sqs_factory(request: pytest.FixtureRequest) -> DriverFactory:
             endpoint_url=endpoint,
             scheduler_table="jobs-table",
             unique_table="jobs-table",
+            status_table="jobs-status",
         )
 
     return make
@@ -111,6 +114,12 @@ def contract_options(kind: str) -> ContractOptions:
                 "test_a_stale_receipt_settles_nothing": (
                     "SQS deletes a message given any receipt handle it was received with, "
                     "and refuses a stale one's visibility change (moto as AWS)"
+                ),
+                "test_a_stale_delivery_finished_done_does_not_end_the_running_job": (
+                    "SQS deletes a message given any receipt handle it was received with, and "
+                    "the status table writes ends unconditionally (BatchWriteItem takes no "
+                    "conditions): a stale delivery's finish ends its job (that run did finish) "
+                    "while the new delivery runs"
                 ),
                 "test_a_key_is_free_once_its_job_is_acked": (
                     "SQS frees a unique key in the worker's run step (its RunSteps) once the "

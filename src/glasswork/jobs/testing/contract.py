@@ -29,10 +29,11 @@ Every test of the suite is then collected in your module. The factory's rules:
 
 The core tests run on every driver. Each capability group's tests run on a driver that has
 the group (:func:`~glasswork.jobs.drivers.contract.capabilities_of`) and are skipped, naming
-the group, on one that lacks it. What a driver may leave out of the core is said by a
-``contract_options`` fixture returning :class:`ContractOptions` (define it in the same
-module, after the import, to replace the default): whether it keeps unique keys, and the
-tests it is known to fail (run as strict ``xfail``, so a fix shows).
+the group, on one that lacks it (the priority tests, on one whose ``priorities`` is false).
+What a driver may leave out of the core is said by a ``contract_options`` fixture
+returning :class:`ContractOptions` (define it in the same module, after the import, to
+replace the default): whether it keeps unique keys, and the tests it is known to fail (run
+as strict ``xfail``, so a fix shows).
 
 Not covered here: ``TransactionalEnqueue`` (it needs your database's connection),
 ``RunSteps`` and ``IdempotencyProvider`` (what they return is checked by the worker's own
@@ -63,6 +64,8 @@ from ..drivers.contract import (
 from ..drivers.records import (
     DeadLetterQuery,
     EnqueueResult,
+    FinalStatus,
+    JobStatus,
     OutcomeCount,
     QueueStats,
     ReceivedMessage,
@@ -77,6 +80,7 @@ __all__ = [
     "DriverFactory",
     "TestBatchAck",
     "TestBatchNack",
+    "TestCancellation",
     "TestClosing",
     "TestConfiguredQueues",
     "TestConsuming",
@@ -92,9 +96,12 @@ __all__ = [
     "TestOutcomeStore",
     "TestPendingCount",
     "TestPeriodicClaims",
+    "TestPriorities",
     "TestProducing",
     "TestQueueCounts",
     "TestSetupCheck",
+    "TestStatusBatches",
+    "TestStatusStore",
     "TestUniqueKeys",
     "contract_options",
     "driver",
@@ -978,5 +985,349 @@ class TestNativeAsync:
 
 
 # -- StatusStore -------------------------------------------------------------------------------
-# The tests of the StatusStore group (a job's status and result, cancellation, progress) go
-# here, as a TestStatusStore class like those above, with the group itself.
+
+
+def status_store(driver: object) -> Any:
+    """``driver`` as its ``StatusStore`` (with ``Consuming``, which every test here needs)."""
+    consuming(driver)
+    return group(driver, "status")
+
+
+def job_id_of(received: ReceivedMessage) -> str:
+    return JobMessage.from_json(received.body).job_id
+
+
+def status_of(driver: Any, job_id: str) -> JobStatus:
+    """The status of ``job_id``, which the driver must know."""
+    found = driver.job_status(job_id)
+    assert isinstance(found, JobStatus), f"no status for job {job_id}"
+    return found
+
+
+def started(driver: Any, count: int, queues: Sequence[str] | None = None) -> list[ReceivedMessage]:
+    """``count`` deliveries, each started as a worker starts it (``record_start``)."""
+    got = receive_exactly(driver, count, queues)
+    assert all(driver.record_start(r) for r in got), "record_start refused a waiting job"
+    return got
+
+
+def runs_until(driver: Any, marker: str, due: float = 0.0) -> list[str]:
+    """What a worker would run now: the job ids of the deliveries ``record_start`` admits,
+    received until job ``marker`` came and (a monotonic) ``due`` passed, and a receive
+    then finds nothing. Each delivery is acknowledged (a refused one as a worker does)."""
+    admitted: list[str] = []
+    seen = False
+    deadline = time.monotonic() + PATIENCE + max(0.0, due - time.monotonic())
+    while True:
+        got = driver.receive(None, 10, 0.5)
+        for r in got:
+            job_id = job_id_of(r)
+            if driver.record_start(r):
+                admitted.append(job_id)
+            driver.ack(r)
+            seen = seen or job_id == marker
+        if seen and not got and time.monotonic() >= due:
+            return admitted
+        if time.monotonic() > deadline:
+            pytest.fail(f"job {marker} was not delivered within {PATIENCE} s")
+        if not got:
+            time.sleep(0.05)
+
+
+class TestStatusStore:
+    """``job_status``, ``job_history``, ``record_start``, ``record_retry``,
+    ``record_progress``, ``finish`` and ``finish_many`` (the ``StatusStore`` group): a
+    job's life, its end written by ``finish`` only."""
+
+    def test_a_job_is_pending_or_scheduled_then_running_once_started(self, driver: Any) -> None:
+        status_store(driver)
+        later = job("later")
+        driver.enqueue_in(later, 3600)
+        assert status_of(driver, later.job_id).state == "scheduled"
+        message = job("work", {"n": 1}, queue="other")
+        driver.enqueue(message)
+        waiting = status_of(driver, message.job_id)
+        assert (waiting.state, waiting.attempts, waiting.job_name, waiting.queue) == (
+            "pending",
+            0,
+            "work",
+            "other",
+        )
+        assert waiting.enqueued_at is not None
+        assert waiting.enqueued_at.tzinfo is not None
+        assert not waiting.finished
+        started(driver, 1, ["other"])
+        running = status_of(driver, message.job_id)
+        assert (running.state, running.attempts) == ("running", 1)
+        driver.record_progress(message.job_id, 0.5, "half")
+        halfway = status_of(driver, message.job_id)
+        assert (halfway.progress, halfway.progress_note) == (0.5, "half")
+        assert driver.job_status("no-such-job-of-the-contract-suite") is None
+
+    def test_finish_done_keeps_the_result_and_the_job_is_not_delivered_again(
+        self, driver: Any
+    ) -> None:
+        status_store(driver)
+        message = job()
+        driver.enqueue(message)
+        [received] = started(driver, 1)
+        driver.finish(received, FinalStatus("done", result={"total": 3}, progress=1.0))
+        done = status_of(driver, message.job_id)
+        assert (done.state, done.result, done.attempts, done.progress) == (
+            "done",
+            {"total": 3},
+            1,
+            1.0,
+        )
+        assert done.finished
+        assert nothing_due(driver)
+        assert status_of(driver, message.job_id).state == "done"  # kept
+
+    def test_finish_with_keep_for_zero_keeps_no_status(self, driver: Any) -> None:
+        status_store(driver)
+        message = job("forgotten")
+        driver.enqueue(message)
+        driver.finish_many([(started(driver, 1)[0], FinalStatus("done", result=1, keep_for=0))])
+        assert driver.job_status(message.job_id) is None
+        assert driver.job_history(job_name="forgotten") == []
+        assert nothing_due(driver)
+
+    def test_a_retried_job_is_retrying_with_its_error_and_never_done(self, driver: Any) -> None:
+        status_store(driver)
+        message = job()
+        driver.enqueue(message)
+        [received] = started(driver, 1)
+        driver.record_retry(received, "ValueError: boom", "Traceback: boom\n")
+        driver.nack(received, 3600)
+        retrying = status_of(driver, message.job_id)
+        assert (retrying.state, retrying.attempts, retrying.error) == (
+            "retrying",
+            1,
+            "ValueError: boom",
+        )
+        assert retrying.traceback == "Traceback: boom\n"
+
+    def test_a_dead_lettered_job_finished_dead_is_dead(self, driver: Any) -> None:
+        status_store(driver)
+        message = job()
+        driver.enqueue(message)
+        [received] = started(driver, 1)
+        # What a worker does: the dead letter, its ack, then the end recorded (only).
+        driver.dead_letter(received.body, "PermanentJobError: no", queue=received.queue)
+        driver.ack(received)
+        driver.finish(received, FinalStatus("dead", error="PermanentJobError: no", traceback="tb"))
+        dead = status_of(driver, message.job_id)
+        assert (dead.state, dead.error, dead.attempts) == ("dead", "PermanentJobError: no", 1)
+        assert nothing_due(driver)
+
+    def test_a_job_finished_failed_is_failed(self, driver: Any) -> None:
+        status_store(driver)
+        message = job()
+        driver.enqueue(message)
+        driver.finish(started(driver, 1)[0], FinalStatus("failed", error="ValueError: no"))
+        failed = status_of(driver, message.job_id)
+        assert (failed.state, failed.error, failed.finished) == ("failed", "ValueError: no", True)
+        assert nothing_due(driver)
+
+    def test_a_job_whose_lease_ran_out_is_running_again_never_done(
+        self, driver_factory: DriverFactory
+    ) -> None:
+        driver, lease = short_lease(driver_factory)
+        status_store(driver)
+        message = job()
+        driver.enqueue(message)
+        started(driver, 1)  # its worker dies here, never finishing it
+        [again] = receive_exactly(driver, 1, within=lease + PATIENCE)
+        assert driver.record_start(again)
+        status = status_of(driver, message.job_id)
+        assert (status.state, status.attempts) == ("running", 2)
+
+    def test_a_stale_delivery_finished_done_does_not_end_the_running_job(
+        self, driver_factory: DriverFactory
+    ) -> None:
+        driver, lease = short_lease(driver_factory)
+        status_store(driver)
+        message = job()
+        driver.enqueue(message)
+        [first] = started(driver, 1)
+        [second] = receive_exactly(driver, 1, within=lease + PATIENCE)
+        assert driver.extend_leases([second], 60) == 1
+        assert driver.record_start(second)
+        driver.finish(first, FinalStatus("done", result="stale"))
+        assert status_of(driver, message.job_id).state == "running"
+        driver.finish(second, FinalStatus("done", result="fresh"))
+        assert status_of(driver, message.job_id).result == "fresh"
+
+    def test_history_is_newest_first_filtered_and_paged(self, driver: Any) -> None:
+        status_store(driver)
+        done = [job("a", n) for n in range(3)]
+        for message in done:
+            driver.enqueue(message)
+            driver.finish(started(driver, 1)[0], FinalStatus("done", result=message.payload))
+            time.sleep(0.01)  # distinct update times, for the order checked
+        waiting = job("b", queue="other")
+        driver.enqueue(waiting)
+        newest = [waiting.job_id, *(m.job_id for m in reversed(done))]
+        assert [s.job_id for s in driver.job_history()] == newest
+        first = driver.job_history(state="done", limit=2)
+        assert [s.job_id for s in first] == newest[1:3]
+        after = driver.job_history(state="done", limit=2, before=first[-1].job_id)
+        assert [s.job_id for s in after] == newest[3:]
+        assert [s.job_id for s in driver.job_history(job_name="b")] == [waiting.job_id]
+        assert [s.job_id for s in driver.job_history(queue="other")] == [waiting.job_id]
+        assert [s.job_id for s in driver.job_history(state="pending")] == [waiting.job_id]
+        assert driver.job_history(state="running") == []
+
+
+class TestCancellation:
+    """``cancel`` and ``cancel_requested`` (the ``StatusStore`` group): a cancelled job
+    never runs, also on another driver of the store (after a restart)."""
+
+    def test_a_cancelled_waiting_job_never_runs_even_after_a_restart(
+        self, driver: Any, driver_factory: DriverFactory
+    ) -> None:
+        status_store(driver)
+        pending, scheduled, other = job(), job(), job()
+        driver.enqueue(pending)
+        driver.enqueue_in(scheduled, 1)
+        driver.enqueue(other)
+        due = time.monotonic() + 1.5
+        assert driver.cancel(pending.job_id) is True
+        assert driver.cancel(scheduled.job_id, "not needed") is True
+        assert status_of(driver, pending.job_id).state == "cancelled"
+        assert status_of(driver, scheduled.job_id).error == "not needed"
+        restarted: Any = driver_factory()
+        assert runs_until(restarted, other.job_id, due) == [other.job_id]
+        assert status_of(restarted, pending.job_id).state == "cancelled"
+        assert status_of(restarted, scheduled.job_id).state == "cancelled"
+        assert restarted.cancel(pending.job_id) is False  # it has ended
+
+    def test_a_cancelled_retrying_job_never_runs_again(self, driver: Any) -> None:
+        status_store(driver)
+        message, other = job(), job()
+        driver.enqueue(message)
+        [received] = started(driver, 1)
+        driver.record_retry(received, "boom", None)
+        driver.nack(received)
+        driver.enqueue(other)
+        assert driver.cancel(message.job_id) is True
+        assert runs_until(driver, other.job_id) == [other.job_id]
+        cancelled = status_of(driver, message.job_id)
+        assert (cancelled.state, cancelled.attempts) == ("cancelled", 1)
+
+    def test_a_running_job_is_asked_to_stop_and_ends_as_its_worker_says(self, driver: Any) -> None:
+        status_store(driver)
+        message, other = job(), job()
+        driver.enqueue_many([message, other])
+        held = started(driver, 2)
+        ids = [message.job_id, other.job_id]
+        assert driver.cancel_requested(ids) == set()
+        assert driver.cancel(message.job_id) is True
+        assert driver.cancel_requested([*ids, "no-such-job"]) == {message.job_id}
+        assert status_of(driver, message.job_id).state == "running"
+        mine = next(r for r in held if job_id_of(r) == message.job_id)
+        driver.finish(mine, FinalStatus("cancelled", error="cancelled"))
+        assert status_of(driver, message.job_id).state == "cancelled"
+        assert nothing_due(driver)
+
+    def test_cancel_is_false_for_an_unknown_or_ended_job(self, driver: Any) -> None:
+        status_store(driver)
+        assert driver.cancel("no-such-job-of-the-contract-suite") is False
+        message = job()
+        driver.enqueue(message)
+        driver.finish(started(driver, 1)[0], FinalStatus("done"))
+        assert driver.cancel(message.job_id) is False
+        assert status_of(driver, message.job_id).state == "done"
+
+
+class TestStatusBatches:
+    """``record_start_many`` and ``record_ends`` (the ``StatusBatches`` group)."""
+
+    def test_record_start_many_admits_each_waiting_job_in_order(self, driver: Any) -> None:
+        batches = group(driver, "status_batches")
+        status_store(driver)
+        messages = [job(payload=n) for n in range(3)]
+        driver.enqueue_many(messages)
+        received = receive_exactly(driver, 3)
+        assert batches.record_start_many(received) == [True, True, True]
+        assert batches.record_start_many([]) == []
+        assert {status_of(driver, m.job_id).state for m in messages} == {"running"}
+
+    def test_record_start_many_refuses_a_cancelled_job(self, driver: Any) -> None:
+        batches = group(driver, "status_batches")
+        status_store(driver)
+        messages = [job(payload=n) for n in range(3)]
+        driver.enqueue_many(messages)
+        assert driver.cancel(messages[1].job_id)
+        received: list[ReceivedMessage] = []
+        deadline = time.monotonic() + PATIENCE
+        while {messages[0].job_id, messages[2].job_id} - {job_id_of(r) for r in received}:
+            assert time.monotonic() < deadline, "the jobs not cancelled were not delivered"
+            received += driver.receive(None, 10, 0.5)
+        received += driver.receive(None, 10, 0.5)  # the cancelled one, if it comes at all
+        admitted = batches.record_start_many(received)
+        assert dict(zip(map(job_id_of, received), admitted, strict=True)) == {
+            job_id_of(r): job_id_of(r) != messages[1].job_id for r in received
+        }
+
+    def test_record_ends_records_how_jobs_ended(self, driver: Any) -> None:
+        batches = group(driver, "status_batches")
+        status_store(driver)
+        messages = [job(payload=n) for n in range(3)]
+        driver.enqueue_many(messages)
+        received = {job_id_of(r): r for r in receive_exactly(driver, 3)}
+        assert all(batches.record_start_many(list(received.values())))
+        ends = [
+            FinalStatus("done", result=[1, 2]),
+            FinalStatus("failed", error="ValueError: no"),
+            FinalStatus("done", result=0, keep_for=0),
+        ]
+        assert batches.record_ends(
+            [(received[m.job_id], e) for m, e in zip(messages, ends, strict=True)]
+        )
+        done, failed = status_of(driver, messages[0].job_id), status_of(driver, messages[1].job_id)
+        assert (done.state, done.result, done.attempts) == ("done", [1, 2], 1)
+        assert (failed.state, failed.error) == ("failed", "ValueError: no")
+        assert driver.job_status(messages[2].job_id) is None
+        for r in received.values():  # the caller settles them (a no-op where it was)
+            driver.ack(r)
+        assert nothing_due(driver)
+
+
+# -- priorities --------------------------------------------------------------------------------
+
+
+class TestPriorities:
+    """Higher ``JobMessage.priority`` received first within a queue, equal ones in the order
+    enqueued (``capabilities_of(driver).priorities``)."""
+
+    @pytest.fixture(autouse=True)
+    def _claims_by_priority(self, driver: Any) -> None:
+        consuming(driver)
+        if not caps(driver).priorities:
+            pytest.skip(f"the {driver_name(driver)} driver has no priorities (claims_by_priority)")
+
+    def test_higher_priorities_come_first_and_equal_ones_in_order(self, driver: Any) -> None:
+        levels = [0, 5, -1, 5, 10, 0, -3]
+        messages = [job(payload=n, priority=p) for n, p in enumerate(levels)]
+        for message in messages:
+            driver.enqueue(message)
+        received = [job_id_of(receive_exactly(driver, 1)[0]) for _ in messages]
+        ranked = sorted(range(len(levels)), key=lambda n: (-levels[n], n))
+        assert received == [messages[n].job_id for n in ranked]
+
+    def test_a_batch_is_received_by_priority(self, driver: Any) -> None:
+        levels = [1, 0, 7, 1, -2]
+        messages = [job(payload=n, priority=p) for n, p in enumerate(levels)]
+        driver.enqueue_many(messages)
+        received = [job_id_of(r) for r in receive_exactly(driver, len(messages))]
+        assert received == [messages[n].job_id for n in (2, 0, 3, 1, 4)]
+        if caps(driver).status is not None:
+            assert [status_of(driver, m.job_id).priority for m in messages] == levels
+
+    def test_a_delayed_high_priority_job_waits_for_its_time(self, driver: Any) -> None:
+        urgent, plain = job(priority=9), job()
+        driver.enqueue_in(urgent, 3600)
+        driver.enqueue(plain)
+        assert [job_id_of(r) for r in receive_exactly(driver, 1)] == [plain.job_id]
+        assert nothing_due(driver)
