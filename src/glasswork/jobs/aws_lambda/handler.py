@@ -24,6 +24,7 @@ from ..errors import (
     TransientJobError,
 )
 from ..execution import DeadLetter, Executor, Hook, JobHooks, Retry, RunStep
+from ..limits import refuse_unheld_limits
 from ..message import JobMessage
 from ..metrics.sink import MetricsOption, flush_metrics, metric_sinks
 from ..steps import worker_steps
@@ -96,6 +97,8 @@ class LambdaWorker:
             )
         )
         self.registry = self.executor.registry
+        # Limits are held only by long-running workers so far: refuse, never run unlimited.
+        refuse_unheld_limits(self.registry, None, driver, "Lambda handler", runtime_holds=False)
         self.services = self.executor.services
         self.queues = RecordQueues(_client_factory(driver))
         self.reader = RecordReader(self.log)

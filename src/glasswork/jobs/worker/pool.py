@@ -33,6 +33,7 @@ from ..drivers.records import ReceivedMessage
 from ..errors import JobTimeoutError
 from ..execution import Outcome
 from .handoff import Handoff, take_all
+from .limits import THROTTLED, FlowGate
 from .logs import log_end, log_start, names_of
 from .slots import ABANDONED, CURRENT_SLOT, Abandoned, Held, Slot, call_inline, drive, unwind
 from .status import SKIPPED
@@ -69,8 +70,11 @@ class JobPool:
         wake: Callable[[], None],
         name: str,
         may_run: Callable[[ReceivedMessage], bool] | None = None,
+        gate: FlowGate | None = None,
     ) -> None:
         self.size = size
+        #: Asked before a limited job starts (None: the worker's jobs have no limits).
+        self.gate = gate
         #: Asked before a delivery runs (the status store's ``record_start``), if set.
         self.may_run = may_run
         self.new_executor = new_executor
@@ -270,9 +274,11 @@ class JobPool:
                 return None
             received = held.received
             if self.may_run is None or self._may_run(held):
-                return held, executor.prepare(
+                prepared = executor.prepare(
                     received.body, received.attempt, None, received.attributes
                 )
+                if self.gate is None or self._may_start(held, prepared):
+                    return held, prepared
 
     def _may_run(self, held: Held) -> bool:
         """Ask the status store whether ``held`` may run; if not, report it settled unrun
@@ -290,11 +296,34 @@ class JobPool:
                 held.received.message_id,
             )
             outcome = None
+        self._report_unrun(held, outcome)
+        return False
+
+    def _may_start(self, held: Held, prepared: Prepared) -> bool:
+        """Ask the flow gate whether ``held`` may start; if not (the driver put it back),
+        report it throttled; if the driver failed, with no outcome (its lease runs out)."""
+        assert self.gate is not None
+        if isinstance(prepared, Outcome):
+            return True
+        outcome: Outcome | None = THROTTLED
+        try:
+            if self.gate.may_start(held.received, prepared):
+                return True
+        except Exception:
+            self.log.exception(
+                "could not ask the driver whether limited message %s may start; it runs "
+                "again when its lease runs out",
+                held.received.message_id,
+            )
+            outcome = None
+        self._report_unrun(held, outcome)
+        return False
+
+    def _report_unrun(self, held: Held, outcome: Outcome | None) -> None:
         self.finished.append(Finished(held, outcome, 0.0))
         self.handoff.ended()
         if len(self.handoff.ready) <= self.refill_at:
             self.wake()
-        return False
 
     def _is_async(self, prepared: Prepared) -> bool:
         if self.async_jobs is None or isinstance(prepared, Outcome):
