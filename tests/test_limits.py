@@ -492,3 +492,6 @@ def test_a_worker_killed_holding_a_slot_frees_it_within_its_lease(
     [after] = [r for r in p.runs() if r["key"] == "after"]
     # The lease is 1 s: the slots are free by then (plus a claim and a retry delay).
     assert after["started"] - killed_at < 1.0 + 1.5
+    p.stop()
+    # It was held back while the dead worker's slots were held, and not as an attempt.
+    assert "throttled=" in p.log("survivor") and after["attempt"] == 1
