@@ -495,3 +495,61 @@ def test_a_worker_killed_holding_a_slot_frees_it_within_its_lease(
     p.stop()
     # It was held back while the dead worker's slots were held, and not as an attempt.
     assert "throttled=" in p.log("survivor") and after["attempt"] == 1
+
+
+# -- schema version 6 ------------------------------------------------------------------------
+
+
+def test_a_version_5_sqlite_file_is_upgraded_and_its_jobs_can_be_limited(tmp_path: Path) -> None:
+    from glasswork.jobs.drivers.sqlite import schema
+
+    path = tmp_path / "v5.db"
+    conn = sqlite3.connect(path)
+    for step in schema.MIGRATIONS[:5]:
+        if callable(step):
+            step(conn)
+        else:
+            conn.executescript(step)
+    now = time.time()
+    body = JobMessage.create("per_tenant", {}, concurrency_key="a").encode()
+    conn.execute(
+        "INSERT INTO glasswork_jobs (queue, job_name, job_id, body, visible_at, enqueued_at) "
+        "VALUES ('default', 'per_tenant', 'old', ?, ?, ?)",
+        (body, now, now),
+    )
+    conn.execute("PRAGMA user_version = 5")
+    conn.commit()
+    conn.close()
+    driver = SQLiteQueueDriver(path)
+    try:
+        assert driver.file.conn().execute("PRAGMA user_version").fetchone()[0] == 6
+        [old] = _claim(driver, 1)
+        assert driver.acquire(old, "per_tenant", "a", JobLimits(RateLimit(1, 60), 1)) is None
+        _enqueue(driver, "per_tenant", 1, key="a")
+        [new] = _claim(driver, 1)
+        assert driver.acquire(new, "per_tenant", "a", JobLimits(None, 1)) is not None
+    finally:
+        driver.close()
+
+
+@pytest.mark.postgres
+def test_a_version_5_postgres_schema_is_upgraded_and_its_jobs_can_be_limited() -> None:
+    from pgtest import connect
+
+    with fresh_schema("gwl5") as schema:
+        with PostgresQueueDriver(dsn(), schema=schema) as driver:
+            _enqueue(driver, "per_tenant", 1, key="a")
+        with connect(autocommit=True) as conn:
+            conn.execute(f'DROP FUNCTION "{schema}".glasswork_acquire')
+            conn.execute(f'DROP TABLE "{schema}".glasswork_rate_starts')
+            conn.execute(f'ALTER TABLE "{schema}".glasswork_jobs DROP COLUMN slot_key')
+            conn.execute(f'DELETE FROM "{schema}".glasswork_schema_versions WHERE version > 5')
+        with PostgresQueueDriver(dsn(), schema=schema) as driver:
+            [old] = _claim(driver, 1)
+            assert driver.acquire(old, "per_tenant", "a", JobLimits(RateLimit(1, 60), 1)) is None
+            _enqueue(driver, "per_tenant", 1, key="a")
+            [new] = _claim(driver, 1)
+            assert driver.acquire(new, "per_tenant", "a", JobLimits(None, 1)) is not None
+        with connect() as conn:
+            versions = conn.execute(f'SELECT version FROM "{schema}".glasswork_schema_versions')
+            assert [r[0] for r in versions] == [1, 2, 3, 4, 5, 6]

@@ -172,9 +172,10 @@ BEGIN
         RETURN 0;
     END IF;
     -- Each count is taken under a lock of its own key, held to the end of the transaction,
-    -- so two workers never both take the last slot or the last start of a window.
+    -- so two workers never both take the last slot or the last start of a window. (Two-key
+    -- advisory locks: a space of their own, 21 slots and 22 rates, always in that order.)
     IF p_slots IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(hashtext('glasswork-slot:' || p_slot));
+        PERFORM pg_advisory_xact_lock(21, hashtext(p_slot));
         SELECT count(*) INTO held FROM {schema}.glasswork_jobs
             WHERE slot_key = p_slot AND leased AND visible_at > clock_timestamp()
             AND id <> p_id;
@@ -183,7 +184,7 @@ BEGIN
         END IF;
     END IF;
     IF wait IS NULL AND p_starts IS NOT NULL THEN
-        PERFORM pg_advisory_xact_lock(hashtext('glasswork-rate:' || p_job));
+        PERFORM pg_advisory_xact_lock(22, hashtext(p_job));
         t := clock_timestamp();
         DELETE FROM {schema}.glasswork_rate_starts
             WHERE job_name = p_job AND started_at <= t - p_window * interval '1 second';
