@@ -553,3 +553,19 @@ def test_a_version_5_postgres_schema_is_upgraded_and_its_jobs_can_be_limited() -
         with connect() as conn:
             versions = conn.execute(f'SELECT version FROM "{schema}".glasswork_schema_versions')
             assert [r[0] for r in versions] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_worker_on_the_sqs_driver_refuses_limited_jobs_naming_the_job_and_driver(
+    moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from glasswork.jobs.drivers.sqs import SQSQueueDriver
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    driver = SQSQueueDriver(
+        queues={"default": f"{moto_endpoint}/123456789012/jobs"},
+        endpoint_url=moto_endpoint,
+        region="us-east-1",
+    )
+    with pytest.raises(ConfigurationError, match=r"job 'paced' .* the sqs driver cannot hold"):
+        Worker(module=define_module(name="m", jobs=[paced]), driver=driver)
