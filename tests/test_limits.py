@@ -10,6 +10,7 @@ handlers record when each run started.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import sqlite3
@@ -39,6 +40,7 @@ from glasswork.jobs.drivers.postgres import PostgresQueueDriver
 from glasswork.jobs.drivers.records import EnqueueResult, ReceivedMessage
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.limits import JobLimits, RateLimit
+from glasswork.jobs.metrics import EMFMetrics, PrometheusMetrics
 from integration.test_worker_processes import COMMAND, TESTS, wait_until
 from pgtest import dsn, fresh_schema, url
 
@@ -308,12 +310,14 @@ def test_a_worker_holds_a_rate_limit_and_never_spends_attempts_on_throttles(
     job = define_job(name="paced", handler=handler, rate_limit="4/s", retry=False)
     jobs = JobService(driver)
     jobs.enqueue_many(job, [{"i": i} for i in range(10)])
+    prometheus, lines = PrometheusMetrics(), []
     worker = Worker(
         module=define_module(name="m", jobs=[job]),
         driver=driver,
         concurrency=4,
         install_signal_handlers=False,
         poll_interval=0.01,
+        metrics=[prometheus, EMFMetrics(write=lines.append)],
     )
     ran: list[Any] = []
     thread = threading.Thread(target=lambda: ran.append(worker.run()))
@@ -327,6 +331,14 @@ def test_a_worker_holds_a_rate_limit_and_never_spends_attempts_on_throttles(
     [summary] = ran
     assert summary.done == 10 and summary.dead_lettered == 0
     assert summary.throttled > 0 and "throttled=" in str(summary)
+    # Counted for Prometheus and CloudWatch too, as held back, not as runs.
+    throttled = prometheus.registry.get_sample_value(
+        "glasswork_jobs_throttled_total", {"job": "paced", "queue": "default"}
+    )
+    assert throttled == summary.throttled
+    emf = [json.loads(line) for line in lines]
+    assert sum(d.get("Throttled", 0) for d in emf) == summary.throttled
+    assert sum(d.get("JobsDone", 0) for d in emf) == 10
     assert {attempt for _, attempt in starts} == {1}
     # The handlers' own clock readings, a dispatch after the driver counted the start: a
     # tenth of the window allows for that (a bucket refilling on top would start 8 here).

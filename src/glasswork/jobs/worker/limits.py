@@ -12,12 +12,14 @@ than run limited jobs unlimited.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import ClassVar
 
 from ..context import JobContext
 from ..drivers.contract import FlowLimits
 from ..drivers.records import ReceivedMessage
 from ..execution import Outcome
+from ..metrics.sink import ThrottleSink
 
 
 class Throttled(Outcome):
@@ -35,9 +37,13 @@ _FROM_MESSAGE = object()
 class FlowGate:
     """Asks ``flow`` before each limited delivery starts (see the module docstring)."""
 
-    def __init__(self, flow: FlowLimits, log: logging.Logger) -> None:
+    def __init__(
+        self, flow: FlowLimits, log: logging.Logger, metrics: Sequence[object] = ()
+    ) -> None:
         self.flow = flow
         self.log = log
+        #: The worker's sinks that count throttles.
+        self.sinks = [sink for sink in metrics if isinstance(sink, ThrottleSink)]
 
     def may_start(self, received: ReceivedMessage, ctx: JobContext) -> bool:
         """Whether this delivery may start now; False: the driver put it back."""
@@ -52,6 +58,8 @@ class FlowGate:
         wait = self.flow.acquire(received, definition.name, key, limits)
         if wait is None:
             return True
+        for sink in self.sinks:
+            sink.record_throttled(definition.name, ctx._fields["queue"], 1)
         self.log.debug(
             "job %s %s held back by its limits (%s): trying again in %.3fs",
             definition.name,

@@ -179,7 +179,7 @@ class Worker:
             JobStatuses(capabilities.status, self.log) if capabilities.status is not None else None
         )
         self._gate = (
-            FlowGate(capabilities.flow_limits, self.log)
+            FlowGate(capabilities.flow_limits, self.log, self.metrics)
             if capabilities.flow_limits is not None and limited_jobs(self.executor.registry)
             else None
         )
