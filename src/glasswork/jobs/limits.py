@@ -135,7 +135,7 @@ def refuse_unheld_limits(
     if not limited or (flow is not None and runtime_holds):
         return
     job = limited[0]
-    name = getattr(driver, "name", None) or type(driver).__name__
+    name = "none" if driver is None else getattr(driver, "name", None) or type(driver).__name__
     if runtime_holds:
         why = (
             f"the {name} driver cannot hold rate or concurrency limits across workers (it "

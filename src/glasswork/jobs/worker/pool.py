@@ -7,7 +7,9 @@ around-run steps, hooks and a sync handler, all on the thread, in a context of t
 job); an async job it hands to :class:`~.event_loop.AsyncJobs` (with the async jobs right
 behind it) and goes on. Outcomes go to :attr:`JobPool.finished` for the control thread to
 settle. With a status store (``may_run``), a thread asks it before running each delivery,
-and one that must not run is settled unrun (:class:`~.status.Skipped`).
+and one that must not run is settled unrun (:class:`~.status.Skipped`). With limited jobs
+(``gate``), a thread asks the driver to start each delivery of one, right before it runs;
+one held back was put back by the driver and is only counted (:class:`~.limits.Throttled`).
 
 A job past its timeout is taken from its thread (:meth:`JobPool.expire`): the thread is
 abandoned and a new one takes its place, so the pool never shrinks. When the job was inside
