@@ -349,8 +349,8 @@ def test_a_worker_holds_a_rate_limit_and_never_spends_attempts_on_throttles(
     assert sum(d.get("JobsDone", 0) for d in emf) == 10
     assert {attempt for _, attempt in starts} == {1}
     # The handlers' own clock readings, a dispatch after the driver counted the start: a
-    # tenth of the window allows for that (a bucket refilling on top would start 8 here).
-    assert most_in_any_window([t for t, _ in starts], 0.9) <= 4
+    # fifth of the window allows for that (a bucket refilling on top would start 7 here).
+    assert most_in_any_window([t for t, _ in starts], 0.8) <= 4
     if isinstance(driver, MockQueueDriver):
         assert driver.dead_letters == []
 
@@ -442,12 +442,15 @@ def test_a_10_per_second_job_never_starts_more_than_10_times_in_any_second_acros
     runs = p.runs()
     assert len(runs) == 35 and len({r["pid"] for r in runs}) >= 2
     assert {r["attempt"] for r in runs} == {1}
-    # Starts as the handlers recorded them, after their own dispatch on a shared machine:
-    # the limit is taken at the driver, so allow that jitter (a tenth of the window) and no
-    # more. A limit per worker (30/s here) or a refilling bucket (20 in a second) fails.
+    # Starts as the handlers recorded them, after their own dispatch in processes sharing
+    # two loaded cores (a handler has been seen to start over 0.1 s after its grant): the
+    # limit is taken at the driver, so allow a quarter of the window for that and no more.
+    # The driver's own grants are held to the exact window in
+    # test_no_window_of_the_rate_holds_more_starts_than_the_limit. A limit per worker (30/s
+    # here: 22 in 0.75 s) or a refilling bucket (10 at once, then 10/s: 17) fails this.
     starts = [r["started"] for r in runs]
-    assert most_in_any_window(starts, 0.9) <= 10
-    assert max(starts) - min(starts) >= 3.0 - 0.1 * 3  # 35 starts need 3 full windows
+    assert most_in_any_window(starts, 0.75) <= 10
+    assert max(starts) - min(starts) >= 3.0 - 0.25 * 3  # 35 starts need 3 full windows
     assert driver.dead_letters() == []
 
 
