@@ -46,7 +46,7 @@ from targets import TARGETS
 BASELINE_REV = "cee8d73"
 
 ALL_STEPS = (
-    "lambda,coldstart,embedded,status,priorities,sqs,scheduler,memory,async,observability,outcomes,"
+    "lambda,coldstart,embedded,status,priorities,limits,sqs,scheduler,memory,async,observability,outcomes,"
     "postgres,processes,profile"
 )
 
@@ -441,6 +441,8 @@ def main() -> int:
                 rows += step("status_cost.py", [], env)
             if "priorities" in only:
                 rows += step("priority_claims.py", [], env)
+            if "limits" in only:
+                rows += step("limits_cost.py", [], env)
             if "sqs" in only:
                 rows += step("sqs_requests.py", [], env)
             if "scheduler" in only:

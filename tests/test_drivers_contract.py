@@ -56,15 +56,17 @@ SQLITE_GROUPS = (
     "idempotency",
     "closing",
     "status",
+    "flow_limits",
 )
 EXPECTED = {
-    "mock": ("producing", "consuming", "idempotency", "status", "status_batches"),
+    "mock": ("producing", "consuming", "idempotency", "status", "status_batches", "flow_limits"),
     "sqlite": SQLITE_GROUPS,
     "postgresql": (
-        *(g for g in SQLITE_GROUPS if g not in ("idempotency", "closing", "status")),
+        *(g for g in SQLITE_GROUPS if g not in ("idempotency", "closing", "status", "flow_limits")),
         "transactions",
         "closing",
         "status",
+        "flow_limits",
     ),
     "sqs": (
         "producing",

@@ -179,6 +179,16 @@ by_id: object = jobs.wait(handle.job_id, timeout=1)
 jobs.status(handle.job_id).state  # expect-error
 kept = define_job(name="kept", schema=Welcome, handler=send_welcome, result_ttl="1h", priority=3)
 define_job(name="ttl", handler=send_welcome, result_ttl=[1])  # expect-error
+limited = define_job(
+    name="limited",
+    schema=Welcome,
+    handler=send_welcome,
+    rate_limit="100/m",
+    concurrency_limit=2,
+    concurrency_key=lambda p: p.user_id,
+)
+define_job(name="lim", schema=Welcome, handler=send_welcome, concurrency_limit="2")  # expect-error
+define_job(name="lim", schema=Welcome, handler=send_welcome, rate_limit=100)  # expect-error
 periodic_total = define_periodic_job(name="totals", handler=lambda: 3, schedule="rate(1 hour)")
 periodic_checked: JobDefinition[None, int] = periodic_total
 periodic_text: JobDefinition[None, str] = periodic_total  # expect-error

@@ -18,6 +18,7 @@ from .drivers.records import DEFAULT_RESULT_TTL
 from .durations import Delay, parse_duration, positive_seconds
 from .errors import ConfigurationError, InvalidJobPayloadError
 from .idempotency.options import Idempotency
+from .limits import JobLimits, RateLimit, check_concurrency, limits_of, parse_rate_limit
 from .schedules import Catchup, PeriodicPolicy
 
 P = TypeVar("P")
@@ -167,6 +168,12 @@ class JobDefinition(Generic[P, R]):
     priority: int = 0
     #: Catch-up and overlap of a periodic job (None for other jobs).
     periodic_policy: PeriodicPolicy | None = None
+    #: At most this many starts in any window, across every worker (None: unlimited).
+    rate_limit: RateLimit | None = None
+    #: At most this many running at once per :attr:`concurrency_key` (None: unlimited).
+    concurrency_limit: int | None = None
+    #: payload -> the key concurrency is counted by (None: the job as a whole).
+    concurrency_key: Callable[[P], object] | None = None
 
     def __post_init__(self) -> None:
         adapter: TypeAdapter[Any] | None
@@ -177,8 +184,11 @@ class JobDefinition(Generic[P, R]):
         object.__setattr__(self, "_adapter", adapter)
         object.__setattr__(self, "is_async", _is_async(self.handler))
         object.__setattr__(self, "_call", _adapt_arity(self.name, self.handler))
+        object.__setattr__(self, "limits", limits_of(self.rate_limit, self.concurrency_limit))
 
     # Derived in __post_init__.
+    #: Its rate and concurrency limits together (None: it has none, and pays nothing).
+    limits: JobLimits | None = field(init=False, default=None)
     _adapter: TypeAdapter[Any] | None = field(init=False, repr=False, default=None)
     is_async: bool = field(init=False, default=False)
     _call: Callable[[Any, JobContext], Any] = field(init=False, repr=False, default=None)  # type: ignore[assignment]
@@ -226,6 +236,13 @@ class JobDefinition(Generic[P, R]):
         group = self.group_id(value)
         return None if group is None else str(group)
 
+    def concurrency_key_for(self, value: P) -> str | None:
+        """The concurrency key of a validated payload (None: counted per job)."""
+        if self.concurrency_key is None:
+            return None
+        key = self.concurrency_key(value)
+        return None if key is None else str(key)
+
     def run(self, value: P, ctx: JobContext) -> Any:
         """Call the handler; returns its result (an awaitable for async handlers)."""
         return self._call(value, ctx)
@@ -265,6 +282,9 @@ def define_job(
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
     priority: int = 0,
+    rate_limit: str | None = None,
+    concurrency_limit: int | None = None,
+    concurrency_key: Callable[[P], object] | None = None,
 ) -> JobDefinition[P, R]: ...
 @overload
 def define_job(
@@ -280,6 +300,9 @@ def define_job(
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
     priority: int = 0,
+    rate_limit: str | None = None,
+    concurrency_limit: int | None = None,
+    concurrency_key: Callable[[P], object] | None = None,
 ) -> JobDefinition[P, R]: ...
 @overload
 def define_job(
@@ -295,6 +318,9 @@ def define_job(
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
     priority: int = 0,
+    rate_limit: str | None = None,
+    concurrency_limit: int | None = None,
+    concurrency_key: Callable[[Any], object] | None = None,
 ) -> JobDefinition[Any, R]: ...
 @overload
 def define_job(
@@ -310,6 +336,9 @@ def define_job(
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
     priority: int = 0,
+    rate_limit: str | None = None,
+    concurrency_limit: int | None = None,
+    concurrency_key: Callable[[Any], object] | None = None,
 ) -> JobDefinition[Any, R]: ...
 @overload
 def define_job(
@@ -325,6 +354,9 @@ def define_job(
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
     priority: int = 0,
+    rate_limit: str | None = None,
+    concurrency_limit: int | None = None,
+    concurrency_key: Callable[[Any], object] | None = None,
 ) -> JobDefinition[Any, R]: ...
 @overload
 def define_job(
@@ -340,6 +372,9 @@ def define_job(
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
     priority: int = 0,
+    rate_limit: str | None = None,
+    concurrency_limit: int | None = None,
+    concurrency_key: Callable[[Any], object] | None = None,
 ) -> JobDefinition[Any, R]: ...
 def define_job(
     *,
@@ -354,6 +389,9 @@ def define_job(
     idempotent: bool | Idempotency = False,
     result_ttl: Delay = DEFAULT_RESULT_TTL,
     priority: int = 0,
+    rate_limit: str | None = None,
+    concurrency_limit: int | None = None,
+    concurrency_key: Callable[[Any], object] | None = None,
 ) -> JobDefinition[Any, Any]:
     """Turn a plain function into a job.
 
@@ -384,6 +422,13 @@ def define_job(
     non-zero one on another driver is refused at enqueue
     (:class:`~glasswork.jobs.errors.PriorityUnsupportedError`).
 
+    ``rate_limit`` (``"5/s"``, ``"100/m"``, ``"1000/h"``): the job starts at most that many
+    times in any such window, across every worker. ``concurrency_limit`` (a positive
+    integer): at most that many run at once per ``concurrency_key`` (payload -> key; without
+    one, per job), across every worker. Both need a driver that can hold them (SQLite,
+    PostgreSQL, the mock in a long-running worker); a worker on another refuses to start.
+    A job held back is put back with a delay that is not an attempt.
+
     >>> ping = define_job(name="ping", handler=lambda: None)
     """
     return JobDefinition(
@@ -398,6 +443,9 @@ def define_job(
         idempotency=Idempotency.from_option(idempotent),
         result_ttl=_check_result_ttl(name, result_ttl),
         priority=check_priority(priority, f"job {name!r}: priority"),
+        rate_limit=parse_rate_limit(name, rate_limit),
+        concurrency_limit=check_concurrency(name, concurrency_limit, concurrency_key),
+        concurrency_key=concurrency_key,
     )
 
 

@@ -12,6 +12,7 @@ including the TypeScript Glasswork, can write it)::
       "enqueuedAt": "2026-11-25T10:00:00Z",  # optional, ISO 8601 with offset
       "uniqueKey": "123",                    # optional, the job's unique key
       "groupId": "user-123",                 # optional, FIFO message group
+      "concurrencyKey": "tenant-7",          # optional, the job's concurrency key
       "trace": {"traceparent": "00-...-01"}  # optional, W3C trace context of the enqueue
     }
 
@@ -86,6 +87,9 @@ class JobMessage(BaseModel):
     enqueued_at: datetime | None = Field(default=None, alias="enqueuedAt")
     unique_key: str | None = Field(default=None, alias="uniqueKey")
     group_id: str | None = Field(default=None, alias="groupId")
+    #: What the job's ``concurrency_limit`` is counted by (None, left out of the body: the
+    #: job as a whole).
+    concurrency_key: str | None = Field(default=None, alias="concurrencyKey")
     #: Higher runs first within a queue, on drivers that order by it; None (left out of the
     #: body) is 0.
     priority: int | None = None
@@ -104,6 +108,7 @@ class JobMessage(BaseModel):
         group_id: str | None = None,
         job_id: str | None = None,
         priority: int = 0,
+        concurrency_key: str | None = None,
     ) -> JobMessage:
         """Build a new message stamped with a fresh job id and the current time."""
         # What model_construct does (no re-validating of values this library produced
@@ -121,6 +126,7 @@ class JobMessage(BaseModel):
             unique_key=unique_key,
             group_id=group_id,
             priority=priority or None,
+            concurrency_key=concurrency_key,
         )
         _set(message, "__dict__", fields)
         _set(message, "__pydantic_fields_set__", set(_CREATED))

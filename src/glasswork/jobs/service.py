@@ -83,6 +83,7 @@ class EnqueueBase:
             unique_key=unique_key,
             group_id=job.group_id_for(value),
             priority=chosen,
+            concurrency_key=job.concurrency_key_for(value),
         )
         message.encode(limit)
         return message

@@ -38,6 +38,7 @@ from ..execution import (
     Retry,
     RunStep,
 )
+from ..limits import refuse_unheld_limits
 from ..message import JobMessage
 from ..metrics.sink import MetricsOption, flush_metrics, metric_sinks
 from ..steps import worker_steps
@@ -116,6 +117,8 @@ class LambdaWorker:
             )
         )
         self.registry = self.executor.registry
+        # Limits are held only by long-running workers so far: refuse, never run unlimited.
+        refuse_unheld_limits(self.registry, None, driver, "Lambda handler", runtime_holds=False)
         self.services = self.executor.services
         self.queues = RecordQueues(_client_factory(driver))
         self.reader = RecordReader(self.log)

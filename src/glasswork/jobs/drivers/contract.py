@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from ..errors import ConfigurationError
 from ..extras import load_lazily
+from ..limits import JobLimits
 from ..message import MAX_MESSAGE_BYTES, JobMessage
 from .records import (
     EnqueueBatchError,
@@ -120,6 +121,7 @@ __all__ = [
     "EnqueueResult",
     "FailedEnqueue",
     "FinalStatus",
+    "FlowLimits",
     "FoundJob",
     "HandBack",
     "HeartbeatStore",
@@ -417,6 +419,23 @@ class LeaseExtension(Protocol):
     def extend_leases(self, received: Sequence[ReceivedMessage], seconds: float) -> int:
         """Keep ``received`` hidden ``seconds`` more from now; returns how many leases were
         still held (a lease that ran out already is not renewed)."""
+        ...
+
+
+@runtime_checkable
+class FlowLimits(Protocol):
+    """Rate limits and per-key concurrency held across every worker on this backend
+    (``define_job(rate_limit=..., concurrency_limit=...)``). A worker whose jobs have
+    limits refuses to start on a driver without this group."""
+
+    def acquire(
+        self, received: ReceivedMessage, job_name: str, key: str | None, limits: JobLimits
+    ) -> float | None:
+        """Called on a claimed delivery of a limited job, just before it runs, in one atomic
+        step: None when it may start now (its start is counted against ``limits.rate``, and
+        it holds one of ``limits.concurrency`` slots of ``(job_name, key)`` until it is
+        settled or its lease runs out, never longer); or the seconds until it may try again,
+        the delivery already put back that long, not counted as an attempt."""
         ...
 
 
@@ -793,6 +812,7 @@ class Capabilities:
     coroutine_producing: CoroutineProducing | None = None
     status: StatusStore | None = None
     status_batches: StatusBatches | None = None
+    flow_limits: FlowLimits | None = None
     dead_letter_traceback: bool = False
     purge_by_queue: bool = False
     async_def: tuple[str, ...] = ()
@@ -831,6 +851,7 @@ CAPABILITY_GROUPS: tuple[tuple[str, type], ...] = (
     ("closing", Closing),
     ("status", StatusStore),
     ("status_batches", StatusBatches),
+    ("flow_limits", FlowLimits),
 )
 #: The producing methods a driver may write as ``async def``.
 PRODUCING_METHODS = ("enqueue", "enqueue_in", "enqueue_at", "enqueue_many")

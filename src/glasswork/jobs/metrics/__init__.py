@@ -6,7 +6,7 @@
   (``Worker(metrics_port=9100)``, ``glasswork worker --metrics-port 9100``), served with a
   ``/healthz`` liveness endpoint by :class:`MetricsServer`;
 * :class:`MetricsSink`: the interface of both, for your own (and :class:`PeriodicFireSink`,
-  for counts of periodic fires);
+  for counts of periodic fires, :class:`ThrottleSink`, for deliveries held back by limits);
 * :class:`CloudWatchOutcomes`: the outcome counts of ``EMFMetrics`` read back from CloudWatch
   (for the dashboard's chart);
 * :class:`OutcomeLog`: the sink every worker adds for the dashboard's outcome history;
@@ -25,6 +25,7 @@ from .sink import (
     MetricsOption,
     MetricsSink,
     PeriodicFireSink,
+    ThrottleSink,
     flush_metrics,
     metric_sinks,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "OutcomeLog",
     "PeriodicFireSink",
     "PrometheusMetrics",
+    "ThrottleSink",
     "flush_metrics",
     "metric_sinks",
 ]

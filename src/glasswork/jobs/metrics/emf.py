@@ -16,7 +16,8 @@ One line looks like this (pretty-printed)::
 
 A periodic job fired by a long-running worker (``periodic=True``) also gets the counts of
 its fires that were not plain: ``PeriodicCaughtUp``, ``PeriodicMissed``, ``PeriodicSkipped``
-(and ``PeriodicFired``), when any is not zero.
+(and ``PeriodicFired``), when any is not zero; a job with a rate or concurrency limit run
+by a long-running worker, ``Throttled`` (deliveries held back), when not zero.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ PERIODIC_METRICS = {
     "missed": "PeriodicMissed",
     "skipped": "PeriodicSkipped",
 }
+#: Deliveries held back by the job's rate or concurrency limit.
+THROTTLED_METRIC = "Throttled"
 DURATION_METRIC = "JobDuration"
 JOB_DIMENSION = "JobName"
 #: EMF allows 100 values per metric in one document; more go to further lines.
@@ -126,6 +129,13 @@ class EMFMetrics:
                 job = self._jobs[job_name] = _JobCounts(queue)
             job.counts[metric] = job.counts.get(metric, 0) + count
 
+    def record_throttled(self, job_name: str, queue: str, count: int) -> None:
+        with self._lock:
+            job = self._jobs.get(job_name)
+            if job is None:
+                job = self._jobs[job_name] = _JobCounts(queue)
+            job.counts[THROTTLED_METRIC] = job.counts.get(THROTTLED_METRIC, 0) + count
+
     def flush(self) -> None:
         """Write what was counted since the last flush: one line per job name (and one more
         per 100 durations past the first 100)."""
@@ -147,6 +157,8 @@ class EMFMetrics:
         periodic = {metric: job.counts.get(metric, 0) for metric in PERIODIC_METRICS.values()}
         if any(periodic.values()):
             counts.update(periodic)
+        if job.counts.get(THROTTLED_METRIC):
+            counts[THROTTLED_METRIC] = job.counts[THROTTLED_METRIC]
         chunks = [
             job.durations[i : i + MAX_VALUES] for i in range(0, len(job.durations), MAX_VALUES)
         ]
@@ -187,6 +199,7 @@ def _check_dimensions(dimensions: Mapping[str, str]) -> dict[str, str]:
     taken = {JOB_DIMENSION, "Queue", "_aws", DURATION_METRIC, TIMED_OUT_METRIC}
     taken.update(OUTCOME_METRICS.values())
     taken.update(PERIODIC_METRICS.values())
+    taken.add(THROTTLED_METRIC)
     for name, value in dimensions.items():
         if not isinstance(name, str) or not name or name in taken:
             raise ConfigurationError(

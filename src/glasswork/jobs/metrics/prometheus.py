@@ -10,6 +10,8 @@ Needs ``prometheus-client`` (``pip install 'glasswork[prometheus]'``), imported 
 * ``glasswork_job_duration_seconds{job, queue}``: a histogram of run times;
 * ``glasswork_periodic_fires_total{job, queue, outcome}``: periodic fires by outcome
   (``fired``, ``caught_up``, ``missed``, ``skipped``), from a worker with ``periodic=True``;
+* ``glasswork_jobs_throttled_total{job, queue}``: deliveries held back by their job's rate
+  or concurrency limit (put back for later, not runs);
 * ``glasswork_queue_messages{queue, state}``: depth per ``state`` (``ready``, ``delayed``,
   ``in_flight``, ``dead``), read from the driver's ``stats()`` at scrape time (at most every
   ``stats_interval`` seconds) when the driver can tell.
@@ -107,6 +109,13 @@ class PrometheusMetrics:
             namespace=namespace,
             registry=self.registry,
         )
+        self.throttled = Counter(
+            "jobs_throttled",
+            "Deliveries held back by their job's rate or concurrency limit",
+            ["job", "queue"],
+            namespace=namespace,
+            registry=self.registry,
+        )
         self._watched: QueueDepth | None = None
 
     def record(self, run: JobRun, outcome: Outcome, seconds: float) -> None:
@@ -118,6 +127,9 @@ class PrometheusMetrics:
 
     def record_fires(self, job_name: str, queue: str, outcome: str, count: int) -> None:
         self.periodic_fires.labels(job_name, queue, outcome).inc(count)
+
+    def record_throttled(self, job_name: str, queue: str, count: int) -> None:
+        self.throttled.labels(job_name, queue).inc(count)
 
     def flush(self) -> None:
         """Nothing to do: Prometheus pulls."""

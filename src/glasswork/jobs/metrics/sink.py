@@ -53,6 +53,16 @@ class PeriodicFireSink(Protocol):
         ``outcome``, one of :data:`PERIODIC_OUTCOMES`."""
 
 
+@runtime_checkable
+class ThrottleSink(Protocol):
+    """A sink that also counts deliveries held back by their job's rate or concurrency
+    limit (the long-running worker calls it; :class:`PrometheusMetrics` and
+    :class:`EMFMetrics` are ones)."""
+
+    def record_throttled(self, job_name: str, queue: str, count: int) -> None:
+        """Count ``count`` deliveries of ``job_name`` (on ``queue``) put back for later."""
+
+
 MetricsOption = MetricsSink | Sequence[MetricsSink] | None
 
 

@@ -26,6 +26,7 @@ from ..drivers.records import BEAT_SECONDS
 from ..durations import Delay, positive_seconds
 from ..errors import ConfigurationError
 from ..execution import Executor, Hook, JobHooks, RunStep
+from ..limits import limited_jobs, refuse_unheld_limits
 from ..metrics.sink import MetricsOption, MetricsSink, flush_metrics, metric_sinks
 from ..steps import worker_steps
 from ..stop_signals import STOP_SIGNALS
@@ -33,6 +34,7 @@ from ..timeouts import JobTimeout
 from .event_loop import AsyncJobs
 from .heartbeats import HeartbeatWriter
 from .leases import Leases
+from .limits import FlowGate
 from .logs import logger
 from .periodic import PeriodicFirer, schedules_of
 from .pool import JobPool
@@ -134,6 +136,7 @@ class Worker:
         # Job lines stay on the executor's own "glasswork.jobs" logger; ``log`` is the worker's.
         self.executor = Executor.for_module(module, hooks)
         self.executor.string_cache = "keys"  # a process that lives long keeps memory flat
+        refuse_unheld_limits(self.executor.registry, capabilities.flow_limits, driver, "worker")
         self.metrics = metric_sinks(metrics, prometheus=metrics_port is not None, driver=driver)
         self.executor.steps = _chain(
             self.executor, driver, steps, self.job_timeout, self.metrics, idempotency_store
@@ -174,6 +177,11 @@ class Worker:
         self._leases = Leases(capabilities.lease_extension, self.log)
         self._statuses = (
             JobStatuses(capabilities.status, self.log) if capabilities.status is not None else None
+        )
+        self._gate = (
+            FlowGate(capabilities.flow_limits, self.log, self.metrics)
+            if capabilities.flow_limits is not None and limited_jobs(self.executor.registry)
+            else None
         )
         self._receiver = Receiver(
             capabilities.consuming,
@@ -286,6 +294,7 @@ class Worker:
             wake=self._wake,
             name=f"glasswork-job-{id(self):x}",
             may_run=self._statuses.may_run if self._statuses is not None else None,
+            gate=self._gate,
         )
         periodic = (
             PeriodicFirer(

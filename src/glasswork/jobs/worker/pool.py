@@ -7,7 +7,9 @@ around-run steps, hooks and a sync handler, all on the thread, in a context of t
 job); an async job it hands to :class:`~.event_loop.AsyncJobs` (with the async jobs right
 behind it) and goes on. Outcomes go to :attr:`JobPool.finished` for the control thread to
 settle. With a status store (``may_run``), a thread asks it before running each delivery,
-and one that must not run is settled unrun (:class:`~.status.Skipped`).
+and one that must not run is settled unrun (:class:`~.status.Skipped`). With limited jobs
+(``gate``), a thread asks the driver to start each delivery of one, right before it runs;
+one held back was put back by the driver and is only counted (:class:`~.limits.Throttled`).
 
 A job past its timeout is taken from its thread (:meth:`JobPool.expire`): the thread is
 abandoned and a new one takes its place, so the pool never shrinks. When the job was inside
@@ -33,6 +35,7 @@ from ..drivers.records import ReceivedMessage
 from ..errors import JobTimeoutError
 from ..execution import Outcome
 from .handoff import Handoff, take_all
+from .limits import THROTTLED, FlowGate
 from .logs import log_end, log_start, names_of
 from .slots import ABANDONED, CURRENT_SLOT, Abandoned, Held, Slot, call_inline, drive, unwind
 from .status import SKIPPED
@@ -69,8 +72,11 @@ class JobPool:
         wake: Callable[[], None],
         name: str,
         may_run: Callable[[ReceivedMessage], bool] | None = None,
+        gate: FlowGate | None = None,
     ) -> None:
         self.size = size
+        #: Asked before a limited job starts (None: the worker's jobs have no limits).
+        self.gate = gate
         #: Asked before a delivery runs (the status store's ``record_start``), if set.
         self.may_run = may_run
         self.new_executor = new_executor
@@ -270,9 +276,11 @@ class JobPool:
                 return None
             received = held.received
             if self.may_run is None or self._may_run(held):
-                return held, executor.prepare(
+                prepared = executor.prepare(
                     received.body, received.attempt, None, received.attributes
                 )
+                if self.gate is None or self._may_start(held, prepared):
+                    return held, prepared
 
     def _may_run(self, held: Held) -> bool:
         """Ask the status store whether ``held`` may run; if not, report it settled unrun
@@ -290,11 +298,34 @@ class JobPool:
                 held.received.message_id,
             )
             outcome = None
+        self._report_unrun(held, outcome)
+        return False
+
+    def _may_start(self, held: Held, prepared: Prepared) -> bool:
+        """Ask the flow gate whether ``held`` may start; if not (the driver put it back),
+        report it throttled; if the driver failed, with no outcome (its lease runs out)."""
+        assert self.gate is not None
+        if isinstance(prepared, Outcome):
+            return True
+        outcome: Outcome | None = THROTTLED
+        try:
+            if self.gate.may_start(held.received, prepared):
+                return True
+        except Exception:
+            self.log.exception(
+                "could not ask the driver whether limited message %s may start; it runs "
+                "again when its lease runs out",
+                held.received.message_id,
+            )
+            outcome = None
+        self._report_unrun(held, outcome)
+        return False
+
+    def _report_unrun(self, held: Held, outcome: Outcome | None) -> None:
         self.finished.append(Finished(held, outcome, 0.0))
         self.handoff.ended()
         if len(self.handoff.ready) <= self.refill_at:
             self.wake()
-        return False
 
     def _is_async(self, prepared: Prepared) -> bool:
         if self.async_jobs is None or isinstance(prepared, Outcome):

@@ -6,7 +6,8 @@ With a status store (:class:`~glasswork.jobs.drivers.contract.StatusStore`), how
 goes with its acknowledgement: Done/Discard/Cancelled → ``finish_many`` (in batches, instead
 of the ack), Retry → ``record_retry`` then nack, DeadLetter → dead letter, ack, then
 ``finish_many`` records it (only); a delivery not run (:class:`~.status.Skipped`) → ack;
-released jobs (shutdown) → ``release_many`` where the driver can hand jobs back
+a delivery its flow limits held back (:class:`~.limits.Throttled`) → nothing (the driver
+put it back); released jobs (shutdown) → ``release_many`` where the driver can hand jobs back
 (:class:`~glasswork.jobs.drivers.contract.HandBack`: the delivery does not count as an
 attempt), else ``nack_many`` (:class:`~glasswork.jobs.drivers.contract.BatchNack`), else
 nack one by one with no delay. Every count of the run's
@@ -26,6 +27,7 @@ from ..errors import ConfigurationError
 from ..execution import DeadLetter, DeadLetterSender, Retry, send_to_dead_letter
 from ..idempotency.step import Duplicate
 from ..job_ends import final_status, retry_note
+from .limits import Throttled
 from .pool import Finished
 from .slots import Held
 from .status import Skipped
@@ -114,6 +116,8 @@ class Settler:
                 counts["errors"] += 1
                 continue
             counts[outcome.kind] += 1
+            if isinstance(outcome, Throttled):
+                continue  # put back by the driver already: nothing to settle
             if isinstance(outcome, Retry):
                 self._nacks.append((held.received, outcome.delay, None))
             elif isinstance(outcome, DeadLetter):
@@ -131,6 +135,8 @@ class Settler:
                 continue
             counts[outcome.kind] += 1
             received = held.received
+            if isinstance(outcome, Throttled):
+                continue  # put back by the driver already, its status untouched
             if isinstance(outcome, Skipped):
                 self._acks.append(received)  # not run: its state was recorded already
                 continue

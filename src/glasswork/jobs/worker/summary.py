@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 #: Outcome kinds as counted in :class:`WorkerSummary` (``duplicate``: an idempotent job
 #: whose key was completed already, acknowledged without running; ``cancelled``: a job
 #: asked to stop that did), plus ``released`` (handed back unrun or unfinished at shutdown),
-#: ``skipped`` (not run: the driver's status store said it was cancelled or had ended) and
+#: ``skipped`` (not run: the driver's status store said it was cancelled or had ended),
+#: ``throttled`` (not run yet: its rate or concurrency limit held it back, and the driver
+#: put it back for later, not as an attempt) and
 #: ``errors`` (the worker itself could not settle the job: its lease is left to run out, so
 #: it is delivered again).
 SUMMARY_KINDS = (
@@ -20,12 +22,13 @@ SUMMARY_KINDS = (
     "duplicate",
     "released",
     "skipped",
+    "throttled",
     "errors",
 )
 #: The kinds of deliveries that ran to an outcome.
-_RAN = tuple(kind for kind in SUMMARY_KINDS if kind not in ("released", "skipped"))
+_RAN = tuple(kind for kind in SUMMARY_KINDS if kind not in ("released", "skipped", "throttled"))
 #: Kinds the summary's line shows only when there were some (jobs' statuses kept).
-_SHOWN_IF_ANY = ("cancelled", "skipped")
+_SHOWN_IF_ANY = ("cancelled", "skipped", "throttled")
 
 
 @dataclass(slots=True)
@@ -57,6 +60,11 @@ class WorkerSummary:
     def retried(self) -> int:
         """Failed runs that will be retried."""
         return self.counts["retry"]
+
+    @property
+    def throttled(self) -> int:
+        """Deliveries their rate or concurrency limits held back (put back for later)."""
+        return self.counts["throttled"]
 
     @property
     def released(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -12,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import DuplicateJobError, MalformedMessageError
 from ...idempotency.memory import MemoryIdempotencyStore
+from ...limits import SLOT_RETRY, JobLimits
 from ...message import JobMessage
-from ..contract import Consuming, IdempotencyProvider, QueueDriver, StatusStore
+from ..contract import Consuming, FlowLimits, IdempotencyProvider, QueueDriver, StatusStore
 from ..records import (
     DEFAULT_RESULT_TTL,
     EnqueueResult,
@@ -82,6 +84,7 @@ class _Pending:
     progress: float | None = None
     progress_note: str | None = None
     cancel_reason: str | None = None  # set while running: its worker is asked to stop
+    slot: tuple[str, str] | None = None  # the concurrency slot this delivery holds
 
     def status(self, now: float) -> JobStatus:
         """The live status, from what the queue holds."""
@@ -137,7 +140,7 @@ class _Pending:
         return _Pending(received.message_id, received.body, message, 0.0, received.attempt)
 
 
-class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore):
+class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, FlowLimits):
     """In-memory queue for tests: records every enqueue and can run them all.
 
     * ``driver.jobs``: messages enqueued (``.job_name``, ``.payload``);
@@ -146,7 +149,9 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore):
     * ``driver.drain(AppModule)``: run everything through the real Lambda worker path;
     * a second pending job with the same unique key raises :class:`DuplicateJobError`;
     * jobs' statuses and results, in memory for the life of the driver (ended ones for their
-      ``result_ttl``); higher priorities are received first within a queue.
+      ``result_ttl``); higher priorities are received first within a queue;
+    * rate and concurrency limits, for a long-running worker on it (not :meth:`drain`, which
+      runs jobs through the Lambda path: it refuses limited jobs).
     """
 
     name = "mock"
@@ -162,6 +167,7 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore):
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._idempotency = MemoryIdempotencyStore()
+        self._starts: dict[str, list[float]] = {}  # recent starts of rate-limited jobs
 
     def __repr__(self) -> str:
         return (
@@ -190,6 +196,7 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore):
             self._ended.clear()
             self._unique.clear()
             self._idempotency.clear()
+            self._starts.clear()
 
     # -- producing ---------------------------------------------------------------------
 
@@ -247,6 +254,7 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore):
             )[:max_messages]
             received = []
             for p in ready:
+                p.slot = None
                 p.attempt += 1
                 p.leased_by = f"{p.message_id}#{p.attempt}"
                 p.updated_at = datetime.now(UTC)
@@ -272,6 +280,42 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore):
             pending.leased_by = None
             pending.due = time.time() + delay_seconds
             pending.updated_at = datetime.now(UTC)
+
+    def acquire(
+        self, received: ReceivedMessage, job_name: str, key: str | None, limits: JobLimits
+    ) -> float | None:
+        """Start a limited job (a slot held while it is leased; rate: a sliding log of
+        starts), or put it back until it may, its attempt given back."""
+        with self._lock:
+            pending = self._lease(received)
+            if pending is None:
+                return 0.0  # no longer held: it must not start
+            now = time.time()
+            wait: float | None = None
+            slot = (job_name, key or "")
+            if limits.concurrency is not None:
+                held = sum(
+                    1
+                    for p in self._pending.values()
+                    if p.slot == slot and p.leased_by is not None and p is not pending
+                )
+                if held >= limits.concurrency:
+                    wait = SLOT_RETRY * (1 + random.random() / 2)
+            rate = limits.rate
+            if wait is None and rate is not None:
+                starts = [t for t in self._starts.get(job_name, ()) if t > now - rate.window]
+                if len(starts) >= rate.count:
+                    wait = max(0.001, starts[len(starts) - rate.count] + rate.window - now)
+                else:
+                    starts.append(now)
+                self._starts[job_name] = starts
+            if wait is None:
+                pending.slot = slot if limits.concurrency is not None else None
+                return None
+            pending.leased_by = None
+            pending.attempt -= 1
+            pending.due = now + wait
+            return wait
 
     def dead_letter(
         self, body: str, reason: str, *, queue: str | None = None, traceback: str | None = None

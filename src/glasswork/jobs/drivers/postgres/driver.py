@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import time
 import uuid
 import weakref
@@ -14,7 +15,8 @@ import psycopg
 
 from ...durations import setting_seconds
 from ...errors import ConfigurationError
-from ...message import JobMessage, identify
+from ...limits import SLOT_RETRY, JobLimits
+from ...message import JobMessage, identify, scoped_key
 from ..contract import (
     BatchAck,
     BatchNack,
@@ -22,6 +24,7 @@ from ..contract import (
     Consuming,
     DeadLetterAdmin,
     DeadLetterSearch,
+    FlowLimits,
     HandBack,
     Heartbeats,
     JobFinder,
@@ -74,6 +77,7 @@ class PostgresQueueDriver(
     Heartbeats,
     TransactionalEnqueue,
     Closing,
+    FlowLimits,
     StatusRows,
 ):
     """A durable queue in PostgreSQL: any number of workers on any number of machines,
@@ -311,6 +315,31 @@ class PostgresQueueDriver(
         if received:
             params = {"channel": self.sql.channel}
             self._settle("hand back jobs", self.sql.hand_back, received, params)
+
+    def acquire(
+        self, received: ReceivedMessage, job_name: str, key: str | None, limits: JobLimits
+    ) -> float | None:
+        """Start a limited job, or put it back until it may: one call of the schema's
+        ``glasswork_acquire`` function, which takes a concurrency slot (held while the row
+        is leased) and a start of the rate's sliding window by the server's clock."""
+        row_id, attempts = received.receipt
+        slots = limits.concurrency
+        params = {
+            "id": row_id,
+            "attempts": attempts,
+            "job": job_name,
+            "slot": scoped_key(job_name, key or "") if slots is not None else None,
+            "slots": slots,
+            "starts": limits.rate.count if limits.rate is not None else None,
+            "window": limits.rate.window if limits.rate is not None else None,
+            "retry": SLOT_RETRY * (1 + random.random() / 2),
+        }
+
+        def call(conn: psycopg.Connection, _: bool) -> float | None:
+            row = conn.execute(self.sql.acquire, params).fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        return self._connections.run("start a limited job", call)
 
     def extend_leases(self, received: Sequence[ReceivedMessage], seconds: float) -> int:
         """Keep jobs hidden for ``seconds`` more (the worker calls this for long-running jobs).

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from psycopg import Connection
 
 #: The schema version this release of glasswork reads and writes.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Placeholders: {schema} (quoted identifier), {channel} (the NOTIFY channel, a literal) and
 # {quote} (the dollar quote of a function body, one the channel cannot end: see _dollar_quote).
@@ -138,6 +138,79 @@ CREATE INDEX IF NOT EXISTS glasswork_job_results_updated
     ON {schema}.glasswork_job_results (updated_at);
 CREATE INDEX IF NOT EXISTS glasswork_job_results_expires
     ON {schema}.glasswork_job_results (expires_at);
+""",
+    # Flow limits (limits.py): the concurrency slot a running delivery holds (free once its
+    # row is settled or its lease has run out), recent starts of rate-limited jobs, and the
+    # one call that takes both for a delivery or puts it back: a round trip per start of a
+    # limited job, none for other jobs.
+    6: """
+ALTER TABLE {schema}.glasswork_jobs ADD COLUMN IF NOT EXISTS slot_key text;
+CREATE INDEX IF NOT EXISTS glasswork_jobs_slots ON {schema}.glasswork_jobs (slot_key)
+    WHERE slot_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {schema}.glasswork_rate_starts (
+    job_name text NOT NULL,
+    started_at timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS glasswork_rate_starts_job
+    ON {schema}.glasswork_rate_starts (job_name, started_at);
+CREATE OR REPLACE FUNCTION {schema}.glasswork_acquire(
+    p_id bigint, p_attempts integer, p_job text, p_slot text, p_slots integer,
+    p_starts integer, p_window double precision, p_retry double precision
+) RETURNS double precision LANGUAGE plpgsql AS {quote}
+DECLARE
+    t timestamptz;
+    held integer;
+    n integer;
+    oldest timestamptz;
+    wait double precision;
+BEGIN
+    -- A delivery no longer held (settled, or its lease taken by another worker) must not
+    -- start: 0, put back already.
+    PERFORM 1 FROM {schema}.glasswork_jobs
+        WHERE id = p_id AND attempts = p_attempts AND leased FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    -- Each count is taken under a lock of its own key, held to the end of the transaction,
+    -- so two workers never both take the last slot or the last start of a window. (Two-key
+    -- advisory locks: a space of their own, 21 slots and 22 rates, always in that order.)
+    IF p_slots IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(21, hashtext(p_slot));
+        SELECT count(*) INTO held FROM {schema}.glasswork_jobs
+            WHERE slot_key = p_slot AND leased AND visible_at > clock_timestamp()
+            AND id <> p_id;
+        IF held >= p_slots THEN
+            wait := p_retry;
+        END IF;
+    END IF;
+    IF wait IS NULL AND p_starts IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(22, hashtext(p_job));
+        t := clock_timestamp();
+        DELETE FROM {schema}.glasswork_rate_starts
+            WHERE job_name = p_job AND started_at <= t - p_window * interval '1 second';
+        SELECT count(*) INTO n FROM {schema}.glasswork_rate_starts WHERE job_name = p_job;
+        IF n >= p_starts THEN
+            SELECT started_at INTO oldest FROM {schema}.glasswork_rate_starts
+                WHERE job_name = p_job ORDER BY started_at OFFSET n - p_starts LIMIT 1;
+            wait := greatest(0.001, EXTRACT(EPOCH FROM oldest - t) + p_window);
+        ELSE
+            INSERT INTO {schema}.glasswork_rate_starts (job_name, started_at) VALUES (p_job, t);
+        END IF;
+    END IF;
+    IF wait IS NULL THEN
+        IF p_slots IS NOT NULL THEN
+            UPDATE {schema}.glasswork_jobs SET slot_key = p_slot
+                WHERE id = p_id AND attempts = p_attempts;
+        END IF;
+        RETURN NULL;
+    END IF;
+    UPDATE {schema}.glasswork_jobs
+        SET leased = false, attempts = attempts - 1, updated_at = now(),
+            visible_at = clock_timestamp() + wait * interval '1 second'
+        WHERE id = p_id AND attempts = p_attempts AND attempts > 0;
+    RETURN wait;
+END
+{quote};
 """,
 }
 

@@ -82,7 +82,7 @@ picked AS (
 )
 UPDATE {jobs} AS t
 SET attempts = t.attempts + 1, lost = t.lost + t.leased::int, leased = true,
-    visible_at = now() + %(lease)s * interval '1 second', updated_at = now()
+    visible_at = now() + %(lease)s * interval '1 second', updated_at = now(), slot_key = NULL
 FROM picked WHERE t.id = picked.id
 RETURNING t.id, t.queue, t.body, t.attempts, t.lost, t.priority, t.cancel_requested
 """
@@ -191,6 +191,11 @@ class Statements:
         self.extend = (
             f"UPDATE {jobs} AS t SET visible_at = now() + %(seconds)s * interval '1 second' "
             f"FROM {_RECEIPTS} WHERE {_MATCHES} AND t.leased"
+        )
+        self.acquire = (
+            f"SELECT {sql.Identifier(schema, 'glasswork_acquire').as_string()}"
+            "(%(id)s, %(attempts)s, %(job)s, %(slot)s, %(slots)s, %(starts)s, %(window)s, "
+            "%(retry)s)"
         )
         self.bury = (
             f"WITH gone AS (DELETE FROM {jobs} WHERE id = %(id)s AND attempts = %(attempts)s "

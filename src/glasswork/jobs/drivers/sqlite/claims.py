@@ -51,7 +51,7 @@ _PLAIN_BAND = _BAND.format(band="priority = 0", order="visible_at")
 _CLAIM = """
 UPDATE glasswork_jobs
 SET attempts = attempts + 1, lost = lost + leased, leased = 1, visible_at = :lease_until,
-    updated_at = :now
+    updated_at = :now, slot_key = NULL
 WHERE id IN ({bands} LIMIT :limit)
 RETURNING id, CAST(body AS BLOB), attempts, lost, priority, cancel_requested
 """

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from ...durations import setting_seconds
 from ...errors import ConfigurationError
+from ...limits import JobLimits
 from ...message import JobMessage
 from ..contract import (
     BatchAck,
@@ -36,6 +37,7 @@ from ..contract import (
     Consuming,
     DeadLetterAdmin,
     DeadLetterSearch,
+    FlowLimits,
     HandBack,
     Heartbeats,
     IdempotencyProvider,
@@ -58,7 +60,7 @@ from ..records import (
     QueueStats,
     ReceivedMessage,
 )
-from . import inspection, periodic, settling
+from . import inspection, limits, periodic, settling
 from .claims import Claims
 from .connections import QueueFile
 from .dead_letters import DeadLetters
@@ -93,6 +95,7 @@ class SQLiteQueueDriver(
     Heartbeats,
     IdempotencyProvider,
     Closing,
+    FlowLimits,
     StatusRows,
 ):
     """A durable queue in a SQLite file: no server, delays of any length, safe across processes.
@@ -248,6 +251,12 @@ class SQLiteQueueDriver(
         and this delivery does not count as an attempt, so a job is not dead-lettered for
         clean shutdowns."""
         settling.hand_back(self.file, received)
+
+    def acquire(
+        self, received: ReceivedMessage, job_name: str, key: str | None, job_limits: JobLimits
+    ) -> float | None:
+        """Start a limited job, or put it back until it may (see :mod:`.limits`)."""
+        return limits.acquire(self.file, received, job_name, key, job_limits)
 
     def extend_leases(self, received: Sequence[ReceivedMessage], seconds: float) -> int:
         """Keep jobs hidden for ``seconds`` more (the worker calls this for long-running jobs).

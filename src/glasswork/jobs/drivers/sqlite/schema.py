@@ -13,6 +13,9 @@ every step, an older one the steps it lacks, when a driver opens it.
     glasswork_job_results(job_id PRIMARY KEY, job_name, queue, state, attempts, result,
                           error, traceback, progress, progress_note, priority,
                           enqueued_at, updated_at, expires_at)
+    # v6: flow limits (limits.py): job rows gain slot_key (the concurrency slot a running
+    # delivery holds); recent starts of rate-limited jobs:
+    glasswork_rate_starts(job_name, started_at)
 """
 
 from __future__ import annotations
@@ -192,6 +195,27 @@ def _version_5(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+#: Version 6: flow limits. A delivery holds a concurrency slot while its row is leased with
+#: a ``slot_key`` (so a slot ends with the lease); rate-limited starts of the last window.
+_LIMITS_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS glasswork_jobs_slots ON glasswork_jobs (slot_key) "
+    "WHERE slot_key IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS glasswork_rate_starts ("
+    "job_name TEXT NOT NULL, started_at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS glasswork_rate_starts_job "
+    "ON glasswork_rate_starts (job_name, started_at)",
+)
+
+
+def _version_6(conn: sqlite3.Connection) -> None:
+    """Flow limits: the slot column of job rows, recent starts of rate-limited jobs."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(glasswork_jobs)")}
+    if "slot_key" not in have:
+        conn.execute("ALTER TABLE glasswork_jobs ADD COLUMN slot_key TEXT")
+    for sql in _LIMITS_INDEXES:
+        conn.execute(sql)
+
+
 # Step i takes a file from schema version i to i + 1 (a new file runs them all): a script,
 # or a function of the connection, inside the migration's transaction.
 MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
@@ -200,6 +224,7 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     _TRACEBACKS,
     _version_4,
     _version_5,
+    _version_6,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

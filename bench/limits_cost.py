@@ -1,0 +1,117 @@
+"""What flow limits cost a drain, SQLite and PostgreSQL, same run.
+
+N no-op jobs are enqueued (``enqueue_many``, not timed) into a fresh SQLite file or
+PostgreSQL schema, then a ``Worker`` (the defaults: concurrency 10, timeouts on) drains them
+(``run_until_empty``). Four variants, interleaved repetition by repetition:
+
+* *no limits*: the module's only job has none (the worker has no gate at all);
+* *unlimited beside a limited job*: the drained job has no limits, but the module also
+  registers a limited one, so the worker has its gate and asks it for every job (what "an
+  unlimited job pays nothing" is about);
+* *rate_limit, never throttling*: ``rate_limit="1000000/s"`` (far above the drain's rate):
+  every start is one more transaction (SQLite) or function call (PostgreSQL) that counts
+  the starts of the last second;
+* *concurrency_limit, never throttling*: ``concurrency_limit=1000`` (above the worker's 10):
+  every start takes a slot.
+
+Ratios (variant ÷ no limits) compare bests of the same run; 1.0 means free. *CPU per job* is
+the drain's process CPU time ÷ N (on PostgreSQL the server's work is not in it).
+
+Run: ``python bench/limits_cost.py [--quick] [--n N] [--repeats R] [--json PATH]``;
+PostgreSQL rows need the server at ``$BENCH_POSTGRES_DSN`` (default the local test database).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+from _common import best_and_median, emit, parser, row
+from priority_claims import NAMES, fresh_driver, postgres_answers
+from workload import PAYLOAD, Payload
+
+BENCHMARK = "limits cost"
+#: variant -> (the drained job's define_job limits, whether a limited job is registered too)
+VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
+    "no limits": ({}, False),
+    "unlimited beside a limited job": ({}, True),
+    "rate_limit, never throttling": ({"rate_limit": "1000000/s"}, False),
+    "concurrency_limit, never throttling": ({"concurrency_limit": 1000}, False),
+}
+BASE = "no limits"
+
+
+def drain(n: int, kind: str, limits: dict[str, Any], beside: bool) -> tuple[float, float]:
+    """(jobs/s, CPU µs per job) of one drain of N jobs."""
+    from glasswork import define_module
+    from glasswork.jobs import JobService, Worker, define_job
+
+    job = define_job(name="bench-noop", handler=lambda payload: None, schema=Payload, **limits)
+    jobs = [job]
+    if beside:
+        jobs.append(define_job(name="bench-limited", handler=lambda: None, rate_limit="1/s"))
+    module = define_module("bench", jobs=jobs)
+    with fresh_driver(kind) as driver:
+        service = JobService(driver)
+        for start in range(0, n, 1000):
+            service.enqueue_many(job, [PAYLOAD] * min(1000, n - start))
+        worker = Worker(module=module, driver=driver)
+        cpu, wall = time.process_time(), time.perf_counter()
+        summary = worker.run_until_empty()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if summary.jobs != n or summary.throttled:
+        raise RuntimeError(f"the worker ran {summary.jobs} of {n} jobs: {summary}")
+    return n / wall, cpu / n * 1e6
+
+
+def measure(n: int, repeats: int, kind: str) -> list[dict[str, Any]]:
+    rate: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for _ in range(repeats):
+        for variant, (limits, beside) in VARIANTS.items():
+            per_s, per_job = drain(n, kind, limits, beside)
+            rate[variant].append(per_s)
+            cpu[variant].append(per_job)
+    name = NAMES[kind]
+    notes = f"N={n:,} no-op jobs, Worker().run_until_empty()"
+    rows, best = [], {}
+    for variant in VARIANTS:
+        best[variant], median = best_and_median(rate[variant], higher_is_better=True)
+        best_cpu, median_cpu = best_and_median(cpu[variant], higher_is_better=False)
+        rows.append(
+            row(BENCHMARK, f"{name}, {variant}", "drain", best[variant], "jobs/s",
+                median=median, runs=repeats, notes=notes)
+        )  # fmt: skip
+        rows.append(
+            row(BENCHMARK, f"{name}, {variant}", "CPU per job", best_cpu, "µs",
+                median=median_cpu, runs=repeats, notes=notes)
+        )  # fmt: skip
+    for variant in VARIANTS:
+        if variant != BASE:
+            rows.append(
+                row(BENCHMARK, f"{variant} ÷ {BASE} ({name})", "throughput ratio",
+                    best[variant] / best[BASE], "x", runs=repeats,
+                    notes="1.0 means free; same run, interleaved")
+            )  # fmt: skip
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=None, help="jobs per run")
+    p.add_argument("--repeats", type=int, default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    n = args.n or (2000 if args.quick else 10000)
+    repeats = args.repeats or (2 if args.quick else 5)
+    rows = measure(n, repeats, "sqlite")
+    if postgres_answers():
+        rows += measure(n, repeats, "postgresql")
+    emit(rows, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
