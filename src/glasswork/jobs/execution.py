@@ -162,6 +162,18 @@ class JobRegistry:
 # -- execution ------------------------------------------------------------------------------
 
 RunSync = Callable[..., Awaitable[Any]]
+
+
+class Delivery(Protocol):
+    """What :meth:`Executor.prepare_all` reads of a delivery (a
+    :class:`~glasswork.jobs.drivers.records.ReceivedMessage` has it)."""
+
+    @property
+    def body(self) -> str | bytes | JobMessage: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def attributes(self) -> Mapping[str, Any] | None: ...
 CallNext = Callable[[], Awaitable["Outcome"]]
 
 
@@ -402,6 +414,46 @@ class Executor:
         if job is not None:
             ctx._job = job
         return ctx
+
+    def prepare_all(
+        self, deliveries: Iterable[Delivery], lambda_context: Any = None
+    ) -> list[JobContext | Outcome]:
+        """:meth:`prepare` for each of ``deliveries``, in order (a batch's records). The
+        common case, a valid envelope in a text body, is read here without a call per
+        delivery; any other body goes through :meth:`prepare`."""
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = BodyDecoder(self.registry, self.string_cache)
+        validate = decoder.validator.validate_json
+        jobs = decoder.jobs
+        services = self.services
+        log = self.log
+        prepared: list[JobContext | Outcome] = []
+        append = prepared.append
+        for delivery in deliveries:
+            body = delivery.body
+            if type(body) is str:
+                try:
+                    fields = validate(body)
+                except ValidationError:
+                    fields = None
+                if fields is not None and fields["version"] == ENVELOPE_VERSION:
+                    # As prepare() builds it for the common case.
+                    definition, max_attempts = jobs[fields["job_name"]]
+                    ctx = _new(JobContext)
+                    ctx.services = services
+                    ctx._log = log
+                    ctx._body = body
+                    ctx._fields = fields
+                    ctx.attempt = delivery.attempt
+                    ctx.max_attempts = max_attempts
+                    ctx.lambda_context = lambda_context
+                    ctx.attributes = delivery.attributes or NO_ATTRIBUTES
+                    ctx.definition = definition
+                    append(ctx)
+                    continue
+            append(self.prepare(body, delivery.attempt, lambda_context, delivery.attributes))
+        return prepared
 
     def execute_prepared(
         self, ctx: JobContext, run_sync: RunSync | None = None

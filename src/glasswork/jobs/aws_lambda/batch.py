@@ -115,8 +115,7 @@ class BatchRunner:
             ran=watch is not None,
         )
         self._longest = 0.0
-        prepare = self.executor.prepare
-        prepared = [prepare(m.body, m.attempt, context, m.attributes) for m in messages]
+        prepared = self.executor.prepare_all(messages, context)
         if watch is None:
             self._run(messages, prepared, result, fifo)
             return result
