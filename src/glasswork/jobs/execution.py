@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("glasswork.jobs")
 _new = object.__new__
+# What execute_prepared_sync(keep_done=False) returns for a finished run: nobody reads it.
+_FINISHED = Done(None)
 
 # Outcomes and the handler's context live in their own modules; they are part of this
 # module's interface (workers import them from here).
@@ -174,6 +176,8 @@ class Delivery(Protocol):
     def attempt(self) -> int: ...
     @property
     def attributes(self) -> Mapping[str, Any] | None: ...
+
+
 CallNext = Callable[[], Awaitable["Outcome"]]
 
 
@@ -473,12 +477,15 @@ class Executor:
         ctx: JobContext,
         log_done: bool | None = None,
         steps: tuple[RunStep, ...] | None = None,
+        keep_done: bool = True,
     ) -> Outcome:
         """:meth:`execute_prepared` on the calling thread, which must not be running an
         event loop: sync handlers run here; async handlers (with their steps) and async
         hooks on the private loop (:attr:`loop`). ``log_done`` says whether the DEBUG line
         of a finished job is wanted, and ``steps`` what :meth:`current_steps` said (None:
-        ask now; a worker running a batch asks once for all its runs)."""
+        ask now; a worker running a batch asks once for all its runs). ``keep_done=False``:
+        the caller looks only at failures, so a run that finished on this path may return
+        a shared, empty :class:`Done` (no context, no value) rather than its own."""
         definition: JobDefinition[Any] | None = ctx.definition
         value = ctx._fields["payload"]
         if steps is None:
@@ -509,6 +516,8 @@ class Executor:
             _drive(self._hook(hooks.on_job_complete, ctx))
         if log_done or (log_done is None and self.log.isEnabledFor(logging.DEBUG)):
             ctx.logger.debug("done")
+        if not keep_done:
+            return _FINISHED
         done = _new(Done)  # done_for(ctx, result), inline: once per message
         done._message = None
         done._ctx = ctx

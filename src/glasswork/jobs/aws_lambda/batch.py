@@ -188,7 +188,7 @@ class BatchRunner:
             if type(ctx) is not JobContext:
                 outcome = ctx  # type: ignore[assignment]  # prepare() gave an outcome
             elif plain:
-                outcome = execute(ctx, log_done, steps)
+                outcome = execute(ctx, log_done, steps, keep)
             else:
                 why = self._admit(ctx, result)
                 if why is not None:
