@@ -299,7 +299,12 @@ class Executor:
         """The steps runs take now: all of them, or only those that are never idle while
         every switchable step is (a few attribute reads). A worker running a batch asks
         once for the batch (:meth:`execute_prepared_sync`'s ``steps``)."""
-        return self._chain() if self._switchable else self._steps
+        if self._switchable:  # _chain(), inline: asked once a batch
+            for is_active in self._switchable:
+                if is_active():
+                    return self._steps
+            return self._always
+        return self._steps
 
     def _chain(self) -> tuple[RunStep, ...]:
         for is_active in self._switchable:
