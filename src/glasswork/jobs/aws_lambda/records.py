@@ -61,7 +61,10 @@ class RecordReader:
                 body = message.body = record["body"]
                 attributes = message.attributes = record["attributes"]
                 count = attributes["ApproximateReceiveCount"]
-                message.attempt = _COUNTS.get(count) or int(count)
+                try:
+                    message.attempt = _COUNTS[count]
+                except KeyError:
+                    message.attempt = int(count)
                 arn = message.source_arn = record["eventSourceARN"]
                 message.receipt = record["receiptHandle"]
                 message_id = message.message_id = record["messageId"]
