@@ -142,6 +142,16 @@ def test_the_executor_reads_every_body_as_the_reference_path_would(text):
     assert ctx.definition is {job.name: job for job in JOBS}.get(message.job_name)
 
 
+@pytest.mark.parametrize("job", JOBS, ids=lambda job: job.name)
+@pytest.mark.parametrize("text", [*BODIES, body(jobName=5), body(jobName=None)])
+def test_a_one_job_decoder_takes_what_the_union_takes_for_that_job(text, job):
+    """One job is decoded without a tagged union (its name a literal): the same bodies,
+    the same fields, as the union of several jobs gives for that job."""
+    fields = BodyDecoder(JOBS).decode(text)
+    expected = fields if fields is not None and fields["job_name"] == job.name else None
+    assert BodyDecoder([job]).decode(text) == expected
+
+
 def test_a_registry_without_jobs_decodes_nothing():
     assert BodyDecoder([]).decode(body()) is None
 

@@ -185,7 +185,27 @@ def without_a_loop(executor: Executor, body: str, attempt: int) -> Outcome:
     return executor.execute_sync(body, attempt)
 
 
-PATHS = {"execute_prepared_sync": fast, "execute_sync": without_a_loop}
+@dataclass
+class Delivery:
+    body: str
+    attempt: int
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+def batch(executor: Executor, body: str, attempt: int) -> Outcome:
+    """What the Lambda batch loop does per record when it keeps only failures: the record
+    read by prepare_all, run without its Done (kept or not, a Done it must be)."""
+    [ctx] = executor.prepare_all([Delivery(body, attempt)])
+    if isinstance(ctx, Outcome):
+        return ctx
+    outcome = executor.execute_prepared_sync(ctx, None, None, False)
+    if type(outcome) is Done:
+        assert outcome.value is None  # the shared Done: nothing of the run kept
+        return Done.of_context(ctx)
+    return outcome
+
+
+PATHS = {"execute_prepared_sync": fast, "execute_sync": without_a_loop, "batch": batch}
 
 
 def observe(
@@ -261,3 +281,29 @@ def test_an_async_job_over_its_timeout_is_cut_on_every_path(
         assert observed.outcome[0] == "Retry"
         assert observed.outcome[3] == JobTimeoutError.__name__
         assert time.monotonic() - started < 0.45, path.__name__
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_prepare_all_reads_each_delivery_as_prepare_does(name: str) -> None:
+    scenario = SCENARIOS[name]
+    job = define_job(
+        name="job", handler=scenario.handler, **{"retry": NO_JITTER, **scenario.options}
+    )
+    module = define_module(name="paths", jobs=[job])
+    executor = Executor(JobRegistry.for_module(module), Services.for_module(module))
+    body = scenario.body or envelope("job", {})
+    attributes = {"MessageGroupId": "g"}
+    one = executor.prepare(body, scenario.attempt, "lambda-context", attributes)
+    [got, other] = executor.prepare_all(
+        [Delivery(body, scenario.attempt, attributes), Delivery(envelope("job", {}), 2)],
+        "lambda-context",
+    )
+    assert type(got) is type(one)
+    if isinstance(one, Outcome):
+        assert describe(got) == describe(one)  # type: ignore[arg-type]
+        return
+    assert isinstance(got, type(one))
+    for name_ in ("attempt", "max_attempts", "lambda_context", "attributes", "definition"):
+        assert getattr(got, name_) == getattr(one, name_), name_
+    assert got._fields == one._fields and got.job == one.job
+    assert not isinstance(other, Outcome) and other.attempt == 2 and other.attributes == {}

@@ -424,6 +424,20 @@ def test_a_receive_count_that_is_not_a_number_counts_as_attempt_one(caplog):
     assert "ApproximateReceiveCount 'many' is not an integer" in caplog.text
 
 
+@pytest.mark.parametrize("count", ["1", "9", "10", "100", "101", "4096", "007", " 3", 5])
+def test_a_receive_count_is_read_as_its_integer(count):
+    attempts = []
+
+    def job(payload: Item, ctx: JobContext):
+        attempts.append(ctx.attempt)
+
+    handler = worker(define_job(name="work", schema=Item, handler=job))
+    first = record(1)
+    first["attributes"]["ApproximateReceiveCount"] = count
+    assert handler({"Records": [first, record(2, receive_count=2)]}) == {"batchItemFailures": []}
+    assert attempts == [int(count), 2]
+
+
 @pytest.mark.slow
 def test_a_record_without_a_message_id_runs_and_only_an_unreportable_retry_raises():
     def job(payload: Item, ctx: JobContext):

@@ -74,24 +74,40 @@ class BodyDecoder:
 def _union_validator(jobs: list[JobDefinition[Any]], cache_strings: StringCache) -> SchemaValidator:
     envelope = _envelope_fields()
     definitions: dict[str, core_schema.CoreSchema] = {}
-    choices: dict[str, core_schema.CoreSchema] = {}
+    choices: dict[str, dict[str, core_schema.TypedDictField]] = {}
     for job in jobs:
         payload = _payload_schema(job, definitions)
         if payload is None:
             continue
-        fields = dict(envelope)
+        fields = choices[job.name] = dict(envelope)
         fields["payload"] = core_schema.typed_dict_field(payload)  # required: absent → slow
-        choices[job.name] = core_schema.typed_dict_schema(fields, extra_behavior="ignore")
-    if choices:
-        union = core_schema.tagged_union_schema(choices, discriminator="jobName")
-        try:
-            return SchemaValidator(
-                core_schema.definitions_schema(union, list(definitions.values())),
-                config={"cache_strings": cache_strings},
-            )
-        except SchemaError:  # pragma: no cover - pydantic refused the combination
-            logger.debug("one-pass decoding unavailable; using the two-step path", exc_info=True)
-    return _NOTHING  # every body takes the two-step path
+    schema: core_schema.CoreSchema
+    if len(choices) == 1:
+        # One job (a common Lambda): its envelope, the name a literal, checks the bodies a
+        # tagged union of one checks, without the union's look-up of the name first.
+        [(name, fields)] = choices.items()
+        fields["job_name"] = core_schema.typed_dict_field(
+            core_schema.literal_schema([name]), validation_alias="jobName"
+        )
+        schema = core_schema.typed_dict_schema(fields, extra_behavior="ignore")
+    elif choices:
+        schema = core_schema.tagged_union_schema(
+            {
+                name: core_schema.typed_dict_schema(fields, extra_behavior="ignore")
+                for name, fields in choices.items()
+            },
+            discriminator="jobName",
+        )
+    else:
+        return _NOTHING  # every body takes the two-step path
+    try:
+        return SchemaValidator(
+            core_schema.definitions_schema(schema, list(definitions.values())),
+            config={"cache_strings": cache_strings},
+        )
+    except SchemaError:  # pragma: no cover - pydantic refused the combination
+        logger.debug("one-pass decoding unavailable; using the two-step path", exc_info=True)
+    return _NOTHING
 
 
 # Accepts nothing: an empty tagged union.

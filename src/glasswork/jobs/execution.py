@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("glasswork.jobs")
 _new = object.__new__
+# What execute_prepared_sync(keep_done=False) returns for a finished run: nobody reads it.
+_FINISHED = Done(None)
 
 # Outcomes and the handler's context live in their own modules; they are part of this
 # module's interface (workers import them from here).
@@ -162,6 +164,20 @@ class JobRegistry:
 # -- execution ------------------------------------------------------------------------------
 
 RunSync = Callable[..., Awaitable[Any]]
+
+
+class Delivery(Protocol):
+    """What :meth:`Executor.prepare_all` reads of a delivery (a
+    :class:`~glasswork.jobs.drivers.records.ReceivedMessage` has it)."""
+
+    @property
+    def body(self) -> str | bytes | JobMessage: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def attributes(self) -> Mapping[str, Any] | None: ...
+
+
 CallNext = Callable[[], Awaitable["Outcome"]]
 
 
@@ -283,7 +299,12 @@ class Executor:
         """The steps runs take now: all of them, or only those that are never idle while
         every switchable step is (a few attribute reads). A worker running a batch asks
         once for the batch (:meth:`execute_prepared_sync`'s ``steps``)."""
-        return self._chain() if self._switchable else self._steps
+        if self._switchable:  # _chain(), inline: asked once a batch
+            for is_active in self._switchable:
+                if is_active():
+                    return self._steps
+            return self._always
+        return self._steps
 
     def _chain(self) -> tuple[RunStep, ...]:
         for is_active in self._switchable:
@@ -403,6 +424,46 @@ class Executor:
             ctx._job = job
         return ctx
 
+    def prepare_all(
+        self, deliveries: Iterable[Delivery], lambda_context: Any = None
+    ) -> list[JobContext | Outcome]:
+        """:meth:`prepare` for each of ``deliveries``, in order (a batch's records). The
+        common case, a valid envelope in a text body, is read here without a call per
+        delivery; any other body goes through :meth:`prepare`."""
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = BodyDecoder(self.registry, self.string_cache)
+        validate = decoder.validator.validate_json
+        jobs = decoder.jobs
+        services = self.services
+        log = self.log
+        prepared: list[JobContext | Outcome] = []
+        append = prepared.append
+        for delivery in deliveries:
+            body = delivery.body
+            if type(body) is str:
+                try:
+                    fields = validate(body)
+                except ValidationError:
+                    fields = None
+                if fields is not None and fields["version"] == ENVELOPE_VERSION:
+                    # As prepare() builds it for the common case.
+                    definition, max_attempts = jobs[fields["job_name"]]
+                    ctx = _new(JobContext)
+                    ctx.services = services
+                    ctx._log = log
+                    ctx._body = body
+                    ctx._fields = fields
+                    ctx.attempt = delivery.attempt
+                    ctx.max_attempts = max_attempts
+                    ctx.lambda_context = lambda_context
+                    ctx.attributes = delivery.attributes or NO_ATTRIBUTES
+                    ctx.definition = definition
+                    append(ctx)
+                    continue
+            append(self.prepare(body, delivery.attempt, lambda_context, delivery.attributes))
+        return prepared
+
     def execute_prepared(
         self, ctx: JobContext, run_sync: RunSync | None = None
     ) -> Awaitable[Outcome]:
@@ -421,12 +482,15 @@ class Executor:
         ctx: JobContext,
         log_done: bool | None = None,
         steps: tuple[RunStep, ...] | None = None,
+        keep_done: bool = True,
     ) -> Outcome:
         """:meth:`execute_prepared` on the calling thread, which must not be running an
         event loop: sync handlers run here; async handlers (with their steps) and async
         hooks on the private loop (:attr:`loop`). ``log_done`` says whether the DEBUG line
         of a finished job is wanted, and ``steps`` what :meth:`current_steps` said (None:
-        ask now; a worker running a batch asks once for all its runs)."""
+        ask now; a worker running a batch asks once for all its runs). ``keep_done=False``:
+        the caller looks only at failures, so a run that finished on this path may return
+        a shared, empty :class:`Done` (no context, no value) rather than its own."""
         definition: JobDefinition[Any] | None = ctx.definition
         value = ctx._fields["payload"]
         if steps is None:
@@ -457,6 +521,8 @@ class Executor:
             _drive(self._hook(hooks.on_job_complete, ctx))
         if log_done or (log_done is None and self.log.isEnabledFor(logging.DEBUG)):
             ctx.logger.debug("done")
+        if not keep_done:
+            return _FINISHED
         done = _new(Done)  # done_for(ctx, result), inline: once per message
         done._message = None
         done._ctx = ctx

@@ -115,8 +115,7 @@ class BatchRunner:
             ran=watch is not None,
         )
         self._longest = 0.0
-        prepare = self.executor.prepare
-        prepared = [prepare(m.body, m.attempt, context, m.attributes) for m in messages]
+        prepared = self.executor.prepare_all(messages, context)
         if watch is None:
             self._run(messages, prepared, result, fifo)
             return result
@@ -189,7 +188,7 @@ class BatchRunner:
             if type(ctx) is not JobContext:
                 outcome = ctx  # type: ignore[assignment]  # prepare() gave an outcome
             elif plain:
-                outcome = execute(ctx, log_done, steps)
+                outcome = execute(ctx, log_done, steps, keep)
             else:
                 why = self._admit(ctx, result)
                 if why is not None:

@@ -137,6 +137,8 @@ class LambdaWorker:
 
     def __call__(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         try:
+            if type(event) is dict and "Records" in event:  # _dispatch's common case, inline
+                return self.handle_sqs(event, context)
             return self._dispatch(event, context)
         finally:
             if self.metrics:
