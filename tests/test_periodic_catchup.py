@@ -124,6 +124,21 @@ def test_bad_catchup_or_overlap_is_refused_when_defined_naming_the_job(
         define_periodic_job(name="tick", handler=noop, schedule="rate(1 minute)", **options)
 
 
+def test_the_lambda_handler_says_it_does_not_enforce_overlap(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from glasswork.jobs import bootstrap_worker
+
+    apart = define_periodic_job(
+        name="apart", schedule="rate(1 minute)", handler=lambda: None, overlap=False
+    )
+    free = define_periodic_job(name="free", schedule="rate(1 minute)", handler=lambda: None)
+    with caplog.at_level(logging.WARNING):
+        bootstrap_worker(module=define_module("app", jobs=[apart, free]))
+    warned = [r.getMessage() for r in caplog.records if "overlap=False" in r.getMessage()]
+    assert len(warned) == 1 and "'apart'" in warned[0] and "reserved concurrency" in warned[0]
+
+
 def test_periodic_jobs_default_to_no_catchup_and_overlap_allowed() -> None:
     job = define_periodic_job(name="tick", handler=noop, schedule="rate(1 minute)")
     assert job.periodic_policy == PeriodicPolicy("none", 100, True)

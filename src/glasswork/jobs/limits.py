@@ -123,7 +123,7 @@ def limited_jobs(jobs: Iterable[Limited]) -> list[Limited]:
 def refuse_unheld_limits(
     jobs: Iterable[Limited],
     flow: object | None,
-    driver: object,
+    driver: str | None,
     runtime: str,
     *,
     runtime_holds: bool = True,
@@ -135,7 +135,7 @@ def refuse_unheld_limits(
     if not limited or (flow is not None and runtime_holds):
         return
     job = limited[0]
-    name = "none" if driver is None else getattr(driver, "name", None) or type(driver).__name__
+    name = driver or "none"
     if runtime_holds:
         why = (
             f"the {name} driver cannot hold rate or concurrency limits across workers (it "

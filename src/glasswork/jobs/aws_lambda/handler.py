@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..drivers.contract import QueueDriver, capabilities_of
+from ..drivers.contract import QueueDriver, capabilities_of, driver_label
 from ..drivers.records import ReceivedMessage
 from ..errors import (
     BatchRetryError,
@@ -118,7 +118,18 @@ class LambdaWorker:
         )
         self.registry = self.executor.registry
         # Limits are held only by long-running workers so far: refuse, never run unlimited.
-        refuse_unheld_limits(self.registry, None, driver, "Lambda handler", runtime_holds=False)
+        refuse_unheld_limits(
+            self.registry, None, driver_label(driver), "Lambda handler", runtime_holds=False
+        )
+        for job in self.registry:
+            policy = job.periodic_policy
+            if policy is not None and not policy.overlap:
+                self.log.warning(
+                    "periodic job %r has overlap=False, which the Lambda handler does not "
+                    "enforce (EventBridge starts every fire): give the function a reserved "
+                    "concurrency of 1 to keep its runs apart",
+                    job.name,
+                )
         self.services = self.executor.services
         self.queues = RecordQueues(_client_factory(driver))
         self.reader = RecordReader(self.log)

@@ -150,6 +150,7 @@ __all__ = [
     "WorkerBeat",
     "capabilities_of",
     "coroutine_methods",
+    "driver_label",
     "driver_name",
     "lease_seconds",
     "lookup_scope",
@@ -1064,3 +1065,10 @@ def driver_name(driver: object) -> str | None:
     """A driver's ``name`` (None for an object without one: a duck-typed async driver)."""
     name = getattr(driver, "name", None)
     return None if name is None else str(name)
+
+
+def driver_label(driver: object | None) -> str | None:
+    """How a message names ``driver``: its ``name``, else its class; None for no driver."""
+    if driver is None:
+        return None
+    return driver_name(driver) or type(driver).__name__

@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from ..drivers.contract import QueueDriver, capabilities_of
+from ..drivers.contract import QueueDriver, capabilities_of, driver_label
 from ..drivers.records import BEAT_SECONDS
 from ..durations import Delay, positive_seconds
 from ..errors import ConfigurationError
@@ -136,7 +136,9 @@ class Worker:
         # Job lines stay on the executor's own "glasswork.jobs" logger; ``log`` is the worker's.
         self.executor = Executor.for_module(module, hooks)
         self.executor.string_cache = "keys"  # a process that lives long keeps memory flat
-        refuse_unheld_limits(self.executor.registry, capabilities.flow_limits, driver, "worker")
+        refuse_unheld_limits(
+            self.executor.registry, capabilities.flow_limits, driver_label(driver), "worker"
+        )
         self.metrics = metric_sinks(metrics, prometheus=metrics_port is not None, driver=driver)
         self.executor.steps = _chain(
             self.executor, driver, steps, self.job_timeout, self.metrics, idempotency_store
