@@ -24,6 +24,7 @@ import pytest
 
 from glasswork.jobs import EnqueueError, JobMessage, JobService
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
+from glasswork.jobs.errors import JobFailedError
 
 TESTS = Path(__file__).resolve().parents[1]
 if str(TESTS) not in sys.path:
@@ -555,3 +556,54 @@ def test_a_disk_filled_by_enqueues_a_worker_runs_every_stored_job(
     setup.driver()
     assert (small_disk / "jobs.db-reserve").stat().st_size == 128 * 1024
     stop_within(worker, 5)
+
+
+# -- a job's status across a killed worker ---------------------------------------------------
+
+
+def test_a_worker_killed_mid_job_never_leaves_its_status_done(setup: Setup) -> None:
+    """SIGKILL while the job runs: the status says running (then, once the lease is out and
+    another worker has it, running again), never done, until a run finishes and is acked."""
+    released = setup.dir / "release"
+    handle = setup.jobs().enqueue(record, {"key": "k", "sleep": 30.0, "until": str(released)})
+    driver = setup.driver()
+    first = setup.start_worker(name="first")
+    wait_until(lambda: setup.runs(), what="the job to start")
+    status = driver.job_status(handle.job_id)
+    assert status is not None and status.state == "running"
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    status = driver.job_status(handle.job_id)
+    assert status is not None and status.state != "done"
+    assert "k" not in setup.finished()
+    setup.start_worker(name="second")
+    wait_until(lambda: len(setup.runs()) == 2, what="the second worker to run it")
+    status = driver.job_status(handle.job_id)
+    assert status is not None and (status.state, status.attempts) == ("running", 2)
+    released.touch()
+    assert handle.wait(timeout=20) is None
+    done = driver.job_status(handle.job_id)
+    assert done is not None and (done.state, done.attempts) == ("done", 2)
+    assert len(setup.finished()["k"]) == 1
+
+
+def test_a_running_job_cancelled_then_its_worker_killed_never_runs_again(setup: Setup) -> None:
+    """Cancel a running job, SIGKILL its worker before it notices: the next worker does not
+    run it (its claim turns the row into a cancelled end), also after the restart."""
+    released = setup.dir / "never"  # the first run lasts until its worker is killed
+    handle = setup.jobs().enqueue(record, {"key": "c", "sleep": 30.0, "until": str(released)})
+    driver = setup.driver()
+    first = setup.start_worker(name="first")
+    wait_until(lambda: setup.runs(), what="the job to start")
+    assert handle.cancel()
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    setup.start_worker(name="second")
+    with pytest.raises(JobFailedError) as ended:
+        handle.wait(timeout=20)
+    assert ended.value.state == "cancelled"
+    setup.jobs().enqueue(record, {"key": "after"})  # the second worker is working
+    wait_until(lambda: "after" in setup.finished(), what="the second worker to run a job")
+    assert len(setup.runs()) == 2 and [r["key"] for r in setup.runs()] == ["c", "after"]
+    status = driver.job_status(handle.job_id)
+    assert status is not None and status.state == "cancelled"
