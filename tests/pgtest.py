@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from glob import glob
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -221,12 +222,11 @@ class LocalServer:
     def _as_user(self, command: list[str]) -> str:
         """Run ``command`` as the server's user; '' on success, else what went wrong."""
         user = self.user
-
-        def drop_root() -> None:
-            if user is not None:
-                os.setgroups([])
-                os.setgid(user.pw_gid)
-                os.setuid(user.pw_uid)
+        # Dropped by subprocess itself, not by a preexec_fn: that would run the parent's
+        # at-fork hooks in the child (OpenTelemetry's fail when it runs at exit).
+        as_user: dict[str, Any] = (
+            {} if user is None else {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+        )
 
         env = {**os.environ, "LC_ALL": "C"}
         env.pop("PGDATA", None)
@@ -238,8 +238,8 @@ class LocalServer:
                     stderr=output,
                     timeout=120,
                     cwd=self.root,
-                    preexec_fn=drop_root,
                     env=env,
+                    **as_user,
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 return f"{Path(command[0]).name}: {exc}"
