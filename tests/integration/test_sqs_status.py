@@ -628,3 +628,45 @@ def test_record_start_many_refuses_only_the_cancelled(driver: SQSQueueDriver) ->
         )
     )
     assert started == {job_id: job_id != ids[2] for job_id in ids}
+
+
+# -- the long-running worker on SQS ----------------------------------------------------------
+
+
+def test_the_long_running_worker_records_results_failures_and_skips_a_cancelled_job(
+    driver: SQSQueueDriver,
+) -> None:
+    from glasswork import define_module
+    from glasswork.jobs.errors import JobFailedError
+    from glasswork.jobs.worker import Worker
+
+    ran: list[str] = []
+
+    def add(payload: dict[str, int]) -> int:
+        ran.append("add")
+        return payload["a"] + payload["b"]
+
+    def refuse(payload: dict[str, int]) -> None:
+        ran.append("refuse")
+        raise ValueError("refused for good")
+
+    added = define_job(name="add", handler=add)
+    refused = define_job(name="refuse", handler=refuse, retry={"max_attempts": 1})
+    jobs = JobService(driver)
+    sum_job = jobs.enqueue(added, {"a": 2, "b": 3})
+    failing = jobs.enqueue(refused, {"a": 0, "b": 0})
+    cancelled = jobs.enqueue(added, {"a": 40, "b": 2})
+    assert cancelled.cancel()  # a tombstone: its message stays on the queue
+    summary = Worker(
+        module=define_module("app", jobs=[added, refused]), driver=driver
+    ).run_until_empty(timeout=30)
+    assert sum_job.wait(timeout=5) == 5
+    with pytest.raises(JobFailedError) as failed:
+        failing.wait(timeout=5)
+    assert failed.value.state == "dead" and "refused for good" in (failed.value.error or "")
+    assert failed.value.traceback is not None and "ValueError" in failed.value.traceback
+    with pytest.raises(JobFailedError) as stopped:
+        cancelled.wait(timeout=5)
+    assert stopped.value.state == "cancelled"
+    assert sorted(ran) == ["add", "refuse"]  # the cancelled one never ran
+    assert summary.dead_lettered == 1
