@@ -30,7 +30,7 @@ from ..drivers.contract import StatusBatches, StatusStore
 from ..drivers.records import FinalStatus, ReceivedMessage
 from ..execution import DeadLetter, Outcome, Retry
 from ..idempotency.step import Duplicate
-from ..job_ends import final_status, retry_note
+from ..outcomes import final_status, retry_note
 from .records import LambdaMessage
 
 #: A record that ran (or began to), with its context, outcome (None: cut at the deadline)

@@ -26,7 +26,7 @@ from ..drivers.records import FinalStatus, ReceivedMessage
 from ..errors import ConfigurationError
 from ..execution import DeadLetter, DeadLetterSender, Retry, send_to_dead_letter
 from ..idempotency.step import Duplicate
-from ..job_ends import final_status, retry_note
+from ..outcomes import final_status, retry_note
 from .limits import Throttled
 from .pool import Finished
 from .slots import Held
