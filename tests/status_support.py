@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from glasswork import define_module
 from glasswork.jobs import JobMessage, JobService, define_job
 from glasswork.jobs.drivers.contract import capabilities_of
@@ -77,6 +79,21 @@ class StatusRules:
     def test_the_driver_declares_the_status_store_and_priorities(self, open_driver: Opener) -> None:
         caps = capabilities_of(open_driver())
         assert caps.status is not None and caps.priorities
+
+    def test_an_id_or_filter_no_job_can_have_finds_nothing_and_a_bad_state_is_refused(
+        self, open_driver: Opener
+    ) -> None:
+        driver = open_driver()
+        driver.enqueue(msg())
+        for job_id in ("", "a\x00b", "x" * 10_000, "'; DROP TABLE glasswork_jobs; --"):
+            assert driver.job_status(job_id) is None
+            assert driver.cancel(job_id) is False
+        assert driver.job_history(job_name="p\x00ng") == []
+        assert driver.job_history(queue="\x00") == []
+        assert driver.job_history(before="\x00") == []
+        assert len(driver.job_history()) == 1  # nothing was harmed
+        with pytest.raises(ValueError, match="unknown job state 'bogus'"):
+            driver.job_history(state="bogus")
 
     def test_a_queued_job_shows_scheduled_pending_running_and_retrying(
         self, open_driver: Opener

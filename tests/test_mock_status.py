@@ -208,3 +208,8 @@ def test_a_drain_records_how_each_job_ended_and_wait_returns_the_result() -> Non
     assert failed.value.traceback is not None and "ValueError" in failed.value.traceback
     dead = bad.status()
     assert dead is not None and dead.attempts == 2
+
+
+def test_history_refuses_a_state_that_does_not_exist() -> None:
+    with pytest.raises(ValueError, match="unknown job state 'bogus'"):
+        MockQueueDriver().job_history(state="bogus")

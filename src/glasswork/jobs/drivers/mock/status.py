@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..lifecycle import check_state
 from ..records import JobStatus
 
 
@@ -67,6 +68,7 @@ def history_page(
 ) -> list[JobStatus]:
     """The page of ``statuses`` (given oldest first) a ``job_history`` call asks for: newest
     first by ``updated_at``, filtered, after the job ``before``."""
+    check_state(state)
     matching = [
         s
         for s in statuses

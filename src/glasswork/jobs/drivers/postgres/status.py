@@ -31,7 +31,7 @@ from ..lifecycle import (
     wire_fields,
 )
 from ..records import DEFAULT_RESULT_TTL, FinalStatus, JobStatus, ReceivedMessage
-from .text import storable
+from .text import storable, unstorable
 
 if TYPE_CHECKING:
     import psycopg
@@ -194,6 +194,8 @@ class StatusRows(StatusStore):
     def job_status(self, job_id: str) -> JobStatus | None:
         """The job's row while it is queued, then its kept end, then its dead letter (one
         statement: one snapshot)."""
+        if unstorable(job_id):
+            return None
         row = self._connections.run(
             "read a job's status",
             lambda conn, _: conn.execute(self.status_sql.status, {"job_id": job_id}).fetchone(),
@@ -213,7 +215,7 @@ class StatusRows(StatusStore):
         the last one of the previous page (an unknown one: an empty page). Queued jobs are
         scanned; kept ends and dead letters are read through their time indexes."""
         check_state(state)
-        if limit <= 0:
+        if limit <= 0 or unstorable(job_name, queue, before):
             return []
         at: datetime | None = None
         if before is not None:
@@ -261,6 +263,8 @@ class StatusRows(StatusStore):
         restart), its status kept a day; a running one is marked, its worker asks it to stop,
         and a claim ends it as cancelled should that worker die. One statement, which a
         claim comes wholly before or after. False: no such job is queued."""
+        if unstorable(job_id):
+            return False
         params = {"job_id": job_id, "reason": storable(reason), "keep": DEFAULT_RESULT_TTL}
         row = self._connections.run(
             "cancel a job",

@@ -16,3 +16,9 @@ def storable(text: str | None) -> str | None:
     if text is None or "\x00" not in text:
         return text
     return text.replace("\x00", "\\x00")
+
+
+def unstorable(*texts: str | None) -> bool:
+    """Whether one of ``texts`` holds a NUL: no stored id or name can equal it, so a look-up
+    by it finds nothing (asking PostgreSQL would be a ``DataError``)."""
+    return any(text is not None and "\x00" in text for text in texts)
