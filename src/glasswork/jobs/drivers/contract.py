@@ -45,6 +45,7 @@ from ..extras import load_lazily
 from ..limits import JobLimits
 from ..message import MAX_MESSAGE_BYTES, JobMessage
 from .records import (
+    REPORTS,
     EnqueueBatchError,
     EnqueueResult,
     FailedEnqueue,
@@ -70,29 +71,11 @@ if TYPE_CHECKING:
         WorkerBeat,
     )
 
+
 # The records of .reports, re-exported here as the rest are: loaded on first use, since only
 # the groups' annotations name them (a worker's cold start does not build them).
-_REPORTS = dict.fromkeys(
-    [
-        "BEAT_SECONDS",
-        "FORGET_AFTER",
-        "MISSED_BEATS",
-        "OUTCOME_KINDS",
-        "DeadLetterGroup",
-        "DeadLetterPage",
-        "DeadLetterQuery",
-        "DeadLetterRecord",
-        "FoundJob",
-        "OutcomeCount",
-        "QueueStats",
-        "WorkerBeat",
-    ],
-    f"{__package__}.reports",
-)
-
-
 def __getattr__(name: str) -> Any:
-    return load_lazily(__name__, _REPORTS, name)
+    return load_lazily(__name__, REPORTS, name)
 
 
 __all__ = [
