@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,8 +139,12 @@ def postgres_answers() -> bool:
         return False
 
 
-def main(argv: list[str]) -> int:
-    p = parser(__doc__.splitlines()[0])
+def main_on_sql_drivers(
+    description: str, measure: Callable[[int, int, str], list[dict[str, Any]]], argv: list[str]
+) -> int:
+    """The ``main`` of a script measuring ``measure(n, repeats, kind)`` on SQLite, then on
+    PostgreSQL when the server answers: ``--n``, ``--repeats``, ``--quick``, ``--json``."""
+    p = parser(description)
     p.add_argument("--n", type=int, default=None, help="jobs per run")
     p.add_argument("--repeats", type=int, default=None)
     args = p.parse_args(argv)
@@ -152,6 +156,10 @@ def main(argv: list[str]) -> int:
         rows += measure(n, repeats, "postgresql")
     emit(rows, args.json)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return main_on_sql_drivers(__doc__.splitlines()[0], measure, argv)
 
 
 if __name__ == "__main__":

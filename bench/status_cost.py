@@ -21,13 +21,12 @@ PostgreSQL rows need the server at ``$BENCH_POSTGRES_DSN`` (default the local te
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from typing import Any
 
-from _common import best_and_median, emit, parser, row
-from priority_claims import NAMES, fresh_driver, postgres_answers
+from _common import best_and_median, row
+from priority_claims import NAMES, fresh_driver, main_on_sql_drivers
 from workload import PAYLOAD, Payload
 
 BENCHMARK = "status cost"
@@ -87,18 +86,7 @@ def measure(n: int, repeats: int, kind: str) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str]) -> int:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=None, help="jobs per run")
-    p.add_argument("--repeats", type=int, default=None)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    n = args.n or (2000 if args.quick else 10000)
-    repeats = args.repeats or (2 if args.quick else 5)
-    rows = measure(n, repeats, "sqlite")
-    if postgres_answers():
-        rows += measure(n, repeats, "postgresql")
-    emit(rows, args.json)
-    return 0
+    return main_on_sql_drivers(__doc__.splitlines()[0], measure, argv)
 
 
 if __name__ == "__main__":
