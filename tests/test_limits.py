@@ -579,7 +579,7 @@ def test_a_version_5_postgres_schema_is_upgraded_and_its_jobs_can_be_limited() -
             assert [r[0] for r in versions] == [1, 2, 3, 4, 5, 6]
 
 
-def test_a_worker_on_the_sqs_driver_refuses_limited_jobs_naming_the_job_and_driver(
+def test_the_sqs_driver_without_a_limits_table_is_refused_naming_the_job_and_the_setting(
     moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from glasswork.jobs.drivers.sqs import SQSQueueDriver
@@ -591,5 +591,9 @@ def test_a_worker_on_the_sqs_driver_refuses_limited_jobs_naming_the_job_and_driv
         endpoint_url=moto_endpoint,
         region="us-east-1",
     )
-    with pytest.raises(ConfigurationError, match=r"job 'paced' .* the sqs driver cannot hold"):
-        Worker(module=define_module(name="m", jobs=[paced]), driver=driver)
+    module = define_module(name="m", jobs=[paced])
+    missing = r"job 'paced' .* the sqs driver has no limits_table .* limits_table="
+    with pytest.raises(ConfigurationError, match=missing):
+        Worker(module=module, driver=driver)
+    with pytest.raises(ConfigurationError, match=missing):
+        bootstrap_worker(module=module, driver=driver)

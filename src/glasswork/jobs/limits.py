@@ -136,15 +136,27 @@ def refuse_unheld_limits(
         return
     job = limited[0]
     name = driver or "none"
-    if runtime_holds:
+    if name == "sqs":
+        # The SQS driver holds limits once it has its DynamoDB table.
+        why = (
+            "the sqs driver has no limits_table to hold rate or concurrency limits across "
+            "workers in (it lacks the FlowLimits capability)"
+        )
+        fix = (
+            "give the driver a limits_table (SQSQueueDriver(limits_table=...), or "
+            "?limits_table= in the sqs:// URL; create it with "
+            "glasswork.jobs.drivers.sqs.create_limits_table)"
+        )
+    elif runtime_holds:
         why = (
             f"the {name} driver cannot hold rate or concurrency limits across workers (it "
             "lacks the FlowLimits capability)"
         )
+        fix = "run it on the SQLite, PostgreSQL or SQS (with a limits_table) driver"
     else:
-        why = f"the {runtime} cannot hold rate or concurrency limits yet (driver: {name})"
+        why = f"the {runtime} cannot hold rate or concurrency limits on the {name} driver"
+        fix = "run it with a long-running worker, or on the SQS driver with a limits_table"
     raise ConfigurationError(
         f"job {job.name!r} has {job.limits}, but {why}, so the {runtime} would run it "
-        "unlimited; run it with a long-running worker on the SQLite or PostgreSQL driver, "
-        "or define it without limits"
+        f"unlimited; {fix}, or define it without limits"
     )

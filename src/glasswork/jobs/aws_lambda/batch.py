@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..execution import Done, Executor, JobContext, Outcome, RunSync
+from .limits import LIMITS_FAILED, LambdaLimits
 from .records import LambdaMessage
 from .status import Ran
 from .watch import BatchWatch
@@ -86,15 +87,18 @@ class BatchRunner:
         deadline_margin: float = 0.5,
         log: logging.Logger,
         watch: BatchWatch | None = None,
+        limits: LambdaLimits | None = None,
     ) -> None:
         self.executor = executor
         self.watch = watch
+        self.limits = limits
         self.settle = settle
         self.batch_concurrency = batch_concurrency
         self.sync_concurrency = sync_concurrency
         self.deadline_margin = deadline_margin
         self.log = log
         self._longest = 0.0  # of the current batch; batches do not overlap
+        self._fifo = False  # the current batch's queue is FIFO
         self._pool: ThreadPoolExecutor | None = None
         self._async_jobs = any(job.is_async for job in executor.registry)
 
@@ -115,6 +119,7 @@ class BatchRunner:
             ran=watch is not None,
         )
         self._longest = 0.0
+        self._fifo = fifo
         prepared = self.executor.prepare_all(messages, context)
         if watch is None:
             self._run(messages, prepared, result, fifo)
@@ -176,7 +181,12 @@ class BatchRunner:
         # Chosen once a batch: a tracing SDK set up mid-batch applies from the next one.
         steps = self.executor.current_steps()
         watched = result.ran is not None
-        plain = result.deadline is None and result.job_names is None and not watched
+        plain = (
+            result.deadline is None
+            and result.job_names is None
+            and not watched
+            and self.limits is None
+        )
         counts = result.counts
         keep = counts is not None or watched  # every outcome, not only failures
         held: set[Any] | None = set() if fifo else None
@@ -190,9 +200,10 @@ class BatchRunner:
             elif plain:
                 outcome = execute(ctx, log_done, steps, keep)
             else:
-                why = self._admit(ctx, result)
+                why = self._admit(message, ctx, result)
                 if why is not None:
-                    self._report(message, why, result, held)
+                    if why:
+                        self._report(message, why, result, held)
                     continue
                 if watched and ctx.cancelled:  # asked to stop while it waited (BatchWatch)
                     outcome = self.executor.run_on_loop(self.executor.cancelled(ctx))
@@ -245,8 +256,10 @@ class BatchRunner:
     ) -> bool:
         """Run one message; True when it is reported for retry."""
         if isinstance(ctx, JobContext):
-            why = self._admit(ctx, result)
+            why = self._admit(message, ctx, result)
             if why is not None:
+                if not why:  # put back by its limits, not to be reported
+                    return False
                 self._report(message, why, result, None)
                 return True
             deadline = result.deadline
@@ -299,17 +312,24 @@ class BatchRunner:
 
     # -- one message: shared by both loops ---------------------------------------------------
 
-    def _admit(self, ctx: JobContext, result: BatchResult) -> str | None:
+    def _admit(self, message: LambdaMessage, ctx: JobContext, result: BatchResult) -> str | None:
         """Before a run: note its job's name (when asked for); why it must not start
-        (:data:`NO_TIME`), or None."""
+        (:data:`NO_TIME`, or its limits), ``""`` when its limits put it back unreported, or
+        None."""
         definition = ctx.definition
         if result.job_names is not None and definition is not None:
             result.job_names.add(definition.name)
         deadline = result.deadline
-        if deadline is None:
+        if deadline is not None:
+            needed = definition.timeout if definition is not None else None
+            if time.monotonic() + (needed or self._longest) >= deadline:
+                return NO_TIME
+        if self.limits is None:
             return None
-        needed = definition.timeout if definition is not None else None
-        return NO_TIME if time.monotonic() + (needed or self._longest) >= deadline else None
+        why = self.limits.may_start(message, ctx, self._fifo)
+        if why is not None and result.counts is not None:
+            result.counts["throttled"] += why != LIMITS_FAILED
+        return why
 
     def _ran(self, started: float) -> None:
         """After a run that started at ``started``: the longest run of the batch so far."""

@@ -19,7 +19,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..drivers.contract import QueueDriver, capabilities_of, driver_label
+from ..drivers.contract import (
+    QueueDriver,
+    capabilities_of,
+    driver_label,
+    releases_slots_itself,
+)
 from ..drivers.records import ReceivedMessage
 from ..errors import (
     BatchRetryError,
@@ -38,12 +43,13 @@ from ..execution import (
     Retry,
     RunStep,
 )
-from ..limits import refuse_unheld_limits
+from ..limits import limited_jobs, refuse_unheld_limits
 from ..message import JobMessage
 from ..metrics.sink import MetricsOption, flush_metrics, metric_sinks
 from ..steps import worker_steps
 from .batch import CUT, HELD_BACK, NO_TIME, BatchResult, BatchRunner
 from .checks import SetupChecks
+from .limits import LambdaLimits
 from .records import LambdaMessage, RecordReader
 from .settle import BatchSettler
 from .source_queues import ClientFactory, RecordQueues, default_client
@@ -117,10 +123,7 @@ class LambdaWorker:
             )
         )
         self.registry = self.executor.registry
-        # Limits are held only by long-running workers so far: refuse, never run unlimited.
-        refuse_unheld_limits(
-            self.registry, None, driver_label(driver), "Lambda handler", runtime_holds=False
-        )
+        self.limits = _limits(driver, self.registry, self.log, self.metrics)
         for job in self.registry:
             policy = job.periodic_policy
             if policy is not None and not policy.overlap:
@@ -143,6 +146,7 @@ class LambdaWorker:
             deadline_margin=deadline_margin,
             log=self.log,
             watch=BatchWatch(self.statuses.store, self.log) if self.statuses else None,
+            limits=self.limits,
         )
         self.checks = SetupChecks(self.registry, self.queues, self.log) if check_setup else None
 
@@ -185,6 +189,8 @@ class LambdaWorker:
         if not records:
             return {"batchItemFailures": []}
         messages = self.reader.read(records)
+        if self.limits is not None:
+            self.limits.read_attempts(records, messages)
         run = messages
         if self.statuses is not None:
             run = self._start(self.statuses, messages)
@@ -372,6 +378,25 @@ def _statuses(driver: QueueDriver | None, log: logging.Logger) -> LambdaStatuses
     if caps.status_batches is None or caps.status is None:
         return None
     return LambdaStatuses(caps.status_batches, caps.status, log)
+
+
+def _limits(
+    driver: QueueDriver | None, registry: Any, log: logging.Logger, metrics: Sequence[object]
+) -> LambdaLimits | None:
+    """The gate of the handler's limited jobs (None when it has none); refuses them, never
+    runs them unlimited, on a driver that cannot hold their limits here."""
+    if not limited_jobs(registry):
+        return None
+    flow = capabilities_of(driver).flow_limits if driver is not None else None
+    refuse_unheld_limits(
+        registry,
+        flow,
+        driver_label(driver),
+        "Lambda handler",
+        runtime_holds=flow is None or releases_slots_itself(flow),
+    )
+    assert flow is not None
+    return LambdaLimits(flow, log, metrics)
 
 
 def _client_factory(driver: QueueDriver | None) -> ClientFactory:

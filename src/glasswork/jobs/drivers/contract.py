@@ -1025,6 +1025,14 @@ def lease_seconds(driver: LeaseExtension) -> object:
     return getattr(driver, "visibility_timeout", None)
 
 
+def releases_slots_itself(flow: FlowLimits) -> bool:
+    """Whether a :class:`FlowLimits` frees a run's concurrency slots when the run ends (its
+    ``releases_slots_itself``, False unless set True), rather than when the delivery is
+    acknowledged: what a runtime that settles finished deliveries through no driver call
+    (the Lambda handler) needs to hold limits."""
+    return getattr(flow, "releases_slots_itself", False) is True
+
+
 def lookup_scope(finder: JobFinder) -> str | None:
     """Where a :class:`JobFinder` looks, when it says (its ``job_lookup_scope``)."""
     scope = getattr(finder, "job_lookup_scope", None)

@@ -6,8 +6,8 @@
   ``?visibility_timeout=60&busy_timeout=30&synchronous=FULL&max_lost_leases=5``
   (also ``poll_interval`` and ``disk_reserve``).
 * ``sqs://?region=us-east-1&queue.default=https://sqs...&queue.emails=https://sqs...``
-  with optional ``scheduler_table=``, ``unique_table=``, ``status_table=``, ``endpoint_url=`` and
-  ``dlq.<queue>=<url>``; the region may also be the host: ``sqs://us-east-1?queue.default=...``
+  with optional ``scheduler_table=``, ``unique_table=``, ``status_table=``, ``limits_table=``,
+  ``endpoint_url=`` and ``dlq.<queue>=<url>``; the region may also be the host: ``sqs://us-east-1?queue.default=...``
   (without one, ``AWS_DEFAULT_REGION`` or the AWS config file's). Errors about its settings
   name these parameters.
 * ``postgresql://user:password@host:5432/dbname?schema=jobs`` (or ``postgres://``), with
@@ -192,13 +192,20 @@ def _sqs(url: str, host: str, query: str) -> QueueDriver:
             queues[key[6:]] = value
         elif key.startswith("dlq.") and len(key) > 4:
             dead_letter_queues[key[4:]] = value
-        elif key in ("region", "scheduler_table", "unique_table", "status_table", "endpoint_url"):
+        elif key in (
+            "region",
+            "scheduler_table",
+            "unique_table",
+            "status_table",
+            "limits_table",
+            "endpoint_url",
+        ):
             options[key] = value
         else:
             raise ConfigurationError(
                 f"unknown SQS driver option {key!r} in {url!r}; options: region, "
                 "queue.<name>=<queue url>, dlq.<name>=<queue url>, scheduler_table, "
-                "unique_table, status_table, endpoint_url"
+                "unique_table, status_table, limits_table, endpoint_url"
             )
     if not queues:
         raise ConfigurationError(

@@ -8,8 +8,10 @@ One collaborator per module: :mod:`.driver` (configuration and where each enqueu
 :mod:`.scheduler` (the DynamoDB delay table and its handler), :mod:`.status` (the
 DynamoDB status table: a job's life, cancellation), :mod:`.job_items` (its items and
 requests) and :mod:`.history` (reading it back),
-:mod:`.async_enqueuer` (aiobotocore). Loaded on first use, so that boto3 is imported only
-by code that sends.
+:mod:`.limits` (the DynamoDB limits table), :mod:`.flow` (flow limits: taking a limited
+job's start and slot, putting it back unspent) and :mod:`.attempts` (the attempts a copy
+carries), :mod:`.async_enqueuer` (aiobotocore). Loaded on first use, so that boto3 is
+imported only by code that sends.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ...extras import load_lazily
 
 if TYPE_CHECKING:
     from .driver import SQSQueueDriver
+    from .limits import create_limits_table
     from .scheduler import (
         TABLE_SHARDS,
         create_scheduler_handler,
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TABLE_SHARDS",
     "SQSQueueDriver",
+    "create_limits_table",
     "create_scheduler_handler",
     "create_scheduler_table",
     "create_status_table",
@@ -42,6 +46,7 @@ _LAZY = {
     "TABLE_SHARDS": ".scheduler",
     "create_scheduler_handler": ".scheduler",
     "create_scheduler_table": ".scheduler",
+    "create_limits_table": ".limits",
     "create_status_table": ".status",
     "run_scheduler": ".scheduler",
 }

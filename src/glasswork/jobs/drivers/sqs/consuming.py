@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from ...aws.errors import error_code
 from ...errors import ConfigurationError
 from ..records import ReceivedMessage
+from .attempts import attempts_before
 from .clients import Clients
 from .queues import QueueDirectory
 from .sending import SQS_BATCH_SIZE
@@ -64,14 +65,20 @@ class SQSConsumer:
             QueueUrl=url,
             MaxNumberOfMessages=count,
             WaitTimeSeconds=wait,
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            MessageSystemAttributeNames=[
+                "ApproximateReceiveCount",
+                "SentTimestamp",
+                "MessageGroupId",
+            ],
             MessageAttributeNames=["All"],
         )
         return [
             ReceivedMessage(
                 body=m.get("Body", ""),
                 receipt=m["ReceiptHandle"],
-                attempt=int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+                # A copy re-sent for a throttle carries the attempts spent before it.
+                attempt=int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+                + attempts_before(m.get("MessageAttributes")),
                 queue=queue,
                 message_id=m["MessageId"],
                 attributes={**m.get("Attributes", {}), "queue_url": url},
@@ -180,6 +187,10 @@ class SQSConsumer:
         for url, items in by_url.items():
             for start in range(0, len(items), SQS_BATCH_SIZE):
                 yield url, items[start : start + SQS_BATCH_SIZE]
+
+    def url_of(self, received: ReceivedMessage) -> str:
+        """The URL of the queue ``received`` came from."""
+        return self._received_url(received)
 
     def _received_url(self, received: ReceivedMessage) -> str:
         url = received.attributes.get("queue_url")

@@ -30,6 +30,7 @@ from ..contract import (
     DeadLetterAdmin,
     DeadLetterSearch,
     DelayLimit,
+    FlowLimits,
     JobFinder,
     LeaseExtension,
     NativeAsync,
@@ -62,6 +63,8 @@ from .dead_letters import (
 )
 from .delays import DelayTable
 from .fifo import deduplication_id, fifo_id
+from .flow import ReleaseSlots, SQSFlow
+from .limits import LimitsTable
 from .lookup import SQSJobLookup
 from .problems import Settings
 from .producing import Producer
@@ -72,6 +75,7 @@ from .unique import ReleaseUniqueKeys, UniqueKeys
 
 if TYPE_CHECKING:
     from ...execution import RunStep
+    from ...limits import JobLimits
     from .scheduler import ScheduledJobsTable
 
 __all__ = [
@@ -102,6 +106,7 @@ class SQSQueueDriver(
     NativeAsync,
     SetupCheck,
     StatusStore,
+    FlowLimits,
 ):
     """Send jobs to SQS queues and, for workers, receive, ack, nack and dead-letter them.
 
@@ -123,6 +128,12 @@ class SQSQueueDriver(
     nothing and asking for a status is a
     :class:`~glasswork.jobs.errors.StatusUnavailableError` saying how to enable it.
     SQS queues have no order: a job with a non-zero priority is refused.
+
+    ``limits_table`` (a DynamoDB table made by
+    :func:`~glasswork.jobs.drivers.sqs.limits.create_limits_table`) holds
+    ``define_job(rate_limit=..., concurrency_limit=...)`` across every worker and Lambda
+    invocation (see :mod:`glasswork.jobs.drivers.sqs.flow`); without it the driver lacks
+    :class:`~glasswork.jobs.drivers.contract.FlowLimits`, and workers refuse limited jobs.
 
     Each queue's size limit is its ``MaximumMessageSize``, read once per queue (262,144
     bytes when it cannot be read). ``client`` / ``dynamodb_client`` take ready boto3 clients
@@ -150,6 +161,7 @@ class SQSQueueDriver(
         unique_table: str | None = None,
         unique_ttl: timedelta = timedelta(days=1),
         status_table: str | None = None,
+        limits_table: str | None = None,
         url: str | None = None,
     ) -> None:
         self.settings = settings = Settings(url)
@@ -160,6 +172,7 @@ class SQSQueueDriver(
         self.batch_retries = batch_retries
         self.unique_table = unique_table
         self.status_table = status_table
+        self.limits_table = limits_table
         self.clients = clients = Clients(
             region=region,
             endpoint_url=endpoint_url,
@@ -196,6 +209,10 @@ class SQSQueueDriver(
         )
         self.dead_letter_admin = SQSDeadLetters(directory, clients, self.unique_keys)
         self.lookup = SQSJobLookup(self.dead_letter_admin, scheduler_table, clients)
+        self.limits = LimitsTable(limits_table, lambda: clients.dynamodb) if limits_table else None
+        self.flow = SQSFlow(self.limits, consumer, clients) if self.limits is not None else None
+        if self.flow is None:  # no limits table: no FlowLimits (workers refuse limited jobs)
+            self.acquire = self.throttle_counts = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         extras = "".join(
@@ -204,6 +221,7 @@ class SQSQueueDriver(
                 ("scheduler_table", self.scheduler_table),
                 ("unique_table", self.unique_table),
                 ("status_table", self.status_table),
+                ("limits_table", self.limits_table),
             )
             if v
         )
@@ -297,8 +315,14 @@ class SQSQueueDriver(
         return self.producer.enqueue_many(messages, delay_seconds)
 
     def run_steps(self) -> Sequence[RunStep]:
-        """With ``unique_table``: release a finished job's unique key."""
-        return [ReleaseUniqueKeys(self.unique_keys)] if self.unique_keys is not None else []
+        """With ``unique_table``: release a finished job's unique key; with
+        ``limits_table``: free a limited run's concurrency slot when it ends."""
+        steps: list[RunStep] = []
+        if self.unique_keys is not None:
+            steps.append(ReleaseUniqueKeys(self.unique_keys))
+        if self.limits is not None:
+            steps.append(ReleaseSlots(self.limits))
+        return steps
 
     def async_enqueuer(self) -> AsyncEnqueuer | None:
         """Enqueues on aiobotocore (``pip install 'glasswork[async]'``), None without it."""
@@ -320,14 +344,21 @@ class SQSQueueDriver(
     def ack(self, received: ReceivedMessage) -> None:
         """Delete the message (``DeleteMessage``)."""
         self.consumer.ack(received)
+        if self.limits is not None:
+            self.limits.release_holders([received.message_id])
 
     def ack_many(self, received: Iterable[ReceivedMessage]) -> None:
         """Delete several messages with ``DeleteMessageBatch``, 10 a request; raises
         :class:`RuntimeError` naming the entries SQS refused."""
+        if self.limits is not None:
+            received = list(received)
+            self.limits.release_holders(r.message_id for r in received)
         self.consumer.ack_many(received)
 
     def nack(self, received: ReceivedMessage, delay_seconds: float = 0.0) -> None:
         """Make the message visible again after ``delay_seconds`` (at most 12 hours)."""
+        if self.limits is not None:
+            self.limits.release_holders([received.message_id])
         self.consumer.nack(received, delay_seconds)
 
     @property
@@ -337,9 +368,32 @@ class SQSQueueDriver(
         return self.consumer.visibility_timeout
 
     def extend_leases(self, received: Sequence[ReceivedMessage], seconds: float) -> int:
-        """Keep received messages hidden ``seconds`` more from now; returns how many are
-        still held."""
-        return self.consumer.extend_leases(received, seconds)
+        """Keep received messages hidden ``seconds`` more from now, and the concurrency
+        slots they hold with them; returns how many are still held."""
+        until = time.time() + seconds
+        held = self.consumer.extend_leases(received, seconds)
+        if self.limits is not None:
+            self.limits.extend((r.message_id for r in received), until)
+        return held
+
+    # -- flow limits: see .flow and .limits ---------------------------------------------------
+
+    #: The run's end frees its slots (:class:`.flow.ReleaseSlots`), so the Lambda handler,
+    #: which settles finished records through no driver call, can hold limits too.
+    releases_slots_itself = True
+
+    def acquire(
+        self, received: ReceivedMessage, job_name: str, key: str | None, limits: JobLimits
+    ) -> float | None:
+        """Take the delivery's concurrency slot and start from the limits table, or put it
+        back without spending an attempt (see :mod:`.flow`)."""
+        assert self.flow is not None  # the method is None without a limits table
+        return self.flow.acquire(received, job_name, key, limits)
+
+    def throttle_counts(self) -> Mapping[str, int]:
+        """How many deliveries of each job its limits held back, across every worker on this backend (job name -> count; jobs never held back are absent)."""  # noqa: E501
+        assert self.limits is not None
+        return self.limits.throttle_counts()
 
     # -- dead letters: see .dead_letters --------------------------------------------------
 
@@ -476,6 +530,8 @@ class SQSQueueDriver(
     def finish(self, received: ReceivedMessage, final: FinalStatus) -> None:
         """Record the end, then delete the message (as :meth:`ack`; a dead one only
         records). Without a status table: :meth:`ack`."""
+        if self.limits is not None:
+            self.limits.release_holders([received.message_id])
         self.statuses.finish(received, final)
 
     def record_ends(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> bool:
@@ -486,4 +542,6 @@ class SQSQueueDriver(
     def finish_many(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> None:
         """:meth:`finish` of each: one ``BatchWriteItem`` per 25, one
         ``DeleteMessageBatch`` per 10 (without a status table: :meth:`ack_many`)."""
+        if self.limits is not None:
+            self.limits.release_holders(r.message_id for r, _ in finished)
         self.statuses.finish_many(finished)
