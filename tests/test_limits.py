@@ -592,7 +592,7 @@ def test_the_sqs_driver_without_a_limits_table_is_refused_naming_the_job_and_the
         region="us-east-1",
     )
     module = define_module(name="m", jobs=[paced])
-    missing = r"job 'paced' .* the sqs driver has no limits_table .* limits_table="
+    missing = r"job 'paced' .* the sqs driver has no limits_table .*SQSQueueDriver\(limits_table="
     with pytest.raises(ConfigurationError, match=missing):
         Worker(module=module, driver=driver)
     with pytest.raises(ConfigurationError, match=missing):
