@@ -57,6 +57,8 @@ class FlowGate:
             key = ctx.job.concurrency_key
         wait = self.flow.acquire(received, definition.name, key, limits)
         if wait is None:
+            # A driver may take receives that were throttles off the attempt (SQS FIFO).
+            ctx.attempt = received.attempt
             return True
         for sink in self.sinks:
             sink.record_throttled(definition.name, ctx._fields["queue"], 1)
