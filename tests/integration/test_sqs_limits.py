@@ -172,6 +172,30 @@ def test_a_throttled_delivery_is_sent_again_delayed_with_its_attempts_and_counte
     assert driver.receive(max_messages=10) == []
 
 
+def test_a_throttled_start_is_taken_back_in_the_status_table(aws: Aws, table: str) -> None:
+    from glasswork.jobs.drivers.sqs import create_status_table
+
+    create_status_table("statuses", client=aws.dynamodb)
+    url = aws.create_queue("jobs")
+    driver = SQSQueueDriver(
+        queues={"default": url},
+        region=REGION,
+        endpoint_url=aws.endpoint,
+        limits_table=TABLE,
+        status_table="statuses",
+    )
+    message = JobMessage.create("one", {})
+    driver.enqueue(message)
+    [received] = driver.receive(wait_seconds=5)
+    held = driver.limits
+    assert held is not None
+    held.take_slot("one", None, 1, "someone", None, time.time() + 30)
+    assert driver.record_start(received)
+    assert driver.acquire(received, "one", None, JobLimits(None, 1)) is not None
+    status = driver.job_status(message.job_id)
+    assert status is not None and status.state == "pending" and status.attempts == 0
+
+
 # -- long-running worker processes ---------------------------------------------------------
 
 
@@ -248,6 +272,8 @@ def test_an_sqs_worker_killed_holding_a_slot_frees_it_within_its_lease(
     wait_until(lambda: len(p.runs()) == 2, timeout=20, what="the victim to hold both slots")
     time.sleep(2.5)  # past a lease: the victim renews its leases and its slots meanwhile
     assert len(p.runs()) == 2  # so nobody else ran them
+    limiter = LimitsTable(TABLE, lambda: driver.dynamodb)
+    assert limiter.take_slot("per_tenant", "t", 2, "probe", None, time.time() + 1) is None
     p.start("survivor", "--concurrency", "2")
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
@@ -370,7 +396,8 @@ class Lambdas:
     """Lambda "containers" on threads, each its own handler, taking batches of real
     messages from the queue and settling them as the event source mapping does."""
 
-    def __init__(self, aws: Aws, url: str, make: Callable[[], Any]) -> None:
+    def __init__(self, aws: Aws, url: str, make: Callable[[], Any], batch: int = 5) -> None:
+        self.batch = batch
         self.aws = aws
         self.url = url
         self.arn = aws.queue_arn(url)
@@ -391,7 +418,7 @@ class Lambdas:
         while not self.stop.is_set():
             messages = sqs.receive_message(
                 QueueUrl=self.url,
-                MaxNumberOfMessages=5,
+                MaxNumberOfMessages=self.batch,
                 WaitTimeSeconds=1,
                 MessageSystemAttributeNames=["All"],
                 MessageAttributeNames=["All"],
@@ -469,3 +496,55 @@ def test_lambda_containers_hold_a_rate_limit_and_concurrency_with_no_attempt_spe
     emf = [json.loads(line) for line in lines]
     assert sum(d.get("Throttled", 0) for d in emf) == sum(counts.values()) > 0
     assert aws.drain(dlq) == []
+
+
+@pytest.mark.parametrize("max_receives", [2, 30])
+def test_lambda_on_a_fifo_queue_reports_throttled_records_and_keeps_each_group_in_order(
+    aws: Aws, table: str, max_receives: int
+) -> None:
+    dlq = aws.create_queue("jobs-dlq.fifo")
+    url = aws.create_queue(
+        "jobs.fifo", dead_letter=dlq, max_receive_count=max_receives, visibility_timeout=3
+    )
+    driver = _driver(aws, url)
+    runs: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def handler(payload: dict[str, Any], ctx: Any) -> None:
+        time.sleep(0.2)
+        with lock:
+            runs.append((payload["key"], ctx.attempt))
+
+    job = define_job(
+        name="one", handler=handler, concurrency_limit=1, group_id=lambda p: p["group"]
+    )
+    module = define_module(name="m", jobs=[job])
+    JobService(driver).enqueue_many(
+        job, [{"key": f"{g}{i}", "group": g} for i in range(3) for g in "abc"]
+    )
+    lambdas = Lambdas(
+        aws,
+        url,
+        lambda: bootstrap_worker(module=module, driver=_driver(aws, url), check_setup=False),
+        batch=1,  # BatchSize 1: no record waits behind another of its group (docs/limits.md)
+    )
+    threads = lambdas.run(3)
+    try:
+        wait_until(lambda: len(runs) == 9, timeout=120, what="every job to run")
+    finally:
+        lambdas.stop.set()
+        for t in threads:
+            t.join(30)
+    assert lambdas.errors == []  # a throttle is no function error
+    assert lambdas.reported > 0  # FIFO: throttled records stay on the queue, reported
+    assert driver.throttle_counts()["one"] >= lambdas.reported
+    assert sorted(k for k, _ in runs) == sorted(f"{g}{i}" for i in range(3) for g in "abc")
+    # Throttles spend no attempt, and none moves a job to the DLQ, however small
+    # maxReceiveCount is.
+    assert {attempt for _, attempt in runs} == {1}
+    assert aws.drain(dlq) == []
+    if max_receives == 30:
+        # Far from maxReceiveCount a throttled record waits at the head of its group (a
+        # copy stepping around a near limit joins the back of the group: docs/sqs.md).
+        for g in "abc":
+            assert [k for k, _ in runs if k[0] == g] == [f"{g}{i}" for i in range(3)]

@@ -49,7 +49,7 @@ from ..metrics.sink import MetricsOption, flush_metrics, metric_sinks
 from ..steps import worker_steps
 from .batch import CUT, HELD_BACK, NO_TIME, BatchResult, BatchRunner
 from .checks import SetupChecks
-from .limits import LambdaLimits
+from .limits import THROTTLED, LambdaLimits
 from .records import LambdaMessage, RecordReader
 from .settle import BatchSettler
 from .source_queues import ClientFactory, RecordQueues, default_client
@@ -237,7 +237,7 @@ class LambdaWorker:
         self, messages: list[LambdaMessage], result: BatchResult, arn: str
     ) -> dict[str, Any]:
         ids = [m.message_id for m, _ in result.reported if m.message_id]
-        if len(result.reported) == len(messages):
+        if len(result.reported) == len(messages) and not _only_held_back(result):
             reasons = Counter(why for _, why in result.reported)
             raise BatchRetryError(
                 f"all {len(messages)} records of the batch are to be retried "
@@ -342,6 +342,14 @@ class LambdaWorker:
         if result.counts is not None:  # the summary is built only to be logged
             counts = result.counts + Counter({"reported": len(result.reported)})
             self.log.info("batch of %d: %s", size, _tally(counts) or "empty")
+
+
+def _only_held_back(result: BatchResult) -> bool:
+    """Whether every record reported was held back by its limits (FIFO), or behind one of
+    its group that was: nothing failed, so a partial response naming them all is right, and
+    raising would make each throttle a function error."""
+    reasons = {why for _, why in result.reported}
+    return THROTTLED in reasons and reasons <= {THROTTLED, HELD_BACK}
 
 
 def _tally(counts: Counter[str]) -> str:

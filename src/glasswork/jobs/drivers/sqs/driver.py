@@ -210,7 +210,9 @@ class SQSQueueDriver(
         self.dead_letter_admin = SQSDeadLetters(directory, clients, self.unique_keys)
         self.lookup = SQSJobLookup(self.dead_letter_admin, scheduler_table, clients)
         self.limits = LimitsTable(limits_table, lambda: clients.dynamodb) if limits_table else None
-        self.flow = SQSFlow(self.limits, consumer, clients) if self.limits is not None else None
+        self.flow = (
+            SQSFlow(self.limits, consumer, clients, table) if self.limits is not None else None
+        )
         if self.flow is None:  # no limits table: no FlowLimits (workers refuse limited jobs)
             self.acquire = self.throttle_counts = None  # type: ignore[assignment]
 

@@ -43,6 +43,7 @@ from .consuming import SQSConsumer
 from .fifo import fifo_id
 from .limits import TTL_ATTRIBUTE, LimitsTable, slot_wait
 from .queues import MAX_SQS_DELAY_SECONDS
+from .status import StatusTable
 
 logger = logging.getLogger("glasswork.jobs")
 
@@ -56,10 +57,17 @@ SLOT_SHARE = 2 / 3
 class SQSFlow:
     """Acquire for :class:`~glasswork.jobs.SQSQueueDriver` (see the module docstring)."""
 
-    def __init__(self, table: LimitsTable, consumer: SQSConsumer, clients: Clients) -> None:
+    def __init__(
+        self,
+        table: LimitsTable,
+        consumer: SQSConsumer,
+        clients: Clients,
+        statuses: StatusTable | None = None,
+    ) -> None:
         self.table = table
         self.consumer = consumer
         self.clients = clients
+        self.statuses = statuses
         self._lock = threading.Lock()
         self._max_receives: dict[str, int | None] = {}
 
@@ -94,6 +102,15 @@ class SQSFlow:
     # -- putting back ------------------------------------------------------------------------
 
     def _put_back(self, received: ReceivedMessage, job_name: str, wait: float, fifo: bool) -> None:
+        if self.statuses is not None:  # the worker recorded its start: take it back
+            try:
+                self.statuses.record_held_back(received)
+            except Exception:
+                logger.warning(
+                    "could not record message %s as held back in the status table",
+                    received.message_id,
+                    exc_info=True,
+                )
         delay = min(MAX_SQS_DELAY_SECONDS, max(1, math.ceil(wait)))
         if fifo:
             receives = _receive_count(received)

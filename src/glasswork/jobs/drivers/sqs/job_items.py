@@ -225,6 +225,28 @@ class StatusRequests:
             **expression(values, UpdateExpression=update, ConditionExpression=self.START_CONDITION),
         }
 
+    def held_back(self, job_id: str, message_id: str, now: float) -> dict[str, Any]:
+        """The ``UpdateItem`` that takes back the start of a delivery its limits held back
+        (``pending`` again, the attempt not counted), if that start is still the last."""
+        values = {
+            ":pending": _s("pending"),
+            ":one": _n(1),
+            ":updated": _s(updated_key(now, job_id)),
+            ":message_id": _s(message_id),
+            **_states("running"),
+        }
+        return {
+            "TableName": self.table_name,
+            "Key": self.key(job_id),
+            **expression(
+                values,
+                UpdateExpression=(
+                    "SET #state = :pending, #attempts = #attempts - :one, #updated = :updated"
+                ),
+                ConditionExpression="#state = :running AND #message_id = :message_id",
+            ),
+        }
+
     def retry(self, job_id: str, error: str, traceback: str | None, now: float) -> dict[str, Any]:
         """The ``UpdateItem`` of a failed run that will be retried (unless the job ended)."""
         values = {

@@ -286,6 +286,20 @@ class StatusTable:
             self._pool = ThreadPoolExecutor(START_THREADS, thread_name_prefix="glasswork-status")
         return list(self._pool.map(self.record_start, received))
 
+    def record_held_back(self, received: ReceivedMessage) -> None:
+        """One conditional ``UpdateItem``: the run whose start was recorded did not start
+        (its limits held it back): ``pending`` again, its attempt not counted."""
+        job = Delivered.of(received)
+        if job is None or not received.message_id:
+            return
+        self._runs.ended(received.message_id)
+        request = self.requests.held_back(job.job_id, received.message_id, time.time())
+        try:
+            self.client.update_item(**request)
+        except ClientError as exc:
+            if not is_condition_failure(exc):  # no start of ours to take back
+                raise
+
     def record_retry(self, received: ReceivedMessage, error: str, traceback: str | None) -> None:
         """One ``UpdateItem``: ``retrying``, with the error (a job that ended is left be;
         one asked to stop while it ran ends ``cancelled`` instead)."""
