@@ -70,9 +70,10 @@ def driver_factory(kind: str, request: pytest.FixtureRequest) -> Iterator[Driver
 
 def sqs_factory(request: pytest.FixtureRequest) -> DriverFactory:
     """SQS drivers on fresh moto queues (each with a DLQ), the scheduler table for long
-    delays, a unique-key table and a status table (so the StatusStore tests run)."""
+    delays, a unique-key table, a status table and a limits table (so the StatusStore and
+    FlowLimits tests run)."""
     boto3 = pytest.importorskip("boto3")
-    from glasswork.jobs.drivers.sqs import SQSQueueDriver
+    from glasswork.jobs.drivers.sqs import SQSQueueDriver, create_limits_table
     from glasswork.jobs.drivers.sqs.scheduler import create_scheduler_table
     from glasswork.jobs.drivers.sqs.status import create_status_table
     from moto_support import reset_moto
@@ -87,6 +88,7 @@ def sqs_factory(request: pytest.FixtureRequest) -> DriverFactory:
     dlqs = {q: sqs.create_queue(QueueName=f"jobs-{q}-dlq")["QueueUrl"] for q in QUEUES}
     create_scheduler_table("jobs-table", region="us-east-1", endpoint_url=endpoint)
     create_status_table("jobs-status", region="us-east-1", endpoint_url=endpoint)
+    create_limits_table("jobs-limits", region="us-east-1", endpoint_url=endpoint)
 
     def make(*, lease_seconds: float | None = None) -> QueueDriver:
         if lease_seconds is not None:  # SQS keeps leases per queue, in whole seconds
@@ -101,6 +103,7 @@ def sqs_factory(request: pytest.FixtureRequest) -> DriverFactory:
             scheduler_table="jobs-table",
             unique_table="jobs-table",
             status_table="jobs-status",
+            limits_table="jobs-limits",
         )
 
     return make

@@ -172,6 +172,40 @@ def test_a_throttled_delivery_is_sent_again_delayed_with_its_attempts_and_counte
     assert driver.receive(max_messages=10) == []
 
 
+def test_slots_are_counted_per_key_and_freed_by_the_ack_the_nack_or_the_runs_end(
+    aws: Aws, table: str
+) -> None:
+    url = aws.create_queue("jobs")
+    driver = _driver(aws, url)
+    for key in "aaab":
+        driver.enqueue(JobMessage.create("per_tenant", {}, concurrency_key=key))
+    got: list[Any] = []
+    deadline = time.monotonic() + 10
+    while len(got) < 4 and time.monotonic() < deadline:
+        got += driver.receive(max_messages=4)
+    by_key = {key: [r for r in got if f'"concurrencyKey":"{key}"' in r.body] for key in "ab"}
+    first, second, third = by_key["a"]
+    limits = JobLimits(None, 2)
+    assert driver.acquire(first, "per_tenant", "a", limits) is None
+    assert driver.acquire(second, "per_tenant", "a", limits) is None
+    assert driver.acquire(third, "per_tenant", "a", limits) is not None  # put back, unspent
+    assert driver.acquire(by_key["b"][0], "per_tenant", "b", limits) is None
+    driver.ack(first)
+    [back] = driver.receive(max_messages=10, wait_seconds=5)
+    assert back.attempt == 1
+    assert driver.acquire(back, "per_tenant", "a", limits) is None
+    driver.nack(second)  # a retry frees its slot too
+    limiter = driver.limits
+    assert limiter is not None
+    probe = limiter.take_slot("per_tenant", "a", 2, "probe", None, time.time() + 30)
+    assert probe is not None
+    # The run's end (the ReleaseSlots step) frees the slot of the job it ran.
+    [step] = [s for s in driver.run_steps() if type(s).__name__ == "ReleaseSlots"]
+    assert repr(step) == "ReleaseSlots('glasswork-limits')"
+    limiter.release_job(json.loads(back.body)["jobId"])
+    assert limiter.take_slot("per_tenant", "a", 2, "probe2", None, time.time() + 30) is not None
+
+
 def test_a_throttled_start_is_taken_back_in_the_status_table(aws: Aws, table: str) -> None:
     from glasswork.jobs.drivers.sqs import create_status_table
 
