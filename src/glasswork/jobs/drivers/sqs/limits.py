@@ -96,6 +96,10 @@ class LimitsTable:
         until the oldest start of the full window leaves it."""
         pk = _pk("rate", job_name)
         client = self._client()
+        # First a slot picked at random, unread: free, as most are while the rate is not
+        # reached, that is the whole start (one request).
+        if self._take_start(client, pk, random.randrange(rate.count), rate):
+            return None
         while True:
             now = self.clock()
             cutoff = now - rate.window
@@ -104,24 +108,27 @@ class LimitsTable:
                 for sk, item in self._slots(client, pk, rate.count)
                 if "used_at" in item
             }
-            free = [i for i in range(rate.count) if used.get(i, cutoff) <= cutoff]
+            free = _free(used, rate.count, cutoff)
             if not free:
                 return max(0.001, min(used.values()) + rate.window - now)
-            random.shuffle(free)
-            for i in free:
-                if self._put(
-                    client,
-                    {
-                        "pk": {"S": pk},
-                        "sk": {"S": str(i)},
-                        "used_at": {"N": repr(now)},
-                        TTL_ATTRIBUTE: {"N": str(int(now + rate.window + RATE_ITEM_TTL))},
-                    },
-                    "attribute_not_exists(pk) OR used_at <= :cutoff",
-                    {":cutoff": {"N": repr(cutoff)}},
-                ):
-                    return None
+            if any(self._take_start(client, pk, i, rate) for i in free):
+                return None
             # Every slot we saw free was taken meanwhile: read them again.
+
+    def _take_start(self, client: Any, pk: str, i: int, rate: RateLimit) -> bool:
+        """Take rate slot ``i`` now, if its last start has left the window."""
+        now = self.clock()
+        return self._put(
+            client,
+            {
+                "pk": {"S": pk},
+                "sk": {"S": str(i)},
+                "used_at": {"N": repr(now)},
+                TTL_ATTRIBUTE: {"N": str(int(now + rate.window + RATE_ITEM_TTL))},
+            },
+            "attribute_not_exists(pk) OR used_at <= :cutoff",
+            {":cutoff": {"N": repr(now - rate.window)}},
+        )
 
     # -- concurrency slots -----------------------------------------------------------------
 
@@ -138,31 +145,46 @@ class LimitsTable:
         ``expires_at`` (its lease's end); None when all are held."""
         pk = _pk("slot", scoped_key(job_name, key or ""))
         client = self._client()
-        now = self.clock()
-        taken = {
-            int(sk): float(item[TTL_ATTRIBUTE]["N"])
-            for sk, item in self._slots(client, pk, limit)
-            if TTL_ATTRIBUTE in item
-        }
-        free = [i for i in range(limit) if taken.get(i, now) <= now]
-        random.shuffle(free)
-        for i in free:
-            if self._put(
-                client,
-                {
-                    "pk": {"S": pk},
-                    "sk": {"S": str(i)},
-                    "holder": {"S": holder},
-                    TTL_ATTRIBUTE: {"N": repr(expires_at)},
-                },
-                f"attribute_not_exists(pk) OR {TTL_ATTRIBUTE} <= :now",
-                {":now": {"N": repr(now)}},
-            ):
-                slot = HeldSlot(pk, str(i), holder, job_id)
-                with self._lock:
-                    self.held[holder] = slot
-                return slot
-        return None
+        # First a slot picked at random, unread (one request when it is free).
+        slot = self._take_slot(client, pk, random.randrange(limit), holder, job_id, expires_at)
+        if slot is not None:
+            return slot
+        while True:
+            now = self.clock()
+            taken = {
+                int(sk): float(item[TTL_ATTRIBUTE]["N"])
+                for sk, item in self._slots(client, pk, limit)
+                if TTL_ATTRIBUTE in item
+            }
+            free = _free(taken, limit, now)
+            if not free:
+                return None
+            for i in free:
+                slot = self._take_slot(client, pk, i, holder, job_id, expires_at)
+                if slot is not None:
+                    return slot
+            # Every slot we saw free was taken meanwhile: read them again.
+
+    def _take_slot(
+        self, client: Any, pk: str, i: int, holder: str, job_id: str | None, expires_at: float
+    ) -> HeldSlot | None:
+        """Take concurrency slot ``i``, if no lease holds it."""
+        if not self._put(
+            client,
+            {
+                "pk": {"S": pk},
+                "sk": {"S": str(i)},
+                "holder": {"S": holder},
+                TTL_ATTRIBUTE: {"N": repr(expires_at)},
+            },
+            f"attribute_not_exists(pk) OR {TTL_ATTRIBUTE} <= :now",
+            {":now": {"N": repr(self.clock())}},
+        ):
+            return None
+        slot = HeldSlot(pk, str(i), holder, job_id)
+        with self._lock:
+            self.held[holder] = slot
+        return slot
 
     def release(self, slot: HeldSlot) -> None:
         """Free ``slot`` (left alone when another delivery holds it by now)."""
@@ -282,6 +304,17 @@ class LimitsTable:
                 return False
             raise
         return True
+
+
+def _free(times: dict[int, float], count: int, lapsed_by: float) -> list[int]:
+    """The slots to try, in random order: those whose time is ``lapsed_by`` or earlier,
+    and one never written (found without walking all ``count``: limits may be large)."""
+    free = [i for i, t in times.items() if t <= lapsed_by]
+    random.shuffle(free)
+    if len(times) < count:
+        start = random.randrange(count)
+        free.append(next(i % count for i in range(start, start + count) if i % count not in times))
+    return free
 
 
 def slot_wait() -> float:
