@@ -23,7 +23,6 @@ from typing import Any
 
 from ..context import JobContext
 from ..drivers.contract import FlowLimits
-from ..drivers.sqs.attempts import attempts_before
 from ..metrics.sink import ThrottleSink
 from .records import LambdaMessage
 
@@ -48,6 +47,9 @@ class LambdaLimits:
         """Add to each message's attempt those its job spent before it was re-sent for a
         throttle (the record's ``GlassworkAttempts`` attribute): its receive count started
         afresh with the copy."""
+        # Here, not at the top: importing the SQS package costs every handler's cold start.
+        from ..drivers.sqs.attempts import attempts_before
+
         for record, message in zip(records, messages, strict=True):
             before = attempts_before(record.get("messageAttributes")) if type(record) is dict else 0
             if before:
