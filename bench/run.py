@@ -443,6 +443,7 @@ def main() -> int:
                 rows += step("priority_claims.py", [], env)
             if "limits" in only:
                 rows += step("limits_cost.py", [], env)
+                rows += step("sqs_limits_cost.py", [], env)
             if "sqs" in only:
                 rows += step("sqs_requests.py", [], env)
             if "scheduler" in only:
