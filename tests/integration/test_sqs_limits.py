@@ -66,6 +66,34 @@ def test_the_driver_has_flow_limits_only_with_a_limits_table(aws: Aws, table: st
     assert "limits_table='glasswork-limits'" in repr(from_url)
 
 
+def test_a_missing_limits_table_is_a_configuration_error_naming_it(aws: Aws) -> None:
+    from glasswork.jobs import ConfigurationError
+
+    limiter = LimitsTable("nowhere", lambda: aws.dynamodb)
+    with pytest.raises(ConfigurationError, match="the limits table 'nowhere' does not exist"):
+        limiter.take_start("paced", RateLimit(1, 1.0))
+    with pytest.raises(ConfigurationError, match="create_limits_table"):
+        limiter.take_slot("per_tenant", "t", 1, "m", None, time.time() + 1)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "before"),
+    [
+        (None, 0),
+        ({}, 0),
+        ({"GlassworkAttempts": {"StringValue": "2", "DataType": "Number"}}, 2),
+        ({"GlassworkAttempts": {"stringValue": "3", "dataType": "Number"}}, 3),
+        ({"GlassworkAttempts": {"StringValue": "two"}}, 0),
+        ({"GlassworkAttempts": {"StringValue": "-4"}}, 0),
+        ({"GlassworkAttempts": "2"}, 0),
+    ],
+)
+def test_the_attempts_a_copy_carries_are_read_with_care(attributes: Any, before: int) -> None:
+    from glasswork.jobs.drivers.sqs.attempts import attempts_before
+
+    assert attempts_before(attributes) == before
+
+
 def test_concurrent_starts_from_threads_never_put_more_than_the_rate_in_any_window(
     aws: Aws, table: str
 ) -> None:

@@ -45,6 +45,7 @@ from botocore.exceptions import ClientError
 
 from ...aws.errors import CONDITION_FAILED, error_code
 from ...aws.tables import dynamodb_client, ensure_table
+from ...errors import ConfigurationError
 from ...limits import SLOT_RETRY, RateLimit
 from ...message import scoped_key
 
@@ -280,7 +281,10 @@ class LimitsTable:
             "ConsistentRead": consistent,
         }
         while True:
-            response = client.query(**request)
+            try:
+                response = client.query(**request)
+            except ClientError as exc:
+                raise self._explained(exc) from exc
             for item in response.get("Items", []):
                 yield item["sk"]["S"], item
             last = response.get("LastEvaluatedKey")
@@ -302,8 +306,19 @@ class LimitsTable:
         except ClientError as exc:
             if error_code(exc) == CONDITION_FAILED:
                 return False
-            raise
+            raise self._explained(exc) from exc
         return True
+
+    def _explained(self, exc: ClientError) -> Exception:
+        """A missing table as what to do about it; any other error as it is."""
+        if error_code(exc) != "ResourceNotFoundException":
+            same: Exception = exc
+            return same
+        return ConfigurationError(
+            f"the limits table {self.table_name!r} does not exist (limits_table): create it "
+            "with glasswork.jobs.drivers.sqs.create_limits_table, or in CloudFormation as "
+            "docs/sqs.md shows"
+        )
 
 
 def _free(times: dict[int, float], count: int, lapsed_by: float) -> list[int]:
