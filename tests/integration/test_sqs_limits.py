@@ -366,14 +366,16 @@ def test_a_job_throttled_far_more_often_than_max_receive_count_still_runs_and_ne
     lock = threading.Lock()
 
     def handler(payload: dict[str, Any], ctx: Any) -> None:
-        time.sleep(0.4)
         with lock:
             runs.append((payload["key"], ctx.attempt))
+        time.sleep(payload["sleep"])
 
     # One at a time, one attempt each: every throttle counted as an attempt, or as a receive
-    # of the same message, would dead-letter them.
+    # of the same message, would dead-letter them. The first holds the slot 4 s: each of
+    # the others is held back about once a second meanwhile, twice the redrive's allowance.
     job = define_job(name="one", handler=handler, concurrency_limit=1, retry=False)
-    JobService(driver).enqueue_many(job, [{"key": f"k{i}"} for i in range(6)])
+    jobs = JobService(driver)
+    jobs.enqueue(job, {"key": "first", "sleep": 4})
     worker = Worker(
         module=define_module(name="m", jobs=[job]),
         driver=driver,
@@ -384,13 +386,15 @@ def test_a_job_throttled_far_more_often_than_max_receive_count_still_runs_and_ne
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
-        wait_until(lambda: len(runs) == 6, timeout=60, what="every job to run")
+        wait_until(lambda: len(runs) == 1, timeout=20, what="the first job to start")
+        jobs.enqueue_many(job, [{"key": f"k{i}", "sleep": 0.2} for i in range(6)])
+        wait_until(lambda: len(runs) == 7, timeout=60, what="every job to run")
     finally:
         worker.stop()
         thread.join(30)
-    assert sorted(k for k, _ in runs) == [f"k{i}" for i in range(6)]
+    assert sorted(k for k, _ in runs) == ["first"] + [f"k{i}" for i in range(6)]
     assert {attempt for _, attempt in runs} == {1}
-    assert driver.throttle_counts()["one"] > 2 * 6  # held back far more than 2 times each
+    assert driver.throttle_counts()["one"] > 2 * 6  # more than maxReceiveCount times each
     assert worker.summary.throttled == driver.throttle_counts()["one"]
     assert aws.drain(dlq) == []
 
