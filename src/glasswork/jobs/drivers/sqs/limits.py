@@ -8,6 +8,8 @@ Items (partition key ``pk``, sort key ``sk``, both strings; TTL on ``expires_at`
     pk = "slot#<job>#<key>"  sk = "<i>", i < limit   holder S (the delivery's SQS message id),
                                                      expires_at N: its lease's end
     pk = "throttled"         sk = "<job>"            throttled N: deliveries held back (``ADD``)
+    pk = "throttles#<id>"    sk = "-"                throttles N: receives of a FIFO message
+                                                     that were throttles (written by :mod:`.flow`)
 
 (``<job>#<key>`` is :func:`~glasswork.jobs.message.scoped_key`; a ``pk`` over 1,024 bytes is
 its SHA-256.)
