@@ -30,6 +30,7 @@ from glasswork.jobs import (
     JobMessage,
     JobService,
     MockQueueDriver,
+    PermanentJobError,
     define_job,
 )
 from glasswork.jobs.debounce import superseded_reason, superseding_job
@@ -47,14 +48,16 @@ class Edit(BaseModel):
 
 
 RUNS: list[tuple[str, int, float]] = []  # (doc, n, time.monotonic()) of every run
-GATE = {"started": threading.Event(), "release": threading.Event(), "fail": False}
+GATE: dict[str, Any] = {"started": threading.Event(), "release": threading.Event(), "fail": False}
 
 
 def reindex(payload: Edit) -> int:
     RUNS.append((payload.doc, payload.n, time.monotonic()))
     if payload.n < 0:  # the slow run of the tests of an enqueue while it runs
-        GATE["started"].set()  # type: ignore[union-attr]
-        GATE["release"].wait(30)  # type: ignore[union-attr]
+        GATE["started"].set()
+        GATE["release"].wait(30)
+        if GATE["fail"] == "permanent":
+            raise PermanentJobError("the superseded run fails for good")
         if GATE["fail"]:
             raise RuntimeError("the superseded run fails")
     return payload.n
@@ -76,7 +79,7 @@ def _fresh_runs() -> Iterator[None]:
     RUNS.clear()
     GATE.update(started=threading.Event(), release=threading.Event(), fail=False)
     yield
-    GATE["release"].set()  # type: ignore[union-attr]
+    GATE["release"].set()
 
 
 def open_driver(kind: str, where: str) -> Any:
@@ -137,7 +140,7 @@ class Running:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        GATE["release"].set()  # type: ignore[union-attr]
+        GATE["release"].set()
         self.worker.stop()
         self.thread.join(30)
         assert not self.thread.is_alive()
@@ -310,32 +313,48 @@ def test_a_debounced_job_and_a_plain_one_of_one_key_refuse_each_other(any_driver
 # -- an enqueue while the job runs ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fails", [False, True], ids=["returns", "fails"])
+@pytest.mark.parametrize("fails", [False, "retry", "permanent"])
 def test_an_enqueue_while_the_job_runs_runs_it_again_and_the_old_run_never_counts(
-    any_driver: Any, fails: bool
+    any_driver: Any, fails: bool | str
 ) -> None:
     """The running job is not interrupted; what it returns (or a failure it would retry)
     no longer counts: it ends cancelled, never runs again, and the latest payload runs a
-    window after its enqueue."""
+    window after its enqueue. A failure for good is dead-lettered as any: it ends dead."""
     GATE["fail"] = fails
     service = JobService(any_driver)
     with Running(any_driver):
         slow = service.enqueue(reindex_job, Edit(doc="d", n=-1), debounce=0)
-        assert GATE["started"].wait(20)  # type: ignore[union-attr]
+        assert GATE["started"].wait(20)
         enqueued = time.monotonic()
         latest = service.enqueue(reindex_job, Edit(doc="d", n=7), debounce=0.5)
-        GATE["release"].set()  # type: ignore[union-attr]
+        GATE["release"].set()
         assert latest.wait(timeout=20) == 7
-        assert slow.wait(timeout=20) == 7  # followed
         wait_until(lambda: not pending(any_driver), "nothing left to run")
+        wait_until(lambda: slow.status().state != "running", "the slow run's end")  # type: ignore[union-attr]
     assert [(doc, n) for doc, n, _ in RUNS] == [("d", -1), ("d", 7)]
     assert RUNS[1][2] >= enqueued + 0.45
     status = slow.status()
     assert status is not None
-    assert (status.state, status.error) == (
-        "cancelled",
-        superseded_reason(latest.job_id, running=True),
-    )
+    if fails == "permanent":
+        assert (status.state, status.error) == (
+            "dead",
+            "PermanentJobError: the superseded run fails for good",
+        )
+        assert dead_letters(any_driver) == [slow.job_id]
+    else:
+        assert (status.state, status.error) == (
+            "cancelled",
+            superseded_reason(latest.job_id, running=True),
+        )
+        assert slow.wait(timeout=5) == 7  # followed
+        assert dead_letters(any_driver) == []
+
+
+def dead_letters(driver: Any) -> list[str | None]:
+    """The job ids of ``driver``'s dead letters."""
+    if isinstance(driver, MockQueueDriver):
+        return [d.message.job_id if d.message else None for d in driver.dead_letters]
+    return [d.job_id for d in driver.dead_letters()]
 
 
 def pending(driver: Any) -> int:

@@ -8,6 +8,7 @@ requests."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,14 @@ import pytest
 from pydantic import BaseModel
 
 from glasswork import define_module
-from glasswork.jobs import AsyncJobService, EnqueueError, JobService, bootstrap_worker, define_job
+from glasswork.jobs import (
+    AsyncJobService,
+    EnqueueError,
+    JobService,
+    PermanentJobError,
+    bootstrap_worker,
+    define_job,
+)
 from glasswork.jobs.debounce import superseded_reason, superseding_job
 from glasswork.jobs.drivers.sqs import SQSQueueDriver, create_status_table
 from glasswork.jobs.drivers.sqs.scheduler import (
@@ -41,14 +49,16 @@ class Edit(BaseModel):
 
 
 RUNS: list[tuple[str, int, float]] = []
-GATE = {"started": threading.Event(), "release": threading.Event(), "fail": False}
+GATE: dict[str, Any] = {"started": threading.Event(), "release": threading.Event(), "fail": False}
 
 
 def reindex(payload: Edit) -> int:
     RUNS.append((payload.doc, payload.n, time.monotonic()))
     if payload.n < 0:
-        GATE["started"].set()  # type: ignore[union-attr]
-        GATE["release"].wait(30)  # type: ignore[union-attr]
+        GATE["started"].set()
+        GATE["release"].wait(30)
+        if GATE["fail"] == "permanent":
+            raise PermanentJobError("the superseded run fails for good")
         if GATE["fail"]:
             raise RuntimeError("the superseded run fails")
     return payload.n
@@ -69,7 +79,7 @@ def _fresh_runs() -> Iterator[None]:
     RUNS.clear()
     GATE.update(started=threading.Event(), release=threading.Event(), fail=False)
     yield
-    GATE["release"].set()  # type: ignore[union-attr]
+    GATE["release"].set()
 
 
 @pytest.fixture
@@ -132,7 +142,7 @@ class Running:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        GATE["release"].set()  # type: ignore[union-attr]
+        GATE["release"].set()
         self.worker.stop()
         self.thread.join(30)
         assert not self.thread.is_alive()
@@ -186,26 +196,36 @@ def test_a_burst_runs_once_with_its_last_payload_on_a_long_running_worker(
             assert superseding_job(earlier.status()) == later.job_id
 
 
-@pytest.mark.parametrize("fails", [False, True], ids=["returns", "fails"])
+@pytest.mark.parametrize("fails", [False, "retry", "permanent"])
 def test_a_run_superseded_while_it_ran_does_not_count_and_is_not_retried(
-    aws: Aws, url: str, fails: bool
+    aws: Aws, url: str, fails: bool | str
 ) -> None:
     GATE["fail"] = fails
-    driver = make_driver(aws, url, status_table=STATUS)
+    dlq = aws.create_queue("jobs-dlq")
+    driver = make_driver(aws, url, status_table=STATUS, dead_letter_queues={"default": dlq})
     service = JobService(driver)
     with Running(driver):
         slow = service.enqueue(reindex_job, Edit(doc="d", n=-1), debounce=0)
-        assert GATE["started"].wait(20)  # type: ignore[union-attr]
+        assert GATE["started"].wait(20)
         latest = service.enqueue(reindex_job, Edit(doc="d", n=7), debounce=1)
-        GATE["release"].set()  # type: ignore[union-attr]
+        GATE["release"].set()
         assert latest.wait(timeout=20) == 7
         wait_until(lambda: queue_empty(driver), "every message deleted")
-        wait_until(lambda: slow.status().state == "cancelled", "the slow run ended")  # type: ignore[union-attr]
+        wait_until(lambda: slow.status().state != "running", "the slow run's end")  # type: ignore[union-attr]
     assert [(doc, n) for doc, n, _ in RUNS] == [("d", -1), ("d", 7)]
     status = slow.status()
     assert status is not None
-    assert status.error == superseded_reason(latest.job_id, running=True)
-    assert slow.wait(timeout=5) == 7
+    dead = aws.drain(dlq)
+    if fails == "permanent":  # dead-lettered as any failure for good
+        assert status.state == "dead"
+        assert [json.loads(m["Body"])["jobId"] for m in dead] == [slow.job_id]
+    else:
+        assert (status.state, status.error) == (
+            "cancelled",
+            superseded_reason(latest.job_id, running=True),
+        )
+        assert slow.wait(timeout=5) == 7
+        assert dead == []
 
 
 # -- the Lambda handler ---------------------------------------------------------------------------
@@ -227,7 +247,7 @@ def test_the_lambda_handler_deletes_superseded_records_without_running_them(
 
 
 def test_a_lambda_run_superseded_while_it_ran_is_not_reported_for_retry(aws: Aws, url: str) -> None:
-    GATE["fail"] = True
+    GATE["fail"] = "retry"
     driver = make_driver(aws, url)  # no status table: the unique-key table decides alone
     service = JobService(driver)
     handler = bootstrap_worker(module=APP, driver=driver, check_setup=False)
@@ -238,9 +258,9 @@ def test_a_lambda_run_superseded_while_it_ran_is_not_reported_for_retry(aws: Aws
         target=lambda: answered.append(invoke(handler, aws, url, first)), daemon=True
     )
     invocation.start()
-    assert GATE["started"].wait(20)  # type: ignore[union-attr]
+    assert GATE["started"].wait(20)
     service.enqueue(reindex_job, Edit(doc="d", n=7), debounce=1)
-    GATE["release"].set()  # type: ignore[union-attr]
+    GATE["release"].set()
     invocation.join(30)
     assert answered == [{"batchItemFailures": []}]  # failed, but superseded: not retried
     assert invoke(handler, aws, url, receive_all(aws, url, 1)) == {"batchItemFailures": []}

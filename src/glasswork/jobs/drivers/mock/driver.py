@@ -179,7 +179,8 @@ class MockQueueDriver(
         self._lock = threading.RLock()
         self._idempotency = MemoryIdempotencyStore()
         self._starts: dict[str, list[float]] = {}  # recent starts of rate-limited jobs
-        self._superseded: set[str] = set()  # jobs superseded while they ran: ends ignored
+        # Jobs superseded while they ran: what their runs return is not their end.
+        self._superseded: set[str] = set()
 
     def __repr__(self) -> str:
         return (
@@ -466,12 +467,10 @@ class MockQueueDriver(
                     # Acked already (a dead letter's ack may come first), or held by another
                     # delivery now: record the end only when no delivery of it is live.
                     pending = _Pending.acked(received)
-                    if (
-                        pending is None
-                        or pending.message.job_id in self._by_job
-                        or pending.message.job_id in self._superseded
-                    ):
+                    if pending is None or pending.message.job_id in self._by_job:
                         continue
+                    if pending.message.job_id in self._superseded and final.state != "dead":
+                        continue  # superseded while it ran: only a dead letter is its end
                 else:
                     self._remove(pending)
                 self._ended.keep(pending.ended(final), final.keep_for)
