@@ -336,7 +336,8 @@ class JobService(EnqueueBase):
         :class:`~glasswork.jobs.errors.JobFailedError` when it ended ``failed``, ``dead`` or
         ``cancelled``, :class:`TimeoutError` when it has not ended after ``timeout`` seconds
         (None: wait as long as it takes), :class:`~glasswork.jobs.errors.JobNotFoundError`
-        when the driver has no status for it."""
+        when the driver has no status for it. A job superseded by a debounced enqueue is
+        followed to the job that superseded it (its result is the one returned)."""
         return wait_sync(status_store(self.driver), job_id, timeout, poll)
 
     def cancel(self, job_id: str, reason: str = CANCELLED) -> bool:

@@ -96,7 +96,7 @@ def debounce(file: QueueFile, message: JobMessage, window: float) -> EnqueueResu
         now,
     )
 
-    def supersede_and_insert(conn: sqlite3.Connection) -> tuple[int, str | None]:
+    def supersede_and_insert(conn: sqlite3.Connection) -> tuple[int | None, str | None]:
         held = conn.execute(
             "SELECT id, job_id, attempts, leased, body FROM glasswork_jobs "
             "WHERE job_name = ? AND unique_key = ?",
@@ -110,16 +110,17 @@ def debounce(file: QueueFile, message: JobMessage, window: float) -> EnqueueResu
             reason = superseded_reason(message.job_id, running=bool(leased))
             cancel_row(conn, row_id, attempts, reason, claimed=False)
             superseded = job_id
-        row_id = conn.execute(INSERT, row).lastrowid
-        assert row_id is not None
-        return row_id, superseded
+        return conn.execute(INSERT, row).lastrowid, superseded
 
     conn = file.conn()
     try:
-        # BEGIN IMMEDIATE: the key is looked up under the write lock, so two racing
-        # enqueues of one key run one after the other.
-        with file.transaction(conn):
-            row_id, superseded = supersede_and_insert(conn)
+        try:  # the first of a burst: the key is free, and one statement stores the job
+            row_id, superseded = conn.execute(INSERT, row).lastrowid, None
+        except sqlite3.IntegrityError:
+            # BEGIN IMMEDIATE: the key is looked up under the write lock, so two racing
+            # enqueues of one key run one after the other.
+            with file.transaction(conn):
+                row_id, superseded = supersede_and_insert(conn)
     except sqlite3.Error as exc:
         raise _store_error(file, [message], exc) from exc
     if superseded is not None:
