@@ -499,3 +499,24 @@ def test_two_transactions_debouncing_one_key_take_turns_and_the_later_wins(
     assert superseding_job(driver.job_status(first.job_id)) == second.job_id
     assert driver.pending_count() == 1
     assert driver.receive(wait_seconds=0) == []  # not due for a minute
+
+
+@pytest.mark.postgres
+def test_a_version_6_schema_is_upgraded_and_then_debounces() -> None:
+    from pgtest import connect
+
+    with fresh_schema("gwdeb6") as schema:
+        with PostgresQueueDriver(dsn(), schema=schema) as driver:
+            waiting = JobService(driver).enqueue(reindex_job, Edit(doc="old", n=1))
+        with connect(autocommit=True) as conn:
+            conn.execute(f'DROP FUNCTION "{schema}".glasswork_debounce')
+            conn.execute(f'DELETE FROM "{schema}".glasswork_schema_versions WHERE version > 6')
+        with pytest.raises(ConfigurationError, match="schema version 6, this glasswork needs 7"):
+            PostgresQueueDriver(dsn(), schema=schema, migrate=False)
+        with PostgresQueueDriver(dsn(), schema=schema) as driver:
+            service = JobService(driver)
+            first = service.enqueue(reindex_job, Edit(doc="d", n=1), debounce=60)
+            second = service.enqueue(reindex_job, Edit(doc="d", n=2), debounce=60)
+            assert superseding_job(first.status()) == second.job_id
+            assert driver.job_status(waiting.job_id).state == "pending"  # kept
+            assert driver.pending_count() == 2

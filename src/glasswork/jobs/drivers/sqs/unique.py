@@ -95,15 +95,18 @@ class UniqueKeys:
         now = time.time()
         expires = now + max(0.0, delay_seconds) + self.ttl.total_seconds()
         assert message.unique_key is not None
+        item = {
+            **self.item_key(message),
+            "job_id": {"S": message.job_id},
+            "job_name": {"S": message.job_name},
+            "unique_key": {"S": message.unique_key[:1024]},
+            "expires_at": {"N": str(int(expires) + 1)},
+        }
+        if message.debounce is not None:  # a redriven debounced job: still supersedable
+            item["debounce"] = {"N": repr(float(message.debounce))}
         return {
             "TableName": self.table_name,
-            "Item": {
-                **self.item_key(message),
-                "job_id": {"S": message.job_id},
-                "job_name": {"S": message.job_name},
-                "unique_key": {"S": message.unique_key[:1024]},
-                "expires_at": {"N": str(int(expires) + 1)},
-            },
+            "Item": item,
             # The job itself may take its key again: the scheduler sends a long-delayed job
             # through the driver, and a redrive sends a dead letter back.
             "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now OR job_id = :job",
