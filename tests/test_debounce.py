@@ -304,6 +304,7 @@ def test_a_debounced_job_and_a_plain_one_of_one_key_refuse_each_other(any_driver
     with pytest.raises(DuplicateJobError) as refused:
         service.enqueue(reindex_job, Edit(doc="p", n=2), debounce="1s")
     assert refused.value.existing_job_id == plain.job_id
+    assert "enqueued without debounce=" in refused.value.__notes__[0]
     assert plain.status().state == "pending"  # type: ignore[union-attr]
     service.enqueue(reindex_job, Edit(doc="q", n=1), debounce="1s")
     with pytest.raises(DuplicateJobError):

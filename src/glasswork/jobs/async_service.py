@@ -21,12 +21,13 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .debounce import debouncer
+from .debounce import NOT_DEBOUNCED, debouncer
 from .definition import JobDefinition
 from .drivers.aio import async_enqueuer
 from .drivers.contract import Producing, QueueDriver, missing_methods
 from .drivers.records import EnqueueResult, JobStatus
 from .durations import Delay
+from .errors import DuplicateJobError
 from .following import (
     CANCELLED,
     POLL,
@@ -252,7 +253,11 @@ class AsyncJobService(EnqueueBase):
         async def enqueue() -> EnqueueResult:
             limit = await self.enqueuer.message_limit(queue)
             message = self.message_for(job, payload, queue, limit, priority, debounce=seconds)
-            return await self._send(self.enqueuer.enqueue_debounced, message, limit, seconds)
+            try:
+                return await self._send(self.enqueuer.enqueue_debounced, message, limit, seconds)
+            except DuplicateJobError as exc:
+                exc.add_note(NOT_DEBOUNCED)
+                raise
 
         return await self._in_flight.run(job.name, enqueue)
 

@@ -88,6 +88,13 @@ def check_key(job: JobDefinition[Any], unique_key: str | None) -> str:
     return unique_key
 
 
+#: The note a debounced enqueue's :class:`~glasswork.jobs.DuplicateJobError` gets.
+NOT_DEBOUNCED = (
+    "the job holding the key was enqueued without debounce=, so a debounced enqueue does not "
+    "supersede it (on SQS its message would run all the same); nothing was sent"
+)
+
+
 def is_debounced(body: Any) -> bool:
     """Whether a stored wire ``body`` was enqueued with ``debounce=`` (its top-level
     ``debounce`` is a number); a body that cannot be read is not."""

@@ -18,7 +18,12 @@ from .definition import JobDefinition, check_priority
 from .drivers.contract import QueueDriver, capabilities_of
 from .drivers.records import EnqueueResult, JobStatus
 from .durations import Delay, parse_duration
-from .errors import ConfigurationError, InvalidJobPayloadError, PriorityUnsupportedError
+from .errors import (
+    ConfigurationError,
+    DuplicateJobError,
+    InvalidJobPayloadError,
+    PriorityUnsupportedError,
+)
 from .following import CANCELLED, POLL, JobHandle, job_handle, status_store, wait_sync
 from .message import JobMessage
 from .telemetry import traced_send
@@ -382,7 +387,11 @@ class JobService(EnqueueBase):
         queue = self.queue_of(job)
         limit = driver.message_limit(queue)
         message = self.message_for(job, payload, queue, limit, priority, debounce=seconds)
-        sent = traced_send(driver, debouncer.enqueue_debounced, message, seconds)
+        try:
+            sent = traced_send(driver, debouncer.enqueue_debounced, message, seconds)
+        except DuplicateJobError as exc:
+            exc.add_note(debouncing.NOT_DEBOUNCED)
+            raise
         return job_handle(self, job, sent)
 
     def _driver(self, connection: Any) -> QueueDriver:
