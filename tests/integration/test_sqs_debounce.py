@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from glasswork import define_module
 from glasswork.jobs import (
     AsyncJobService,
+    ConfigurationError,
     EnqueueError,
     JobService,
     PermanentJobError,
@@ -352,3 +353,12 @@ def test_the_async_service_debounces_on_sqs(aws: Aws, url: str) -> None:
     ids = asyncio.run(burst())
     assert key_item(aws, "d")["job_id"]["S"] == ids[-1]  # type: ignore[index]
     assert [superseding_job(driver.job_status(i)) for i in ids] == [ids[1], ids[2], None]
+
+
+def test_without_a_unique_key_table_debounce_is_refused_naming_the_job(aws: Aws, url: str) -> None:
+    driver = SQSQueueDriver(region=REGION, queues={"default": url}, endpoint_url=aws.endpoint)
+    with pytest.raises(
+        ConfigurationError, match=r"'reindex' cannot be debounced on the sqs driver"
+    ):
+        JobService(driver).enqueue(reindex_job, Edit(doc="d", n=1), debounce=1)
+    assert aws.drain(url) == []
