@@ -57,16 +57,30 @@ SQLITE_GROUPS = (
     "closing",
     "status",
     "flow_limits",
+    "debounce",
 )
 EXPECTED = {
-    "mock": ("producing", "consuming", "idempotency", "status", "status_batches", "flow_limits"),
+    "mock": (
+        "producing",
+        "consuming",
+        "idempotency",
+        "status",
+        "status_batches",
+        "flow_limits",
+        "debounce",
+    ),
     "sqlite": SQLITE_GROUPS,
     "postgresql": (
-        *(g for g in SQLITE_GROUPS if g not in ("idempotency", "closing", "status", "flow_limits")),
+        *(
+            g
+            for g in SQLITE_GROUPS
+            if g not in ("idempotency", "closing", "status", "flow_limits", "debounce")
+        ),
         "transactions",
         "closing",
         "status",
         "flow_limits",
+        "debounce",
     ),
     "sqs": (
         "producing",
@@ -120,6 +134,20 @@ def test_each_driver_has_exactly_the_groups_it_declares(each_driver: QueueDriver
     assert caps.async_def == ()
     assert caps.coroutine_producing is None
     assert caps.purge_by_queue == (caps.dead_letter_admin is not None)
+
+
+def test_the_sqs_driver_debounces_only_with_a_unique_key_table() -> None:
+    """Debounce lives in the unique-key table: without one, the driver opts out of the
+    group (its method set to None on the instance), and capabilities_of says so."""
+    pytest.importorskip("boto3")
+    from glasswork.jobs.drivers.sqs import SQSQueueDriver
+
+    queues = {"default": "https://sqs.us-east-1.amazonaws.com/1/jobs"}
+    plain = SQSQueueDriver(region="us-east-1", queues=queues)
+    keyed = SQSQueueDriver(region="us-east-1", queues=queues, unique_table="keys")
+    assert capabilities_of(plain).debounce is None
+    assert capabilities_of(keyed).debounce is keyed
+    assert capabilities_of(keyed).groups == (*EXPECTED["sqs"], "debounce")
 
 
 def test_our_drivers_declare_their_groups_rather_than_leave_them_to_be_guessed() -> None:

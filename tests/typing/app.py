@@ -7,7 +7,7 @@ every other line must pass both.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypedDict
 
 from pydantic import BaseModel, TypeAdapter
@@ -125,6 +125,12 @@ jobs.enqueue_at(welcome, "1", datetime.now(UTC))  # expect-error
 jobs.enqueue_many(welcome, [Welcome(user_id="1"), Welcome(user_id="2")])
 jobs.enqueue_many(welcome, [{"user_id": "1"}])  # expect-error
 jobs.enqueue_raw(welcome, {"user_id": "1"}, delay="5m")
+debounced: JobHandle[None] = jobs.enqueue(welcome, Welcome(user_id="1"), debounce="30s")
+jobs.enqueue(welcome, Welcome(user_id="1"), debounce=timedelta(seconds=30), priority=1)
+jobs.enqueue_raw(welcome, {"user_id": "1"}, debounce=30)
+jobs.enqueue(welcome, Welcome(user_id="1"), debounce=["30s"])  # expect-error
+jobs.enqueue_many(welcome, [Welcome(user_id="1")], debounce="30s")  # expect-error
+jobs.enqueue_in(welcome, Welcome(user_id="1"), "1m", debounce="30s")  # expect-error
 jobs.enqueue(welcome, welcome.validate({"user_id": "1"}))
 jobs.enqueue(charge_job, Order(order_id="o1", amount=5))
 order: Order = {"order_id": "o2", "amount": 7}
@@ -216,6 +222,8 @@ async def welcome_route(user_id: str) -> str:
         result = await async_jobs.enqueue(welcome, Welcome(user_id=user_id))
         await async_jobs.enqueue_in(welcome, Welcome(user_id=user_id), 30)
         await async_jobs.enqueue_raw(welcome, {"user_id": user_id})
+        await async_jobs.enqueue(welcome, Welcome(user_id=user_id), debounce="30s")
+        await async_jobs.enqueue(welcome, Welcome(user_id=user_id), debounce=b"1")  # expect-error
         await async_jobs.enqueue(welcome, {"user_id": user_id})  # expect-error
         counting: AsyncJobHandle[int] = await async_jobs.enqueue(counted_async, Welcome(user_id=""))
         counted_now: int = await counting.wait(timeout=1)

@@ -21,11 +21,13 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
+from .debounce import NOT_DEBOUNCED, debouncer
 from .definition import JobDefinition
 from .drivers.aio import async_enqueuer
 from .drivers.contract import Producing, QueueDriver, missing_methods
 from .drivers.records import EnqueueResult, JobStatus
 from .durations import Delay
+from .errors import DuplicateJobError
 from .following import (
     CANCELLED,
     POLL,
@@ -37,7 +39,14 @@ from .following import (
 )
 from .inflight import InFlight
 from .message import JobMessage
-from .service import EnqueueBase, check_raw_timing, check_when, delay_seconds
+from .service import (
+    EnqueueBase,
+    check_raw_timing,
+    check_when,
+    debounce_seconds,
+    delay_seconds,
+    refuse_many_debounce,
+)
 from .telemetry import traced_send_async
 
 P = TypeVar("P")
@@ -94,11 +103,21 @@ class AsyncJobService(EnqueueBase):
         return self.enqueuer.mode
 
     async def enqueue(
-        self, job: JobDefinition[P, T], payload: P, *, priority: int | None = None
+        self,
+        job: JobDefinition[P, T],
+        payload: P,
+        *,
+        priority: int | None = None,
+        debounce: Delay | None = None,
     ) -> AsyncJobHandle[T]:
         """Enqueue ``job`` to run as soon as a worker is free; returns its
         :class:`~glasswork.jobs.following.AsyncJobHandle` (``await handle.wait()``).
-        ``priority`` as for :meth:`JobService.enqueue <glasswork.jobs.JobService.enqueue>`."""
+        ``priority`` and ``debounce`` as for :meth:`JobService.enqueue
+        <glasswork.jobs.JobService.enqueue>`."""
+        if debounce is not None:
+            return async_job_handle(
+                self, job, await self._debounced(job, payload, priority, debounce)
+            )
         return async_job_handle(
             self, job, await self._run(job, payload, priority, self.enqueuer.enqueue)
         )
@@ -130,9 +149,12 @@ class AsyncJobService(EnqueueBase):
         *,
         delay: Delay | None = None,
         priority: int | None = None,
+        debounce: None = None,
     ) -> list[EnqueueResult]:
         """Enqueue one job per payload, in batches where the driver has them; every payload
-        is validated first."""
+        is validated first. ``debounce`` is refused, as by :meth:`JobService.enqueue_many
+        <glasswork.jobs.JobService.enqueue_many>`."""
+        refuse_many_debounce(job, debounce)
         seconds = delay_seconds(job, delay) if delay is not None else 0.0
         queue, given = self.queue_of(job), list(payloads)
 
@@ -153,10 +175,15 @@ class AsyncJobService(EnqueueBase):
         delay: Delay | None = None,
         at: datetime | None = None,
         priority: int | None = None,
+        debounce: Delay | None = None,
     ) -> AsyncJobHandle[T]:
         """Enqueue a plain JSON-like ``payload``, validated against the job's schema (see
         :meth:`JobService.enqueue_raw <glasswork.jobs.JobService.enqueue_raw>`)."""
-        check_raw_timing(delay, at)
+        check_raw_timing(delay, at, debounce)
+        if debounce is not None:
+            return async_job_handle(
+                self, job, await self._debounced(job, payload, priority, debounce)
+            )
         if at is not None:
             return await self.enqueue_at(job, payload, at, priority=priority)
         return await self.enqueue_in(job, payload, delay or 0, priority=priority)
@@ -213,6 +240,24 @@ class AsyncJobService(EnqueueBase):
             limit = await self.enqueuer.message_limit(queue)
             message = self.message_for(job, payload, queue, limit, priority)
             return await self._send(send, message, limit, *args)
+
+        return await self._in_flight.run(job.name, enqueue)
+
+    async def _debounced(
+        self, job: JobDefinition[Any], payload: object, priority: int | None, debounce: Delay
+    ) -> EnqueueResult:
+        seconds = debounce_seconds(job, debounce)
+        debouncer(self.driver, job)  # refused here, before anything is sent
+        queue = self.queue_of(job)
+
+        async def enqueue() -> EnqueueResult:
+            limit = await self.enqueuer.message_limit(queue)
+            message = self.message_for(job, payload, queue, limit, priority, debounce=seconds)
+            try:
+                return await self._send(self.enqueuer.enqueue_debounced, message, limit, seconds)
+            except DuplicateJobError as exc:
+                exc.add_note(NOT_DEBOUNCED)
+                raise
 
         return await self._in_flight.run(job.name, enqueue)
 

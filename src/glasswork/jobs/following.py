@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol
 
 from typing_extensions import TypeVar
 
+from .debounce import superseding_job
 from .drivers.contract import StatusStore, capabilities_of
 from .drivers.records import EnqueueResult, JobStatus
 from .errors import JobFailedError, JobNotFoundError, StatusUnavailableError
@@ -105,19 +106,31 @@ def timed_out(job_id: str, timeout: float | None, status: JobStatus | None) -> T
 
 
 def wait_sync(store: StatusStore, job_id: str, timeout: float | None, poll: float) -> Any:
-    """:meth:`JobService.wait`: poll ``store`` until the job ends or ``timeout`` passes."""
+    """:meth:`JobService.wait`: poll ``store`` until the job ends or ``timeout`` passes; a
+    job superseded by a debounced enqueue is followed to the job that superseded it."""
     check_wait(timeout, poll)
-    status = store.job_status(job_id)
+    seen = {job_id}
+    job_id, status = _read(store, job_id, seen)
     ended, result = outcome(job_id, status)
     for pause in pauses(timeout, poll):
         if ended:
             return result
         time.sleep(pause)
-        status = store.job_status(job_id)
+        job_id, status = _read(store, job_id, seen)
         ended, result = outcome(job_id, status)
     if ended:
         return result
     raise timed_out(job_id, timeout, status)
+
+
+def _read(store: StatusStore, job_id: str, seen: set[str]) -> tuple[str, JobStatus | None]:
+    """The status of ``job_id``, or of the job that superseded it (and so on; ``seen``:
+    the ids followed so far), and whose it is."""
+    status = store.job_status(job_id)
+    while (later := superseding_job(status)) is not None and later not in seen:
+        seen.add(job_id := later)
+        status = store.job_status(job_id)
+    return job_id, status
 
 
 async def call_async(method: Callable[..., Any], *args: Any) -> Any:
@@ -131,17 +144,29 @@ async def call_async(method: Callable[..., Any], *args: Any) -> Any:
 async def wait_async(store: StatusStore, job_id: str, timeout: float | None, poll: float) -> Any:
     """:meth:`AsyncJobService.wait`: :func:`wait_sync` sleeping on the loop."""
     check_wait(timeout, poll)
-    status = await call_async(store.job_status, job_id)
+    seen = {job_id}
+    job_id, status = await _read_async(store, job_id, seen)
     ended, result = outcome(job_id, status)
     for pause in pauses(timeout, poll):
         if ended:
             return result
         await asyncio.sleep(pause)
-        status = await call_async(store.job_status, job_id)
+        job_id, status = await _read_async(store, job_id, seen)
         ended, result = outcome(job_id, status)
     if ended:
         return result
     raise timed_out(job_id, timeout, status)
+
+
+async def _read_async(
+    store: StatusStore, job_id: str, seen: set[str]
+) -> tuple[str, JobStatus | None]:
+    """:func:`_read`, the store asked off the loop."""
+    status = await call_async(store.job_status, job_id)
+    while (later := superseding_job(status)) is not None and later not in seen:
+        seen.add(job_id := later)
+        status = await call_async(store.job_status, job_id)
+    return job_id, status
 
 
 # -- handles -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ including the TypeScript Glasswork, can write it)::
       "uniqueKey": "123",                    # optional, the job's unique key
       "groupId": "user-123",                 # optional, FIFO message group
       "concurrencyKey": "tenant-7",          # optional, the job's concurrency key
+      "debounce": 30.0,                      # optional, enqueued with debounce= (seconds)
       "trace": {"traceparent": "00-...-01"}  # optional, W3C trace context of the enqueue
     }
 
@@ -90,6 +91,10 @@ class JobMessage(BaseModel):
     #: What the job's ``concurrency_limit`` is counted by (None, left out of the body: the
     #: job as a whole).
     concurrency_key: str | None = Field(default=None, alias="concurrencyKey")
+    #: The window of an enqueue made with ``debounce=`` (seconds; None, left out of the
+    #: body: an ordinary enqueue). Only a job enqueued with it may be superseded by a later
+    #: debounced enqueue of its unique key (see :mod:`glasswork.jobs.debounce`).
+    debounce: float | None = None
     #: Higher runs first within a queue, on drivers that order by it; None (left out of the
     #: body) is 0.
     priority: int | None = None
@@ -109,6 +114,7 @@ class JobMessage(BaseModel):
         job_id: str | None = None,
         priority: int = 0,
         concurrency_key: str | None = None,
+        debounce: float | None = None,
     ) -> JobMessage:
         """Build a new message stamped with a fresh job id and the current time."""
         # What model_construct does (no re-validating of values this library produced
@@ -127,6 +133,7 @@ class JobMessage(BaseModel):
             group_id=group_id,
             priority=priority or None,
             concurrency_key=concurrency_key,
+            debounce=debounce,
         )
         _set(message, "__dict__", fields)
         _set(message, "__pydantic_fields_set__", set(_CREATED))

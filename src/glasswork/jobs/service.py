@@ -13,11 +13,17 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from . import debounce as debouncing
 from .definition import JobDefinition, check_priority
 from .drivers.contract import QueueDriver, capabilities_of
 from .drivers.records import EnqueueResult, JobStatus
 from .durations import Delay, parse_duration
-from .errors import ConfigurationError, InvalidJobPayloadError, PriorityUnsupportedError
+from .errors import (
+    ConfigurationError,
+    DuplicateJobError,
+    InvalidJobPayloadError,
+    PriorityUnsupportedError,
+)
 from .following import CANCELLED, POLL, JobHandle, job_handle, status_store, wait_sync
 from .message import JobMessage
 from .telemetry import traced_send
@@ -61,14 +67,19 @@ class EnqueueBase:
         queue: str,
         limit: int,
         priority: int | None,
+        *,
+        debounce: float | None = None,
     ) -> JobMessage:
         """:meth:`build_message` for ``job`` on ``queue`` (its :meth:`queue_of`, which the
-        caller has already looked up to learn ``limit``)."""
+        caller has already looked up to learn ``limit``); ``debounce``: the window of a
+        debounced enqueue (the payload must give a unique key)."""
         chosen = job.priority if priority is None else priority
         if chosen:
             chosen = self.checked_priority(job, chosen)
         value = job.validate(payload)
         unique_key = job.unique_key_for(value)
+        if debounce is not None:
+            debouncing.check_key(job, unique_key)
         if unique_key is not None and "\x00" in unique_key:
             raise InvalidJobPayloadError(
                 job.name,
@@ -84,6 +95,7 @@ class EnqueueBase:
             group_id=job.group_id_for(value),
             priority=chosen,
             concurrency_key=job.concurrency_key_for(value),
+            debounce=debounce,
         )
         message.encode(limit)
         return message
@@ -141,9 +153,35 @@ def check_when(when: datetime) -> datetime:
     return when
 
 
-def check_raw_timing(delay: Delay | None, at: datetime | None) -> None:
-    if delay is not None and at is not None:
-        raise TypeError("enqueue_raw takes delay= or at=, not both")
+def debounce_seconds(job: JobDefinition[Any], debounce: Delay) -> float:
+    """A ``debounce`` window in seconds (given as delays are: ``"30s"``, seconds, a
+    timedelta; 0 or more), the errors naming the job and the option."""
+    try:
+        return delay_seconds(job, debounce)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"job {job.name!r}: debounce: {exc}") from None
+
+
+def check_raw_timing(
+    delay: Delay | None, at: datetime | None, debounce: Delay | None = None
+) -> None:
+    given = [
+        name for name, v in (("delay", delay), ("at", at), ("debounce", debounce)) if v is not None
+    ]
+    if len(given) > 1:
+        raise TypeError(
+            f"enqueue_raw takes one of delay=, at= and debounce=, not {' and '.join(given)}"
+        )
+
+
+def refuse_many_debounce(job: JobDefinition[Any], debounce: object) -> None:
+    """``enqueue_many`` does not debounce: a clear :class:`ConfigurationError` when asked."""
+    if debounce is not None:
+        raise ConfigurationError(
+            f"job {job.name!r}: enqueue_many does not debounce (each debounced enqueue "
+            "supersedes in one atomic step of its own, which a batch cannot keep); call "
+            "enqueue(job, payload, debounce=...) for each payload; nothing was sent"
+        )
 
 
 class JobService(EnqueueBase):
@@ -187,6 +225,7 @@ class JobService(EnqueueBase):
         *,
         priority: int | None = None,
         connection: Any = None,
+        debounce: Delay | None = None,
     ) -> JobHandle[R]:
         """Enqueue ``job`` to run as soon as a worker is free; returns its
         :class:`~glasswork.jobs.following.JobHandle` (an :class:`EnqueueResult` with
@@ -196,8 +235,15 @@ class JobService(EnqueueBase):
         that claim by priority. ``connection``: write through your own database connection,
         inside your open transaction, so the job exists if and only if that transaction
         commits (drivers on a database, such as PostgreSQL; others raise
-        :class:`ConfigurationError`)."""
+        :class:`ConfigurationError`).
+
+        ``debounce`` (``"30s"``, seconds or a timedelta; the job needs a unique key): run
+        the job that long from now, superseding a job of the same unique key enqueued with
+        ``debounce`` that has not ended, so a burst runs once, with its last payload, a
+        window after the last enqueue (see :mod:`glasswork.jobs.debounce`)."""
         driver = self._driver(connection)
+        if debounce is not None:
+            return self._debounced(driver, job, payload, priority, debounce)
         message = self._message(driver, job, payload, priority)
         return job_handle(self, job, traced_send(driver, driver.enqueue, message))
 
@@ -242,9 +288,12 @@ class JobService(EnqueueBase):
         delay: Delay | None = None,
         priority: int | None = None,
         connection: Any = None,
+        debounce: None = None,
     ) -> list[EnqueueResult]:
         """Enqueue one job per payload, in batches where the driver has them. Every payload is
-        validated first: if one is invalid, nothing is sent."""
+        validated first: if one is invalid, nothing is sent. ``debounce`` is refused (a
+        :class:`ConfigurationError`): debounce each payload with :meth:`enqueue`."""
+        refuse_many_debounce(job, debounce)
         seconds = delay_seconds(job, delay) if delay is not None else 0.0
         driver = self._driver(connection)
         with _collector_paused():
@@ -262,12 +311,15 @@ class JobService(EnqueueBase):
         at: datetime | None = None,
         priority: int | None = None,
         connection: Any = None,
+        debounce: Delay | None = None,
     ) -> JobHandle[R]:
         """Enqueue a plain JSON-like ``payload`` (say, a dict from a request body), validated
         against the job's schema as any payload is: the explicit untyped path, for when the
-        payload is not (yet) the schema's type. ``delay`` or ``at`` as for
-        :meth:`enqueue_in` / :meth:`enqueue_at`."""
-        check_raw_timing(delay, at)
+        payload is not (yet) the schema's type. ``delay``, ``at`` or ``debounce`` as for
+        :meth:`enqueue_in`, :meth:`enqueue_at` and :meth:`enqueue`."""
+        check_raw_timing(delay, at, debounce)
+        if debounce is not None:
+            return self._debounced(self._driver(connection), job, payload, priority, debounce)
         if at is not None:
             return self.enqueue_at(job, payload, at, priority=priority, connection=connection)
         return self.enqueue_in(job, payload, delay or 0, priority=priority, connection=connection)
@@ -289,7 +341,8 @@ class JobService(EnqueueBase):
         :class:`~glasswork.jobs.errors.JobFailedError` when it ended ``failed``, ``dead`` or
         ``cancelled``, :class:`TimeoutError` when it has not ended after ``timeout`` seconds
         (None: wait as long as it takes), :class:`~glasswork.jobs.errors.JobNotFoundError`
-        when the driver has no status for it."""
+        when the driver has no status for it. A job superseded by a debounced enqueue is
+        followed to the job that superseded it (its result is the one returned)."""
         return wait_sync(status_store(self.driver), job_id, timeout, poll)
 
     def cancel(self, job_id: str, reason: str = CANCELLED) -> bool:
@@ -320,6 +373,26 @@ class JobService(EnqueueBase):
     ) -> JobMessage:
         queue = self.queue_of(job)
         return self.message_for(job, payload, queue, driver.message_limit(queue), priority)
+
+    def _debounced(
+        self,
+        driver: QueueDriver,
+        job: JobDefinition[Any, R],
+        payload: object,
+        priority: int | None,
+        debounce: Delay,
+    ) -> JobHandle[R]:
+        seconds = debounce_seconds(job, debounce)
+        debouncer = debouncing.debouncer(driver, job)
+        queue = self.queue_of(job)
+        limit = driver.message_limit(queue)
+        message = self.message_for(job, payload, queue, limit, priority, debounce=seconds)
+        try:
+            sent = traced_send(driver, debouncer.enqueue_debounced, message, seconds)
+        except DuplicateJobError as exc:
+            exc.add_note(debouncing.NOT_DEBOUNCED)
+            raise
+        return job_handle(self, job, sent)
 
     def _driver(self, connection: Any) -> QueueDriver:
         return self.driver if connection is None else self.driver.bind(connection)

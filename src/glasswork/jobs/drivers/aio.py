@@ -74,6 +74,11 @@ class ThreadedDriver:
     async def message_limit(self, queue: str) -> int:
         return await self._run(self.driver.message_limit, queue)
 
+    async def enqueue_debounced(self, message: JobMessage, window_seconds: float) -> EnqueueResult:
+        debounce = capabilities_of(self.driver).debounce
+        assert debounce is not None, "the service refuses a driver without Debounce"
+        return await self._run(debounce.enqueue_debounced, message, window_seconds)
+
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -118,6 +123,14 @@ class CoroutineDriver:
         if delay_seconds > 0:
             return [await self.enqueue_in(m, delay_seconds) for m in messages]
         return [await self.enqueue(m) for m in messages]
+
+    async def enqueue_debounced(self, message: JobMessage, window_seconds: float) -> EnqueueResult:
+        """The driver's own ``enqueue_debounced``, awaited when it is ``async def``."""
+        debounce = capabilities_of(self.driver).debounce
+        assert debounce is not None, "the service refuses a driver without Debounce"
+        sent = debounce.enqueue_debounced(message, window_seconds)
+        result: EnqueueResult = await sent if inspect.isawaitable(sent) else sent
+        return result
 
     async def message_limit(self, queue: str) -> int:
         limit = self.methods.message_limit

@@ -99,6 +99,7 @@ __all__ = [
     "DeadLetterQuery",
     "DeadLetterRecord",
     "DeadLetterSearch",
+    "Debounce",
     "DelayLimit",
     "EnqueueBatchError",
     "EnqueueResult",
@@ -163,6 +164,9 @@ class AsyncEnqueuer(Protocol):
     ) -> list[EnqueueResult]: ...
     async def message_limit(self, queue: str) -> int: ...
     async def aclose(self) -> None: ...
+    async def enqueue_debounced(
+        self, message: JobMessage, window_seconds: float
+    ) -> EnqueueResult: ...
 
 
 class QueueDriver(ABC):
@@ -403,6 +407,25 @@ class LeaseExtension(Protocol):
     def extend_leases(self, received: Sequence[ReceivedMessage], seconds: float) -> int:
         """Keep ``received`` hidden ``seconds`` more from now; returns how many leases were
         still held (a lease that ran out already is not renewed)."""
+        ...
+
+
+@runtime_checkable
+class Debounce(Protocol):
+    """Debounced enqueues (``enqueue(..., debounce="30s")``): the last payload of a burst
+    runs once, at the end of its window. A driver without this group is refused at enqueue
+    (:class:`ConfigurationError` naming the job)."""
+
+    def enqueue_debounced(self, message: JobMessage, window_seconds: float) -> EnqueueResult:
+        """Enqueue ``message`` (it has a ``unique_key`` and its ``debounce`` set) due
+        ``window_seconds`` from now, in one atomic step: when a job of the same
+        ``job_name`` and ``unique_key`` has not ended (waiting, retrying or running) and was
+        enqueued debounced too, it is superseded: it ends ``cancelled``, its error
+        :func:`~glasswork.jobs.debounce.superseded_reason` (naming ``message``'s job), is
+        never delivered or run again, and a run of it under way is not interrupted but its
+        outcome no longer counts. A job holding the key that was enqueued without
+        ``debounce`` raises :class:`~glasswork.jobs.DuplicateJobError`, nothing changed.
+        Of two racing calls for one key, exactly one job is left, the later call's."""
         ...
 
 
@@ -797,6 +820,7 @@ class Capabilities:
     status: StatusStore | None = None
     status_batches: StatusBatches | None = None
     flow_limits: FlowLimits | None = None
+    debounce: Debounce | None = None
     dead_letter_traceback: bool = False
     purge_by_queue: bool = False
     async_def: tuple[str, ...] = ()
@@ -836,9 +860,10 @@ CAPABILITY_GROUPS: tuple[tuple[str, type], ...] = (
     ("status", StatusStore),
     ("status_batches", StatusBatches),
     ("flow_limits", FlowLimits),
+    ("debounce", Debounce),
 )
 #: The producing methods a driver may write as ``async def``.
-PRODUCING_METHODS = ("enqueue", "enqueue_in", "enqueue_at", "enqueue_many")
+PRODUCING_METHODS = ("enqueue", "enqueue_in", "enqueue_at", "enqueue_many", "enqueue_debounced")
 
 
 def _methods(protocol: type) -> tuple[str, ...]:

@@ -35,6 +35,9 @@ returning :class:`ContractOptions` (define it in the same module, after the impo
 replace the default): whether it keeps unique keys, and the tests it is known to fail (run
 as strict ``xfail``, so a fix shows).
 
+``JobService.enqueue(..., debounce=)`` is refused on a driver without the ``Debounce``
+group (a core test); :class:`TestDebounce` holds one with it to what debouncing promises.
+
 Not covered here: ``TransactionalEnqueue`` (it needs your database's connection),
 ``RunSteps`` and ``IdempotencyProvider`` (what they return is checked by the worker's own
 use of it).
@@ -86,6 +89,7 @@ __all__ = [
     "TestConsuming",
     "TestDeadLetterAdmin",
     "TestDeadLetterSearch",
+    "TestDebounce",
     "TestDelayLimit",
     "TestDelays",
     "TestHandBack",
@@ -283,6 +287,32 @@ class TestProducing:
                 driver.dead_letter("not json", "bad", queue="other", traceback="Traceback ..."),
                 bool,
             )
+
+    def test_debounce_is_done_with_the_group_and_refused_clearly_without_it(
+        self, driver: Any
+    ) -> None:
+        """``JobService.enqueue(..., debounce=)`` goes through the ``Debounce`` group; a
+        driver without it is refused with a :class:`ConfigurationError` naming the job,
+        nothing sent."""
+        from ..definition import define_job
+        from ..service import JobService
+
+        if caps(driver).async_def:
+            pytest.skip(f"JobService does not call the {driver_name(driver)} driver's coroutines")
+        digest = define_job(
+            name="contract-digest", schema=str, unique=lambda p: "k", handler=lambda p: None
+        )
+        service = JobService(driver, default_queue="default")
+        if caps(driver).debounce is None:
+            with pytest.raises(ConfigurationError, match=r"contract-digest.*Debounce"):
+                service.enqueue(digest, "x", debounce="1s")
+            if caps(driver).consuming is not None:
+                assert nothing_due(driver)
+            return
+        first = service.enqueue(digest, "first", debounce=60)
+        second = service.enqueue(digest, "second", debounce=60)
+        assert first.job_id != second.job_id
+        assert second.scheduled_at is not None
 
 
 # -- the core: consuming -----------------------------------------------------------------------
@@ -1331,3 +1361,148 @@ class TestPriorities:
         driver.enqueue(plain)
         assert [job_id_of(r) for r in receive_exactly(driver, 1)] == [plain.job_id]
         assert nothing_due(driver)
+
+
+# -- debounce ----------------------------------------------------------------------------------
+
+
+def debounced(
+    payload: object, key: str = "k", window: float = 1.0, name: str = "digest"
+) -> JobMessage:
+    """A message of a debounced enqueue (its unique key and window set)."""
+    return job(name, payload, unique_key=key, debounce=window)
+
+
+def worker_runs(driver: Any, marker: str | None, due: float = 0.0) -> list[tuple[str, Any, float]]:
+    """What a worker would run, as ``(job id, payload, time.monotonic())`` in delivery order:
+    the deliveries received (and ``record_start`` admits, on a driver with a status store)
+    until job ``marker`` came (None: any job ran) and (a monotonic) ``due`` passed, and a
+    receive then finds nothing. Each delivery is acknowledged."""
+    store = caps(driver).status
+    ran: list[tuple[str, Any, float]] = []
+    seen = False
+    deadline = time.monotonic() + PATIENCE + max(0.0, due - time.monotonic())
+    while True:
+        got = driver.receive(None, 10, 0.5)
+        for r in got:
+            message = JobMessage.from_json(r.body)
+            if store is None or store.record_start(r):
+                ran.append((message.job_id, message.payload, time.monotonic()))
+                seen = seen or marker is None
+            driver.ack(r)
+            seen = seen or message.job_id == marker
+        if seen and not got and time.monotonic() >= due:
+            return ran
+        if time.monotonic() > deadline:
+            pytest.fail(f"job {marker or '(any)'} was not delivered within {PATIENCE} s")
+        if not got:
+            time.sleep(0.05)
+
+
+def superseded_by(driver: Any, job_id: str) -> str | None:
+    """The job that superseded ``job_id``, as its status says (None: a driver without a
+    status store)."""
+    if caps(driver).status is None:
+        return None
+    from ..debounce import superseding_job
+
+    found = status_of(driver, job_id)
+    assert found.state == "cancelled", f"job {job_id} is {found.state}, not superseded"
+    return superseding_job(found)
+
+
+class TestDebounce:
+    """``enqueue_debounced`` (the ``Debounce`` group): the last payload of a burst runs once,
+    a window after the last enqueue; a superseded job never runs and ends cancelled."""
+
+    @pytest.fixture(autouse=True)
+    def _debounces(self, driver: Any) -> None:
+        consuming(driver)
+        group(driver, "debounce")
+
+    def test_a_debounced_enqueue_supersedes_the_waiting_job_and_moves_the_run(
+        self, driver: Any
+    ) -> None:
+        first, second = debounced(1), debounced(2)
+        early = driver.enqueue_debounced(first, 1.0)
+        time.sleep(0.3)
+        enqueued = time.monotonic()
+        late = driver.enqueue_debounced(second, 1.0)
+        assert (early.job_id, late.job_id) == (first.job_id, second.job_id)
+        assert early.scheduled_at is not None
+        assert late.scheduled_at is not None
+        assert late.scheduled_at - early.scheduled_at >= timedelta(seconds=0.25)
+        assert nothing_due(driver)
+        if caps(driver).status is not None:
+            assert superseded_by(driver, first.job_id) == second.job_id
+            assert status_of(driver, second.job_id).state == "scheduled"
+        ran = worker_runs(driver, second.job_id, enqueued + 1.0)
+        assert [(job_id, payload) for job_id, payload, _ in ran] == [(second.job_id, 2)]
+        assert ran[0][2] >= enqueued + 0.95, "it ran before the end of its window"
+
+    def test_a_burst_runs_once_with_its_last_payload(self, driver: Any) -> None:
+        burst = [debounced(n, window=1.0) for n in range(6)]
+        for message in burst:
+            driver.enqueue_debounced(message, 1.0)
+        driver.enqueue_debounced(debounced("other key", key="k2"), 1.0)
+        last = burst[-1]
+        ran = worker_runs(driver, last.job_id, time.monotonic() + 1.0)
+        assert sorted(str(payload) for _, payload, _ in ran) == ["5", "other key"]
+        if caps(driver).status is not None:
+            for earlier, later in zip(burst, burst[1:], strict=False):  # noqa: RUF007
+                assert superseded_by(driver, earlier.job_id) == later.job_id
+
+    def test_racing_debounced_enqueues_of_one_key_leave_exactly_one_job(self, driver: Any) -> None:
+        racers = [debounced(n, window=0.5) for n in range(8)]
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(len(racers))
+
+        def enqueue(message: JobMessage) -> None:
+            barrier.wait()
+            try:
+                driver.enqueue_debounced(message, 0.5)
+            except BaseException as exc:  # pragma: no cover - the failure shows below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=enqueue, args=(m,)) for m in racers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        ids = {m.job_id for m in racers}
+        # Every job left would be due half a second after the last enqueue.
+        ran = worker_runs(driver, None, time.monotonic() + 0.6)
+        assert len(ran) == 1, f"{len(ran)} jobs ran: {ran}"
+        [(winner, _, _)] = ran
+        assert winner in ids
+        if caps(driver).status is not None:
+            losers = ids - {winner}
+            assert {j for j in losers if status_of(driver, j).state == "cancelled"} == losers
+
+    def test_a_key_held_without_debounce_is_refused_either_way(self, driver: Any) -> None:
+        plain = job("digest", "plain", unique_key="k")
+        driver.enqueue(plain)
+        with pytest.raises(DuplicateJobError) as refused:
+            driver.enqueue_debounced(debounced("debounced"), 1.0)
+        assert refused.value.existing_job_id == plain.job_id
+        waiting = debounced("waiting", key="k2")
+        driver.enqueue_debounced(waiting, 0.0)
+        with pytest.raises(DuplicateJobError):
+            driver.enqueue(job("digest", "plain", unique_key="k2"))
+        ran = worker_runs(driver, waiting.job_id)
+        assert sorted(payload for _, payload, _ in ran) == ["plain", "waiting"]
+
+    def test_an_enqueue_while_the_job_runs_runs_again_after_the_window(self, driver: Any) -> None:
+        running = debounced("running", window=0.0)
+        driver.enqueue_debounced(running, 0.0)
+        [held] = receive_exactly(driver, 1)
+        if caps(driver).status is not None:
+            assert driver.record_start(held)
+        enqueued = time.monotonic()
+        latest = debounced("latest", window=1.0)
+        driver.enqueue_debounced(latest, 1.0)
+        driver.ack(held)  # its worker finished it
+        ran = worker_runs(driver, latest.job_id, enqueued + 1.0)
+        assert [(job_id, payload) for job_id, payload, _ in ran] == [(latest.job_id, "latest")]
+        assert ran[0][2] >= enqueued + 0.95

@@ -11,11 +11,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ...debounce import log_superseded, superseded_reason
 from ...errors import DuplicateJobError, MalformedMessageError
 from ...idempotency.memory import MemoryIdempotencyStore
 from ...limits import SLOT_RETRY, JobLimits
 from ...message import JobMessage
-from ..contract import Consuming, FlowLimits, IdempotencyProvider, QueueDriver, StatusStore
+from ..contract import (
+    Consuming,
+    Debounce,
+    FlowLimits,
+    IdempotencyProvider,
+    QueueDriver,
+    StatusStore,
+)
 from ..records import (
     DEFAULT_RESULT_TTL,
     EnqueueResult,
@@ -140,7 +148,9 @@ class _Pending:
         return _Pending(received.message_id, received.body, message, 0.0, received.attempt)
 
 
-class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, FlowLimits):
+class MockQueueDriver(
+    QueueDriver, Consuming, IdempotencyProvider, StatusStore, FlowLimits, Debounce
+):
     """In-memory queue for tests: records every enqueue and can run them all.
 
     * ``driver.jobs``: messages enqueued (``.job_name``, ``.payload``);
@@ -148,6 +158,7 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, 
     * ``driver.dead_letters``: what workers dead-lettered, with reasons and tracebacks;
     * ``driver.drain(AppModule)``: run everything through the real Lambda worker path;
     * a second pending job with the same unique key raises :class:`DuplicateJobError`;
+      a debounced enqueue supersedes a debounced one (``enqueue(..., debounce=)``);
     * jobs' statuses and results, in memory for the life of the driver (ended ones for their
       ``result_ttl``); higher priorities are received first within a queue;
     * rate and concurrency limits, for a long-running worker on it (not :meth:`drain`, which
@@ -168,6 +179,8 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, 
         self._lock = threading.RLock()
         self._idempotency = MemoryIdempotencyStore()
         self._starts: dict[str, list[float]] = {}  # recent starts of rate-limited jobs
+        # Jobs superseded while they ran: what their runs return is not their end.
+        self._superseded: set[str] = set()
 
     def __repr__(self) -> str:
         return (
@@ -197,6 +210,7 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, 
             self._unique.clear()
             self._idempotency.clear()
             self._starts.clear()
+            self._superseded.clear()
 
     # -- producing ---------------------------------------------------------------------
 
@@ -227,6 +241,30 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, 
                 self.enqueued.append(EnqueuedJob(m, delay_seconds, run_at, result))
                 results.append(result)
             return results
+
+    def enqueue_debounced(self, message: JobMessage, window_seconds: float) -> EnqueueResult:
+        """Enqueue ``message`` due ``window_seconds`` from now, superseding the debounced
+        job that holds its unique key (it ends cancelled; a delivery of it under way can
+        no longer settle it), under the driver's lock."""
+        assert message.unique_key is not None, "a debounced message has a unique key"
+        with self._lock:
+            holder = self._unique.get((message.job_name, message.unique_key))
+            held = self._by_job.get(holder) if holder is not None else None
+            if held is not None and held.message.unique_key == message.unique_key:
+                if held.message.debounce is None:
+                    raise DuplicateJobError(message.job_name, message.unique_key, holder)
+                running = held.leased_by is not None
+                self._remove(held)
+                reason = superseded_reason(message.job_id, running=running)
+                self._ended.keep(
+                    held.ended(FinalStatus("cancelled", error=reason)), DEFAULT_RESULT_TTL
+                )
+                if running:
+                    self._superseded.add(held.message.job_id)
+                log_superseded(
+                    message.job_name, message.unique_key, held.message.job_id, message.job_id
+                )
+            return self.enqueue_many([message], window_seconds)[0]
 
     # -- consuming ---------------------------------------------------------------------
 
@@ -431,6 +469,8 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, 
                     pending = _Pending.acked(received)
                     if pending is None or pending.message.job_id in self._by_job:
                         continue
+                    if pending.message.job_id in self._superseded and final.state != "dead":
+                        continue  # superseded while it ran: only a dead letter is its end
                 else:
                     self._remove(pending)
                 self._ended.keep(pending.ended(final), final.keep_for)

@@ -12,7 +12,7 @@ from ...errors import ConfigurationError
 from ...message import JobMessage
 from ..contract import QueueDriver
 from ..records import EnqueueResult
-from .producing import Producer, insert_jobs
+from .producing import Producer, debounce_job, insert_jobs
 from .statements import Statements
 
 
@@ -55,3 +55,6 @@ class BoundPostgresDriver(Producer):
         self, messages: Sequence[JobMessage], *, delay: float = 0.0, at: datetime | None = None
     ) -> list[EnqueueResult]:
         return insert_jobs(self.connection, self.sql, messages, delay=delay, at=at)
+
+    def _debounce(self, message: JobMessage, window: float) -> EnqueueResult:
+        return debounce_job(self.connection, self.sql, message, window)

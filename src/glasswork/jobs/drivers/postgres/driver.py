@@ -53,7 +53,7 @@ from .connections import Connections, redacted
 from .dead_letter_search import DeadLetterTable
 from .notifications import Notifications
 from .outcomes import OutcomeCounts
-from .producing import Producer, find_inserted, insert_jobs
+from .producing import Producer, debounce_job, find_inserted, insert_jobs
 from .statements import Statements
 from .status import StatusRows, StatusStatements
 from .text import storable
@@ -238,6 +238,11 @@ class PostgresQueueDriver(
             return done or insert_jobs(conn, self.sql, messages, delay=delay, at=at)
 
         return self._connections.run("enqueue", insert)
+
+    def _debounce(self, message: JobMessage, window: float) -> EnqueueResult:
+        return self._connections.run(
+            "enqueue", lambda conn, _: debounce_job(conn, self.sql, message, window)
+        )
 
     # -- consuming -------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@
 the caller's transaction (which would abort it): the driver sees fewer rows come back,
 removes the ones it did insert, and raises :class:`DuplicateJobError` with the transaction
 still usable. Rows are read as tuples whatever ``row_factory`` the caller's connection has.
+A debounced enqueue is one call of the schema's ``glasswork_debounce`` function
+(:func:`debounce_job`).
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
+from ...debounce import log_superseded, superseded_reason
 from ...errors import DuplicateJobError
 from ...message import JobMessage
-from ..contract import QueueDriver
-from ..records import EnqueueResult
+from ..contract import Debounce, QueueDriver
+from ..records import DEFAULT_RESULT_TTL, EnqueueResult
 from .deadlines import BoundedConnection
 from .statements import Statements
 
 
-class Producer(QueueDriver):
-    """The four ways to enqueue, each one insert (:meth:`_insert`), so the driver and its
-    bound views (:meth:`QueueDriver.bind`) enqueue alike."""
+class Producer(QueueDriver, Debounce):
+    """The four ways to enqueue, each one insert (:meth:`_insert`), and the debounced one
+    (:meth:`_debounce`), so the driver and its bound views (:meth:`QueueDriver.bind`)
+    enqueue alike."""
 
     def enqueue(self, message: JobMessage) -> EnqueueResult:
         return self._insert([message])[0]
@@ -43,6 +47,15 @@ class Producer(QueueDriver):
         """Insert every message in one statement: all are stored, or (on a duplicate unique
         key) none."""
         return self._insert(messages, delay=delay_seconds) if messages else []
+
+    def enqueue_debounced(self, message: JobMessage, window_seconds: float) -> EnqueueResult:
+        """Insert ``message`` due ``window_seconds`` from now, superseding the debounced job
+        holding its unique key, in one call (see :func:`debounce_job`)."""
+        return self._debounce(message, max(0.0, window_seconds))
+
+    @abstractmethod
+    def _debounce(self, message: JobMessage, window: float) -> EnqueueResult:
+        """:meth:`enqueue_debounced` with :func:`debounce_job`."""
 
     @abstractmethod
     def _insert(
@@ -68,6 +81,40 @@ def insert_jobs(
         with conn.transaction():
             return _insert(conn, statements, messages, delay, at)
     return _insert(conn, statements, messages, delay, at)
+
+
+def debounce_job(
+    conn: psycopg.Connection, statements: Statements, message: JobMessage, window: float
+) -> EnqueueResult:
+    """Insert ``message`` due ``window`` seconds from now, superseding the job holding its
+    unique key when that one was enqueued debounced (its row deleted, its end kept as
+    cancelled), in one call of ``glasswork_debounce``, which is atomic on its own and inside
+    the caller's transaction; racing calls for one key take turns on the holder's row lock.
+    Safe to repeat after a lost connection (it finds its own job). A job enqueued without
+    debounce keeps the key: :class:`DuplicateJobError`, nothing changed."""
+    assert message.unique_key is not None, "a debounced message has a unique key"
+    params = {
+        "queue": message.queue,
+        "name": message.job_name,
+        "job_id": message.job_id,
+        "key": message.unique_key,
+        "body": message.encode(),
+        "delay": window,
+        "priority": message.priority or 0,
+        "reason": superseded_reason(message.job_id),
+        "keep": DEFAULT_RESULT_TTL,
+    }
+    prepare = None if conn.prepare_threshold is None else True
+    row = _execute(conn, statements.debounce, params, prepare).fetchone()
+    assert row is not None, "glasswork_debounce answers one row"
+    row_id, due, later, superseded, held_by = row
+    if held_by is not None:
+        raise DuplicateJobError(message.job_name, message.unique_key, held_by)
+    if superseded is not None:
+        log_superseded(message.job_name, message.unique_key, superseded, message.job_id)
+    return EnqueueResult(
+        str(row_id), message.job_id, message.queue, due.astimezone(UTC) if later else None
+    )
 
 
 def find_inserted(

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from psycopg import Connection
 
 #: The schema version this release of glasswork reads and writes.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Placeholders: {schema} (quoted identifier), {channel} (the NOTIFY channel, a literal) and
 # {quote} (the dollar quote of a function body, one the channel cannot end: see _dollar_quote).
@@ -209,6 +209,81 @@ BEGIN
             visible_at = clock_timestamp() + wait * interval '1 second'
         WHERE id = p_id AND attempts = p_attempts AND attempts > 0;
     RETURN wait;
+END
+{quote};
+""",
+    # Debounce (producing.py): a debounced enqueue in one call, which supersedes the job
+    # holding the unique key (if it was enqueued debounced: its body has a "debounce"),
+    # keeping its end, and inserts the new job; racing calls for one key take turns on the
+    # holder's row lock, and an insert that loses the race to another supersedes it in turn.
+    7: """
+CREATE OR REPLACE FUNCTION {schema}.glasswork_debounce(
+    p_queue text, p_name text, p_job_id text, p_key text, p_body text,
+    p_delay double precision, p_priority integer, p_reason text, p_keep double precision
+) RETURNS TABLE (row_id bigint, due timestamptz, later boolean, superseded text, held_by text)
+LANGUAGE plpgsql AS {quote}
+DECLARE
+    held_id bigint;
+    held_job text;
+    held_body text;
+    held_due timestamptz;
+    debounced boolean;
+    gone_job text;
+BEGIN
+    FOR attempt IN 1..50 LOOP
+        SELECT j.id, j.job_id, j.body, j.visible_at INTO held_id, held_job, held_body, held_due
+            FROM {schema}.glasswork_jobs AS j
+            WHERE j.job_name = p_name AND j.unique_key = p_key FOR UPDATE;
+        IF held_id IS NOT NULL THEN
+            IF held_job = p_job_id THEN
+                -- This very enqueue, committed by a call whose answer was lost: done.
+                RETURN QUERY SELECT held_id, held_due, held_due > now(), gone_job, NULL::text;
+                RETURN;
+            END IF;
+            BEGIN
+                debounced := (held_body::json ->> 'debounce') IS NOT NULL;
+            EXCEPTION WHEN others THEN
+                debounced := false;  -- a body that is not JSON was not enqueued debounced
+            END;
+            IF NOT debounced THEN
+                RETURN QUERY SELECT NULL::bigint, NULL::timestamptz, NULL::boolean,
+                    NULL::text, held_job;
+                RETURN;
+            END IF;
+            WITH gone AS (
+                DELETE FROM {schema}.glasswork_jobs AS j WHERE j.id = held_id RETURNING j.*
+            )
+            INSERT INTO {schema}.glasswork_job_results AS r (job_id, job_name, queue, state,
+                attempts, result, error, traceback, progress, progress_note, priority,
+                enqueued_at, updated_at, expires_at)
+            SELECT g.job_id, g.job_name, g.queue, 'cancelled', g.attempts, NULL,
+                p_reason || CASE WHEN g.leased THEN ' while it ran' ELSE '' END, NULL,
+                g.progress, g.progress_note, g.priority, g.enqueued_at, now(),
+                now() + p_keep * interval '1 second'
+            FROM gone AS g WHERE g.job_id IS NOT NULL
+            ON CONFLICT (job_id) DO UPDATE SET job_name = excluded.job_name,
+                queue = excluded.queue, state = excluded.state, attempts = excluded.attempts,
+                result = excluded.result, error = excluded.error,
+                traceback = excluded.traceback, progress = excluded.progress,
+                progress_note = excluded.progress_note, priority = excluded.priority,
+                enqueued_at = excluded.enqueued_at, updated_at = excluded.updated_at,
+                expires_at = excluded.expires_at;
+            gone_job := held_job;
+        END IF;
+        RETURN QUERY
+            INSERT INTO {schema}.glasswork_jobs AS j (queue, job_name, job_id, unique_key,
+                body, visible_at, priority)
+            VALUES (p_queue, p_name, p_job_id, p_key, p_body,
+                now() + p_delay * interval '1 second', p_priority)
+            ON CONFLICT (job_name, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+            RETURNING j.id, j.visible_at, j.visible_at > now(), gone_job, NULL::text;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+        -- Another enqueue of the key committed its job since the look above: go again.
+    END LOOP;
+    RAISE EXCEPTION 'glasswork: job % with unique key % changed under 50 tries of a '
+        'debounced enqueue', p_name, p_key USING ERRCODE = 'serialization_failure';
 END
 {quote};
 """,

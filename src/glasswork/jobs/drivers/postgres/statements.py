@@ -192,6 +192,11 @@ class Statements:
             f"UPDATE {jobs} AS t SET visible_at = now() + %(seconds)s * interval '1 second' "
             f"FROM {_RECEIPTS} WHERE {_MATCHES} AND t.leased"
         )
+        self.debounce = (
+            f"SELECT * FROM {sql.Identifier(schema, 'glasswork_debounce').as_string()}"
+            "(%(queue)s, %(name)s, %(job_id)s, %(key)s, %(body)s, %(delay)s, %(priority)s, "
+            "%(reason)s, %(keep)s)"
+        )
         self.acquire = (
             f"SELECT {sql.Identifier(schema, 'glasswork_acquire').as_string()}"
             "(%(id)s, %(attempts)s, %(job)s, %(slot)s, %(slots)s, %(starts)s, %(window)s, "

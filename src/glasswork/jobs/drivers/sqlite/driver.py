@@ -37,6 +37,7 @@ from ..contract import (
     Consuming,
     DeadLetterAdmin,
     DeadLetterSearch,
+    Debounce,
     FlowLimits,
     HandBack,
     Heartbeats,
@@ -66,7 +67,7 @@ from .connections import QueueFile
 from .dead_letters import DeadLetters
 from .files import check_synchronous, file_path
 from .outcomes import OutcomeCounts
-from .producing import insert
+from .producing import debounce, insert
 from .reserve import DEFAULT_RESERVE, DiskReserve
 from .schema import SCHEMA_VERSION
 from .status import StatusRows
@@ -96,6 +97,7 @@ class SQLiteQueueDriver(
     IdempotencyProvider,
     Closing,
     FlowLimits,
+    Debounce,
     StatusRows,
 ):
     """A durable queue in a SQLite file: no server, delays of any length, safe across processes.
@@ -212,6 +214,11 @@ class SQLiteQueueDriver(
         """Insert every message in one transaction: all are stored, or (on a duplicate unique
         key) none."""
         return insert(self.file, messages, time.time() + max(0.0, delay_seconds))
+
+    def enqueue_debounced(self, message: JobMessage, window_seconds: float) -> EnqueueResult:
+        """Store ``message`` due ``window_seconds`` from now, superseding the debounced job
+        that holds its unique key, in one write transaction (see :func:`.producing.debounce`)."""
+        return debounce(self.file, message, max(0.0, window_seconds))
 
     # -- consuming: see .claims and .settling ----------------------------------------------
 

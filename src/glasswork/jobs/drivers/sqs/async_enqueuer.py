@@ -74,6 +74,11 @@ class AsyncSQSEnqueuer:
             self._clients[service] = client
         return client
 
+    async def enqueue_debounced(self, message: JobMessage, window_seconds: float) -> EnqueueResult:
+        """The sync driver's debounced enqueue in a thread (its conditional write, the
+        status writes and the send: see :meth:`.producing.Producer.debounce`)."""
+        return await asyncio.to_thread(self.driver.enqueue_debounced, message, window_seconds)
+
     async def aclose(self) -> None:
         stack, self._stack, self._clients, self._loop = self._stack, None, {}, None
         if stack is not None:

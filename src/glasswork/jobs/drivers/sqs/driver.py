@@ -29,6 +29,7 @@ from ..contract import (
     Consuming,
     DeadLetterAdmin,
     DeadLetterSearch,
+    Debounce,
     DelayLimit,
     FlowLimits,
     JobFinder,
@@ -107,6 +108,7 @@ class SQSQueueDriver(
     SetupCheck,
     StatusStore,
     FlowLimits,
+    Debounce,
 ):
     """Send jobs to SQS queues and, for workers, receive, ack, nack and dead-letter them.
 
@@ -120,6 +122,8 @@ class SQSQueueDriver(
     serve) makes unique keys hold on every queue: a second enqueue of a pending key raises
     :class:`~glasswork.jobs.DuplicateJobError`, and the key is released when the job finishes
     or after ``unique_ttl`` past its due time (see :mod:`glasswork.jobs.drivers.sqs.unique`).
+    It also makes debounced enqueues possible (``enqueue(..., debounce=)``); without it the
+    driver has no :class:`~glasswork.jobs.drivers.contract.Debounce` group.
 
     ``status_table`` (a DynamoDB table made by
     :func:`~glasswork.jobs.drivers.sqs.status.create_status_table`) keeps each job's status,
@@ -207,6 +211,8 @@ class SQSQueueDriver(
             statuses=table.at_enqueue if table is not None else None,
             settings=settings,
         )
+        if self.unique_keys is None:  # debounce is kept in the unique-key table
+            self.enqueue_debounced = None  # type: ignore[assignment]
         self.dead_letter_admin = SQSDeadLetters(directory, clients, self.unique_keys)
         self.lookup = SQSJobLookup(self.dead_letter_admin, scheduler_table, clients)
         self.limits = LimitsTable(limits_table, lambda: clients.dynamodb) if limits_table else None
@@ -315,6 +321,12 @@ class SQSQueueDriver(
         times; any still failing raise :class:`EnqueueBatchError` listing them. Messages
         SQS cannot delay go to the scheduler table one by one."""
         return self.producer.enqueue_many(messages, delay_seconds)
+
+    def enqueue_debounced(self, message: JobMessage, window_seconds: float) -> EnqueueResult:
+        """Send ``message`` delayed ``window_seconds``, superseding the debounced job that
+        holds its unique key (in the unique-key table: see :mod:`.unique`); only with
+        ``unique_table``."""
+        return self.producer.debounce(message, max(0.0, window_seconds))
 
     def run_steps(self) -> Sequence[RunStep]:
         """With ``unique_table``: release a finished job's unique key; with

@@ -2,7 +2,8 @@
 status written (with a status table), then sent now, sent with SQS's own delay, or written
 to the scheduler table, as the delay allows; a send that fails gives the key back and
 deletes the status. Batches go in ``SendMessageBatch`` requests. A non-zero priority is
-refused: SQS queues have no order."""
+refused: SQS queues have no order. A debounced enqueue (:meth:`Producer.debounce`) takes its
+key by superseding (see :mod:`.unique`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+from ...debounce import log_superseded, superseded_reason
 from ...errors import ConfigurationError
 from ...message import JobMessage
 from ..records import EnqueueBatchError, EnqueueResult, FailedEnqueue
@@ -55,15 +57,44 @@ class Producer:
         try:
             if self.statuses is not None:
                 written = self.statuses.enqueued([message], due if delay > 0 else None)
-            if delay <= 0:
-                return self.sender.send(message, 0)
-            if self.directory.accepts_delay(message.queue, delay):
-                return self.sender.send(message, delay)
-            return self.delays.schedule(message, due)
+            return self._send(message, delay, due)
         except BaseException:
             self.unclaim(taken)
             self.forget(written)
             raise
+
+    def debounce(self, message: JobMessage, window: float) -> EnqueueResult:
+        """A debounced enqueue: take the key, superseding the debounced job holding it (one
+        ``UpdateItem``), write the status, send the message delayed by ``window`` (SQS's
+        delay, or the scheduler table past 15 minutes); then end the superseded job's status
+        (a tombstone its message meets). A failed send puts the key back as it was."""
+        refuse_priority([message])
+        keys = self.unique_keys
+        assert keys is not None, "the driver offers debounce only with a unique-key table"
+        due = time.time() + window
+        old = keys.supersede(message, window)
+        written: list[str] = []
+        try:
+            if self.statuses is not None:
+                written = self.statuses.enqueued([message], due if window > 0 else None)
+            result = self._send(message, window, due)
+        except BaseException:
+            keys.restore(message, old)
+            self.forget(written)
+            raise
+        superseded = keys.superseded(message, old)
+        if superseded is not None:
+            if self.statuses is not None:
+                self.statuses.supersede(superseded, superseded_reason(message.job_id))
+            log_superseded(message.job_name, message.unique_key, superseded, message.job_id)
+        return result
+
+    def _send(self, message: JobMessage, delay: float, due: float) -> EnqueueResult:
+        if delay <= 0:
+            return self.sender.send(message, 0)
+        if self.directory.accepts_delay(message.queue, delay):
+            return self.sender.send(message, delay)
+        return self.delays.schedule(message, due)
 
     def enqueue_many(
         self, messages: Sequence[JobMessage], delay_seconds: float
@@ -132,11 +163,13 @@ class Producer:
 
     def claim(self, messages: Sequence[JobMessage], delay: float) -> list[JobMessage]:
         """Take the unique keys of ``messages`` (with a unique-key table); see
-        :mod:`glasswork.jobs.drivers.sqs.unique`."""
+        :mod:`glasswork.jobs.drivers.sqs.unique`. A debounced job took its key when it was
+        enqueued (:meth:`debounce`): the scheduler sending it on takes none (one superseded
+        meanwhile is sent all the same, and not run when it arrives)."""
         if self.unique_keys is None:
             self.warn_unique_ignored(messages)
             return []
-        return self.unique_keys.claim(list(messages), delay)
+        return self.unique_keys.claim([m for m in messages if m.debounce is None], delay)
 
     def unclaim(self, taken: list[JobMessage]) -> None:
         """Give back the keys of ``taken`` (a failure is logged: they lapse by themselves)."""

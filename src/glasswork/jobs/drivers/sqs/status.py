@@ -218,6 +218,22 @@ class EnqueueStatuses:
             m for m, code in zip(pending, codes, strict=True) if code != "ConditionalCheckFailed"
         ]
 
+    def supersede(self, job_id: str, reason: str) -> None:
+        """End the status of a waiting job superseded by a debounced enqueue (a tombstone
+        its message meets, as a cancel makes); a running one is left to its worker's step.
+        A failure is logged: the step ends it when its message arrives."""
+        try:
+            self.client.update_item(**self.requests.cancel_waiting(job_id, reason, time.time()))
+        except (ClientError, BotoCoreError) as exc:
+            if not is_condition_failure(exc):
+                logger.warning(
+                    "could not end the status of job %s (%s); it shows as waiting until its "
+                    "message arrives: %s",
+                    job_id,
+                    reason,
+                    exc,
+                )
+
     def forget(self, job_ids: Iterable[str]) -> None:
         """Delete the status of jobs whose send failed (if they have not run since)."""
         for job_id in job_ids:
