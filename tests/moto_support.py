@@ -13,9 +13,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
 import pytest
+
+_SERVE = Path(__file__).with_name("moto_serve.py")
 
 
 def _free_port() -> int:
@@ -35,15 +38,15 @@ def reset_moto(endpoint: str) -> None:
 
 @contextlib.contextmanager
 def moto_server(env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run ``python -m moto.server`` on 127.0.0.1 (with the environment ``env``, default
-    ours); yields its URL."""
+    """Run moto's server on 127.0.0.1 (with the environment ``env``, default ours), its
+    DynamoDB requests atomic as DynamoDB's are (``tests/moto_serve.py``); yields its URL."""
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
     # The server logs every request: to a file, since a pipe nobody drains fills up and
     # blocks it.
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, str(_SERVE), "-H", "127.0.0.1", "-p", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
