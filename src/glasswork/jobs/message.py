@@ -13,6 +13,7 @@ including the TypeScript Glasswork, can write it)::
       "uniqueKey": "123",                    # optional, the job's unique key
       "groupId": "user-123",                 # optional, FIFO message group
       "concurrencyKey": "tenant-7",          # optional, the job's concurrency key
+      "fairnessKey": "tenant-7",             # optional, the tenant claims are fair across
       "trace": {"traceparent": "00-...-01"}  # optional, W3C trace context of the enqueue
     }
 
@@ -90,6 +91,9 @@ class JobMessage(BaseModel):
     #: What the job's ``concurrency_limit`` is counted by (None, left out of the body: the
     #: job as a whole).
     concurrency_key: str | None = Field(default=None, alias="concurrencyKey")
+    #: The tenant its queue's jobs are claimed round-robin by (None, left out of the body:
+    #: the group of jobs without one); on SQS, the ``MessageGroupId`` of standard queues.
+    fairness_key: str | None = Field(default=None, alias="fairnessKey")
     #: Higher runs first within a queue, on drivers that order by it; None (left out of the
     #: body) is 0.
     priority: int | None = None
@@ -109,6 +113,7 @@ class JobMessage(BaseModel):
         job_id: str | None = None,
         priority: int = 0,
         concurrency_key: str | None = None,
+        fairness_key: str | None = None,
     ) -> JobMessage:
         """Build a new message stamped with a fresh job id and the current time."""
         # What model_construct does (no re-validating of values this library produced
@@ -127,6 +132,7 @@ class JobMessage(BaseModel):
             group_id=group_id,
             priority=priority or None,
             concurrency_key=concurrency_key,
+            fairness_key=fairness_key,
         )
         _set(message, "__dict__", fields)
         _set(message, "__pydantic_fields_set__", set(_CREATED))

@@ -156,6 +156,7 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, 
 
     name = "mock"
     claims_by_priority = True
+    fairness = "round-robin"
 
     def __init__(self) -> None:
         self.enqueued: list[EnqueuedJob] = []

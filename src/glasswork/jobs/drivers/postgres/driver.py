@@ -117,6 +117,7 @@ class PostgresQueueDriver(
 
     name = "postgresql"
     claims_by_priority = True
+    fairness = "round-robin"
     #: Seconds of outcome history kept.
     outcome_retention: float = 86400.0
     #: Whether workers on this driver record outcome counts (set False before building a
