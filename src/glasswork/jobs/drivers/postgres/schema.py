@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from psycopg import Connection
 
 #: The schema version this release of glasswork reads and writes.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Placeholders: {schema} (quoted identifier), {channel} (the NOTIFY channel, a literal) and
 # {quote} (the dollar quote of a function body, one the channel cannot end: see _dollar_quote).
@@ -211,6 +211,26 @@ BEGIN
     RETURN wait;
 END
 {quote};
+""",
+    # Fair tenants (fairness.py): the key a job is claimed round-robin by (NULL: none; "C"
+    # collation, so the order of keys is the same everywhere), indexed only for jobs with
+    # one (other jobs cost nothing more to store or claim), by key and due time, and by key
+    # and priority for the few with a priority (then by id: jobs due at once, in order); each fair queue's place in its round (the
+    # last key served) and how far its jobs without a key were put in their own group ('').
+    7: """
+ALTER TABLE {schema}.glasswork_jobs ADD COLUMN IF NOT EXISTS fairness_key text COLLATE "C";
+CREATE INDEX IF NOT EXISTS glasswork_jobs_fair
+    ON {schema}.glasswork_jobs (queue, fairness_key, visible_at, id)
+    WHERE fairness_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS glasswork_jobs_fair_priority
+    ON {schema}.glasswork_jobs (queue, fairness_key, priority DESC, visible_at, id)
+    WHERE fairness_key IS NOT NULL AND priority <> 0;
+CREATE TABLE IF NOT EXISTS {schema}.glasswork_fair_queues (
+    queue text PRIMARY KEY,
+    cursor text COLLATE "C" NOT NULL DEFAULT '',
+    tagged_to bigint NOT NULL DEFAULT 0,
+    retagged_at timestamptz NOT NULL DEFAULT now()
+);
 """,
 }
 

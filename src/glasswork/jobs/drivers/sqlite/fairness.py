@@ -56,12 +56,14 @@ _BAND = (
     "SELECT id FROM (SELECT id FROM glasswork_jobs WHERE queue = :queue "
     "AND fairness_key = :key AND {band} AND visible_at <= :now ORDER BY {order} LIMIT :each)"
 )
+# (Every index ends in the rowid: jobs due at once come in the order stored.)
+_RANKED = "priority DESC, visible_at, id"
 _PICK = (
     " UNION ALL ".join(
         [
-            _BAND.format(band="priority <> 0 AND priority > 0", order="priority DESC, visible_at"),
-            _BAND.format(band="priority = 0", order="visible_at"),
-            _BAND.format(band="priority <> 0 AND priority < 0", order="priority DESC, visible_at"),
+            _BAND.format(band="priority <> 0 AND priority > 0", order=_RANKED),
+            _BAND.format(band="priority = 0", order="visible_at, id"),
+            _BAND.format(band="priority <> 0 AND priority < 0", order=_RANKED),
         ]
     )
     + " LIMIT :each"

@@ -1,0 +1,292 @@
+"""Claiming a queue's jobs round-robin across their fairness keys (``define_job(fairness_key=
+...)``).
+
+Which queues are fair is known to each driver from one look (every ``refresh`` seconds,
+and at once after it enqueues a job with a key) at the partial index ``glasswork_jobs_fair``,
+which only jobs with a key are in: a queue without any keeps today's claim statement,
+untouched, and its jobs cost nothing more to store or claim. A fair queue's claim is two
+statements:
+
+1. *Tag*: its jobs without a key form one group of their own, the key ``''``: the rows
+   added since the last tag (``id > tagged_to``; every row of the queue every
+   :data:`RETAG_EVERY` seconds, for rows a long transaction committed late) are put into
+   it, skipping rows another transaction has locked. The queue's round state
+   (``glasswork_fair_queues``) is created or read in the same statement.
+2. *Claim*: its keys in turn after the one served last (``cursor``), wrapping round, each
+   found by one index lookup past the previous; the first ``limit`` that have a due job;
+   from each, up to ``ceil(limit / keys)`` due jobs (highest priority, then oldest due,
+   ``FOR UPDATE SKIP LOCKED``), taken in rounds (the first of each key, then the second
+   ...). The cursor moves to the last key served, unless another claim holds the state
+   row (never waited for).
+
+Two workers claiming at once never take one job twice (``SKIP LOCKED``); they may serve the
+same keys in one round, which evens out over the next rounds. A job left out of the group
+of its own (a row skipped while locked) is still claimed: the fair queues' jobs are also
+claimed the plain way whenever their fair claim comes up short.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+import psycopg
+from psycopg import sql
+
+from ..records import ReceivedMessage
+from . import claims
+from .statements import Statements
+from .status import StatusStatements
+
+#: Seconds between two tags of every row of a fair queue (not only the new ones).
+RETAG_EVERY = 30.0
+
+# The queues holding a job with a key: a skip through the fair index, queue by queue.
+_FAIR_QUEUES = """
+WITH RECURSIVE q(name) AS (
+    (SELECT queue FROM {jobs} WHERE fairness_key IS NOT NULL ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue FROM {jobs} WHERE fairness_key IS NOT NULL AND queue > q.name
+            ORDER BY queue LIMIT 1)
+    FROM q WHERE q.name IS NOT NULL
+)
+SELECT name FROM q WHERE name IS NOT NULL
+AND EXISTS (SELECT FROM {jobs} WHERE queue = q.name AND fairness_key > '')
+"""
+# Every queue with a row (the plain claim's own skip through the (queue, visible_at) index).
+_QUEUE_NAMES = """
+WITH RECURSIVE q(name) AS (
+    (SELECT queue FROM {jobs} ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue FROM {jobs} WHERE queue > q.name ORDER BY queue LIMIT 1)
+    FROM q WHERE q.name IS NOT NULL
+)
+SELECT name FROM q WHERE name IS NOT NULL
+"""
+_TAG = """
+WITH state AS (
+    SELECT CASE WHEN retagged_at < now() - %(retag)s * interval '1 second' THEN 0
+                ELSE tagged_to END AS since
+    FROM {fair} WHERE queue = %(queue)s
+),
+tagged AS (
+    UPDATE {jobs} SET fairness_key = '' WHERE id IN (
+        SELECT id FROM {jobs}
+        WHERE id > COALESCE((SELECT since FROM state), 0) AND queue = %(queue)s
+        AND fairness_key IS NULL
+        FOR UPDATE SKIP LOCKED
+    )
+)
+INSERT INTO {fair} AS f (queue, tagged_to)
+VALUES (%(queue)s, COALESCE((SELECT max(id) FROM {jobs}), 0))
+ON CONFLICT (queue) DO UPDATE SET
+    tagged_to = greatest(f.tagged_to, excluded.tagged_to),
+    retagged_at = CASE WHEN COALESCE((SELECT since FROM state), 0) = 0 THEN now()
+                       ELSE f.retagged_at END
+RETURNING f.cursor
+"""
+# One key's due jobs: positive priorities, none, negative ones, each band in its order
+# (`priority <> 0` spelled out so the planner sees the partial index applies).
+_BAND = """
+SELECT id FROM (
+    SELECT id FROM {jobs}
+    WHERE queue = %(queue)s AND fairness_key = due.k AND {band} AND visible_at <= now()
+    ORDER BY {order} LIMIT (SELECT each FROM share) FOR UPDATE SKIP LOCKED
+) AS band"""
+_CLAIM = """
+WITH RECURSIVE
+after(k) AS (
+    (SELECT fairness_key FROM {jobs} WHERE queue = %(queue)s AND fairness_key > %(cursor)s
+     ORDER BY fairness_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT fairness_key FROM {jobs} WHERE queue = %(queue)s AND fairness_key > after.k
+            ORDER BY fairness_key LIMIT 1)
+    FROM after WHERE after.k IS NOT NULL
+),
+before(k) AS (
+    (SELECT fairness_key FROM {jobs} WHERE queue = %(queue)s AND fairness_key >= ''
+     AND fairness_key <= %(cursor)s ORDER BY fairness_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT fairness_key FROM {jobs} WHERE queue = %(queue)s AND fairness_key > before.k
+            AND fairness_key <= %(cursor)s ORDER BY fairness_key LIMIT 1)
+    FROM before WHERE before.k IS NOT NULL
+),
+ring AS (
+    SELECT k FROM after WHERE k IS NOT NULL
+    UNION ALL
+    SELECT k FROM before WHERE k IS NOT NULL
+),
+due AS (
+    SELECT k, row_number() OVER () AS pos FROM (
+        SELECT k FROM ring WHERE EXISTS (
+            SELECT FROM {jobs} WHERE queue = %(queue)s AND fairness_key = ring.k
+            AND visible_at <= now()
+        )
+        LIMIT %(limit)s
+    ) AS found
+),
+share AS (SELECT ceil(%(limit)s::numeric / greatest(count(*), 1))::int AS each FROM due),
+picked AS (
+    SELECT p.id, p.turn, due.pos
+    FROM due CROSS JOIN LATERAL (
+        SELECT id, row_number() OVER () AS turn FROM (
+            {bands}
+            LIMIT (SELECT each FROM share)
+        ) AS bands
+    ) AS p
+    ORDER BY p.turn, due.pos
+    LIMIT %(limit)s
+),
+moved AS (
+    UPDATE {fair} SET cursor = (SELECT k FROM due ORDER BY pos DESC LIMIT 1)
+    WHERE queue IN (
+        SELECT queue FROM {fair} WHERE queue = %(queue)s AND EXISTS (SELECT FROM due)
+        FOR UPDATE SKIP LOCKED
+    )
+)
+UPDATE {jobs} AS t
+SET attempts = t.attempts + 1, lost = t.lost + t.leased::int, leased = true,
+    visible_at = now() + %(lease)s * interval '1 second', updated_at = now(), slot_key = NULL
+FROM picked WHERE t.id = picked.id
+RETURNING t.id, t.queue, t.body, t.attempts, t.lost, t.priority, t.cancel_requested,
+    picked.turn, picked.pos
+"""
+
+
+class FairStatements:
+    """The statements of fair claims, for one schema."""
+
+    def __init__(self, schema: str) -> None:
+        jobs = sql.Identifier(schema, "glasswork_jobs").as_string()
+        fair = sql.Identifier(schema, "glasswork_fair_queues").as_string()
+        self.fair_queues = _FAIR_QUEUES.format(jobs=jobs)
+        self.queue_names = _QUEUE_NAMES.format(jobs=jobs)
+        self.tag = _TAG.format(jobs=jobs, fair=fair)
+        positive = "priority <> 0 AND priority > 0"
+        negative = "priority <> 0 AND priority < 0"
+        bands = [
+            _BAND.format(jobs=jobs, band=positive, order="priority DESC, visible_at, id"),
+            _BAND.format(jobs=jobs, band="priority = 0", order="visible_at, id"),
+            _BAND.format(jobs=jobs, band=negative, order="priority DESC, visible_at, id"),
+        ]
+        self.claim = _CLAIM.format(
+            jobs=jobs, fair=fair, bands="\n            UNION ALL".join(bands)
+        )
+
+
+class FairQueues:
+    """Which queues hold a job with a fairness key, as one driver last looked: at most once
+    per ``refresh`` seconds, and on the next claim after :meth:`touched`."""
+
+    def __init__(self, statements: FairStatements, refresh: float) -> None:
+        self.statements = statements
+        self.refresh = refresh
+        self._known: frozenset[str] = frozenset()
+        self._looked = -float("inf")
+        self._lock = threading.Lock()
+
+    def touched(self) -> None:
+        """This driver enqueued a job with a key: look again before the next claim."""
+        self._looked = -float("inf")
+
+    def of(self, conn: psycopg.Connection, queues: Sequence[str] | None) -> list[str]:
+        """The fair ones of ``queues`` (None: of every queue), in the order asked."""
+        now = time.monotonic()
+        if now - self._looked >= self.refresh:
+            with self._lock:
+                found = frozenset(n for (n,) in conn.execute(self.statements.fair_queues))
+                self._known, self._looked = found, now
+        known = self._known
+        if not known:
+            return []
+        if queues is None:
+            return sorted(known)
+        return [q for q in queues if q in known]
+
+
+def claim(
+    conn: psycopg.Connection,
+    statements: Statements,
+    status_statements: StatusStatements,
+    fair_statements: FairStatements,
+    *,
+    fair: list[str],
+    queues: list[str] | None,
+    limit: int,
+    lease: float,
+    rotation: int,
+    max_lost_leases: int,
+) -> list[ReceivedMessage]:
+    """Lease up to ``limit`` due jobs of ``queues`` (None: every queue), of which ``fair``
+    are claimed round-robin across their keys and the rest as usual. The fair queues and
+    the others take turns going first (by ``rotation``), so neither starves the other."""
+    names = queues if queues is not None else _queue_names(conn, fair_statements)
+    plain = [q for q in names if q not in fair]
+    start = rotation % len(fair)
+    turn = fair[start:] + fair[:start]
+    received: list[ReceivedMessage] = []
+
+    def take_plain(among: list[str]) -> None:
+        if among and len(received) < limit:
+            received.extend(
+                claims.claim(
+                    conn,
+                    statements,
+                    status_statements,
+                    queues=among,
+                    limit=limit - len(received),
+                    lease=lease,
+                    rotation=rotation,
+                    max_lost_leases=max_lost_leases,
+                )
+            )
+
+    if rotation % 2:
+        take_plain(plain)
+    short = []
+    for queue in turn:
+        if len(received) >= limit:
+            break
+        wanted = limit - len(received)
+        got = claim_fair(
+            conn, statements, status_statements, fair_statements, queue, wanted, lease,
+            max_lost_leases,
+        )
+        received.extend(got)
+        if len(got) < wanted:
+            short.append(queue)
+    # A fair queue that gave fewer than asked may hold a job outside every group (a row its
+    # tag skipped): it is claimed the plain way, so no job ever waits on the next tag.
+    take_plain(short)
+    if not rotation % 2:
+        take_plain(plain)
+    return received
+
+
+def claim_fair(
+    conn: psycopg.Connection,
+    statements: Statements,
+    status_statements: StatusStatements,
+    fair_statements: FairStatements,
+    queue: str,
+    limit: int,
+    lease: float,
+    max_lost_leases: int,
+) -> list[ReceivedMessage]:
+    """Lease up to ``limit`` due jobs of ``queue`` round-robin across its keys (see the
+    module), in the order taken."""
+    row = conn.execute(fair_statements.tag, {"queue": queue, "retag": RETAG_EVERY}).fetchone()
+    cursor = row[0] if row is not None else ""
+    rows = conn.execute(
+        fair_statements.claim, {"queue": queue, "cursor": cursor, "limit": limit, "lease": lease}
+    ).fetchall()
+    rows.sort(key=lambda r: (r[7], r[8]))  # turn, then the key's place in the round
+    taken = claims.deliveries(
+        conn, statements, status_statements, [r[:7] for r in rows], lease, max_lost_leases
+    )
+    return [message for *_, message in taken]
+
+
+def _queue_names(conn: psycopg.Connection, fair_statements: FairStatements) -> list[str]:
+    return [name for (name,) in conn.execute(fair_statements.queue_names)]
+
