@@ -17,8 +17,8 @@ from .context import JobContext
 from .drivers.records import DEFAULT_RESULT_TTL
 from .durations import Delay, parse_duration, positive_seconds
 from .errors import ConfigurationError, InvalidJobPayloadError
-from .idempotency.options import Idempotency
 from .fairness import check_fairness_key, fairness_key_of
+from .idempotency.options import Idempotency
 from .limits import JobLimits, RateLimit, check_concurrency, limits_of, parse_rate_limit
 from .schedules import Catchup, PeriodicPolicy
 

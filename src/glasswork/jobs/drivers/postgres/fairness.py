@@ -30,6 +30,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+
 import psycopg
 from psycopg import sql
 
@@ -249,7 +250,13 @@ def claim(
             break
         wanted = limit - len(received)
         got = claim_fair(
-            conn, statements, status_statements, fair_statements, queue, wanted, lease,
+            conn,
+            statements,
+            status_statements,
+            fair_statements,
+            queue,
+            wanted,
+            lease,
             max_lost_leases,
         )
         received.extend(got)
@@ -289,4 +296,3 @@ def claim_fair(
 
 def _queue_names(conn: psycopg.Connection, fair_statements: FairStatements) -> list[str]:
     return [name for (name,) in conn.execute(fair_statements.queue_names)]
-

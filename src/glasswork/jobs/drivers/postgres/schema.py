@@ -215,8 +215,9 @@ END
     # Fair tenants (fairness.py): the key a job is claimed round-robin by (NULL: none; "C"
     # collation, so the order of keys is the same everywhere), indexed only for jobs with
     # one (other jobs cost nothing more to store or claim), by key and due time, and by key
-    # and priority for the few with a priority (then by id: jobs due at once, in order); each fair queue's place in its round (the
-    # last key served) and how far its jobs without a key were put in their own group ('').
+    # and priority for the few with a priority (then by id: jobs due at once, in order);
+    # each fair queue's place in its round (the last key served) and how far its jobs
+    # without a key were put in their own group ('').
     7: """
 ALTER TABLE {schema}.glasswork_jobs ADD COLUMN IF NOT EXISTS fairness_key text COLLATE "C";
 CREATE INDEX IF NOT EXISTS glasswork_jobs_fair

@@ -168,9 +168,7 @@ class Statements:
 
         columns = f"INSERT INTO {jobs} (queue, job_name, job_id, unique_key, body, visible_at)"
         self._inserts = {
-            (many, unique, later, ranked, fair): _insert(
-                columns, many, unique, later, ranked, fair
-            )
+            (many, unique, later, ranked, fair): _insert(columns, many, unique, later, ranked, fair)
             for many in (False, True)
             for unique in (False, True)
             for later in (False, True)

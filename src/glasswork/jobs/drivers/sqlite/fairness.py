@@ -47,8 +47,7 @@ _FIRST_KEY = (
     "ORDER BY fairness_key LIMIT 1"
 )
 _DUE = (
-    "SELECT 1 FROM glasswork_jobs WHERE queue = ? AND fairness_key = ? AND visible_at <= ? "
-    "LIMIT 1"
+    "SELECT 1 FROM glasswork_jobs WHERE queue = ? AND fairness_key = ? AND visible_at <= ? LIMIT 1"
 )
 # One key's due jobs: positive priorities, none, negative ones, each band in its order.
 # (`priority <> 0` spelled out so SQLite sees the partial index applies.)

@@ -38,8 +38,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ...errors import DuplicateJobError, GlassworkError, MalformedMessageError, bounded
 from ...message import JobMessage, identify
-from ..lifecycle import fairness_of
 from ..dead_letter_search import search, time_cursor
+from ..lifecycle import fairness_of
 from ..records import DeadLetterPage, DeadLetterQuery, DeadLetterRecord
 from .clients import Clients
 from .fifo import fifo_id
