@@ -193,8 +193,8 @@ fair = define_job(
     name="fair", schema=Welcome, handler=send_welcome, fairness_key=lambda p: p.user_id
 )
 fair_checked: JobDefinition[Welcome, None] = fair
-define_job(name="fair2", schema=Welcome, handler=send_welcome, fairness_key=lambda p: p.nope)  # expect-error
-define_job(name="fair3", schema=Welcome, handler=send_welcome, fairness_key="tenant")  # expect-error
+define_job(name="f", schema=Welcome, handler=send_welcome, fairness_key=len)  # expect-error
+define_job(name="f", schema=Welcome, handler=send_welcome, fairness_key="t")  # expect-error
 periodic_total = define_periodic_job(name="totals", handler=lambda: 3, schedule="rate(1 hour)")
 periodic_checked: JobDefinition[None, int] = periodic_total
 periodic_text: JobDefinition[None, str] = periodic_total  # expect-error
