@@ -46,7 +46,8 @@ from targets import TARGETS
 BASELINE_REV = "cee8d73"
 
 ALL_STEPS = (
-    "lambda,coldstart,embedded,status,priorities,limits,sqs,scheduler,memory,async,observability,outcomes,"
+    "lambda,coldstart,embedded,status,priorities,limits,fairness,sqs,scheduler,memory,async,"
+    "observability,outcomes,"
     "postgres,processes,profile"
 )
 
@@ -443,6 +444,8 @@ def main() -> int:
                 rows += step("priority_claims.py", [], env)
             if "limits" in only:
                 rows += step("limits_cost.py", [], env)
+            if "fairness" in only:
+                rows += step("fairness.py", [], env)
             if "sqs" in only:
                 rows += step("sqs_requests.py", [], env)
             if "scheduler" in only:
