@@ -159,6 +159,21 @@ def test_a_driver_without_fairness_refuses_a_fair_job_at_enqueue_naming_it() -> 
     assert [m.job_name for m in driver.sent] == ["plain-job"]
 
 
+class UnfairMock(MockQueueDriver):
+    """A consuming driver that does not claim fairly."""
+
+    fairness = None
+
+
+def test_a_worker_on_a_driver_without_fairness_refuses_to_start_naming_the_job() -> None:
+    with pytest.raises(
+        ConfigurationError,
+        match=r"job 'tenant-job' has a fairness_key, but the mock driver of this worker cannot",
+    ):
+        Worker(module=Tenants, driver=UnfairMock(), install_signal_handlers=False)
+    Worker(module=define_module(name="p", jobs=[plain_job]), driver=UnfairMock())
+
+
 def test_every_built_in_driver_says_how_it_keeps_fairness(tmp_path: Path) -> None:
     from glasswork.jobs.drivers.sqs import SQSQueueDriver
 

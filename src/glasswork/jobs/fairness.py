@@ -10,8 +10,8 @@ backlog from holding back the others. Any other driver refuses a fair job at enq
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from .errors import ConfigurationError, InvalidJobPayloadError
 
@@ -88,3 +88,24 @@ def refuse_unfair(job: str, fairness: str | None, driver: str) -> None:
             "arrival order; nothing was sent. Use a driver that claims fairly (SQLite, "
             "PostgreSQL, SQS, the mock) or define the job without fairness_key"
         )
+
+
+class Keyed(Protocol):
+    """What :func:`refuse_unfair_jobs` reads of a job definition."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def fairness_key(self) -> Callable[[Any], object] | None: ...
+
+
+def refuse_unfair_jobs(
+    jobs: Iterable[Keyed], fairness: str | None, driver: str | None, runtime: str
+) -> None:
+    """:func:`refuse_unfair` for the first of ``jobs`` with a ``fairness_key``, when the
+    ``runtime`` (a worker) is on a driver without fairness: said when it starts."""
+    if fairness is not None:
+        return
+    for job in jobs:
+        if job.fairness_key is not None:
+            refuse_unfair(job.name, None, f"the {driver or 'none'} driver of this {runtime}")
