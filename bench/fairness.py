@@ -97,9 +97,7 @@ def measure(n: int, repeats: int, kind: str) -> list[dict[str, Any]]:
             row(BENCHMARK, label, "B's last job finished after",
                 max(s["seconds"] for s in samples), "s", runs=repeats, notes=notes)
         )  # fmt: skip
-        best[variant], median = best_and_median(
-            [s["rate"] for s in samples], higher_is_better=True
-        )
+        best[variant], median = best_and_median([s["rate"] for s in samples], higher_is_better=True)
         rows.append(
             row(BENCHMARK, label, "drain", best[variant], "jobs/s", median=median,
                 runs=repeats, notes=notes)
