@@ -16,6 +16,11 @@ finished by then, and the seconds since the drain began (the goal: B's last job 
 before A's 500th); and the drain's throughput (all N + 20 jobs), fair ÷ plain compared
 within the same run (1.0 means the fair claim costs nothing).
 
+Then the claim's cost against its backlog: 200 claims of 10 (``receive`` + ``ack_many``)
+from a queue holding 100,000 jobs of one tenant (and 5 of another), 10,000 tenants of 2
+jobs each, or 100,000 jobs without a key (the plain claim), in ms per claim: a fair claim's
+work grows with the keys it looks at, not with the jobs waiting.
+
 Run: ``python bench/fairness.py [--quick] [--n N] [--repeats R] [--json PATH]``; PostgreSQL
 rows need the server at ``$BENCH_POSTGRES_DSN`` (default the local test database).
 """
@@ -110,6 +115,53 @@ def measure(n: int, repeats: int, kind: str) -> list[dict[str, Any]]:
     return rows
 
 
+#: backlog -> (keys, jobs per key); no keys: the plain claim.
+BACKLOGS = {
+    "100,000 jobs of one tenant": (1, 100_000),
+    "10,000 tenants of 2 jobs": (10_000, 2),
+    "100,000 jobs without a key": (0, 100_000),
+}
+CLAIMS = 200
+
+
+def claim_cost(kind: str, keys: int, each: int, scale: float) -> float:
+    """ms per claim of 10 (and its ack) from the backlog."""
+    from glasswork.jobs import JobMessage
+
+    total = int((max(keys, 1) * each) * scale)
+    with fresh_driver(kind) as driver:
+        batch = []
+        for i in range(total):
+            key = f"t{i % keys:05}" if keys else None
+            batch.append(JobMessage.create("bench-tenant", {"tenant": key}, fairness_key=key))
+            if len(batch) == 1000:
+                driver.enqueue_many(batch)
+                batch = []
+        if keys == 1:
+            batch += [JobMessage.create("bench-tenant", {}, fairness_key="z") for _ in range(5)]
+        if batch:
+            driver.enqueue_many(batch)
+        driver.ack_many(driver.receive(max_messages=10))  # the first claim tags the queue
+        began = time.perf_counter()
+        for _ in range(CLAIMS):
+            driver.ack_many(driver.receive(max_messages=10))
+        return (time.perf_counter() - began) / CLAIMS * 1000
+
+
+def measure_backlogs(repeats: int, kind: str, scale: float) -> list[dict[str, Any]]:
+    rows = []
+    for label, (keys, each) in BACKLOGS.items():
+        samples = [claim_cost(kind, keys, each, scale) for _ in range(repeats)]
+        best, median = best_and_median(samples, higher_is_better=False)
+        rows.append(
+            row(BENCHMARK, f"{NAMES[kind]}, {label}", "claim of 10 + ack", best, "ms",
+                median=median, runs=repeats,
+                notes=f"{CLAIMS} claims; backlog scaled by {scale:g}" if scale != 1 else
+                f"{CLAIMS} claims")
+        )  # fmt: skip
+    return rows
+
+
 def main(argv: list[str]) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=None, help="tenant A's jobs (default 20,000)")
@@ -118,9 +170,10 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
     n = args.n or (2000 if args.quick else 20000)
     repeats = args.repeats or (1 if args.quick else 3)
-    rows = measure(n, repeats, "sqlite")
+    scale = 0.2 if args.quick else 1.0
+    rows = measure(n, repeats, "sqlite") + measure_backlogs(repeats, "sqlite", scale)
     if postgres_answers():
-        rows += measure(n, repeats, "postgresql")
+        rows += measure(n, repeats, "postgresql") + measure_backlogs(repeats, "postgresql", scale)
     emit(rows, args.json)
     return 0
 

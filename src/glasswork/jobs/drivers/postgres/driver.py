@@ -287,7 +287,7 @@ class PostgresQueueDriver(
                     conn,
                     self.sql,
                     self.status_sql,
-                    self.fair_sql,
+                    self._fair,
                     fair=fair,
                     queues=queues,
                     limit=limit,

@@ -8,10 +8,11 @@ untouched, and its jobs cost nothing more to store or claim. A fair queue's clai
 statements:
 
 1. *Tag*: its jobs without a key form one group of their own, the key ``''``: the rows
-   added since the last tag (``id > tagged_to``; every row of the queue every
+   added since this driver's last tag (``id > since``, a short range of the primary key;
+   every row of the queue on the driver's first claim of it and every
    :data:`RETAG_EVERY` seconds, for rows a long transaction committed late) are put into
    it, skipping rows another transaction has locked. The queue's round state
-   (``glasswork_fair_queues``) is created or read in the same statement.
+   (``glasswork_fair_queues``) is made if missing and its cursor read.
 2. *Claim*: its keys in turn after the one served last (``cursor``), wrapping round, each
    found by one index lookup past the previous; the first ``limit`` that have a due job;
    from each, up to ``ceil(limit / keys)`` due jobs (highest priority, then oldest due,
@@ -64,27 +65,24 @@ WITH RECURSIVE q(name) AS (
 )
 SELECT name FROM q WHERE name IS NOT NULL
 """
+# The rows of the queue without a key (all of them; or those added since this driver's last
+# tag, by a range of the primary key: `queue || ''` keeps the planner off the queue's index,
+# which it may take on a table without statistics yet and walk every row of the queue) put
+# in the group of their own; the queue's round state made if missing; the newest id and the
+# cursor back.
 _TAG = """
-WITH state AS (
-    SELECT CASE WHEN retagged_at < now() - %(retag)s * interval '1 second' THEN 0
-                ELSE tagged_to END AS since
-    FROM {fair} WHERE queue = %(queue)s
-),
-tagged AS (
+WITH tagged AS (
     UPDATE {jobs} SET fairness_key = '' WHERE id IN (
         SELECT id FROM {jobs}
-        WHERE id > COALESCE((SELECT since FROM state), 0) AND queue = %(queue)s
-        AND fairness_key IS NULL
+        WHERE id > %(since)s AND {queue} = %(queue)s AND fairness_key IS NULL
         FOR UPDATE SKIP LOCKED
     )
+),
+made AS (
+    INSERT INTO {fair} (queue) VALUES (%(queue)s) ON CONFLICT (queue) DO NOTHING
 )
-INSERT INTO {fair} AS f (queue, tagged_to)
-VALUES (%(queue)s, COALESCE((SELECT max(id) FROM {jobs}), 0))
-ON CONFLICT (queue) DO UPDATE SET
-    tagged_to = greatest(f.tagged_to, excluded.tagged_to),
-    retagged_at = CASE WHEN COALESCE((SELECT since FROM state), 0) = 0 THEN now()
-                       ELSE f.retagged_at END
-RETURNING f.cursor
+SELECT COALESCE((SELECT max(id) FROM {jobs}), 0),
+       COALESCE((SELECT cursor FROM {fair} WHERE queue = %(queue)s), '')
 """
 # One key's due jobs: positive priorities, none, negative ones, each band in its order
 # (`priority <> 0` spelled out so the planner sees the partial index applies).
@@ -119,10 +117,12 @@ ring AS (
 ),
 due AS (
     SELECT k, row_number() OVER () AS pos FROM (
-        SELECT k FROM ring WHERE EXISTS (
-            SELECT FROM {jobs} WHERE queue = %(queue)s AND fairness_key = ring.k
-            AND visible_at <= now()
-        )
+        -- (a scalar subquery, not EXISTS: one probe of the key's index range, never a join
+        -- over every due job of the queue)
+        SELECT k FROM ring WHERE (
+            SELECT 1 FROM {jobs} WHERE queue = %(queue)s AND fairness_key = ring.k
+            AND visible_at <= now() LIMIT 1
+        ) IS NOT NULL
         LIMIT %(limit)s
     ) AS found
 ),
@@ -162,7 +162,8 @@ class FairStatements:
         fair = sql.Identifier(schema, "glasswork_fair_queues").as_string()
         self.fair_queues = _FAIR_QUEUES.format(jobs=jobs)
         self.queue_names = _QUEUE_NAMES.format(jobs=jobs)
-        self.tag = _TAG.format(jobs=jobs, fair=fair)
+        self.tag_all = _TAG.format(jobs=jobs, fair=fair, queue="queue")
+        self.tag_new = _TAG.format(jobs=jobs, fair=fair, queue="queue || ''")
         positive = "priority <> 0 AND priority > 0"
         negative = "priority <> 0 AND priority < 0"
         bands = [
@@ -177,7 +178,8 @@ class FairStatements:
 
 class FairQueues:
     """Which queues hold a job with a fairness key, as one driver last looked: at most once
-    per ``refresh`` seconds, and on the next claim after :meth:`touched`."""
+    per ``refresh`` seconds, and on the next claim after :meth:`touched`; and how far this
+    driver has tagged each one's rows without a key."""
 
     def __init__(self, statements: FairStatements, refresh: float) -> None:
         self.statements = statements
@@ -185,6 +187,20 @@ class FairQueues:
         self._known: frozenset[str] = frozenset()
         self._looked = -float("inf")
         self._lock = threading.Lock()
+        self._tagged: dict[str, tuple[int, float]] = {}  # queue -> (newest id, full tag at)
+
+    def since(self, queue: str) -> int:
+        """The id after which ``queue``'s rows are to be tagged: 0 (all of them) on the
+        first claim, and every :data:`RETAG_EVERY` seconds."""
+        tagged = self._tagged.get(queue)
+        if tagged is None or time.monotonic() - tagged[1] >= RETAG_EVERY:
+            return 0
+        return tagged[0]
+
+    def tagged(self, queue: str, since: int, newest: int) -> None:
+        """``queue``'s rows up to id ``newest`` were tagged (all of them when ``since`` is 0)."""
+        full = time.monotonic() if since == 0 else self._tagged[queue][1]
+        self._tagged[queue] = (newest, full)
 
     def touched(self) -> None:
         """This driver enqueued a job with a key: look again before the next claim."""
@@ -209,7 +225,7 @@ def claim(
     conn: psycopg.Connection,
     statements: Statements,
     status_statements: StatusStatements,
-    fair_statements: FairStatements,
+    fair_queues: FairQueues,
     *,
     fair: list[str],
     queues: list[str] | None,
@@ -221,7 +237,7 @@ def claim(
     """Lease up to ``limit`` due jobs of ``queues`` (None: every queue), of which ``fair``
     are claimed round-robin across their keys and the rest as usual. The fair queues and
     the others take turns going first (by ``rotation``), so neither starves the other."""
-    names = queues if queues is not None else _queue_names(conn, fair_statements)
+    names = queues if queues is not None else _queue_names(conn, fair_queues.statements)
     plain = [q for q in names if q not in fair]
     start = rotation % len(fair)
     turn = fair[start:] + fair[:start]
@@ -253,7 +269,7 @@ def claim(
             conn,
             statements,
             status_statements,
-            fair_statements,
+            fair_queues,
             queue,
             wanted,
             lease,
@@ -274,7 +290,7 @@ def claim_fair(
     conn: psycopg.Connection,
     statements: Statements,
     status_statements: StatusStatements,
-    fair_statements: FairStatements,
+    fair_queues: FairQueues,
     queue: str,
     limit: int,
     lease: float,
@@ -282,10 +298,14 @@ def claim_fair(
 ) -> list[ReceivedMessage]:
     """Lease up to ``limit`` due jobs of ``queue`` round-robin across its keys (see the
     module), in the order taken."""
-    row = conn.execute(fair_statements.tag, {"queue": queue, "retag": RETAG_EVERY}).fetchone()
-    cursor = row[0] if row is not None else ""
+    since = fair_queues.since(queue)
+    tag = fair_queues.statements.tag_new if since else fair_queues.statements.tag_all
+    row = conn.execute(tag, {"queue": queue, "since": since}).fetchone()
+    newest, cursor = row if row is not None else (since, "")
+    fair_queues.tagged(queue, since, newest)
     rows = conn.execute(
-        fair_statements.claim, {"queue": queue, "cursor": cursor, "limit": limit, "lease": lease}
+        fair_queues.statements.claim,
+        {"queue": queue, "cursor": cursor, "limit": limit, "lease": lease},
     ).fetchall()
     rows.sort(key=lambda r: (r[7], r[8]))  # turn, then the key's place in the round
     taken = claims.deliveries(

@@ -216,8 +216,7 @@ END
     # collation, so the order of keys is the same everywhere), indexed only for jobs with
     # one (other jobs cost nothing more to store or claim), by key and due time, and by key
     # and priority for the few with a priority (then by id: jobs due at once, in order);
-    # each fair queue's place in its round (the last key served) and how far its jobs
-    # without a key were put in their own group ('').
+    # each fair queue's place in its round (the last key served).
     7: """
 ALTER TABLE {schema}.glasswork_jobs ADD COLUMN IF NOT EXISTS fairness_key text COLLATE "C";
 CREATE INDEX IF NOT EXISTS glasswork_jobs_fair
@@ -228,9 +227,7 @@ CREATE INDEX IF NOT EXISTS glasswork_jobs_fair_priority
     WHERE fairness_key IS NOT NULL AND priority <> 0;
 CREATE TABLE IF NOT EXISTS {schema}.glasswork_fair_queues (
     queue text PRIMARY KEY,
-    cursor text COLLATE "C" NOT NULL DEFAULT '',
-    tagged_to bigint NOT NULL DEFAULT 0,
-    retagged_at timestamptz NOT NULL DEFAULT now()
+    cursor text COLLATE "C" NOT NULL DEFAULT ''
 );
 """,
 }
