@@ -85,45 +85,52 @@ SELECT COALESCE((SELECT max(id) FROM {jobs}), 0),
        COALESCE((SELECT cursor FROM {fair} WHERE queue = %(queue)s), '')
 """
 # One key's due jobs: positive priorities, none, negative ones, each band in its order
-# (`priority <> 0` spelled out so the planner sees the partial index applies).
+# (`priority <> 0` spelled out so the planner sees the partial index applies). Every look at
+# keys is a range of keys ordered by the key first, the fair indexes' own order (one key: a
+# range from it to itself, not `=`, which would make the order by key void), so the planner
+# walks the key's part of a fair index: never the queue's due index, where a rare key is
+# found only after every job of a common one. The keys are found with each one's earliest
+# due time (its first row in that order): whether it has a due job, in the same lookup.
+_KEY = "fairness_key"
 _BAND = """
 SELECT id FROM (
     SELECT id FROM {jobs}
-    WHERE queue = %(queue)s AND fairness_key = due.k AND {band} AND visible_at <= now()
+    WHERE queue = %(queue)s AND fairness_key >= due.k AND fairness_key <= due.k AND {band}
+    AND visible_at <= now()
     ORDER BY {order} LIMIT (SELECT each FROM share) FOR UPDATE SKIP LOCKED
 ) AS band"""
 _CLAIM = """
 WITH RECURSIVE
-after(k) AS (
-    (SELECT fairness_key FROM {jobs} WHERE queue = %(queue)s AND fairness_key > %(cursor)s
-     ORDER BY fairness_key LIMIT 1)
+after(k, first) AS (
+    (SELECT fairness_key, visible_at FROM {jobs}
+     WHERE queue = %(queue)s AND fairness_key > %(cursor)s
+     ORDER BY fairness_key, visible_at LIMIT 1)
     UNION ALL
-    SELECT (SELECT fairness_key FROM {jobs} WHERE queue = %(queue)s AND fairness_key > after.k
-            ORDER BY fairness_key LIMIT 1)
-    FROM after WHERE after.k IS NOT NULL
+    SELECT n.fairness_key, n.visible_at FROM after CROSS JOIN LATERAL (
+        SELECT fairness_key, visible_at FROM {jobs}
+        WHERE queue = %(queue)s AND fairness_key > after.k
+        ORDER BY fairness_key, visible_at LIMIT 1
+    ) AS n
 ),
-before(k) AS (
-    (SELECT fairness_key FROM {jobs} WHERE queue = %(queue)s AND fairness_key >= ''
-     AND fairness_key <= %(cursor)s ORDER BY fairness_key LIMIT 1)
+before(k, first) AS (
+    (SELECT fairness_key, visible_at FROM {jobs}
+     WHERE queue = %(queue)s AND fairness_key >= '' AND fairness_key <= %(cursor)s
+     ORDER BY fairness_key, visible_at LIMIT 1)
     UNION ALL
-    SELECT (SELECT fairness_key FROM {jobs} WHERE queue = %(queue)s AND fairness_key > before.k
-            AND fairness_key <= %(cursor)s ORDER BY fairness_key LIMIT 1)
-    FROM before WHERE before.k IS NOT NULL
+    SELECT n.fairness_key, n.visible_at FROM before CROSS JOIN LATERAL (
+        SELECT fairness_key, visible_at FROM {jobs}
+        WHERE queue = %(queue)s AND fairness_key > before.k AND fairness_key <= %(cursor)s
+        ORDER BY fairness_key, visible_at LIMIT 1
+    ) AS n
 ),
 ring AS (
-    SELECT k FROM after WHERE k IS NOT NULL
+    SELECT k, first FROM after
     UNION ALL
-    SELECT k FROM before WHERE k IS NOT NULL
+    SELECT k, first FROM before
 ),
 due AS (
     SELECT k, row_number() OVER () AS pos FROM (
-        -- (a scalar subquery, not EXISTS: one probe of the key's index range, never a join
-        -- over every due job of the queue)
-        SELECT k FROM ring WHERE (
-            SELECT 1 FROM {jobs} WHERE queue = %(queue)s AND fairness_key = ring.k
-            AND visible_at <= now() LIMIT 1
-        ) IS NOT NULL
-        LIMIT %(limit)s
+        SELECT k FROM ring WHERE first <= now() LIMIT %(limit)s
     ) AS found
 ),
 share AS (SELECT ceil(%(limit)s::numeric / greatest(count(*), 1))::int AS each FROM due),
@@ -167,9 +174,9 @@ class FairStatements:
         positive = "priority <> 0 AND priority > 0"
         negative = "priority <> 0 AND priority < 0"
         bands = [
-            _BAND.format(jobs=jobs, band=positive, order="priority DESC, visible_at, id"),
-            _BAND.format(jobs=jobs, band="priority = 0", order="visible_at, id"),
-            _BAND.format(jobs=jobs, band=negative, order="priority DESC, visible_at, id"),
+            _BAND.format(jobs=jobs, band=positive, order=f"{_KEY}, priority DESC, visible_at, id"),
+            _BAND.format(jobs=jobs, band="priority = 0", order=f"{_KEY}, visible_at, id"),
+            _BAND.format(jobs=jobs, band=negative, order=f"{_KEY}, priority DESC, visible_at, id"),
         ]
         self.claim = _CLAIM.format(
             jobs=jobs, fair=fair, bands="\n            UNION ALL".join(bands)
