@@ -46,7 +46,8 @@ from targets import TARGETS
 BASELINE_REV = "cee8d73"
 
 ALL_STEPS = (
-    "lambda,coldstart,embedded,status,priorities,limits,sqs,scheduler,memory,async,observability,outcomes,"
+    "lambda,coldstart,embedded,status,priorities,limits,fairness,sqs,scheduler,memory,async,"
+    "observability,outcomes,"
     "postgres,processes,profile"
 )
 
@@ -444,6 +445,8 @@ def main() -> int:
             if "limits" in only:
                 rows += step("limits_cost.py", [], env)
                 rows += step("sqs_limits_cost.py", [], env)
+            if "fairness" in only:
+                rows += step("fairness.py", [], env)
             if "sqs" in only:
                 rows += step("sqs_requests.py", [], env)
             if "scheduler" in only:

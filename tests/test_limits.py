@@ -36,8 +36,7 @@ from glasswork.jobs import (
     define_job,
 )
 from glasswork.jobs.drivers.contract import Consuming, capabilities_of
-from glasswork.jobs.drivers.postgres import PostgresQueueDriver
-from glasswork.jobs.drivers.postgres.schema import SCHEMA_VERSION
+from glasswork.jobs.drivers.postgres import SCHEMA_VERSION, PostgresQueueDriver
 from glasswork.jobs.drivers.records import EnqueueResult, ReceivedMessage
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
 from glasswork.jobs.limits import JobLimits, RateLimit
@@ -547,7 +546,8 @@ def test_a_version_5_sqlite_file_is_upgraded_and_its_jobs_can_be_limited(tmp_pat
     conn.close()
     driver = SQLiteQueueDriver(path)
     try:
-        assert driver.file.conn().execute("PRAGMA user_version").fetchone()[0] == 6
+        version = driver.file.conn().execute("PRAGMA user_version").fetchone()[0]
+        assert version == schema.SCHEMA_VERSION
         [old] = _claim(driver, 1)
         assert driver.acquire(old, "per_tenant", "a", JobLimits(RateLimit(1, 60), 1)) is None
         _enqueue(driver, "per_tenant", 1, key="a")

@@ -53,6 +53,7 @@ def test_the_driver_creates_its_tables_in_the_chosen_schema(schema: str) -> None
         driver.enqueue(JobMessage.create("ping", None))
     assert tables(schema) == [
         "glasswork_dead_letters",
+        "glasswork_fair_queues",
         "glasswork_job_results",
         "glasswork_jobs",
         "glasswork_outcomes",

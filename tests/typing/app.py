@@ -195,6 +195,12 @@ limited = define_job(
 )
 define_job(name="lim", schema=Welcome, handler=send_welcome, concurrency_limit="2")  # expect-error
 define_job(name="lim", schema=Welcome, handler=send_welcome, rate_limit=100)  # expect-error
+fair = define_job(
+    name="fair", schema=Welcome, handler=send_welcome, fairness_key=lambda p: p.user_id
+)
+fair_checked: JobDefinition[Welcome, None] = fair
+define_job(name="f", schema=Welcome, handler=send_welcome, fairness_key=len)  # expect-error
+define_job(name="f", schema=Welcome, handler=send_welcome, fairness_key="t")  # expect-error
 periodic_total = define_periodic_job(name="totals", handler=lambda: 3, schedule="rate(1 hour)")
 periodic_checked: JobDefinition[None, int] = periodic_total
 periodic_text: JobDefinition[None, str] = periodic_total  # expect-error

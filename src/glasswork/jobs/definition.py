@@ -17,6 +17,7 @@ from .context import JobContext
 from .drivers.records import DEFAULT_RESULT_TTL
 from .durations import Delay, parse_duration, positive_seconds
 from .errors import ConfigurationError, InvalidJobPayloadError
+from .fairness import check_fairness_key, fairness_key_of
 from .idempotency.options import Idempotency
 from .limits import JobLimits, RateLimit, check_concurrency, limits_of, parse_rate_limit
 from .schedules import Catchup, PeriodicPolicy
@@ -174,6 +175,8 @@ class JobDefinition(Generic[P, R]):
     concurrency_limit: int | None = None
     #: payload -> the key concurrency is counted by (None: the job as a whole).
     concurrency_key: Callable[[P], object] | None = None
+    #: payload -> the tenant its queue's jobs are claimed round-robin by (None: not fair).
+    fairness_key: Callable[[P], object] | None = None
 
     def __post_init__(self) -> None:
         adapter: TypeAdapter[Any] | None
@@ -243,6 +246,14 @@ class JobDefinition(Generic[P, R]):
         key = self.concurrency_key(value)
         return None if key is None else str(key)
 
+    def fairness_key_for(self, value: P) -> str | None:
+        """The fairness key of a validated payload (None: the group of jobs without one);
+        an :class:`InvalidJobPayloadError` naming the job when the key function raises or
+        returns what no driver can use (see :func:`~glasswork.jobs.fairness.fairness_key_of`)."""
+        if self.fairness_key is None:
+            return None
+        return fairness_key_of(self.name, self.fairness_key, value)
+
     def run(self, value: P, ctx: JobContext) -> Any:
         """Call the handler; returns its result (an awaitable for async handlers)."""
         return self._call(value, ctx)
@@ -285,6 +296,7 @@ def define_job(
     rate_limit: str | None = None,
     concurrency_limit: int | None = None,
     concurrency_key: Callable[[P], object] | None = None,
+    fairness_key: Callable[[P], object] | None = None,
 ) -> JobDefinition[P, R]: ...
 @overload
 def define_job(
@@ -303,6 +315,7 @@ def define_job(
     rate_limit: str | None = None,
     concurrency_limit: int | None = None,
     concurrency_key: Callable[[P], object] | None = None,
+    fairness_key: Callable[[P], object] | None = None,
 ) -> JobDefinition[P, R]: ...
 @overload
 def define_job(
@@ -321,6 +334,7 @@ def define_job(
     rate_limit: str | None = None,
     concurrency_limit: int | None = None,
     concurrency_key: Callable[[Any], object] | None = None,
+    fairness_key: Callable[[Any], object] | None = None,
 ) -> JobDefinition[Any, R]: ...
 @overload
 def define_job(
@@ -339,6 +353,7 @@ def define_job(
     rate_limit: str | None = None,
     concurrency_limit: int | None = None,
     concurrency_key: Callable[[Any], object] | None = None,
+    fairness_key: Callable[[Any], object] | None = None,
 ) -> JobDefinition[Any, R]: ...
 @overload
 def define_job(
@@ -357,6 +372,7 @@ def define_job(
     rate_limit: str | None = None,
     concurrency_limit: int | None = None,
     concurrency_key: Callable[[Any], object] | None = None,
+    fairness_key: Callable[[Any], object] | None = None,
 ) -> JobDefinition[Any, R]: ...
 @overload
 def define_job(
@@ -375,6 +391,7 @@ def define_job(
     rate_limit: str | None = None,
     concurrency_limit: int | None = None,
     concurrency_key: Callable[[Any], object] | None = None,
+    fairness_key: Callable[[Any], object] | None = None,
 ) -> JobDefinition[Any, R]: ...
 def define_job(
     *,
@@ -392,6 +409,7 @@ def define_job(
     rate_limit: str | None = None,
     concurrency_limit: int | None = None,
     concurrency_key: Callable[[Any], object] | None = None,
+    fairness_key: Callable[[Any], object] | None = None,
 ) -> JobDefinition[Any, Any]:
     """Turn a plain function into a job.
 
@@ -429,6 +447,13 @@ def define_job(
     PostgreSQL, the mock in a long-running worker); a worker on another refuses to start.
     A job held back is put back with a delay that is not an attempt.
 
+    ``fairness_key`` (payload -> a tenant id, a string or an integer; None for a payload of
+    no tenant): the queue's jobs are claimed round-robin across keys, so a tenant with a
+    large backlog does not hold back one with a few jobs (SQLite, PostgreSQL, the mock);
+    on SQS the key is the message's ``MessageGroupId`` on standard queues (SQS fair
+    queues). A key function that raises, or returns anything else, fails the enqueue
+    (:class:`InvalidJobPayloadError`); a driver that cannot keep fairness refuses it.
+
     >>> ping = define_job(name="ping", handler=lambda: None)
     """
     return JobDefinition(
@@ -446,6 +471,7 @@ def define_job(
         rate_limit=parse_rate_limit(name, rate_limit),
         concurrency_limit=check_concurrency(name, concurrency_limit, concurrency_key),
         concurrency_key=concurrency_key,
+        fairness_key=check_fairness_key(name, fairness_key),
     )
 
 

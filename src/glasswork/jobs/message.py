@@ -14,6 +14,7 @@ including the TypeScript Glasswork, can write it)::
       "groupId": "user-123",                 # optional, FIFO message group
       "concurrencyKey": "tenant-7",          # optional, the job's concurrency key
       "debounce": 30.0,                      # optional, enqueued with debounce= (seconds)
+      "fairnessKey": "tenant-7",             # optional, the tenant claims are fair across
       "trace": {"traceparent": "00-...-01"}  # optional, W3C trace context of the enqueue
     }
 
@@ -95,6 +96,9 @@ class JobMessage(BaseModel):
     #: body: an ordinary enqueue). Only a job enqueued with it may be superseded by a later
     #: debounced enqueue of its unique key (see :mod:`glasswork.jobs.debounce`).
     debounce: float | None = None
+    #: The tenant its queue's jobs are claimed round-robin by (None, left out of the body:
+    #: the group of jobs without one); on SQS, the ``MessageGroupId`` of standard queues.
+    fairness_key: str | None = Field(default=None, alias="fairnessKey")
     #: Higher runs first within a queue, on drivers that order by it; None (left out of the
     #: body) is 0.
     priority: int | None = None
@@ -115,6 +119,7 @@ class JobMessage(BaseModel):
         priority: int = 0,
         concurrency_key: str | None = None,
         debounce: float | None = None,
+        fairness_key: str | None = None,
     ) -> JobMessage:
         """Build a new message stamped with a fresh job id and the current time."""
         # What model_construct does (no re-validating of values this library produced
@@ -134,6 +139,7 @@ class JobMessage(BaseModel):
             priority=priority or None,
             concurrency_key=concurrency_key,
             debounce=debounce,
+            fairness_key=fairness_key,
         )
         _set(message, "__dict__", fields)
         _set(message, "__pydantic_fields_set__", set(_CREATED))

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from . import debounce as debouncing
 from .definition import JobDefinition, check_priority
-from .drivers.contract import QueueDriver, capabilities_of
+from .drivers.contract import QueueDriver, capabilities_of, driver_label
 from .drivers.records import EnqueueResult, JobStatus
 from .durations import Delay, parse_duration
 from .errors import (
@@ -24,6 +24,7 @@ from .errors import (
     InvalidJobPayloadError,
     PriorityUnsupportedError,
 )
+from .fairness import refuse_unfair
 from .following import CANCELLED, POLL, JobHandle, job_handle, status_store, wait_sync
 from .message import JobMessage
 from .telemetry import traced_send
@@ -96,9 +97,17 @@ class EnqueueBase:
             priority=chosen,
             concurrency_key=job.concurrency_key_for(value),
             debounce=debounce,
+            fairness_key=self.fairness_key(job, value) if job.fairness_key else None,
         )
         message.encode(limit)
         return message
+
+    def fairness_key(self, job: JobDefinition[Any], value: Any) -> str | None:
+        """The fairness key of ``job``'s payload ``value``, on a driver that keeps fairness
+        (a :class:`ConfigurationError` on one that does not, whatever the key)."""
+        caps = capabilities_of(self._producer)
+        refuse_unfair(job.name, caps.fairness, f"the {driver_label(self._producer)} driver")
+        return job.fairness_key_for(value)
 
     def checked_priority(self, job: JobDefinition[Any], priority: int) -> int:
         """``priority`` for ``job``, if it is one and the driver claims by priority."""

@@ -104,6 +104,7 @@ __all__ = [
     "EnqueueBatchError",
     "EnqueueResult",
     "FailedEnqueue",
+    "Fairness",
     "FinalStatus",
     "FlowLimits",
     "FoundJob",
@@ -145,6 +146,12 @@ __all__ = [
 
 
 # -- the core --------------------------------------------------------------------------------
+
+#: How a driver keeps ``define_job(fairness_key=...)``: ``"round-robin"``, it claims a
+#: queue's jobs round-robin across keys (SQLite, PostgreSQL, the mock); ``"message-group"``,
+#: the key is the backend's own tenant id and the backend is fair (SQS standard queues'
+#: ``MessageGroupId``: fair queues).
+Fairness = Literal["round-robin", "message-group"]
 
 
 class AsyncEnqueuer(Protocol):
@@ -200,6 +207,9 @@ class QueueDriver(ABC):
     #: Whether it claims a queue's jobs higher ``JobMessage.priority`` first (read through
     #: :func:`capabilities_of`; a driver that does not refuses non-zero priorities).
     claims_by_priority: bool = False
+    #: How it keeps fairness between the keys of ``define_job(fairness_key=...)`` (read
+    #: through :func:`capabilities_of`; None: it cannot, and refuses jobs with a key).
+    fairness: Fairness | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -791,7 +801,8 @@ class Capabilities:
     takes ``queue=``), ``async_def`` (which of its producing methods are ``async def``) and
     ``priorities`` (its class sets ``claims_by_priority = True``: it claims a queue's jobs
     higher :attr:`JobMessage.priority` first; a driver without it refuses a non-zero
-    priority)."""
+    priority). ``fairness`` (its class's ``fairness``, a :data:`Fairness`): how it keeps
+    ``fairness_key`` jobs fair across keys; None: it refuses them at enqueue."""
 
     producing: Producing | None = None
     consuming: Consuming | None = None
@@ -825,6 +836,7 @@ class Capabilities:
     purge_by_queue: bool = False
     async_def: tuple[str, ...] = ()
     priorities: bool = False
+    fairness: Fairness | None = None
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -900,7 +912,14 @@ class _Answer:
     """What :func:`capabilities_of` found out about a driver class (or instance). (Not a
     dataclass: each costs ``import glasswork.jobs`` about half a millisecond.)"""
 
-    __slots__ = ("async_def", "dead_letter_traceback", "groups", "priorities", "purge_by_queue")
+    __slots__ = (
+        "async_def",
+        "dead_letter_traceback",
+        "fairness",
+        "groups",
+        "priorities",
+        "purge_by_queue",
+    )
 
     def __init__(
         self,
@@ -909,12 +928,14 @@ class _Answer:
         purge_by_queue: bool,
         async_def: tuple[str, ...],
         priorities: bool,
+        fairness: Fairness | None,
     ) -> None:
         self.groups = groups
         self.dead_letter_traceback = dead_letter_traceback
         self.purge_by_queue = purge_by_queue
         self.async_def = async_def
         self.priorities = priorities
+        self.fairness = fairness
 
 
 _answers: dict[type, _Answer] = {}
@@ -942,6 +963,7 @@ def capabilities_of(driver: object) -> Capabilities:
         purge_by_queue=answer.purge_by_queue,
         async_def=answer.async_def,
         priorities=answer.priorities,
+        fairness=answer.fairness,
     )
 
 
@@ -984,7 +1006,18 @@ def _answer(driver: object, kind: type) -> _Answer:
             name for name in PRODUCING_METHODS if inspect.iscoroutinefunction(_bound(driver, name))
         ),
         getattr(driver, "claims_by_priority", False) is True,
+        _fairness(getattr(driver, "fairness", None)),
     )
+
+
+def _fairness(value: object) -> Fairness | None:
+    """A driver's ``fairness`` when it is one of :data:`Fairness` (else None: a custom
+    driver's unrelated attribute of that name claims nothing)."""
+    if value == "round-robin":
+        return "round-robin"
+    if value == "message-group":
+        return "message-group"
+    return None
 
 
 def _state(raw: object, name: str) -> str:

@@ -61,6 +61,17 @@ def wire_fields(body: str) -> tuple[str | None, str | None, str | None, int]:
     return text("jobId"), text("jobName"), text("enqueuedAt"), priority
 
 
+def fairness_of(body: str) -> str | None:
+    """The ``fairnessKey`` of a wire body (None: none, or a malformed body), for storing a
+    job anew (a redriven dead letter) in its tenant's group. Never raises."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    key = data.get("fairnessKey") if isinstance(data, dict) else None
+    return key if isinstance(key, str) and key and "\x00" not in key else None
+
+
 def parse_time(text: str | None) -> datetime | None:
     """An ISO 8601 time from a wire body (None when missing or unreadable)."""
     if text is None:

@@ -29,7 +29,8 @@ Every test of the suite is then collected in your module. The factory's rules:
 
 The core tests run on every driver. Each capability group's tests run on a driver that has
 the group (:func:`~glasswork.jobs.drivers.contract.capabilities_of`) and are skipped, naming
-the group, on one that lacks it (the priority tests, on one whose ``priorities`` is false).
+the group, on one that lacks it (the priority tests, on one whose ``priorities`` is false;
+the fairness tests, on one whose ``fairness`` is not ``"round-robin"``).
 What a driver may leave out of the core is said by a ``contract_options`` fixture
 returning :class:`ContractOptions` (define it in the same module, after the import, to
 replace the default): whether it keeps unique keys, and the tests it is known to fail (run
@@ -92,6 +93,7 @@ __all__ = [
     "TestDebounce",
     "TestDelayLimit",
     "TestDelays",
+    "TestFairness",
     "TestHandBack",
     "TestHeartbeats",
     "TestJobFinder",
@@ -1506,3 +1508,97 @@ class TestDebounce:
         ran = worker_runs(driver, latest.job_id, enqueued + 1.0)
         assert [(job_id, payload) for job_id, payload, _ in ran] == [(latest.job_id, "latest")]
         assert ran[0][2] >= enqueued + 0.95
+
+
+# -- fairness ------------------------------------------------------------------------------------
+
+
+def tenant(received: ReceivedMessage) -> str | None:
+    """The fairness key of a delivery (None: none)."""
+    return JobMessage.from_json(received.body).fairness_key
+
+
+class TestFairness:
+    """A queue's jobs claimed round-robin across their ``JobMessage.fairness_key`` (jobs
+    without one a group of their own), each key's own jobs highest priority first, then
+    in the order due (``capabilities_of(driver).fairness == "round-robin"``)."""
+
+    @pytest.fixture(autouse=True)
+    def _claims_round_robin(self, driver: Any) -> None:
+        consuming(driver)
+        if caps(driver).fairness != "round-robin":
+            pytest.skip(
+                f"the {driver_name(driver)} driver does not claim round-robin across fairness "
+                f"keys (fairness: {caps(driver).fairness})"
+            )
+
+    def test_keys_take_turns_however_long_the_first_backlog(self, driver: Any) -> None:
+        backlog = [job(payload=n, fairness_key="a") for n in range(30)]
+        driver.enqueue_many(backlog)
+        few = [job(payload=n, fairness_key="b") for n in range(3)]
+        driver.enqueue_many(few)
+        plain = [job(payload=n) for n in range(3)]
+        driver.enqueue_many(plain)
+        received = [receive_exactly(driver, 1)[0] for _ in range(12)]
+        for r in received:
+            driver.ack(r)
+        rounds = [{tenant(r) for r in received[n : n + 3]} for n in range(0, 9, 3)]
+        assert rounds == [{"a", "b", None}] * 3
+        ids = [job_id_of(r) for r in received]
+        for messages in (backlog, few, plain):  # each group in the order enqueued
+            mine = [i for i in ids if i in {m.job_id for m in messages}]
+            assert mine == [m.job_id for m in messages][: len(mine)]
+        assert ids[9:] == [m.job_id for m in backlog[3:6]]
+
+    def test_a_batch_takes_from_every_key_in_turn(self, driver: Any) -> None:
+        driver.enqueue_many([job(payload=n, fairness_key="a") for n in range(20)])
+        driver.enqueue_many([job(payload=n, fairness_key=k) for n in range(2) for k in "bc"])
+        batch = receive_exactly(driver, 6)
+        assert sorted(str(tenant(r)) for r in batch) == ["a", "a", "b", "b", "c", "c"]
+        assert {tenant(r) for r in batch[:3]} == {"a", "b", "c"}
+
+    def test_priorities_order_each_keys_own_jobs(self, driver: Any) -> None:
+        first, urgent, last = (job(fairness_key="a", priority=p) for p in (0, 5, 0))
+        other = job(fairness_key="b", priority=-1)
+        for message in (first, urgent, last, other):
+            driver.enqueue(message)
+        received = [job_id_of(receive_exactly(driver, 1)[0]) for _ in range(4)]
+        mine = [i for i in received if i != other.job_id]
+        assert mine == [urgent.job_id, first.job_id, last.job_id]
+        assert received.index(other.job_id) <= 1  # its turn comes in the first round
+
+    def test_a_key_with_nothing_due_takes_no_turn(self, driver: Any) -> None:
+        driver.enqueue_in(job(fairness_key="later"), 3600)
+        due = [job(payload=n, fairness_key="now") for n in range(2)]
+        driver.enqueue_many(due)
+        received = receive_exactly(driver, 2)
+        assert [job_id_of(r) for r in received] == [m.job_id for m in due]
+        assert nothing_due(driver)
+
+    def test_two_claimers_at_once_never_take_one_job_twice(
+        self, driver_factory: DriverFactory
+    ) -> None:
+        first, second = driver_factory(), driver_factory()
+        messages = [job(payload=n, fairness_key=f"t{n % 7}") for n in range(140)]
+        messages += [job(payload=n) for n in range(20)]
+        first.enqueue_many(messages)
+        taken: list[list[str]] = [[], []]
+        start = threading.Barrier(2)
+
+        def drain(driver: Any, into: list[str]) -> None:
+            start.wait()
+            while batch := driver.receive(None, 3, 0.0):
+                into.extend(job_id_of(r) for r in batch)
+                for r in batch:
+                    driver.ack(r)
+
+        threads = [
+            threading.Thread(target=drain, args=(d, into))
+            for d, into in zip((first, second), taken, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(PATIENCE * 4)
+        everything = taken[0] + taken[1]
+        assert len(everything) == len(set(everything)) == len(messages)

@@ -26,6 +26,7 @@ from ..drivers.records import BEAT_SECONDS
 from ..durations import Delay, positive_seconds
 from ..errors import ConfigurationError
 from ..execution import Executor, Hook, JobHooks, RunStep
+from ..fairness import refuse_unfair_jobs
 from ..limits import limited_jobs, refuse_unheld_limits
 from ..metrics.sink import MetricsOption, MetricsSink, flush_metrics, metric_sinks
 from ..steps import worker_steps
@@ -138,6 +139,9 @@ class Worker:
         self.executor.string_cache = "keys"  # a process that lives long keeps memory flat
         refuse_unheld_limits(
             self.executor.registry, capabilities.flow_limits, driver_label(driver), "worker"
+        )
+        refuse_unfair_jobs(
+            self.executor.registry, capabilities.fairness, driver_label(driver), "worker"
         )
         self.metrics = metric_sinks(metrics, prometheus=metrics_port is not None, driver=driver)
         self.executor.steps = _chain(

@@ -34,6 +34,7 @@ from ..records import (
 )
 from .drain import DrainResult as DrainResult
 from .drain import drain
+from .fairness import fair_order, fair_queues, turned
 from .status import EndedJobs, history_page
 
 if TYPE_CHECKING:
@@ -162,11 +163,14 @@ class MockQueueDriver(
     * jobs' statuses and results, in memory for the life of the driver (ended ones for their
       ``result_ttl``); higher priorities are received first within a queue;
     * rate and concurrency limits, for a long-running worker on it (not :meth:`drain`, which
-      runs jobs through the Lambda path: it refuses limited jobs).
+      runs jobs through the Lambda path: it refuses limited jobs);
+    * fairness keys: a queue holding jobs with one is received round-robin across its keys
+      (jobs without one are a group of their own), by :meth:`drain` and by workers alike.
     """
 
     name = "mock"
     claims_by_priority = True
+    fairness = "round-robin"
 
     def __init__(self) -> None:
         self.enqueued: list[EnqueuedJob] = []
@@ -181,6 +185,7 @@ class MockQueueDriver(
         self._starts: dict[str, list[float]] = {}  # recent starts of rate-limited jobs
         # Jobs superseded while they ran: what their runs return is not their end.
         self._superseded: set[str] = set()
+        self._cursors: dict[str, str] = {}  # each fair queue's last key served (fairness.py)
 
     def __repr__(self) -> str:
         return (
@@ -211,6 +216,7 @@ class MockQueueDriver(
             self._idempotency.clear()
             self._starts.clear()
             self._superseded.clear()
+            self._cursors.clear()
 
     # -- producing ---------------------------------------------------------------------
 
@@ -277,7 +283,8 @@ class MockQueueDriver(
         include_delayed: bool = False,
     ) -> list[ReceivedMessage]:
         """Lease up to ``max_messages`` due messages (all pending ones with
-        ``include_delayed``), the highest priority first, then the oldest."""
+        ``include_delayed``), the highest priority first, then the oldest; in a queue with
+        fairness keys, round-robin across its keys (priorities order each key's own)."""
         with self._lock:
             now = time.time()
             ready = sorted(
@@ -288,8 +295,14 @@ class MockQueueDriver(
                     and (include_delayed or p.due <= now)
                     and (queues is None or p.message.queue in queues)
                 ),
-                key=lambda p: (-(p.message.priority or 0), p.due, p.order),
-            )[:max_messages]
+                key=_plain_order,
+            )
+            fair = fair_queues(ready)
+            if fair:  # round-robin across the keys of the queues that have them
+                ready = fair_order(ready, fair, self._cursors)[:max_messages]
+                turned(ready, fair, self._cursors)
+            else:
+                ready = ready[:max_messages]
             received = []
             for p in ready:
                 p.slot = None
@@ -508,6 +521,10 @@ class MockQueueDriver(
             bootstrap_worker(module=worker, driver=self) if isinstance(worker, Module) else worker
         )
         return drain(self, handler, include_delayed=include_delayed, max_deliveries=max_deliveries)
+
+
+def _plain_order(p: _Pending) -> tuple[int, float, int]:
+    return (-(p.message.priority or 0), p.due, p.order)
 
 
 def _unique_keys(

@@ -3,6 +3,8 @@ those asked to stop while a worker that is gone held them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 
 from ..lifecycle import CANCELLED
@@ -28,10 +30,25 @@ def claim(
     again; one that was asked to stop while its (now gone) worker held it ends cancelled."""
     params = {"queues": queues, "limit": limit, "lease": lease, "rotation": rotation}
     statement = statements.claim_all if queues is None else statements.claim_listed
+    rows = conn.execute(statement, params).fetchall()
+    received = deliveries(conn, statements, status_statements, rows, lease, max_lost_leases)
+    received.sort(key=lambda entry: entry[:2])
+    return [message for *_, message in received]
+
+
+def deliveries(
+    conn: psycopg.Connection,
+    statements: Statements,
+    status_statements: StatusStatements,
+    rows: list[tuple[Any, ...]],
+    lease: float,
+    max_lost_leases: int,
+) -> list[tuple[int, int, ReceivedMessage]]:
+    """The claimed ``rows`` (``id, queue, body, attempts, lost, priority, cancelled``) to
+    hand out, each as ``(-priority, id, delivery)``: those asked to stop end cancelled, and
+    those whose lease ran out ``max_lost_leases`` times are buried, here."""
     received = []
-    for row_id, queue, body, attempts, lost, priority, cancelled in conn.execute(
-        statement, params
-    ).fetchall():
+    for row_id, queue, body, attempts, lost, priority, cancelled in rows:
         if cancelled:
             conn.execute(
                 status_statements.cancel_claimed,
@@ -51,8 +68,7 @@ def claim(
         else:
             message = ReceivedMessage(body, (row_id, attempts), attempts, queue, str(row_id))
             received.append((-priority, row_id, message))
-    received.sort(key=lambda entry: entry[:2])
-    return [message for *_, message in received]
+    return received
 
 
 def next_due(

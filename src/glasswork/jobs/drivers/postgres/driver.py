@@ -47,7 +47,7 @@ from ..records import (
     QueueStats,
     ReceivedMessage,
 )
-from . import claims, deadlines, inspection, periodic, schema
+from . import claims, deadlines, fairness, inspection, periodic, schema
 from .bound import BoundPostgresDriver
 from .connections import Connections, redacted
 from .dead_letter_search import DeadLetterTable
@@ -117,6 +117,10 @@ class PostgresQueueDriver(
 
     name = "postgresql"
     claims_by_priority = True
+    fairness = "round-robin"
+    #: Seconds between two looks for the queues holding jobs with a fairness key (claimed
+    #: round-robin across keys); a driver that enqueues such a job looks again at once.
+    fairness_refresh: float = 1.0
     #: Seconds of outcome history kept.
     outcome_retention: float = 86400.0
     #: Whether workers on this driver record outcome counts (set False before building a
@@ -160,6 +164,8 @@ class PostgresQueueDriver(
         self.statement_timeout = statement_timeout
         self.sql = Statements(schema)
         self.status_sql = StatusStatements(schema)
+        self.fair_sql = fairness.FairStatements(schema)
+        self._fair = fairness.FairQueues(self.fair_sql, self.fairness_refresh)
         try:
             self._connections = Connections(
                 dsn,
@@ -237,7 +243,10 @@ class PostgresQueueDriver(
             done = find_inserted(conn, self.sql, messages) if retrying else None
             return done or insert_jobs(conn, self.sql, messages, delay=delay, at=at)
 
-        return self._connections.run("enqueue", insert)
+        results = self._connections.run("enqueue", insert)
+        if any(m.fairness_key is not None for m in messages):
+            self._fair.touched()
+        return results
 
     def _debounce(self, message: JobMessage, window: float) -> EnqueueResult:
         return self._connections.run(
@@ -277,16 +286,31 @@ class PostgresQueueDriver(
         rotation = next(self._rotation)  # which queue goes first, so none starves
 
         def claim(conn: psycopg.Connection, _: bool) -> tuple[list[ReceivedMessage], float | None]:
-            received = claims.claim(
-                conn,
-                self.sql,
-                self.status_sql,
-                queues=queues,
-                limit=limit,
-                lease=self.visibility_timeout,
-                rotation=rotation,
-                max_lost_leases=self.max_lost_leases,
-            )
+            fair = self._fair.of(conn, queues)
+            if fair:  # some are claimed round-robin across their fairness keys
+                received = fairness.claim(
+                    conn,
+                    self.sql,
+                    self.status_sql,
+                    self._fair,
+                    fair=fair,
+                    queues=queues,
+                    limit=limit,
+                    lease=self.visibility_timeout,
+                    rotation=rotation,
+                    max_lost_leases=self.max_lost_leases,
+                )
+            else:
+                received = claims.claim(
+                    conn,
+                    self.sql,
+                    self.status_sql,
+                    queues=queues,
+                    limit=limit,
+                    lease=self.visibility_timeout,
+                    rotation=rotation,
+                    max_lost_leases=self.max_lost_leases,
+                )
             if received or not want_next_due:
                 return received, None
             return [], claims.next_due(conn, self.sql, queues)

@@ -11,6 +11,7 @@ import psycopg
 
 from ...errors import ConfigurationError
 from ...message import identify
+from ..lifecycle import fairness_of
 from ..records import DeadLetterRecord, FoundJob, QueueStats
 from .statements import Statements
 from .text import storable
@@ -127,6 +128,7 @@ def redrive_rows(
                     "job_id": storable(job_id),
                     "key": storable(unique_key),
                     "body": body,
+                    "fairness_key": fairness_of(body),
                 },
             )
             moved += cursor.rowcount

@@ -138,7 +138,10 @@ def _insert(
     unique = any(m.unique_key is not None for m in messages)
     later = delay > 0 or at is not None
     ranked = any(m.priority for m in messages)
-    statement = statements.insert(many=len(messages) > 1, unique=unique, later=later, ranked=ranked)
+    fair = any(m.fairness_key is not None for m in messages)
+    statement = statements.insert(
+        many=len(messages) > 1, unique=unique, later=later, ranked=ranked, fair=fair
+    )
     params: dict[str, Any] = {"delay": max(0.0, delay), "at": at} if later else {}
     if len(messages) == 1:
         [m] = messages
@@ -147,6 +150,8 @@ def _insert(
             params["key"] = m.unique_key
         if ranked:
             params["priority"] = m.priority
+        if fair:
+            params["fairness_key"] = m.fairness_key
     else:
         params.update(
             queues=[m.queue for m in messages],
@@ -158,6 +163,8 @@ def _insert(
             params["keys"] = [m.unique_key for m in messages]
         if ranked:
             params["priorities"] = [m.priority or 0 for m in messages]
+        if fair:
+            params["fairness_keys"] = [m.fairness_key for m in messages]
     # Prepared at once, as these few statements run again and again; unless the connection
     # (a caller's) has preparing turned off, as behind some poolers it must be.
     prepare = None if conn.prepare_threshold is None else True

@@ -212,6 +212,11 @@ BEGIN
 END
 {quote};
 """,
+    # Fair tenants (fairness.py): the key a job is claimed round-robin by (NULL: none; "C"
+    # collation, so the order of keys is the same everywhere), indexed only for jobs with
+    # one (other jobs cost nothing more to store or claim), by key and due time, and by key
+    # and priority for the few with a priority (then by id: jobs due at once, in order);
+    # each fair queue's place in its round (the last key served).
     # Debounce (producing.py): a debounced enqueue in one call, which supersedes the job
     # holding the unique key (if it was enqueued debounced: its body has a "debounce"),
     # keeping its end, and inserts the new job; racing calls for one key take turns on the
@@ -286,6 +291,17 @@ BEGIN
         'debounced enqueue', p_name, p_key USING ERRCODE = 'serialization_failure';
 END
 {quote};
+ALTER TABLE {schema}.glasswork_jobs ADD COLUMN IF NOT EXISTS fairness_key text COLLATE "C";
+CREATE INDEX IF NOT EXISTS glasswork_jobs_fair
+    ON {schema}.glasswork_jobs (queue, fairness_key, visible_at, id)
+    WHERE fairness_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS glasswork_jobs_fair_priority
+    ON {schema}.glasswork_jobs (queue, fairness_key, priority DESC, visible_at, id)
+    WHERE fairness_key IS NOT NULL AND priority <> 0;
+CREATE TABLE IF NOT EXISTS {schema}.glasswork_fair_queues (
+    queue text PRIMARY KEY,
+    cursor text COLLATE "C" NOT NULL DEFAULT ''
+);
 """,
 }
 

@@ -104,22 +104,26 @@ _INSERTED = "RETURNING id, visible_at, visible_at > now()"
 # One job, or any number in one statement (arrays sent in binary: no quoting of the bodies
 # on the client or parsing on the server; ids follow the arrays' order). Jobs without a
 # priority leave the column to its default (0): they send nothing more.
-_ONE = "VALUES (%(queue)s, %(name)s, %(job_id)s, {key}, %(body)s, {due}{priority})"
+_ONE = "VALUES (%(queue)s, %(name)s, %(job_id)s, {key}, %(body)s, {due}{priority}{fair})"
 _MANY = (
-    "SELECT r.queue, r.name, r.job_id, {key}, r.body, {due}{priority} "
+    "SELECT r.queue, r.name, r.job_id, {key}, r.body, {due}{priority}{fair} "
     "FROM unnest(%(queues)b::text[], %(names)b::text[], %(job_ids)b::text[], "
-    "%(bodies)b::text[]{keys}{priorities}) "
-    "WITH ORDINALITY AS r(queue, name, job_id, body{key_column}{priority_column}, n) "
-    "ORDER BY r.n"
+    "%(bodies)b::text[]{keys}{priorities}{fairness_keys}) "
+    "WITH ORDINALITY AS r(queue, name, job_id, body{key_column}{priority_column}"
+    "{fair_column}, n) ORDER BY r.n"
 )
 
 
-def _insert(columns: str, many: bool, unique: bool, later: bool, ranked: bool) -> str:
+def _insert(
+    columns: str, many: bool, unique: bool, later: bool, ranked: bool, fair: bool = False
+) -> str:
     """The insert of :meth:`Statements.insert`."""
     shape = _MANY if many else _ONE
     due = _VISIBLE_AT if later else "now()"
     if ranked:
         columns = columns.replace(", visible_at)", ", visible_at, priority)")
+    if fair:
+        columns = columns.replace(")", ", fairness_key)", 1)
     if many:
         key = "r.key" if unique else "NULL"
         arrays = {
@@ -127,12 +131,16 @@ def _insert(columns: str, many: bool, unique: bool, later: bool, ranked: bool) -
             "key_column": ", key" if unique else "",
             "priorities": ", %(priorities)b::int4[]" if ranked else "",
             "priority_column": ", priority" if ranked else "",
+            "fairness_keys": ", %(fairness_keys)b::text[]" if fair else "",
+            "fair_column": ", fairness" if fair else "",
         }
         priority = ", r.priority" if ranked else ""
+        fairness = ", r.fairness" if fair else ""
     else:
         key, arrays = ("%(key)s" if unique else "NULL"), {}
         priority = ", %(priority)s" if ranked else ""
-    values = shape.format(key=key, due=due, priority=priority, **arrays)
+        fairness = ", %(fairness_key)s" if fair else ""
+    values = shape.format(key=key, due=due, priority=priority, fair=fairness, **arrays)
     conflict = f" {_ON_CONFLICT}" if unique else ""
     # A job due now is never later: its id is all the caller needs back.
     returning = _INSERTED if later else "RETURNING id"
@@ -160,11 +168,12 @@ class Statements:
 
         columns = f"INSERT INTO {jobs} (queue, job_name, job_id, unique_key, body, visible_at)"
         self._inserts = {
-            (many, unique, later, ranked): _insert(columns, many, unique, later, ranked)
+            (many, unique, later, ranked, fair): _insert(columns, many, unique, later, ranked, fair)
             for many in (False, True)
             for unique in (False, True)
             for later in (False, True)
             for ranked in (False, True)
+            for fair in (False, True)
         }
         self.find_jobs = (
             f"SELECT id, visible_at, visible_at > now() FROM {jobs} "
@@ -245,8 +254,9 @@ class Statements:
         )
         # One dead letter back onto its queue, unless a pending job holds its unique key.
         self.redrive_one = (
-            f"WITH moved AS ({columns} VALUES (%(queue)s, %(name)s, %(job_id)s, %(key)s, "
-            f"%(body)s, now()) {_ON_CONFLICT} RETURNING 1) "
+            f"WITH moved AS ({columns.replace(')', ', fairness_key)', 1)} VALUES (%(queue)s, "
+            "%(name)s, %(job_id)s, %(key)s, %(body)s, now(), %(fairness_key)s) "
+            f"{_ON_CONFLICT} RETURNING 1) "
             f"DELETE FROM {dead} WHERE id = %(id)s AND EXISTS (SELECT FROM moved)"
         )
         self.purge = f"DELETE FROM {dead} WHERE {_dead_filter}"
@@ -306,9 +316,12 @@ class Statements:
             "WHERE minute >= %(since)s ORDER BY minute, queue, job_name, outcome"
         )
 
-    def insert(self, *, many: bool, unique: bool, later: bool, ranked: bool = False) -> str:
+    def insert(
+        self, *, many: bool, unique: bool, later: bool, ranked: bool = False, fair: bool = False
+    ) -> str:
         """The insert of one job or (``many``) of arrays of them: with ``ON CONFLICT`` on the
         unique-key index when a job has a ``unique`` key (others never conflict), returning
         each row's due time only for jobs that may be due ``later`` than now, and writing
-        the priority only when a job has one (``ranked``)."""
-        return self._inserts[(many, unique, later, ranked)]
+        the priority only when a job has one (``ranked``), the fairness key only when a job
+        has one (``fair``)."""
+        return self._inserts[(many, unique, later, ranked, fair)]

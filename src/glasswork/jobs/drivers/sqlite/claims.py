@@ -19,6 +19,7 @@ from ..lifecycle import CANCELLED
 from ..records import ReceivedMessage
 from .connections import QueueFile
 from .dead_letters import add_dead
+from .fairness import claim_fair, is_fair
 from .results import cancel_row
 
 # Highest priority first, then oldest due. The priorities present in a queue are found by
@@ -153,10 +154,15 @@ class Claims:
                 "now": now,
                 "limit": limit - len(received),
             }
-            levels = [p for (p,) in conn.execute(_LEVELS, {"queue": queue, "most": MAX_LEVELS + 1})]
-            for row_id, raw, attempts, lost, priority, cancelled in conn.execute(
-                _claim_statement(levels), params
-            ).fetchall():
+            fair = is_fair(conn, queue)
+            if fair:  # round-robin across its fairness keys (fairness.py)
+                rows = claim_fair(conn, queue, limit - len(received), now, lease_until)
+            else:
+                levels = [
+                    p for (p,) in conn.execute(_LEVELS, {"queue": queue, "most": MAX_LEVELS + 1})
+                ]
+                rows = conn.execute(_claim_statement(levels), params).fetchall()
+            for place, (row_id, raw, attempts, lost, priority, cancelled) in enumerate(rows):
                 if cancelled:
                     # Cancelled while its worker held it, and that worker is gone: it ends
                     # here, never handed out again.
@@ -172,7 +178,10 @@ class Claims:
                     _bury(conn, row_id, queue, body, _lost_reason(attempts, lost, lease))
                     continue
                 message = ReceivedMessage(body, (row_id, attempts), attempt, queue, str(row_id))
-                received.append((-int(priority or 0), row_id, message))
+                if fair:  # its rows keep their turns (priorities order each key's own)
+                    received.append((0, place - limit, message))
+                else:
+                    received.append((-int(priority or 0), row_id, message))
         received.sort(key=lambda entry: entry[:2])
         return [message for *_, message in received]
 

@@ -19,7 +19,7 @@ from typing import Any
 from ...errors import ConfigurationError
 from ...message import identify
 from ..dead_letter_search import SQLITE, row_id, where
-from ..lifecycle import wire_fields
+from ..lifecycle import fairness_of, wire_fields
 from ..records import GROUPS, DeadLetterGroup, DeadLetterPage, DeadLetterQuery, DeadLetterRecord
 from .connections import QueueFile
 from .producing import INSERT
@@ -99,7 +99,7 @@ class DeadLetters:
                 job_name, job_id, unique_key = identify(body)
                 row = (dead_queue or "default", job_name, job_id, unique_key, body, now, now)
                 try:
-                    conn.execute(INSERT, (*row, wire_fields(body)[3], now))
+                    conn.execute(INSERT, (*row, wire_fields(body)[3], now, fairness_of(body)))
                 except sqlite3.IntegrityError:
                     continue  # a pending job holds its unique key; leave it dead
                 conn.execute(f"DELETE FROM {_TABLE} WHERE id = ?", (dead_id,))

@@ -130,6 +130,7 @@ class SQLiteQueueDriver(
 
     name = "sqlite"
     claims_by_priority = True
+    fairness = "round-robin"
     #: Seconds of outcome history kept.
     outcome_retention: float = 86400.0
     #: Whether workers on this driver record outcome counts (set False before building a

@@ -19,7 +19,7 @@ from .results import cancel_row
 
 INSERT = (
     "INSERT INTO glasswork_jobs (queue, job_name, job_id, unique_key, body, visible_at, "
-    "enqueued_at, priority, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "enqueued_at, priority, updated_at, fairness_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 #: The latest time a job may be due: datetime's limit.
 LATEST = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
@@ -47,6 +47,7 @@ def insert(
             now,
             m.priority or 0,
             now,
+            m.fairness_key,
         )
         for m in messages
     ]

@@ -16,6 +16,9 @@ every step, an older one the steps it lacks, when a driver opens it.
     # v6: flow limits (limits.py): job rows gain slot_key (the concurrency slot a running
     # delivery holds); recent starts of rate-limited jobs:
     glasswork_rate_starts(job_name, started_at)
+    # v7: fair tenants (fairness.py): job rows gain fairness_key; the round-robin state of
+    # each queue that has had keyed jobs:
+    glasswork_fair_queues(queue PRIMARY KEY, cursor, tagged_to)
 """
 
 from __future__ import annotations
@@ -216,6 +219,32 @@ def _version_6(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+#: Version 7, fair tenants: the key a job is claimed round-robin by (NULL: none), indexed
+#: only for jobs with one (so other jobs cost nothing more to store or claim), by key and
+#: due time, and by key and priority for the few jobs with a priority; each fair queue's
+#: place in its round (the last key served) and how far its jobs without a key have been
+#: put into the group of their own ('').
+_FAIRNESS = (
+    "CREATE INDEX IF NOT EXISTS glasswork_jobs_fair "
+    "ON glasswork_jobs (queue, fairness_key, visible_at) WHERE fairness_key IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS glasswork_jobs_fair_priority "
+    "ON glasswork_jobs (queue, fairness_key, priority DESC, visible_at) "
+    "WHERE fairness_key IS NOT NULL AND priority <> 0",
+    "CREATE TABLE IF NOT EXISTS glasswork_fair_queues ("
+    "queue TEXT PRIMARY KEY, cursor TEXT NOT NULL DEFAULT '', "
+    "tagged_to INTEGER NOT NULL DEFAULT 0)",
+)
+
+
+def _version_7(conn: sqlite3.Connection) -> None:
+    """Fair tenants: the fairness key of job rows, its indexes, each fair queue's round."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(glasswork_jobs)")}
+    if "fairness_key" not in have:
+        conn.execute("ALTER TABLE glasswork_jobs ADD COLUMN fairness_key TEXT")
+    for sql in _FAIRNESS:
+        conn.execute(sql)
+
+
 # Step i takes a file from schema version i to i + 1 (a new file runs them all): a script,
 # or a function of the connection, inside the migration's transaction.
 MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
@@ -225,6 +254,7 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     _version_4,
     _version_5,
     _version_6,
+    _version_7,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -39,6 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ...errors import DuplicateJobError, GlassworkError, MalformedMessageError, bounded
 from ...message import JobMessage, identify
 from ..dead_letter_search import search, time_cursor
+from ..lifecycle import fairness_of
 from ..records import DeadLetterPage, DeadLetterQuery, DeadLetterRecord
 from .clients import Clients
 from .fifo import fifo_id
@@ -516,6 +517,8 @@ def _resend_params(url: str, held: _Held) -> dict[str, Any]:
         params["MessageGroupId"] = fifo_id(group)
         # A fresh id: a redrive within 5 minutes of the first send must not be dropped.
         params["MessageDeduplicationId"] = hashlib.sha256(f"redrive:{held.id}".encode()).hexdigest()
+    elif (tenant := fairness_of(held.body)) is not None:
+        params["MessageGroupId"] = fifo_id(tenant)  # back in its tenant's share of a fair queue
     return params
 
 

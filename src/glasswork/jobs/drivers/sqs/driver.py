@@ -149,6 +149,8 @@ class SQSQueueDriver(
     """
 
     name = "sqs"
+    #: A fairness key is the MessageGroupId of standard queues (SQS fair queues).
+    fairness = "message-group"
 
     def __init__(
         self,

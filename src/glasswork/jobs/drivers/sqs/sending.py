@@ -54,11 +54,16 @@ class Sender:
         if message.trace and (attributes := sqs_message_attributes(message, limit)):
             params["MessageAttributes"] = attributes  # the trace context, for any consumer
         if self.directory.is_fifo(message.queue):
+            # FIFO keeps its groups (the order within one); a fairness key changes nothing.
             params["MessageGroupId"] = fifo_id(message.group_id or message.job_name)
             params["MessageDeduplicationId"] = deduplication_id(
                 message, by_unique_key=self.by_unique_key
             )
-        elif delay_seconds > 0:
+            return params
+        if message.fairness_key is not None:
+            # The tenant of an SQS fair queue (a standard queue: no order, no dedup).
+            params["MessageGroupId"] = fifo_id(message.fairness_key)
+        if delay_seconds > 0:
             params["DelaySeconds"] = min(MAX_SQS_DELAY_SECONDS, math.ceil(delay_seconds))
         return params
 
