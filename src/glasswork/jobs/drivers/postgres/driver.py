@@ -249,9 +249,12 @@ class PostgresQueueDriver(
         return results
 
     def _debounce(self, message: JobMessage, window: float) -> EnqueueResult:
-        return self._connections.run(
+        result = self._connections.run(
             "enqueue", lambda conn, _: debounce_job(conn, self.sql, message, window)
         )
+        if message.fairness_key is not None:
+            self._fair.touched()
+        return result
 
     # -- consuming -------------------------------------------------------------------------
 

@@ -103,6 +103,7 @@ def debounce_job(
         "priority": message.priority or 0,
         "reason": superseded_reason(message.job_id),
         "keep": DEFAULT_RESULT_TTL,
+        "fairness_key": message.fairness_key,
     }
     prepare = None if conn.prepare_threshold is None else True
     row = _execute(conn, statements.debounce, params, prepare).fetchone()

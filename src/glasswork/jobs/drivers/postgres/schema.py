@@ -224,7 +224,8 @@ END
     7: """
 CREATE OR REPLACE FUNCTION {schema}.glasswork_debounce(
     p_queue text, p_name text, p_job_id text, p_key text, p_body text,
-    p_delay double precision, p_priority integer, p_reason text, p_keep double precision
+    p_delay double precision, p_priority integer, p_reason text, p_keep double precision,
+    p_fair text
 ) RETURNS TABLE (row_id bigint, due timestamptz, later boolean, superseded text, held_by text)
 LANGUAGE plpgsql AS {quote}
 DECLARE
@@ -277,9 +278,9 @@ BEGIN
         END IF;
         RETURN QUERY
             INSERT INTO {schema}.glasswork_jobs AS j (queue, job_name, job_id, unique_key,
-                body, visible_at, priority)
+                body, visible_at, priority, fairness_key)
             VALUES (p_queue, p_name, p_job_id, p_key, p_body,
-                now() + p_delay * interval '1 second', p_priority)
+                now() + p_delay * interval '1 second', p_priority, p_fair)
             ON CONFLICT (job_name, unique_key) WHERE unique_key IS NOT NULL DO NOTHING
             RETURNING j.id, j.visible_at, j.visible_at > now(), gone_job, NULL::text;
         IF FOUND THEN

@@ -204,7 +204,7 @@ class Statements:
         self.debounce = (
             f"SELECT * FROM {sql.Identifier(schema, 'glasswork_debounce').as_string()}"
             "(%(queue)s, %(name)s, %(job_id)s, %(key)s, %(body)s, %(delay)s, %(priority)s, "
-            "%(reason)s, %(keep)s)"
+            "%(reason)s, %(keep)s, %(fairness_key)s)"
         )
         self.acquire = (
             f"SELECT {sql.Identifier(schema, 'glasswork_acquire').as_string()}"

@@ -25,6 +25,22 @@ INSERT = (
 LATEST = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
 
 
+def job_row(message: JobMessage, visible_at: float, now: float) -> tuple[object, ...]:
+    """The values of :data:`INSERT` for ``message``, due at ``visible_at``."""
+    return (
+        message.queue,
+        message.job_name,
+        message.job_id,
+        message.unique_key,
+        message.encode(),
+        visible_at,
+        now,
+        message.priority or 0,
+        now,
+        message.fairness_key,
+    )
+
+
 def insert(
     file: QueueFile, messages: Sequence[JobMessage], visible_at: float
 ) -> list[EnqueueResult]:
@@ -36,21 +52,7 @@ def insert(
             "is too long; nothing was stored"
         )
     now = time.time()
-    rows = [
-        (
-            m.queue,
-            m.job_name,
-            m.job_id,
-            m.unique_key,
-            m.encode(),
-            visible_at,
-            now,
-            m.priority or 0,
-            now,
-            m.fairness_key,
-        )
-        for m in messages
-    ]
+    rows = [job_row(m, visible_at, now) for m in messages]
     conn = file.conn()
     try:
         if len(rows) == 1:
@@ -85,17 +87,7 @@ def debounce(file: QueueFile, message: JobMessage, window: float) -> EnqueueResu
             f"job {message.job_name!r} would be due after the year 9999: the debounce window "
             "is too long; nothing was stored"
         )
-    row = (
-        message.queue,
-        message.job_name,
-        message.job_id,
-        message.unique_key,
-        message.encode(),
-        visible_at,
-        now,
-        message.priority or 0,
-        now,
-    )
+    row = job_row(message, visible_at, now)
 
     def supersede_and_insert(conn: sqlite3.Connection) -> tuple[int | None, str | None]:
         held = conn.execute(
