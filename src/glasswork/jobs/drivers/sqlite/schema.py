@@ -16,6 +16,8 @@ every step, an older one the steps it lacks, when a driver opens it.
     # v6: flow limits (limits.py): job rows gain slot_key (the concurrency slot a running
     # delivery holds); recent starts of rate-limited jobs:
     glasswork_rate_starts(job_name, started_at)
+    # v7: deliveries limits held back, per job (limits.py: the dashboard's throttle counts):
+    glasswork_throttles(job_name PRIMARY KEY, count)
 """
 
 from __future__ import annotations
@@ -216,6 +218,19 @@ def _version_6(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+#: Version 7 (flow limits taken in the claim): how many deliveries of each job its limits
+#: held back, added to by the transaction that held them back.
+THROTTLES_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS glasswork_throttles ("
+    "job_name TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID"
+)
+
+
+def _version_7(conn: sqlite3.Connection) -> None:
+    """Throttle counts per job."""
+    conn.execute(THROTTLES_SCHEMA)
+
+
 # Step i takes a file from schema version i to i + 1 (a new file runs them all): a script,
 # or a function of the connection, inside the migration's transaction.
 MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
@@ -225,6 +240,7 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     _version_4,
     _version_5,
     _version_6,
+    _version_7,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
