@@ -26,7 +26,7 @@ from ..drivers.records import BEAT_SECONDS
 from ..durations import Delay, positive_seconds
 from ..errors import ConfigurationError
 from ..execution import Executor, Hook, JobHooks, RunStep
-from ..limits import limited_jobs, refuse_unheld_limits
+from ..limits import refuse_unheld_limits
 from ..metrics.sink import MetricsOption, MetricsSink, flush_metrics, metric_sinks
 from ..steps import worker_steps
 from ..stop_signals import STOP_SIGNALS
@@ -34,7 +34,7 @@ from ..timeouts import JobTimeout
 from .event_loop import AsyncJobs
 from .heartbeats import HeartbeatWriter
 from .leases import Leases
-from .limits import FlowGate
+from .limits import FlowGate, LimitedReceiver
 from .logs import logger
 from .periodic import PeriodicFirer, schedules_of
 from .pool import JobPool
@@ -136,9 +136,9 @@ class Worker:
         # Job lines stay on the executor's own "glasswork.jobs" logger; ``log`` is the worker's.
         self.executor = Executor.for_module(module, hooks)
         self.executor.string_cache = "keys"  # a process that lives long keeps memory flat
-        refuse_unheld_limits(
-            self.executor.registry, capabilities.flow_limits, driver_label(driver), "worker"
-        )
+        limits = {job.name: job.limits for job in self.executor.registry if job.limits}
+        holds_limits = capabilities.claim_limits or capabilities.flow_limits
+        refuse_unheld_limits(self.executor.registry, holds_limits, driver_label(driver), "worker")
         self.metrics = metric_sinks(metrics, prometheus=metrics_port is not None, driver=driver)
         self.executor.steps = _chain(
             self.executor, driver, steps, self.job_timeout, self.metrics, idempotency_store
@@ -180,9 +180,12 @@ class Worker:
         self._statuses = (
             JobStatuses(capabilities.status, self.log) if capabilities.status is not None else None
         )
+        # Limits are taken in the claim where the driver can (no call per start), else by
+        # the gate, on each job thread just before a limited job starts.
+        claim_limits = capabilities.claim_limits if limits else None
         self._gate = (
             FlowGate(capabilities.flow_limits, self.log, self.metrics)
-            if capabilities.flow_limits is not None and limited_jobs(self.executor.registry)
+            if limits and claim_limits is None and capabilities.flow_limits is not None
             else None
         )
         self._receiver = Receiver(
@@ -192,6 +195,11 @@ class Worker:
             self.batch_size,
             poll_interval,
             self.log,
+            LimitedReceiver(
+                claim_limits.limited_claims(limits), self.log, self.metrics, self._throttled
+            )
+            if claim_limits is not None
+            else None,
         )
 
     # -- public ------------------------------------------------------------------------------
@@ -372,7 +380,7 @@ class Worker:
                 soon = self._settler.retries.due_within(now + self._retries_within)
                 poll = not until_empty or soon
                 wait = self.wait_seconds if idle and poll else 0.0
-                batch = receiver.receive(wanted, wait)
+                batch = receiver.receive(wanted, wait, self.concurrency - pool.holding())
                 if batch is None:
                     continue  # the driver failed: the next receive is due later
                 stamp = time.monotonic()
@@ -381,7 +389,7 @@ class Worker:
                     self._settler.release(held, "received during shutdown")
                     return
                 if held:
-                    pool.submit(held, self._settler.job_seconds)
+                    pool.submit(held, self._settler.job_seconds, receiver.starting)
                     continue  # there may be more: receive again while there is room
                 if idle and until_empty and self._drained(include_delayed, now):
                     return
@@ -498,6 +506,10 @@ class Worker:
                     self.grace_period,
                     name,
                 )
+
+    def _throttled(self, count: int) -> None:
+        """Deliveries a claim held back by their limits (the driver put them back)."""
+        self.summary.counts["throttled"] += count
 
     def _stopping(self) -> bool:
         return self._stop.requested  # a call: other threads and signals change it

@@ -1,5 +1,7 @@
 """What the control loop asks the driver for: how many jobs to receive now (with a little
-prefetch for fast jobs), and receiving with a backoff while the driver fails."""
+prefetch for fast jobs), and receiving with a backoff while the driver fails; with flow
+limits taken in the claim, no more deliveries of limited jobs than the worker's free
+threads (see :mod:`.limits`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import Sequence
 
 from ..drivers.contract import Consuming
 from ..drivers.records import ReceivedMessage
+from .limits import LimitedReceiver
 from .pool import JobPool
 
 #: Jobs that take less than this on average (seconds) let the worker hold extra messages.
@@ -29,8 +32,14 @@ class Receiver:
         batch_size: int,
         poll_interval: float,
         log: logging.Logger,
+        limited: LimitedReceiver | None = None,
     ) -> None:
         self.driver = driver
+        #: Receives holding the worker's flow limits in the claim (None: plain receives).
+        self.limited = limited
+        #: How many deliveries the last receive returned first that must start at once
+        #: (those of limited jobs: they hold their start and slot from the claim on).
+        self.starting = 0
         self.queues = queues
         self.concurrency = concurrency
         self.batch_size = batch_size
@@ -62,12 +71,17 @@ class Receiver:
             return min(room, self.batch_size)
         return 0
 
-    def receive(self, count: int, wait: float) -> list[ReceivedMessage] | None:
-        """Up to ``count`` jobs, long-polling up to ``wait`` seconds; None when the driver
-        failed (logged, with the traceback the first time), and no receive is due before
-        :attr:`due_at`."""
+    def receive(self, count: int, wait: float, free: int = 0) -> list[ReceivedMessage] | None:
+        """Up to ``count`` jobs, long-polling up to ``wait`` seconds (at most ``free`` of
+        limited jobs, the threads free now); None when the driver failed (logged, with the
+        traceback the first time), and no receive is due before :attr:`due_at`."""
+        self.starting = 0
         try:
-            batch = self.driver.receive(self.queues, count, wait)
+            if self.limited is None:
+                batch = self.driver.receive(self.queues, count, wait)
+            else:
+                claimed = self.limited.receive(self.queues, count, wait, free)
+                batch, self.starting = claimed.received, claimed.limited
         except Exception as exc:
             self._failures += 1
             pause = min(MAX_RECEIVE_BACKOFF, 0.05 * 2**self._failures)

@@ -6,6 +6,7 @@ import itertools
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -168,6 +169,7 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, 
         self._lock = threading.RLock()
         self._idempotency = MemoryIdempotencyStore()
         self._starts: dict[str, list[float]] = {}  # recent starts of rate-limited jobs
+        self._throttled: Counter[str] = Counter()  # deliveries held back, per job
 
     def __repr__(self) -> str:
         return (
@@ -197,6 +199,7 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, 
             self._unique.clear()
             self._idempotency.clear()
             self._starts.clear()
+            self._throttled.clear()
 
     # -- producing ---------------------------------------------------------------------
 
@@ -315,7 +318,13 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, 
             pending.leased_by = None
             pending.attempt -= 1
             pending.due = now + wait
+            self._throttled[job_name] += 1
             return wait
+
+    def throttle_counts(self) -> dict[str, int]:
+        """Deliveries each job's limits held back (``clear()`` forgets them)."""
+        with self._lock:
+            return dict(self._throttled)
 
     def dead_letter(
         self, body: str, reason: str, *, queue: str | None = None, traceback: str | None = None

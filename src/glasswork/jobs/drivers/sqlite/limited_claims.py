@@ -156,6 +156,6 @@ class LimitedClaims:
 def _number(value: object) -> int:
     """An integer column as a number (a corrupt one as 0: the claim deals with the row)."""
     try:
-        return int(value)  # type: ignore[call-overload]
+        return int(value)  # type: ignore[call-overload,no-any-return]
     except (TypeError, ValueError, OverflowError):
         return 0

@@ -151,9 +151,9 @@ def _acquire(
     if mine is None:
         return 0.0  # settled, or its lease taken by another worker: it must not start here
     wait: float | None = None
-    if slot is not None and limits.concurrency is not None:
-        if _held(conn, slot, now, row_id) >= limits.concurrency:
-            wait = slot_wait()
+    most = limits.concurrency
+    if slot is not None and most is not None and _held(conn, slot, now, row_id) >= most:
+        wait = slot_wait()
     rate = limits.rate
     if wait is None and rate is not None:
         window = Window(conn, job_name, rate, now)
@@ -176,7 +176,7 @@ def _acquire(
         "updated_at = ? WHERE id = ? AND attempts = ? AND attempts > 0",
         (now + wait, now, row_id, attempts),
     )
-    count_throttles(conn, {job_name: 1})
+    count_throttles(conn, {(job_name, ""): 1})
     return wait
 
 
@@ -245,12 +245,12 @@ def slot_wait() -> float:
     return SLOT_RETRY * (1 + random.random() / 2)
 
 
-def count_throttles(conn: sqlite3.Connection, counts: Mapping[str, int] | Counter[object]) -> None:
-    """Add deliveries held back to each job's throttle count (``counts``: job name, or
-    (job name, queue), -> deliveries)."""
+def count_throttles(conn: sqlite3.Connection, counts: Mapping[tuple[str, str], int]) -> None:
+    """Add deliveries held back to each job's throttle count (``counts``: (job name,
+    queue) -> deliveries)."""
     per_job: Counter[str] = Counter()
-    for key, n in counts.items():
-        per_job[key[0] if isinstance(key, tuple) else str(key)] += n
+    for (job, _), n in counts.items():
+        per_job[job] += n
     conn.executemany(_COUNT_THROTTLES, sorted(per_job.items()))
 
 
