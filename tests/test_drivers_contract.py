@@ -57,16 +57,22 @@ SQLITE_GROUPS = (
     "closing",
     "status",
     "flow_limits",
+    "claim_limits",
 )
 EXPECTED = {
     "mock": ("producing", "consuming", "idempotency", "status", "status_batches", "flow_limits"),
     "sqlite": SQLITE_GROUPS,
     "postgresql": (
-        *(g for g in SQLITE_GROUPS if g not in ("idempotency", "closing", "status", "flow_limits")),
+        *(
+            g
+            for g in SQLITE_GROUPS
+            if g not in ("idempotency", "closing", "status", "flow_limits", "claim_limits")
+        ),
         "transactions",
         "closing",
         "status",
         "flow_limits",
+        "claim_limits",
     ),
     "sqs": (
         "producing",

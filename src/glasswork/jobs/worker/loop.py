@@ -380,7 +380,8 @@ class Worker:
                 soon = self._settler.retries.due_within(now + self._retries_within)
                 poll = not until_empty or soon
                 wait = self.wait_seconds if idle and poll else 0.0
-                batch = receiver.receive(wanted, wait, self.concurrency - pool.holding())
+                free = max(0, self.concurrency - pool.holding())
+                batch = receiver.receive(wanted, wait, free)
                 if batch is None:
                     continue  # the driver failed: the next receive is due later
                 stamp = time.monotonic()
