@@ -539,7 +539,7 @@ def test_a_worker_holds_a_rate_limit_and_never_spends_attempts_on_throttles(
     assert driver.throttle_counts() == {"paced": summary.throttled}
 
 
-def test_a_worker_claims_no_more_limited_jobs_than_it_has_free_threads(
+def test_a_worker_claims_no_more_slow_limited_jobs_than_it_has_free_threads(
     open_sql: Opener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     driver = open_sql()
@@ -559,12 +559,14 @@ def test_a_worker_claims_no_more_limited_jobs_than_it_has_free_threads(
         return claims
 
     monkeypatch.setattr(type(driver), "limited_claims", spied)
-    limited = define_job(name="limited", handler=lambda: None, concurrency_limit=1000)
+    # Limited jobs of 60 ms (slow: never prefetched) among fast ones without limits, which
+    # the worker prefetches.
+    limited = define_job(name="limited", handler=lambda: time.sleep(0.06), concurrency_limit=1000)
     free = define_job(name="free", handler=lambda: None)
     jobs = JobService(driver)
-    for _ in range(4):  # fast jobs: the worker prefetches unlimited ones
+    for _ in range(4):
         jobs.enqueue_many(free, [None] * 150)
-        jobs.enqueue_many(limited, [None] * 50)
+        jobs.enqueue_many(limited, [None] * 10)
     worker = Worker(
         module=define_module(name="m", jobs=[limited, free]),
         driver=driver,
@@ -572,7 +574,7 @@ def test_a_worker_claims_no_more_limited_jobs_than_it_has_free_threads(
         install_signal_handlers=False,
     )
     summary = worker.run_until_empty(timeout=60)
-    assert summary.done == 800
+    assert summary.done == 640
     assert all(0 <= n <= room <= 2 for room, n, _ in claims_seen)
     assert any(got > 2 for _, _, got in claims_seen)  # the unlimited ones were prefetched
 

@@ -450,7 +450,7 @@ class LimitedClaims(Protocol):
         batch and in :meth:`FlowLimits.throttle_counts`). At most ``max_limited`` of the
         deliveries are of limited jobs (the worker's free threads: a start or a slot is
         never held by a job waiting for a thread); further ones that may start are left
-        where they are, unclaimed."""
+        where they are, unclaimed (counted in the batch's ``left``)."""
         ...
 
 

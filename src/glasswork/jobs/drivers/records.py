@@ -138,12 +138,15 @@ class LimitedBatch:
     """What a claim holding flow limits returned
     (:meth:`~glasswork.jobs.drivers.contract.LimitedClaims.claim`): the deliveries, those of
     limited jobs first (``limited`` of them: each holds its start and slot from the claim
-    on, so the worker starts them first), and the deliveries the claim held back, per
-    ``(job name, queue)`` (``throttled``)."""
+    on, so the worker starts them first), the deliveries the claim held back, per
+    ``(job name, queue)`` (``throttled``), and how many that could have started it left
+    due, unclaimed, for want of free threads (``left``: the worker waits for a thread
+    before claiming again)."""
 
     received: list[ReceivedMessage]
     limited: int = 0
     throttled: dict[tuple[str, str], int] = field(default_factory=dict)
+    left: int = 0
 
 
 # -- a job's life ------------------------------------------------------------------------------

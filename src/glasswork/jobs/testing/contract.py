@@ -1430,6 +1430,7 @@ class TestClaimLimits:
         driver.enqueue_many([job("contract-free", n) for n in range(2)])
         batch = claims.claim(None, 10, 0.0, 1)
         assert batch.limited == 1
+        assert batch.left == 3
         assert batch.throttled == {}
         assert sorted(name_of(r) for r in batch.received) == [
             "contract-free",

@@ -176,6 +176,8 @@ class Worker:
         self._retries_within = 0.0
         self._pool: JobPool | None = None
         self._settler = Settler(driver, self.summary, self.log)
+        # Limits taken in the claim: how long limited jobs run sizes what a claim takes.
+        self._settler.times_limited_jobs = bool(limits) and capabilities.claim_limits is not None
         self._leases = Leases(capabilities.lease_extension, self.log)
         self._statuses = (
             JobStatuses(capabilities.status, self.log) if capabilities.status is not None else None
@@ -371,7 +373,10 @@ class Worker:
                 return
             self._tend(pool, now)
             due = now >= receiver.due_at
-            wanted = receiver.wanted(pool, self._settler.job_seconds) if due else 0
+            settler = self._settler
+            wanted = (
+                receiver.wanted(pool, settler.job_seconds, settler.limited_seconds) if due else 0
+            )
             if wanted:
                 # Long-poll only with nothing held and nothing to settle: a job ending during
                 # the poll would wait for it, its lease running out meanwhile.
@@ -380,8 +385,7 @@ class Worker:
                 soon = self._settler.retries.due_within(now + self._retries_within)
                 poll = not until_empty or soon
                 wait = self.wait_seconds if idle and poll else 0.0
-                free = max(0, self.concurrency - pool.holding())
-                batch = receiver.receive(wanted, wait, free)
+                batch = receiver.receive(wanted, wait)
                 if batch is None:
                     continue  # the driver failed: the next receive is due later
                 stamp = time.monotonic()

@@ -40,6 +40,11 @@ class Receiver:
         #: How many deliveries the last receive returned first that must start at once
         #: (those of limited jobs: they hold their start and slot from the claim on).
         self.starting = 0
+        #: Whether the last receive left deliveries of limited jobs due for want of free
+        #: threads: no prefetching until they have one.
+        self.waiting = False
+        #: How many deliveries of limited jobs the next receive may take (see wanted()).
+        self.limited_room = 0
         self.queues = queues
         self.concurrency = concurrency
         self.batch_size = batch_size
@@ -49,18 +54,28 @@ class Receiver:
         self.due_at = 0.0
         self._failures = 0
 
-    def wanted(self, pool: JobPool, job_seconds: float | None) -> int:
+    def wanted(
+        self, pool: JobPool, job_seconds: float | None, limited_seconds: float | None = None
+    ) -> int:
         """How many jobs to receive now: none while the worker holds enough. Fast jobs
         (under 50 ms on average) get extra messages held so a thread that ends a job starts
         the next at once; slow ones do not, so one worker never sits on jobs another worker
-        could run."""
-        prefetch = 0
-        if job_seconds is not None and job_seconds < PREFETCH_MAX_JOB_SECONDS:
-            # About one poll interval's worth of work per thread, within two batches.
-            per_thread = self.poll_interval / max(job_seconds, 1e-6)
-            prefetch = min(2 * self.batch_size, int(self.concurrency * per_thread))
-        pool.refill_at = prefetch // 2
+        could run.
+
+        With limits taken in the claim, deliveries of limited jobs are held to
+        :attr:`limited_room`: the threads free now, and for limited jobs that are fast
+        themselves (``limited_seconds`` on average) about one poll interval of their work
+        per thread more, since each holds its start and slot from the claim on."""
         holding = pool.holding()
+        if self.limited is not None:
+            self.limited_room = max(0, self.concurrency + self._prefetch(limited_seconds) - holding)
+            if self.waiting:
+                # Limited deliveries wait at the head of the queue (the last claim left
+                # some): claim only what they may take.
+                pool.refill_at = self._prefetch(limited_seconds) // 2
+                return min(self.limited_room, self.batch_size)
+        prefetch = self._prefetch(job_seconds)
+        pool.refill_at = prefetch // 2
         room = self.concurrency + prefetch - holding
         if room <= 0:
             return 0
@@ -71,17 +86,30 @@ class Receiver:
             return min(room, self.batch_size)
         return 0
 
-    def receive(self, count: int, wait: float, free: int = 0) -> list[ReceivedMessage] | None:
-        """Up to ``count`` jobs, long-polling up to ``wait`` seconds (at most ``free`` of
-        limited jobs, the threads free now); None when the driver failed (logged, with the
+    def _prefetch(self, job_seconds: float | None) -> int:
+        """Messages held beyond the threads for jobs taking ``job_seconds`` on average:
+        about one poll interval's worth of work per thread, within two batches; none for
+        jobs of 50 ms or more."""
+        if job_seconds is None or job_seconds >= PREFETCH_MAX_JOB_SECONDS:
+            return 0
+        per_thread = self.poll_interval / max(job_seconds, 1e-6)
+        return min(2 * self.batch_size, int(self.concurrency * per_thread))
+
+    def receive(self, count: int, wait: float) -> list[ReceivedMessage] | None:
+        """Up to ``count`` jobs, long-polling up to ``wait`` seconds (at most
+        :attr:`limited_room` of limited jobs); None when the driver failed (logged, with the
         traceback the first time), and no receive is due before :attr:`due_at`."""
         self.starting = 0
         try:
             if self.limited is None:
                 batch = self.driver.receive(self.queues, count, wait)
             else:
-                claimed = self.limited.receive(self.queues, count, wait, free)
+                claimed = self.limited.receive(self.queues, count, wait, self.limited_room)
                 batch, self.starting = claimed.received, claimed.limited
+                # Limited deliveries still wait at the head of the queue: it left some, or
+                # (claiming only for the threads free) took nothing else.
+                full = claimed.limited == len(batch) == count
+                self.waiting = claimed.left > 0 or (self.waiting and full)
         except Exception as exc:
             self._failures += 1
             pause = min(MAX_RECEIVE_BACKOFF, 0.05 * 2**self._failures)

@@ -259,9 +259,11 @@ class PostgresQueueDriver(
         max_messages: int,
         wait_seconds: float,
         claim: Callable[[psycopg.Connection, list[str] | None, int, int], list[ReceivedMessage]],
+        done: Callable[[], bool] = lambda: False,
     ) -> list[ReceivedMessage]:
         """:meth:`receive`, each claim made by ``claim(connection, queues, limit,
-        rotation)`` (the plain claim, or one holding flow limits: see :mod:`.limits`)."""
+        rotation)`` (the plain claim, or one holding flow limits: see :mod:`.limits`), the
+        wait ended early once ``done()``."""
         names = list(queues) if queues else None
         if max_messages <= 0:
             return []
@@ -271,7 +273,7 @@ class PostgresQueueDriver(
             mark = self._notifications.mark(names)
             received, next_due = self._claim(names, max_messages, wait_seconds > 0, claim)
             remaining = deadline - time.monotonic()
-            if received or remaining <= 0:
+            if received or remaining <= 0 or done():
                 return received
             pause = min(
                 remaining, self.poll_interval if listening else min(self.poll_interval, 0.5)

@@ -61,16 +61,21 @@ class LimitedClaims:
         """See :meth:`~glasswork.jobs.drivers.contract.LimitedClaims.claim`; waits as
         :meth:`PostgresQueueDriver.receive` does."""
         throttled: Counter[tuple[str, str]] = Counter()
-        limited = [0]
+        counts = [0, 0]  # the last claim's limited deliveries, and those it left
 
         def claim(
             conn: psycopg.Connection, names: list[str] | None, limit: int, rotation: int
         ) -> list[ReceivedMessage]:
-            received, limited[0] = self._claim(conn, names, limit, rotation, max_limited, throttled)
+            received, counts[0], counts[1] = self._claim(
+                conn, names, limit, rotation, max_limited, throttled
+            )
             return received
 
-        received = self.driver._receive_with(queues, max_messages, wait_seconds, claim)
-        return LimitedBatch(received, limited[0] if received else 0, dict(throttled))
+        # Rows left for want of threads end a wait: the worker has none to give them.
+        received = self.driver._receive_with(
+            queues, max_messages, wait_seconds, claim, lambda: counts[1] > 0
+        )
+        return LimitedBatch(received, counts[0] if received else 0, dict(throttled), counts[1])
 
     def _claim(
         self,
@@ -80,7 +85,7 @@ class LimitedClaims:
         rotation: int,
         max_limited: int,
         throttled: Counter[tuple[str, str]],
-    ) -> tuple[list[ReceivedMessage], int]:
+    ) -> tuple[list[ReceivedMessage], int, int]:
         driver = self.driver
         sql = driver.sql
         statement = sql.claim_limited_all if queues is None else sql.claim_limited_listed
@@ -96,11 +101,15 @@ class LimitedClaims:
         }
         first: list[tuple[int, ReceivedMessage]] = []
         rest: list[tuple[int, int, ReceivedMessage]] = []
+        left = 0
         rows: list[Any] = conn.execute(statement, params).fetchall()
         for row in rows:
             kind, order = row[8], row[9]
             if kind == "throttled":
                 throttled[(row[7], row[1])] += 1
+                continue
+            if kind == "left":
+                left += order  # how many, in one row
                 continue
             message = deliver(conn, sql, driver.status_sql, row, lease, driver.max_lost_leases)
             if message is None:
@@ -111,7 +120,7 @@ class LimitedClaims:
                 rest.append((-row[5], row[0], message))
         first.sort(key=lambda entry: entry[0])
         rest.sort(key=lambda entry: entry[:2])
-        return [m for _, m in first] + [m for *_, m in rest], len(first)
+        return [m for _, m in first] + [m for *_, m in rest], len(first), left
 
 
 def throttle_counts(conn: psycopg.Connection, statement: str) -> dict[str, int]:

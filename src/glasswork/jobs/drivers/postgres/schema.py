@@ -313,6 +313,7 @@ DECLARE
     n integer;
     pos integer;
     admitted integer := 0;
+    left_behind integer := 0;
     leaves timestamptz;
     t timestamptz;
     wait double precision;
@@ -431,7 +432,8 @@ BEGIN
             CONTINUE;
         END IF;
         IF admitted >= p_admit THEN
-            CONTINUE;  -- no free thread to start it: left where it is, for a later claim
+            left_behind := left_behind + 1;  -- no free thread to start it: left where it is
+            CONTINUE;
         END IF;
         admitted := admitted + 1;
         IF k IS NOT NULL THEN
@@ -446,6 +448,10 @@ BEGIN
         take_kinds := array_append(take_kinds, 'limited');
         take_order := array_append(take_order, i);
     END LOOP;
+    IF left_behind > 0 THEN
+        RETURN QUERY SELECT NULL::bigint, NULL::text, NULL::text, NULL::integer, NULL::integer,
+            NULL::integer, NULL::boolean, NULL::text, 'left'::text, left_behind;
+    END IF;
     IF cardinality(started) > 0 THEN
         INSERT INTO {schema}.glasswork_rate_starts (job_name, started_at)
             SELECT x, t FROM unnest(started) AS x;

@@ -67,11 +67,14 @@ class LimitedClaims:
         driver = self.driver
         deadline = time.monotonic() + wait_seconds
         throttled: Counter[tuple[str, str]] = Counter()
+        left = [0]
         while True:
-            received, limited, next_due = self._claim(queues, max_messages, max_limited, throttled)
+            received, limited, next_due = self._claim(
+                queues, max_messages, max_limited, throttled, left
+            )
             remaining = deadline - time.monotonic()
-            if received or remaining <= 0:
-                return LimitedBatch(received, limited, dict(throttled))
+            if received or remaining <= 0 or left[0]:
+                return LimitedBatch(received, limited, dict(throttled), left[0])
             pause = driver.poll_interval
             if next_due is not None:
                 pause = min(pause, max(0.001, next_due - time.time()))
@@ -83,6 +86,7 @@ class LimitedClaims:
         limit: int,
         max_limited: int,
         throttled: Counter[tuple[str, str]],
+        left: list[int],
     ) -> tuple[list[ReceivedMessage], int, float | None]:
         due, next_due = self.claims.due_queues(queues)
         if not due or limit <= 0:
@@ -94,6 +98,7 @@ class LimitedClaims:
             candidates = self._candidates(conn, due, limit, now)
             decided = limits.admit(conn, candidates, self.limits, max_limited, now)
             throttled.update(decided.throttled)
+            left[0] = decided.left
             if not decided.claimed:
                 return [], 0
             return self._take(conn, candidates, decided, now, lease)

@@ -59,11 +59,13 @@ class Candidate:
 @dataclass(slots=True)
 class Admission:
     """What :func:`admit` decided: the rows to claim, in order, with the slot each takes
-    (None: none), which of them are limited, and the deliveries held back per (job, queue)."""
+    (None: none), which of them are limited, the deliveries held back per (job, queue), and
+    how many that may start were left for want of free threads."""
 
     claimed: list[tuple[int, str | None]] = field(default_factory=list)
     limited: set[int] = field(default_factory=set)
     throttled: Counter[tuple[str, str]] = field(default_factory=Counter)
+    left: int = 0
 
 
 def admit(
@@ -109,7 +111,8 @@ def admit(
             decided.throttled[(job, row.queue)] += 1
             continue
         if len(decided.limited) >= max_limited:
-            continue  # no free thread to start it: left where it is, for a later claim
+            decided.left += 1  # no free thread to start it: left where it is, for later
+            continue
         if slot is not None:
             held[slot] += 1
         if rate is not None:
