@@ -320,7 +320,11 @@ DECLARE
 BEGIN
     -- The concurrency key of each picked row whose job has a concurrency limit, read from
     -- its body; a body that is not JSON has none (the worker dead-letters it on reading).
-    BEGIN
+    -- (Looked for first: a claim finding no such row pays for no subtransaction.)
+    PERFORM 1 FROM {schema}.glasswork_jobs AS j
+        JOIN unnest(p_jobs, p_slots) AS l(name, slots) ON l.name = j.job_name
+        WHERE j.id = ANY(p_ids) AND l.slots IS NOT NULL;
+    IF FOUND THEN BEGIN
         SELECT coalesce(array_agg(j.id), key_ids),
                coalesce(array_agg(j.body::json ->> 'concurrencyKey'), key_values)
             INTO key_ids, key_values
@@ -340,7 +344,7 @@ BEGIN
                 key_values := array_append(key_values, NULL::text);
             END;
         END LOOP;
-    END;
+    END; END IF;
     -- The picked rows in the order a claim takes them, each with its job's limits (their
     -- index in p_jobs; none for a row the caller ends instead of running: asked to stop,
     -- or dead-lettered for lost leases) and the slot it would take (as message.scoped_key).
