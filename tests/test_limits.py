@@ -378,6 +378,59 @@ def test_a_limited_row_whose_body_is_not_json_does_not_fail_the_claim(open_sql: 
     assert batch.limited == 2
 
 
+def test_a_backlog_held_back_by_its_rate_comes_due_spread_over_the_next_windows(
+    open_sql: Opener,
+) -> None:
+    driver = open_sql()
+    _enqueue(driver, "paced", 7)
+    claims = driver.limited_claims({"paced": JobLimits(RateLimit(2, 10.0), None)})
+    before = time.time()
+    batch = claims.claim(None, 10, 0.0, 10)
+    assert batch.limited == 2
+    assert batch.throttled == {("paced", "default"): 5}
+    due = sorted(t - before for t in _waiting_due_times(driver))
+    # Two per window, as they may start: the next window's two, then two more, then one;
+    # never the five at once.
+    assert len(due) == 5
+    assert [round(t / 10) for t in due] == [1, 1, 2, 2, 3]
+
+
+def _waiting_due_times(driver: Any) -> list[float]:
+    """When the rows not leased come due (Unix time)."""
+    if isinstance(driver, SQLiteQueueDriver):
+        rows = driver._conn().execute("SELECT visible_at FROM glasswork_jobs WHERE leased = 0")
+        return [float(t) for (t,) in rows]
+    from pgtest import connect
+
+    with connect() as conn:
+        rows = conn.execute(
+            "SELECT EXTRACT(EPOCH FROM visible_at)::float8 "
+            f'FROM "{driver.schema}".glasswork_jobs WHERE NOT leased'
+        ).fetchall()
+    return [float(t) for (t,) in rows]
+
+
+def test_a_corrupt_row_of_a_limited_job_is_dead_lettered_not_failing_the_claim(
+    tmp_path: Path,
+) -> None:
+    driver = SQLiteQueueDriver(tmp_path / "q.db")
+    try:
+        _enqueue(driver, "per_tenant", 1, key="a")
+        with driver._transaction() as conn:
+            conn.execute(
+                "INSERT INTO glasswork_jobs (queue, job_name, body, visible_at, enqueued_at) "
+                "VALUES ('default', 'per_tenant', ?, 0, 0)",
+                (b'{"concurrencyKey": "a", "x": "\xff"}',),
+            )
+        claims = driver.limited_claims({"per_tenant": JobLimits(None, 1)})
+        batch = claims.claim(None, 10, 0.0, 10)
+        assert [r.body[:5] for r in batch.received] == ['{"ver']
+        [dead] = driver.dead_letters()
+        assert "the row is corrupt" in dead.reason
+    finally:
+        driver.close()
+
+
 def _insert_raw(driver: Any, job_name: str, body: str) -> None:
     if isinstance(driver, SQLiteQueueDriver):
         with driver._transaction() as conn:

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 _CANDIDATES = """
 SELECT id, job_name, priority, visible_at, lost + leased, cancel_requested,
     CASE WHEN job_name IN (SELECT value FROM json_each(:keyed)) AND json_valid(body)
-        THEN json_extract(body, '$.concurrencyKey') END
+        THEN json_extract(body, '$.concurrencyKey') END,
+    typeof(body) <> 'text'
 FROM glasswork_jobs WHERE id IN ({bands} LIMIT :limit)
 """
 _TAKE = """
@@ -118,10 +119,12 @@ class LimitedClaims:
                 break
             params = {"queue": queue, "now": now, "limit": limit - len(found), "keyed": self.keyed}
             sql = _CANDIDATES.format(bands=bands(levels_of(conn, queue)))
-            for row_id, job, priority, due, lost, cancelled, key in conn.execute(sql, params):
-                # Asked to stop, or about to be dead-lettered for lost leases: the claim
-                # ends it (.claims), so its limits are not asked.
-                exempt = bool(cancelled) or _number(lost) >= most
+            for row_id, job, priority, due, lost, cancelled, key, corrupt in conn.execute(
+                sql, params
+            ):
+                # Asked to stop, about to be dead-lettered for lost leases, or corrupt (a
+                # body that is not text): the claim ends it (.claims), unlimited.
+                exempt = bool(cancelled or corrupt) or _number(lost) >= most
                 row = limits.Candidate(row_id, queue, job, key, exempt)
                 found.append((-_number(priority), float(due), row_id, row))
         found.sort(key=lambda entry: entry[:3])
