@@ -318,6 +318,24 @@ DECLARE
     t timestamptz;
     wait double precision;
 BEGIN
+    -- Rows of no limited job are leased as the plain claim leases them, and that is all.
+    PERFORM 1 FROM {schema}.glasswork_jobs AS j
+        WHERE j.id = ANY(p_ids) AND j.job_name = ANY(p_jobs);
+    IF NOT FOUND THEN
+        RETURN QUERY
+        WITH taken AS (
+            UPDATE {schema}.glasswork_jobs AS j
+            SET attempts = j.attempts + 1, lost = j.lost + j.leased::int, leased = true,
+                visible_at = now() + p_lease * interval '1 second', updated_at = now(),
+                slot_key = NULL
+            FROM unnest(p_ids) WITH ORDINALITY AS x(id, o)
+            WHERE j.id = x.id
+            RETURNING j.id, j.queue, j.body, j.attempts, j.lost, j.priority,
+                j.cancel_requested, j.job_name, 'claimed'::text, x.o::integer
+        )
+        SELECT * FROM taken;
+        RETURN;
+    END IF;
     -- The concurrency key of each picked row whose job has a concurrency limit, read from
     -- its body; a body that is not JSON has none (the worker dead-letters it on reading).
     -- (Looked for first: a claim finding no such row pays for no subtransaction.)

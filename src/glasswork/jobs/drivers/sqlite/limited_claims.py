@@ -5,7 +5,8 @@ throttle counts) and leases those it takes. No transaction per start: a limited 
 its claim a few more statements, and nothing more.
 
 Rows are read as the plain claim (:mod:`.claims`) takes them (each queue's priority bands,
-oldest due first), then leased by id; the ``concurrencyKey`` is read from the body of rows
+oldest due first), then leased by id (a queue whose rows hold no limited job is claimed with
+the plain claim's own statement); the ``concurrencyKey`` is read from the body of rows
 whose job has a concurrency limit (``json_extract``, in the claim's transaction), so enqueues
 store nothing more. A worker whose jobs have no limits never comes here.
 """
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ...limits import JobLimits
 from ..records import LimitedBatch, ReceivedMessage
 from . import limits
-from .claims import Claims, bands, levels_of
+from .claims import Claims, _claim_statement, bands, levels_of
 
 if TYPE_CHECKING:
     from .driver import SQLiteQueueDriver
@@ -35,6 +36,12 @@ SELECT id, job_name, priority, visible_at, lost + leased, cancel_requested,
         THEN json_extract(body, '$.concurrencyKey') END,
     typeof(body) <> 'text'
 FROM glasswork_jobs WHERE id IN ({bands} LIMIT :limit)
+"""
+# Whether the rows a claim of one queue would take hold a limited job (none: they are taken
+# with the plain claim's own statement, and cost what they cost there).
+_HAS_LIMITED = """
+SELECT EXISTS (SELECT 1 FROM glasswork_jobs WHERE id IN ({bands} LIMIT :limit)
+    AND job_name IN (SELECT value FROM json_each(:limited)))
 """
 _TAKE = """
 UPDATE glasswork_jobs
@@ -53,7 +60,9 @@ class LimitedClaims:
         self.driver = driver
         self.claims: Claims = driver._claims
         self.limits = dict(job_limits)
-        #: Jobs whose deliveries' concurrency keys are read (JSON, for json_each).
+        #: The limited jobs, and those whose deliveries' concurrency keys are read (JSON
+        #: arrays, for json_each).
+        self.names = json.dumps(sorted(self.limits))
         self.keyed = json.dumps(sorted(n for n, lim in self.limits.items() if lim.concurrency))
 
     def claim(
@@ -96,37 +105,56 @@ class LimitedClaims:
 
         def claim(conn: sqlite3.Connection) -> tuple[list[ReceivedMessage], int]:
             now = time.time()
-            candidates = self._candidates(conn, due, limit, now)
+            plain: list[tuple[int, int, ReceivedMessage]] = []
+            candidates = self._candidates(conn, due, limit, now, lease, plain)
             decided = limits.admit(conn, candidates, self.limits, max_limited, now)
             throttled.update(decided.throttled)
             left[0] = decided.left
-            if not decided.claimed:
-                return [], 0
-            return self._take(conn, candidates, decided, now, lease)
+            return self._take(conn, candidates, decided, now, lease, plain)
 
         received, limited = self.claims.file.write(claim)
         return received, limited, next_due
 
     def _candidates(
-        self, conn: sqlite3.Connection, queues: list[str], limit: int, now: float
+        self,
+        conn: sqlite3.Connection,
+        queues: list[str],
+        limit: int,
+        now: float,
+        lease: float,
+        plain: list[tuple[int, int, ReceivedMessage]],
     ) -> list[limits.Candidate]:
         """The due rows of ``queues`` (up to ``limit``), in the order a claim takes them:
-        highest priority, then oldest due."""
+        highest priority, then oldest due. A queue whose rows hold no limited job is claimed
+        here as the plain claim claims it, its deliveries added to ``plain``."""
         found: list[tuple[int, float, int, limits.Candidate]] = []
         most = self.claims.max_lost_leases
+        taken = 0
         for queue in queues:
-            if len(found) >= limit:
+            if taken >= limit:
                 break
-            params = {"queue": queue, "now": now, "limit": limit - len(found), "keyed": self.keyed}
-            sql = _CANDIDATES.format(bands=bands(levels_of(conn, queue)))
+            levels = levels_of(conn, queue)
+            picked = bands(levels)
+            params = {"queue": queue, "now": now, "limit": limit - taken}
+            (limited,) = conn.execute(
+                _HAS_LIMITED.format(bands=picked), {**params, "limited": self.names}
+            ).fetchone()
+            if not limited:
+                statement = _claim_statement(levels)
+                rows = conn.execute(statement, {**params, "lease_until": now + lease}).fetchall()
+                plain += self.claims.deliveries(conn, queue, rows, lease)
+                taken += len(rows)
+                continue
+            sql = _CANDIDATES.format(bands=picked)
             for row_id, job, priority, due, lost, cancelled, key, corrupt in conn.execute(
-                sql, params
+                sql, {**params, "keyed": self.keyed}
             ):
                 # Asked to stop, about to be dead-lettered for lost leases, or corrupt (a
                 # body that is not text): the claim ends it (.claims), unlimited.
                 exempt = bool(cancelled or corrupt) or _number(lost) >= most
                 row = limits.Candidate(row_id, queue, job, key, exempt)
                 found.append((-_number(priority), float(due), row_id, row))
+                taken += 1
         found.sort(key=lambda entry: entry[:3])
         return [row for *_, row in found]
 
@@ -137,10 +165,13 @@ class LimitedClaims:
         decided: limits.Admission,
         now: float,
         lease: float,
+        plain: list[tuple[int, int, ReceivedMessage]],
     ) -> tuple[list[ReceivedMessage], int]:
         """Lease the admitted rows (a slot's key on those that take one); the deliveries of
-        limited jobs first, in the order admitted, then the rest as the plain claim orders
-        them. Returns them and how many are limited."""
+        limited jobs first, in the order admitted, then the rest (and ``plain``, claimed
+        already) as the plain claim orders them. Returns them and how many are limited."""
+        if not decided.claimed:
+            return [message for *_, message in sorted(plain, key=lambda d: d[:2])], 0
         queue_of = {row.id: row.queue for row in candidates}
         ids = json.dumps([row_id for row_id, _ in decided.claimed])
         params = {"ids": ids, "lease_until": now + lease, "now": now}
@@ -151,7 +182,7 @@ class LimitedClaims:
         by_queue: dict[str, list[Any]] = {}
         for row in rows:
             by_queue.setdefault(queue_of[row[0]], []).append(row)
-        delivered: list[tuple[int, int, ReceivedMessage]] = []
+        delivered = list(plain)
         for queue, taken in by_queue.items():
             delivered += self.claims.deliveries(conn, queue, taken, lease)
         order = {row_id: n for n, (row_id, _) in enumerate(decided.claimed)}
