@@ -52,7 +52,7 @@ from . import claims, deadlines, inspection, periodic, schema
 from .bound import BoundPostgresDriver
 from .connections import Connections, redacted
 from .dead_letter_search import DeadLetterTable
-from .limits import LimitedClaims, throttle_counts
+from .limits import Claim, LimitedClaims, throttle_counts
 from .notifications import Notifications
 from .outcomes import OutcomeCounts
 from .producing import Producer, find_inserted, insert_jobs
@@ -258,7 +258,7 @@ class PostgresQueueDriver(
         queues: Sequence[str] | None,
         max_messages: int,
         wait_seconds: float,
-        claim: Callable[[psycopg.Connection, list[str] | None, int, int], list[ReceivedMessage]],
+        claim: Claim,
         done: Callable[[], bool] = lambda: False,
     ) -> list[ReceivedMessage]:
         """:meth:`receive`, each claim made by ``claim(connection, queues, limit,
@@ -287,7 +287,7 @@ class PostgresQueueDriver(
         queues: list[str] | None,
         limit: int,
         want_next_due: bool,
-        claim: Callable[[psycopg.Connection, list[str] | None, int, int], list[ReceivedMessage]],
+        claim: Claim,
     ) -> tuple[list[ReceivedMessage], float | None]:
         rotation = next(self._rotation)  # which queue goes first, so none starves
 

@@ -21,24 +21,44 @@ settled, or its lease has run out); a rate is a sliding log of starts
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import psycopg
 
 from ...limits import SLOT_RETRY, JobLimits
 from ..records import LimitedBatch, ReceivedMessage
 from .claims import deliver
+from .statements import Statements
+from .status import StatusStatements
 
-if TYPE_CHECKING:
-    from .driver import PostgresQueueDriver
+#: One claim: (connection, queues or None, limit, rotation) -> deliveries.
+Claim = Callable[[psycopg.Connection, list[str] | None, int, int], list[ReceivedMessage]]
+
+
+class _Driver(Protocol):
+    """What the claims use of the driver, read each time (they may change on the instance)."""
+
+    sql: Statements
+    status_sql: StatusStatements
+    visibility_timeout: float
+    max_lost_leases: int
+
+    def _receive_with(
+        self,
+        queues: Sequence[str] | None,
+        max_messages: int,
+        wait_seconds: float,
+        claim: Claim,
+        done: Callable[[], bool] = ...,
+    ) -> list[ReceivedMessage]: ...
 
 
 class LimitedClaims:
     """:class:`~glasswork.jobs.drivers.contract.LimitedClaims` on ``driver``'s tables, for a
     worker whose jobs have ``job_limits``."""
 
-    def __init__(self, driver: PostgresQueueDriver, job_limits: Mapping[str, JobLimits]) -> None:
+    def __init__(self, driver: _Driver, job_limits: Mapping[str, JobLimits]) -> None:
         self.driver = driver
         names = sorted(job_limits)
         limits = [job_limits[name] for name in names]

@@ -18,15 +18,21 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ...limits import JobLimits
 from ..records import LimitedBatch, ReceivedMessage
 from . import limits
 from .claims import Claims, _claim_statement, bands, levels_of
 
-if TYPE_CHECKING:
-    from .driver import SQLiteQueueDriver
+
+class _Driver(Protocol):
+    """What the claims read of the driver, each time (they may change on the instance)."""
+
+    _claims: Claims
+    visibility_timeout: float
+    poll_interval: float
+
 
 # The due rows a claim of one queue would take, with what admitting them needs. A body that
 # is not JSON has no key (the worker dead-letters it when it reads it).
@@ -56,7 +62,7 @@ class LimitedClaims:
     """:class:`~glasswork.jobs.drivers.contract.LimitedClaims` on ``driver``'s file, for a
     worker whose jobs have ``job_limits``."""
 
-    def __init__(self, driver: SQLiteQueueDriver, job_limits: Mapping[str, JobLimits]) -> None:
+    def __init__(self, driver: _Driver, job_limits: Mapping[str, JobLimits]) -> None:
         self.driver = driver
         self.claims: Claims = driver._claims
         self.limits = dict(job_limits)
