@@ -19,9 +19,10 @@ PostgreSQL schema, then a ``Worker`` (the defaults: concurrency 10, timeouts on)
 
 Each limited variant runs both ways: *in the claim* (``Worker`` on the driver as it is) and
 *acquire* (the driver's ``limited_claims`` set to None on the instance, so the worker asks
-``acquire`` per start). Ratios (variant ÷ no limits) compare bests of the same run; 1.0
-means free. *CPU per job* is the drain's process CPU time ÷ N (on PostgreSQL the server's
-work is not in it).
+``acquire`` per start). After an unmeasured warm-up drain, each repetition runs every
+variant, starting from another one each time. Ratios (variant ÷ no limits) compare bests
+of the same run; 1.0 means free. *CPU per job* is the drain's process CPU time ÷ N (on
+PostgreSQL the server's work is not in it).
 
 Run: ``python bench/limits_cost.py [--quick] [--n N] [--repeats R] [--json PATH]``;
 PostgreSQL rows need the server at ``$BENCH_POSTGRES_DSN`` (default the local test database).
@@ -92,8 +93,13 @@ def drain(
 def measure(n: int, repeats: int, kind: str) -> list[dict[str, Any]]:
     rate: dict[str, list[float]] = {v: [] for v in VARIANTS}
     cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for _ in range(repeats):
-        for variant, (limits, beside, way) in VARIANTS.items():
+    drain(min(n, 1000), kind, {}, False, None)  # a warm-up, not measured
+    order = list(VARIANTS)
+    for repeat in range(repeats):
+        # Each repetition starts with another variant: the first of a round runs slower.
+        shift = repeat * len(order) // max(1, repeats)
+        for variant in order[shift:] + order[:shift]:
+            limits, beside, way = VARIANTS[variant]
             per_s, per_job = drain(n, kind, limits, beside, way)
             rate[variant].append(per_s)
             cpu[variant].append(per_job)
