@@ -5,8 +5,10 @@ one of two ways, as the driver can:
   :class:`~glasswork.jobs.drivers.contract.ClaimLimits`, as SQLite and PostgreSQL are): the
   worker tells the driver its jobs' limits once, and each receive admits only the
   deliveries that may start (their starts and slots taken in the claim's transaction), at
-  most as many limited ones as the worker has free threads, so no start or slot waits in
-  the worker's buffer; those held back are only counted;
+  most as many limited ones as the worker can start soon (its free threads; for fast
+  limited jobs, about one poll interval of their work more: see
+  :meth:`~.receiving.Receiver.wanted`), handed to the threads ahead of anything else, so
+  no start or slot waits long in the worker's buffer; those held back are only counted;
 * at the start (:class:`FlowGate`, on a driver with only
   :class:`~glasswork.jobs.drivers.contract.FlowLimits`, as the mock is): before a delivery
   of a limited job runs, on its job thread, the driver takes its start and its slot, or
@@ -99,11 +101,11 @@ class LimitedReceiver:
         self.sinks = [sink for sink in metrics if isinstance(sink, ThrottleSink)]
 
     def receive(
-        self, queues: Sequence[str] | None, count: int, wait: float, free: int
+        self, queues: Sequence[str] | None, count: int, wait: float, room: int
     ) -> LimitedBatch:
-        """Up to ``count`` deliveries, at most ``free`` of them of limited jobs (the
-        threads that can start them now), long-polling up to ``wait`` seconds."""
-        batch = self.claims.claim(queues, count, wait, free)
+        """Up to ``count`` deliveries, at most ``room`` of them of limited jobs (what the
+        worker's threads can start soon), long-polling up to ``wait`` seconds."""
+        batch = self.claims.claim(queues, count, wait, room)
         for (job, queue), n in batch.throttled.items():
             self.count(n)
             for sink in self.sinks:

@@ -1,7 +1,7 @@
 """What the control loop asks the driver for: how many jobs to receive now (with a little
 prefetch for fast jobs), and receiving with a backoff while the driver fails; with flow
-limits taken in the claim, no more deliveries of limited jobs than the worker's free
-threads (see :mod:`.limits`)."""
+limits taken in the claim, no more deliveries of limited jobs than the worker can start
+soon (see :mod:`.limits`)."""
 
 from __future__ import annotations
 
