@@ -592,6 +592,26 @@ def test_a_worker_holds_a_rate_limit_and_never_spends_attempts_on_throttles(
     assert driver.throttle_counts() == {"paced": summary.throttled}
 
 
+def test_deliveries_of_limited_jobs_go_ahead_of_every_job_waiting_for_a_thread() -> None:
+    from glasswork.jobs.worker.handoff import Handoff
+    from glasswork.jobs.worker.slots import Held
+
+    def held(name: str) -> Held:
+        return Held(ReceivedMessage(name, name, 1, "default", name), 0.0)
+
+    handoff = Handoff(2, counted=False)
+    handoff.put([held("waiting-1"), held("waiting-2")], 0.001)
+    handoff.put([held("limited-1"), held("limited-2"), held("free")], 0.001, starting=2)
+    order = [handoff.take(block=False) for _ in range(5)]
+    assert [h.received.body for h in order if h is not None] == [
+        "limited-1",
+        "limited-2",
+        "waiting-1",
+        "waiting-2",
+        "free",
+    ]
+
+
 def test_a_worker_claims_no_more_slow_limited_jobs_than_it_has_free_threads(
     open_sql: Opener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
