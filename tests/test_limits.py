@@ -42,7 +42,7 @@ from glasswork.jobs.drivers.contract import Consuming, capabilities_of
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver
 from glasswork.jobs.drivers.records import EnqueueResult, ReceivedMessage
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
-from glasswork.jobs.limits import JobLimits, RateLimit
+from glasswork.jobs.limits import JobLimits, RateLimit, slot_key
 from glasswork.jobs.metrics import EMFMetrics, PrometheusMetrics
 from integration.test_worker_processes import COMMAND, TESTS, wait_until
 from pgtest import dsn, fresh_schema, url
@@ -365,6 +365,21 @@ def test_claims_and_acquire_count_the_same_slots_and_starts(open_sql: Opener) ->
     paced = driver.limited_claims({"paced": rate})
     assert paced.claim(None, 5, 0.0, 5).throttled == {("paced", "default"): 1}
     assert driver.throttle_counts() == {odd: 1, "paced": 1}
+
+
+def test_a_concurrency_key_of_any_length_is_held_alike_by_claims_and_acquire(
+    open_sql: Opener,
+) -> None:
+    driver = open_sql()
+    # Longer than an index entry may be (PostgreSQL: about 2,700 bytes), and not compressible.
+    long_key = "".join(f"{n:x}{os.urandom(8).hex()}" for n in range(300))
+    limits = JobLimits(None, 1)
+    _enqueue(driver, "per_tenant", 2, key=long_key)
+    claims = driver.limited_claims({"per_tenant": limits})
+    assert claims.claim(None, 1, 0.0, 1).limited == 1
+    [other] = driver.receive(max_messages=1)
+    assert driver.acquire(other, "per_tenant", long_key, limits) is not None  # the same slot
+    assert slot_key("per_tenant", long_key).startswith("per_tenant#sha256:")
 
 
 def test_a_limited_row_whose_body_is_not_json_does_not_fail_the_claim(open_sql: Opener) -> None:

@@ -15,8 +15,8 @@ import psycopg
 
 from ...durations import setting_seconds
 from ...errors import ConfigurationError
-from ...limits import SLOT_RETRY, JobLimits
-from ...message import JobMessage, identify, scoped_key
+from ...limits import SLOT_RETRY, JobLimits, slot_key
+from ...message import JobMessage, identify
 from ..contract import (
     BatchAck,
     BatchNack,
@@ -354,7 +354,7 @@ class PostgresQueueDriver(
             "id": row_id,
             "attempts": attempts,
             "job": job_name,
-            "slot": scoped_key(job_name, key or "") if slots is not None else None,
+            "slot": slot_key(job_name, key) if slots is not None else None,
             "slots": slots,
             "starts": limits.rate.count if limits.rate is not None else None,
             "window": limits.rate.window if limits.rate is not None else None,

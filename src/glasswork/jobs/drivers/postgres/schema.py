@@ -365,7 +365,9 @@ BEGIN
     END; END IF;
     -- The picked rows in the order a claim takes them, each with its job's limits (their
     -- index in p_jobs; none for a row the caller ends instead of running: asked to stop,
-    -- or dead-lettered for lost leases) and the slot it would take (as message.scoped_key).
+    -- or dead-lettered for lost leases) and the slot it would take (as limits.slot_key: a
+    -- key over 200 characters, or like a digest, as its digest; the job name scoped as
+    -- message.scoped_key does).
     FOR c IN
         SELECT j.id, j.queue, j.job_name,
             CASE WHEN NOT (j.cancel_requested OR j.lost + j.leased::int >= p_max_lost)
@@ -373,7 +375,10 @@ BEGIN
             CASE WHEN p_slots[l.n] IS NOT NULL THEN
                 CASE WHEN strpos(j.job_name, '#') > 0
                     THEN '#' || length(j.job_name) || '#' || j.job_name || '#'
-                    ELSE j.job_name || '#' END || coalesce(kv.value, '')
+                    ELSE j.job_name || '#' END
+                || CASE WHEN length(kv.value) > 200 OR left(kv.value, 7) = 'sha256:'
+                    THEN 'sha256:' || encode(sha256(convert_to(kv.value, 'UTF8')), 'hex')
+                    ELSE coalesce(kv.value, '') END
             END AS slot
         FROM {schema}.glasswork_jobs AS j
         LEFT JOIN unnest(p_jobs) WITH ORDINALITY AS l(name, n) ON l.name = j.job_name

@@ -25,8 +25,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ...limits import SLOT_RETRY, JobLimits, RateLimit
-from ...message import scoped_key
+from ...limits import SLOT_RETRY, JobLimits, RateLimit, slot_key
 from ..records import ReceivedMessage
 from .connections import QueueFile
 
@@ -94,7 +93,7 @@ def admit(
         wait: float | None = None
         slot = None
         if job_limits.concurrency is not None:
-            slot = scoped_key(job, "" if row.key is None else str(row.key))
+            slot = slot_key(job, None if row.key is None else str(row.key))
             if slot not in held:
                 held[slot] = _held(conn, slot, now)
             if held[slot] >= job_limits.concurrency:
@@ -134,7 +133,7 @@ def acquire(
     file: QueueFile, received: ReceivedMessage, job_name: str, key: str | None, limits: JobLimits
 ) -> float | None:
     """See :meth:`FlowLimits.acquire`."""
-    slot = scoped_key(job_name, key or "") if limits.concurrency is not None else None
+    slot = slot_key(job_name, key) if limits.concurrency is not None else None
     return file.write(lambda conn: _acquire(conn, received.receipt, job_name, slot, limits))
 
 
