@@ -252,15 +252,16 @@ def serve_dashboard(
     *options: str,
     env: dict[str, str] | None = None,
     driver_url: str = "sqlite:///jobs.db",
+    app: str = APP,
 ) -> Iterator[str]:
     """``glasswork dashboard`` over ``driver_url`` (default ``workdir/jobs.db``) with the shop
-    app, on a free loopback port; yields its URL. Its output goes to
+    app (or ``app``), on a free loopback port; yields its URL. Its output goes to
     ``workdir/dashboard.log``."""
     port = free_port()
     environ = dict(os.environ if env is None else env)
     environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), environ.get("PYTHONPATH", "")])
     command = [sys.executable, "-m", "glasswork.cli", "dashboard", "--driver", driver_url]
-    command += ["--app", APP, "--port", str(port), *options]
+    command += ["--app", app, "--port", str(port), *options]
     log_path = workdir / "dashboard.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

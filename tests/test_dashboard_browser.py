@@ -4,7 +4,8 @@ real worker (tests/dashboard_support.py). Redriving by clicking also runs over P
 (the same seed, in a schema of its own) and over SQS on the moto server; a page of 10,000
 dead letters over SQLite and PostgreSQL. Also: pages, filters, groups by reason and their
 confirmed actions; the workers panel with a real worker process, killed; the error page;
-every page on a phone's screen; depth lines that overlap.
+every page on a phone's screen; depth lines that overlap; the limits of an app's jobs and
+how often they held jobs back.
 
 Every test saves a screenshot under its tmp dir. The README's picture of the queues page is
 this module's :func:`screenshot_queues`: ``GLASSWORK_README_SCREENSHOT=docs/images/
@@ -528,6 +529,37 @@ def test_an_unknown_address_shows_the_dashboards_error_page(
     console_errors.clear()  # the browser reports the 404 it was sent
 
 
+def test_the_limits_of_the_apps_jobs_show_how_often_they_held_jobs_back(
+    browser: Browser, page: Page, tmp_path: Path
+) -> None:
+    from test_dashboard_limits import hold_back
+
+    driver = SQLiteQueueDriver(tmp_path / "jobs.db")
+    try:
+        hold_back(driver)  # claims held back 3 of paced and 1 of per_tenant
+        with serve_dashboard(tmp_path, "--refresh", "1", app=LIMITED_APP) as url:
+            page.goto(url + "/")
+            page.click("text=Jobs")
+            paced = page.locator('#limits tr[data-limited-job="paced"]')
+            expect(paced.locator("td.rate")).to_have_text("10/s")
+            expect(paced.locator("td.held-back")).to_have_text("3")
+            per_tenant = page.locator('#limits tr[data-limited-job="per_tenant"]')
+            expect(per_tenant.locator("td.once")).to_contain_text("2 per key")
+            expect(per_tenant.locator("td.held-back")).to_have_text("1")
+            page.locator("#limits").screenshot(path=str(tmp_path / "limits.png"))
+            context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+            phone = context.new_page()
+            try:
+                phone.goto(url + "/jobs")
+                width = phone.evaluate("document.documentElement.scrollWidth")
+                assert width <= PHONE["width"], f"/jobs is {width}px wide on a 375px screen"
+            finally:
+                context.close()
+    finally:
+        driver.close()
+
+
+LIMITED_APP = "fixtures_app.limited:LimitedModule"
 PHONE = {"width": 375, "height": 740}
 
 

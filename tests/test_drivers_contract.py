@@ -58,6 +58,7 @@ SQLITE_GROUPS = (
     "status",
     "flow_limits",
     "debounce",
+    "claim_limits",
 )
 EXPECTED = {
     "mock": (
@@ -74,13 +75,15 @@ EXPECTED = {
         *(
             g
             for g in SQLITE_GROUPS
-            if g not in ("idempotency", "closing", "status", "flow_limits", "debounce")
+            if g
+            not in ("idempotency", "closing", "status", "flow_limits", "debounce", "claim_limits")
         ),
         "transactions",
         "closing",
         "status",
         "flow_limits",
         "debounce",
+        "claim_limits",
     ),
     "sqs": (
         "producing",

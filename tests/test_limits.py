@@ -2,9 +2,11 @@
 ``concurrency_key``, held across workers by the SQLite, PostgreSQL and mock drivers, refused
 loudly where they cannot be held.
 
-The driver-level tests call :meth:`FlowLimits.acquire` on real deliveries; the worker tests
-run real workers (in-process, and ``glasswork worker`` processes sharing one queue) whose
-handlers record when each run started.
+The driver-level tests call :meth:`FlowLimits.acquire` on real deliveries, and claim through
+:meth:`ClaimLimits.limited_claims` (SQLite and PostgreSQL take limits inside the claim); the
+worker tests run real workers (in-process, and ``glasswork worker`` processes sharing one
+queue) whose handlers record when each run started. The contract suite
+(``TestFlowLimits``, ``TestClaimLimits``) holds each driver to the groups' basics.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -39,7 +42,7 @@ from glasswork.jobs.drivers.contract import Consuming, capabilities_of
 from glasswork.jobs.drivers.postgres import SCHEMA_VERSION, PostgresQueueDriver
 from glasswork.jobs.drivers.records import EnqueueResult, ReceivedMessage
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
-from glasswork.jobs.limits import JobLimits, RateLimit
+from glasswork.jobs.limits import JobLimits, RateLimit, slot_key
 from glasswork.jobs.metrics import EMFMetrics, PrometheusMetrics
 from integration.test_worker_processes import COMMAND, TESTS, wait_until
 from pgtest import dsn, fresh_schema, url
@@ -239,6 +242,246 @@ def test_a_slot_whose_lease_ran_out_is_free_again(open_driver: Opener) -> None:
     assert time.monotonic() - started < 0.5 + 1.0
 
 
+# -- the claim holding limits (SQLite and PostgreSQL) -----------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def open_sql(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens SQL drivers onto one store (each with connections of its own)."""
+    opened: list[Any] = []
+    kind = request.param
+    with fresh_schema("gwlc") if kind == "postgresql" else _nothing() as schema:
+
+        def open_(lease: float = 30.0) -> Any:
+            if kind == "sqlite":
+                driver: Any = SQLiteQueueDriver(tmp_path / "q.db", visibility_timeout=lease)
+            else:
+                driver = PostgresQueueDriver(dsn(), schema=schema, visibility_timeout=lease)
+            opened.append(driver)
+            return driver
+
+        open_.kind = kind  # type: ignore[attr-defined]
+        yield open_
+        for driver in opened:
+            driver.close()
+
+
+def _race(
+    open_sql: Opener, limits: dict[str, JobLimits], hold: float, rounds: float
+) -> list[tuple[float, float]]:
+    """Three claimers, each on a driver of its own, claiming and acking deliveries of the
+    limited jobs until ``rounds`` seconds have passed (each held ``hold`` seconds): for each
+    delivery admitted, from when the claim returned to when its ack began (its slot and its
+    start are certainly held then), and when its claim began."""
+    drivers = [open_sql() for _ in range(3)]
+    spans: list[tuple[float, float]] = []
+    starts: list[tuple[float, float]] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def claimer(driver: Any) -> None:
+        claims = driver.limited_claims(limits)
+        end = time.monotonic() + rounds
+        try:
+            while time.monotonic() < end:
+                before = time.time()
+                batch = claims.claim(None, 3, 0.0, 3)
+                after = time.time()
+                time.sleep(hold)
+                acked = time.time()
+                driver.ack_many(batch.received)
+                with lock:
+                    for _ in batch.received:
+                        spans.append((after, acked))
+                        starts.append((before, after))
+                if not batch.received:
+                    time.sleep(0.005)  # a poll's pause
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claimer, args=(d,)) for d in drivers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    return spans if hold else starts
+
+
+def test_claims_racing_on_three_connections_never_start_more_than_the_rate_in_any_window(
+    open_sql: Opener,
+) -> None:
+    _enqueue(open_sql(), "paced", 40)
+    granted = sorted(_race(open_sql, {"paced": JobLimits(RateLimit(4, 0.5), None)}, 0.0, 2.0))
+    assert len(granted) >= 12
+    # Each start was granted between its claim's call and answer: five in one window are
+    # certain when the fifth answer came less than 0.5 s after the first call. Never.
+    for first, fifth in zip(granted, granted[4:], strict=False):
+        assert fifth[1] - first[0] >= 0.5
+
+
+def test_claims_racing_on_three_connections_never_run_more_than_the_slots_of_a_key(
+    open_sql: Opener,
+) -> None:
+    driver = open_sql()
+    _enqueue(driver, "per_tenant", 30, key="a")
+    _enqueue(driver, "per_tenant", 10, key="b")
+    held = _race(open_sql, {"per_tenant": JobLimits(None, 2)}, 0.03, 2.0)
+    assert len(held) >= 10
+    running = most_running_at_once([{"started": a, "finished": b} for a, b in held])
+    assert running <= 2 * 2  # two slots for each of the two keys
+    counts = driver.throttle_counts()
+    assert counts["per_tenant"] > 0
+
+
+def test_a_claim_admits_limited_jobs_first_and_no_more_than_asked_leaving_the_rest_due(
+    open_sql: Opener,
+) -> None:
+    driver = open_sql()
+    _enqueue(driver, "free", 3)
+    _enqueue(driver, "paced", 3)
+    claims = driver.limited_claims({"paced": JobLimits(RateLimit(100, 1.0), None)})
+    batch = claims.claim(None, 10, 0.0, 2)
+    names = [JobMessage.from_json(r.body).job_name for r in batch.received]
+    assert batch.limited == 2
+    assert names == ["paced", "paced", "free", "free", "free"]
+    assert batch.throttled == {}
+    [left] = driver.receive(max_messages=10)  # never claimed: its first attempt, due now
+    assert left.attempt == 1
+
+
+def test_claims_and_acquire_count_the_same_slots_and_starts(open_sql: Opener) -> None:
+    driver = open_sql()
+    odd = "refund#partial"  # a name holding the separator of scoped keys
+    _enqueue(driver, odd, 2, key="o-17")
+    claims = driver.limited_claims({odd: JobLimits(RateLimit(3, 60.0), 1)})
+    assert claims.claim(None, 1, 0.0, 1).limited == 1  # takes the slot and one start
+    [other] = driver.receive(max_messages=1)
+    assert driver.acquire(other, odd, "o-17", JobLimits(RateLimit(3, 60.0), 1)) is not None
+    _enqueue(driver, "paced", 2)
+    rate = JobLimits(RateLimit(1, 60.0), None)
+    [first] = driver.receive(max_messages=1)
+    assert driver.acquire(first, "paced", None, rate) is None
+    paced = driver.limited_claims({"paced": rate})
+    assert paced.claim(None, 5, 0.0, 5).throttled == {("paced", "default"): 1}
+    assert driver.throttle_counts() == {odd: 1, "paced": 1}
+
+
+def test_a_concurrency_key_of_any_length_is_held_alike_by_claims_and_acquire(
+    open_sql: Opener,
+) -> None:
+    driver = open_sql()
+    # Longer than an index entry may be (PostgreSQL: about 2,700 bytes), and not compressible.
+    long_key = "".join(f"{n:x}{os.urandom(8).hex()}" for n in range(300))
+    limits = JobLimits(None, 1)
+    _enqueue(driver, "per_tenant", 2, key=long_key)
+    claims = driver.limited_claims({"per_tenant": limits})
+    assert claims.claim(None, 1, 0.0, 1).limited == 1
+    [other] = driver.receive(max_messages=1)
+    assert driver.acquire(other, "per_tenant", long_key, limits) is not None  # the same slot
+    assert slot_key("per_tenant", long_key).startswith("per_tenant#sha256:")
+
+
+def test_a_limited_row_whose_body_is_not_json_does_not_fail_the_claim(open_sql: Opener) -> None:
+    driver = open_sql()
+    _enqueue(driver, "per_tenant", 1, key="a")
+    _insert_raw(driver, "per_tenant", "{not json")
+    claims = driver.limited_claims({"per_tenant": JobLimits(None, 1)})
+    batch = claims.claim(None, 10, 0.0, 10)
+    # Unreadable, it has no key: its own slot (""), so both run; the worker dead-letters it.
+    assert sorted(r.body[:5] for r in batch.received) == ['{"ver', "{not "]
+    assert batch.limited == 2
+
+
+def test_a_backlog_held_back_by_its_rate_comes_due_spread_over_the_next_windows(
+    open_sql: Opener,
+) -> None:
+    driver = open_sql()
+    _enqueue(driver, "paced", 7)
+    claims = driver.limited_claims({"paced": JobLimits(RateLimit(2, 10.0), None)})
+    before = time.time()
+    batch = claims.claim(None, 10, 0.0, 10)
+    assert batch.limited == 2
+    assert batch.throttled == {("paced", "default"): 5}
+    due = sorted(t - before for t in _waiting_due_times(driver))
+    # Two per window, as they may start: the next window's two, then two more, then one;
+    # never the five at once.
+    assert len(due) == 5
+    assert [round(t / 10) for t in due] == [1, 1, 2, 2, 3]
+
+
+def _waiting_due_times(driver: Any) -> list[float]:
+    """When the rows not leased come due (Unix time)."""
+    if isinstance(driver, SQLiteQueueDriver):
+        rows = driver._conn().execute("SELECT visible_at FROM glasswork_jobs WHERE leased = 0")
+        return [float(t) for (t,) in rows]
+    from pgtest import connect
+
+    with connect() as conn:
+        rows = conn.execute(
+            "SELECT EXTRACT(EPOCH FROM visible_at)::float8 "
+            f'FROM "{driver.schema}".glasswork_jobs WHERE NOT leased'
+        ).fetchall()
+    return [float(t) for (t,) in rows]
+
+
+def test_a_corrupt_row_of_a_limited_job_is_dead_lettered_not_failing_the_claim(
+    tmp_path: Path,
+) -> None:
+    driver = SQLiteQueueDriver(tmp_path / "q.db")
+    try:
+        _enqueue(driver, "per_tenant", 1, key="a")
+        with driver._transaction() as conn:
+            conn.execute(
+                "INSERT INTO glasswork_jobs (queue, job_name, body, visible_at, enqueued_at) "
+                "VALUES ('default', 'per_tenant', ?, 0, 0)",
+                (b'{"concurrencyKey": "a", "x": "\xff"}',),
+            )
+        claims = driver.limited_claims({"per_tenant": JobLimits(None, 1)})
+        batch = claims.claim(None, 10, 0.0, 10)
+        assert [r.body[:5] for r in batch.received] == ['{"ver']
+        [dead] = driver.dead_letters()
+        assert "the row is corrupt" in dead.reason
+    finally:
+        driver.close()
+
+
+def _insert_raw(driver: Any, job_name: str, body: str) -> None:
+    if isinstance(driver, SQLiteQueueDriver):
+        with driver._transaction() as conn:
+            conn.execute(
+                "INSERT INTO glasswork_jobs (queue, job_name, body, visible_at, enqueued_at) "
+                "VALUES ('default', ?, ?, 0, 0)",
+                (job_name, body),
+            )
+        return
+    from pgtest import connect
+
+    with connect(autocommit=True) as conn:
+        conn.execute(
+            f'INSERT INTO "{driver.schema}".glasswork_jobs (queue, job_name, body) '
+            "VALUES ('default', %s, %s)",
+            (job_name, body),
+        )
+
+
+def test_a_claim_ends_a_cancelled_limited_job_without_it_taking_a_slot(open_sql: Opener) -> None:
+    driver = open_sql(lease=0.5)
+    claims = driver.limited_claims({"per_tenant": JobLimits(None, 1)})
+    message = JobMessage.create("per_tenant", {}, concurrency_key="a")
+    driver.enqueue(message)
+    assert claims.claim(None, 10, 0.0, 10).limited == 1  # its worker dies holding it ...
+    assert driver.cancel(message.job_id)  # ... asked to stop meanwhile
+    wait_until(lambda: driver.stats()["default"].ready == 1, what="its lease to run out")
+    other = JobMessage.create("per_tenant", {}, concurrency_key="a")
+    driver.enqueue(other)
+    # One claim finds both: the cancelled one ends there, and takes no slot from the other.
+    batch = claims.claim(None, 10, 0.0, 10)
+    assert [JobMessage.from_json(r.body).job_id for r in batch.received] == [other.job_id]
+    assert batch.throttled == {}
+    assert driver.job_status(message.job_id).state == "cancelled"
+
+
 # -- refusing what cannot be held ------------------------------------------------------------
 
 
@@ -303,10 +546,18 @@ def most_in_any_window(starts: Sequence[float], window: float) -> int:
     return most
 
 
+@pytest.mark.parametrize("way", ["in the claim", "through acquire"])
 def test_a_worker_holds_a_rate_limit_and_never_spends_attempts_on_throttles(
-    open_driver: Opener,
+    open_driver: Opener, way: str
 ) -> None:
     driver = open_driver()
+    if way == "through acquire":
+        if capabilities_of(driver).claim_limits is None:
+            pytest.skip("the driver takes limits only through acquire: the other case")
+        driver.limited_claims = None  # opted out: the worker asks acquire() per start
+    assert (capabilities_of(driver).claim_limits is None) == (
+        way == "through acquire" or open_driver.kind == "mock"  # type: ignore[attr-defined]
+    )
     starts: list[tuple[float, int]] = []
     lock = threading.Lock()
 
@@ -353,6 +604,67 @@ def test_a_worker_holds_a_rate_limit_and_never_spends_attempts_on_throttles(
     assert most_in_any_window([t for t, _ in starts], 0.8) <= 4
     if isinstance(driver, MockQueueDriver):
         assert driver.dead_letters == []
+    assert driver.throttle_counts() == {"paced": summary.throttled}
+
+
+def test_deliveries_of_limited_jobs_go_ahead_of_every_job_waiting_for_a_thread() -> None:
+    from glasswork.jobs.worker.handoff import Handoff
+    from glasswork.jobs.worker.slots import Held
+
+    def held(name: str) -> Held:
+        return Held(ReceivedMessage(name, name, 1, "default", name), 0.0)
+
+    handoff = Handoff(2, counted=False)
+    handoff.put([held("waiting-1"), held("waiting-2")], 0.001)
+    handoff.put([held("limited-1"), held("limited-2"), held("free")], 0.001, starting=2)
+    order = [handoff.take(block=False) for _ in range(5)]
+    assert [h.received.body for h in order if h is not None] == [
+        "limited-1",
+        "limited-2",
+        "waiting-1",
+        "waiting-2",
+        "free",
+    ]
+
+
+def test_a_worker_claims_no_more_slow_limited_jobs_than_it_has_free_threads(
+    open_sql: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = open_sql()
+    claims_seen: list[tuple[int, int, int]] = []  # (free threads, limited, received)
+    real = type(driver).limited_claims
+
+    def spied(self: Any, limits: Any) -> Any:
+        claims = real(self, limits)
+        claim = claims.claim
+
+        def claim_and_note(queues: Any, count: int, wait: float, free: int) -> Any:
+            batch = claim(queues, count, wait, free)
+            claims_seen.append((free, batch.limited, len(batch.received)))
+            return batch
+
+        claims.claim = claim_and_note
+        return claims
+
+    monkeypatch.setattr(type(driver), "limited_claims", spied)
+    # Limited jobs of 60 ms (slow: never prefetched) among fast ones without limits, which
+    # the worker prefetches.
+    limited = define_job(name="limited", handler=lambda: time.sleep(0.06), concurrency_limit=1000)
+    free = define_job(name="free", handler=lambda: None)
+    jobs = JobService(driver)
+    for _ in range(4):
+        jobs.enqueue_many(free, [None] * 150)
+        jobs.enqueue_many(limited, [None] * 10)
+    worker = Worker(
+        module=define_module(name="m", jobs=[limited, free]),
+        driver=driver,
+        concurrency=2,
+        install_signal_handlers=False,
+    )
+    summary = worker.run_until_empty(timeout=60)
+    assert summary.done == 640
+    assert all(0 <= n <= room <= 2 for room, n, _ in claims_seen)
+    assert any(got > 2 for _, _, got in claims_seen)  # the unlimited ones were prefetched
 
 
 # -- worker processes sharing one queue ------------------------------------------------------
@@ -395,6 +707,12 @@ class Procs:
             return []
         finally:
             conn.close()
+
+    def throttled(self, name: str) -> int:
+        """The deliveries worker ``name`` counted as held back, from its summary line."""
+        [line] = [x for x in self.log(name).splitlines() if "worker stopped" in x]
+        found = re.search(r"throttled=(\d+)", line)
+        return int(found.group(1)) if found else 0
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -452,13 +770,18 @@ def test_a_10_per_second_job_never_starts_more_than_10_times_in_any_second_acros
     assert most_in_any_window(starts, 0.75) <= 10
     assert max(starts) - min(starts) >= 3.0 - 0.25 * 3  # 35 starts need 3 full windows
     assert driver.dead_letters() == []
+    # Every worker counted what its claims held back; the backend counted them all.
+    p.stop()
+    throttled = sum(p.throttled(name) for name in ("w1", "w2", "w3"))
+    assert throttled > 0
+    assert driver.throttle_counts() == {"paced": throttled}
 
 
-def test_concurrency_limit_2_never_has_3_running_for_one_key_across_2_workers(
+def test_concurrency_limit_2_never_has_3_running_for_one_key_across_3_workers(
     procs: tuple[Procs, Any],
 ) -> None:
     p, driver = procs
-    for name in ("w1", "w2"):
+    for name in ("w1", "w2", "w3"):
         p.start(name, "--concurrency", "4")
     payloads = [
         {"key": f"{tenant}-{i}", "tenant": tenant, "sleep": 0.15}
@@ -477,6 +800,8 @@ def test_concurrency_limit_2_never_has_3_running_for_one_key_across_2_workers(
         mine = [r for r in runs if r["key"].startswith(f"{tenant}-")]
         assert most_running_at_once(mine) <= 2
     assert most_running_at_once(runs) >= 3  # the two tenants did run side by side
+    assert driver.dead_letters() == []  # held back often, never dead-lettered for it
+    assert driver.throttle_counts()["per_tenant"] > 0
 
 
 def most_running_at_once(runs: Sequence[dict[str, Any]]) -> int:
@@ -578,6 +903,45 @@ def test_a_version_5_postgres_schema_is_upgraded_and_its_jobs_can_be_limited() -
         with connect() as conn:
             versions = conn.execute(f'SELECT version FROM "{schema}".glasswork_schema_versions')
             assert [r[0] for r in versions] == list(range(1, SCHEMA_VERSION + 1))
+
+
+# -- schema version 7 ------------------------------------------------------------------------
+
+
+def test_a_version_6_sqlite_file_is_upgraded_and_counts_its_throttles(tmp_path: Path) -> None:
+    path = tmp_path / "v6.db"
+    SQLiteQueueDriver(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE glasswork_throttles")
+    conn.execute("PRAGMA user_version = 6")
+    conn.commit()
+    conn.close()
+    driver = SQLiteQueueDriver(path)
+    try:
+        assert driver.file.conn().execute("PRAGMA user_version").fetchone()[0] == 7
+        _enqueue(driver, "paced", 2)
+        claims = driver.limited_claims({"paced": JobLimits(RateLimit(1, 60), None)})
+        assert claims.claim(None, 10, 0.0, 10).limited == 1
+        assert driver.throttle_counts() == {"paced": 1}
+    finally:
+        driver.close()
+
+
+@pytest.mark.postgres
+def test_a_version_6_postgres_schema_is_upgraded_and_claims_with_limits() -> None:
+    from pgtest import connect
+
+    with fresh_schema("gwl6") as schema:
+        with PostgresQueueDriver(dsn(), schema=schema) as driver:
+            _enqueue(driver, "paced", 2)
+        with connect(autocommit=True) as conn:
+            conn.execute(f'DROP FUNCTION "{schema}".glasswork_claim_limited')
+            conn.execute(f'DROP TABLE "{schema}".glasswork_throttles')
+            conn.execute(f'DELETE FROM "{schema}".glasswork_schema_versions WHERE version > 6')
+        with PostgresQueueDriver(dsn(), schema=schema) as driver:
+            claims = driver.limited_claims({"paced": JobLimits(RateLimit(1, 60), None)})
+            assert claims.claim(None, 10, 0.0, 10).limited == 1
+            assert driver.throttle_counts() == {"paced": 1}
 
 
 def test_the_sqs_driver_without_a_limits_table_is_refused_naming_the_job_and_the_setting(

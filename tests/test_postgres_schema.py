@@ -60,6 +60,7 @@ def test_the_driver_creates_its_tables_in_the_chosen_schema(schema: str) -> None
         "glasswork_periodic",
         "glasswork_rate_starts",
         "glasswork_schema_versions",
+        "glasswork_throttles",
         "glasswork_workers",
     ]
     with connect() as conn:

@@ -1,7 +1,9 @@
-"""The jobs page: what each registered job of the app is configured to do."""
+"""The jobs page: what each registered job of the app is configured to do, and the limits
+of those with a rate or concurrency limit."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,6 +30,42 @@ class JobRow:
     schedule: str = ""
     next_fires: list[datetime] = field(default_factory=list)
     problem: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRow:
+    """One registered job with flow limits as the jobs page shows it: its ``rate`` limit
+    (``"10/s"``), how many may run at ``once`` (and ``keyed_by``: the function giving the
+    key they are counted per; empty: per job), and how many deliveries its limits held back
+    across every worker (``held_back``; None: unknown)."""
+
+    name: str
+    queue: str
+    rate: str
+    once: str
+    keyed_by: str
+    held_back: int | None = None
+
+
+def limit_rows(registry: JobRegistry, held_back: Mapping[str, int] | None) -> list[LimitRow]:
+    """The jobs of ``registry`` with limits, sorted by name, with the counts ``held_back``
+    (the driver's throttle counts; None: the driver keeps none)."""
+    rows = []
+    for job in sorted(registry, key=lambda j: j.name):
+        limits = job.limits
+        if limits is None:
+            continue
+        rows.append(
+            LimitRow(
+                job.name,
+                job.queue or "default",
+                str(limits.rate) if limits.rate is not None else "",
+                str(limits.concurrency) if limits.concurrency is not None else "",
+                _function_name(job.concurrency_key) if job.concurrency_key else "",
+                None if held_back is None else int(held_back.get(job.name, 0)),
+            )
+        )
+    return rows
 
 
 def job_rows(registry: JobRegistry, now: datetime) -> list[JobRow]:

@@ -3,13 +3,13 @@
 What the driver can do comes from the driver contract
 (:func:`~glasswork.jobs.drivers.contract.capabilities_of`): queue counts, dead-letter admin
 and search, outcome history, job lookup, heartbeats, job statuses (history, one job's
-status, cancelling); any driver that has a group (declared,
-or by writing its methods) gets the page that uses it. A driver that can only list its dead
-letters is searched in memory; one that can only list them is looked up there too. Outcome
-history may come from elsewhere than the driver (``outcomes``: CloudWatch's metrics of the
-Lambda workers), and so may the workers panel (``lambdas``: the Lambda functions working SQS
-queues). A missing capability raises :class:`Unsupported`, which pages show as "the
-<driver> driver cannot ...".
+status, cancelling), flow limits (how often they held jobs back); any driver that has a
+group (declared, or by writing its methods) gets the page that uses it. A driver that can
+only list its dead letters is searched in memory; one that can only list them is looked up
+there too. Outcome history may come from elsewhere than the driver (``outcomes``:
+CloudWatch's metrics of the Lambda workers), and so may the workers panel (``lambdas``: the
+Lambda functions working SQS queues). A missing capability raises :class:`Unsupported`,
+which pages show as "the <driver> driver cannot ...".
 """
 
 from __future__ import annotations
@@ -167,6 +167,11 @@ class DriverView:
         if self.lambdas is not None:
             return Workers(self.lambdas.source, lambdas=self.lambdas.read())
         raise Unsupported(f"the {self.name} driver keeps no worker heartbeats")
+
+    def throttle_counts(self) -> dict[str, int]:
+        """How many deliveries each job's limits held back, across every worker."""
+        flow = self._need(self.capabilities.flow_limits, "hold rate or concurrency limits")
+        return dict(flow.throttle_counts())
 
     def outcome_history(self, since: datetime) -> list[OutcomeCount]:
         if self.outcomes is not None:

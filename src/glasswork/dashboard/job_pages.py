@@ -1,8 +1,9 @@
 """The jobs pages: the list of recent jobs by state (filters: state, job name, queue; a page
 newest first, with the job id it ended with as the cursor to the next, ``before``) above the
-app's registered jobs; one job (its status, progress, result, error and traceback, and where
-its copies are: waiting, in flight, dead-lettered); cancelling it, a POST carrying the CSRF
-token, like the dead-letter actions.
+app's registered jobs and the limits of those that have some (and how often each held
+deliveries back, from the driver's throttle counts); one job (its status, progress, result,
+error and traceback, and where its copies are: waiting, in flight, dead-lettered);
+cancelling it, a POST carrying the CSRF token, like the dead-letter actions.
 
 Statuses come from the driver's status store; a driver without one (or an SQS driver without
 its status table) gets a note where they would be, and the rest of the pages.
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..jobs.drivers.records import JobState, JobStatus
-from .catalog import job_rows
+from .catalog import job_rows, limit_rows
 from .forms import bounded_int
 from .views import Pages
 
@@ -83,11 +84,22 @@ class JobPages:
         registry = self.pages.registry
         rows = job_rows(registry, datetime.now(UTC)) if registry is not None else None
         jobs = list(registry or ())
+        # Only asked when the app has limited jobs, or is unknown (the counts are all there
+        # is to show then).
+        held_back = (
+            await self.pages.section(self.view.throttle_counts)
+            if registry is None or any(job.limits is not None for job in jobs)
+            else None
+        )
+        counts = held_back.value if held_back is not None else None
+        limits = limit_rows(registry, counts) if registry is not None else None
         return self.pages.render(
             request,
             "jobs.html",
             page="jobs",
             rows=rows,
+            limits=limits,
+            held_back=held_back,
             recent=recent,
             filters=filters,
             states=STATES,

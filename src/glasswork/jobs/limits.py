@@ -106,6 +106,27 @@ def limits_of(rate: RateLimit | None, concurrency: int | None) -> JobLimits | No
     return JobLimits(rate, concurrency)
 
 
+#: Concurrency keys longer than this (in characters) are stored as their digest.
+MAX_SLOT_KEY = 200
+_HASHED = "sha256:"
+
+
+def slot_key(job_name: str, key: str | None) -> str:
+    """The concurrency slot of ``key`` of job ``job_name`` as drivers store it: one string
+    per pair (:func:`~glasswork.jobs.message.scoped_key`), a key over
+    :data:`MAX_SLOT_KEY` characters (or one starting with ``sha256:``, or holding a NUL) as
+    ``sha256:<hex>``, so that any index can hold it. (PostgreSQL's
+    ``glasswork_claim_limited`` computes the same.)"""
+    from .message import scoped_key
+
+    text = key or ""
+    if len(text) > MAX_SLOT_KEY or text.startswith(_HASHED) or "\x00" in text:
+        import hashlib
+
+        text = _HASHED + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return scoped_key(job_name, text)
+
+
 class Limited(Protocol):
     """What :func:`refuse_unheld_limits` reads of a job definition."""
 

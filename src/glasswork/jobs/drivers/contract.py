@@ -51,6 +51,7 @@ from .records import (
     FailedEnqueue,
     FinalStatus,
     JobStatus,
+    LimitedBatch,
     ReceivedMessage,
 )
 
@@ -88,6 +89,7 @@ __all__ = [
     "BatchAck",
     "BatchNack",
     "Capabilities",
+    "ClaimLimits",
     "Closing",
     "ConfiguredQueues",
     "Consuming",
@@ -115,6 +117,8 @@ __all__ = [
     "JobFinder",
     "JobStatus",
     "LeaseExtension",
+    "LimitedBatch",
+    "LimitedClaims",
     "NativeAsync",
     "OutcomeCount",
     "OutcomeHistory",
@@ -453,6 +457,46 @@ class FlowLimits(Protocol):
         it holds one of ``limits.concurrency`` slots of ``(job_name, key)`` until it is
         settled or its lease runs out, never longer); or the seconds until it may try again,
         the delivery already put back that long, not counted as an attempt."""
+        ...
+
+    def throttle_counts(self) -> Mapping[str, int]:
+        """How many deliveries of each job its limits held back, across every worker on this backend (job name -> count; jobs never held back are absent)."""  # noqa: E501
+        ...
+
+
+class LimitedClaims(Protocol):
+    """Claims that hold the limits of one worker's jobs (what
+    :meth:`ClaimLimits.limited_claims` returns; the worker keeps it for its life)."""
+
+    def claim(
+        self,
+        queues: Sequence[str] | None,
+        max_messages: int,
+        wait_seconds: float,
+        max_limited: int,
+    ) -> LimitedBatch:
+        """:meth:`Consuming.receive`, with each delivery of a limited job admitted in the
+        claim's own transaction: its start counted against its rate, a slot of
+        ``(job name, concurrency key)`` held while it is leased (freed with the lease, as
+        :meth:`FlowLimits.acquire`'s). A delivery that may not start yet is put back, due
+        when it may try again, not counted as an attempt, and counted as throttled (in the
+        batch and in :meth:`FlowLimits.throttle_counts`). At most ``max_limited`` of the
+        deliveries are of limited jobs (the worker's free threads: a start or a slot is
+        never held by a job waiting for a thread); further ones that may start are left
+        where they are, unclaimed (counted in the batch's ``left``)."""
+        ...
+
+
+@runtime_checkable
+class ClaimLimits(Protocol):
+    """Flow limits taken inside the claim: a worker tells the driver its jobs' limits once,
+    and each claim admits the deliveries that may start, in the claim's own transaction
+    (no call per start, as :meth:`FlowLimits.acquire` is). A worker on a driver with this
+    group uses it; one without uses :class:`FlowLimits`."""
+
+    def limited_claims(self, limits: Mapping[str, JobLimits]) -> LimitedClaims:
+        """The claims of a worker whose jobs have these limits (job name -> limits; jobs
+        not named have none, and are claimed as :meth:`Consuming.receive` claims them)."""
         ...
 
 
@@ -832,6 +876,7 @@ class Capabilities:
     status_batches: StatusBatches | None = None
     flow_limits: FlowLimits | None = None
     debounce: Debounce | None = None
+    claim_limits: ClaimLimits | None = None
     dead_letter_traceback: bool = False
     purge_by_queue: bool = False
     async_def: tuple[str, ...] = ()
@@ -873,6 +918,7 @@ CAPABILITY_GROUPS: tuple[tuple[str, type], ...] = (
     ("status_batches", StatusBatches),
     ("flow_limits", FlowLimits),
     ("debounce", Debounce),
+    ("claim_limits", ClaimLimits),
 )
 #: The producing methods a driver may write as ``async def``.
 PRODUCING_METHODS = ("enqueue", "enqueue_in", "enqueue_at", "enqueue_many", "enqueue_debounced")

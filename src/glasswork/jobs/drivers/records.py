@@ -3,7 +3,8 @@
 
 * producing: :class:`EnqueueResult`, and for a batch some of which was not sent,
   :class:`FailedEnqueue` in an :class:`EnqueueBatchError`;
-* consuming: :class:`ReceivedMessage`, one delivery to a worker;
+* consuming: :class:`ReceivedMessage`, one delivery to a worker; :class:`LimitedBatch`, the
+  deliveries of a claim holding flow limits;
 * a job's life: :class:`JobStatus` (what ``JobService.status`` answers) and
   :class:`FinalStatus` (what a worker hands the driver when a job ends);
 * what drivers report to the tools looking at their queues (:class:`QueueStats`,
@@ -130,6 +131,22 @@ class ReceivedMessage:
     queue: str
     message_id: str
     attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitedBatch:
+    """What a claim holding flow limits returned
+    (:meth:`~glasswork.jobs.drivers.contract.LimitedClaims.claim`): the deliveries, those of
+    limited jobs first (``limited`` of them: each holds its start and slot from the claim
+    on, so the worker starts them first), the deliveries the claim held back, per
+    ``(job name, queue)`` (``throttled``), and how many that could have started it left
+    due, unclaimed, for want of free threads (``left``: the worker waits for a thread
+    before claiming again)."""
+
+    received: list[ReceivedMessage]
+    limited: int = 0
+    throttled: dict[tuple[str, str], int] = field(default_factory=dict)
+    left: int = 0
 
 
 # -- a job's life ------------------------------------------------------------------------------

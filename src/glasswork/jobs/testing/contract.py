@@ -76,6 +76,7 @@ from ..drivers.records import (
     WorkerBeat,
 )
 from ..errors import ConfigurationError, DuplicateJobError
+from ..limits import JobLimits, RateLimit
 from ..message import JobMessage
 
 __all__ = [
@@ -85,6 +86,7 @@ __all__ = [
     "TestBatchAck",
     "TestBatchNack",
     "TestCancellation",
+    "TestClaimLimits",
     "TestClosing",
     "TestConfiguredQueues",
     "TestConsuming",
@@ -94,6 +96,7 @@ __all__ = [
     "TestDelayLimit",
     "TestDelays",
     "TestFairness",
+    "TestFlowLimits",
     "TestHandBack",
     "TestHeartbeats",
     "TestJobFinder",
@@ -1602,3 +1605,141 @@ class TestFairness:
             thread.join(PATIENCE * 4)
         everything = taken[0] + taken[1]
         assert len(everything) == len(set(everything)) == len(messages)
+
+
+# -- flow limits -------------------------------------------------------------------------------
+
+
+def key_of(received: ReceivedMessage) -> str | None:
+    return JobMessage.from_json(received.body).concurrency_key
+
+
+def name_of(received: ReceivedMessage) -> str:
+    return JobMessage.from_json(received.body).job_name
+
+
+class TestFlowLimits:
+    """``acquire`` and ``throttle_counts`` (the ``FlowLimits`` group): a delivery of a
+    limited job starts only while its rate and its slot allow; one held back is put back
+    for later without spending an attempt, and counted."""
+
+    def test_acquire_lets_the_rate_through_then_puts_back_without_spending_an_attempt(
+        self, driver: Any
+    ) -> None:
+        flow = group(driver, "flow_limits")
+        driver.enqueue_many([job("contract-paced", n) for n in range(3)])
+        received = receive_exactly(driver, 3)
+        limits = JobLimits(RateLimit(2, 3600.0), None)
+        waits = [flow.acquire(r, "contract-paced", None, limits) for r in received]
+        assert waits[:2] == [None, None]
+        assert waits[2] is not None
+        assert 0 < waits[2] <= 3600
+        assert nothing_due(driver)  # held back for its window, not delivered again now
+        assert flow.throttle_counts() == {"contract-paced": 1}
+
+    def test_a_slot_is_held_per_key_until_its_delivery_is_settled(self, driver: Any) -> None:
+        flow = group(driver, "flow_limits")
+        keyed = [job("contract-slots", n, concurrency_key="a") for n in range(2)]
+        driver.enqueue_many([*keyed, job("contract-slots", 9, concurrency_key="b")])
+        received = receive_exactly(driver, 3)
+        first, second = (r for r in received if key_of(r) == "a")
+        [other] = (r for r in received if key_of(r) == "b")
+        limits = JobLimits(None, 1)
+        assert flow.acquire(first, "contract-slots", "a", limits) is None
+        assert flow.acquire(other, "contract-slots", "b", limits) is None
+        wait = flow.acquire(second, "contract-slots", "a", limits)
+        assert wait is not None
+        assert 0 < wait <= 5
+        driver.ack(first)
+        [again] = receive_exactly(driver, 1)
+        assert again.attempt == 1  # held back is not an attempt
+        assert flow.acquire(again, "contract-slots", "a", limits) is None
+        assert flow.throttle_counts() == {"contract-slots": 1}
+
+    def test_throttle_counts_name_only_jobs_held_back(self, driver: Any) -> None:
+        flow = group(driver, "flow_limits")
+        assert flow.throttle_counts() == {}
+        driver.enqueue(job("contract-paced"))
+        [received] = receive_exactly(driver, 1)
+        assert (
+            flow.acquire(received, "contract-paced", None, JobLimits(RateLimit(1, 60), 1)) is None
+        )
+        assert flow.throttle_counts() == {}
+
+
+class TestClaimLimits:
+    """``limited_claims(limits).claim(queues, max_messages, wait_seconds, max_limited)``
+    (the ``ClaimLimits`` group): the claim admits the deliveries of limited jobs that may
+    start, at most ``max_limited`` of them, first; it puts back those that may not, unspent
+    and counted; it claims jobs without limits as ``receive`` does."""
+
+    def test_a_limited_claim_admits_the_rate_and_puts_the_rest_back_counted(
+        self, driver: Any
+    ) -> None:
+        claims = group(driver, "claim_limits").limited_claims(
+            {"contract-paced": JobLimits(RateLimit(2, 3600.0), None)}
+        )
+        driver.enqueue_many([job("contract-paced", n) for n in range(3)])
+        driver.enqueue_many([job("contract-free", n) for n in range(2)])
+        batch = claims.claim(None, 10, 0.0, 10)
+        assert batch.limited == 2
+        assert [name_of(r) for r in batch.received] == ["contract-paced"] * 2 + [
+            "contract-free"
+        ] * 2
+        assert {r.attempt for r in batch.received} == {1}
+        assert batch.throttled == {("contract-paced", "default"): 1}
+        assert claims.claim(None, 10, 0.0, 10).received == []  # it waits its window out
+        flow = caps(driver).flow_limits
+        if flow is not None:
+            assert flow.throttle_counts() == {"contract-paced": 1}
+
+    def test_a_limited_claim_takes_no_more_limited_deliveries_than_asked(self, driver: Any) -> None:
+        claims = group(driver, "claim_limits").limited_claims(
+            {"contract-slots": JobLimits(None, 100)}
+        )
+        driver.enqueue_many([job("contract-slots", n) for n in range(4)])
+        driver.enqueue_many([job("contract-free", n) for n in range(2)])
+        batch = claims.claim(None, 10, 0.0, 1)
+        assert batch.limited == 1
+        assert batch.left == 3
+        assert batch.throttled == {}
+        assert sorted(name_of(r) for r in batch.received) == [
+            "contract-free",
+            "contract-free",
+            "contract-slots",
+        ]
+        rest = claims.claim(None, 10, 0.0, 10)  # the others were left due, unspent
+        assert rest.limited == 3
+        assert {r.attempt for r in rest.received} == {1}
+
+    def test_slots_taken_in_the_claim_are_held_per_key_until_settled(self, driver: Any) -> None:
+        claims = group(driver, "claim_limits").limited_claims(
+            {"contract-slots": JobLimits(None, 1)}
+        )
+        keyed = [job("contract-slots", n, concurrency_key="a") for n in range(2)]
+        driver.enqueue_many([*keyed, job("contract-slots", 9, concurrency_key="b")])
+        batch = claims.claim(None, 10, 0.0, 10)
+        assert sorted(key_of(r) or "" for r in batch.received) == ["a", "b"]
+        assert batch.limited == 2
+        assert batch.throttled == {("contract-slots", "default"): 1}
+        [first] = (r for r in batch.received if key_of(r) == "a")
+        assert claims.claim(None, 10, 0.0, 10).received == []
+        driver.ack(first)
+        deadline = time.monotonic() + PATIENCE
+        while not (again := claims.claim(None, 10, 0.5, 10)).received:
+            assert time.monotonic() < deadline, "the key's second job never started"
+        assert [(key_of(r), r.attempt) for r in again.received] == [("a", 1)]
+
+    def test_a_slot_taken_in_the_claim_is_free_once_its_lease_runs_out(
+        self, driver_factory: DriverFactory
+    ) -> None:
+        made, lease = short_lease(driver_factory)
+        claims = group(made, "claim_limits").limited_claims({"contract-slots": JobLimits(None, 1)})
+        made.enqueue(job("contract-slots", 1, concurrency_key="a"))
+        assert claims.claim(None, 10, 0.0, 10).limited == 1  # its worker dies holding it
+        made.enqueue(job("contract-slots", 2, concurrency_key="a"))
+        assert claims.claim(None, 10, 0.0, 10).received == []  # held back: the slot is taken
+        started = time.monotonic()
+        while not claims.claim(None, 10, 0.2, 10).received:
+            assert time.monotonic() - started < lease + PATIENCE, "the slot was never freed"
+        assert time.monotonic() - started < lease + 2.0

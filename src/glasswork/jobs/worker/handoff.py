@@ -42,14 +42,20 @@ class Handoff:
 
     # -- the control thread's side -------------------------------------------------------
 
-    def put(self, held: Sequence[Held], job_seconds: float | None) -> None:
+    def put(self, held: Sequence[Held], job_seconds: float | None, starting: int = 0) -> None:
         """Queue received jobs and wake the threads they need: all of them for slow jobs;
         for fast ones (``job_seconds`` on average), enough to get through the batch in
-        about :data:`WAKE_FOR_SECONDS`."""
-        self.ready.extend(held)
+        about :data:`WAKE_FOR_SECONDS`. The first ``starting`` must start at once (limited
+        jobs, holding their start and slot): they go ahead of the jobs waiting already, and
+        wake a thread each."""
+        if starting:
+            self.ready.extendleft(reversed(held[:starting]))
+            self.ready.extend(held[starting:])
+        else:
+            self.ready.extend(held)
         wanted = len(held)
         if job_seconds is not None:
-            wanted = min(wanted, 1 + int(len(held) * job_seconds / WAKE_FOR_SECONDS))
+            wanted = min(wanted, max(starting, 1 + int(len(held) * job_seconds / WAKE_FOR_SECONDS)))
         self._wake(wanted)
         self._waiting = len(self.ready)
 

@@ -27,7 +27,7 @@ from ..durations import Delay, positive_seconds
 from ..errors import ConfigurationError
 from ..execution import Executor, Hook, JobHooks, RunStep
 from ..fairness import refuse_unfair_jobs
-from ..limits import limited_jobs, refuse_unheld_limits
+from ..limits import refuse_unheld_limits
 from ..metrics.sink import MetricsOption, MetricsSink, flush_metrics, metric_sinks
 from ..steps import worker_steps
 from ..stop_signals import STOP_SIGNALS
@@ -35,7 +35,7 @@ from ..timeouts import JobTimeout
 from .event_loop import AsyncJobs
 from .heartbeats import HeartbeatWriter
 from .leases import Leases
-from .limits import FlowGate
+from .limits import FlowGate, LimitedReceiver
 from .logs import logger
 from .periodic import PeriodicFirer, schedules_of
 from .pool import JobPool
@@ -137,9 +137,13 @@ class Worker:
         # Job lines stay on the executor's own "glasswork.jobs" logger; ``log`` is the worker's.
         self.executor = Executor.for_module(module, hooks)
         self.executor.string_cache = "keys"  # a process that lives long keeps memory flat
-        refuse_unheld_limits(
-            self.executor.registry, capabilities.flow_limits, driver_label(driver), "worker"
-        )
+        limits = {job.name: job.limits for job in self.executor.registry if job.limits}
+        # A limited claim picks rows as the plain claim does, not in turns across fairness
+        # keys: beside fair jobs, limits are taken by the gate instead (fair claim kept).
+        fair_jobs = any(job.fairness_key is not None for job in self.executor.registry)
+        claim_limits = capabilities.claim_limits if limits and not fair_jobs else None
+        holds_limits = claim_limits or capabilities.flow_limits
+        refuse_unheld_limits(self.executor.registry, holds_limits, driver_label(driver), "worker")
         refuse_unfair_jobs(
             self.executor.registry, capabilities.fairness, driver_label(driver), "worker"
         )
@@ -180,13 +184,17 @@ class Worker:
         self._retries_within = 0.0
         self._pool: JobPool | None = None
         self._settler = Settler(driver, self.summary, self.log)
+        # Limits taken in the claim: how long limited jobs run sizes what a claim takes.
+        self._settler.times_limited_jobs = claim_limits is not None
         self._leases = Leases(capabilities.lease_extension, self.log)
         self._statuses = (
             JobStatuses(capabilities.status, self.log) if capabilities.status is not None else None
         )
+        # Limits are taken in the claim where the driver can (no call per start), else by
+        # the gate, on each job thread just before a limited job starts.
         self._gate = (
             FlowGate(capabilities.flow_limits, self.log, self.metrics)
-            if capabilities.flow_limits is not None and limited_jobs(self.executor.registry)
+            if limits and claim_limits is None and capabilities.flow_limits is not None
             else None
         )
         self._receiver = Receiver(
@@ -196,6 +204,11 @@ class Worker:
             self.batch_size,
             poll_interval,
             self.log,
+            LimitedReceiver(
+                claim_limits.limited_claims(limits), self.log, self.metrics, self._throttled
+            )
+            if claim_limits is not None
+            else None,
         )
 
     # -- public ------------------------------------------------------------------------------
@@ -367,7 +380,10 @@ class Worker:
                 return
             self._tend(pool, now)
             due = now >= receiver.due_at
-            wanted = receiver.wanted(pool, self._settler.job_seconds) if due else 0
+            settler = self._settler
+            wanted = (
+                receiver.wanted(pool, settler.job_seconds, settler.limited_seconds) if due else 0
+            )
             if wanted:
                 # Long-poll only with nothing held and nothing to settle: a job ending during
                 # the poll would wait for it, its lease running out meanwhile.
@@ -385,7 +401,7 @@ class Worker:
                     self._settler.release(held, "received during shutdown")
                     return
                 if held:
-                    pool.submit(held, self._settler.job_seconds)
+                    pool.submit(held, self._settler.job_seconds, receiver.starting)
                     continue  # there may be more: receive again while there is room
                 if idle and until_empty and self._drained(include_delayed, now):
                     return
@@ -502,6 +518,10 @@ class Worker:
                     self.grace_period,
                     name,
                 )
+
+    def _throttled(self, count: int) -> None:
+        """Deliveries a claim held back by their limits (the driver put them back)."""
+        self.summary.counts["throttled"] += count
 
     def _stopping(self) -> bool:
         return self._stop.requested  # a call: other threads and signals change it

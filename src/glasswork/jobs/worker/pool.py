@@ -109,10 +109,11 @@ class JobPool:
         for index in range(self.size):
             self.slots.append(self._spawn(Slot(index)))
 
-    def submit(self, held: Sequence[Held], job_seconds: float | None) -> None:
-        """Hand received jobs to the threads (see :meth:`Handoff.put`)."""
+    def submit(self, held: Sequence[Held], job_seconds: float | None, starting: int = 0) -> None:
+        """Hand received jobs to the threads (see :meth:`Handoff.put`); the first
+        ``starting`` must start at once (limited jobs, holding their start and slot)."""
         self.outstanding += len(held)
-        self.handoff.put(held, job_seconds)
+        self.handoff.put(held, job_seconds, starting)
 
     def running(self) -> list[Slot]:
         """Slots of the jobs running and still owned (by a thread, or the event loop)."""

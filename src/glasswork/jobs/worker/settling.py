@@ -75,6 +75,9 @@ class Settler:
         self._dead_letters = DeadLetterSender(driver)
         #: Moving average of job run time in seconds (None until a job finished).
         self.job_seconds: float | None = None
+        #: The same of jobs with flow limits, kept when ``times_limited_jobs`` is set.
+        self.limited_seconds: float | None = None
+        self.times_limited_jobs = False
         caps = capabilities_of(driver)
         if caps.consuming is None:
             raise ConfigurationError(cannot_consume(driver))
@@ -105,6 +108,8 @@ class Settler:
 
     def collect(self, finished: Sequence[Finished]) -> None:
         """Count finished jobs and queue their driver calls."""
+        if self.times_limited_jobs:
+            self._time_limited(finished)
         if self._status is not None:
             self._collect_with_status(finished)
             return
@@ -152,6 +157,14 @@ class Settler:
             else:  # Done, Discard, Cancelled
                 self._finishes.append((received, final_status(outcome, ctx)))
         self.job_seconds = average
+
+    def _time_limited(self, finished: Sequence[Finished]) -> None:
+        average = self.limited_seconds
+        for _, outcome, seconds, ctx in finished:
+            definition = ctx.definition if ctx is not None else None
+            if outcome is not None and definition is not None and definition.limits is not None:
+                average = seconds if average is None else 0.8 * average + 0.2 * seconds
+        self.limited_seconds = average
 
     def lose(self, held: Sequence[Held]) -> None:
         """Jobs that got no outcome: their leases run out and they are delivered again."""

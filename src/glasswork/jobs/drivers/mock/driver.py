@@ -6,6 +6,7 @@ import itertools
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -186,6 +187,7 @@ class MockQueueDriver(
         # Jobs superseded while they ran: what their runs return is not their end.
         self._superseded: set[str] = set()
         self._cursors: dict[str, str] = {}  # each fair queue's last key served (fairness.py)
+        self._throttled: Counter[str] = Counter()  # deliveries held back, per job
 
     def __repr__(self) -> str:
         return (
@@ -217,6 +219,7 @@ class MockQueueDriver(
             self._starts.clear()
             self._superseded.clear()
             self._cursors.clear()
+            self._throttled.clear()
 
     # -- producing ---------------------------------------------------------------------
 
@@ -366,7 +369,13 @@ class MockQueueDriver(
             pending.leased_by = None
             pending.attempt -= 1
             pending.due = now + wait
+            self._throttled[job_name] += 1
             return wait
+
+    def throttle_counts(self) -> dict[str, int]:
+        """Deliveries each job's limits held back (``clear()`` forgets them)."""
+        with self._lock:
+            return dict(self._throttled)
 
     def dead_letter(
         self, body: str, reason: str, *, queue: str | None = None, traceback: str | None = None

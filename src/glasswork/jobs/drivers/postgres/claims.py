@@ -3,6 +3,7 @@ those asked to stop while a worker that is gone held them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -48,27 +49,39 @@ def deliveries(
     hand out, each as ``(-priority, id, delivery)``: those asked to stop end cancelled, and
     those whose lease ran out ``max_lost_leases`` times are buried, here."""
     received = []
-    for row_id, queue, body, attempts, lost, priority, cancelled in rows:
-        if cancelled:
-            conn.execute(
-                status_statements.cancel_claimed,
-                {
-                    "id": row_id,
-                    "attempts": attempts,
-                    "reason": CANCELLED,
-                    "keep": DEFAULT_RESULT_TTL,
-                },
-            )
-        elif lost >= max_lost_leases:
-            reason = (
-                f"delivered {attempts} times; {lost} times its lease ({lease:g}s) ran out "
-                "before a worker finished it: the worker died or stalled while running it"
-            )
-            conn.execute(statements.bury, {"id": row_id, "attempts": attempts, "reason": reason})
-        else:
-            message = ReceivedMessage(body, (row_id, attempts), attempts, queue, str(row_id))
-            received.append((-priority, row_id, message))
+    for row in rows:
+        message = deliver(conn, statements, status_statements, row, lease, max_lost_leases)
+        if message is not None:
+            received.append((-row[5], row[0], message))
     return received
+
+
+def deliver(
+    conn: psycopg.Connection,
+    statements: Statements,
+    status_statements: StatusStatements,
+    row: Sequence[Any],
+    lease: float,
+    max_lost_leases: int,
+) -> ReceivedMessage | None:
+    """A claimed row (id, queue, body, attempts, lost, priority, cancel_requested) as a
+    delivery; None for one that ends here: asked to stop while a worker that is gone held
+    it (cancelled), or whose lease has run out ``max_lost_leases`` times (dead-lettered)."""
+    row_id, queue, body, attempts, lost, _, cancelled = row[:7]
+    if cancelled:
+        conn.execute(
+            status_statements.cancel_claimed,
+            {"id": row_id, "attempts": attempts, "reason": CANCELLED, "keep": DEFAULT_RESULT_TTL},
+        )
+        return None
+    if lost >= max_lost_leases:
+        reason = (
+            f"delivered {attempts} times; {lost} times its lease ({lease:g}s) ran out "
+            "before a worker finished it: the worker died or stalled while running it"
+        )
+        conn.execute(statements.bury, {"id": row_id, "attempts": attempts, "reason": reason})
+        return None
+    return ReceivedMessage(body, (row_id, attempts), attempts, queue, str(row_id))
 
 
 def next_due(

@@ -7,7 +7,7 @@ import random
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,11 +15,12 @@ import psycopg
 
 from ...durations import setting_seconds
 from ...errors import ConfigurationError
-from ...limits import SLOT_RETRY, JobLimits
-from ...message import JobMessage, identify, scoped_key
+from ...limits import SLOT_RETRY, JobLimits, slot_key
+from ...message import JobMessage, identify
 from ..contract import (
     BatchAck,
     BatchNack,
+    ClaimLimits,
     Closing,
     Consuming,
     DeadLetterAdmin,
@@ -51,6 +52,7 @@ from . import claims, deadlines, fairness, inspection, periodic, schema
 from .bound import BoundPostgresDriver
 from .connections import Connections, redacted
 from .dead_letter_search import DeadLetterTable
+from .limits import Claim, LimitedClaims, throttle_counts
 from .notifications import Notifications
 from .outcomes import OutcomeCounts
 from .producing import Producer, debounce_job, find_inserted, insert_jobs
@@ -78,6 +80,7 @@ class PostgresQueueDriver(
     TransactionalEnqueue,
     Closing,
     FlowLimits,
+    ClaimLimits,
     StatusRows,
 ):
     """A durable queue in PostgreSQL: any number of workers on any number of machines,
@@ -265,6 +268,19 @@ class PostgresQueueDriver(
         for ``visibility_timeout`` seconds. With ``wait_seconds``, wait that long for the first
         one: a ``NOTIFY`` wakes the wait when a job is committed, a timer when a delayed job
         comes due, and a slow poll (``poll_interval``) covers missed notifications."""
+        return self._receive_with(queues, max_messages, wait_seconds, self._claim_plain)
+
+    def _receive_with(
+        self,
+        queues: Sequence[str] | None,
+        max_messages: int,
+        wait_seconds: float,
+        claim: Claim,
+        done: Callable[[], bool] = lambda: False,
+    ) -> list[ReceivedMessage]:
+        """:meth:`receive`, each claim made by ``claim(connection, queues, limit,
+        rotation)`` (the plain claim, or one holding flow limits: see :mod:`.limits`), the
+        wait ended early once ``done()``."""
         names = list(queues) if queues else None
         if max_messages <= 0:
             return []
@@ -272,9 +288,9 @@ class PostgresQueueDriver(
         listening = wait_seconds > 0 and self._notifications.start()
         while True:
             mark = self._notifications.mark(names)
-            received, next_due = self._claim(names, max_messages, wait_seconds > 0)
+            received, next_due = self._claim(names, max_messages, wait_seconds > 0, claim)
             remaining = deadline - time.monotonic()
-            if received or remaining <= 0:
+            if received or remaining <= 0 or done():
                 return received
             pause = min(
                 remaining, self.poll_interval if listening else min(self.poll_interval, 0.5)
@@ -284,41 +300,49 @@ class PostgresQueueDriver(
             self._notifications.wait(names, mark, pause)
 
     def _claim(
-        self, queues: list[str] | None, limit: int, want_next_due: bool
+        self,
+        queues: list[str] | None,
+        limit: int,
+        want_next_due: bool,
+        claim: Claim,
     ) -> tuple[list[ReceivedMessage], float | None]:
         rotation = next(self._rotation)  # which queue goes first, so none starves
 
-        def claim(conn: psycopg.Connection, _: bool) -> tuple[list[ReceivedMessage], float | None]:
-            fair = self._fair.of(conn, queues)
-            if fair:  # some are claimed round-robin across their fairness keys
-                received = fairness.claim(
-                    conn,
-                    self.sql,
-                    self.status_sql,
-                    self._fair,
-                    fair=fair,
-                    queues=queues,
-                    limit=limit,
-                    lease=self.visibility_timeout,
-                    rotation=rotation,
-                    max_lost_leases=self.max_lost_leases,
-                )
-            else:
-                received = claims.claim(
-                    conn,
-                    self.sql,
-                    self.status_sql,
-                    queues=queues,
-                    limit=limit,
-                    lease=self.visibility_timeout,
-                    rotation=rotation,
-                    max_lost_leases=self.max_lost_leases,
-                )
+        def run(conn: psycopg.Connection, _: bool) -> tuple[list[ReceivedMessage], float | None]:
+            received = claim(conn, queues, limit, rotation)
             if received or not want_next_due:
                 return received, None
             return [], claims.next_due(conn, self.sql, queues)
 
-        return self._connections.run("claim jobs", claim)
+        return self._connections.run("claim jobs", run)
+
+    def _claim_plain(
+        self, conn: psycopg.Connection, queues: list[str] | None, limit: int, rotation: int
+    ) -> list[ReceivedMessage]:
+        fair = self._fair.of(conn, queues)
+        if fair:  # some are claimed round-robin across their fairness keys
+            return fairness.claim(
+                conn,
+                self.sql,
+                self.status_sql,
+                self._fair,
+                fair=fair,
+                queues=queues,
+                limit=limit,
+                lease=self.visibility_timeout,
+                rotation=rotation,
+                max_lost_leases=self.max_lost_leases,
+            )
+        return claims.claim(
+            conn,
+            self.sql,
+            self.status_sql,
+            queues=queues,
+            limit=limit,
+            lease=self.visibility_timeout,
+            rotation=rotation,
+            max_lost_leases=self.max_lost_leases,
+        )
 
     def ack(self, received: ReceivedMessage) -> None:
         self.ack_many([received])
@@ -353,14 +377,15 @@ class PostgresQueueDriver(
     ) -> float | None:
         """Start a limited job, or put it back until it may: one call of the schema's
         ``glasswork_acquire`` function, which takes a concurrency slot (held while the row
-        is leased) and a start of the rate's sliding window by the server's clock."""
+        is leased) and a start of the rate's sliding window by the server's clock. (Workers
+        on this driver take limits in the claim instead: :meth:`limited_claims`.)"""
         row_id, attempts = received.receipt
         slots = limits.concurrency
         params = {
             "id": row_id,
             "attempts": attempts,
             "job": job_name,
-            "slot": scoped_key(job_name, key or "") if slots is not None else None,
+            "slot": slot_key(job_name, key) if slots is not None else None,
             "slots": slots,
             "starts": limits.rate.count if limits.rate is not None else None,
             "window": limits.rate.window if limits.rate is not None else None,
@@ -372,6 +397,18 @@ class PostgresQueueDriver(
             return None if row is None or row[0] is None else float(row[0])
 
         return self._connections.run("start a limited job", call)
+
+    def limited_claims(self, job_limits: Mapping[str, JobLimits]) -> LimitedClaims:
+        """Claims that admit the deliveries of these limited jobs in the claim's own
+        statement (see :mod:`.limits`)."""
+        return LimitedClaims(self, job_limits)
+
+    def throttle_counts(self) -> dict[str, int]:
+        """Deliveries each job's limits held back, by every worker on these tables."""
+        return self._connections.run(
+            "count throttled jobs",
+            lambda conn, _: throttle_counts(conn, self.sql.throttle_counts),
+        )
 
     def extend_leases(self, received: Sequence[ReceivedMessage], seconds: float) -> int:
         """Keep jobs hidden for ``seconds`` more (the worker calls this for long-running jobs).

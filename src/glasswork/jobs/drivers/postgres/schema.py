@@ -221,6 +221,11 @@ END
     # holding the unique key (if it was enqueued debounced: its body has a "debounce"),
     # keeping its end, and inserts the new job; racing calls for one key take turns on the
     # holder's row lock, and an insert that loses the race to another supersedes it in turn.
+    # Flow limits taken in the claim (limits.py): how many deliveries of each job its limits
+    # held back, added to by the transaction that held them back (also glasswork_acquire's,
+    # replaced to count); and glasswork_claim_limited, which a claim of a worker whose jobs
+    # have limits calls with the ids its statement picked and locked, to admit the limited
+    # ones in the same statement: no round trip per start.
     7: """
 CREATE OR REPLACE FUNCTION {schema}.glasswork_debounce(
     p_queue text, p_name text, p_job_id text, p_key text, p_body text,
@@ -303,6 +308,304 @@ CREATE TABLE IF NOT EXISTS {schema}.glasswork_fair_queues (
     queue text PRIMARY KEY,
     cursor text COLLATE "C" NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS {schema}.glasswork_throttles (
+    job_name text PRIMARY KEY,
+    count bigint NOT NULL
+);
+CREATE OR REPLACE FUNCTION {schema}.glasswork_acquire(
+    p_id bigint, p_attempts integer, p_job text, p_slot text, p_slots integer,
+    p_starts integer, p_window double precision, p_retry double precision
+) RETURNS double precision LANGUAGE plpgsql AS {quote}
+DECLARE
+    t timestamptz;
+    held integer;
+    n integer;
+    oldest timestamptz;
+    wait double precision;
+BEGIN
+    PERFORM 1 FROM {schema}.glasswork_jobs
+        WHERE id = p_id AND attempts = p_attempts AND leased FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    IF p_slots IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(21, hashtext(p_slot));
+        SELECT count(*) INTO held FROM {schema}.glasswork_jobs
+            WHERE slot_key = p_slot AND leased AND visible_at > clock_timestamp()
+            AND id <> p_id;
+        IF held >= p_slots THEN
+            wait := p_retry;
+        END IF;
+    END IF;
+    IF wait IS NULL AND p_starts IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(22, hashtext(p_job));
+        t := clock_timestamp();
+        DELETE FROM {schema}.glasswork_rate_starts
+            WHERE job_name = p_job AND started_at <= t - p_window * interval '1 second';
+        SELECT count(*) INTO n FROM {schema}.glasswork_rate_starts WHERE job_name = p_job;
+        IF n >= p_starts THEN
+            SELECT started_at INTO oldest FROM {schema}.glasswork_rate_starts
+                WHERE job_name = p_job ORDER BY started_at OFFSET n - p_starts LIMIT 1;
+            wait := greatest(0.001, EXTRACT(EPOCH FROM oldest - t) + p_window);
+        ELSE
+            INSERT INTO {schema}.glasswork_rate_starts (job_name, started_at) VALUES (p_job, t);
+        END IF;
+    END IF;
+    IF wait IS NULL THEN
+        IF p_slots IS NOT NULL THEN
+            UPDATE {schema}.glasswork_jobs SET slot_key = p_slot
+                WHERE id = p_id AND attempts = p_attempts;
+        END IF;
+        RETURN NULL;
+    END IF;
+    UPDATE {schema}.glasswork_jobs
+        SET leased = false, attempts = attempts - 1, updated_at = now(),
+            visible_at = clock_timestamp() + wait * interval '1 second'
+        WHERE id = p_id AND attempts = p_attempts AND attempts > 0;
+    INSERT INTO {schema}.glasswork_throttles AS c (job_name, count) VALUES (p_job, 1)
+        ON CONFLICT (job_name) DO UPDATE SET count = c.count + 1;
+    RETURN wait;
+END
+{quote};
+CREATE OR REPLACE FUNCTION {schema}.glasswork_claim_limited(
+    p_ids bigint[], p_lease double precision, p_admit integer, p_max_lost integer,
+    p_jobs text[], p_slots integer[], p_starts integer[], p_windows double precision[],
+    p_retry double precision
+) RETURNS TABLE (
+    r_id bigint, r_queue text, r_body text, r_attempts integer, r_lost integer,
+    r_priority integer, r_cancel boolean, r_job text, r_kind text, r_order integer
+) LANGUAGE plpgsql AS {quote}
+DECLARE
+    c record;
+    key_ids bigint[] := ARRAY[]::bigint[];
+    key_values text[] := ARRAY[]::text[];
+    c_ids bigint[] := ARRAY[]::bigint[];
+    c_queues text[] := ARRAY[]::text[];
+    c_jobs text[] := ARRAY[]::text[];
+    c_limits integer[] := ARRAY[]::integer[];
+    c_slots text[] := ARRAY[]::text[];
+    s_names text[];
+    s_held integer[];
+    stored integer[];
+    added integer[];
+    waited integer[];
+    take_ids bigint[] := ARRAY[]::bigint[];
+    take_slots text[] := ARRAY[]::text[];
+    take_kinds text[] := ARRAY[]::text[];
+    take_order integer[] := ARRAY[]::integer[];
+    back_ids bigint[] := ARRAY[]::bigint[];
+    back_waits double precision[] := ARRAY[]::double precision[];
+    back_order integer[] := ARRAY[]::integer[];
+    started text[] := ARRAY[]::text[];
+    h integer;
+    i integer;
+    k integer;
+    n integer;
+    pos integer;
+    admitted integer := 0;
+    left_behind integer := 0;
+    leaves timestamptz;
+    t timestamptz;
+    wait double precision;
+BEGIN
+    -- Rows of no limited job are leased as the plain claim leases them, and that is all.
+    PERFORM 1 FROM {schema}.glasswork_jobs AS j
+        WHERE j.id = ANY(p_ids) AND j.job_name = ANY(p_jobs);
+    IF NOT FOUND THEN
+        RETURN QUERY
+        WITH taken AS (
+            UPDATE {schema}.glasswork_jobs AS j
+            SET attempts = j.attempts + 1, lost = j.lost + j.leased::int, leased = true,
+                visible_at = now() + p_lease * interval '1 second', updated_at = now(),
+                slot_key = NULL
+            FROM unnest(p_ids) WITH ORDINALITY AS x(id, o)
+            WHERE j.id = x.id
+            RETURNING j.id, j.queue, j.body, j.attempts, j.lost, j.priority,
+                j.cancel_requested, j.job_name, 'claimed'::text, x.o::integer
+        )
+        SELECT * FROM taken;
+        RETURN;
+    END IF;
+    -- The concurrency key of each picked row whose job has a concurrency limit, read from
+    -- its body; a body that is not JSON has none (the worker dead-letters it on reading).
+    -- (Looked for first: a claim finding no such row pays for no subtransaction.)
+    PERFORM 1 FROM {schema}.glasswork_jobs AS j
+        JOIN unnest(p_jobs, p_slots) AS l(name, slots) ON l.name = j.job_name
+        WHERE j.id = ANY(p_ids) AND l.slots IS NOT NULL;
+    IF FOUND THEN BEGIN
+        SELECT coalesce(array_agg(j.id), key_ids),
+               coalesce(array_agg(j.body::json ->> 'concurrencyKey'), key_values)
+            INTO key_ids, key_values
+            FROM {schema}.glasswork_jobs AS j
+            JOIN unnest(p_jobs, p_slots) AS l(name, slots) ON l.name = j.job_name
+            WHERE j.id = ANY(p_ids) AND l.slots IS NOT NULL;
+    EXCEPTION WHEN data_exception THEN
+        key_ids := ARRAY[]::bigint[];
+        key_values := ARRAY[]::text[];
+        FOR c IN SELECT j.id, j.body FROM {schema}.glasswork_jobs AS j
+                JOIN unnest(p_jobs, p_slots) AS l(name, slots) ON l.name = j.job_name
+                WHERE j.id = ANY(p_ids) AND l.slots IS NOT NULL LOOP
+            key_ids := array_append(key_ids, c.id);
+            BEGIN
+                key_values := array_append(key_values, c.body::json ->> 'concurrencyKey');
+            EXCEPTION WHEN data_exception THEN
+                key_values := array_append(key_values, NULL::text);
+            END;
+        END LOOP;
+    END; END IF;
+    -- The picked rows in the order a claim takes them, each with its job's limits (their
+    -- index in p_jobs; none for a row the caller ends instead of running: asked to stop,
+    -- or dead-lettered for lost leases) and the slot it would take (as limits.slot_key: a
+    -- key over 200 characters, or like a digest, as its digest; the job name scoped as
+    -- message.scoped_key does).
+    FOR c IN
+        SELECT j.id, j.queue, j.job_name,
+            CASE WHEN NOT (j.cancel_requested OR j.lost + j.leased::int >= p_max_lost)
+                THEN l.n END AS n,
+            CASE WHEN p_slots[l.n] IS NOT NULL THEN
+                CASE WHEN strpos(j.job_name, '#') > 0
+                    THEN '#' || length(j.job_name) || '#' || j.job_name || '#'
+                    ELSE j.job_name || '#' END
+                || CASE WHEN length(kv.value) > 200 OR left(kv.value, 7) = 'sha256:'
+                    THEN 'sha256:' || encode(sha256(convert_to(kv.value, 'UTF8')), 'hex')
+                    ELSE coalesce(kv.value, '') END
+            END AS slot
+        FROM {schema}.glasswork_jobs AS j
+        LEFT JOIN unnest(p_jobs) WITH ORDINALITY AS l(name, n) ON l.name = j.job_name
+        LEFT JOIN unnest(key_ids, key_values) AS kv(id, value) ON kv.id = j.id
+        WHERE j.id = ANY(p_ids)
+        ORDER BY j.priority DESC, j.visible_at, j.id
+    LOOP
+        c_ids := array_append(c_ids, c.id);
+        c_queues := array_append(c_queues, c.queue);
+        c_jobs := array_append(c_jobs, c.job_name);
+        c_limits := array_append(c_limits, c.n::integer);
+        c_slots := array_append(c_slots, CASE WHEN c.n IS NOT NULL THEN c.slot END);
+    END LOOP;
+    -- Each count under a lock of its own key, held to the end of the transaction, so two
+    -- claims never both take the last slot or the last start of a window: slots (21) then
+    -- rates (22), each in the order of the key's hash (as glasswork_acquire takes them).
+    FOR h IN SELECT DISTINCT hashtext(s) FROM unnest(c_slots) AS s WHERE s IS NOT NULL ORDER BY 1
+    LOOP
+        PERFORM pg_advisory_xact_lock(21, h);
+    END LOOP;
+    FOR h IN SELECT DISTINCT hashtext(p_jobs[x]) FROM unnest(c_limits) AS x
+            WHERE x IS NOT NULL AND p_starts[x] IS NOT NULL ORDER BY 1
+    LOOP
+        PERFORM pg_advisory_xact_lock(22, h);
+    END LOOP;
+    SELECT array_agg(s), array_agg((
+            SELECT count(*) FROM {schema}.glasswork_jobs
+            WHERE slot_key = s AND leased AND visible_at > clock_timestamp()))
+        INTO s_names, s_held
+        FROM (SELECT DISTINCT s FROM unnest(c_slots) AS s WHERE s IS NOT NULL) AS d;
+    t := clock_timestamp();
+    stored := array_fill(0, ARRAY[coalesce(cardinality(p_jobs), 0)]);
+    added := stored;
+    waited := stored;
+    FOR n IN SELECT DISTINCT x FROM unnest(c_limits) AS x
+            WHERE x IS NOT NULL AND p_starts[x] IS NOT NULL
+    LOOP
+        DELETE FROM {schema}.glasswork_rate_starts
+            WHERE job_name = p_jobs[n] AND started_at <= t - p_windows[n] * interval '1 second';
+        SELECT count(*) INTO k FROM {schema}.glasswork_rate_starts WHERE job_name = p_jobs[n];
+        stored[n] := k;
+    END LOOP;
+    FOR i IN 1 .. coalesce(cardinality(c_ids), 0) LOOP
+        n := c_limits[i];
+        IF n IS NULL THEN
+            take_ids := array_append(take_ids, c_ids[i]);
+            take_slots := array_append(take_slots, NULL::text);
+            take_kinds := array_append(take_kinds, 'claimed');
+            take_order := array_append(take_order, i);
+            CONTINUE;
+        END IF;
+        wait := NULL;
+        k := NULL;
+        IF p_slots[n] IS NOT NULL THEN
+            k := array_position(s_names, c_slots[i]);
+            IF s_held[k] >= p_slots[n] THEN
+                wait := p_retry * (1 + random() / 2);
+            END IF;
+        END IF;
+        IF wait IS NULL AND p_starts[n] IS NOT NULL
+                AND stored[n] + added[n] >= p_starts[n] THEN
+            -- Due when the start that keeps the window full for it leaves the window, the
+            -- rows held back before it having started as soon as they could.
+            pos := stored[n] + added[n] - p_starts[n] + waited[n] % p_starts[n];
+            leaves := t;
+            IF pos < stored[n] THEN
+                SELECT started_at INTO leaves FROM {schema}.glasswork_rate_starts
+                    WHERE job_name = p_jobs[n] ORDER BY started_at OFFSET pos LIMIT 1;
+            END IF;
+            wait := greatest(0.001, EXTRACT(EPOCH FROM leaves - t)
+                + p_windows[n] * (1 + waited[n] / p_starts[n]));
+            waited[n] := waited[n] + 1;
+        END IF;
+        IF wait IS NOT NULL THEN
+            back_ids := array_append(back_ids, c_ids[i]);
+            back_waits := array_append(back_waits, wait);
+            back_order := array_append(back_order, i);
+            CONTINUE;
+        END IF;
+        IF admitted >= p_admit THEN
+            left_behind := left_behind + 1;  -- no free thread to start it: left where it is
+            CONTINUE;
+        END IF;
+        admitted := admitted + 1;
+        IF k IS NOT NULL THEN
+            s_held[k] := s_held[k] + 1;
+        END IF;
+        IF p_starts[n] IS NOT NULL THEN
+            added[n] := added[n] + 1;
+            started := array_append(started, p_jobs[n]);
+        END IF;
+        take_ids := array_append(take_ids, c_ids[i]);
+        take_slots := array_append(take_slots, c_slots[i]);
+        take_kinds := array_append(take_kinds, 'limited');
+        take_order := array_append(take_order, i);
+    END LOOP;
+    IF left_behind > 0 THEN
+        RETURN QUERY SELECT NULL::bigint, NULL::text, NULL::text, NULL::integer, NULL::integer,
+            NULL::integer, NULL::boolean, NULL::text, 'left'::text, left_behind;
+    END IF;
+    IF cardinality(started) > 0 THEN
+        INSERT INTO {schema}.glasswork_rate_starts (job_name, started_at)
+            SELECT x, t FROM unnest(started) AS x;
+    END IF;
+    IF cardinality(back_ids) > 0 THEN
+        -- Held back: due when it may try again, its attempt not spent (a lease that had run
+        -- out on it counted as lost now, as the next claim would have).
+        RETURN QUERY
+        WITH back AS (
+            UPDATE {schema}.glasswork_jobs AS j
+            SET visible_at = t + b.wait * interval '1 second', updated_at = now(),
+                slot_key = NULL, lost = j.lost + j.leased::int, leased = false
+            FROM unnest(back_ids, back_waits, back_order) AS b(id, wait, o)
+            WHERE j.id = b.id
+            RETURNING j.id, j.queue, j.attempts, j.lost, j.priority, j.job_name, b.o
+        )
+        SELECT back.id, back.queue, NULL::text, back.attempts, back.lost, back.priority,
+            false, back.job_name, 'throttled', back.o FROM back;
+        INSERT INTO {schema}.glasswork_throttles AS tc (job_name, count)
+            SELECT c_jobs[o], count(*) FROM unnest(back_order) AS o
+            GROUP BY 1 ORDER BY 1
+            ON CONFLICT (job_name) DO UPDATE SET count = tc.count + excluded.count;
+    END IF;
+    RETURN QUERY
+    WITH taken AS (
+        UPDATE {schema}.glasswork_jobs AS j
+        SET attempts = j.attempts + 1, lost = j.lost + j.leased::int, leased = true,
+            visible_at = now() + p_lease * interval '1 second', updated_at = now(),
+            slot_key = x.slot
+        FROM unnest(take_ids, take_slots, take_kinds, take_order) AS x(id, slot, kind, o)
+        WHERE j.id = x.id
+        RETURNING j.id, j.queue, j.body, j.attempts, j.lost, j.priority, j.cancel_requested,
+            j.job_name, x.kind, x.o
+    )
+    SELECT * FROM taken;
+END
+{quote};
 """,
 }
 

@@ -44,7 +44,7 @@ queues AS (
 # loops keep the queues' and the priorities' order, and the outer LIMIT stops them (and the
 # row locking) as soon as enough rows are in hand. ``lost`` counts deliveries whose lease ran
 # out: the row was still leased when claimed again.
-_CLAIM = """
+_PICK = """
 WITH RECURSIVE {queues},
 levels AS (
     SELECT name, (
@@ -80,12 +80,26 @@ picked AS (
     ) AS j
     LIMIT %(limit)s
 )
-UPDATE {jobs} AS t
+"""
+_CLAIM = (
+    _PICK
+    + """UPDATE {jobs} AS t
 SET attempts = t.attempts + 1, lost = t.lost + t.leased::int, leased = true,
     visible_at = now() + %(lease)s * interval '1 second', updated_at = now(), slot_key = NULL
 FROM picked WHERE t.id = picked.id
 RETURNING t.id, t.queue, t.body, t.attempts, t.lost, t.priority, t.cancel_requested
 """
+)
+# The claim of a worker whose jobs have flow limits: the same rows picked and locked, handed
+# to the schema's glasswork_claim_limited, which admits them and leases those it takes
+# (limits.py).
+_LIMITED_CLAIM = (
+    _PICK
+    + """SELECT * FROM {claim_limited}(ARRAY(SELECT id FROM picked), %(lease)s, %(admit)s,
+    %(max_lost)s, %(jobs)s::text[], %(slots)s::integer[], %(starts)s::integer[],
+    %(windows)s::double precision[], %(retry)s)
+"""
+)
 
 # Seconds until the next row of these queues becomes visible (a delayed job or a lease
 # running out), or NULL when they are empty.
@@ -184,6 +198,17 @@ class Statements:
 
         self.claim_listed = _CLAIM.format(queues=listed, jobs=jobs)
         self.claim_all = _CLAIM.format(queues=every, jobs=jobs)
+        claim_limited = sql.Identifier(schema, "glasswork_claim_limited").as_string()
+        self.claim_limited_listed = _LIMITED_CLAIM.format(
+            queues=listed, jobs=jobs, claim_limited=claim_limited
+        )
+        self.claim_limited_all = _LIMITED_CLAIM.format(
+            queues=every, jobs=jobs, claim_limited=claim_limited
+        )
+        self.throttle_counts = (
+            "SELECT job_name, count FROM "
+            f"{sql.Identifier(schema, 'glasswork_throttles').as_string()} WHERE count > 0"
+        )
         self.next_due_listed = _NEXT_DUE.format(queues=listed, jobs=jobs)
         self.next_due_all = _NEXT_DUE.format(queues=every, jobs=jobs)
 

@@ -63,18 +63,32 @@ def _claim_statement(levels: list[int]) -> str:
     """The claim of a queue holding jobs with these priorities (besides 0), highest first."""
     if not levels:
         return _PLAIN_CLAIM
+    return _CLAIM.format(bands=bands(levels))
+
+
+def bands(levels: list[int]) -> str:
+    """The ids a claim of a queue holding jobs with these priorities (besides 0) takes, in
+    bands, highest first (a subquery missing its outer ``LIMIT :limit``)."""
+    if not levels:
+        return _PLAIN_BAND
     if len(levels) > MAX_LEVELS:
         order = "priority DESC, visible_at"
         high = [_BAND.format(band="priority <> 0 AND priority > 0", order=order)]
         low = [_BAND.format(band="priority <> 0 AND priority < 0", order=order)]
     else:
-        bands = [
+        each = [
             _BAND.format(band=f"priority <> 0 AND priority = {int(p)}", order="visible_at")
             for p in levels
         ]
-        high = [b for b, p in zip(bands, levels, strict=True) if p > 0]
-        low = [b for b, p in zip(bands, levels, strict=True) if p < 0]
-    return _CLAIM.format(bands=" UNION ALL ".join([*high, _PLAIN_BAND, *low]))
+        high = [b for b, p in zip(each, levels, strict=True) if p > 0]
+        low = [b for b, p in zip(each, levels, strict=True) if p < 0]
+    return " UNION ALL ".join([*high, _PLAIN_BAND, *low])
+
+
+def levels_of(conn: sqlite3.Connection, queue: str) -> list[int]:
+    """The priorities (besides 0) of ``queue``'s jobs, highest first (at most one more than
+    :data:`MAX_LEVELS`)."""
+    return [p for (p,) in conn.execute(_LEVELS, {"queue": queue, "most": MAX_LEVELS + 1})]
 
 
 # Distinct queue names by skipping through the index: a few lookups, not a table scan.
@@ -107,6 +121,17 @@ class Claims:
         """Up to ``limit`` due jobs of ``queues`` (None: every queue), each leased for
         ``lease`` seconds, highest priority then oldest due first in each queue; and when
         the next one is due (None: none is waiting)."""
+        due, next_due = self.due_queues(queues)
+        if not due or limit <= 0:
+            return [], next_due
+        received = self.file.write(lambda c: self._claim_due(c, due, limit, lease))
+        return received, next_due
+
+    def due_queues(self, queues: Sequence[str] | None) -> tuple[list[str], float | None]:
+        """The queues of ``queues`` (None: every queue) holding a due job, the one to claim
+        from first rotating from call to call; and when the next job of the others is due
+        (None: none is waiting). Read without the write lock, which an idle worker polling
+        must not take."""
         conn = self.file.conn()
         names = list(queues) if queues else self._queue_names(conn)
         now = time.time()
@@ -129,15 +154,12 @@ class Claims:
                 due.append(queue)
             elif next_due is None or first < next_due:
                 next_due = first
-        if not due or limit <= 0:
+        if not due:
             return [], next_due
         # Rotate the starting queue so one busy queue cannot starve the others.
         self._rotation += 1
         start = self._rotation % len(due)
-        received = self.file.write(
-            lambda c: self._claim_due(c, due[start:] + due[:start], limit, lease)
-        )
-        return received, next_due
+        return due[start:] + due[:start], next_due
 
     def _claim_due(
         self, conn: sqlite3.Connection, queues: list[str], limit: int, lease: float
@@ -154,36 +176,42 @@ class Claims:
                 "now": now,
                 "limit": limit - len(received),
             }
-            fair = is_fair(conn, queue)
-            if fair:  # round-robin across its fairness keys (fairness.py)
+            if is_fair(conn, queue):  # round-robin across its fairness keys (fairness.py)
                 rows = claim_fair(conn, queue, limit - len(received), now, lease_until)
+                # Its rows keep their turns (priorities order each key's own).
+                fair = self.deliveries(conn, queue, rows, lease)
+                received += [(0, place - limit, m) for place, (*_, m) in enumerate(fair)]
             else:
-                levels = [
-                    p for (p,) in conn.execute(_LEVELS, {"queue": queue, "most": MAX_LEVELS + 1})
-                ]
-                rows = conn.execute(_claim_statement(levels), params).fetchall()
-            for place, (row_id, raw, attempts, lost, priority, cancelled) in enumerate(rows):
-                if cancelled:
-                    # Cancelled while its worker held it, and that worker is gone: it ends
-                    # here, never handed out again.
-                    cancel_row(conn, row_id, attempts, CANCELLED, claimed=True)
-                    continue
-                try:
-                    body, attempt = _read_row(raw, attempts)
-                except ValueError as exc:
-                    # A corrupt row must not fail every claim: it goes to the dead letters.
-                    _bury(conn, row_id, queue, raw, f"the row is corrupt: {exc}")
-                    continue
-                if lost >= self.max_lost_leases:
-                    _bury(conn, row_id, queue, body, _lost_reason(attempts, lost, lease))
-                    continue
-                message = ReceivedMessage(body, (row_id, attempts), attempt, queue, str(row_id))
-                if fair:  # its rows keep their turns (priorities order each key's own)
-                    received.append((0, place - limit, message))
-                else:
-                    received.append((-int(priority or 0), row_id, message))
+                rows = conn.execute(_claim_statement(levels_of(conn, queue)), params).fetchall()
+                received += self.deliveries(conn, queue, rows, lease)
         received.sort(key=lambda entry: entry[:2])
         return [message for *_, message in received]
+
+    def deliveries(
+        self, conn: sqlite3.Connection, queue: str, rows: Sequence[Any], lease: float
+    ) -> list[tuple[int, int, ReceivedMessage]]:
+        """The claimed ``rows`` of ``queue`` (id, body, attempts, lost, priority,
+        cancel_requested) as deliveries, each with its sort key (highest priority, then
+        id); rows that must not be delivered end here: cancelled, or dead-lettered."""
+        received = []
+        for row_id, raw, attempts, lost, priority, cancelled in rows:
+            if cancelled:
+                # Cancelled while its worker held it, and that worker is gone: it ends
+                # here, never handed out again.
+                cancel_row(conn, row_id, attempts, CANCELLED, claimed=True)
+                continue
+            try:
+                body, attempt = _read_row(raw, attempts)
+            except ValueError as exc:
+                # A corrupt row must not fail every claim: it goes to the dead letters.
+                _bury(conn, row_id, queue, raw, f"the row is corrupt: {exc}")
+                continue
+            if lost >= self.max_lost_leases:
+                _bury(conn, row_id, queue, body, _lost_reason(attempts, lost, lease))
+                continue
+            message = ReceivedMessage(body, (row_id, attempts), attempt, queue, str(row_id))
+            received.append((-int(priority or 0), row_id, message))
+        return received
 
     def _queue_names(self, conn: sqlite3.Connection) -> list[str]:
         names = []

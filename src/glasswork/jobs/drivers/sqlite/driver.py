@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -33,6 +33,7 @@ from ...message import JobMessage
 from ..contract import (
     BatchAck,
     BatchNack,
+    ClaimLimits,
     Closing,
     Consuming,
     DeadLetterAdmin,
@@ -66,6 +67,7 @@ from .claims import Claims
 from .connections import QueueFile
 from .dead_letters import DeadLetters
 from .files import check_synchronous, file_path
+from .limited_claims import LimitedClaims
 from .outcomes import OutcomeCounts
 from .producing import debounce, insert
 from .reserve import DEFAULT_RESERVE, DiskReserve
@@ -98,6 +100,7 @@ class SQLiteQueueDriver(
     Closing,
     FlowLimits,
     Debounce,
+    ClaimLimits,
     StatusRows,
 ):
     """A durable queue in a SQLite file: no server, delays of any length, safe across processes.
@@ -263,8 +266,18 @@ class SQLiteQueueDriver(
     def acquire(
         self, received: ReceivedMessage, job_name: str, key: str | None, job_limits: JobLimits
     ) -> float | None:
-        """Start a limited job, or put it back until it may (see :mod:`.limits`)."""
+        """Start a limited job, or put it back until it may: a transaction of its own (see
+        :mod:`.limits`; workers on this driver take limits in the claim instead)."""
         return limits.acquire(self.file, received, job_name, key, job_limits)
+
+    def limited_claims(self, job_limits: Mapping[str, JobLimits]) -> LimitedClaims:
+        """Claims that admit the deliveries of these limited jobs in the claim's own
+        transaction (see :mod:`.limited_claims`)."""
+        return LimitedClaims(self, job_limits)
+
+    def throttle_counts(self) -> dict[str, int]:
+        """Deliveries each job's limits held back, by every worker on this file."""
+        return limits.throttle_counts(self.file.conn())
 
     def extend_leases(self, received: Sequence[ReceivedMessage], seconds: float) -> int:
         """Keep jobs hidden for ``seconds`` more (the worker calls this for long-running jobs).

@@ -19,6 +19,8 @@ every step, an older one the steps it lacks, when a driver opens it.
     # v7: fair tenants (fairness.py): job rows gain fairness_key; the round-robin state of
     # each queue that has had keyed jobs:
     glasswork_fair_queues(queue PRIMARY KEY, cursor, tagged_to)
+    # v7 also: deliveries limits held back, per job (limits.py: the dashboard's throttle counts):
+    glasswork_throttles(job_name PRIMARY KEY, count)
 """
 
 from __future__ import annotations
@@ -219,12 +221,12 @@ def _version_6(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
-#: Version 7, fair tenants: the key a job is claimed round-robin by (NULL: none), indexed
+#: Version 7. Fair tenants: the key a job is claimed round-robin by (NULL: none), indexed
 #: only for jobs with one (so other jobs cost nothing more to store or claim), by key and
 #: due time, and by key and priority for the few jobs with a priority; each fair queue's
 #: place in its round (the last key served) and how far its jobs without a key have been
 #: put into the group of their own ('').
-_FAIRNESS = (
+_VERSION_7 = (
     "CREATE INDEX IF NOT EXISTS glasswork_jobs_fair "
     "ON glasswork_jobs (queue, fairness_key, visible_at) WHERE fairness_key IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS glasswork_jobs_fair_priority "
@@ -233,15 +235,20 @@ _FAIRNESS = (
     "CREATE TABLE IF NOT EXISTS glasswork_fair_queues ("
     "queue TEXT PRIMARY KEY, cursor TEXT NOT NULL DEFAULT '', "
     "tagged_to INTEGER NOT NULL DEFAULT 0)",
+    # Flow limits taken in the claim: how many deliveries of each job its limits held back,
+    # added to by the transaction that held them back.
+    "CREATE TABLE IF NOT EXISTS glasswork_throttles ("
+    "job_name TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID",
 )
 
 
 def _version_7(conn: sqlite3.Connection) -> None:
-    """Fair tenants: the fairness key of job rows, its indexes, each fair queue's round."""
+    """Fair tenants: the fairness key of job rows, its indexes, each fair queue's round;
+    throttle counts per job."""
     have = {row[1] for row in conn.execute("PRAGMA table_info(glasswork_jobs)")}
     if "fairness_key" not in have:
         conn.execute("ALTER TABLE glasswork_jobs ADD COLUMN fairness_key TEXT")
-    for sql in _FAIRNESS:
+    for sql in _VERSION_7:
         conn.execute(sql)
 
 
