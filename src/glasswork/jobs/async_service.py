@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .definition import JobDefinition
 from .drivers.aio import async_enqueuer
@@ -39,6 +39,10 @@ from .inflight import InFlight
 from .message import JobMessage
 from .service import EnqueueBase, check_raw_timing, check_when, delay_seconds
 from .telemetry import traced_send_async
+
+if TYPE_CHECKING:
+    from .workflows.canvas import Workflow
+    from .workflows.handle import AsyncWorkflowHandle
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -162,6 +166,17 @@ class AsyncJobService(EnqueueBase):
         return await self.enqueue_in(job, payload, delay or 0, priority=priority)
 
     # -- following a job (the driver's status store, off the loop) ---------------------
+
+    async def enqueue_workflow(self, workflow: Workflow[R]) -> AsyncWorkflowHandle[R]:
+        """:meth:`JobService.enqueue_workflow <glasswork.jobs.JobService.enqueue_workflow>`,
+        in a thread (the driver's workflow store is sync)."""
+        import asyncio
+
+        from .workflows.handle import AsyncWorkflowHandle
+        from .workflows.starting import start
+
+        workflow_id, store = await asyncio.to_thread(start, self, self.driver, workflow)
+        return AsyncWorkflowHandle(workflow_id, store, workflow)
 
     async def status(self, job_id: str) -> JobStatus | None:
         """:meth:`JobService.status <glasswork.jobs.JobService.status>`, awaited (a sync

@@ -7,7 +7,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from types import UnionType
-from typing import Any, Generic, overload
+from typing import TYPE_CHECKING, Any, Generic, overload
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
@@ -20,6 +20,9 @@ from .errors import ConfigurationError, InvalidJobPayloadError
 from .idempotency.options import Idempotency
 from .limits import JobLimits, RateLimit, check_concurrency, limits_of, parse_rate_limit
 from .schedules import Catchup, PeriodicPolicy
+
+if TYPE_CHECKING:
+    from .workflows.signature import Signature
 
 P = TypeVar("P")
 #: What the handler returns (an ``async def`` handler: what it awaits to); Any by default, so
@@ -246,6 +249,13 @@ class JobDefinition(Generic[P, R]):
     def run(self, value: P, ctx: JobContext) -> Any:
         """Call the handler; returns its result (an awaitable for async handlers)."""
         return self._call(value, ctx)
+
+    def s(self, payload: P) -> Signature[P, R]:
+        """This job with ``payload``, validated now (:class:`InvalidJobPayloadError`): a
+        workflow's first step or a group's member (:mod:`glasswork.jobs.workflows`)."""
+        from .workflows.signature import Signature
+
+        return Signature(self, self.validate(payload))
 
     def result_from(self, value: Any) -> R:
         """A stored result (the JSON value the handler's return was kept as) as the type the

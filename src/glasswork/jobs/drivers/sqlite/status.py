@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from ..lifecycle import (
     load_result,
     newest_first,
 )
+from ...workflows.advancing import ends_of
 from ..records import FinalStatus, JobStatus, ReceivedMessage
 from . import results, settling
 from .connections import QueueFile
@@ -41,6 +42,8 @@ class StatusRows(StatusStore):
     """The :class:`StatusStore` methods of the SQLite driver, on its ``file``."""
 
     file: QueueFile
+    #: Counts workflow steps' ends in a transaction (:class:`~.workflows.WorkflowRows`).
+    advance_workflows: Callable[[sqlite3.Connection, Sequence[FinalStatus]], None]
     _purge_lock = threading.Lock()
     _next_purge = 0.0
     _written = 0
@@ -181,7 +184,8 @@ class StatusRows(StatusStore):
     def finish_many(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> None:
         """Remove these deliveries' rows and keep how their jobs ended, in one transaction.
         With nothing to keep (every ``keep_for`` 0) it is exactly :meth:`ack_many`."""
-        if not any(final.keep_for > 0 for _, final in finished):
+        steps = ends_of(finished)  # workflow steps' ends (none, for most batches)
+        if not steps and not any(final.keep_for > 0 for _, final in finished):
             # A dead one's row went with the worker's acknowledgement after its dead letter;
             # deleting by receipt again is harmless (ids are never reused) and spares the
             # job a rerun should the worker have left that to this call.
@@ -193,6 +197,8 @@ class StatusRows(StatusStore):
             now = time.time()
             written = results.write_ended(conn, finished, now)
             settling.delete_receipts(conn, receipts)
+            if steps:
+                self.advance_workflows(conn, steps)
             self._purge(conn, now, written)
 
         self.file.write(finish_rows)

@@ -1,0 +1,350 @@
+"""Workflows in SQL tables: storing one, advancing it where its steps end, reading its
+status. One implementation for every driver that keeps them in SQL (SQLite, PostgreSQL, and
+the mock, on an in-memory SQLite database), each passing its own cursor, inside the
+transaction that records how the jobs ended.
+
+Two tables (created by each driver's schema, version 8)::
+
+    glasswork_workflows(workflow_id PK, kind, state, on_failure, size, remaining, callback,
+                        failed_step, failed_job, error, result, created_at, updated_at)
+    glasswork_workflow_steps(workflow_id, step, job_id, job_name, queue, priority, state,
+                             result, error, updated_at, PK (workflow_id, step))
+
+``remaining`` is the fan-in counter (steps not ended yet), decremented once per step: a
+step's row changes from ``pending`` to ``done``/``dead``/... only once (``WHERE state =
+'pending'``), and only the statement that changed it goes on to count it, so a step
+delivered twice, or ended by two workers at once, counts once. The step the last one
+releases (a chain's next step, a group's callback) changes from ``waiting`` to ``pending``
+the same way, once, in the same transaction as the job it enqueues: a crash loses both or
+neither, and a repeat of the transaction (a lost connection) finds it released already.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from ..drivers.lifecycle import dump_result, load_result
+from ..drivers.records import FinalStatus
+from ..errors import MalformedMessageError, PayloadTooLargeError
+from ..message import JobMessage, WorkflowRef
+from .records import WorkflowPlan, WorkflowStatus, failure_entry, step_job_id
+
+#: The names the statements use, and what they become on each driver.
+WORKFLOWS = "glasswork_workflows"
+STEPS = "glasswork_workflow_steps"
+
+
+class Cursor(Protocol):
+    """What a statement gives back, on sqlite3 and psycopg alike."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+Execute = Callable[[str, Sequence[Any]], Cursor]
+Insert = Callable[[Sequence[JobMessage]], Any]
+
+
+class WorkflowSQL:
+    """The statements, for one driver: ``prefix`` qualifies the table names (a PostgreSQL
+    schema, ``"s".``), ``placeholder`` is its parameter mark (``?`` or ``%s``)."""
+
+    def __init__(self, prefix: str = "", placeholder: str = "?") -> None:
+        self.prefix = prefix
+        self.placeholder = placeholder
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, text: str) -> str:
+        done = self._cache.get(text)
+        if done is None:
+            done = text.format(wf=f"{self.prefix}{WORKFLOWS}", steps=f"{self.prefix}{STEPS}")
+            if self.placeholder != "?":
+                done = done.replace("?", self.placeholder)
+            self._cache[text] = done
+        return done
+
+
+class Workflows:
+    """Storing and advancing workflows through ``execute`` (the caller's transaction):
+    see the module docstring."""
+
+    def __init__(
+        self,
+        sql: WorkflowSQL,
+        execute: Execute,
+        insert: Insert,
+        limit: Callable[[str], int],
+    ) -> None:
+        self.sql = sql
+        self.execute = execute
+        self.insert = insert
+        self.limit = limit
+
+    # -- starting --------------------------------------------------------------------------
+
+    def store(self, plan: WorkflowPlan, batches: Iterable[Sequence[JobMessage]]) -> None:
+        """Store ``plan`` and its waiting steps, then each batch's step rows and jobs."""
+        now = time.time()
+        run = self.execute
+        run(
+            self.sql(
+                "INSERT INTO {wf} (workflow_id, kind, state, on_failure, size, remaining, "
+                "callback, created_at, updated_at) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)"
+            ),
+            (
+                plan.workflow_id,
+                plan.kind,
+                plan.on_member_failure,
+                plan.size,
+                plan.size,
+                1 if plan.callback is not None else 0,
+                now,
+                now,
+            ),
+        )
+        add_step = self.sql(
+            "INSERT INTO {steps} (workflow_id, step, job_id, job_name, queue, priority, state, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        for later in plan.later:
+            run(
+                add_step,
+                (
+                    plan.workflow_id,
+                    later.step,
+                    later.job_id(plan.workflow_id),
+                    later.job_name,
+                    later.queue,
+                    later.priority,
+                    "waiting",
+                    now,
+                ),
+            )
+        for batch in batches:
+            for m in batch:
+                assert m.workflow is not None
+                run(
+                    add_step,
+                    (
+                        plan.workflow_id,
+                        m.workflow.step,
+                        m.job_id,
+                        m.job_name,
+                        m.queue,
+                        m.priority or 0,
+                        "pending",
+                        now,
+                    ),
+                )
+            self.insert(batch)
+
+    # -- advancing -------------------------------------------------------------------------
+
+    def advance(self, ends: Iterable[FinalStatus]) -> None:
+        """Count each of ``ends`` (those with a :attr:`FinalStatus.workflow`) against its
+        workflow, in (workflow, step) order so that two transactions ending steps of one
+        workflow lock its rows in the same order."""
+        steps = sorted(
+            (final for final in ends if final.workflow is not None),
+            key=lambda f: f.workflow,  # type: ignore[arg-type, return-value]
+        )
+        for final in steps:
+            assert final.workflow is not None
+            self._advance(*final.workflow, final)
+
+    def _advance(self, workflow_id: str, step: int, final: FinalStatus) -> None:
+        run, sql = self.execute, self.sql
+        row = run(
+            sql("SELECT kind, size, on_failure FROM {wf} WHERE workflow_id = ?"), (workflow_id,)
+        ).fetchone()
+        if row is None:
+            return  # not stored here (or deleted): nothing to advance
+        kind, size, on_failure = row
+        ok = final.state == "done"
+        now = time.time()
+        ended = run(
+            sql(
+                "UPDATE {steps} SET state = ?, result = ?, error = ?, updated_at = ? "
+                "WHERE workflow_id = ? AND step = ? AND state = 'pending' RETURNING job_name"
+            ),
+            (
+                final.state,
+                dump_result(final.result) if ok else None,
+                final.error,
+                now,
+                workflow_id,
+                step,
+            ),
+        ).fetchall()
+        if not ended:
+            return  # counted already: a second delivery of the step, or another worker's
+        job_name = ended[0][0]
+        member = kind == "group" and step < size
+        if not ok and (not member or on_failure == "fail"):
+            self._fail(workflow_id, step, job_name, f"{final.state}: {final.error}", now)
+            return
+        if member or kind == "chain":
+            counted = run(
+                sql(
+                    "UPDATE {wf} SET remaining = remaining - 1, updated_at = ? "
+                    "WHERE workflow_id = ? RETURNING remaining, state"
+                ),
+                (now, workflow_id),
+            ).fetchall()
+        else:  # a group's callback: the members were counted
+            counted = run(
+                sql("SELECT remaining, state FROM {wf} WHERE workflow_id = ?"), (workflow_id,)
+            ).fetchall()
+        remaining, state = counted[0]
+        if state != "running":
+            return  # failed already: nothing more is released
+        if kind == "chain":
+            if step + 1 < size:
+                self._release(workflow_id, step + 1, final.result, now)
+            else:
+                self._done(workflow_id, dump_result(final.result), now)
+        elif not member:  # the callback
+            self._done(workflow_id, dump_result(final.result), now)
+        elif remaining == 0:
+            results = self._results(workflow_id, size)
+            if not self._release(workflow_id, size, results, now):
+                self._done(workflow_id, json.dumps(results, separators=(",", ":")), now)
+
+    def _results(self, workflow_id: str, size: int) -> list[Any]:
+        """The members' results in order; a failed member's place holds its failure."""
+        rows = self.execute(
+            self.sql(
+                "SELECT step, job_id, job_name, state, result, error FROM {steps} "
+                "WHERE workflow_id = ? AND step < ? ORDER BY step"
+            ),
+            (workflow_id, size),
+        ).fetchall()
+        return [
+            load_result(result)
+            if state == "done"
+            else failure_entry(step, job_id, job_name, state, error)
+            for step, job_id, job_name, state, result, error in rows
+        ]
+
+    def _release(self, workflow_id: str, step: int, payload: Any, now: float) -> bool:
+        """Enqueue waiting step ``step`` with ``payload``, once; False: there is none."""
+        rows = self.execute(
+            self.sql(
+                "UPDATE {steps} SET state = 'pending', updated_at = ? "
+                "WHERE workflow_id = ? AND step = ? AND state = 'waiting' "
+                "RETURNING job_id, job_name, queue, priority"
+            ),
+            (now, workflow_id, step),
+        ).fetchall()
+        if not rows:
+            return False
+        job_id, job_name, queue, priority = rows[0]
+        message = JobMessage.create(
+            job_name,
+            payload,
+            queue=queue,
+            job_id=job_id,
+            priority=priority,
+            workflow=WorkflowRef(id=workflow_id, step=step),
+        )
+        try:
+            message.encode(self.limit(queue))
+        except PayloadTooLargeError as exc:
+            self.execute(
+                self.sql(
+                    "UPDATE {steps} SET state = 'failed', error = ? "
+                    "WHERE workflow_id = ? AND step = ?"
+                ),
+                (str(exc), workflow_id, step),
+            )
+            self._fail(workflow_id, step, job_name, f"its payload is too large: {exc}", now)
+            return True
+        self.insert([message])
+        return True
+
+    def _done(self, workflow_id: str, result: str | None, now: float) -> None:
+        self.execute(
+            self.sql(
+                "UPDATE {wf} SET state = 'done', result = ?, updated_at = ? "
+                "WHERE workflow_id = ? AND state = 'running'"
+            ),
+            (result, now, workflow_id),
+        )
+
+    def _fail(self, workflow_id: str, step: int, job_name: str, error: str, now: float) -> None:
+        self.execute(
+            self.sql(
+                "UPDATE {wf} SET state = 'failed', failed_step = ?, failed_job = ?, error = ?, "
+                "updated_at = ? WHERE workflow_id = ? AND state = 'running'"
+            ),
+            (step, job_name, error, now, workflow_id),
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def status(self, workflow_id: str) -> WorkflowStatus | None:
+        """The workflow's status (None: no such workflow)."""
+        row = self.execute(
+            self.sql(
+                "SELECT kind, state, on_failure, size, remaining, callback, failed_step, "
+                "failed_job, error, result, created_at, updated_at FROM {wf} "
+                "WHERE workflow_id = ?"
+            ),
+            (workflow_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        (kind, state, on_failure, size, remaining, callback, failed_step, failed_job, error,
+         result, created, updated) = row  # fmt: skip
+        return WorkflowStatus(
+            workflow_id=workflow_id,
+            kind=kind,
+            state=state,
+            size=size,
+            finished=size - remaining,
+            on_member_failure=on_failure,
+            callback=bool(callback),
+            failed_step=failed_step,
+            failed_job=failed_job,
+            error=error,
+            result=load_result(result),
+            created_at=datetime.fromtimestamp(created, UTC),
+            updated_at=datetime.fromtimestamp(updated, UTC),
+        )
+
+
+def dead_end(body: str, reason: str) -> FinalStatus | None:
+    """The end of a workflow step dead-lettered with ``body`` (None: not a step), for a
+    driver to count in the transaction that keeps the dead letter: should the worker stop
+    before it records the end, the workflow still learns of it."""
+    if '"workflow"' not in body:
+        return None
+    try:
+        ref = JobMessage.from_json(body).workflow
+    except MalformedMessageError:
+        return None
+    if ref is None:
+        return None
+    return FinalStatus("dead", error=reason, keep_for=0, workflow=(ref.id, ref.step))
+
+
+def ends_of(finished: Iterable[tuple[Any, FinalStatus]]) -> list[FinalStatus]:
+    """The ends of ``finished`` that are workflow steps (none, for most batches)."""
+    return [final for _, final in finished if final.workflow is not None]
+
+
+__all__ = [
+    "STEPS",
+    "WORKFLOWS",
+    "WorkflowSQL",
+    "Workflows",
+    "dead_end",
+    "ends_of",
+    "step_job_id",
+]
