@@ -775,7 +775,9 @@ class Workflows(Protocol):
     def start_workflow(self, plan: WorkflowPlan, batches: Iterable[Sequence[JobMessage]]) -> None:
         """Store the workflow ``plan`` describes and send the messages of ``batches`` (a
         chain's first step; a group's members, a batch at a time, each message carrying
-        its :attr:`JobMessage.workflow` step): all of it, or (an error) none of it."""
+        its :attr:`JobMessage.workflow` step): all of it, or (an error) none of it.
+        ``batches`` may be iterated again (the same messages), should a driver repeat the
+        write."""
         ...
 
     def workflow_status(self, workflow_id: str) -> WorkflowStatus | None:

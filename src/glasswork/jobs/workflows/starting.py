@@ -3,7 +3,7 @@ batch at a time (a group of 10,000 members is never 10,000 messages in memory at
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..drivers.contract import Workflows, capabilities_of
@@ -38,7 +38,7 @@ def workflow_store(driver: object, workflow: Workflow[Any]) -> Workflows:
 
 def plan(
     service: EnqueueBase, workflow: Workflow[Any], limit_of: Any
-) -> tuple[WorkflowPlan, Iterator[list[JobMessage]]]:
+) -> tuple[WorkflowPlan, Iterable[list[JobMessage]]]:
     """The plan of ``workflow`` and its first messages in batches (each validated and
     checked against ``limit_of(queue)`` bytes as it is built)."""
     workflow_id = new_job_id()
@@ -48,7 +48,7 @@ def plan(
         )
         stored = WorkflowPlan(workflow_id, "chain", len(workflow.rest) + 1, later)
         first = [_message(service, workflow.first, workflow_id, 0, limit_of)]
-        return stored, iter([first])
+        return stored, [first]
     if isinstance(workflow, FanIn | Group):
         members = workflow.members
         callback = workflow.callback if isinstance(workflow, FanIn) else None
@@ -56,18 +56,34 @@ def plan(
         stored = WorkflowPlan(
             workflow_id, "group", len(members), later, workflow.on_member_failure
         )
-        return stored, _batches(service, members, workflow_id, limit_of)
+        return stored, MemberBatches(service, members, workflow_id, limit_of)
     raise TypeError(f"enqueue_workflow takes chain(...) or group(...), got {workflow!r}")
 
 
-def _batches(
-    service: EnqueueBase, members: tuple[Signature[Any, Any], ...], workflow_id: str, limit_of: Any
-) -> Iterator[list[JobMessage]]:
-    for start in range(0, len(members), BATCH):
-        yield [
-            _message(service, member, workflow_id, step, limit_of)
-            for step, member in enumerate(members[start : start + BATCH], start=start)
-        ]
+class MemberBatches:
+    """A group's member messages, :data:`BATCH` at a time, built as they are read: one
+    batch in memory at a time, and read again from the start when iterated again (a
+    driver repeating a transaction its connection lost), with the same job ids."""
+
+    def __init__(
+        self,
+        service: EnqueueBase,
+        members: tuple[Signature[Any, Any], ...],
+        workflow_id: str,
+        limit_of: Any,
+    ) -> None:
+        self.service = service
+        self.members = members
+        self.workflow_id = workflow_id
+        self.limit_of = limit_of
+
+    def __iter__(self) -> Iterator[list[JobMessage]]:
+        members = self.members
+        for start in range(0, len(members), BATCH):
+            yield [
+                _message(self.service, member, self.workflow_id, step, self.limit_of)
+                for step, member in enumerate(members[start : start + BATCH], start=start)
+            ]
 
 
 def _later(service: EnqueueBase, job: JobDefinition[Any, Any], step: int) -> StepPlan:

@@ -15,6 +15,7 @@ from ...errors import DuplicateJobError, MalformedMessageError
 from ...idempotency.memory import MemoryIdempotencyStore
 from ...limits import SLOT_RETRY, JobLimits
 from ...message import JobMessage
+from ...workflows.advancing import ends_of
 from ..contract import Consuming, FlowLimits, IdempotencyProvider, QueueDriver, StatusStore
 from ..records import (
     DEFAULT_RESULT_TTL,
@@ -27,6 +28,7 @@ from ..records import (
 from .drain import DrainResult as DrainResult
 from .drain import drain
 from .status import EndedJobs, history_page
+from .workflows import MemoryWorkflows
 
 if TYPE_CHECKING:
     from ....modules import Module
@@ -140,7 +142,9 @@ class _Pending:
         return _Pending(received.message_id, received.body, message, 0.0, received.attempt)
 
 
-class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, FlowLimits):
+class MockQueueDriver(
+    QueueDriver, Consuming, IdempotencyProvider, StatusStore, FlowLimits, MemoryWorkflows
+):
     """In-memory queue for tests: records every enqueue and can run them all.
 
     * ``driver.jobs``: messages enqueued (``.job_name``, ``.payload``);
@@ -151,7 +155,9 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, 
     * jobs' statuses and results, in memory for the life of the driver (ended ones for their
       ``result_ttl``); higher priorities are received first within a queue;
     * rate and concurrency limits, for a long-running worker on it (not :meth:`drain`, which
-      runs jobs through the Lambda path: it refuses limited jobs).
+      runs jobs through the Lambda path: it refuses limited jobs);
+    * workflows (chains, groups), on the same statements as the SQL drivers
+      (:mod:`.workflows`).
     """
 
     name = "mock"
@@ -197,6 +203,7 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, 
             self._unique.clear()
             self._idempotency.clear()
             self._starts.clear()
+            self.forget_workflows()
 
     # -- producing ---------------------------------------------------------------------
 
@@ -322,6 +329,7 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, 
     ) -> bool:
         with self._lock:
             self.dead_letters.append(DeadLetterEntry(body, reason, queue, traceback))
+            self.advance_dead(body, reason)
         return True
 
     def idempotency_store(self) -> MemoryIdempotencyStore:
@@ -434,6 +442,7 @@ class MockQueueDriver(QueueDriver, Consuming, IdempotencyProvider, StatusStore, 
                 else:
                     self._remove(pending)
                 self._ended.keep(pending.ended(final), final.keep_for)
+            self.advance_workflows(ends_of(finished))
 
     def record_start_many(self, received: Sequence[ReceivedMessage]) -> list[bool]:
         return [self.record_start(r) for r in received]

@@ -17,6 +17,7 @@ from ...durations import setting_seconds
 from ...errors import ConfigurationError
 from ...limits import SLOT_RETRY, JobLimits
 from ...message import JobMessage, identify, scoped_key
+from ...workflows.advancing import dead_end
 from ..contract import (
     BatchAck,
     BatchNack,
@@ -58,6 +59,7 @@ from .statements import Statements
 from .status import StatusRows, StatusStatements
 from .text import storable
 from .workers import WorkerRows
+from .workflows import WorkflowRows
 
 
 class PostgresQueueDriver(
@@ -78,6 +80,7 @@ class PostgresQueueDriver(
     TransactionalEnqueue,
     Closing,
     FlowLimits,
+    WorkflowRows,
     StatusRows,
 ):
     """A durable queue in PostgreSQL: any number of workers on any number of machines,
@@ -364,9 +367,20 @@ class PostgresQueueDriver(
     ) -> bool:
         job_name, job_id, _ = identify(body)
         row = tuple(storable(text) for text in (queue, job_name, job_id, body, reason, traceback))
-        self._connections.run(
-            "dead-letter a job", lambda conn, _: conn.execute(self.sql.dead_letter, row)
-        )
+        step = dead_end(body, reason)
+        if step is None:
+            self._connections.run(
+                "dead-letter a job", lambda conn, _: conn.execute(self.sql.dead_letter, row)
+            )
+            return True
+
+        def keep(conn: psycopg.Connection, _: bool) -> None:
+            # A workflow step: its workflow learns of it with the dead letter, at once.
+            with conn.transaction():
+                conn.execute(self.sql.dead_letter, row)
+                self.advance_workflows(conn, [step])
+
+        self._connections.run("dead-letter a workflow step", keep)
         return True
 
     def claim_periodic(self, job_name: str, fire_at: datetime) -> bool:
