@@ -57,16 +57,30 @@ SQLITE_GROUPS = (
     "closing",
     "status",
     "flow_limits",
+    "workflows",
 )
 EXPECTED = {
-    "mock": ("producing", "consuming", "idempotency", "status", "status_batches", "flow_limits"),
+    "mock": (
+        "producing",
+        "consuming",
+        "idempotency",
+        "status",
+        "status_batches",
+        "flow_limits",
+        "workflows",
+    ),
     "sqlite": SQLITE_GROUPS,
     "postgresql": (
-        *(g for g in SQLITE_GROUPS if g not in ("idempotency", "closing", "status", "flow_limits")),
+        *(
+            g
+            for g in SQLITE_GROUPS
+            if g not in ("idempotency", "closing", "status", "flow_limits", "workflows")
+        ),
         "transactions",
         "closing",
         "status",
         "flow_limits",
+        "workflows",
     ),
     "sqs": (
         "producing",

@@ -60,6 +60,8 @@ def test_the_driver_creates_its_tables_in_the_chosen_schema(schema: str) -> None
         "glasswork_rate_starts",
         "glasswork_schema_versions",
         "glasswork_workers",
+        "glasswork_workflow_steps",
+        "glasswork_workflows",
     ]
     with connect() as conn:
         assert migration_script(conn, schema) == ""
