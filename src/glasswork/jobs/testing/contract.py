@@ -103,6 +103,7 @@ __all__ = [
     "TestStatusBatches",
     "TestStatusStore",
     "TestUniqueKeys",
+    "TestWorkflows",
     "contract_options",
     "driver",
     "known_gaps",
@@ -1331,3 +1332,7 @@ class TestPriorities:
         driver.enqueue(plain)
         assert [job_id_of(r) for r in receive_exactly(driver, 1)] == [plain.job_id]
         assert nothing_due(driver)
+
+
+# The Workflows group's tests live in a module of their own; collected with the rest.
+from .workflow_contract import TestWorkflows  # noqa: E402
