@@ -98,9 +98,7 @@ def test_a_3_step_chain_passes_each_result_to_the_next_step(driver: Any, log: Pa
     assert step is not None and step.state == "done"
 
 
-def test_a_failing_step_stops_the_chain_as_failed_naming_the_step(
-    driver: Any, log: Path
-) -> None:
+def test_a_failing_step_stops_the_chain_as_failed_naming_the_step(driver: Any, log: Path) -> None:
     handle = JobService(driver).enqueue_workflow(
         chain(doubled.s(Item(n=7, log=str(log), fail=True)), plus_one, plus_one)
     )
@@ -108,7 +106,7 @@ def test_a_failing_step_stops_the_chain_as_failed_naming_the_step(
     status = handle.status()
     assert (status.state, status.failed_step, status.failed_job) == ("failed", 0, "wf-double")
     assert "seven is refused" in (status.error or "")
-    with pytest.raises(JobFailedError, match="failed at step 0 \\(wf-double\\)") as failed:
+    with pytest.raises(JobFailedError, match=r"failed at step 0 \(wf-double\)") as failed:
         handle.wait(timeout=5)
     assert failed.value.job_id == step_job_id(handle.workflow_id, 0)
     assert runs(log, "add_one") == []  # the steps after it never ran
@@ -131,9 +129,7 @@ def test_a_group_without_a_callback_ends_with_its_results_typed(driver: Any, log
     assert handle.wait(timeout=10) == [Tally(n=2 * i, log=str(log)) for i in range(3)]
 
 
-def test_a_dead_member_fails_the_group_and_its_callback_never_runs(
-    driver: Any, log: Path
-) -> None:
+def test_a_dead_member_fails_the_group_and_its_callback_never_runs(driver: Any, log: Path) -> None:
     handle = JobService(driver).enqueue_workflow(group(*items(log, 10, 7)).then(totalled))
     run_all(driver)
     status = handle.status()
@@ -143,9 +139,7 @@ def test_a_dead_member_fails_the_group_and_its_callback_never_runs(
         handle.wait(timeout=5)
 
 
-def test_with_continue_the_callback_gets_each_failure_in_its_place(
-    driver: Any, log: Path
-) -> None:
+def test_with_continue_the_callback_gets_each_failure_in_its_place(driver: Any, log: Path) -> None:
     workflow = group(*items(log, 10, 7), on_member_failure="continue").then(partial_total)
     handle = JobService(driver).enqueue_workflow(workflow)
     run_all(driver)
@@ -220,8 +214,9 @@ def test_two_processes_ending_the_last_two_members_at_once_enqueue_one_callback(
         rounds = 8
         for _ in range(rounds):
             handle = jobs.enqueue_workflow(
-                group(doubled.s(Item(n=1, log=str(log))), doubled.s(Item(n=2, log=str(log))))
-                .then(totalled)
+                group(doubled.s(Item(n=1, log=str(log))), doubled.s(Item(n=2, log=str(log)))).then(
+                    totalled
+                )
             )
             members = driver.receive(max_messages=10)
             assert len(members) == 2
@@ -356,7 +351,7 @@ def test_a_driver_without_workflows_refuses_them_naming_what_is_missing(
         endpoint_url=moto_endpoint,
         queues={"default": f"{moto_endpoint}/123456789012/q-wf"},
     )
-    with pytest.raises(ConfigurationError, match="sqs driver cannot run workflows.*Workflows"):
+    with pytest.raises(ConfigurationError, match=r"sqs driver cannot run workflows.*Workflows"):
         JobService(driver).enqueue_workflow(group(*items(log, 2)).then(totalled))
 
 
@@ -395,7 +390,7 @@ def test_member_failure_reads_its_wire_form() -> None:
 def test_group_and_chain_refuse_what_they_cannot_run() -> None:
     with pytest.raises(ValueError, match="at least one member"):
         group()
-    with pytest.raises(TypeError, match="job.s\\(payload\\)"):
+    with pytest.raises(TypeError, match=r"job\.s\(payload\)"):
         chain(doubled, plus_one)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="on_member_failure"):
         group(doubled.s(Item(n=1, log="x")), on_member_failure="ignore")  # type: ignore[call-overload]

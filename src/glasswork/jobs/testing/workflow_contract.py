@@ -55,7 +55,10 @@ class TestWorkflows:
         workflows(driver)
         workflow_id = new_job_id()
         plan = WorkflowPlan(
-            workflow_id, "chain", 3, (StepPlan(1, "second", "default"), StepPlan(2, "third", "default"))
+            workflow_id,
+            "chain",
+            3,
+            (StepPlan(1, "second", "default"), StepPlan(2, "third", "default")),
         )
         driver.start_workflow(plan, [[step_message(workflow_id, 0, {"n": 1}, "first")]])
         [first] = receive_exactly(driver, 1)

@@ -164,10 +164,6 @@ def chain(
     s6: JobDefinition[R5, R6],
     /,
 ) -> Chain[R6]: ...
-@overload
-def chain(
-    first: Signature[Any, Any], /, *rest: JobDefinition[Any, Any]
-) -> Chain[Any]: ...  # more than 6 steps: checked at run time only
 def chain(first: Signature[Any, Any], /, *rest: JobDefinition[Any, Any]) -> Chain[Any]:
     """``first`` (a job with its payload, ``a.s(payload)``), then each job of ``rest`` with
     the result of the one before as its payload::
@@ -177,13 +173,15 @@ def chain(first: Signature[Any, Any], /, *rest: JobDefinition[Any, Any]) -> Chai
 
     A step that ends without a result (dead-lettered, discarded, cancelled) stops the chain:
     its state is ``failed``, naming the step, and ``handle.wait()`` raises
-    :class:`~glasswork.jobs.errors.JobFailedError`. Up to 6 steps are typed step by step."""
+    :class:`~glasswork.jobs.errors.JobFailedError`.
+
+    Up to 6 steps are typed step by step (each step's payload type must be the result type
+    of the one before); a longer chain is made with ``Chain(first, rest)``, checked at run
+    time only."""
     from ..definition import JobDefinition
 
     if not isinstance(first, Signature):
-        raise TypeError(
-            f"a chain starts with a job and its payload, job.s(payload); got {first!r}"
-        )
+        raise TypeError(f"a chain starts with a job and its payload, job.s(payload); got {first!r}")
     for job in rest:
         if not isinstance(job, JobDefinition):
             raise TypeError(
@@ -196,9 +194,7 @@ def chain(first: Signature[Any, Any], /, *rest: JobDefinition[Any, Any]) -> Chai
 
 
 @overload
-def group(
-    *members: Signature[Any, R], on_member_failure: Literal["fail"] = "fail"
-) -> Group[R]: ...
+def group(*members: Signature[Any, R], on_member_failure: Literal["fail"] = "fail") -> Group[R]: ...
 @overload
 def group(
     *members: Signature[Any, R], on_member_failure: Literal["continue"]
@@ -218,8 +214,9 @@ def group(*members: Signature[Any, Any], on_member_failure: OnMemberFailure = "f
         )
     for member in members:
         if not isinstance(member, Signature):
-            raise TypeError(f"a group's members are jobs with their payloads, job.s(payload); got {member!r}")
+            raise TypeError(
+                f"a group's members are jobs with their payloads, job.s(payload); got {member!r}"
+            )
     if not members:
         raise ValueError("a group needs at least one member")
     return Group(members, on_member_failure)
-

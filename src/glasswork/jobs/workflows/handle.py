@@ -10,8 +10,8 @@ from typing_extensions import TypeVar
 
 from ..drivers.contract import Workflows
 from ..errors import JobFailedError, JobNotFoundError
-from ..following import check_wait, pauses
 from ..following import POLL as POLL
+from ..following import check_wait, pauses
 from .canvas import Workflow
 from .records import WorkflowStatus
 

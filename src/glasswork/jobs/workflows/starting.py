@@ -43,9 +43,7 @@ def plan(
     checked against ``limit_of(queue)`` bytes as it is built)."""
     workflow_id = new_job_id()
     if isinstance(workflow, Chain):
-        later = tuple(
-            _later(service, job, step) for step, job in enumerate(workflow.rest, start=1)
-        )
+        later = tuple(_later(service, job, step) for step, job in enumerate(workflow.rest, start=1))
         stored = WorkflowPlan(workflow_id, "chain", len(workflow.rest) + 1, later)
         first = [_message(service, workflow.first, workflow_id, 0, limit_of)]
         return stored, [first]
@@ -53,9 +51,7 @@ def plan(
         members = workflow.members
         callback = workflow.callback if isinstance(workflow, FanIn) else None
         later = (_later(service, callback, len(members)),) if callback is not None else ()
-        stored = WorkflowPlan(
-            workflow_id, "group", len(members), later, workflow.on_member_failure
-        )
+        stored = WorkflowPlan(workflow_id, "group", len(members), later, workflow.on_member_failure)
         return stored, MemberBatches(service, members, workflow_id, limit_of)
     raise TypeError(f"enqueue_workflow takes chain(...) or group(...), got {workflow!r}")
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ...workflows.advancing import ends_of
 from ..contract import StatusStore
 from ..lifecycle import (
     CANCELLED,
@@ -26,7 +27,6 @@ from ..lifecycle import (
     load_result,
     newest_first,
 )
-from ...workflows.advancing import ends_of
 from ..records import FinalStatus, JobStatus, ReceivedMessage
 from . import results, settling
 from .connections import QueueFile
