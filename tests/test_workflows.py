@@ -394,4 +394,29 @@ def test_group_and_chain_refuse_what_they_cannot_run() -> None:
         chain(doubled, plus_one)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="on_member_failure"):
         group(doubled.s(Item(n=1, log="x")), on_member_failure="ignore")  # type: ignore[call-overload]
-    time.sleep(0)
+
+
+def test_a_workflow_ended_a_week_ago_is_deleted_by_a_later_start(
+    tmp_path: Path, log: Path
+) -> None:
+    from glasswork.jobs.workflows import advancing
+
+    driver = SQLiteQueueDriver(tmp_path / "jobs.db")
+    jobs = JobService(driver)
+    old = jobs.enqueue_workflow(group(*items(log, 3)).then(totalled))
+    running = jobs.enqueue_workflow(group(*items(log, 2)))
+    run_all(driver)
+    conn = driver.file.conn()
+    week_ago = time.time() - advancing.KEEP_ENDED - 1
+    conn.execute("UPDATE glasswork_workflows SET updated_at = ?", (week_ago,))
+    conn.execute(
+        "UPDATE glasswork_workflows SET state = 'running' WHERE workflow_id = ?",
+        (running.workflow_id,),
+    )
+    jobs.enqueue_workflow(group(*items(log, 1)))
+    assert old.status() is None and running.status() is not None
+    steps = conn.execute(
+        "SELECT count(*) FROM glasswork_workflow_steps WHERE workflow_id = ?", (old.workflow_id,)
+    ).fetchone()
+    assert steps == (0,)
+    driver.close()

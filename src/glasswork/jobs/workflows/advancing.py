@@ -33,6 +33,12 @@ from ..errors import MalformedMessageError, PayloadTooLargeError
 from ..message import JobMessage, WorkflowRef
 from .records import WorkflowPlan, WorkflowStatus, failure_entry, step_job_id
 
+#: Seconds an ended workflow (done or failed) is kept, with its steps, before a later
+#: start deletes it.
+KEEP_ENDED = 7 * 86400.0
+#: Ended workflows one start deletes at most (each start deletes a few: they never pile up).
+PURGE_PER_START = 2
+
 #: The names the statements use, and what they become on each driver.
 WORKFLOWS = "glasswork_workflows"
 STEPS = "glasswork_workflow_steps"
@@ -89,9 +95,11 @@ class Workflows:
     # -- starting --------------------------------------------------------------------------
 
     def store(self, plan: WorkflowPlan, batches: Iterable[Sequence[JobMessage]]) -> None:
-        """Store ``plan`` and its waiting steps, then each batch's step rows and jobs."""
+        """Store ``plan`` and its waiting steps, then each batch's step rows and jobs; and
+        delete a few workflows ended :data:`KEEP_ENDED` seconds ago."""
         now = time.time()
         run = self.execute
+        self.purge(now - KEEP_ENDED, PURGE_PER_START)
         run(
             self.sql(
                 "INSERT INTO {wf} (workflow_id, kind, state, on_failure, size, remaining, "
@@ -143,6 +151,21 @@ class Workflows:
                     ),
                 )
             self.insert(batch)
+
+    def purge(self, ended_before: float, most: int) -> int:
+        """Delete up to ``most`` workflows that ended before ``ended_before``, with their
+        steps; how many."""
+        rows = self.execute(
+            self.sql(
+                "SELECT workflow_id FROM {wf} WHERE state <> 'running' AND updated_at < ? "
+                "ORDER BY updated_at LIMIT ?"
+            ),
+            (ended_before, most),
+        ).fetchall()
+        for (workflow_id,) in rows:
+            self.execute(self.sql("DELETE FROM {steps} WHERE workflow_id = ?"), (workflow_id,))
+            self.execute(self.sql("DELETE FROM {wf} WHERE workflow_id = ?"), (workflow_id,))
+        return len(rows)
 
     # -- advancing -------------------------------------------------------------------------
 
