@@ -396,9 +396,7 @@ def test_group_and_chain_refuse_what_they_cannot_run() -> None:
         group(doubled.s(Item(n=1, log="x")), on_member_failure="ignore")  # type: ignore[call-overload]
 
 
-def test_a_workflow_ended_a_week_ago_is_deleted_by_a_later_start(
-    tmp_path: Path, log: Path
-) -> None:
+def test_a_workflow_ended_a_week_ago_is_deleted_by_a_later_start(tmp_path: Path, log: Path) -> None:
     from glasswork.jobs.workflows import advancing
 
     driver = SQLiteQueueDriver(tmp_path / "jobs.db")

@@ -54,6 +54,7 @@ class Cursor(Protocol):
 
 
 Execute = Callable[[str, Sequence[Any]], Cursor]
+ExecuteMany = Callable[[str, Sequence[Sequence[Any]]], Any]
 Insert = Callable[[Sequence[JobMessage]], Any]
 
 
@@ -84,11 +85,13 @@ class Workflows:
         self,
         sql: WorkflowSQL,
         execute: Execute,
+        execute_many: ExecuteMany,
         insert: Insert,
         limit: Callable[[str], int],
     ) -> None:
         self.sql = sql
         self.execute = execute
+        self.execute_many = execute_many
         self.insert = insert
         self.limit = limit
 
@@ -120,9 +123,10 @@ class Workflows:
             "INSERT INTO {steps} (workflow_id, step, job_id, job_name, queue, priority, state, "
             "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        for later in plan.later:
-            run(
-                add_step,
+        run_many = self.execute_many
+        run_many(
+            add_step,
+            [
                 (
                     plan.workflow_id,
                     later.step,
@@ -132,24 +136,27 @@ class Workflows:
                     later.priority,
                     "waiting",
                     now,
-                ),
-            )
+                )
+                for later in plan.later
+            ],
+        )
         for batch in batches:
-            for m in batch:
-                assert m.workflow is not None
-                run(
-                    add_step,
+            run_many(
+                add_step,
+                [
                     (
                         plan.workflow_id,
-                        m.workflow.step,
+                        m.workflow.step if m.workflow is not None else -1,
                         m.job_id,
                         m.job_name,
                         m.queue,
                         m.priority or 0,
                         "pending",
                         now,
-                    ),
-                )
+                    )
+                    for m in batch
+                ],
+            )
             self.insert(batch)
 
     def purge(self, ended_before: float, most: int) -> int:
@@ -171,17 +178,18 @@ class Workflows:
 
     def advance(self, ends: Iterable[FinalStatus]) -> None:
         """Count each of ``ends`` (those with a :attr:`FinalStatus.workflow`) against its
-        workflow, in (workflow, step) order so that two transactions ending steps of one
-        workflow lock its rows in the same order."""
-        steps = sorted(
-            (final for final in ends if final.workflow is not None),
-            key=lambda f: f.workflow,  # type: ignore[arg-type, return-value]
-        )
-        for final in steps:
-            assert final.workflow is not None
-            self._advance(*final.workflow, final)
+        workflow: a few statements per workflow, whatever the number of its steps in
+        ``ends``; workflows in id order, so that two transactions ending steps of the same
+        workflows lock their rows in the same order."""
+        by_workflow: dict[str, dict[int, FinalStatus]] = {}
+        for final in ends:
+            if final.workflow is not None:
+                workflow_id, step = final.workflow
+                by_workflow.setdefault(workflow_id, {}).setdefault(step, final)
+        for workflow_id in sorted(by_workflow):
+            self._advance(workflow_id, by_workflow[workflow_id])
 
-    def _advance(self, workflow_id: str, step: int, final: FinalStatus) -> None:
+    def _advance(self, workflow_id: str, ends: dict[int, FinalStatus]) -> None:
         run, sql = self.execute, self.sql
         row = run(
             sql("SELECT kind, size, on_failure FROM {wf} WHERE workflow_id = ?"), (workflow_id,)
@@ -189,51 +197,66 @@ class Workflows:
         if row is None:
             return  # not stored here (or deleted): nothing to advance
         kind, size, on_failure = row
-        ok = final.state == "done"
         now = time.time()
-        ended = run(
-            sql(
-                "UPDATE {steps} SET state = ?, result = ?, error = ?, updated_at = ? "
-                "WHERE workflow_id = ? AND step = ? AND state = 'pending' RETURNING job_name"
-            ),
-            (
-                final.state,
-                dump_result(final.result) if ok else None,
-                final.error,
-                now,
-                workflow_id,
-                step,
-            ),
-        ).fetchall()
-        if not ended:
-            return  # counted already: a second delivery of the step, or another worker's
-        job_name = ended[0][0]
-        member = kind == "group" and step < size
-        if not ok and (not member or on_failure == "fail"):
-            self._fail(workflow_id, step, job_name, f"{final.state}: {final.error}", now)
-            return
-        if member or kind == "chain":
-            counted = run(
+        steps = sorted(ends)
+        values = ", ".join(["(CAST(? AS INTEGER), ?, ?, ?)"] * len(steps))
+        params: list[Any] = [now]
+        for step in steps:
+            final = ends[step]
+            ok = final.state == "done"
+            params += [step, final.state, dump_result(final.result) if ok else None, final.error]
+        params.append(workflow_id)
+        # Each step's row changes once, from pending: only the ends that changed one count.
+        changed = dict(
+            run(
                 sql(
-                    "UPDATE {wf} SET remaining = remaining - 1, updated_at = ? "
+                    # VALUES' columns are column1.. on both SQLite and PostgreSQL.
+                    "UPDATE {steps} AS s SET state = v.column2, result = v.column3, "
+                    f"error = v.column4, updated_at = ? FROM (VALUES {values}) AS v "
+                    "WHERE s.workflow_id = ? AND s.step = v.column1 AND s.state = 'pending' "
+                    "RETURNING step, job_name"
+                ),
+                params,
+            ).fetchall()
+        )
+        if not changed:
+            return  # counted already: second deliveries, or another worker's ends
+        counted = 0
+        failed: tuple[int, str, FinalStatus] | None = None
+        for step in sorted(changed):
+            final = ends[step]
+            member = kind == "group" and step < size
+            if final.state != "done" and (not member or on_failure == "fail"):
+                failed = failed or (step, changed[step], final)
+            elif member or kind == "chain":
+                counted += 1
+        if counted:
+            remaining, state = run(
+                sql(
+                    "UPDATE {wf} SET remaining = remaining - ?, updated_at = ? "
                     "WHERE workflow_id = ? RETURNING remaining, state"
                 ),
-                (now, workflow_id),
-            ).fetchall()
-        else:  # a group's callback: the members were counted
-            counted = run(
+                (counted, now, workflow_id),
+            ).fetchall()[0]
+        else:
+            remaining, state = run(
                 sql("SELECT remaining, state FROM {wf} WHERE workflow_id = ?"), (workflow_id,)
-            ).fetchall()
-        remaining, state = counted[0]
+            ).fetchone()
+        if failed is not None:
+            step, job_name, final = failed
+            self._fail(workflow_id, step, job_name, f"{final.state}: {final.error}", now)
+            return
         if state != "running":
             return  # failed already: nothing more is released
+        last = max(changed)
         if kind == "chain":
-            if step + 1 < size:
-                self._release(workflow_id, step + 1, final.result, now)
+            result = ends[last].result
+            if last + 1 < size:
+                self._release(workflow_id, last + 1, result, now)
             else:
-                self._done(workflow_id, dump_result(final.result), now)
-        elif not member:  # the callback
-            self._done(workflow_id, dump_result(final.result), now)
+                self._done(workflow_id, dump_result(result), now)
+        elif last == size:  # the group's callback
+            self._done(workflow_id, dump_result(ends[last].result), now)
         elif remaining == 0:
             results = self._results(workflow_id, size)
             if not self._release(workflow_id, size, results, now):

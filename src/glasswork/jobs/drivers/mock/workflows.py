@@ -44,7 +44,9 @@ class MemoryWorkflows(Workflows):
             else:
                 self.enqueue_many(messages)
 
-        return WorkflowTables(_SQL, db.execute, insert, lambda _: self.max_message_bytes)
+        return WorkflowTables(
+            _SQL, db.execute, db.executemany, insert, lambda _: self.max_message_bytes
+        )
 
     def start_workflow(self, plan: WorkflowPlan, batches: Iterable[Sequence[JobMessage]]) -> None:
         """Store the workflow and enqueue its first jobs: all, or (a duplicate unique key)

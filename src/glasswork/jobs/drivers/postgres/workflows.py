@@ -49,7 +49,13 @@ class WorkflowRows(Workflows):
         def insert(messages: Sequence[JobMessage]) -> None:
             insert_jobs(conn, self.sql, messages)
 
-        return WorkflowTables(statements, cursor.execute, insert, lambda _: self.max_message_bytes)
+        return WorkflowTables(
+            statements,
+            cursor.execute,
+            cursor.executemany,
+            insert,
+            lambda _: self.max_message_bytes,
+        )
 
     def start_workflow(self, plan: WorkflowPlan, batches: Iterable[Sequence[JobMessage]]) -> None:
         """The workflow and its first jobs, in one transaction: all, or none."""

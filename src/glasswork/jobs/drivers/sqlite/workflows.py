@@ -39,7 +39,7 @@ class WorkflowRows(Workflows):
             now = time.time()
             add_jobs(conn, messages, now, now)
 
-        return WorkflowTables(_SQL, conn.execute, insert, self._workflow_limit)
+        return WorkflowTables(_SQL, conn.execute, conn.executemany, insert, self._workflow_limit)
 
     def _workflow_limit(self, queue: str) -> int:
         return self.max_message_bytes
