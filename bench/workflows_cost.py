@@ -13,7 +13,7 @@ PostgreSQL schema, drained by a ``Worker`` (the defaults: concurrency 10) with
 
 *Enqueue per job* is the enqueue's wall time ÷ N; *drain* is jobs per second; *CPU per
 job* is the process CPU time of the whole run (enqueue and drain) ÷ N. The ratio rows
-compare the bests of the same run; *cost per member* is (group − plain) wall time ÷ N.
+compare the bests of the same run; *cost per member* is (group - plain) wall time ÷ N.
 
 Run: ``python bench/workflows_cost.py [--quick] [--n N] [--repeats R] [--json PATH]``;
 PostgreSQL rows need the server at ``$BENCH_POSTGRES_DSN`` (default the local test database).
@@ -98,7 +98,7 @@ def measure(n: int, repeats: int, kind: str) -> list[dict[str, Any]]:
         row(BENCHMARK, f"group ÷ plain ({name})", "enqueue ratio",
             best["group of N", "enqueue per job"] / best["N plain jobs", "enqueue per job"],
             "x", runs=repeats, notes="time per job; same run"),
-        row(BENCHMARK, f"group − plain ({name})", "cost per member", (group_s - plain_s) * 1e6,
+        row(BENCHMARK, f"group - plain ({name})", "cost per member", (group_s - plain_s) * 1e6,
             "µs", runs=repeats, notes="enqueue + drain wall time per job, bests"),
     ]  # fmt: skip
     return rows

@@ -418,3 +418,23 @@ def test_a_workflow_ended_a_week_ago_is_deleted_by_a_later_start(tmp_path: Path,
     ).fetchone()
     assert steps == (0,)
     driver.close()
+
+
+def test_a_member_cancelled_before_it_ran_counts_as_ended_cancelled(
+    driver: Any, log: Path
+) -> None:
+    jobs = JobService(driver)
+    lenient = jobs.enqueue_workflow(
+        group(*items(log, 3), on_member_failure="continue").then(partial_total)
+    )
+    strict = jobs.enqueue_workflow(chain(doubled.s(Item(n=1, log=str(log))), plus_one))
+    assert jobs.cancel(step_job_id(lenient.workflow_id, 1), "not needed")
+    assert jobs.cancel(step_job_id(strict.workflow_id, 0), "not needed")
+    run_all(driver)
+    assert lenient.wait(timeout=10) == {"ok": [0, 4], "failed": [1]}
+    status = strict.status()
+    assert (status.state, status.failed_step, status.error) == (
+        "failed",
+        0,
+        "cancelled: not needed",
+    )

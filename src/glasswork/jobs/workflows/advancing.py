@@ -39,6 +39,9 @@ KEEP_ENDED = 7 * 86400.0
 #: Ended workflows one start deletes at most (each start deletes a few: they never pile up).
 PURGE_PER_START = 2
 
+#: Steps of one workflow marked per statement (4 parameters each).
+ADVANCE_CHUNK = 500
+
 #: The names the statements use, and what they become on each driver.
 WORKFLOWS = "glasswork_workflows"
 STEPS = "glasswork_workflow_steps"
@@ -187,7 +190,9 @@ class Workflows:
                 workflow_id, step = final.workflow
                 by_workflow.setdefault(workflow_id, {}).setdefault(step, final)
         for workflow_id in sorted(by_workflow):
-            self._advance(workflow_id, by_workflow[workflow_id])
+            steps = sorted(by_workflow[workflow_id].items())
+            for start in range(0, len(steps), ADVANCE_CHUNK):
+                self._advance(workflow_id, dict(steps[start : start + ADVANCE_CHUNK]))
 
     def _advance(self, workflow_id: str, ends: dict[int, FinalStatus]) -> None:
         run, sql = self.execute, self.sql
@@ -261,6 +266,24 @@ class Workflows:
             results = self._results(workflow_id, size)
             if not self._release(workflow_id, size, results, now):
                 self._done(workflow_id, json.dumps(results, separators=(",", ":")), now)
+
+    def cancelled(self, job_id: str, reason: str) -> None:
+        """Job ``job_id`` was cancelled while it waited (``JobService.cancel``), never to
+        run: if it is a workflow's pending step, count it as ended ``cancelled``. (A step's
+        job id is its workflow's id and its index: one primary-key look-up.)"""
+        workflow_id, _, index = job_id.rpartition("-")
+        if not workflow_id or not index.isdigit():
+            return
+        row = self.execute(
+            self.sql(
+                "SELECT 1 FROM {steps} WHERE workflow_id = ? AND step = ? AND job_id = ? "
+                "AND state = 'pending'"
+            ),
+            (workflow_id, int(index), job_id),
+        ).fetchone()
+        if row is not None:
+            end = FinalStatus("cancelled", error=reason, workflow=(workflow_id, int(index)))
+            self._advance(workflow_id, {int(index): end})
 
     def _results(self, workflow_id: str, size: int) -> list[Any]:
         """The members' results in order; a failed member's place holds its failure."""

@@ -388,6 +388,7 @@ class MockQueueDriver(
     def _cancel_now(self, pending: _Pending, reason: str) -> None:
         self._remove(pending)
         self._ended.keep(pending.ended(FinalStatus("cancelled", error=reason)), DEFAULT_RESULT_TTL)
+        self.cancel_workflow_step(pending.message.job_id, reason)
 
     def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
         with self._lock:

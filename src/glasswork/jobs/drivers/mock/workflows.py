@@ -81,6 +81,12 @@ class MemoryWorkflows(Workflows):
             with self._lock:
                 self.advance_workflows([step])
 
+    def cancel_workflow_step(self, job_id: str, reason: str) -> None:
+        """Count job ``job_id``, cancelled before it ran, if it is a workflow's step."""
+        if self._workflow_db is not None:
+            with self._lock:
+                self._workflows().cancelled(job_id, reason)
+
     def forget_workflows(self) -> None:
         with self._lock:
             if self._workflow_db is not None:

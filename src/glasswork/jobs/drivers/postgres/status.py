@@ -190,6 +190,8 @@ class StatusRows(StatusStore):
     status_sql: StatusStatements
     #: Counts workflow steps' ends in a transaction (:class:`~.workflows.WorkflowRows`).
     advance_workflows: Callable[[psycopg.Connection, Sequence[FinalStatus]], None]
+    #: Counts a workflow step cancelled while it waited (:class:`~.workflows.WorkflowRows`).
+    cancel_workflow_step: Callable[[psycopg.Connection, str, str], None]
     _purge_lock = threading.Lock()
     _next_purge = 0.0
     _written = 0
@@ -269,10 +271,15 @@ class StatusRows(StatusStore):
         if unstorable(job_id):
             return False
         params = {"job_id": job_id, "reason": storable(reason), "keep": DEFAULT_RESULT_TTL}
-        row = self._connections.run(
-            "cancel a job",
-            lambda conn, _: conn.execute(self.status_sql.cancel, params).fetchone(),
-        )
+
+        def cancel(conn: psycopg.Connection, _: bool) -> Any:
+            with conn.transaction():
+                row = conn.execute(self.status_sql.cancel, params).fetchone()
+                if row and row[1]:  # it waited, and ended now: a workflow's step counts it
+                    self.cancel_workflow_step(conn, job_id, reason)
+            return row
+
+        row = self._connections.run("cancel a job", cancel)
         return bool(row and row[0])
 
     def record_start(self, received: ReceivedMessage) -> bool:

@@ -79,3 +79,7 @@ class WorkflowRows(Workflows):
         """Count ``ends`` (workflow steps' ends) inside the caller's transaction."""
         if ends:
             self.workflow_tables(conn).advance(ends)
+
+    def cancel_workflow_step(self, conn: psycopg.Connection, job_id: str, reason: str) -> None:
+        """Count job ``job_id``, cancelled while it waited, if it is a workflow's step."""
+        self.workflow_tables(conn).cancelled(job_id, reason)

@@ -44,6 +44,8 @@ class StatusRows(StatusStore):
     file: QueueFile
     #: Counts workflow steps' ends in a transaction (:class:`~.workflows.WorkflowRows`).
     advance_workflows: Callable[[sqlite3.Connection, Sequence[FinalStatus]], None]
+    #: Counts a workflow step cancelled while it waited (:class:`~.workflows.WorkflowRows`).
+    cancel_workflow_step: Callable[[sqlite3.Connection, str, str], None]
     _purge_lock = threading.Lock()
     _next_purge = 0.0
     _written = 0
@@ -149,6 +151,7 @@ class StatusRows(StatusStore):
                     )
                 else:
                     results.cancel_row(conn, row_id, attempts, reason, claimed=False)
+                    self.cancel_workflow_step(conn, job_id, reason)
             return bool(rows)
 
         cancelled: bool = self.file.write(cancel_rows)
