@@ -420,9 +420,7 @@ def test_a_workflow_ended_a_week_ago_is_deleted_by_a_later_start(tmp_path: Path,
     driver.close()
 
 
-def test_a_member_cancelled_before_it_ran_counts_as_ended_cancelled(
-    driver: Any, log: Path
-) -> None:
+def test_a_member_cancelled_before_it_ran_counts_as_ended_cancelled(driver: Any, log: Path) -> None:
     jobs = JobService(driver)
     lenient = jobs.enqueue_workflow(
         group(*items(log, 3), on_member_failure="continue").then(partial_total)
