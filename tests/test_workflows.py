@@ -436,3 +436,25 @@ def test_a_member_cancelled_before_it_ran_counts_as_ended_cancelled(driver: Any,
         0,
         "cancelled: not needed",
     )
+
+
+def test_a_body_whose_workflow_field_is_malformed_is_dead_lettered_as_malformed(
+    tmp_path: Path,
+) -> None:
+    """A hand-made body with a "workflow" that is no step is a malformed envelope: the
+    worker dead-letters it saying so (as any malformed field), and goes on."""
+    import json
+
+    driver = SQLiteQueueDriver(tmp_path / "jobs.db")
+    body = JobMessage.create("wf-add-one", {"n": 1, "log": str(tmp_path / "l")}).to_json()
+    broken = json.loads(body) | {"workflow": "not-a-step"}
+    driver.file.conn().execute(
+        "INSERT INTO glasswork_jobs (queue, job_name, job_id, body, visible_at, enqueued_at) "
+        "VALUES ('default', 'wf-add-one', 'broken', ?, 0, 0)",
+        (json.dumps(broken),),
+    )
+    run_all(driver)
+    [dead] = driver.dead_letters()
+    assert "workflow" in dead.reason
+    assert driver.pending_count() == 0
+    driver.close()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel
 
 from .drivers.records import DEFAULT_RESULT_TTL, FinalStatus
-from .errors import failure_traceback
+from .errors import MalformedMessageError, failure_traceback
 
 if TYPE_CHECKING:
     from .context import JobContext
@@ -259,7 +259,11 @@ def workflow_step(ctx: JobContext | None) -> tuple[str, int] | None:
         return None
     if isinstance(body, bytes) and b'"workflow"' not in body:
         return None
-    ref = ctx.job.workflow
+    try:
+        ref = ctx.job.workflow
+    except MalformedMessageError:  # a "workflow" that is no step (a hand-made body)
+        logger.warning("ignoring a malformed workflow step in a job's message: %.200r", body)
+        return None
     return None if ref is None else (ref.id, ref.step)
 
 
