@@ -7,7 +7,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from types import UnionType
-from typing import TYPE_CHECKING, Any, Generic, overload
+from typing import Any, Generic, overload
 
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
@@ -20,9 +20,6 @@ from .errors import ConfigurationError, InvalidJobPayloadError
 from .idempotency.options import Idempotency
 from .limits import JobLimits, RateLimit, check_concurrency, limits_of, parse_rate_limit
 from .schedules import Catchup, PeriodicPolicy
-
-if TYPE_CHECKING:
-    from .workflows.signature import Signature
 
 P = TypeVar("P")
 #: What the handler returns (an ``async def`` handler: what it awaits to); Any by default, so
@@ -253,8 +250,6 @@ class JobDefinition(Generic[P, R]):
     def s(self, payload: P) -> Signature[P, R]:
         """This job with ``payload``, validated now (:class:`InvalidJobPayloadError`): a
         workflow's first step or a group's member (:mod:`glasswork.jobs.workflows`)."""
-        from .workflows.signature import Signature
-
         return Signature(self, self.validate(payload))
 
     def result_from(self, value: Any) -> R:
@@ -672,3 +667,17 @@ def _result_adapter(handler: Callable[..., Any]) -> Any:
         return TypeAdapter(annotation)
     except Exception:  # an annotation pydantic cannot validate (a protocol, say)
         return _NO_ADAPTER
+
+
+@dataclass(frozen=True, slots=True)
+class Signature(Generic[P, R]):
+    """``job`` with ``payload``, validated against its schema when made
+    (:class:`InvalidJobPayloadError` at once): a workflow's first step, or a group's member
+    (:mod:`glasswork.jobs.workflows`). Made by :meth:`JobDefinition.s`::
+
+        chain(resize.s(Image(url=u)), publish)
+        group(*(resize.s(Image(url=u)) for u in urls)).then(build_album)
+    """
+
+    job: JobDefinition[P, R]
+    payload: P

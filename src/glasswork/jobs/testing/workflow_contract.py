@@ -5,20 +5,54 @@ that keeps workflows does where their steps end, at the level of its own methods
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import pytest
+
+from ..drivers.contract import capabilities_of, driver_name
 from ..drivers.records import FinalStatus, ReceivedMessage
 from ..message import JobMessage, WorkflowRef, new_job_id
 from ..workflows.records import FAILURE_KEY, StepPlan, WorkflowPlan, step_job_id
-from .contract import group, nothing_due, receive_exactly, status_store
 
 __all__ = ["TestWorkflows"]
 
+#: How long a test waits for deliveries (as the rest of the suite: generous).
+PATIENCE = 15.0
+
 
 def workflows(driver: object) -> Any:
-    """``driver`` as its ``Workflows`` group (with the status store and consuming)."""
-    status_store(driver)
-    return group(driver, "workflows")
+    """``driver`` as its ``Workflows`` group, or the test skipped naming what it lacks
+    (the group needs the status store and consuming too)."""
+    caps = capabilities_of(driver)
+    for field, protocol in (
+        ("consuming", "Consuming"),
+        ("status", "StatusStore"),
+        ("workflows", "Workflows"),
+    ):
+        if getattr(caps, field) is None:
+            pytest.skip(f"the {driver_name(driver)} driver has no {protocol} ({field})")
+    return caps.workflows
+
+
+def receive_exactly(driver: Any, count: int) -> list[ReceivedMessage]:
+    """``count`` deliveries, waiting up to :data:`PATIENCE` seconds for them."""
+    got: list[ReceivedMessage] = []
+    deadline = time.monotonic() + PATIENCE
+    while len(got) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"expected {count} deliveries within {PATIENCE} s, got {len(got)}")
+        got.extend(driver.receive(None, count - len(got), min(1.0, left)))
+    return got
+
+
+def nothing_due(driver: Any) -> bool:
+    """Whether a receive now finds nothing (what it found is handed back)."""
+    found = driver.receive(None, 10, 0.0)
+    for r in found:
+        driver.nack(r)
+    return not found
 
 
 def step_message(workflow_id: str, step: int, payload: object, name: str = "member") -> JobMessage:
