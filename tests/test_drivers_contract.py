@@ -59,6 +59,7 @@ SQLITE_GROUPS = (
     "flow_limits",
     "debounce",
     "claim_limits",
+    "workflows",
 )
 EXPECTED = {
     "mock": (
@@ -69,6 +70,7 @@ EXPECTED = {
         "status_batches",
         "flow_limits",
         "debounce",
+        "workflows",
     ),
     "sqlite": SQLITE_GROUPS,
     "postgresql": (
@@ -76,7 +78,15 @@ EXPECTED = {
             g
             for g in SQLITE_GROUPS
             if g
-            not in ("idempotency", "closing", "status", "flow_limits", "debounce", "claim_limits")
+            not in (
+                "idempotency",
+                "closing",
+                "status",
+                "flow_limits",
+                "debounce",
+                "claim_limits",
+                "workflows",
+            )
         ),
         "transactions",
         "closing",
@@ -84,6 +94,7 @@ EXPECTED = {
         "flow_limits",
         "debounce",
         "claim_limits",
+        "workflows",
     ),
     "sqs": (
         "producing",

@@ -62,6 +62,8 @@ def test_the_driver_creates_its_tables_in_the_chosen_schema(schema: str) -> None
         "glasswork_schema_versions",
         "glasswork_throttles",
         "glasswork_workers",
+        "glasswork_workflow_steps",
+        "glasswork_workflows",
     ]
     with connect() as conn:
         assert migration_script(conn, schema) == ""

@@ -112,7 +112,7 @@ def make_version_4(schema: str) -> str:
 
 def test_a_version_4_schema_is_upgraded_and_keeps_its_jobs(open_driver: Any, schema: str) -> None:
     job_id = make_version_4(schema)
-    assert SCHEMA_VERSION == 7
+    assert SCHEMA_VERSION == 8
     driver = open_driver()
     assert driver.job_status(job_id).state == "pending"
     driver.enqueue(msg(priority=2))

@@ -115,7 +115,7 @@ def make_version_4(path: Path) -> None:
 
 def test_a_version_4_file_is_upgraded_and_keeps_its_jobs(db: Path) -> None:
     make_version_4(db)
-    assert SCHEMA_VERSION == 7
+    assert SCHEMA_VERSION == 8
     driver = SQLiteQueueDriver(db)
     assert driver._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     status = driver.job_status("old-job")

@@ -36,6 +36,15 @@ from glasswork.jobs.execution import CallNext, JobRun, Outcome
 from glasswork.jobs.following import AsyncJobHandle, JobHandle
 from glasswork.jobs.idempotency import DynamoDBIdempotencyStore
 from glasswork.jobs.metrics import OutcomeLog
+from glasswork.jobs.workflows import (
+    AsyncWorkflowHandle,
+    MemberFailure,
+    Signature,
+    WorkflowHandle,
+    WorkflowStatus,
+    chain,
+    group,
+)
 
 
 class Welcome(BaseModel):
@@ -259,3 +268,86 @@ lambda_handler = bootstrap_worker(module=AppModule, steps=[Audit()], idempotency
 bootstrap_worker(module=AppModule, steps=[NotAStep()])  # expect-error
 not_any_store: int = DynamoDBIdempotencyStore  # expect-error
 not_any_log: int = OutcomeLog  # expect-error
+
+
+# -- workflows (glasswork.jobs.workflows) ------------------------------------------------------
+
+
+class Image(BaseModel):
+    url: str
+
+
+class Thumb(BaseModel):
+    url: str
+    width: int
+
+
+def make_thumb(image: Image) -> Thumb:
+    return Thumb(url=image.url, width=128)
+
+
+def publish_thumb(thumb: Thumb) -> str:
+    return thumb.url
+
+
+def build_album(thumbs: list[Thumb]) -> int:
+    return len(thumbs)
+
+
+def build_partial_album(thumbs: list[MemberFailure | Thumb]) -> int:
+    return sum(1 for t in thumbs if isinstance(t, Thumb))
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+thumb = define_job(name="thumb", handler=make_thumb, schema=Image)
+publish = define_job(name="publish", handler=publish_thumb, schema=Thumb)
+album = define_job(name="album", handler=build_album, schema=list[Thumb])
+partial_album = define_job(
+    name="partial-album", handler=build_partial_album, schema=list[MemberFailure | Thumb]
+)
+album_adapter = define_job(
+    name="album-adapter", handler=build_album, schema=TypeAdapter(list[Thumb])
+)
+words = define_job(name="words", handler=count_words, schema=str)
+
+first_step: Signature[Image, Thumb] = thumb.s(Image(url="a"))
+thumb.s(Thumb(url="a", width=1))  # expect-error
+thumb.s({"url": "a"})  # expect-error
+
+flow_jobs = JobService(SQLiteQueueDriver("jobs.db"))
+published: WorkflowHandle[str] = flow_jobs.enqueue_workflow(chain(thumb.s(Image(url="a")), publish))
+published_text: str = published.wait(timeout=5)
+published_int: int = published.wait()  # expect-error
+flow_state: WorkflowStatus | None = published.status()
+three = chain(thumb.s(Image(url="a")), publish, words)
+three_count: int = flow_jobs.enqueue_workflow(three).wait()
+chain(thumb.s(Image(url="a")), words)  # expect-error
+chain(thumb.s(Image(url="a")), publish, publish)  # expect-error
+
+albums = group(thumb.s(Image(url="a")), thumb.s(Image(url="b")))
+bare: list[Thumb] = flow_jobs.enqueue_workflow(albums).wait()
+album_size: int = flow_jobs.enqueue_workflow(albums.then(album)).wait()
+albums.then(album_adapter)
+albums.then(publish)  # expect-error
+albums.then(partial_album)  # expect-error
+lenient = group(thumb.s(Image(url="a")), on_member_failure="continue")
+lenient.then(partial_album)
+lenient.then(album)  # expect-error
+group(thumb.s(Image(url="a")), on_member_failure="ignore")  # expect-error
+not_any_chain: int = chain  # expect-error
+not_any_handle: int = published  # expect-error
+print(published_text, published_int, flow_state, three_count, bare, album_size, first_step)
+
+
+async def album_route(urls: list[str]) -> int:
+    async with AsyncJobService(sqs) as async_jobs:
+        handle: AsyncWorkflowHandle[int] = await async_jobs.enqueue_workflow(
+            group(*(thumb.s(Image(url=u)) for u in urls)).then(album)
+        )
+        print(await handle.status())
+        wrong: str = await handle.wait()  # expect-error
+        print(wrong)
+        return await handle.wait(timeout=60)

@@ -28,6 +28,8 @@ Everything else lives in a named submodule, for the code that needs it:
   ``PriorityUnsupportedError``, ``JobCancelledError``); each is also importable from here;
 * :mod:`glasswork.jobs.following`: what ``enqueue`` returns, ``JobHandle`` (and
   ``AsyncJobHandle``), to follow a job: ``status()``, ``wait()``, ``cancel()``;
+* :mod:`glasswork.jobs.workflows`: ``chain``, ``group`` (``.then(callback)``),
+  ``MemberFailure``, and what ``enqueue_workflow`` returns, ``WorkflowHandle``;
 * :mod:`glasswork.jobs.testing`: Lambda events and context for tests (``sqs_event``,
   ``FakeLambdaContext``, ...);
 * :mod:`glasswork.jobs.idempotency`: the stores (``DynamoDBIdempotencyStore``, ...);

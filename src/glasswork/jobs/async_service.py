@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .debounce import NOT_DEBOUNCED, debouncer
 from .definition import JobDefinition
@@ -48,6 +48,10 @@ from .service import (
     refuse_many_debounce,
 )
 from .telemetry import traced_send_async
+
+if TYPE_CHECKING:
+    from .workflows.canvas import Workflow
+    from .workflows.handle import AsyncWorkflowHandle
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -189,6 +193,17 @@ class AsyncJobService(EnqueueBase):
         return await self.enqueue_in(job, payload, delay or 0, priority=priority)
 
     # -- following a job (the driver's status store, off the loop) ---------------------
+
+    async def enqueue_workflow(self, workflow: Workflow[R]) -> AsyncWorkflowHandle[R]:
+        """:meth:`JobService.enqueue_workflow <glasswork.jobs.JobService.enqueue_workflow>`,
+        in a thread (the driver's workflow store is sync)."""
+        import asyncio
+
+        from .workflows.handle import AsyncWorkflowHandle
+        from .workflows.starting import start
+
+        workflow_id, store = await asyncio.to_thread(start, self, self.driver, workflow)
+        return AsyncWorkflowHandle(workflow_id, store, workflow)
 
     async def status(self, job_id: str) -> JobStatus | None:
         """:meth:`JobService.status <glasswork.jobs.JobService.status>`, awaited (a sync

@@ -258,6 +258,11 @@ class JobDefinition(Generic[P, R]):
         """Call the handler; returns its result (an awaitable for async handlers)."""
         return self._call(value, ctx)
 
+    def s(self, payload: P) -> Signature[P, R]:
+        """This job with ``payload``, validated now (:class:`InvalidJobPayloadError`): a
+        workflow's first step or a group's member (:mod:`glasswork.jobs.workflows`)."""
+        return Signature(self, self.validate(payload))
+
     def result_from(self, value: Any) -> R:
         """A stored result (the JSON value the handler's return was kept as) as the type the
         handler is annotated to return: a model rebuilt from its dict, say. The value as
@@ -688,3 +693,17 @@ def _result_adapter(handler: Callable[..., Any]) -> Any:
         return TypeAdapter(annotation)
     except Exception:  # an annotation pydantic cannot validate (a protocol, say)
         return _NO_ADAPTER
+
+
+@dataclass(frozen=True, slots=True)
+class Signature(Generic[P, R]):
+    """``job`` with ``payload``, validated against its schema when made
+    (:class:`InvalidJobPayloadError` at once): a workflow's first step, or a group's member
+    (:mod:`glasswork.jobs.workflows`). Made by :meth:`JobDefinition.s`::
+
+        chain(resize.s(Image(url=u)), publish)
+        group(*(resize.s(Image(url=u)) for u in urls)).then(build_album)
+    """
+
+    job: JobDefinition[P, R]
+    payload: P

@@ -15,6 +15,7 @@ including the TypeScript Glasswork, can write it)::
       "concurrencyKey": "tenant-7",          # optional, the job's concurrency key
       "debounce": 30.0,                      # optional, enqueued with debounce= (seconds)
       "fairnessKey": "tenant-7",             # optional, the tenant claims are fair across
+      "workflow": {"id": "9a1f...", "step": 2},  # optional, a workflow step (workflows/)
       "trace": {"traceparent": "00-...-01"}  # optional, W3C trace context of the enqueue
     }
 
@@ -67,6 +68,16 @@ class _Salvaged:
         )
 
 
+class WorkflowRef(BaseModel):
+    """The workflow a job is a step of (:mod:`glasswork.jobs.workflows`): its id, and the
+    step's index (a chain's position, a group member's, or the callback's after them)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str = Field(min_length=1)
+    step: int = Field(ge=0)
+
+
 class JobMessage(BaseModel):
     """One job on the wire: job name, job id, payload and metadata.
 
@@ -105,6 +116,8 @@ class JobMessage(BaseModel):
     #: The enqueue's trace context (W3C ``traceparent``/``tracestate``), set by tracing. A
     #: value of the wrong JSON type is ignored (its text entries kept): the job still runs.
     trace: Annotated[dict[str, str] | None, _Salvaged()] = None
+    #: The workflow this job is a step of (None, left out of the body: none).
+    workflow: WorkflowRef | None = None
 
     @classmethod
     def create(
@@ -120,6 +133,7 @@ class JobMessage(BaseModel):
         concurrency_key: str | None = None,
         debounce: float | None = None,
         fairness_key: str | None = None,
+        workflow: WorkflowRef | None = None,
     ) -> JobMessage:
         """Build a new message stamped with a fresh job id and the current time."""
         # What model_construct does (no re-validating of values this library produced
@@ -141,6 +155,8 @@ class JobMessage(BaseModel):
             debounce=debounce,
             fairness_key=fairness_key,
         )
+        if workflow is not None:
+            fields["workflow"] = workflow
         _set(message, "__dict__", fields)
         _set(message, "__pydantic_fields_set__", set(_CREATED))
         _set(message, "__pydantic_extra__", None)

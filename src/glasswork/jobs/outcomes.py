@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel
 
 from .drivers.records import DEFAULT_RESULT_TTL, FinalStatus
-from .errors import failure_traceback
+from .errors import MalformedMessageError, failure_traceback
 
 if TYPE_CHECKING:
     from .context import JobContext
@@ -215,8 +215,9 @@ def final_status(outcome: Outcome, ctx: JobContext | None) -> FinalStatus:
     keep_for = _result_ttl(ctx)
     progress = ctx.last_progress if ctx is not None else None
     fraction, note = progress if progress is not None else (None, None)
+    step = workflow_step(ctx)
     if isinstance(outcome, Done):
-        if keep_for <= 0:  # nothing is kept: do not even make the result
+        if keep_for <= 0 and step is None:  # nothing is kept: do not even make the result
             return FinalStatus("done", keep_for=keep_for)
         return FinalStatus(
             "done",
@@ -225,6 +226,7 @@ def final_status(outcome: Outcome, ctx: JobContext | None) -> FinalStatus:
             progress=fraction,
             progress_note=note,
             keep_for=keep_for,
+            workflow=step,
         )
     if isinstance(outcome, Cancelled):
         return FinalStatus(
@@ -233,6 +235,7 @@ def final_status(outcome: Outcome, ctx: JobContext | None) -> FinalStatus:
             progress=fraction,
             progress_note=note,
             keep_for=keep_for,
+            workflow=step,
         )
     assert isinstance(outcome, DeadLetter | Discard)
     return FinalStatus(
@@ -242,7 +245,26 @@ def final_status(outcome: Outcome, ctx: JobContext | None) -> FinalStatus:
         progress=fraction,
         progress_note=note,
         keep_for=keep_for,
+        workflow=step,
     )
+
+
+def workflow_step(ctx: JobContext | None) -> tuple[str, int] | None:
+    """``(workflow id, step)`` of the job ``ctx`` ran, when it is a workflow's step. A body
+    without the ``"workflow"`` key (every job outside a workflow) is not parsed for it."""
+    if ctx is None:
+        return None
+    body = getattr(ctx, "_body", None)  # the wire text, when the message was not parsed
+    if isinstance(body, str) and '"workflow"' not in body:
+        return None
+    if isinstance(body, bytes) and b'"workflow"' not in body:
+        return None
+    try:
+        ref = ctx.job.workflow
+    except MalformedMessageError:  # a "workflow" that is no step (a hand-made body)
+        logger.warning("ignoring a malformed workflow step in a job's message: %.200r", body)
+        return None
+    return None if ref is None else (ref.id, ref.step)
 
 
 def retry_note(error: BaseException) -> tuple[str, str | None]:

@@ -11,7 +11,7 @@ import contextlib
 import gc
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import debounce as debouncing
 from .definition import JobDefinition, check_priority
@@ -28,6 +28,10 @@ from .fairness import refuse_unfair
 from .following import CANCELLED, POLL, JobHandle, job_handle, status_store, wait_sync
 from .message import JobMessage
 from .telemetry import traced_send
+
+if TYPE_CHECKING:
+    from .workflows.canvas import Workflow
+    from .workflows.handle import WorkflowHandle
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -332,6 +336,18 @@ class JobService(EnqueueBase):
         if at is not None:
             return self.enqueue_at(job, payload, at, priority=priority, connection=connection)
         return self.enqueue_in(job, payload, delay or 0, priority=priority, connection=connection)
+
+    def enqueue_workflow(self, workflow: Workflow[R]) -> WorkflowHandle[R]:
+        """Send a workflow (:func:`~glasswork.jobs.workflows.chain`,
+        :func:`~glasswork.jobs.workflows.group`): its first step, or every member of a
+        group (in batches), and what the rest needs, in the driver's status store. Returns a
+        :class:`~glasswork.jobs.workflows.WorkflowHandle` (``status()``, ``wait()``).
+        :class:`ConfigurationError` on a driver without workflows (SQS, for now)."""
+        from .workflows.handle import WorkflowHandle
+        from .workflows.starting import start
+
+        workflow_id, store = start(self, self.driver, workflow)
+        return WorkflowHandle(workflow_id, store, workflow)
 
     # -- following a job ---------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -57,6 +57,7 @@ from .records import (
 
 if TYPE_CHECKING:
     from ..idempotency.store import IdempotencyStore
+    from ..workflows.records import WorkflowPlan, WorkflowStatus
     from .reports import (
         BEAT_SECONDS,
         FORGET_AFTER,
@@ -137,6 +138,7 @@ __all__ = [
     "StatusStore",
     "TransactionalEnqueue",
     "WorkerBeat",
+    "Workflows",
     "capabilities_of",
     "coroutine_methods",
     "driver_label",
@@ -832,6 +834,34 @@ class StatusBatches(Protocol):
         ...
 
 
+@runtime_checkable
+class Workflows(Protocol):
+    """Chains and groups (:mod:`glasswork.jobs.workflows`), kept in the driver's status
+    store: a row per workflow with its atomic fan-in counter, a row per step.
+
+    Besides these methods, a driver with the group advances workflows where jobs end: its
+    :meth:`StatusStore.finish_many` (and :meth:`StatusBatches.record_ends`, and, for a
+    delivery it dead-letters, its ``dead_letter``), for each end whose
+    :attr:`FinalStatus.workflow` is set, in the same transaction as the end, marks the step
+    ended **once** (a step delivered twice counts once), and when it was a chain's step,
+    enqueues the next step with its result as the payload, or fails the chain; when it was
+    a group's last member, enqueues the callback with the members' results in order (or
+    records the group done); a member that failed fails the group (``on_member_failure``
+    ``"fail"``) or counts as ended (``"continue"``). See ``docs/workflows.md``."""
+
+    def start_workflow(self, plan: WorkflowPlan, batches: Iterable[Sequence[JobMessage]]) -> None:
+        """Store the workflow ``plan`` describes and send the messages of ``batches`` (a
+        chain's first step; a group's members, a batch at a time, each message carrying
+        its :attr:`JobMessage.workflow` step): all of it, or (an error) none of it.
+        ``batches`` may be iterated again (the same messages), should a driver repeat the
+        write."""
+        ...
+
+    def workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
+        """The workflow's state, or None when the driver knows no such workflow."""
+        ...
+
+
 # -- asking ----------------------------------------------------------------------------------
 
 
@@ -877,6 +907,7 @@ class Capabilities:
     flow_limits: FlowLimits | None = None
     debounce: Debounce | None = None
     claim_limits: ClaimLimits | None = None
+    workflows: Workflows | None = None
     dead_letter_traceback: bool = False
     purge_by_queue: bool = False
     async_def: tuple[str, ...] = ()
@@ -919,6 +950,7 @@ CAPABILITY_GROUPS: tuple[tuple[str, type], ...] = (
     ("flow_limits", FlowLimits),
     ("debounce", Debounce),
     ("claim_limits", ClaimLimits),
+    ("workflows", Workflows),
 )
 #: The producing methods a driver may write as ``async def``.
 PRODUCING_METHODS = ("enqueue", "enqueue_in", "enqueue_at", "enqueue_many", "enqueue_debounced")

@@ -193,7 +193,10 @@ class FinalStatus:
     """How a job ended, handed by a worker to the driver with its last delivery: ``state``,
     ``result`` (JSON-able, already dumped; ``done`` only), ``error`` and ``traceback`` of the
     failure, the last ``progress``, and ``keep_for``: seconds to keep it (the job's
-    ``result_ttl``; 0 keeps nothing)."""
+    ``result_ttl``; 0 keeps nothing). ``workflow``: ``(workflow id, step)`` when the job is
+    a workflow's step (its ``result`` is then always made, whatever ``keep_for``): a driver
+    with the :class:`~glasswork.jobs.drivers.contract.Workflows` group advances the
+    workflow in the transaction that records this end."""
 
     state: Literal["done", "failed", "dead", "cancelled"]
     result: Any = None
@@ -202,6 +205,7 @@ class FinalStatus:
     progress: float | None = None
     progress_note: str | None = None
     keep_for: float = DEFAULT_RESULT_TTL
+    workflow: tuple[str, int] | None = None
 
 
 __all__ = [

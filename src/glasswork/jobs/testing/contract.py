@@ -112,6 +112,7 @@ __all__ = [
     "TestStatusBatches",
     "TestStatusStore",
     "TestUniqueKeys",
+    "TestWorkflows",
     "contract_options",
     "driver",
     "known_gaps",
@@ -1743,3 +1744,7 @@ class TestClaimLimits:
         while not claims.claim(None, 10, 0.2, 10).received:
             assert time.monotonic() - started < lease + PATIENCE, "the slot was never freed"
         assert time.monotonic() - started < lease + 2.0
+
+
+# The Workflows group's tests live in a module of their own; collected with the rest.
+from .workflow_contract import TestWorkflows  # noqa: E402

@@ -17,6 +17,7 @@ from ...errors import DuplicateJobError, MalformedMessageError
 from ...idempotency.memory import MemoryIdempotencyStore
 from ...limits import SLOT_RETRY, JobLimits
 from ...message import JobMessage
+from ...workflows.advancing import ends_of
 from ..contract import (
     Consuming,
     Debounce,
@@ -37,6 +38,7 @@ from .drain import DrainResult as DrainResult
 from .drain import drain
 from .fairness import fair_order, fair_queues, turned
 from .status import EndedJobs, history_page
+from .workflows import MemoryWorkflows
 
 if TYPE_CHECKING:
     from ....modules import Module
@@ -151,7 +153,7 @@ class _Pending:
 
 
 class MockQueueDriver(
-    QueueDriver, Consuming, IdempotencyProvider, StatusStore, FlowLimits, Debounce
+    QueueDriver, Consuming, IdempotencyProvider, StatusStore, FlowLimits, Debounce, MemoryWorkflows
 ):
     """In-memory queue for tests: records every enqueue and can run them all.
 
@@ -167,6 +169,8 @@ class MockQueueDriver(
       runs jobs through the Lambda path: it refuses limited jobs);
     * fairness keys: a queue holding jobs with one is received round-robin across its keys
       (jobs without one are a group of their own), by :meth:`drain` and by workers alike.
+    * workflows (chains, groups), on the same statements as the SQL drivers
+      (:mod:`.workflows`).
     """
 
     name = "mock"
@@ -220,6 +224,7 @@ class MockQueueDriver(
             self._superseded.clear()
             self._cursors.clear()
             self._throttled.clear()
+            self.forget_workflows()
 
     # -- producing ---------------------------------------------------------------------
 
@@ -382,6 +387,7 @@ class MockQueueDriver(
     ) -> bool:
         with self._lock:
             self.dead_letters.append(DeadLetterEntry(body, reason, queue, traceback))
+            self.advance_dead(body, reason)
         return True
 
     def idempotency_store(self) -> MemoryIdempotencyStore:
@@ -440,6 +446,7 @@ class MockQueueDriver(
     def _cancel_now(self, pending: _Pending, reason: str) -> None:
         self._remove(pending)
         self._ended.keep(pending.ended(FinalStatus("cancelled", error=reason)), DEFAULT_RESULT_TTL)
+        self.cancel_workflow_step(pending.message.job_id, reason)
 
     def cancel_requested(self, job_ids: Sequence[str]) -> set[str]:
         with self._lock:
@@ -496,6 +503,7 @@ class MockQueueDriver(
                 else:
                     self._remove(pending)
                 self._ended.keep(pending.ended(final), final.keep_for)
+            self.advance_workflows(ends_of(finished))
 
     def record_start_many(self, received: Sequence[ReceivedMessage]) -> list[bool]:
         return [self.record_start(r) for r in received]

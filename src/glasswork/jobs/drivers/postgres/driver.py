@@ -17,6 +17,7 @@ from ...durations import setting_seconds
 from ...errors import ConfigurationError
 from ...limits import SLOT_RETRY, JobLimits, slot_key
 from ...message import JobMessage, identify
+from ...workflows.advancing import dead_end
 from ..contract import (
     BatchAck,
     BatchNack,
@@ -60,6 +61,7 @@ from .statements import Statements
 from .status import StatusRows, StatusStatements
 from .text import storable
 from .workers import WorkerRows
+from .workflows import WorkflowRows
 
 
 class PostgresQueueDriver(
@@ -81,6 +83,7 @@ class PostgresQueueDriver(
     Closing,
     FlowLimits,
     ClaimLimits,
+    WorkflowRows,
     StatusRows,
 ):
     """A durable queue in PostgreSQL: any number of workers on any number of machines,
@@ -433,9 +436,20 @@ class PostgresQueueDriver(
     ) -> bool:
         job_name, job_id, _ = identify(body)
         row = tuple(storable(text) for text in (queue, job_name, job_id, body, reason, traceback))
-        self._connections.run(
-            "dead-letter a job", lambda conn, _: conn.execute(self.sql.dead_letter, row)
-        )
+        step = dead_end(body, reason)
+        if step is None:
+            self._connections.run(
+                "dead-letter a job", lambda conn, _: conn.execute(self.sql.dead_letter, row)
+            )
+            return True
+
+        def keep(conn: psycopg.Connection, _: bool) -> None:
+            # A workflow step: its workflow learns of it with the dead letter, at once.
+            with conn.transaction():
+                conn.execute(self.sql.dead_letter, row)
+                self.advance_workflows(conn, [step])
+
+        self._connections.run("dead-letter a workflow step", keep)
         return True
 
     def claim_periodic(self, job_name: str, fire_at: datetime) -> bool:

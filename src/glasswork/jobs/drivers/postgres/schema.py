@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from psycopg import Connection
 
 #: The schema version this release of glasswork reads and writes.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Placeholders: {schema} (quoted identifier), {channel} (the NOTIFY channel, a literal) and
 # {quote} (the dollar quote of a function body, one the channel cannot end: see _dollar_quote).
@@ -606,6 +606,41 @@ BEGIN
     SELECT * FROM taken;
 END
 {quote};
+""",
+    # Workflows (jobs/workflows/advancing.py): a row per workflow, with its fan-in counter
+    # (remaining), and a row per step. Times are Unix seconds, as the statements (shared
+    # with SQLite and the mock) write them.
+    8: """
+CREATE TABLE IF NOT EXISTS {schema}.glasswork_workflows (
+    workflow_id text PRIMARY KEY,
+    kind text NOT NULL,
+    state text NOT NULL,
+    on_failure text NOT NULL,
+    size integer NOT NULL,
+    remaining integer NOT NULL,
+    callback integer NOT NULL DEFAULT 0,
+    failed_step integer,
+    failed_job text,
+    error text,
+    result text,
+    created_at double precision NOT NULL,
+    updated_at double precision NOT NULL
+);
+CREATE INDEX IF NOT EXISTS glasswork_workflows_updated
+    ON {schema}.glasswork_workflows (updated_at);
+CREATE TABLE IF NOT EXISTS {schema}.glasswork_workflow_steps (
+    workflow_id text NOT NULL,
+    step integer NOT NULL,
+    job_id text NOT NULL,
+    job_name text NOT NULL,
+    queue text NOT NULL,
+    priority integer NOT NULL DEFAULT 0,
+    state text NOT NULL,
+    result text,
+    error text,
+    updated_at double precision NOT NULL,
+    PRIMARY KEY (workflow_id, step)
+);
 """,
 }
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
+from ...workflows.advancing import ends_of
 from ..contract import StatusStore
 from ..lifecycle import (
     CANCELLED,
@@ -187,6 +188,10 @@ class StatusRows(StatusStore):
     _connections: Connections
     sql: Statements
     status_sql: StatusStatements
+    #: Counts workflow steps' ends in a transaction (:class:`~.workflows.WorkflowRows`).
+    advance_workflows: Callable[[psycopg.Connection, Sequence[FinalStatus]], None]
+    #: Counts a workflow step cancelled while it waited (:class:`~.workflows.WorkflowRows`).
+    cancel_workflow_step: Callable[[psycopg.Connection, str, str], None]
     _purge_lock = threading.Lock()
     _next_purge = 0.0
     _written = 0
@@ -266,10 +271,15 @@ class StatusRows(StatusStore):
         if unstorable(job_id):
             return False
         params = {"job_id": job_id, "reason": storable(reason), "keep": DEFAULT_RESULT_TTL}
-        row = self._connections.run(
-            "cancel a job",
-            lambda conn, _: conn.execute(self.status_sql.cancel, params).fetchone(),
-        )
+
+        def cancel(conn: psycopg.Connection, _: bool) -> Any:
+            with conn.transaction():
+                row = conn.execute(self.status_sql.cancel, params).fetchone()
+                if row and row[1]:  # it waited, and ended now: a workflow's step counts it
+                    self.cancel_workflow_step(conn, job_id, reason)
+            return row
+
+        row = self._connections.run("cancel a job", cancel)
         return bool(row and row[0])
 
     def record_start(self, received: ReceivedMessage) -> bool:
@@ -307,6 +317,10 @@ class StatusRows(StatusStore):
         ``keep_for`` 0) it is exactly ``ack_many``."""
         if not finished:
             return
+        steps = ends_of(finished)  # workflow steps' ends (none, for most batches)
+        if steps:
+            self._finish_steps(finished, steps)
+            return
         if not any(final.keep_for > 0 for _, final in finished):
             # A dead one's row went with the worker's acknowledgement after its dead letter;
             # deleting by receipt again is harmless and spares the job a rerun should the
@@ -341,6 +355,40 @@ class StatusRows(StatusStore):
                 conn.execute(self.status_sql.finish, params)
             if purge:
                 conn.execute(self.status_sql.purge, {"most": purge})
+
+        self._connections.run("finish jobs", finish)
+
+    def _finish_steps(
+        self,
+        finished: Sequence[tuple[ReceivedMessage, FinalStatus]],
+        steps: Sequence[FinalStatus],
+    ) -> None:
+        """:meth:`finish_many` of a batch with workflow steps: the ends, the rows' removal
+        and the workflows' advance in one transaction (repeated whole after a lost
+        connection: a step already counted is not counted again)."""
+        params = _finish_params(finished)
+        acks = {
+            "ids": [r.receipt[0] for r, _ in finished],
+            "attempts": [r.receipt[1] for r, _ in finished],
+        }
+        kept = any(final.keep_for > 0 for _, final in finished)
+        dead = [
+            params
+            for r, f in finished
+            if f.state == "dead" and f.keep_for > 0
+            for params in [_dead_params(r, f)]
+            if params["job_id"] is not None
+        ]
+
+        def finish(conn: psycopg.Connection, _: bool) -> None:
+            with conn.transaction():
+                if kept:
+                    conn.execute(self.status_sql.finish, params)
+                    for one in dead:
+                        conn.execute(self.status_sql.finish_dead, one)
+                else:
+                    conn.execute(self.sql.ack, acks)
+                self.advance_workflows(conn, steps)
 
         self._connections.run("finish jobs", finish)
 

@@ -30,6 +30,7 @@ from ...durations import setting_seconds
 from ...errors import ConfigurationError
 from ...limits import JobLimits
 from ...message import JobMessage
+from ...workflows.advancing import dead_end
 from ..contract import (
     BatchAck,
     BatchNack,
@@ -65,7 +66,7 @@ from ..records import (
 from . import inspection, limits, periodic, settling
 from .claims import Claims
 from .connections import QueueFile
-from .dead_letters import DeadLetters
+from .dead_letters import DeadLetters, add_dead
 from .files import check_synchronous, file_path
 from .limited_claims import LimitedClaims
 from .outcomes import OutcomeCounts
@@ -74,6 +75,7 @@ from .reserve import DEFAULT_RESERVE, DiskReserve
 from .schema import SCHEMA_VERSION
 from .status import StatusRows
 from .workers import WorkerRows
+from .workflows import WorkflowRows
 
 if TYPE_CHECKING:
     from ...idempotency.sqlite import SQLiteIdempotencyStore
@@ -101,6 +103,7 @@ class SQLiteQueueDriver(
     FlowLimits,
     Debounce,
     ClaimLimits,
+    WorkflowRows,
     StatusRows,
 ):
     """A durable queue in a SQLite file: no server, delays of any length, safe across processes.
@@ -313,7 +316,17 @@ class SQLiteQueueDriver(
     def dead_letter(
         self, body: str, reason: str, *, queue: str | None = None, traceback: str | None = None
     ) -> bool:
-        self._dead_letters.add(body, reason, queue, traceback)
+        step = dead_end(body, reason)
+        if step is None:
+            self._dead_letters.add(body, reason, queue, traceback)
+            return True
+
+        def keep(conn: sqlite3.Connection) -> None:
+            # A workflow step: its workflow learns of it with the dead letter, at once.
+            add_dead(conn, body, reason, queue, time.time(), traceback)
+            self.advance_workflows(conn, [step])
+
+        self.file.write(keep)
         return True
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetterRecord]:

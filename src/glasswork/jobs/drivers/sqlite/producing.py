@@ -52,16 +52,15 @@ def insert(
             "is too long; nothing was stored"
         )
     now = time.time()
-    rows = [job_row(m, visible_at, now) for m in messages]
     conn = file.conn()
     try:
-        if len(rows) == 1:
+        if len(messages) == 1:
             # One statement is a transaction of its own (it takes the write lock before
             # reading, waiting on busy_timeout like BEGIN IMMEDIATE): no BEGIN, no COMMIT.
-            ids = [conn.execute(INSERT, rows[0]).lastrowid]
+            ids = add_jobs(conn, messages, visible_at, now)
         else:
             with file.transaction(conn):
-                ids = [conn.execute(INSERT, row).lastrowid for row in rows]
+                ids = add_jobs(conn, messages, visible_at, now)
     except sqlite3.IntegrityError:
         raise _duplicate(conn, messages) from None
     except sqlite3.Error as exc:
@@ -71,6 +70,13 @@ def insert(
         EnqueueResult(str(row_id), m.job_id, m.queue, scheduled)
         for row_id, m in zip(ids, messages, strict=True)
     ]
+
+
+def add_jobs(
+    conn: sqlite3.Connection, messages: Sequence[JobMessage], visible_at: float, now: float
+) -> list[int | None]:
+    """Insert the rows of ``messages`` (inside the caller's transaction); their row ids."""
+    return [conn.execute(INSERT, job_row(m, visible_at, now)).lastrowid for m in messages]
 
 
 def debounce(file: QueueFile, message: JobMessage, window: float) -> EnqueueResult:

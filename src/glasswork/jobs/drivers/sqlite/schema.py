@@ -21,6 +21,13 @@ every step, an older one the steps it lacks, when a driver opens it.
     glasswork_fair_queues(queue PRIMARY KEY, cursor, tagged_to)
     # v7 also: deliveries limits held back, per job (limits.py: the dashboard's throttle counts):
     glasswork_throttles(job_name PRIMARY KEY, count)
+    # v8: workflows (jobs/workflows/advancing.py): a row per workflow with its fan-in
+    # counter, a row per step
+    glasswork_workflows(workflow_id PRIMARY KEY, kind, state, on_failure, size, remaining,
+                        callback, failed_step, failed_job, error, result, created_at,
+                        updated_at)
+    glasswork_workflow_steps(workflow_id, step, job_id, job_name, queue, priority, state,
+                             result, error, updated_at, PRIMARY KEY (workflow_id, step))
 """
 
 from __future__ import annotations
@@ -252,6 +259,40 @@ def _version_7(conn: sqlite3.Connection) -> None:
         conn.execute(sql)
 
 
+#: Version 8: workflows (chains, groups): see :mod:`glasswork.jobs.workflows.advancing`.
+WORKFLOWS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS glasswork_workflows (
+    workflow_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    on_failure TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    remaining INTEGER NOT NULL,
+    callback INTEGER NOT NULL DEFAULT 0,
+    failed_step INTEGER,
+    failed_job TEXT,
+    error TEXT,
+    result TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS glasswork_workflows_updated ON glasswork_workflows (updated_at);
+CREATE TABLE IF NOT EXISTS glasswork_workflow_steps (
+    workflow_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    job_name TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (workflow_id, step)
+) WITHOUT ROWID
+"""
+
+
 # Step i takes a file from schema version i to i + 1 (a new file runs them all): a script,
 # or a function of the connection, inside the migration's transaction.
 MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
@@ -262,6 +303,7 @@ MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     _version_5,
     _version_6,
     _version_7,
+    WORKFLOWS_SCHEMA,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ...workflows.advancing import ends_of
 from ..contract import StatusStore
 from ..lifecycle import (
     CANCELLED,
@@ -41,6 +42,10 @@ class StatusRows(StatusStore):
     """The :class:`StatusStore` methods of the SQLite driver, on its ``file``."""
 
     file: QueueFile
+    #: Counts workflow steps' ends in a transaction (:class:`~.workflows.WorkflowRows`).
+    advance_workflows: Callable[[sqlite3.Connection, Sequence[FinalStatus]], None]
+    #: Counts a workflow step cancelled while it waited (:class:`~.workflows.WorkflowRows`).
+    cancel_workflow_step: Callable[[sqlite3.Connection, str, str], None]
     _purge_lock = threading.Lock()
     _next_purge = 0.0
     _written = 0
@@ -146,6 +151,7 @@ class StatusRows(StatusStore):
                     )
                 else:
                     results.cancel_row(conn, row_id, attempts, reason, claimed=False)
+                    self.cancel_workflow_step(conn, job_id, reason)
             return bool(rows)
 
         cancelled: bool = self.file.write(cancel_rows)
@@ -181,7 +187,8 @@ class StatusRows(StatusStore):
     def finish_many(self, finished: Sequence[tuple[ReceivedMessage, FinalStatus]]) -> None:
         """Remove these deliveries' rows and keep how their jobs ended, in one transaction.
         With nothing to keep (every ``keep_for`` 0) it is exactly :meth:`ack_many`."""
-        if not any(final.keep_for > 0 for _, final in finished):
+        steps = ends_of(finished)  # workflow steps' ends (none, for most batches)
+        if not steps and not any(final.keep_for > 0 for _, final in finished):
             # A dead one's row went with the worker's acknowledgement after its dead letter;
             # deleting by receipt again is harmless (ids are never reused) and spares the
             # job a rerun should the worker have left that to this call.
@@ -193,6 +200,8 @@ class StatusRows(StatusStore):
             now = time.time()
             written = results.write_ended(conn, finished, now)
             settling.delete_receipts(conn, receipts)
+            if steps:
+                self.advance_workflows(conn, steps)
             self._purge(conn, now, written)
 
         self.file.write(finish_rows)
