@@ -35,6 +35,7 @@ from glasswork.jobs import (
 )
 from glasswork.jobs.debounce import superseded_reason, superseding_job
 from glasswork.jobs.drivers.contract import QueueDriver
+from glasswork.jobs.drivers.postgres import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from glasswork.jobs.drivers.postgres import PostgresQueueDriver
 from glasswork.jobs.drivers.records import EnqueueResult
 from glasswork.jobs.drivers.sqlite import SQLiteQueueDriver
@@ -512,7 +513,8 @@ def test_a_version_6_schema_is_upgraded_and_then_debounces() -> None:
         with connect(autocommit=True) as conn:
             conn.execute(f'DROP FUNCTION "{schema}".glasswork_debounce')
             conn.execute(f'DELETE FROM "{schema}".glasswork_schema_versions WHERE version > 6')
-        with pytest.raises(ConfigurationError, match="schema version 6, this glasswork needs 7"):
+        needs = f"schema version 6, this glasswork needs {PG_SCHEMA_VERSION}"
+        with pytest.raises(ConfigurationError, match=needs):
             PostgresQueueDriver(dsn(), schema=schema, migrate=False)
         with PostgresQueueDriver(dsn(), schema=schema) as driver:
             service = JobService(driver)

@@ -909,6 +909,8 @@ def test_a_version_5_postgres_schema_is_upgraded_and_its_jobs_can_be_limited() -
 
 
 def test_a_version_6_sqlite_file_is_upgraded_and_counts_its_throttles(tmp_path: Path) -> None:
+    from glasswork.jobs.drivers.sqlite import schema
+
     path = tmp_path / "v6.db"
     SQLiteQueueDriver(path).close()
     conn = sqlite3.connect(path)
@@ -918,7 +920,8 @@ def test_a_version_6_sqlite_file_is_upgraded_and_counts_its_throttles(tmp_path: 
     conn.close()
     driver = SQLiteQueueDriver(path)
     try:
-        assert driver.file.conn().execute("PRAGMA user_version").fetchone()[0] == 7
+        version = driver.file.conn().execute("PRAGMA user_version").fetchone()[0]
+        assert version == schema.SCHEMA_VERSION
         _enqueue(driver, "paced", 2)
         claims = driver.limited_claims({"paced": JobLimits(RateLimit(1, 60), None)})
         assert claims.claim(None, 10, 0.0, 10).limited == 1
