@@ -14,15 +14,15 @@ failed member, in a ``"continue"`` group's results), :class:`WorkflowHandle` /
 :class:`AsyncWorkflowHandle` (what ``enqueue_workflow`` returns), :class:`WorkflowStatus`
 and :class:`Signature` (``job.s(payload)``). Internals are in the submodules: ``canvas``
 (composing), ``starting`` (the plan a driver stores), ``advancing`` (what a finished step
-does, on SQL), ``memory`` (the mock's store).
+does, on SQL; the mock runs the same statements, ``drivers/mock/workflows.py``).
 """
 
 from __future__ import annotations
 
+from ..definition import Signature
 from .canvas import Chain, FanIn, Group, Workflow, chain, group
 from .handle import AsyncWorkflowHandle, WorkflowHandle
 from .records import MemberFailure, WorkflowStatus
-from .signature import Signature
 
 __all__ = [
     "AsyncWorkflowHandle",

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, overload
 
 from typing_extensions import TypeVar
 
+from ..definition import Signature
 from .records import FAILURE_KEY, MemberFailure, OnMemberFailure
-from .signature import Signature
 
 if TYPE_CHECKING:
     from ..definition import JobDefinition

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..definition import Signature
 from ..drivers.contract import Workflows, capabilities_of
 from ..errors import ConfigurationError, InvalidJobPayloadError
 from ..message import JobMessage, WorkflowRef, new_job_id
 from .canvas import Chain, FanIn, Group, Workflow
 from .records import StepPlan, WorkflowPlan, step_job_id
-from .signature import Signature
 
 if TYPE_CHECKING:
     from ..definition import JobDefinition
