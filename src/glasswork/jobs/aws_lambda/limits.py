@@ -23,25 +23,23 @@ from typing import Any
 
 from ..context import JobContext
 from ..drivers.contract import FlowLimits
-from ..metrics.sink import ThrottleSink
+from ..metrics.sink import throttle_sinks
+from ..start_gate import StartGate
 from .records import LambdaMessage
 
 #: Why a FIFO record held back by its limits is reported.
 THROTTLED = "held back by its job's limits (not an attempt)"
 #: Why a record whose limits could not be asked is reported.
 LIMITS_FAILED = "its limits could not be taken"
-_FROM_MESSAGE = object()
 
 
-class LambdaLimits:
+class LambdaLimits(StartGate):
     """Asks ``flow`` before each limited record runs (see the module docstring)."""
 
     def __init__(
         self, flow: FlowLimits, log: logging.Logger, metrics: Sequence[object] = ()
     ) -> None:
-        self.flow = flow
-        self.log = log
-        self.sinks = [sink for sink in metrics if isinstance(sink, ThrottleSink)]
+        super().__init__(flow, log, throttle_sinks(metrics))
 
     def read_attempts(self, records: Sequence[Any], messages: Sequence[LambdaMessage]) -> None:
         """Add to each message's attempt those its job spent before it was re-sent for a
@@ -58,32 +56,15 @@ class LambdaLimits:
     def may_start(self, message: LambdaMessage, ctx: JobContext, fifo: bool) -> str | None:
         """None when the record may start now (its start and slot taken); otherwise why it
         is reported for retry, or ``""`` when it was put back and is not to be reported."""
-        definition = ctx.definition
-        limits = definition.limits if definition is not None else None
-        if definition is None or limits is None:
-            return None
-        key = ctx._fields.get("concurrency_key", _FROM_MESSAGE)
-        if key is _FROM_MESSAGE:
-            key = ctx.job.concurrency_key
         try:
-            wait = self.flow.acquire(message, definition.name, key, limits)
+            wait = self.take(message, ctx)
         except Exception:
             self.log.exception(
                 "could not take the limits of message %s (job %s); reporting it for retry",
                 message.message_id or "?",
-                definition.name,
+                ctx.definition.name if ctx.definition is not None else "?",
             )
             return LIMITS_FAILED
         if wait is None:
-            ctx.attempt = message.attempt  # a FIFO message's throttled receives taken off
             return None
-        for sink in self.sinks:
-            sink.record_throttled(definition.name, ctx._fields["queue"], 1)
-        self.log.debug(
-            "job %s %s held back by its limits (%s): trying again in %.3fs",
-            definition.name,
-            ctx._fields.get("job_id"),
-            limits,
-            wait,
-        )
         return THROTTLED if fifo else ""

@@ -63,6 +63,11 @@ class ThrottleSink(Protocol):
         """Count ``count`` deliveries of ``job_name`` (on ``queue``) put back for later."""
 
 
+def throttle_sinks(metrics: Sequence[object]) -> list[ThrottleSink]:
+    """The sinks of ``metrics`` that count throttles."""
+    return [sink for sink in metrics if isinstance(sink, ThrottleSink)]
+
+
 MetricsOption = MetricsSink | Sequence[MetricsSink] | None
 
 

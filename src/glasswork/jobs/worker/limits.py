@@ -31,7 +31,8 @@ from ..context import JobContext
 from ..drivers.contract import FlowLimits, LimitedClaims
 from ..drivers.records import LimitedBatch, ReceivedMessage
 from ..execution import Outcome
-from ..metrics.sink import ThrottleSink
+from ..metrics.sink import throttle_sinks
+from ..start_gate import StartGate
 
 
 class Throttled(Outcome):
@@ -43,45 +44,19 @@ class Throttled(Outcome):
 
 
 THROTTLED = Throttled(None)
-_FROM_MESSAGE = object()
 
 
-class FlowGate:
+class FlowGate(StartGate):
     """Asks ``flow`` before each limited delivery starts (see the module docstring)."""
 
     def __init__(
         self, flow: FlowLimits, log: logging.Logger, metrics: Sequence[object] = ()
     ) -> None:
-        self.flow = flow
-        self.log = log
-        #: The worker's sinks that count throttles.
-        self.sinks = [sink for sink in metrics if isinstance(sink, ThrottleSink)]
+        super().__init__(flow, log, throttle_sinks(metrics))
 
     def may_start(self, received: ReceivedMessage, ctx: JobContext) -> bool:
         """Whether this delivery may start now; False: the driver put it back."""
-        definition = ctx.definition
-        limits = definition.limits if definition is not None else None
-        if definition is None or limits is None:
-            return True
-        # The decoded envelope has every field; a message parsed the slow way, the message.
-        key = ctx._fields.get("concurrency_key", _FROM_MESSAGE)
-        if key is _FROM_MESSAGE:
-            key = ctx.job.concurrency_key
-        wait = self.flow.acquire(received, definition.name, key, limits)
-        if wait is None:
-            # A driver may take receives that were throttles off the attempt (SQS FIFO).
-            ctx.attempt = received.attempt
-            return True
-        for sink in self.sinks:
-            sink.record_throttled(definition.name, ctx._fields["queue"], 1)
-        self.log.debug(
-            "job %s %s held back by its limits (%s): trying again in %.3fs",
-            definition.name,
-            ctx._fields.get("job_id"),
-            limits,
-            wait,
-        )
-        return False
+        return self.take(received, ctx) is None
 
 
 class LimitedReceiver:
@@ -100,7 +75,7 @@ class LimitedReceiver:
         self.claims = claims
         self.log = log
         self.count = count
-        self.sinks = [sink for sink in metrics if isinstance(sink, ThrottleSink)]
+        self.sinks = throttle_sinks(metrics)
 
     def receive(
         self, queues: Sequence[str] | None, count: int, wait: float, room: int
